@@ -1,0 +1,163 @@
+"""What a provider is: a declarative spec (endpoints, client auth, lifetimes, rotation, health probe) plus
+small classifiers that turn its HTTP answers into the verdicts the server acts on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+import httpx2
+from pydantic import BaseModel, Field
+
+
+class Verdict(StrEnum):
+    OK = "ok"
+    EXPIRED = "expired"  # the access token expired: refresh, retry once
+    AUTH_FAILED = "auth_failed"  # rejected token, cause unknown: refresh, retry once, then treat as revoked
+    REVOKED = "revoked"  # the grant is gone: re-authorization, never retry
+    INACTIVE = "inactive"  # the user or workspace is disabled: an administrator must act
+    FORBIDDEN = "forbidden"  # missing scope or permission: an administrator (or a reconnect with more scopes)
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"  # 5xx and friends: back off and retry when that is safe
+    INVALID_INPUT = "invalid_input"  # the provider refused the arguments
+    NOT_FOUND = "not_found"
+    UPSTREAM = "upstream"  # anything else the provider said no to
+
+
+@dataclass(frozen=True)
+class Classification:
+    verdict: Verdict
+    reason: str  # the provider's own short code, e.g. "token_revoked"; never a secret
+    message: str = ""  # safe to show the agent
+    retry_after: float | None = None
+
+
+class TokenVerdict(StrEnum):
+    REJECTED = "rejected"  # invalid_grant and its provider-specific spellings: the refresh token is dead
+    CLIENT_MISCONFIGURED = "client_misconfigured"  # our client id/secret is wrong: an operator must act
+    TRANSIENT = "transient"
+    UNKNOWN = "unknown"
+
+
+class HealthProbe(BaseModel):
+    method: Literal["GET", "POST"] = "GET"
+    path: str
+
+
+class ProviderSpec(BaseModel):
+    """A provider as data. Paths are joined to `api_base_url` / `oauth_base_url`, which settings can override."""
+
+    name: str
+    display_name: str
+    api_base_url: str
+    oauth_base_url: str
+    authorize_path: str
+    token_path: str
+    revoke_path: str | None = None
+    client_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    token_request_headers: dict[str, str] = Field(default_factory=dict)
+    api_headers: dict[str, str] = Field(default_factory=dict)
+    scopes: list[str] = Field(default_factory=list)
+    scope_separator: str = " "
+    default_access_ttl_seconds: int | None = 3600
+    default_refresh_ttl_seconds: int | None = None
+    rotates_refresh_token: bool = True
+    health_probe: HealthProbe | None = None
+    docs_url: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One request to a provider API. `idempotent` says whether repeating it after an ambiguous failure is safe."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    data: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    idempotent: bool = True
+
+
+class ApiSession(Protocol):
+    """What a provider operation gets from the server: authenticated, classified, retried requests."""
+
+    async def send(self, call: ApiCall) -> httpx2.Response:
+        """Return a response classified OK, or raise the failure the server turns into a result."""
+        ...
+
+
+class Provider:
+    """A spec plus its classifiers. Subclass per provider; the defaults follow RFC 6749/6750."""
+
+    spec: ProviderSpec
+
+    def classify_api_response(self, response: httpx2.Response) -> Classification:
+        status = response.status_code
+        if status < 400:
+            return Classification(Verdict.OK, "ok")
+        if status == 401:
+            return Classification(Verdict.AUTH_FAILED, "unauthorized")
+        if status == 429:
+            return Classification(Verdict.RATE_LIMITED, "rate_limited", retry_after=retry_after_seconds(response))
+        if status == 403:
+            return Classification(Verdict.FORBIDDEN, "forbidden", "The account lacks permission for this action.")
+        if status == 404:
+            return Classification(Verdict.NOT_FOUND, "not_found", "The provider says the resource does not exist.")
+        if status in (400, 409, 410, 422):
+            return Classification(Verdict.INVALID_INPUT, f"http_{status}", "The provider rejected the request.")
+        if status >= 500:
+            return Classification(Verdict.TRANSIENT, f"http_{status}", "The provider is having trouble.")
+        return Classification(Verdict.UPSTREAM, f"http_{status}", "The provider refused the request.")
+
+    def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
+        if error in ("invalid_grant",):
+            return TokenVerdict.REJECTED
+        if error in ("invalid_client", "unauthorized_client"):
+            return TokenVerdict.CLIENT_MISCONFIGURED
+        if error in ("temporarily_unavailable", "server_error"):
+            return TokenVerdict.TRANSIENT
+        return TokenVerdict.UNKNOWN
+
+    def identity_from_token_response(self, token: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        """(provider account id, identity details) carried by a token response, when the provider sends them."""
+        return None, {}
+
+    def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
+        """(provider account id, identity details) from the health probe's answer."""
+        return None, {}
+
+
+def retry_after_seconds(response: httpx2.Response) -> float | None:
+    """Retry-After as seconds (delta or HTTP date); None when absent or unreadable."""
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def json_body(response: httpx2.Response) -> Any:
+    """The body as JSON, or None when it is not JSON (a proxy's HTML error page, say)."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class OutcomeUnknownError(Exception):
+    """A non-idempotent request failed in a way that leaves unknown whether the provider acted on it.
+
+    Raised by `ApiSession.send`; a provider operation that can find out (say, by looking for a marker)
+    catches it, everyone else lets it become an `upstream_error` that tells the agent not to repeat blindly.
+    """

@@ -1,0 +1,192 @@
+"""GitHub App user-to-server tokens: 8 h access / 6 month refresh, rotation that kills the old pair,
+HTTP 200 `bad_refresh_token`, 401 Bad credentials, primary and secondary rate limits.
+
+Reference: docs.github.com …/refreshing-user-access-tokens and rate-limits-for-the-rest-api.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx2
+
+from providers.base import (
+    ApiCall,
+    ApiSession,
+    Classification,
+    HealthProbe,
+    OutcomeUnknownError,
+    Provider,
+    ProviderSpec,
+    TokenVerdict,
+    Verdict,
+    json_body,
+    retry_after_seconds,
+)
+
+SPEC = ProviderSpec(
+    name="github",
+    display_name="GitHub",
+    api_base_url="https://api.github.com",
+    oauth_base_url="https://github.com",
+    authorize_path="/login/oauth/authorize",
+    token_path="/login/oauth/access_token",
+    client_auth_method="client_secret_post",
+    # Without it GitHub answers the token endpoint form-encoded.
+    token_request_headers={"Accept": "application/json"},
+    api_headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"},
+    scopes=[],  # GitHub App permissions are set on the app, not requested per grant
+    default_access_ttl_seconds=28800,
+    default_refresh_ttl_seconds=15811200,
+    rotates_refresh_token=True,
+    health_probe=HealthProbe(method="GET", path="/user"),
+    docs_url="https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens",
+)
+
+SECONDARY_LIMIT = re.compile(r"\bsecondary rate\b", re.IGNORECASE)
+SECONDARY_LIMIT_FALLBACK_SECONDS = 60.0
+
+
+class GitHub(Provider):
+    spec = SPEC
+
+    def classify_api_response(self, response: httpx2.Response) -> Classification:
+        status = response.status_code
+        if status < 400:
+            return Classification(Verdict.OK, "ok")
+        body = json_body(response)
+        message = str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
+        if status == 401:
+            return Classification(Verdict.AUTH_FAILED, "bad_credentials", "GitHub did not accept the token.")
+        if status in (403, 429):
+            limited = _rate_limit_wait(response, message)
+            if limited is not None:
+                return Classification(Verdict.RATE_LIMITED, "rate_limited", "GitHub is rate limiting these calls.", limited)
+            return Classification(Verdict.FORBIDDEN, "forbidden", message or "GitHub refused: missing permission.")
+        if status == 404:
+            return Classification(Verdict.NOT_FOUND, "not_found",
+                                  "GitHub says not found (or the app has no access to it).")
+        if status == 410:
+            return Classification(Verdict.INVALID_INPUT, "gone", message or "Issues are disabled for this repository.")
+        if status == 422:
+            return Classification(Verdict.INVALID_INPUT, "validation_failed", _validation_message(body, message))
+        return super().classify_api_response(response)
+
+    def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
+        if error in ("bad_refresh_token", "invalid_grant", "bad_verification_code"):
+            return TokenVerdict.REJECTED
+        if error in ("incorrect_client_credentials", "redirect_uri_mismatch", "invalid_client"):
+            return TokenVerdict.CLIENT_MISCONFIGURED
+        return super().classify_token_error(error, http_status)
+
+    def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
+        if not isinstance(body, dict) or "id" not in body:
+            return None, {}
+        return str(body["id"]), {"user_id": body["id"], "login": body.get("login")}
+
+
+def _rate_limit_wait(response: httpx2.Response, message: str) -> float | None:
+    """Seconds to wait when a 403/429 is a rate limit (octokit's rules), None when it is a real refusal."""
+    retry_after = retry_after_seconds(response)
+    if retry_after is not None:
+        return retry_after
+    if response.headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(0.0, float(response.headers["x-ratelimit-reset"]) - time.time()) + 1
+        except (KeyError, ValueError):
+            return SECONDARY_LIMIT_FALLBACK_SECONDS
+    if SECONDARY_LIMIT.search(message):
+        return SECONDARY_LIMIT_FALLBACK_SECONDS
+    if response.status_code == 429:
+        return SECONDARY_LIMIT_FALLBACK_SECONDS
+    return None
+
+
+def _validation_message(body: Any, message: str) -> str:
+    details = []
+    if isinstance(body, dict):
+        for error in body.get("errors") or []:
+            if isinstance(error, dict):
+                details.append(str(error.get("message") or f"{error.get('field')}: {error.get('code')}"))
+            else:
+                details.append(str(error))
+    text = message or "Validation failed"
+    return (text + (": " + "; ".join(details) if details else ""))[:500]
+
+
+PROVIDER = GitHub()
+
+
+def idempotency_marker(key: str) -> str:
+    return f"<!-- grantkeeper:idempotency-key={key} -->"
+
+
+async def create_issue(
+    api: ApiSession, *, owner: str, repo: str, title: str, body: str | None = None,
+    labels: list[str] | None = None, assignees: list[str] | None = None, idempotency_key: str,
+    check_existing: bool,
+) -> tuple[dict[str, Any], bool]:
+    """Create an issue at most once per idempotency key. Returns (issue, created_now).
+
+    GitHub has no Idempotency-Key header, so a hidden marker in the body names the attempt. With
+    `check_existing` (the caller chose the key, so it may be a repeat) the key is looked up first (search);
+    after an unclear failure the repository's recent issues are scanned for it (the issue list is consistent,
+    search lags) before anything is sent again.
+    """
+    key = idempotency_key
+    if check_existing:
+        found = await _search_marker(api, owner, repo, key)
+        if found is not None:
+            return found, False
+    payload: dict[str, Any] = {"title": title, "body": ((body or "") + "\n\n" + idempotency_marker(key)).lstrip()}
+    if labels:
+        payload["labels"] = labels
+    if assignees:
+        payload["assignees"] = assignees
+    started = datetime.now(UTC) - timedelta(minutes=2)
+    call = ApiCall("POST", f"/repos/{owner}/{repo}/issues", json=payload, idempotent=False)
+    try:
+        return (await api.send(call)).json(), True
+    except OutcomeUnknownError:
+        found = await _scan_recent(api, owner, repo, key, since=started)
+        if found is not None:
+            return found, True
+        # Proven absent, so one more attempt cannot duplicate it.
+        return (await api.send(call)).json(), True
+
+
+async def _search_marker(api: ApiSession, owner: str, repo: str, key: str) -> dict[str, Any] | None:
+    query = f'repo:{owner}/{repo} is:issue in:body "grantkeeper:idempotency-key={key}"'
+    response = await api.send(ApiCall("GET", "/search/issues", params={"q": query, "per_page": 5}))
+    for item in response.json().get("items", []):
+        if idempotency_marker(key) in (item.get("body") or ""):
+            return item
+    return None
+
+
+async def _scan_recent(api: ApiSession, owner: str, repo: str, key: str, since: datetime) -> dict[str, Any] | None:
+    params = {"state": "all", "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "per_page": 100,
+              "sort": "created", "direction": "desc"}
+    response = await api.send(ApiCall("GET", f"/repos/{owner}/{repo}/issues", params=params))
+    for item in response.json():
+        if isinstance(item, dict) and idempotency_marker(key) in (item.get("body") or ""):
+            return item
+    return None
+
+
+def issue_search_query(query: str, repo: str | None) -> str:
+    """User-to-server tokens get 422 unless the query says is:issue or is:pull-request."""
+    parts = [query.strip()]
+    if repo and f"repo:{repo}" not in query:
+        parts.insert(0, f"repo:{repo}")
+    if not re.search(r"\bis:(issue|pull-request|pr)\b", query):
+        parts.append("is:issue")
+    return " ".join(p for p in parts if p)
+
+
+async def search_issues(api: ApiSession, *, query: str, repo: str | None, per_page: int, page: int) -> dict[str, Any]:
+    params = {"q": issue_search_query(query, repo), "per_page": per_page, "page": page}
+    return (await api.send(ApiCall("GET", "/search/issues", params=params))).json()

@@ -1,0 +1,131 @@
+"""Slack with token rotation: every error is HTTP 200 `ok:false` with a code; 429 carries Retry-After.
+
+Reference: docs.slack.dev/authentication/using-token-rotation and the Web API's common errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+
+from providers.base import (
+    ApiCall,
+    ApiSession,
+    Classification,
+    HealthProbe,
+    Provider,
+    ProviderSpec,
+    TokenVerdict,
+    Verdict,
+    json_body,
+    retry_after_seconds,
+)
+
+SPEC = ProviderSpec(
+    name="slack",
+    display_name="Slack",
+    api_base_url="https://slack.com/api",
+    oauth_base_url="https://slack.com",
+    authorize_path="/oauth/v2/authorize",
+    token_path="/api/oauth.v2.access",
+    revoke_path="/api/auth.revoke",
+    client_auth_method="client_secret_post",
+    scopes=["channels:history", "channels:read", "chat:write"],
+    scope_separator=",",
+    default_access_ttl_seconds=43200,
+    default_refresh_ttl_seconds=None,
+    rotates_refresh_token=True,
+    health_probe=HealthProbe(method="POST", path="/auth.test"),
+    docs_url="https://docs.slack.dev/authentication/using-token-rotation",
+)
+
+_API_ERRORS: dict[str, tuple[Verdict, str]] = {
+    "token_expired": (Verdict.EXPIRED, "The Slack token expired."),
+    "invalid_auth": (Verdict.AUTH_FAILED, "Slack did not accept the token."),
+    "not_authed": (Verdict.AUTH_FAILED, "Slack did not receive a token."),
+    "token_revoked": (Verdict.REVOKED, "The Slack grant was revoked (user or workspace removed, or app uninstalled)."),
+    "account_inactive": (Verdict.INACTIVE, "The Slack user or workspace is deactivated."),
+    "team_access_not_granted": (Verdict.FORBIDDEN, "The app is not granted access to this workspace."),
+    "missing_scope": (Verdict.FORBIDDEN, "The Slack grant lacks a scope this call needs; reconnect with it."),
+    "ekm_access_denied": (Verdict.FORBIDDEN, "Workspace administrators suspended access to this content."),
+    "ratelimited": (Verdict.RATE_LIMITED, "Slack is rate limiting these calls."),
+    "channel_not_found": (Verdict.INVALID_INPUT, "No such channel, or the app cannot see it."),
+    "not_in_channel": (Verdict.INVALID_INPUT, "The app is not a member of that channel."),
+    "is_archived": (Verdict.INVALID_INPUT, "The channel is archived."),
+    "msg_too_long": (Verdict.INVALID_INPUT, "The message text is too long."),
+    "no_text": (Verdict.INVALID_INPUT, "The message has no text."),
+    "invalid_cursor": (Verdict.INVALID_INPUT, "The pagination cursor is not valid."),
+    "invalid_arguments": (Verdict.INVALID_INPUT, "Slack rejected the arguments."),
+    "invalid_ts_latest": (Verdict.INVALID_INPUT, "The 'latest' timestamp is not valid."),
+    "invalid_ts_oldest": (Verdict.INVALID_INPUT, "The 'oldest' timestamp is not valid."),
+    "thread_not_found": (Verdict.INVALID_INPUT, "No such thread."),
+    "internal_error": (Verdict.TRANSIENT, "Slack had an internal error."),
+    "fatal_error": (Verdict.TRANSIENT, "Slack had an internal error."),
+    "service_unavailable": (Verdict.TRANSIENT, "Slack is unavailable."),
+    "request_timeout": (Verdict.TRANSIENT, "Slack timed out."),
+}
+
+
+class Slack(Provider):
+    spec = SPEC
+
+    def classify_api_response(self, response: httpx2.Response) -> Classification:
+        if response.status_code == 429:
+            return Classification(Verdict.RATE_LIMITED, "ratelimited", "Slack is rate limiting these calls.",
+                                  retry_after_seconds(response))
+        if response.status_code != 200:
+            return super().classify_api_response(response)
+        body = json_body(response)
+        if not isinstance(body, dict) or "ok" not in body:
+            return Classification(Verdict.UPSTREAM, "malformed_response", "Slack sent an answer that is not Slack's.")
+        if body["ok"] is True:
+            return Classification(Verdict.OK, "ok")
+        error = str(body.get("error") or "unknown_error")[:64]
+        verdict, message = _API_ERRORS.get(error, (Verdict.UPSTREAM, f"Slack refused the call ({error})."))
+        return Classification(verdict, error, message, retry_after_seconds(response))
+
+    def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
+        if error in ("invalid_refresh_token", "invalid_grant", "token_revoked", "invalid_code", "code_already_used"):
+            return TokenVerdict.REJECTED
+        if error in ("invalid_client_id", "bad_client_secret", "invalid_client", "bad_redirect_uri"):
+            return TokenVerdict.CLIENT_MISCONFIGURED
+        if error in ("ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"):
+            return TokenVerdict.TRANSIENT
+        return TokenVerdict.UNKNOWN
+
+    def identity_from_token_response(self, token: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        team = token.get("team") or {}
+        user = token.get("authed_user") or {}
+        team_id, user_id = team.get("id"), user.get("id")
+        identity = {"team_id": team_id, "team_name": team.get("name"), "user_id": user_id}
+        return (f"{team_id}:{user_id}" if team_id and user_id else None), identity
+
+    def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
+        if not isinstance(body, dict):
+            return None, {}
+        return None, {"team_id": body.get("team_id"), "team_name": body.get("team")}
+
+
+PROVIDER = Slack()
+
+
+async def conversations_history(
+    api: ApiSession, *, channel: str, limit: int, cursor: str | None = None,
+    oldest: str | None = None, latest: str | None = None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"channel": channel, "limit": limit}
+    for name, value in (("cursor", cursor), ("oldest", oldest), ("latest", latest)):
+        if value:
+            params[name] = value
+    response = await api.send(ApiCall("GET", "/conversations.history", params=params))
+    return response.json()
+
+
+async def post_message(api: ApiSession, *, channel: str, text: str, thread_ts: str | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"channel": channel, "text": text}
+    if thread_ts:
+        payload["thread_ts"] = thread_ts
+    # chat.postMessage has no idempotency key: a repeat after an unclear failure could post twice.
+    response = await api.send(ApiCall("POST", "/chat.postMessage", json=payload, idempotent=False))
+    return response.json()

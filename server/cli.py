@@ -1,0 +1,231 @@
+"""The `grantkeeper` command: serve, manage accounts, check grants, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+
+from server.monitoring.logging import configure_logging
+from server.settings import ConfigError, Settings
+
+EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        settings = Settings()
+    except (ValidationError, ConfigError) as exc:
+        print(f"grantkeeper: configuration error: {_config_message(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        return args.handler(settings, args)
+    except CliError as exc:
+        print(f"grantkeeper: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+class CliError(Exception):
+    pass
+
+
+def _config_message(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        # Never echo input values: a malformed secret must not end up on screen or in a log.
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors(include_input=False))
+    return str(exc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grantkeeper", description=__doc__)
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the MCP server (stdio for Claude Desktop)")
+    serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.set_defaults(handler=cmd_serve)
+
+    accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
+    add = accounts.add_parser("add", help="import tokens you already hold (JSON on stdin)")
+    add.add_argument("connector")
+    add.add_argument("--org")
+    add.add_argument("--user")
+    add.add_argument("--label", default="default")
+    add.add_argument("--replace", action="store_true", help="replace the credentials of an existing account")
+    add.set_defaults(handler=cmd_accounts_add)
+    listing = accounts.add_parser("list", help="list accounts and their health")
+    listing.add_argument("--org")
+    listing.add_argument("--user")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_accounts_list)
+
+    check = commands.add_parser("check", help="validate every account against its provider")
+    check.add_argument("--org")
+    check.add_argument("--user")
+    check.set_defaults(handler=cmd_check)
+
+    demo = commands.add_parser("demo", help="run the built-in provider simulators and an agent session against them")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+# ---- serve -------------------------------------------------------------------------------------------
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from server.app import build_server
+    from server.runtime import Runtime
+
+    runtime = Runtime.open(settings)
+    server, _ = build_server(runtime)
+
+    async def serve() -> None:
+        try:
+            await server.run_stdio_async()
+        finally:
+            await runtime.aclose()
+
+    anyio.run(serve)
+    return EXIT_OK
+
+
+# ---- accounts ----------------------------------------------------------------------------------------
+def _read_import(stream: Any) -> dict[str, Any]:
+    raw = stream.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise CliError("stdin is not JSON; expected {\"access_token\": …, \"refresh_token\": …, \"expires_in\": …}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("access_token"), str) or not data["access_token"]:
+        raise CliError("the JSON on stdin needs a non-empty string access_token")
+    for name in ("refresh_token", "scope", "token_type", "provider_account_id"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise CliError(f"{name} must be a string")
+    for name in ("expires_in", "refresh_token_expires_in"):
+        if data.get(name) is not None and (not isinstance(data[name], (int, float)) or data[name] <= 0):
+            raise CliError(f"{name} must be a positive number of seconds")
+    if data.get("expires_at") is not None:
+        try:
+            moment = datetime.fromisoformat(str(data["expires_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise CliError("expires_at must be an ISO-8601 timestamp") from None
+        data["expires_at"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return data
+
+
+def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.connectors import load_connectors
+    from server.lifecycle.oauth import TokenGrant
+    from server.lifecycle.tokens import TokenManager
+    from server.monitoring.events import EventRecorder
+    from server.runtime import open_vault
+    from server.vault import AccountExistsError, AccountStatus
+
+    connectors = load_connectors(settings)
+    if args.connector not in connectors:
+        raise CliError(f"unknown connector {args.connector!r}; known: {', '.join(sorted(connectors))}")
+    data = _read_import(sys.stdin)
+    org, user = args.org or settings.org, args.user or settings.user
+    vault, _ = open_vault(settings)
+    now = datetime.now(UTC)
+    expires_in = data.get("expires_in")
+    if data.get("expires_at") is not None:
+        expires_in = (data["expires_at"] - now).total_seconds()
+    grant = TokenGrant(
+        access_token=data["access_token"], refresh_token=data.get("refresh_token"),
+        token_type=data.get("token_type") or "bearer", expires_in=expires_in,
+        refresh_expires_in=data.get("refresh_token_expires_in"), scope=data.get("scope"),
+        provider_account_id=data.get("provider_account_id"), identity={},
+    )
+    tokens = TokenManager(settings, vault, connectors, EventRecorder(vault))
+    # An expires_at in the past gives a negative lifetime: stored as expired, so the first call refreshes.
+    write = tokens.credential_write(connectors[args.connector], grant, now)
+    scopes = (data.get("scope") or "").replace(",", " ").split()
+    try:
+        account = vault.create_account(org=org, user=user, connector=args.connector, label=args.label,
+                                       provider_account_id=grant.provider_account_id, scopes=scopes)
+    except AccountExistsError:
+        if not args.replace:
+            raise CliError(f"account {org}/{user}/{args.connector} exists; pass --replace to replace its tokens") from None
+        account = vault.find_account(org, user, args.connector, args.label)
+        vault.update_identity(account.id, grant.provider_account_id or account.provider_account_id,
+                              account.provider_identity, scopes or account.scopes.split())
+    vault.put_credential(account.id, write)
+    vault.set_status(account.id, AccountStatus.ACTIVE, None)
+    vault.record_event("account_imported", account_id=account.id, connector=args.connector)
+    print(f"stored {account.display_name} (account id {account.id})")
+    return EXIT_OK
+
+
+def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    rows = []
+    for account in vault.list_accounts(args.org, args.user):
+        timings = vault.credential_timings(account.id) or {}
+        rows.append({
+            "account": account.display_name, "id": account.id, "status": account.status,
+            "reason": account.status_reason, "provider_account_id": account.provider_account_id,
+            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in timings.items()},
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no accounts")
+    else:
+        for row in rows:
+            reason = f" ({row['reason']})" if row["reason"] else ""
+            expiry = f"  expires {row['access_expires_at']}" if row.get("access_expires_at") else ""
+            print(f"{row['account']:<40} {row['status']}{reason}{expiry}")
+    return EXIT_OK
+
+
+# ---- check -------------------------------------------------------------------------------------------
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from server.results import Ok, ReauthRequired
+    from server.runtime import Runtime
+    from server.vault import AccountStatus
+
+    runtime = Runtime.open(settings)
+    unhealthy = 0
+
+    async def check_all() -> None:
+        nonlocal unhealthy
+        try:
+            accounts = await anyio.to_thread.run_sync(runtime.vault.list_accounts, args.org, args.user)
+            for account in accounts:
+                if account.status in (AccountStatus.PENDING, AccountStatus.DISABLED):
+                    print(f"{account.display_name:<40} skipped ({account.status})")
+                    continue
+                result = await runtime.executor.probe(account)
+                if isinstance(result, Ok):
+                    print(f"{account.display_name:<40} ok")
+                    continue
+                unhealthy += 1
+                if isinstance(result, ReauthRequired):
+                    print(f"{account.display_name:<40} NEEDS RE-AUTHORIZATION ({result.reason}): {result.magic_link}")
+                else:
+                    print(f"{account.display_name:<40} {result.status.upper()} ({getattr(result, 'reason', '')})")
+        finally:
+            await runtime.aclose()
+
+    anyio.run(check_all)
+    return EXIT_UNHEALTHY if unhealthy else EXIT_OK
+
+
+# ---- demo --------------------------------------------------------------------------------------------
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from server.demo import run_demo
+
+    return run_demo()

@@ -1,0 +1,51 @@
+"""A connector is a provider bound to this deployment: its spec with base-URL overrides and client credentials."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import providers
+from providers.base import Provider, ProviderSpec
+from server.settings import Settings
+
+
+@dataclass(frozen=True)
+class Connector:
+    provider: Provider
+    spec: ProviderSpec
+    client_id: str | None
+    client_secret: str | None = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def token_url(self) -> str:
+        return self.spec.oauth_base_url + self.spec.token_path
+
+    @property
+    def authorize_url(self) -> str:
+        return self.spec.oauth_base_url + self.spec.authorize_path
+
+    def api_url(self, path: str) -> str:
+        return self.spec.api_base_url + path
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+def load_connectors(settings: Settings) -> dict[str, Connector]:
+    connectors = {}
+    for name, provider in providers.BUILTIN.items():
+        overrides = settings.provider(name)
+        spec = provider.spec.model_copy(
+            update={
+                key: value
+                for key, value in (("api_base_url", overrides.api_base_url), ("oauth_base_url", overrides.oauth_base_url))
+                if value
+            }
+        )
+        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret)
+    return connectors

@@ -1,0 +1,269 @@
+"""One tool call, top to bottom: caller → connected account → authenticated, classified, retried provider
+requests → a structured result. Nothing here knows a provider by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Awaitable, Callable, TypeVar
+
+import anyio
+import httpx2
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from providers.base import ApiCall, Verdict, json_body
+from server import failures
+from server.connectors import Connector
+from server.lifecycle.auth import VaultAuth
+from server.lifecycle.tokens import TokenManager
+from server.monitoring.events import EventRecorder
+from server.monitoring.logging import get_logger
+from server.results import Ok, ReauthRequired, failure_result
+from server.settings import Settings
+from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault
+from server.vault.crypto import new_secret_token
+
+T = TypeVar("T", bound=BaseModel)
+ACCOUNT_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    org: str
+    user: str
+
+
+@dataclass(frozen=True)
+class MagicLinkIssued:
+    url: str
+    expires_at: datetime
+
+
+class ProbeOk(Ok):
+    detail: str
+    provider_account_id: str | None = None
+
+
+class ProviderSession:
+    """The `ApiSession` a provider operation talks through, bound to one account."""
+
+    def __init__(self, executor: "Executor", account: ConnectedAccount, connector: Connector):
+        self.executor = executor
+        self.account = account
+        self.connector = connector
+
+    async def send(self, call: ApiCall) -> httpx2.Response:
+        settings = self.executor.settings
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(settings.retry_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._worth_retrying),
+            before_sleep=self._note_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._send_once(call)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _worth_retrying(self, error: BaseException) -> bool:
+        if isinstance(error, failures.RateLimited):
+            return error.retry_after is None or error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds
+        return isinstance(error, failures.UpstreamFailure) and error.retryable
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, failures.RateLimited) and error.retry_after is not None:
+            return error.retry_after
+        settings = self.executor.settings
+        backoff = wait_random_exponential(multiplier=settings.retry_initial_wait_seconds, max=settings.retry_max_wait_seconds)
+        return backoff(state)
+
+    def _note_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        self.executor.log.info("provider_call_retry", account=self.account.display_name, attempt=state.attempt_number,
+                               reason=getattr(error, "reason", type(error).__name__))
+
+    async def _send_once(self, call: ApiCall) -> httpx2.Response:
+        connector = self.connector
+        auth = VaultAuth(self.executor.tokens, self.account, connector, self.executor.events)
+        request = self.executor.http.build_request(
+            call.method, connector.api_url(call.path), params=call.params, json=call.json, data=call.data,
+            headers={**connector.spec.api_headers, **call.headers},
+        )
+        try:
+            response = await self.executor.http.send(request, auth=auth)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
+            raise failures.UpstreamFailure("unreachable", f"{connector.spec.display_name} could not be reached.",
+                                           retryable=True) from None
+        except httpx2.TransportError as exc:
+            if call.idempotent:
+                raise failures.UpstreamFailure(_transport_reason(exc), f"{connector.spec.display_name} did not answer.",
+                                               retryable=True) from None
+            raise failures.OutcomeUnknown(_transport_reason(exc), f"{connector.spec.display_name} did not answer.") from None
+        verdict = auth.classification
+        assert verdict is not None
+        return await self.executor.outcome(self.account, connector, call, verdict, response, auth.retried_after_refresh)
+
+
+def _transport_reason(exc: Exception) -> str:
+    return "timeout" if isinstance(exc, httpx2.TimeoutException) else "connection_lost"
+
+
+class Executor:
+    def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], tokens: TokenManager,
+                 events: EventRecorder, http: httpx2.AsyncClient):
+        self.settings = settings
+        self.vault = vault
+        self.connectors = connectors
+        self.tokens = tokens
+        self.events = events
+        self.http = http
+        self.log = get_logger("grantkeeper.execute")
+        self._accounts: dict[tuple[str, str, str], tuple[ConnectedAccount, float]] = {}
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    # ---- the call -----------------------------------------------------------------------------------
+    async def run(self, caller: Caller, connector_name: str,
+                  operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
+        """Run `operation` against the caller's account and return its Ok model or a failure result."""
+        connector = self.connectors[connector_name]
+        try:
+            account = await self.resolve(caller, connector)
+        except failures.GrantGone as gone:
+            return await self.reauth_result(caller, connector, None, gone.reason)
+        except failures.ToolFailure as failure:
+            return failure_result(failure, connector=connector_name, account=f"{caller.org}/{caller.user}/{connector_name}")
+        return await self.run_on_account(account, connector, operation)
+
+    async def run_on_account(self, account: ConnectedAccount, connector: Connector,
+                             operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
+        try:
+            result = await operation(ProviderSession(self, account, connector))
+            if account.status != AccountStatus.ACTIVE:
+                await self._set_status(account, AccountStatus.ACTIVE, None)
+            return result
+        except failures.GrantGone as gone:
+            return await self.reauth_result(Caller(account.org, account.user), connector, account, gone.reason)
+        except failures.ToolFailure as failure:
+            return failure_result(failure, connector=connector.name, account=account.display_name)
+        except ValidationError:
+            self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
+            return failure_result(failures.UpstreamFailure(
+                "malformed_response", f"{connector.spec.display_name} answered in an unexpected shape.",
+                retryable=False), connector=connector.name, account=account.display_name)
+        except Exception:
+            # Never a stack trace to the agent; the operator's log has it (redacted).
+            self.log.error("tool_call_failed", account=account.display_name, exc_info=True)
+            return failure_result(failures.UpstreamFailure(
+                "internal_error", "grantkeeper hit an internal error; the operator's log has the details.",
+                retryable=False, outcome_unknown=True), connector=connector.name, account=account.display_name)
+
+    async def probe(self, account: ConnectedAccount) -> BaseModel:
+        """The provider's cheapest authenticated call, through the same refresh and classification path."""
+        connector = self.connectors[account.connector]
+        health = connector.spec.health_probe
+        if health is None:
+            return ProbeOk(detail="no health probe for this provider")
+
+        async def operation(api: ProviderSession) -> ProbeOk:
+            response = await api.send(ApiCall(health.method, health.path))
+            account_id, identity = connector.provider.identity_from_probe(json_body(response))
+            return ProbeOk(detail="ok", provider_account_id=account_id)
+
+        return await self.run_on_account(account, connector, operation)
+
+    async def resolve(self, caller: Caller, connector: Connector) -> ConnectedAccount:
+        key = (caller.org, caller.user, connector.name)
+        cached = self._accounts.get(key)
+        if cached and anyio.current_time() - cached[1] < ACCOUNT_CACHE_SECONDS:
+            return cached[0]
+        account = await self._db(self.vault.find_account, caller.org, caller.user, connector.name)
+        if account is None or account.status == AccountStatus.PENDING:
+            raise failures.GrantGone("not_connected", "No account is connected yet.")
+        if account.status == AccountStatus.REAUTH_REQUIRED:
+            raise failures.GrantGone(account.status_reason or "reauth_required", "The account must be reconnected.")
+        if account.status == AccountStatus.DISABLED:
+            raise failures.AdminActionRequired("account_disabled", "The account was disabled by an operator.")
+        if account.status == AccountStatus.ACTIVE:
+            self._accounts[key] = (account, anyio.current_time())
+        return account
+
+    def forget_account(self, account: ConnectedAccount) -> None:
+        self._accounts.pop((account.org, account.user, account.connector), None)
+        self.tokens.forget(account.id)
+
+    async def _set_status(self, account: ConnectedAccount, status: AccountStatus, reason: str | None) -> None:
+        self.forget_account(account)
+        if await self._db(self.vault.set_status, account.id, status, reason):
+            severity = {"reauth_required": "critical", "admin_action_required": "error"}.get(status.value, "info")
+            await self.events.record("status_changed", account, severity=severity, status=status.value, reason=reason)
+
+    # ---- classified answers -------------------------------------------------------------------------
+    async def outcome(self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Any,
+                      response: httpx2.Response, retried_after_refresh: bool) -> httpx2.Response:
+        """Return an OK response, or raise the failure its classification calls for."""
+        name = connector.spec.display_name
+        match verdict.verdict:
+            case Verdict.OK:
+                return response
+            case Verdict.EXPIRED | Verdict.AUTH_FAILED | Verdict.REVOKED:
+                # Expired/refused even with a token refreshed a moment ago: the grant itself is gone.
+                reason = verdict.reason if verdict.verdict is Verdict.REVOKED else "token_rejected"
+                await self._set_status(account, AccountStatus.REAUTH_REQUIRED, reason)
+                await self.events.record("reauth_required", account, severity="critical", reason=reason)
+                raise failures.GrantGone(reason, verdict.message)
+            case Verdict.INACTIVE:
+                await self._set_status(account, AccountStatus.ADMIN_ACTION_REQUIRED, verdict.reason)
+                raise failures.AdminActionRequired(verdict.reason, verdict.message)
+            case Verdict.FORBIDDEN:
+                raise failures.AdminActionRequired(verdict.reason, verdict.message)
+            case Verdict.RATE_LIMITED:
+                raise failures.RateLimited(verdict.reason, verdict.message, verdict.retry_after)
+            case Verdict.TRANSIENT:
+                if call.idempotent:
+                    raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} is having trouble.",
+                                                   retryable=True)
+                raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} is having trouble.")
+            case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
+                raise failures.InvalidInput(verdict.reason, verdict.message)
+            case _:
+                raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.",
+                                               retryable=False)
+
+    # ---- re-authorization ---------------------------------------------------------------------------
+    async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,
+                            reason: str) -> ReauthRequired:
+        if account is None or reason == "not_connected":
+            account = await self._db(self._pending_account, caller, connector.name)
+        link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)
+        who = f"{account.user} (org {account.org})"
+        return ReauthRequired(
+            connector=connector.name,
+            account=account.display_name,
+            reason=reason,
+            magic_link=link.url,
+            link_expires_at=link.expires_at,
+            next_step=(f"Ask {who} to open the link and approve access at {connector.spec.display_name}, "
+                       "then call this tool again. Do not retry before that; it will fail the same way."),
+        )
+
+    def _pending_account(self, caller: Caller, connector_name: str) -> ConnectedAccount:
+        account = self.vault.find_account(caller.org, caller.user, connector_name)
+        if account is not None:
+            return account
+        try:
+            return self.vault.create_account(org=caller.org, user=caller.user, connector=connector_name,
+                                             status=AccountStatus.PENDING)
+        except AccountExistsError:  # created by a concurrent call
+            return self.vault.find_account(caller.org, caller.user, connector_name)
+
+    async def issue_link(self, account: ConnectedAccount, purpose: str, reason: str | None) -> MagicLinkIssued:
+        token = new_secret_token()
+        ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
+        record = await self._db(self.vault.create_magic_link, token=token, account=account, purpose=purpose,
+                                reason=reason, ttl=ttl)
+        return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at)

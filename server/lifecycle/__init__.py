@@ -1,0 +1,1 @@
+"""Keeping tokens fresh: when to refresh, one refresh per grant across workers, and the reactive retry."""

@@ -1,0 +1,115 @@
+"""Token-endpoint requests (refresh, authorization-code exchange) through authlib, with failures classified."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from authlib.integrations.base_client.errors import OAuthError
+from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.oauth2.client import DEFAULT_HEADERS
+
+from providers.base import TokenVerdict
+from server.connectors import Connector
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """A token endpoint's successful answer, with the secrets kept out of repr."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    token_type: str
+    expires_in: float | None
+    refresh_expires_in: float | None
+    scope: str | None
+    provider_account_id: str | None
+    identity: dict[str, Any]
+
+
+class TokenEndpointError(Exception):
+    """The token endpoint said no, or could not be reached. `maybe_applied`: it may have rotated anyway."""
+
+    def __init__(self, verdict: TokenVerdict, error: str, *, maybe_applied: bool, http_status: int | None = None):
+        super().__init__(f"token endpoint: {error} ({verdict.value})")
+        self.verdict = verdict
+        self.error = error
+        self.maybe_applied = maybe_applied
+        self.http_status = http_status
+
+
+def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
+    return AsyncOAuth2Client(
+        client_id=connector.client_id,
+        client_secret=connector.client_secret,
+        token_endpoint_auth_method=connector.spec.client_auth_method,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def _headers(connector: Connector) -> dict[str, str]:
+    return {**DEFAULT_HEADERS, **connector.spec.token_request_headers}
+
+
+async def refresh_grant(connector: Connector, refresh_token: str, timeout: float) -> TokenGrant:
+    async with _client(connector, timeout) as client:
+        token = await _call(connector, client.refresh_token(connector.token_url, refresh_token=refresh_token,
+                                                            headers=_headers(connector)))
+    return _grant(connector, token, fallback_refresh_token=refresh_token)
+
+
+async def exchange_code(
+    connector: Connector, *, code: str, redirect_uri: str, code_verifier: str, timeout: float
+) -> TokenGrant:
+    async with _client(connector, timeout, redirect_uri=redirect_uri) as client:
+        token = await _call(connector, client.fetch_token(connector.token_url, code=code, code_verifier=code_verifier,
+                                                          headers=_headers(connector)))
+    return _grant(connector, token, fallback_refresh_token=None)
+
+
+async def _call(connector: Connector, request: Any) -> dict[str, Any]:
+    try:
+        return dict(await request)
+    except OAuthError as exc:
+        error = str(exc.error or "unknown_error")[:64]
+        verdict = connector.provider.classify_token_error(error, None)
+        raise TokenEndpointError(verdict, error, maybe_applied=False) from None
+    except httpx2.HTTPStatusError as exc:
+        status = exc.response.status_code
+        verdict = TokenVerdict.TRANSIENT if status >= 500 or status == 429 else TokenVerdict.UNKNOWN
+        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=False, http_status=status) from None
+    except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
+        raise TokenEndpointError(TokenVerdict.TRANSIENT, "unreachable", maybe_applied=False) from None
+    except httpx2.TransportError as exc:
+        # Sent but unanswered: the provider may have rotated the refresh token and we never saw the new one.
+        raise TokenEndpointError(TokenVerdict.TRANSIENT, type(exc).__name__, maybe_applied=True) from None
+    except ValueError:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "malformed_response", maybe_applied=True) from None
+
+
+def _grant(connector: Connector, token: dict[str, Any], fallback_refresh_token: str | None) -> TokenGrant:
+    access_token = token.get("access_token")
+    if not isinstance(access_token, str) or not access_token:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "no_access_token", maybe_applied=True)
+    account_id, identity = connector.provider.identity_from_token_response(token)
+    # Providers that do not rotate (Google) send no refresh token: the old one stays valid.
+    refresh_token = token.get("refresh_token") or fallback_refresh_token
+    return TokenGrant(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        token_type=str(token.get("token_type") or "bearer"),
+        expires_in=_number(token.get("expires_in")),
+        refresh_expires_in=_number(token.get("refresh_token_expires_in")),
+        scope=token.get("scope") if isinstance(token.get("scope"), str) else None,
+        provider_account_id=account_id,
+        identity=identity,
+    )
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

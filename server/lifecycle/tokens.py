@@ -1,0 +1,252 @@
+"""`fresh_token` and `refresh`: where every refresh of a grant is decided and carried out.
+
+One refresh per account in this process (single-flight), one per grant across processes (a lease taken by
+compare-and-set on the credential row, never a database lock held over the network call), new tokens committed
+before anyone uses them, and a refused refresh token re-checked against the row before the grant is declared dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import anyio
+
+from providers.base import TokenVerdict
+from server.connectors import Connector
+from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
+from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
+from server.monitoring.events import EventRecorder
+from server.monitoring.logging import get_logger
+from server.settings import Settings
+from server.vault import AccountStatus, ConnectedAccount, CredentialSnapshot, CredentialWrite, TokenSecrets, Vault
+from server.vault.models import utcnow
+
+# How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
+# accounts imported together does not come due in the same second.
+DUE_JITTER_FRACTION = 0.05
+LOSER_POLL_FIRST_SECONDS = 0.02
+LOSER_POLL_MAX_SECONDS = 0.25
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class _Cached:
+    snapshot: CredentialSnapshot
+    read_at: float
+
+
+class TokenManager:
+    def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], events: EventRecorder):
+        self.settings = settings
+        self.vault = vault
+        self.connectors = connectors
+        self.events = events
+        self.owner = worker_id()
+        self.log = get_logger("grantkeeper.lifecycle")
+        self._cache: dict[str, _Cached] = {}
+        self._inflight: dict[str, asyncio.Future[CredentialSnapshot]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    # ---- reading ------------------------------------------------------------------------------------
+    async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
+        """The stored credential, from a short-lived in-process cache. A stale entry is harmless: a rejected
+        token leads to `refresh`, which always reads the row itself."""
+        cached = self._cache.get(account.id)
+        if cached and time.monotonic() - cached.read_at < self.settings.token_cache_seconds:
+            return cached.snapshot
+        snapshot = await self._db(self.vault.read_credential, account.id)
+        if snapshot is None:
+            raise GrantGone("not_connected", "The account has no credentials yet.")
+        self._remember(snapshot)
+        return snapshot
+
+    def _remember(self, snapshot: CredentialSnapshot) -> None:
+        cached = self._cache.get(snapshot.account_id)
+        if cached is None or cached.snapshot.version <= snapshot.version:
+            self._cache[snapshot.account_id] = _Cached(snapshot, time.monotonic())
+
+    def forget(self, account_id: str) -> None:
+        self._cache.pop(account_id, None)
+
+    # ---- deciding -----------------------------------------------------------------------------------
+    async def fresh_token(self, account: ConnectedAccount) -> CredentialSnapshot:
+        """A token that is good for this call: refreshed first when (nearly) expired, refreshed in the background
+        once 75 % of its lifetime has passed."""
+        snapshot = await self.current(account)
+        now = utcnow()
+        if snapshot.access_expires_at is not None:
+            mandatory_from = snapshot.access_expires_at - timedelta(seconds=self.settings.mandatory_refresh_seconds)
+            if now >= mandatory_from:
+                if snapshot.refresh_token is None:
+                    if now >= snapshot.access_expires_at:
+                        raise GrantGone("access_token_expired", "The access token expired and there is no refresh token.")
+                    return snapshot
+                return await self.refresh(account, snapshot.version, trigger="expiry")
+        if snapshot.refresh_due_at is not None and now >= snapshot.refresh_due_at and snapshot.refresh_token:
+            self.refresh_in_background(account, snapshot.version, trigger="proactive")
+        return snapshot
+
+    def refresh_in_background(self, account: ConnectedAccount, stale_version: int, trigger: str) -> None:
+        if account.id in self._inflight:
+            return
+        task = asyncio.ensure_future(self._background_refresh(account, stale_version, trigger))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _background_refresh(self, account: ConnectedAccount, stale_version: int, trigger: str) -> None:
+        try:
+            await self.refresh(account, stale_version, trigger=trigger)
+        except (GrantGone, AdminActionRequired, UpstreamFailure) as failure:
+            # Inside the advisory window the current token still works; the failure is recorded as an event.
+            self.log.info("advisory_refresh_deferred", account=account.display_name, reason=failure.reason)
+
+    async def refresh(self, account: ConnectedAccount, stale_version: int, *, trigger: str) -> CredentialSnapshot:
+        """Replace the token at `stale_version` (or pick up the one another worker already put there)."""
+        future = self._inflight.get(account.id)
+        if future is None:
+            future = asyncio.ensure_future(self._refresh_once_per_grant(account, stale_version, trigger))
+            self._inflight[account.id] = future
+            future.add_done_callback(lambda done: self._settle(account.id, done))
+        return await asyncio.shield(future)
+
+    def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot]) -> None:
+        if self._inflight.get(account_id) is done:
+            del self._inflight[account_id]
+        if not done.cancelled():
+            done.exception()  # retrieved here so a refresh nobody waited for does not warn at shutdown
+
+    # ---- doing --------------------------------------------------------------------------------------
+    async def _refresh_once_per_grant(self, account: ConnectedAccount, stale_version: int, trigger: str) -> CredentialSnapshot:
+        connector = self.connectors[account.connector]
+        lease_for = timedelta(seconds=self.settings.lease_seconds)
+        give_up_at = time.monotonic() + self.settings.lease_seconds + self.settings.refresh_timeout_seconds
+        delay = LOSER_POLL_FIRST_SECONDS
+        while True:
+            row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
+            if row is None:
+                raise GrantGone("not_connected", "The account has no credentials yet.")
+            if row.version != stale_version:
+                self._remember(row)
+                return row
+            now = utcnow()
+            abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
+            if await self._db(self.vault.try_lease, account.id, row.version, self.owner, lease_for):
+                break
+            if time.monotonic() > give_up_at:
+                raise UpstreamFailure("refresh_in_progress", "Another worker is refreshing this grant and has not "
+                                      "finished.", retryable=True)
+            await asyncio.sleep(delay)  # losers poll the row until the winner's version lands
+            delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
+        # The previous attempt may have rotated the refresh token without storing the answer.
+        interrupted = abandoned or row.last_refresh_outcome == "ambiguous"
+        return await self._refresh_holding_lease(account, connector, row, trigger, interrupted)
+
+    async def _refresh_holding_lease(
+        self, account: ConnectedAccount, connector: Connector, row: CredentialSnapshot, trigger: str, interrupted: bool
+    ) -> CredentialSnapshot:
+        now = utcnow()
+        if row.refresh_token is None:
+            return await self._grant_dead(account, "no_refresh_token", trigger)
+        if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
+            return await self._grant_dead(account, "refresh_token_expired", trigger)
+        if not connector.configured:
+            await self._db(self.vault.release_lease, account.id, self.owner, "failed")
+            raise AdminActionRequired("client_not_configured",
+                                      f"The {connector.spec.display_name} client id/secret are not configured.")
+        await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
+        try:
+            grant = await refresh_grant(connector, row.refresh_token, self.settings.refresh_timeout_seconds)
+        except TokenEndpointError as error:
+            return await self._refresh_refused(account, row, trigger, interrupted, error)
+        write = self.credential_write(connector, grant, utcnow())
+        try:
+            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write)
+        except Exception:
+            committed = None
+        if committed is None:
+            # Fail closed: the provider rotated, but the new tokens are not safely stored, so nobody may use them.
+            await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
+            raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
+        self._remember(committed)
+        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version)
+        return committed
+
+    async def _refresh_refused(
+        self, account: ConnectedAccount, row: CredentialSnapshot, trigger: str, interrupted: bool,
+        error: TokenEndpointError,
+    ) -> CredentialSnapshot:
+        if error.verdict is TokenVerdict.REJECTED:
+            latest = await self._db(self.vault.read_credential, account.id)
+            if latest is not None and latest.version != row.version:
+                self._remember(latest)
+                return latest
+            reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
+            return await self._grant_dead(account, reason, trigger, provider_error=error.error)
+        if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
+            await self._db(self.vault.release_lease, account.id, self.owner, "failed")
+            await self.events.record("refresh_failed", account, severity="critical", trigger=trigger,
+                                     provider_error=error.error)
+            raise AdminActionRequired("client_credentials_rejected",
+                                      "The provider rejected this server's OAuth client credentials.")
+        outcome = "ambiguous" if error.maybe_applied else "failed"
+        retry_at = utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
+        await self._db(self.vault.release_lease, account.id, self.owner, outcome, retry_at)
+        self.forget(account.id)
+        await self.events.record("refresh_failed", account, severity="warning", trigger=trigger,
+                                 provider_error=error.error, outcome=outcome)
+        raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint is not answering.",
+                              retryable=True)
+
+    async def _grant_dead(self, account: ConnectedAccount, reason: str, trigger: str, **detail: Any) -> CredentialSnapshot:
+        await self._db(self.vault.mark_grant_dead, account.id, self.owner, AccountStatus.REAUTH_REQUIRED, reason)
+        self.forget(account.id)
+        await self.events.record("refresh_failed", account, severity="error", trigger=trigger, reason=reason, **detail)
+        await self.events.record("reauth_required", account, severity="critical", reason=reason)
+        raise GrantGone(reason, "The grant can no longer be refreshed.")
+
+    # ---- timings ------------------------------------------------------------------------------------
+    def credential_write(self, connector: Connector, grant: TokenGrant, issued_at: datetime) -> CredentialWrite:
+        lifetime = grant.expires_in if grant.expires_in else connector.spec.default_access_ttl_seconds
+        access_expires_at = refresh_due_at = None
+        if lifetime:
+            access_expires_at = issued_at + timedelta(seconds=lifetime)
+            if grant.refresh_token:
+                spread = random.uniform(-DUE_JITTER_FRACTION, DUE_JITTER_FRACTION)
+                refresh_due_at = issued_at + timedelta(seconds=lifetime * (self.settings.refresh_at_fraction + spread))
+        refresh_expires_at = issued_at + timedelta(seconds=grant.refresh_expires_in) if grant.refresh_expires_in else None
+        return CredentialWrite(
+            secrets=TokenSecrets(grant.access_token, grant.refresh_token),
+            token_type=grant.token_type,
+            issued_at=issued_at,
+            access_expires_at=access_expires_at,
+            refresh_due_at=refresh_due_at,
+            refresh_expires_at=refresh_expires_at,
+        )
+
+    async def wait_for_background(self) -> None:
+        """Wait until every background refresh started so far has finished (tests and shutdown)."""
+        while self._background:
+            await asyncio.wait(list(self._background))
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        for task in list(self._background):
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - shutting down; the refresh's own events say what happened
+                pass

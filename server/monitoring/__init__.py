@@ -1,0 +1,1 @@
+"""What operators see: redacted structured logs and the lifecycle-event trail."""

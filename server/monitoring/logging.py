@@ -1,0 +1,94 @@
+"""structlog set-up: one redacting pipeline for our logs and every library's, written to stderr
+(in stdio mode stdout belongs to the protocol)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[redacted]"
+SECRET_KEYS = frozenset({
+    "access_token", "refresh_token", "client_secret", "token", "authorization", "code", "code_verifier",
+    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie",
+})
+# Token shapes of the providers we know, bearer headers, JWTs, and secrets carried in URLs.
+SECRET_PATTERNS = [
+    (re.compile(r"\bxox[a-z]?[a-z0-9.]*-[A-Za-z0-9-]{6,}"), REDACTED),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9_]{10,}"), REDACTED),
+    (re.compile(r"\bya29\.[A-Za-z0-9_.-]+"), REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
+    (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
+    (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
+    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier)=)[^&\s\"']+"),
+     r"\1" + REDACTED),
+]
+
+
+def redact_text(text: str) -> str:
+    for pattern, replacement in SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if depth > 6:
+        return value
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: REDACTED if str(k).lower() in SECRET_KEYS else _redact(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, depth + 1) for v in value)
+    return value
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: drop values under secret-sounding keys, mask token-shaped strings anywhere."""
+    return _redact(event_dict)
+
+
+def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.stdlib.ExtraAdder(),
+    ]
+    renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_grantkeeper", False):
+            root.removeHandler(existing)
+    handler._grantkeeper = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # Request lines of the HTTP client are noise at info level (and carry URLs).
+    logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "grantkeeper") -> Any:
+    return structlog.get_logger(name)

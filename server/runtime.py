@@ -1,0 +1,69 @@
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP client."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass, field
+
+import httpx2
+
+from server.connectors import Connector, load_connectors
+from server.execute import Caller, Executor
+from server.lifecycle.tokens import TokenManager
+from server.monitoring.events import EventRecorder
+from server.monitoring.logging import get_logger
+from server.settings import Settings
+from server.vault import Vault
+from server.vault.crypto import load_or_create_keyring
+from server.vault.database import make_engine, migrate
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    vault: Vault
+    connectors: dict[str, Connector]
+    events: EventRecorder
+    tokens: TokenManager
+    executor: Executor
+    http: httpx2.AsyncClient
+    created_key_file: bool = False
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Runtime":
+        """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
+        vault, key_created = open_vault(settings)
+        connectors = load_connectors(settings)
+        events = EventRecorder(vault)
+        tokens = TokenManager(settings, vault, connectors, events)
+        http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
+                                  limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
+                                  headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
+        executor = Executor(settings, vault, connectors, tokens, events, http)
+        return cls(settings, vault, connectors, events, tokens, executor, http, key_created)
+
+    def stdio_caller(self) -> Caller:
+        return Caller(self.settings.org, self.settings.user or getpass.getuser())
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self.tokens.aclose()
+        await self.http.aclose()
+        self.vault.engine.dispose()
+
+
+def open_vault(settings: Settings) -> tuple[Vault, bool]:
+    """The vault, and whether its key file was just created."""
+    key_file = settings.home / "vault.key"
+    keyring, created = load_or_create_keyring(settings.vault_key, key_file)
+    if created:
+        get_logger("grantkeeper").warning(
+            "vault_key_created", path=str(key_file),
+            notice="A new vault key was generated. Back it up: without it the stored grants cannot be decrypted. "
+                   "Set GRANTKEEPER_VAULT_KEY to manage the key yourself.")
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    return Vault(engine, keyring), created

@@ -1,0 +1,165 @@
+"""Runtime settings: environment variables prefixed GRANTKEEPER_, then `config.toml` in the data directory."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "GRANTKEEPER_"
+PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the setting, never its secret value."""
+
+
+def check_base_url(url: str, setting: str) -> str:
+    """A provider or public base URL must be absolute, and plain http is allowed only on loopback."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{setting} must be an absolute http(s) URL, got {url!r}")
+    if parts.username or parts.password:
+        raise ConfigError(f"{setting} must not carry credentials in the URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigError(f"{setting} uses plain http on a non-loopback host; use https")
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ProviderSettings(BaseModel):
+    """One provider's client credentials and, optionally, base URLs standing in for the real hosts."""
+
+    client_id: str | None = None
+    client_secret: str | None = Field(default=None, repr=False)
+    api_base_url: str | None = None
+    oauth_base_url: str | None = None
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads `config.toml` from the data directory; environment variables win over it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the ABC, unused
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+def default_home() -> Path:
+    return Path(os.environ.get(f"{ENV_PREFIX}HOME") or platformdirs.user_data_dir("grantkeeper"))
+
+
+def _read_config_file(home: Path) -> dict[str, Any]:
+    path = home / "config.toml"
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+
+
+class Settings(BaseSettings):
+    """Everything the server reads at start. Each field is `GRANTKEEPER_<FIELD>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", validate_default=True)
+
+    home: Path = Field(default_factory=default_home)
+    database_url: str | None = None
+    vault_key: str | None = Field(default=None, repr=False)
+    tool_names: Literal["underscore", "dotted"] = "underscore"
+    org: str = "personal"
+    user: str = Field(default_factory=getpass.getuser)
+    public_url: str = "http://127.0.0.1:8765"
+    log_level: str = "info"
+    log_format: Literal["console", "json"] = "json"
+
+    # Token lifecycle: the refresh becomes due at this fraction of the access token's lifetime.
+    refresh_at_fraction: float = Field(default=0.75, gt=0, lt=1)
+    # Inside this many seconds of expiry a call waits for the refresh instead of using the old token.
+    mandatory_refresh_seconds: float = Field(default=60, ge=0)
+    refresh_timeout_seconds: float = Field(default=10, gt=0)
+    lease_seconds: float = Field(default=30, gt=0)
+    token_cache_seconds: float = Field(default=5, ge=0)
+
+    # Provider calls.
+    api_timeout_seconds: float = Field(default=30, gt=0)
+    retry_attempts: int = Field(default=3, ge=1, le=10)
+    retry_initial_wait_seconds: float = Field(default=0.5, ge=0)
+    retry_max_wait_seconds: float = Field(default=60, ge=0)
+    rate_limit_max_wait_seconds: float = Field(default=10, ge=0)
+
+    magic_link_ttl_seconds: int = Field(default=900, gt=0)
+
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        file_data = _read_config_file(default_home())
+        return (init_settings, env_settings, _TomlFileSource(settings_cls, file_data), file_secret_settings)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"GRANTKEEPER_PUBLIC_URL must be an absolute http(s) URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("org", "user")
+    @classmethod
+    def _identity_is_plain(cls, value: str) -> str:
+        if not value or "/" in value or len(value) > 200:
+            raise ConfigError("GRANTKEEPER_ORG and GRANTKEEPER_USER must be non-empty, without '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _merge_provider_env(self) -> "Settings":
+        """`GRANTKEEPER_SLACK_CLIENT_ID` and friends override `[providers.slack]` in config.toml."""
+        names = set(self.providers)
+        for key in os.environ:
+            for field in PROVIDER_FIELDS:
+                suffix = "_" + field.upper()
+                if key.startswith(ENV_PREFIX) and key.endswith(suffix):
+                    name = key[len(ENV_PREFIX) : -len(suffix)].lower()
+                    if name and name.isidentifier():
+                        names.add(name)
+        for name in names:
+            current = self.providers.get(name, ProviderSettings()).model_dump()
+            for field in PROVIDER_FIELDS:
+                env_value = os.environ.get(f"{ENV_PREFIX}{name.upper()}_{field.upper()}")
+                if env_value:
+                    current[field] = env_value
+            for field in ("api_base_url", "oauth_base_url"):
+                if current[field]:
+                    current[field] = check_base_url(current[field], f"{ENV_PREFIX}{name.upper()}_{field.upper()}")
+            self.providers[name] = ProviderSettings(**current)
+        return self
+
+    def provider(self, name: str) -> ProviderSettings:
+        return self.providers.get(name, ProviderSettings())
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'grantkeeper.db'}"

@@ -1,0 +1,144 @@
+"""The vault's tables: connected accounts, their sealed credentials, magic links, API keys, lifecycle events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Index, LargeBinary, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC on every backend (SQLite has no time zones), always read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the vault; use an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _ts(**kwargs: Any) -> Any:
+    return Field(sa_column=Column(UTCDateTime(), **kwargs))
+
+
+class AccountStatus(StrEnum):
+    PENDING = "pending"  # created for a connect link, no credentials yet
+    ACTIVE = "active"
+    REAUTH_REQUIRED = "reauth_required"
+    ADMIN_ACTION_REQUIRED = "admin_action_required"
+    DISABLED = "disabled"
+
+
+class ConnectedAccount(SQLModel, table=True):
+    __tablename__ = "connected_account"
+    __table_args__ = (UniqueConstraint("org", "user", "connector", "label", name="uq_account_identity"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    org: str = Field(max_length=200)
+    user: str = Field(max_length=200)
+    connector: str = Field(max_length=64)
+    label: str = Field(default="default", max_length=64)
+    status: str = Field(default=AccountStatus.ACTIVE.value, max_length=32)
+    status_reason: str | None = Field(default=None, max_length=64)
+    provider_account_id: str | None = Field(default=None, max_length=200)
+    provider_identity: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    scopes: str = Field(default="", max_length=2000)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    updated_at: datetime = _ts(nullable=False, default=utcnow)
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.org}/{self.user}/{self.connector}" + ("" if self.label == "default" else f"/{self.label}")
+
+
+class Credential(SQLModel, table=True):
+    """One row per account. `version` only grows; every refresh is a compare-and-set on it and the lease."""
+
+    __tablename__ = "credential"
+    __table_args__ = (Index("ix_credential_refresh_due_at", "refresh_due_at"),)
+
+    account_id: str = Field(primary_key=True, foreign_key="connected_account.id", max_length=32)
+    key_id: str = Field(max_length=64)
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    version: int = Field(default=1)
+    token_type: str = Field(default="bearer", max_length=32)
+    issued_at: datetime = _ts(nullable=False)
+    access_expires_at: datetime | None = _ts(nullable=True)
+    refresh_due_at: datetime | None = _ts(nullable=True)
+    refresh_expires_at: datetime | None = _ts(nullable=True)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _ts(nullable=True)
+    consecutive_failures: int = Field(default=0)
+    last_refresh_at: datetime | None = _ts(nullable=True)
+    # ok | failed | ambiguous (the provider may have rotated but we never saw the answer) | rejected
+    last_refresh_outcome: str | None = Field(default=None, max_length=32)
+
+
+class MagicLink(SQLModel, table=True):
+    """A single-use, expiring link; only the token's hash is stored. `flow_*` hold the OAuth state once opened."""
+
+    __tablename__ = "magic_link"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    token_hash: str = Field(unique=True, index=True, max_length=64)
+    account_id: str = Field(foreign_key="connected_account.id", index=True, max_length=32)
+    purpose: str = Field(default="reauth", max_length=16)  # reauth | connect
+    org: str = Field(max_length=200)
+    user: str = Field(max_length=200)
+    reason: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    expires_at: datetime = _ts(nullable=False)
+    used_at: datetime | None = _ts(nullable=True)
+    flow_state_hash: str | None = Field(default=None, unique=True, index=True, max_length=64)
+    flow_key_id: str | None = Field(default=None, max_length=64)
+    flow_ciphertext: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    completed_at: datetime | None = _ts(nullable=True)
+
+
+class ApiKey(SQLModel, table=True):
+    """Maps an HTTP caller to an identity. The key itself is shown once and stored only as a hash."""
+
+    __tablename__ = "api_key"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    key_hash: str = Field(unique=True, index=True, max_length=64)
+    prefix: str = Field(max_length=16)
+    org: str = Field(max_length=200)
+    user: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    revoked_at: datetime | None = _ts(nullable=True)
+
+
+class LifecycleEvent(SQLModel, table=True):
+    """The audit and monitoring trail. `detail` never holds a secret."""
+
+    __tablename__ = "lifecycle_event"
+    __table_args__ = (Index("ix_lifecycle_event_account_at", "account_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    account_id: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=64, index=True)
+    severity: str = Field(default="info", max_length=16)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

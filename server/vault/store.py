@@ -1,0 +1,372 @@
+"""The vault's operations. Synchronous on purpose: callers on the event loop hand them to a worker thread.
+
+Every refresh is a compare-and-set on (version, lease), so no database lock is ever held across a network call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from server.vault.crypto import Keyring, Sealed, associated_data, hash_token
+from server.vault.models import (
+    AccountStatus,
+    ConnectedAccount,
+    Credential,
+    LifecycleEvent,
+    MagicLink,
+    utcnow,
+)
+
+CREDENTIAL_FIELD = "tokens"
+
+
+class AccountExistsError(ValueError):
+    pass
+
+
+class UnknownAccountError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class TokenSecrets:
+    access_token: str
+    refresh_token: str | None
+
+    def __repr__(self) -> str:  # a stray log line or traceback must never show a token
+        return "TokenSecrets(<redacted>)"
+
+
+@dataclass(frozen=True)
+class CredentialWrite:
+    """What a fresh token grant becomes on its row; timings are decided by the lifecycle, not here."""
+
+    secrets: TokenSecrets
+    token_type: str
+    issued_at: datetime
+    access_expires_at: datetime | None
+    refresh_due_at: datetime | None
+    refresh_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CredentialSnapshot:
+    account_id: str
+    version: int
+    secrets: TokenSecrets = field(repr=False)
+    token_type: str
+    issued_at: datetime
+    access_expires_at: datetime | None
+    refresh_due_at: datetime | None
+    refresh_expires_at: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    last_refresh_outcome: str | None
+    consecutive_failures: int
+
+    @property
+    def access_token(self) -> str:
+        return self.secrets.access_token
+
+    @property
+    def refresh_token(self) -> str | None:
+        return self.secrets.refresh_token
+
+
+class Vault:
+    def __init__(self, engine: Engine, keyring: Keyring):
+        self.engine = engine
+        self.keyring = keyring
+
+    # ---- sealing -------------------------------------------------------------------------------------
+    def _seal_secrets(self, account_id: str, secrets: TokenSecrets) -> Sealed:
+        plaintext = json.dumps({"access_token": secrets.access_token, "refresh_token": secrets.refresh_token})
+        return self.keyring.seal(plaintext.encode(), associated_data("credential", account_id, CREDENTIAL_FIELD))
+
+    def _open_secrets(self, row: Credential) -> TokenSecrets:
+        aad = associated_data("credential", row.account_id, CREDENTIAL_FIELD)
+        data = json.loads(self.keyring.open(Sealed(row.key_id, row.ciphertext), aad))
+        return TokenSecrets(data["access_token"], data.get("refresh_token"))
+
+    def seal(self, table: str, row_id: str, field_name: str, payload: dict[str, Any]) -> Sealed:
+        return self.keyring.seal(json.dumps(payload).encode(), associated_data(table, row_id, field_name))
+
+    def open(self, table: str, row_id: str, field_name: str, sealed: Sealed) -> dict[str, Any]:
+        return json.loads(self.keyring.open(sealed, associated_data(table, row_id, field_name)))
+
+    def _snapshot(self, row: Credential) -> CredentialSnapshot:
+        return CredentialSnapshot(
+            account_id=row.account_id,
+            version=row.version,
+            secrets=self._open_secrets(row),
+            token_type=row.token_type,
+            issued_at=row.issued_at,
+            access_expires_at=row.access_expires_at,
+            refresh_due_at=row.refresh_due_at,
+            refresh_expires_at=row.refresh_expires_at,
+            lease_owner=row.lease_owner,
+            lease_until=row.lease_until,
+            last_refresh_outcome=row.last_refresh_outcome,
+            consecutive_failures=row.consecutive_failures,
+        )
+
+    # ---- accounts ------------------------------------------------------------------------------------
+    def create_account(
+        self,
+        *,
+        org: str,
+        user: str,
+        connector: str,
+        label: str = "default",
+        status: AccountStatus = AccountStatus.ACTIVE,
+        provider_account_id: str | None = None,
+        provider_identity: dict[str, Any] | None = None,
+        scopes: Iterable[str] = (),
+    ) -> ConnectedAccount:
+        account = ConnectedAccount(
+            org=org,
+            user=user,
+            connector=connector,
+            label=label,
+            status=status.value,
+            provider_account_id=provider_account_id,
+            provider_identity=provider_identity or {},
+            scopes=" ".join(scopes),
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(account)
+            try:
+                session.commit()
+            except IntegrityError:
+                raise AccountExistsError(f"account {account.display_name} already exists") from None
+        return account
+
+    def find_account(self, org: str, user: str, connector: str, label: str = "default") -> ConnectedAccount | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            statement = select(ConnectedAccount).where(
+                ConnectedAccount.org == org,
+                ConnectedAccount.user == user,
+                ConnectedAccount.connector == connector,
+                ConnectedAccount.label == label,
+            )
+            return session.exec(statement).first()
+
+    def get_account(self, account_id: str) -> ConnectedAccount:
+        with Session(self.engine, expire_on_commit=False) as session:
+            account = session.get(ConnectedAccount, account_id)
+        if account is None:
+            raise UnknownAccountError(f"no account with id {account_id}")
+        return account
+
+    def list_accounts(self, org: str | None = None, user: str | None = None) -> list[ConnectedAccount]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            statement = select(ConnectedAccount).order_by(
+                ConnectedAccount.org, ConnectedAccount.user, ConnectedAccount.connector, ConnectedAccount.label
+            )
+            if org is not None:
+                statement = statement.where(ConnectedAccount.org == org)
+            if user is not None:
+                statement = statement.where(ConnectedAccount.user == user)
+            return list(session.exec(statement))
+
+    def set_status(self, account_id: str, status: AccountStatus, reason: str | None = None) -> bool:
+        """Returns whether the status changed (so the caller records one event per change, not per call)."""
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ConnectedAccount)
+                .where(
+                    ConnectedAccount.id == account_id,
+                    or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason)),
+                )
+                .values(status=status.value, status_reason=reason, updated_at=utcnow())
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def update_identity(
+        self, account_id: str, provider_account_id: str | None, identity: dict[str, Any], scopes: Iterable[str]
+    ) -> None:
+        with Session(self.engine) as session:
+            session.execute(
+                update(ConnectedAccount)
+                .where(ConnectedAccount.id == account_id)
+                .values(
+                    provider_account_id=provider_account_id,
+                    provider_identity=identity,
+                    scopes=" ".join(scopes),
+                    updated_at=utcnow(),
+                )
+            )
+            session.commit()
+
+    # ---- credentials ---------------------------------------------------------------------------------
+    def read_credential(self, account_id: str) -> CredentialSnapshot | None:
+        with Session(self.engine) as session:
+            row = session.get(Credential, account_id)
+            return None if row is None else self._snapshot(row)
+
+    def credential_timings(self, account_id: str) -> dict[str, Any] | None:
+        """When the credential expires and how its last refresh went, without opening the ciphertext."""
+        with Session(self.engine) as session:
+            row = session.get(Credential, account_id)
+            if row is None:
+                return None
+            return {"access_expires_at": row.access_expires_at, "refresh_due_at": row.refresh_due_at,
+                    "last_refresh_at": row.last_refresh_at, "last_refresh_outcome": row.last_refresh_outcome}
+
+    def put_credential(self, account_id: str, write: CredentialWrite) -> CredentialSnapshot:
+        """Install credentials from outside the refresh path (import, re-authorization): a new version, lease cleared."""
+        sealed = self._seal_secrets(account_id, write.secrets)
+        with Session(self.engine) as session:
+            row = session.get(Credential, account_id)
+            if row is None:
+                row = Credential(account_id=account_id, key_id=sealed.key_id, ciphertext=sealed.blob, version=0,
+                                 issued_at=write.issued_at)
+            row.version += 1
+            self._apply(row, sealed, write)
+            row.lease_owner = row.lease_until = None
+            row.consecutive_failures = 0
+            row.last_refresh_outcome = None
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            return self._snapshot(row)
+
+    @staticmethod
+    def _apply(row: Credential, sealed: Sealed, write: CredentialWrite) -> None:
+        row.key_id = sealed.key_id
+        row.ciphertext = sealed.blob
+        row.token_type = write.token_type
+        row.issued_at = write.issued_at
+        row.access_expires_at = write.access_expires_at
+        row.refresh_due_at = write.refresh_due_at
+        row.refresh_expires_at = write.refresh_expires_at
+
+    def try_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
+        """Compare-and-set: take the refresh lease if the row is still at `version` and nobody holds a live lease."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(Credential)
+                .where(
+                    Credential.account_id == account_id,
+                    Credential.version == version,
+                    or_(col(Credential.lease_until).is_(None), Credential.lease_until < now),
+                )
+                .values(lease_owner=owner, lease_until=now + lease_for)
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def commit_refresh(self, account_id: str, owner: str, version: int, write: CredentialWrite) -> CredentialSnapshot | None:
+        """Store rotated tokens as version+1, but only while we still hold the lease. None means the lease was lost."""
+        sealed = self._seal_secrets(account_id, write.secrets)
+        now = utcnow()
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(Credential)
+                .where(
+                    Credential.account_id == account_id,
+                    Credential.lease_owner == owner,
+                    Credential.version == version,
+                )
+                .values(
+                    version=version + 1,
+                    key_id=sealed.key_id,
+                    ciphertext=sealed.blob,
+                    token_type=write.token_type,
+                    issued_at=write.issued_at,
+                    access_expires_at=write.access_expires_at,
+                    refresh_due_at=write.refresh_due_at,
+                    refresh_expires_at=write.refresh_expires_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    consecutive_failures=0,
+                    last_refresh_at=now,
+                    last_refresh_outcome="ok",
+                )
+            )
+            session.commit()
+            if result.rowcount != 1:
+                return None
+        return self.read_credential(account_id)
+
+    def release_lease(
+        self, account_id: str, owner: str, *, outcome: str, retry_at: datetime | None = None
+    ) -> None:
+        """Give the lease back after a failed refresh; `retry_at` pushes the next proactive attempt out."""
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "last_refresh_at": utcnow(),
+            "last_refresh_outcome": outcome,
+            "consecutive_failures": Credential.consecutive_failures + 1,
+        }
+        if retry_at is not None:
+            values["refresh_due_at"] = retry_at
+        with Session(self.engine) as session:
+            session.execute(
+                update(Credential).where(Credential.account_id == account_id, Credential.lease_owner == owner).values(**values)
+            )
+            session.commit()
+
+    def mark_grant_dead(self, account_id: str, owner: str, status: AccountStatus, reason: str) -> None:
+        """The refresh token was refused: the lease goes, the status says why, the ciphertext stays for the audit."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            session.execute(
+                update(Credential)
+                .where(Credential.account_id == account_id, Credential.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None, last_refresh_at=now, last_refresh_outcome="rejected",
+                        consecutive_failures=Credential.consecutive_failures + 1)
+            )
+            session.execute(
+                update(ConnectedAccount)
+                .where(ConnectedAccount.id == account_id)
+                .values(status=status.value, status_reason=reason, updated_at=now)
+            )
+            session.commit()
+
+    # ---- magic links ---------------------------------------------------------------------------------
+    def create_magic_link(
+        self, *, token: str, account: ConnectedAccount, purpose: str, reason: str | None, ttl: timedelta
+    ) -> MagicLink:
+        link = MagicLink(
+            token_hash=hash_token(token),
+            account_id=account.id,
+            purpose=purpose,
+            org=account.org,
+            user=account.user,
+            reason=reason,
+            expires_at=utcnow() + ttl,
+        )
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(link)
+            session.commit()
+        return link
+
+    def find_magic_link(self, token: str) -> MagicLink | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(select(MagicLink).where(MagicLink.token_hash == hash_token(token))).first()
+
+    # ---- events --------------------------------------------------------------------------------------
+    def record_event(self, kind: str, *, account_id: str | None, severity: str = "info", **detail: Any) -> None:
+        with Session(self.engine) as session:
+            session.add(LifecycleEvent(kind=kind, account_id=account_id, severity=severity, detail=detail))
+            session.commit()
+
+    def events(self, account_id: str | None = None, kind: str | None = None, limit: int = 100) -> list[LifecycleEvent]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            statement = select(LifecycleEvent).order_by(col(LifecycleEvent.id).desc()).limit(limit)
+            if account_id is not None:
+                statement = statement.where(LifecycleEvent.account_id == account_id)
+            if kind is not None:
+                statement = statement.where(LifecycleEvent.kind == kind)
+            return list(session.exec(statement))

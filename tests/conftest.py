@@ -1,0 +1,100 @@
+"""Fixtures: simulators on loopback, settings pointing at them, a runtime over a real SQLite vault."""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from server.runtime import Runtime
+from server.settings import Settings
+
+TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No GRANTKEEPER_ setting from the developer's shell leaks in; the data directory is per test."""
+    for key in list(os.environ):
+        if key.startswith("GRANTKEEPER_") and key != "GRANTKEEPER_TEST_POSTGRES_URL":
+            monkeypatch.delenv(key)
+    home = tmp_path / "home"
+    monkeypatch.setenv("GRANTKEEPER_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def slack_server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SlackSimulator()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def github_server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(GitHubSimulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def slack_sim(slack_server: SimulatorServer) -> SlackSimulator:
+    """A fresh Slack simulator per test, served at the session's loopback URL."""
+    slack_server.app = SlackSimulator()
+    return slack_server.app
+
+
+@pytest.fixture
+def github_sim(github_server: SimulatorServer) -> GitHubSimulator:
+    github_server.app = GitHubSimulator()
+    return github_server.app
+
+
+def simulator_env(slack_url: str, github_url: str) -> dict[str, str]:
+    """Environment that points grantkeeper at the simulators (what the demo and agent developers use too)."""
+    return {
+        "GRANTKEEPER_SLACK_CLIENT_ID": "sim-slack-client",
+        "GRANTKEEPER_SLACK_CLIENT_SECRET": "sim-slack-secret",
+        "GRANTKEEPER_SLACK_API_BASE_URL": f"{slack_url}/api",
+        "GRANTKEEPER_SLACK_OAUTH_BASE_URL": slack_url,
+        "GRANTKEEPER_GITHUB_CLIENT_ID": "sim-github-client",
+        "GRANTKEEPER_GITHUB_CLIENT_SECRET": "sim-github-secret",
+        "GRANTKEEPER_GITHUB_API_BASE_URL": github_url,
+        "GRANTKEEPER_GITHUB_OAUTH_BASE_URL": github_url,
+    }
+
+
+@pytest.fixture
+def env(isolated_environment: Path, slack_server: SimulatorServer, github_server: SimulatorServer,
+        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        **simulator_env(slack_server.url, github_server.url),
+        "GRANTKEEPER_HOME": str(isolated_environment),
+        "GRANTKEEPER_VAULT_KEY": TEST_VAULT_KEY,
+        "GRANTKEEPER_ORG": "acme",
+        "GRANTKEEPER_USER": "alice",
+        "GRANTKEEPER_RETRY_INITIAL_WAIT_SECONDS": "0.01",
+        "GRANTKEEPER_RETRY_MAX_WAIT_SECONDS": "0.05",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> Runtime:
+    runtime = Runtime.open(settings)
+    yield runtime
+    await runtime.aclose()

@@ -1,0 +1,70 @@
+"""The tools agents see. Each is a thin typed function: validated arguments in, a structured result out.
+
+Canonical names are dotted (`slack.read_channel`); over MCP they are exposed as `slack_read_channel` unless
+GRANTKEEPER_TOOL_NAMES=dotted, because Claude Desktop and the Anthropic API reject names with dots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Awaitable, Callable, Literal
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel
+
+from server.execute import Caller, ProviderSession
+from server.results import Ok, result_model, to_call_result
+from server.runtime import Runtime
+
+
+def exposed_name(canonical: str, naming: Literal["underscore", "dotted"]) -> str:
+    return canonical if naming == "dotted" else canonical.replace(".", "_")
+
+
+class UnauthenticatedCaller(PermissionError):
+    pass
+
+
+@dataclass
+class Toolset:
+    server: MCPServer
+    runtime: Runtime
+    # Over HTTP a caller is whoever its API key names; only stdio falls back to the configured identity.
+    stdio_identity: bool = True
+    registered: dict[str, str] = field(default_factory=dict)  # exposed name -> canonical name
+
+    def tool(self, name: str, *, title: str, ok: type[Ok], read_only: bool, destructive: bool = False,
+             idempotent: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            fn.__annotations__["return"] = Annotated[CallToolResult, result_model(ok)]
+            exposed = exposed_name(name, self.runtime.settings.tool_names)
+            annotations = ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
+                                          idempotent_hint=idempotent, open_world_hint=True)
+            self.server.tool(name=exposed, title=title, description=fn.__doc__, annotations=annotations)(fn)
+            self.registered[exposed] = name
+            return fn
+
+        return register
+
+    def caller(self, ctx: Context | None) -> Caller:
+        token = get_access_token()
+        if token is not None:
+            claims = token.claims or {}
+            return Caller(str(claims["org"]), str(claims["user"]))
+        if not self.stdio_identity:
+            raise UnauthenticatedCaller("no authenticated caller")
+        return self.runtime.stdio_caller()
+
+    async def run(self, ctx: Context | None, connector: str,
+                  operation: Callable[[ProviderSession], Awaitable[BaseModel]]) -> CallToolResult:
+        result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+        return to_call_result(result)
+
+
+def register_all(toolset: Toolset) -> None:
+    from tools import accounts, github, slack
+
+    for module in (slack, github, accounts):
+        module.register(toolset)

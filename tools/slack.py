@@ -1,0 +1,85 @@
+"""Slack tools: read a channel's recent messages, post a message."""
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
+
+from providers import slack
+from server.execute import ProviderSession
+from server.results import Ok
+from tools import Toolset
+
+ChannelId = Annotated[str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$",
+                                 description="Slack channel id, e.g. C0123456789 (not the #name)")]
+Timestamp = Annotated[str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$", description="Slack message timestamp, e.g. 1512085950.000216")]
+
+
+class SlackMessage(BaseModel):
+    ts: str
+    user: str | None = None
+    text: str = ""
+    thread_ts: str | None = None
+
+
+class ReadChannelOk(Ok):
+    channel: str
+    messages: list[SlackMessage]
+    has_more: bool
+    next_cursor: str | None = Field(default=None, description="pass as `cursor` to read older messages")
+
+    def summary(self) -> str:
+        lines = [f"{len(self.messages)} message(s) from {self.channel}" + (" (more available)" if self.has_more else "")]
+        lines += [f"[{m.ts}] {m.user or '?'}: {m.text}" for m in self.messages]
+        return "\n".join(lines)
+
+
+class PostMessageOk(Ok):
+    channel: str
+    ts: str
+    thread_ts: str | None = None
+
+    def summary(self) -> str:
+        return f"Posted to {self.channel} at {self.ts}."
+
+
+def register(toolset: Toolset) -> None:
+    @toolset.tool("slack.read_channel", title="Read a Slack channel", ok=ReadChannelOk, read_only=True, idempotent=True)
+    async def read_channel(
+        channel: ChannelId,
+        limit: Annotated[int, Field(ge=1, le=200, description="how many messages, newest first")] = 20,
+        cursor: Annotated[str | None, Field(max_length=500, description="from a previous call's next_cursor")] = None,
+        oldest: Timestamp | None = None,
+        latest: Timestamp | None = None,
+        ctx: Context = None,
+    ):
+        """Read recent messages from a Slack channel the connected Slack account can see."""
+
+        async def operation(api: ProviderSession) -> ReadChannelOk:
+            body = await slack.conversations_history(api, channel=channel, limit=limit, cursor=cursor,
+                                                     oldest=oldest, latest=latest)
+            return ReadChannelOk(
+                channel=channel,
+                messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
+                has_more=bool(body.get("has_more")),
+                next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
+            )
+
+        return await toolset.run(ctx, "slack", operation)
+
+    @toolset.tool("slack.post_message", title="Post a Slack message", ok=PostMessageOk, read_only=False)
+    async def post_message(
+        channel: ChannelId,
+        text: Annotated[str, Field(min_length=1, max_length=40000)],
+        thread_ts: Timestamp | None = None,
+        ctx: Context = None,
+    ):
+        """Post a message to a Slack channel (or reply in a thread) as the connected Slack account.
+
+        Slack has no idempotency key: if the result says outcome_unknown, read the channel before posting again."""
+
+        async def operation(api: ProviderSession) -> PostMessageOk:
+            body = await slack.post_message(api, channel=channel, text=text, thread_ts=thread_ts)
+            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts)
+
+        return await toolset.run(ctx, "slack", operation)
