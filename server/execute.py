@@ -21,7 +21,7 @@ from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.results import Ok, ReauthRequired, failure_result
 from server.settings import Settings
-from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault
+from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault, VaultIntegrityError
 from server.vault.crypto import new_secret_token
 
 T = TypeVar("T", bound=BaseModel)
@@ -147,9 +147,16 @@ class Executor:
                 await self._set_status(account, AccountStatus.ACTIVE, None)
             return result
         except failures.GrantGone as gone:
+            self.forget_account(account)
             return await self.reauth_result(Caller(account.org, account.user), connector, account, gone.reason)
         except failures.ToolFailure as failure:
             return failure_result(failure, connector=connector.name, account=account.display_name)
+        except VaultIntegrityError:
+            self.forget_account(account)
+            await self.events.record("vault_integrity_failed", account, severity="critical")
+            return failure_result(failures.AdminActionRequired(
+                "vault_integrity_failed", "The stored credential failed its integrity check and was not used."),
+                connector=connector.name, account=account.display_name)
         except ValidationError:
             self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
             return failure_result(failures.UpstreamFailure(

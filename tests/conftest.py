@@ -98,3 +98,13 @@ async def runtime(settings: Settings) -> Runtime:
     runtime = Runtime.open(settings)
     yield runtime
     await runtime.aclose()
+
+
+@pytest.fixture
+def runtime_sync(settings: Settings) -> Iterator[Runtime]:
+    """A runtime for synchronous tests that only use its vault (worker processes do the calls)."""
+    import anyio
+
+    runtime = Runtime.open(settings)
+    yield runtime
+    anyio.run(runtime.aclose)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 import secrets
@@ -55,8 +56,8 @@ class Keyring:
                 continue
             key_id, _, encoded = entry.rpartition(":")
             try:
-                key = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-            except (ValueError, TypeError):
+                key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_", validate=True)
+            except (ValueError, TypeError, binascii.Error):
                 raise VaultKeyError("a vault key is not valid base64") from None
             keys.append((key_id or _derive_key_id(key), key))
         return cls(keys)

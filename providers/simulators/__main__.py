@@ -1,0 +1,66 @@
+"""Run provider simulators in the foreground for agent developers.
+
+    python -m providers.simulators slack|github|all [--host 127.0.0.1] [--port N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from .base import ProviderSimulator
+from .github import GitHubSimulator
+from .server import SimulatorServer
+from .slack import SlackSimulator
+
+
+def _describe(simulator: ProviderSimulator, url: str) -> str:
+    return "\n".join(
+        [
+            f"{simulator.provider_title} simulator: {url}",
+            f"  client_id={simulator.client_id} client_secret={simulator.client_secret}",
+            f"  authorize: {url}{simulator.authorize_path}",
+            f"  token:     {url}{simulator.token_path}",
+            f"  control:   {url}/_sim/stats, /_sim/faults, /_sim/grants (POST {{}} mints tokens for the default user)",
+            f"  default identity: {simulator.default_identity}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
+    parser.add_argument("provider", choices=["slack", "github", "all"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', GitHub gets port+1")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+
+    simulators: list[ProviderSimulator] = []
+    if args.provider in ("slack", "all"):
+        simulators.append(SlackSimulator())
+    if args.provider in ("github", "all"):
+        simulators.append(GitHubSimulator())
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    servers = []
+    try:
+        for offset, simulator in enumerate(simulators):
+            port = args.port + offset if args.port else 0
+            server = SimulatorServer(simulator, args.host, port, log_level=args.log_level).start()
+            servers.append(server)
+            print(_describe(simulator, server.url), flush=True)
+        print("Press Ctrl+C to stop.", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for server in servers:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Several OS processes sharing one vault refresh a rotating grant exactly once."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.seed import seed_account
+from tests.support.workers import run_workers
+
+
+def test_four_processes_refresh_an_expired_rotating_token_once(runtime_sync, settings, slack_sim):
+    seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), expired=True)
+    env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}
+
+    outputs = run_workers(env, processes=4, calls=25)
+
+    statuses = [status for output in outputs for status in output["statuses"]]
+    assert statuses == ["ok"] * 100
+    assert slack_sim.counters.token_requests == 1
+    assert slack_sim.counters.reuse_detections == 0
+    assert slack_sim.counters.refresh_failures == 0

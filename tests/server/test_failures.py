@@ -1,0 +1,188 @@
+"""Failure classes and what the agent sees: reauth with a magic link, admin action, rate limits, outages."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import Session, select
+
+from server.vault.crypto import hash_token
+from server.vault.models import ConnectedAccount, MagicLink
+from tests.support.mcp import call, mcp_client
+from tests.support.seed import seed_account
+
+pytestmark = pytest.mark.anyio
+READ = {"channel": "C0GENERAL", "limit": 1}
+
+
+def magic_link_rows(runtime) -> list[MagicLink]:
+    with Session(runtime.vault.engine) as session:
+        return list(session.exec(select(MagicLink)))
+
+
+async def test_revoked_slack_grant_asks_for_reauth_with_a_magic_link_and_no_retry_storm(runtime, settings, slack_sim):
+    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.revoke()
+
+    async with mcp_client(runtime) as client:
+        first = await call(client, "slack_read_channel", READ)
+        second = await call(client, "slack_read_channel", READ)
+
+    assert first["status"] == "reauth_required"
+    assert first["reason"] == "token_revoked"
+    assert first["account"] == "acme/alice/slack"
+    assert first["magic_link"].startswith(f"{settings.public_url}/connect/")
+    assert second["status"] == "reauth_required"
+    assert slack_sim.counters.token_requests == 0  # token_revoked is final: no refresh attempted
+    assert slack_sim.counters.api_requests == 1  # the second call never reached Slack
+    assert runtime.vault.get_account(account.id).status == "reauth_required"
+    token = first["magic_link"].rsplit("/", 1)[1]
+    links = magic_link_rows(runtime)
+    assert len(links) == 2 and all(link.account_id == account.id for link in links)
+    assert hash_token(token) in {link.token_hash for link in links}
+    assert all(token not in (link.token_hash, link.id) for link in links)  # only the hash is stored
+
+
+async def test_revoked_github_grant_costs_at_most_one_token_request(runtime, settings, github_sim):
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant())
+    github_sim.revoke()  # 401 Bad credentials on the API, bad_refresh_token at the token endpoint
+
+    async with mcp_client(runtime) as client:
+        results = [await call(client, "github_search_issues", {"query": "bug"}) for _ in range(3)]
+
+    assert [r["status"] for r in results] == ["reauth_required"] * 3
+    assert results[0]["reason"] == "refresh_token_revoked"
+    assert github_sim.counters.token_requests == 1
+
+
+async def test_deactivated_slack_account_needs_an_administrator(runtime, settings, slack_sim):
+    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.deactivate()
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+
+    assert result["status"] == "admin_action_required"
+    assert result["reason"] == "account_inactive"
+    assert slack_sim.counters.token_requests == 0
+    assert runtime.vault.get_account(account.id).status == "admin_action_required"
+
+
+async def test_short_retry_after_is_honoured_and_the_call_succeeds(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.rate_limit(count=1, retry_after=1)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+
+    assert result["status"] == "ok"
+    assert slack_sim.counters.rate_limited == 1
+    assert slack_sim.counters.api_requests == 2
+
+
+async def test_long_retry_after_is_returned_to_the_agent(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.rate_limit(count=1, retry_after=120)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+
+    assert result == {**result, "status": "rate_limited", "retry_after_seconds": 120.0}
+    assert slack_sim.counters.api_requests == 1
+
+
+async def test_github_rate_limit_longer_than_we_wait_is_returned_to_the_agent(runtime, settings, github_sim):
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant())
+    github_sim.rate_limit(count=5, retry_after=600)  # 403 + x-ratelimit-remaining: 0
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "github_search_issues", {"query": "bug"})
+
+    assert result["status"] == "rate_limited"
+    assert 590 <= result["retry_after_seconds"] <= 601
+    assert github_sim.counters.api_requests == 1
+
+
+async def test_transient_outage_on_a_read_is_retried_with_backoff(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.fail(count=2, status=503)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+
+    assert result["status"] == "ok"
+    assert slack_sim.counters.api_requests == 3
+
+
+async def test_outage_longer_than_the_retry_budget_is_a_retryable_upstream_error(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.fail(count=10, status=503)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+
+    assert result["status"] == "upstream_error"
+    assert result["retryable"] is True and result["outcome_unknown"] is False
+    assert slack_sim.counters.api_requests == settings.retry_attempts
+
+
+async def test_a_failed_slack_post_is_never_repeated_blindly(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.fail(count=1, status=503)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
+
+    assert result["status"] == "upstream_error"
+    assert result["outcome_unknown"] is True and result["retryable"] is False
+    assert slack_sim.counters.api_requests == 1
+
+
+async def test_a_rate_limited_post_is_retried_because_slack_did_not_process_it(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.rate_limit(count=1, retry_after=1)
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
+
+    assert result["status"] == "ok"
+    assert slack_sim.counters.api_requests == 2
+
+
+async def test_unknown_channel_is_invalid_input(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", {"channel": "C0NOSUCHCHANNEL"})
+    assert result["status"] == "invalid_input"
+    assert result["reason"] == "channel_not_found"
+
+
+async def test_bad_arguments_are_refused_before_any_provider_call(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    async with mcp_client(runtime) as client:
+        result = await client.call_tool("slack_read_channel", {"channel": "#general", "limit": 1000})
+    assert result.is_error
+    assert "channel" in result.content[0].text and "limit" in result.content[0].text
+    assert slack_sim.counters.api_requests == 0
+
+
+async def test_caller_without_an_account_gets_a_connect_link(runtime, slack_sim):
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+    assert result["status"] == "reauth_required"
+    assert result["reason"] == "not_connected"
+    with Session(runtime.vault.engine) as session:
+        pending = session.exec(select(ConnectedAccount)).one()
+    assert (pending.org, pending.user, pending.status) == ("acme", "alice", "pending")
+    assert magic_link_rows(runtime)[0].purpose == "connect"
+
+
+async def test_unreachable_provider_is_a_retryable_upstream_error(runtime, settings, slack_sim, monkeypatch):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    connector = runtime.connectors["slack"]
+    dead = connector.spec.model_copy(update={"api_base_url": "http://127.0.0.1:9/api"})
+    monkeypatch.setitem(runtime.connectors, "slack", type(connector)(connector.provider, dead,
+                                                                       connector.client_id, connector.client_secret))
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_read_channel", READ)
+    assert result["status"] == "upstream_error"
+    assert result["reason"] == "unreachable" and result["retryable"] is True

@@ -1,0 +1,44 @@
+"""HTTP helpers shared by the simulator tests (plain functions, importable from any test module)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+import httpx2
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def slack_refresh(client: httpx2.Client, refresh_token: str) -> httpx2.Response:
+    return client.post(
+        "/api/oauth.v2.access",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "sim-slack-client",
+            "client_secret": "sim-slack-secret",
+        },
+    )
+
+
+def github_refresh(client: httpx2.Client, refresh_token: str) -> httpx2.Response:
+    return client.post(
+        "/login/oauth/access_token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "sim-github-client",
+            "client_secret": "sim-github-secret",
+        },
+        headers={"Accept": "application/json"},
+    )
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge

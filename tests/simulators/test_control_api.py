@@ -1,0 +1,101 @@
+"""The /_sim/ control API that drives a simulator running in another process."""
+
+from __future__ import annotations
+
+from sim_helpers import bearer, slack_refresh
+
+
+def test_posting_a_grant_mints_tokens_for_a_chosen_identity(slack_http, slack):
+    response = slack_http.post(
+        "/_sim/grants", json={"identity": {"user_id": "U0ALICE"}, "scopes": ["chat:write"], "access_ttl": 120}
+    )
+    assert response.status_code == 201
+    grant = response.json()
+    assert grant["identity"] == {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0ALICE"}
+    assert grant["scopes"] == ["chat:write"] and grant["expires_in"] == 120
+    assert grant["access_token"].startswith("xoxe.xoxb-1-") and grant["refresh_token"].startswith("xoxe-1-")
+
+
+def test_grant_listing_shows_state_without_full_tokens(slack_http, slack):
+    grant = slack_http.post("/_sim/grants", json={}).json()
+    slack_http.post("/_sim/faults", json={"fault": "revoke", "grant_id": grant["grant_id"]}).raise_for_status()
+
+    listing = slack_http.get("/_sim/grants").json()["grants"]
+    assert [(g["grant_id"], g["state"]) for g in listing] == [(grant["grant_id"], "revoked")]
+    assert grant["refresh_token"] not in slack_http.get("/_sim/grants").text
+
+
+def test_stats_count_requests_per_endpoint_and_reset_clears_them(slack_http, slack):
+    grant = slack.issue_grant()
+    slack_http.post("/api/auth.test", headers=bearer(grant.access_token))
+    slack_http.get("/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(grant.access_token))
+    slack_refresh(slack_http, grant.refresh_token)
+
+    stats = slack_http.get("/_sim/stats").json()
+    assert stats["api_requests"] == 2 and stats["token_requests"] == 1 and stats["refreshes_ok"] == 1
+    assert stats["endpoints"] == {"auth.test": 1, "conversations.history": 1, "token": 1}
+
+    after = slack_http.post("/_sim/reset").json()
+    assert after["api_requests"] == 0 and after["endpoints"] == {}
+
+
+def test_reset_with_faults_also_clears_pending_faults(slack_http, slack):
+    token = slack.issue_grant().access_token
+    slack_http.post("/_sim/faults", json={"fault": "fail", "count": 5}).raise_for_status()
+    assert slack_http.get("/_sim/stats").json()["faults"]["failures_pending"] == 5
+
+    slack_http.post("/_sim/reset", json={"faults": True}).raise_for_status()
+    assert slack_http.post("/api/auth.test", headers=bearer(token)).status_code == 200
+
+
+def test_revoke_without_a_target_revokes_every_grant(slack_http, slack):
+    tokens = [slack.issue_grant().access_token for _ in range(3)]
+    assert slack_http.post("/_sim/faults", json={"fault": "revoke"}).json() == {"fault": "revoke", "revoked": 3}
+    assert {slack_http.post("/api/auth.test", headers=bearer(t)).json()["error"] for t in tokens} == {"token_revoked"}
+
+
+def test_access_ttl_fault_changes_the_lifetime_of_new_tokens(slack_http, slack):
+    slack_http.post("/_sim/faults", json={"fault": "access_ttl", "seconds": 5}).raise_for_status()
+    grant = slack.issue_grant()
+    assert slack_refresh(slack_http, grant.refresh_token).json()["expires_in"] == 5
+    assert slack_http.get("/_sim/stats").json()["access_ttl"] == 5
+
+
+def test_bad_fault_requests_are_refused(slack_http, slack):
+    unknown = slack_http.post("/_sim/faults", json={"fault": "meteor"})
+    assert unknown.status_code == 400 and "rate_limit" in unknown.json()["error"]
+    assert slack_http.post("/_sim/faults", json={"fault": "rate_limit", "count": "many"}).status_code == 400
+    assert slack_http.post("/_sim/faults", json={"fault": "latency", "bogus": 1}).status_code == 400
+    assert slack_http.post("/_sim/faults", content=b"not json").status_code == 400
+    revoke_unknown = slack_http.post("/_sim/faults", json={"fault": "revoke", "access_token": "xoxe.xoxb-1-nope"})
+    assert revoke_unknown.status_code == 404
+
+
+def test_token_endpoint_latency_and_clear(slack_http, slack):
+    slack_http.post("/_sim/faults", json={"fault": "token_endpoint_latency", "seconds": 0.05}).raise_for_status()
+    assert slack_http.get("/_sim/stats").json()["faults"]["token_endpoint_latency"] == 0.05
+    slack_http.post("/_sim/faults", json={"fault": "clear"}).raise_for_status()
+    assert slack_http.get("/_sim/stats").json()["faults"]["token_endpoint_latency"] == 0.0
+
+
+def test_slack_messages_can_be_seeded_and_read_back(slack_http, slack):
+    seeded = slack_http.post("/_sim/messages", json={"channel": "C0NEW", "text": "seeded", "user": "U0BOB"})
+    assert seeded.status_code == 201
+    token = slack.issue_grant().access_token
+    history = slack_http.get("/api/conversations.history", params={"channel": "C0NEW"}, headers=bearer(token)).json()
+    assert [m["text"] for m in history["messages"]] == ["seeded"]
+    assert slack_http.get("/_sim/messages", params={"channel": "C0NEW"}).json()["messages"][0]["user"] == "U0BOB"
+    assert set(slack_http.get("/_sim/messages").json()["channels"]) == {"C0GENERAL", "C0RANDOM", "C0NEW"}
+
+
+def test_github_issues_can_be_seeded_and_listed(github_http, github):
+    seeded = github_http.post("/_sim/issues", json={"repo": "acme/app", "title": "seeded", "state": "closed"})
+    assert seeded.status_code == 201 and seeded.json()["state"] == "closed"
+    assert [i["title"] for i in github_http.get("/_sim/issues", params={"repo": "acme/app"}).json()["issues"]] == ["seeded"]
+
+
+def test_github_stats_and_grants_work_like_slack(github_http, github):
+    grant = github_http.post("/_sim/grants", json={"identity": {"login": "hubot", "id": 42}}).json()
+    assert grant["identity"] == {"login": "hubot", "id": 42} and grant["refresh_token_expires_in"] == 15811200
+    github_http.get("/user", headers=bearer(grant["access_token"]))
+    assert github_http.get("/_sim/stats").json()["endpoints"] == {"GET /user": 1}

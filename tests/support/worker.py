@@ -1,0 +1,56 @@
+"""A grantkeeper worker process for contention tests: opens the shared vault from GRANTKEEPER_* settings,
+says `ready`, waits for `go` on stdin, then makes N concurrent tool calls and prints their statuses as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import anyio
+from mcp import Client
+
+from server.app import build_server
+from server.monitoring.logging import configure_logging
+from server.runtime import Runtime
+from server.settings import Settings
+
+
+async def work(calls: int, tool: str, arguments: dict) -> dict:
+    settings = Settings()
+    configure_logging("warning", "json")
+    runtime = Runtime.open(settings)
+    server, _ = build_server(runtime)
+    latencies: list[float] = []
+    statuses: list[str] = []
+    try:
+        async with Client(server, raise_exceptions=True) as client:
+            print("ready", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+
+            async def one() -> None:
+                started = time.perf_counter()
+                result = await client.call_tool(tool, arguments)
+                latencies.append(time.perf_counter() - started)
+                statuses.append((result.structured_content or {}).get("status", "no_structured_content"))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(calls):
+                    group.start_soon(one)
+    finally:
+        await runtime.aclose()
+    return {"statuses": statuses, "latencies": latencies}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=25)
+    parser.add_argument("--tool", default="slack_read_channel")
+    parser.add_argument("--arguments", default='{"channel": "C0GENERAL", "limit": 1}')
+    args = parser.parse_args()
+    print(json.dumps(anyio.run(work, args.calls, args.tool, json.loads(args.arguments))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
