@@ -53,9 +53,12 @@ async def read_params(request: Request) -> dict[str, str]:
                 body = {}
             if isinstance(body, dict):
                 params.update(body)
-        else:
+        elif content_type.startswith("multipart/form-data"):
             params.update((await request.form()).items())
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in params.items()}
+        else:
+            # Parsed here rather than by request.form() so urlencoded bodies need no python-multipart.
+            params.update(parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True))
+    return {key: value if isinstance(value, str) else json.dumps(value, default=str) for key, value in params.items()}
 
 
 def basic_credentials(request: Request) -> tuple[str, str] | None:
@@ -71,7 +74,9 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 def bearer_token(request: Request, schemes: tuple[str, ...] = ("bearer",)) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() in schemes else None
+    if scheme.lower() not in schemes:
+        return None
+    return token.strip() or None
 
 
 def add_query(url: str, params: dict[str, str | None]) -> str:

@@ -11,6 +11,7 @@ import re
 import secrets
 import shlex
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -278,7 +279,7 @@ class GitHubSimulator(ProviderSimulator):
     @staticmethod
     def _label_json(label: Any) -> dict[str, Any]:
         name = label.get("name") if isinstance(label, dict) else str(label)
-        return {"id": abs(hash(name)) % 10**9, "name": name, "color": "ededed", "default": False, "description": None}
+        return {"id": zlib.crc32(name.encode()), "name": name, "color": "ededed", "default": False, "description": None}
 
     # -- OAuth ------------------------------------------------------------
 
@@ -306,7 +307,7 @@ class GitHubSimulator(ProviderSimulator):
     async def token_endpoint(self, request: Request) -> Response:
         params = await read_params(request)
         wants_json = "application/json" in request.headers.get("accept", "")
-        basic = self._basic_credentials(request)
+        basic = basic_credentials(request) if self.accept_basic_auth else None
         client_id, client_secret = basic or (params.get("client_id"), params.get("client_secret"))
         if not self.client_authenticated(client_id, client_secret):
             return self._oauth_reply({**self._oauth_error("incorrect_client_credentials")}, wants_json)
@@ -342,9 +343,6 @@ class GitHubSimulator(ProviderSimulator):
             "token_type": "bearer",
         }
         return self._oauth_reply({k: v for k, v in payload.items() if v is not None}, wants_json)
-
-    def _basic_credentials(self, request: Request) -> tuple[str, str] | None:
-        return basic_credentials(request) if self.accept_basic_auth else None
 
     @staticmethod
     def _oauth_error(error: str) -> dict[str, str]:

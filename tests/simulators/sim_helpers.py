@@ -42,3 +42,15 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
+
+
+def slack_history(client: httpx2.Client, token: str, **params: object) -> dict:
+    return client.get("/api/conversations.history", params=params, headers=bearer(token)).json()
+
+
+def slack_post(client: httpx2.Client, token: str, **fields: object) -> dict:
+    return client.post("/api/chat.postMessage", json=fields, headers=bearer(token)).json()
+
+
+def github_search(client: httpx2.Client, token: str, q: str, **params: object) -> httpx2.Response:
+    return client.get("/search/issues", params={"q": q, **params}, headers=bearer(token))

@@ -49,7 +49,8 @@ def github_exchange(client, code: str, verifier: str | None) -> dict:
 
 def test_slack_pkce_flow_issues_a_grant_for_the_default_identity(slack_http, slack):
     verifier, challenge = pkce_pair()
-    form = consent(slack_http, "/oauth/v2/authorize", "sim-slack-client", challenge, scope="chat:write,channels:history")
+    scope = "chat:write,channels:history"
+    form = consent(slack_http, "/oauth/v2/authorize", "sim-slack-client", challenge, scope=scope)
     page = slack_http.get("/oauth/v2/authorize", params=form).text
     assert "Grantkeeper Sim" in page and "U0SIMUSER" in page
 
@@ -154,7 +155,12 @@ def test_github_deny_redirects_with_access_denied_and_description(github_http, g
     [
         {"client_id": "someone-else", "redirect_uri": REDIRECT_URI},
         {"client_id": "sim-slack-client"},
-        {"client_id": "sim-slack-client", "redirect_uri": REDIRECT_URI, "code_challenge": "x", "code_challenge_method": "plain"},
+        {
+            "client_id": "sim-slack-client",
+            "redirect_uri": REDIRECT_URI,
+            "code_challenge": "x",
+            "code_challenge_method": "plain",
+        },
     ],
     ids=["unknown-client", "no-redirect-uri", "plain-pkce"],
 )

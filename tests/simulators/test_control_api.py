@@ -91,7 +91,8 @@ def test_slack_messages_can_be_seeded_and_read_back(slack_http, slack):
 def test_github_issues_can_be_seeded_and_listed(github_http, github):
     seeded = github_http.post("/_sim/issues", json={"repo": "acme/app", "title": "seeded", "state": "closed"})
     assert seeded.status_code == 201 and seeded.json()["state"] == "closed"
-    assert [i["title"] for i in github_http.get("/_sim/issues", params={"repo": "acme/app"}).json()["issues"]] == ["seeded"]
+    listed = github_http.get("/_sim/issues", params={"repo": "acme/app"}).json()["issues"]
+    assert [issue["title"] for issue in listed] == ["seeded"]
 
 
 def test_github_stats_and_grants_work_like_slack(github_http, github):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs
 
 import httpx2
-from sim_helpers import bearer, github_refresh
+from sim_helpers import bearer, github_refresh, github_search
 
 from providers.simulators import GitHubSimulator
 
@@ -54,7 +54,8 @@ def test_token_endpoint_replies_form_encoded_without_accept_json(github_http, gi
     ok = github_http.post("/login/oauth/access_token", data={**fields, "refresh_token": grant.refresh_token})
     assert ok.headers["content-type"].startswith("application/x-www-form-urlencoded")
     parsed = parse_qs(ok.text, keep_blank_values=True)
-    assert parsed["access_token"][0].startswith("ghu_") and parsed["token_type"] == ["bearer"] and parsed["scope"] == [""]
+    assert parsed["access_token"][0].startswith("ghu_")
+    assert parsed["token_type"] == ["bearer"] and parsed["scope"] == [""]
 
     failed = github_http.post("/login/oauth/access_token", params={**fields, "refresh_token": "ghr_unknown"})
     assert failed.status_code == 200
@@ -63,9 +64,10 @@ def test_token_endpoint_replies_form_encoded_without_accept_json(github_http, gi
 
 def test_token_endpoint_rejects_wrong_client_credentials_at_200(github_http, github):
     grant = github.issue_grant()
+    fields = {"client_id": "sim-github-client", "client_secret": "nope", "grant_type": "refresh_token"}
     response = github_http.post(
         "/login/oauth/access_token",
-        json={"client_id": "sim-github-client", "client_secret": "nope", "grant_type": "refresh_token", "refresh_token": grant.refresh_token},
+        json={**fields, "refresh_token": grant.refresh_token},
         headers={"Accept": "application/json"},
     )
     assert response.status_code == 200 and response.json()["error"] == "incorrect_client_credentials"
@@ -80,7 +82,8 @@ def test_refresh_token_dies_after_six_months(github_http, github):
 
 def test_expired_revoked_and_deactivated_tokens_all_get_401_bad_credentials(github_http, github):
     expired, revoked, inactive = github.issue_grant(), github.issue_grant(), github.issue_grant()
-    github_http.post("/_sim/faults", json={"fault": "expire_access_tokens", "grant_id": expired.grant_id}).raise_for_status()
+    expire = {"fault": "expire_access_tokens", "grant_id": expired.grant_id}
+    github_http.post("/_sim/faults", json=expire).raise_for_status()
     github.revoke(token=revoked.access_token)
     github.deactivate(token=inactive.refresh_token)
 
@@ -93,11 +96,11 @@ def test_expired_revoked_and_deactivated_tokens_all_get_401_bad_credentials(gith
 def test_every_api_response_carries_rate_limit_headers(github_http, github):
     token = github.issue_grant().access_token
     for response in (github_http.get("/user", headers=bearer(token)), github_http.get("/user")):
-        for header in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-used", "x-ratelimit-reset", "x-ratelimit-resource"):
-            assert header in response.headers
+        for suffix in ("limit", "remaining", "used", "reset", "resource"):
+            assert f"x-ratelimit-{suffix}" in response.headers
     second = github_http.get("/user", headers=bearer(token))
     assert second.headers["x-ratelimit-limit"] == "5000" and second.headers["x-ratelimit-used"] == "2"
-    search = github_http.get("/search/issues", params={"q": "is:issue"}, headers=bearer(token))
+    search = github_search(github_http, token, "is:issue")
     assert search.headers["x-ratelimit-resource"] == "search" and search.headers["x-ratelimit-limit"] == "30"
 
 
@@ -180,10 +183,10 @@ def test_known_repos_make_every_other_repo_404(github_server):
 
 def test_search_without_is_issue_or_is_pull_request_is_422(github_http, github):
     token = github.issue_grant().access_token
-    response = github_http.get("/search/issues", params={"q": "repo:o/r crash"}, headers=bearer(token))
+    response = github_search(github_http, token, "repo:o/r crash")
     assert response.status_code == 422
     assert "is:issue" in response.json()["errors"][0]["message"]
-    assert github_http.get("/search/issues", params={"q": ""}, headers=bearer(token)).status_code == 422
+    assert github_search(github_http, token, "").status_code == 422
 
 
 def test_search_filters_by_repo_state_body_phrase_and_words(github_http, github):
@@ -193,7 +196,7 @@ def test_search_filters_by_repo_state_body_phrase_and_words(github_http, github)
     github.create_issue("acme/other", "Crash on load", "idem:abc-123")
 
     def search(q: str) -> list[str]:
-        response = github_http.get("/search/issues", params={"q": q}, headers=bearer(token))
+        response = github_search(github_http, token, q)
         assert response.status_code == 200 and response.json()["incomplete_results"] is False
         return sorted(item["title"] for item in response.json()["items"])
 
@@ -209,8 +212,8 @@ def test_search_pages_with_per_page_and_page(github_http, github):
     token = github.issue_grant().access_token
     for n in range(5):
         github.create_issue("acme/app", f"Issue {n}")
-    first = github_http.get("/search/issues", params={"q": "is:issue", "per_page": 2}, headers=bearer(token))
-    last = github_http.get("/search/issues", params={"q": "is:issue", "per_page": 2, "page": 3}, headers=bearer(token))
+    first = github_search(github_http, token, "is:issue", per_page=2)
+    last = github_search(github_http, token, "is:issue", per_page=2, page=3)
     assert first.json()["total_count"] == 5 and len(first.json()["items"]) == 2
     assert 'rel="next"' in first.headers["link"]
     assert len(last.json()["items"]) == 1 and 'rel="next"' not in last.headers["link"]
@@ -219,10 +222,10 @@ def test_search_pages_with_per_page_and_page(github_http, github):
 def test_search_lag_hides_fresh_issues_that_the_repo_listing_still_shows(github_http, github):
     token = github.issue_grant().access_token
     github_http.post("/_sim/faults", json={"fault": "search_lag", "seconds": 30}).raise_for_status()
-    created = github_http.post("/repos/acme/app/issues", json={"title": "t", "body": "idem:xyz"}, headers=bearer(token)).json()
+    new_issue = {"title": "t", "body": "idem:xyz"}
+    created = github_http.post("/repos/acme/app/issues", json=new_issue, headers=bearer(token)).json()
 
-    found = github_http.get("/search/issues", params={"q": 'is:issue "idem:xyz"'}, headers=bearer(token)).json()
-    assert found["total_count"] == 0
+    assert github_search(github_http, token, 'is:issue "idem:xyz"').json()["total_count"] == 0
     listed = github_http.get(
         "/repos/acme/app/issues",
         params={"creator": "octocat", "since": created["created_at"], "state": "all"},
@@ -231,7 +234,7 @@ def test_search_lag_hides_fresh_issues_that_the_repo_listing_still_shows(github_
     assert [issue["number"] for issue in listed] == [created["number"]]
 
     github.advance_clock(31)
-    assert github_http.get("/search/issues", params={"q": 'is:issue "idem:xyz"'}, headers=bearer(token)).json()["total_count"] == 1
+    assert github_search(github_http, token, 'is:issue "idem:xyz"').json()["total_count"] == 1
 
 
 def test_issue_listing_filters_by_state_and_creator(github_http, github):
@@ -241,7 +244,8 @@ def test_issue_listing_filters_by_state_and_creator(github_http, github):
     github.create_issue("acme/app", "theirs", user={"login": "someone", "id": 9})
 
     def titles(**params):
-        return sorted(i["title"] for i in github_http.get("/repos/acme/app/issues", params=params, headers=bearer(token)).json())
+        listed = github_http.get("/repos/acme/app/issues", params=params, headers=bearer(token)).json()
+        return sorted(issue["title"] for issue in listed)
 
     assert titles() == ["mine open", "theirs"]
     assert titles(state="all", creator="octocat") == ["mine closed", "mine open"]
@@ -252,3 +256,18 @@ def test_get_user_returns_the_grants_identity(github_http, github):
     token = github.issue_grant({"login": "hubot", "id": 42}).access_token
     user = github_http.get("/user", headers=bearer(token)).json()
     assert user["login"] == "hubot" and user["id"] == 42 and user["type"] == "User"
+
+
+def test_token_endpoint_accepts_http_basic_unless_switched_off(github_server):
+    for accept_basic_auth, expected in ((True, "access_token"), (False, "error")):
+        simulator = GitHubSimulator(accept_basic_auth=accept_basic_auth)
+        github_server.app = simulator
+        grant = simulator.issue_grant()
+        with httpx2.Client(base_url=github_server.url) as client:
+            body = client.post(
+                "/login/oauth/access_token",
+                data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token},
+                auth=("sim-github-client", "sim-github-secret"),
+                headers={"Accept": "application/json"},
+            ).json()
+        assert expected in body

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import httpx2
-from sim_helpers import bearer, slack_refresh
+from sim_helpers import bearer, slack_history, slack_post, slack_refresh
 
 from providers.simulators import SlackSimulator
 
@@ -76,7 +76,9 @@ def test_expired_access_token_answers_token_expired_at_200_and_refresh_recovers(
     grant = slack.issue_grant()
     slack_http.post("/_sim/faults", json={"fault": "expire_access_tokens"}).raise_for_status()
 
-    response = slack_http.get("/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(grant.access_token))
+    response = slack_http.get(
+        "/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(grant.access_token)
+    )
     assert response.status_code == 200
     assert response.json() == {"ok": False, "error": "token_expired", "response_metadata": {}}
 
@@ -107,7 +109,9 @@ def test_deactivated_account_answers_account_inactive(slack_http, slack):
     grant = slack.issue_grant()
     slack_http.post("/_sim/faults", json={"fault": "deactivate", "access_token": grant.access_token}).raise_for_status()
 
-    response = slack_http.post("/api/chat.postMessage", json={"channel": "C0GENERAL", "text": "hi"}, headers=bearer(grant.access_token))
+    response = slack_http.post(
+        "/api/chat.postMessage", json={"channel": "C0GENERAL", "text": "hi"}, headers=bearer(grant.access_token)
+    )
     assert response.status_code == 200
     assert response.json() == {"ok": False, "error": "account_inactive"}
 
@@ -224,8 +228,8 @@ def test_history_pages_newest_first_with_real_cursors(slack_http, slack):
 def test_history_honours_oldest_latest_and_inclusive(slack_http, slack):
     token = slack.issue_grant().access_token
     params = {"channel": "C0GENERAL", "oldest": "1512085961.000310", "latest": "1512086102.000519"}
-    exclusive = slack_http.post("/api/conversations.history", data=params, headers=bearer(token)).json()
-    inclusive = slack_http.post("/api/conversations.history", data={**params, "inclusive": "true"}, headers=bearer(token)).json()
+    exclusive = slack_history(slack_http, token, **params)
+    inclusive = slack_history(slack_http, token, **params, inclusive="true")
     assert [m["ts"] for m in exclusive["messages"]] == ["1512086011.000402"]
     assert [m["ts"] for m in inclusive["messages"]] == ["1512086102.000519", "1512086011.000402", "1512085961.000310"]
 
@@ -244,34 +248,32 @@ def test_history_argument_errors_match_slack(slack_http, slack):
 
 def test_post_message_appends_to_the_channel_and_a_retry_posts_twice(slack_http, slack):
     token = slack.issue_grant().access_token
-    first = slack_http.post("/api/chat.postMessage", json={"channel": "C0RANDOM", "text": "deploy done"}, headers=bearer(token)).json()
-    retry = slack_http.post("/api/chat.postMessage", data={"channel": "#random", "text": "deploy done"}, headers=bearer(token)).json()
+    first = slack_post(slack_http, token, channel="C0RANDOM", text="deploy done")
+    as_form = {"channel": "#random", "text": "deploy done"}
+    retry = slack_http.post("/api/chat.postMessage", data=as_form, headers=bearer(token)).json()
 
     assert first["ok"] and retry["ok"] and first["channel"] == retry["channel"] == "C0RANDOM"
     assert first["ts"] != retry["ts"] and first["message"]["text"] == "deploy done"
-    newest = slack_http.get("/api/conversations.history", params={"channel": "C0RANDOM", "limit": 2}, headers=bearer(token)).json()
+    newest = slack_history(slack_http, token, channel="C0RANDOM", limit=2)
     assert [m["ts"] for m in newest["messages"]] == [retry["ts"], first["ts"]]
 
 
 def test_thread_replies_stay_out_of_channel_history(slack_http, slack):
     token = slack.issue_grant().access_token
     parent = "1512085950.000216"
-    reply = slack_http.post(
-        "/api/chat.postMessage", json={"channel": "C0GENERAL", "text": "on it", "thread_ts": parent}, headers=bearer(token)
-    ).json()
+    reply = slack_post(slack_http, token, channel="C0GENERAL", text="on it", thread_ts=parent)
     assert reply["message"]["thread_ts"] == parent
-    history = slack_http.get("/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(token)).json()
+    history = slack_history(slack_http, token, channel="C0GENERAL")
     assert reply["ts"] not in [m["ts"] for m in history["messages"]]
     assert next(m for m in history["messages"] if m["ts"] == parent)["reply_count"] == 1
 
 
 def test_post_message_errors_no_text_channel_not_found_and_missing_scope(slack_http, slack):
     token = slack.issue_grant().access_token
-    post = lambda body, t=token: slack_http.post("/api/chat.postMessage", json=body, headers=bearer(t)).json()  # noqa: E731
-    assert post({"channel": "C0GENERAL"})["error"] == "no_text"
-    assert post({"channel": "C0NOPE", "text": "x"})["error"] == "channel_not_found"
+    assert slack_post(slack_http, token, channel="C0GENERAL")["error"] == "no_text"
+    assert slack_post(slack_http, token, channel="C0NOPE", text="x")["error"] == "channel_not_found"
     reader = slack.issue_grant(scopes=["channels:history"]).access_token
-    assert post({"channel": "C0GENERAL", "text": "x"}, reader) == {
+    assert slack_post(slack_http, reader, channel="C0GENERAL", text="x") == {
         "ok": False,
         "error": "missing_scope",
         "needed": "chat:write",
