@@ -10,9 +10,11 @@ from typing import Any
 
 import anyio
 from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
 
 from server.monitoring.logging import configure_logging
 from server.settings import ConfigError, Settings
+from server.vault.crypto import VaultKeyError
 
 EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
@@ -31,8 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         return args.handler(settings, args)
-    except CliError as exc:
+    except (CliError, VaultKeyError) as exc:
         print(f"grantkeeper: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"grantkeeper: database unavailable ({type(exc.orig).__name__}); check GRANTKEEPER_DATABASE_URL",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -82,6 +82,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     # Request lines of the HTTP client are noise at info level (and carry URLs).
     logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
