@@ -181,8 +181,11 @@ class ProviderSimulator:
         if self.faults.api_latency:
             await asyncio.sleep(self.faults.api_latency)
         check = self.grants.check_access_token(await self.api_token(request))
-        if (status := self.faults.take_failure()) is not None:
+        if (failure := self.faults.take_failure()) is not None:
+            status, after_processing = failure
             self.counters.incr("server_errors")
+            if after_processing and check.ok and self.admit(request, endpoint, check) is None:
+                await handler(request, check.grant)  # the change lands, the answer is lost
             response = self.server_error_response(status)
         elif (limit := self.faults.take_rate_limit()) is not None:
             self.counters.incr("rate_limited")
@@ -304,8 +307,8 @@ class ProviderSimulator:
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         self.faults.rate_limit(count, retry_after, status)
 
-    def fail(self, count: int = 1, status: int = 503) -> None:
-        self.faults.fail(count, status)
+    def fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False) -> None:
+        self.faults.fail(count, status, after_processing)
 
     def latency(self, seconds: float) -> None:
         self.faults.latency(seconds)
@@ -377,7 +380,8 @@ class ProviderSimulator:
             "rate_limit": lambda count=1, retry_after=1, status=None: self.rate_limit(
                 int(count), _optional_int(retry_after), _optional_int(status)
             ),
-            "fail": lambda count=1, status=503: self.fail(int(count), int(status)),
+            "fail": lambda count=1, status=503, after_processing=False: self.fail(
+                int(count), int(status), after_processing=bool(after_processing)),
             "latency": lambda seconds: self.latency(float(seconds)),
             "token_endpoint_fail": lambda count=1, status=503, after_processing=False: self.token_endpoint_fail(
                 int(count), int(status), after_processing=bool(after_processing)

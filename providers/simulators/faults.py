@@ -84,16 +84,17 @@ class Faults:
             self.api_latency = 0.0
             self.token_endpoint_latency_seconds = 0.0
             self._rate_limits: list[RateLimitFault] = []
-            self._failures: list[int] = []
+            self._failures: list[tuple[int, bool]] = []
             self._token_failures: list[TokenEndpointFault] = []
 
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         with self._lock:
             self._rate_limits = [RateLimitFault(retry_after, status)] * count
 
-    def fail(self, count: int = 1, status: int = 503) -> None:
+    def fail(self, count: int = 1, status: int = 503, after_processing: bool = False) -> None:
+        """Answer the next `count` API requests with `status`; `after_processing`: do the work, lose the answer."""
         with self._lock:
-            self._failures = [status] * count
+            self._failures = [(status, after_processing)] * count
 
     def latency(self, seconds: float) -> None:
         with self._lock:
@@ -111,7 +112,7 @@ class Faults:
         with self._lock:
             return self._rate_limits.pop() if self._rate_limits else None
 
-    def take_failure(self) -> int | None:
+    def take_failure(self) -> tuple[int, bool] | None:
         with self._lock:
             return self._failures.pop() if self._failures else None
 
