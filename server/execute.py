@@ -3,6 +3,7 @@ requests → a structured result. Nothing here knows a provider by name."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, TypeVar
@@ -10,10 +11,11 @@ from typing import Any, Awaitable, Callable, TypeVar
 import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from providers.base import ApiCall, Verdict, json_body
 from server import failures
+from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.lifecycle.auth import VaultAuth
 from server.lifecycle.tokens import TokenManager
@@ -55,11 +57,18 @@ class ProviderSession:
 
     async def send(self, call: ApiCall) -> httpx2.Response:
         settings = self.executor.settings
+        try:
+            return await self._send_once(call)  # the common case pays for no retry machinery at all
+        except failures.ToolFailure as error:
+            if settings.retry_attempts < 2 or not self._worth_retrying(error):
+                raise
+            self._note_retry(1, error)
+            await anyio.sleep(self._delay(error, 1))
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retry_attempts),
-            wait=self._wait,
+            stop=stop_after_attempt(settings.retry_attempts - 1),
+            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(self._worth_retrying),
-            before_sleep=self._note_retry,
+            before_sleep=lambda state: self._note_retry(state.attempt_number + 1, state.outcome.exception()),
             reraise=True,
         )
         async for attempt in retrying:
@@ -72,17 +81,16 @@ class ProviderSession:
             return error.retry_after is None or error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds
         return isinstance(error, failures.UpstreamFailure) and error.retryable
 
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
+    def _delay(self, error: BaseException | None, failed_attempts: int) -> float:
+        """Retry-After when the provider gave one, else exponential backoff with full jitter."""
         if isinstance(error, failures.RateLimited) and error.retry_after is not None:
             return error.retry_after
         settings = self.executor.settings
-        backoff = wait_random_exponential(multiplier=settings.retry_initial_wait_seconds, max=settings.retry_max_wait_seconds)
-        return backoff(state)
+        ceiling = min(settings.retry_max_wait_seconds, settings.retry_initial_wait_seconds * 2 ** (failed_attempts - 1))
+        return random.uniform(0, ceiling)
 
-    def _note_retry(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        self.executor.log.info("provider_call_retry", account=self.account.display_name, attempt=state.attempt_number,
+    def _note_retry(self, failed_attempts: int, error: BaseException | None) -> None:
+        self.executor.log.info("provider_call_retry", account=self.account.display_name, attempt=failed_attempts,
                                reason=getattr(error, "reason", type(error).__name__))
 
     async def _send_once(self, call: ApiCall) -> httpx2.Response:
@@ -121,7 +129,10 @@ class Executor:
         self.events = events
         self.http = http
         self.log = get_logger("grantkeeper.execute")
-        self._accounts: dict[tuple[str, str, str], tuple[ConnectedAccount, float]] = {}
+        self._accounts: RevalidatingCache[tuple[str, str, str], ConnectedAccount] = RevalidatingCache(
+            ACCOUNT_CACHE_SECONDS, self._find_account,
+            # Only working accounts are kept: any other status is read again on the next call.
+            cacheable=lambda account: account.status == AccountStatus.ACTIVE)
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -184,23 +195,20 @@ class Executor:
         return await self.run_on_account(account, connector, operation)
 
     async def resolve(self, caller: Caller, connector: Connector) -> ConnectedAccount:
-        key = (caller.org, caller.user, connector.name)
-        cached = self._accounts.get(key)
-        if cached and anyio.current_time() - cached[1] < ACCOUNT_CACHE_SECONDS:
-            return cached[0]
-        account = await self._db(self.vault.find_account, caller.org, caller.user, connector.name)
+        account = await self._accounts.get((caller.org, caller.user, connector.name))
         if account is None or account.status == AccountStatus.PENDING:
             raise failures.GrantGone("not_connected", "No account is connected yet.")
         if account.status == AccountStatus.REAUTH_REQUIRED:
             raise failures.GrantGone(account.status_reason or "reauth_required", "The account must be reconnected.")
         if account.status == AccountStatus.DISABLED:
             raise failures.AdminActionRequired("account_disabled", "The account was disabled by an operator.")
-        if account.status == AccountStatus.ACTIVE:
-            self._accounts[key] = (account, anyio.current_time())
         return account
 
+    async def _find_account(self, key: tuple[str, str, str]) -> ConnectedAccount | None:
+        return await self._db(self.vault.find_account, *key)
+
     def forget_account(self, account: ConnectedAccount) -> None:
-        self._accounts.pop((account.org, account.user, account.connector), None)
+        self._accounts.forget((account.org, account.user, account.connector))
         self.tokens.forget(account.id)
 
     async def _set_status(self, account: ConnectedAccount, status: AccountStatus, reason: str | None) -> None:

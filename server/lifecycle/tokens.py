@@ -13,13 +13,13 @@ import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 import anyio
 
 from providers.base import TokenVerdict
+from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
@@ -40,12 +40,6 @@ def worker_id() -> str:
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-@dataclass(frozen=True)
-class _Cached:
-    snapshot: CredentialSnapshot
-    read_at: float
-
-
 class TokenManager:
     def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], events: EventRecorder):
         self.settings = settings
@@ -54,7 +48,10 @@ class TokenManager:
         self.events = events
         self.owner = worker_id()
         self.log = get_logger("grantkeeper.lifecycle")
-        self._cache: dict[str, _Cached] = {}
+        # Versions only grow, so a re-read never replaces a newer snapshot with an older one.
+        self._cache: RevalidatingCache[str, CredentialSnapshot] = RevalidatingCache(
+            settings.token_cache_seconds, self._read,
+            accept=lambda old, new: new.version >= old.version)
         self._inflight: dict[str, asyncio.Future[CredentialSnapshot]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -63,24 +60,23 @@ class TokenManager:
 
     # ---- reading ------------------------------------------------------------------------------------
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
-        """The stored credential, from a short-lived in-process cache. A stale entry is harmless: a rejected
-        token leads to `refresh`, which always reads the row itself."""
-        cached = self._cache.get(account.id)
-        if cached and time.monotonic() - cached.read_at < self.settings.token_cache_seconds:
-            return cached.snapshot
-        snapshot = await self._db(self.vault.read_credential, account.id)
+        """The stored credential, from an in-process cache that is re-read in the background. A stale entry is
+        harmless: a rejected token leads to `refresh`, which always reads the row itself."""
+        snapshot = await self._cache.get(account.id)
         if snapshot is None:
             raise GrantGone("not_connected", "The account has no credentials yet.")
-        self._remember(snapshot)
         return snapshot
 
+    async def _read(self, account_id: str) -> CredentialSnapshot | None:
+        return await self._db(self.vault.read_credential, account_id)
+
     def _remember(self, snapshot: CredentialSnapshot) -> None:
-        cached = self._cache.get(snapshot.account_id)
-        if cached is None or cached.snapshot.version <= snapshot.version:
-            self._cache[snapshot.account_id] = _Cached(snapshot, time.monotonic())
+        cached = self._cache.peek(snapshot.account_id)
+        if cached is None or cached.version <= snapshot.version:
+            self._cache.put(snapshot.account_id, snapshot)
 
     def forget(self, account_id: str) -> None:
-        self._cache.pop(account_id, None)
+        self._cache.forget(account_id)
 
     # ---- deciding -----------------------------------------------------------------------------------
     async def fresh_token(self, account: ConnectedAccount) -> CredentialSnapshot:
@@ -243,6 +239,7 @@ class TokenManager:
             await asyncio.wait(list(self._background))
 
     async def aclose(self) -> None:
+        await self._cache.aclose()
         for task in list(self._background):
             task.cancel()
         for task in list(self._background):

@@ -1,0 +1,124 @@
+"""What grantkeeper costs per tool call, side by side in one process against the same simulator endpoint:
+
+  (a) a direct httpx2 call with a fixed token
+  (b) a bare MCPServer tool making that same call with a fixed token, through the in-memory MCP client
+  (c) the grantkeeper tool (vault, lifecycle, classification, retries) through the same in-memory client
+
+Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05) and c/a.
+
+    .venv/bin/python bench/tool_call_overhead.py [--calls 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Awaitable, Callable
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from providers.simulators import SimulatorServer, SlackSimulator  # noqa: E402
+from server.app import build_server  # noqa: E402
+from server.demo import simulator_environment  # noqa: E402
+from server.monitoring.logging import configure_logging  # noqa: E402
+from server.results import result_model, to_call_result  # noqa: E402
+from server.runtime import Runtime  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from tests.support.seed import seed_account  # noqa: E402
+from tools.slack import ReadChannelOk, SlackMessage  # noqa: E402
+
+ARGS = {"channel": "C0GENERAL", "limit": 1}
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def bare_server(http: httpx2.AsyncClient, url: str, token: str) -> MCPServer:
+    server = MCPServer("bare")
+
+    @server.tool(name="slack_read_channel")
+    async def read_channel(channel: str, limit: int = 20) -> Annotated[CallToolResult, result_model(ReadChannelOk)]:
+        response = await http.get(url, params={"channel": channel, "limit": limit},
+                                  headers={"Authorization": f"Bearer {token}"})
+        body = response.json()
+        return to_call_result(ReadChannelOk(
+            channel=channel, messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
+            has_more=bool(body.get("has_more")),
+            next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None))
+
+    return server
+
+
+async def measure(calls: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as home, SimulatorServer(SlackSimulator()) as sim_server:
+        sim = sim_server.app
+        os.environ.update(simulator_environment(sim_server.url, "http://127.0.0.1:9"))
+        os.environ.update({"GRANTKEEPER_HOME": home, "GRANTKEEPER_ORG": "acme", "GRANTKEEPER_USER": "alice"})
+        settings = Settings()
+        runtime = Runtime.open(settings)
+        tokens = sim.issue_grant()
+        seed_account(settings, runtime.vault, "slack", tokens)
+        url = f"{sim_server.url}/api/conversations.history"
+        http = httpx2.AsyncClient()
+        grantkeeper, _ = build_server(runtime)
+        async with Client(bare_server(http, url, tokens.access_token)) as bare, Client(grantkeeper) as ours:
+
+            async def direct() -> None:
+                response = await http.get(url, params=ARGS, headers={"Authorization": f"Bearer {tokens.access_token}"})
+                assert response.json()["ok"]
+
+            async def via(client: Client) -> None:
+                result = await client.call_tool("slack_read_channel", ARGS)
+                assert result.structured_content["status"] == "ok", result.structured_content
+
+            contenders: dict[str, Callable[[], Awaitable[None]]] = {
+                "a direct httpx2": direct, "b bare MCPServer": lambda: via(bare), "c grantkeeper": lambda: via(ours)}
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
+            for name, run in contenders.items():  # warm-up
+                for _ in range(100):
+                    await run()
+            per_round = max(1, calls // rounds)
+            for _ in range(rounds):  # interleaved rounds, so drift hits every contender alike
+                for name, run in contenders.items():
+                    for _ in range(per_round):
+                        started = time.perf_counter()
+                        await run()
+                        samples[name].append(time.perf_counter() - started)
+        await http.aclose()
+        await runtime.aclose()
+        assert sim.counters.token_requests == 0
+
+    print(f"{'':18}{'calls':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    for name, values in samples.items():
+        print(f"{name:18}{len(values):>7}{percentile(values, .5) * 1e3:>10.3f}{percentile(values, .99) * 1e3:>10.3f}"
+              f"{statistics.fmean(values) * 1e3:>10.3f}")
+    a, b, c = (samples[name] for name in contenders)
+    for label, num, den in (("c/b", c, b), ("c/a", c, a), ("b/a", b, a)):
+        print(f"{label}: p50 {percentile(num, .5) / percentile(den, .5):.3f}   p99 {percentile(num, .99) / percentile(den, .99):.3f}"
+              f"   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
+
+
+def main() -> None:
+    configure_logging("warning")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    anyio.run(measure, args.calls, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
