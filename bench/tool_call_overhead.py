@@ -17,8 +17,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Awaitable, Callable
+from typing import Annotated
 
 import anyio
 import httpx2
@@ -28,15 +29,15 @@ from mcp.types import CallToolResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from providers.simulators import SimulatorServer, SlackSimulator  # noqa: E402
-from server.app import build_server  # noqa: E402
-from server.demo import simulator_environment  # noqa: E402
-from server.monitoring.logging import configure_logging  # noqa: E402
-from server.results import result_model, to_call_result  # noqa: E402
-from server.runtime import Runtime  # noqa: E402
-from server.settings import Settings  # noqa: E402
-from tests.support.seed import seed_account  # noqa: E402
-from tools.slack import ReadChannelOk, SlackMessage  # noqa: E402
+from providers.simulators import SimulatorServer, SlackSimulator
+from server.app import build_server
+from server.demo import simulator_environment
+from server.monitoring.logging import configure_logging
+from server.results import result_model, to_call_result
+from server.runtime import Runtime
+from server.settings import Settings
+from tests.support.seed import seed_account
+from tools.slack import ReadChannelOk, SlackMessage
 
 ARGS = {"channel": "C0GENERAL", "limit": 1}
 

@@ -42,7 +42,7 @@ class RevalidatingCache(Generic[K, V]):
     async def _revalidate(self, key: K) -> None:
         try:
             fresh = await self._load(key)
-        except Exception:  # noqa: BLE001 - the next miss reads again and reports the problem on its own path
+        except Exception:
             self._entries.pop(key, None)
             return
         current = self._entries.get(key)

@@ -4,9 +4,10 @@ requests → a structured result. Nothing here knows a provider by name."""
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import httpx2
@@ -50,7 +51,7 @@ class ProbeOk(Ok):
 class ProviderSession:
     """The `ApiSession` a provider operation talks through, bound to one account."""
 
-    def __init__(self, executor: "Executor", account: ConnectedAccount, connector: Connector):
+    def __init__(self, executor: Executor, account: ConnectedAccount, connector: Connector):
         self.executor = executor
         self.account = account
         self.connector = connector

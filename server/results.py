@@ -77,7 +77,7 @@ def _as_object_schema(schema: dict[str, Any]) -> None:
 
 def result_model(ok_model: type[Ok]) -> type[RootModel]:
     """The output schema of a tool whose success shape is `ok_model`."""
-    union = Annotated[Union[(ok_model, *FAILURE_MODELS)], Field(discriminator="status")]  # noqa: UP007
+    union = Annotated[Union[(ok_model, *FAILURE_MODELS)], Field(discriminator="status")]
     name = f"{ok_model.__name__.removesuffix('Ok')}Result"
     namespace = {"model_config": ConfigDict(json_schema_extra=_as_object_schema), "__module__": ok_model.__module__}
     return type(name, (RootModel[union],), namespace)

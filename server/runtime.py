@@ -31,7 +31,7 @@ class Runtime:
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings) -> "Runtime":
+    def open(cls, settings: Settings) -> Runtime:
         """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
         vault, key_created = open_vault(settings)
         connectors = load_connectors(settings)

@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _merge_provider_env(self) -> "Settings":
+    def _merge_provider_env(self) -> Settings:
         """`GRANTKEEPER_SLACK_CLIENT_ID` and friends override `[providers.slack]` in config.toml."""
         names = set(self.providers)
         for key in os.environ:

@@ -362,7 +362,7 @@ class ProviderSimulator:
                 refresh_token: str | None = None,
                 token: str | None = None,
                 grant_id: str | None = None,
-                all: bool = False,  # noqa: A002 - the control API's own word
+                all: bool = False,
             ) -> dict[str, Any]:
                 chosen = token or access_token or refresh_token
                 count = action(token=chosen, grant_id=grant_id)

@@ -657,9 +657,7 @@ class IssueSearch:
             lowered = value.lower()
             if key == "is" and lowered in ("issue", "pull-request"):
                 search.kinds.add(lowered)
-            elif key == "is" and lowered in ("open", "closed"):
-                search.states.add(lowered)
-            elif key == "state":
+            elif (key == "is" and lowered in ("open", "closed")) or key == "state":
                 search.states.add(lowered)
             elif key == "repo":
                 search.repos.add(lowered)

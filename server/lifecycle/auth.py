@@ -3,7 +3,7 @@ expired or refused, refreshes once and sends the request once more (the shape of
 
 from __future__ import annotations
 
-from typing import AsyncGenerator
+from collections.abc import AsyncGenerator
 
 import httpx2
 

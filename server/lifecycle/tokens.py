@@ -13,8 +13,9 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 
@@ -245,5 +246,5 @@ class TokenManager:
         for task in list(self._background):
             try:
                 await task
-            except BaseException:  # noqa: BLE001 - shutting down; the refresh's own events say what happened
+            except BaseException:
                 pass

@@ -48,7 +48,7 @@ class Keyring:
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
 
     @classmethod
-    def parse(cls, spec: str) -> "Keyring":
+    def parse(cls, spec: str) -> Keyring:
         """`[id:]base64key[,[id:]base64key…]`; without an id, one is derived from the key."""
         keys = []
         for entry in (part.strip() for part in spec.split(",")):

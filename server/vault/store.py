@@ -6,11 +6,12 @@ Every refresh is a compare-and-set on (version, lease), so no database lock is e
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any
 
-from sqlalchemy import Engine, and_, or_, update
+from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 

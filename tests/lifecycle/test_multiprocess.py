@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
 from tests.support.seed import seed_account
 from tests.support.workers import run_workers
 

@@ -29,9 +29,8 @@ def test_server_serves_on_a_loopback_url_and_refuses_connections_after_stop():
 
 
 def test_server_reports_a_port_that_is_already_taken():
-    with SimulatorServer(SlackSimulator()) as first:
-        with pytest.raises(RuntimeError, match="failed to start"):
-            SimulatorServer(GitHubSimulator(), port=first.port).start()
+    with SimulatorServer(SlackSimulator()) as first, pytest.raises(RuntimeError, match="failed to start"):
+        SimulatorServer(GitHubSimulator(), port=first.port).start()
 
 
 def test_swapping_the_app_serves_the_new_simulator_on_the_same_url():

@@ -1,0 +1,44 @@
+"""Settings: environment over config.toml, provider overrides, and clear refusals of unsafe values."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.settings import ConfigError, Settings
+
+
+def test_config_file_is_read_and_the_environment_wins(isolated_environment, monkeypatch):
+    isolated_environment.mkdir(parents=True, exist_ok=True)
+    (isolated_environment / "config.toml").write_text(
+        'tool_names = "dotted"\norg = "from-file"\n'
+        '[providers.github]\nclient_id = "file-client"\napi_base_url = "http://127.0.0.1:9999"\n')
+    monkeypatch.setenv("GRANTKEEPER_ORG", "from-env")
+    monkeypatch.setenv("GRANTKEEPER_GITHUB_CLIENT_SECRET", "env-secret")
+
+    settings = Settings()
+
+    assert settings.tool_names == "dotted"
+    assert settings.org == "from-env"
+    github = settings.provider("github")
+    assert (github.client_id, github.client_secret, github.api_base_url) == (
+        "file-client", "env-secret", "http://127.0.0.1:9999")
+    assert "env-secret" not in repr(settings)
+
+
+def test_plain_http_to_a_remote_host_is_refused(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_SLACK_API_BASE_URL", "http://evil.example/api")
+    with pytest.raises(ValueError, match="non-loopback"):
+        Settings()
+
+
+def test_credentials_inside_a_base_url_are_refused(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_SLACK_OAUTH_BASE_URL", "https://user:pw@slack.example")
+    with pytest.raises(ValueError, match="credentials"):
+        Settings()
+
+
+def test_a_malformed_config_file_names_the_file(isolated_environment):
+    isolated_environment.mkdir(parents=True, exist_ok=True)
+    (isolated_environment / "config.toml").write_text("tool_names = [unclosed")
+    with pytest.raises(ConfigError, match="config.toml: not valid TOML"):
+        Settings()
