@@ -161,9 +161,10 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
         account = vault.create_account(org=org, user=user, connector=args.connector, label=args.label,
                                        provider_account_id=grant.provider_account_id, scopes=scopes)
     except AccountExistsError:
-        if not args.replace:
+        existing = vault.find_account(org, user, args.connector, args.label)
+        if not args.replace and existing.status != AccountStatus.PENDING:
             raise CliError(f"account {org}/{user}/{args.connector} exists; pass --replace to replace its tokens") from None
-        account = vault.find_account(org, user, args.connector, args.label)
+        account = existing
         vault.update_identity(account.id, grant.provider_account_id or account.provider_account_id,
                               account.provider_identity, scopes or account.scopes.split())
     vault.put_credential(account.id, write)

@@ -14,7 +14,7 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
-from providers.base import ApiCall, Verdict, json_body
+from providers.base import ApiCall, Classification, Verdict, json_body
 from server import failures
 from server.cache import RevalidatingCache
 from server.connectors import Connector
@@ -113,7 +113,7 @@ class ProviderSession:
             raise failures.OutcomeUnknown(_transport_reason(exc), f"{connector.spec.display_name} did not answer.") from None
         verdict = auth.classification
         assert verdict is not None
-        return await self.executor.outcome(self.account, connector, call, verdict, response, auth.retried_after_refresh)
+        return await self.executor.outcome(self.account, connector, call, verdict, response)
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -219,8 +219,8 @@ class Executor:
             await self.events.record("status_changed", account, severity=severity, status=status.value, reason=reason)
 
     # ---- classified answers -------------------------------------------------------------------------
-    async def outcome(self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Any,
-                      response: httpx2.Response, retried_after_refresh: bool) -> httpx2.Response:
+    async def outcome(self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Classification,
+                      response: httpx2.Response) -> httpx2.Response:
         """Return an OK response, or raise the failure its classification calls for."""
         name = connector.spec.display_name
         match verdict.verdict:

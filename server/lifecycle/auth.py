@@ -24,7 +24,6 @@ class VaultAuth(httpx2.Auth):
         self.connector = connector
         self.events = events
         self.classification: Classification | None = None
-        self.retried_after_refresh = False
 
     def sync_auth_flow(self, request: httpx2.Request):  # pragma: no cover - the server only uses async clients
         raise RuntimeError("VaultAuth needs an async client")
@@ -41,7 +40,6 @@ class VaultAuth(httpx2.Auth):
                                  provider_error=self.classification.reason, version=snapshot.version)
         snapshot = await self.tokens.refresh(self.account, snapshot.version, trigger="reactive")
         request.headers["Authorization"] = f"Bearer {snapshot.access_token}"
-        self.retried_after_refresh = True
         response = yield request
         await response.aread()
         self.classification = self.connector.provider.classify_api_response(response)
