@@ -36,6 +36,7 @@ def _show(result: Any) -> dict[str, Any]:
 
 
 def simulator_environment(slack_url: str, github_url: str) -> dict[str, str]:
+    """Settings that point grantkeeper at simulators (the demo, the tests and agent developers use them)."""
     return {
         "GRANTKEEPER_SLACK_CLIENT_ID": "sim-slack-client",
         "GRANTKEEPER_SLACK_CLIENT_SECRET": "sim-slack-secret",

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from server.demo import simulator_environment
 from server.runtime import Runtime
 from server.settings import Settings
 
@@ -57,25 +58,11 @@ def github_sim(github_server: SimulatorServer) -> GitHubSimulator:
     return github_server.app
 
 
-def simulator_env(slack_url: str, github_url: str) -> dict[str, str]:
-    """Environment that points grantkeeper at the simulators (what the demo and agent developers use too)."""
-    return {
-        "GRANTKEEPER_SLACK_CLIENT_ID": "sim-slack-client",
-        "GRANTKEEPER_SLACK_CLIENT_SECRET": "sim-slack-secret",
-        "GRANTKEEPER_SLACK_API_BASE_URL": f"{slack_url}/api",
-        "GRANTKEEPER_SLACK_OAUTH_BASE_URL": slack_url,
-        "GRANTKEEPER_GITHUB_CLIENT_ID": "sim-github-client",
-        "GRANTKEEPER_GITHUB_CLIENT_SECRET": "sim-github-secret",
-        "GRANTKEEPER_GITHUB_API_BASE_URL": github_url,
-        "GRANTKEEPER_GITHUB_OAUTH_BASE_URL": github_url,
-    }
-
-
 @pytest.fixture
 def env(isolated_environment: Path, slack_server: SimulatorServer, github_server: SimulatorServer,
         monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {
-        **simulator_env(slack_server.url, github_server.url),
+        **simulator_environment(slack_server.url, github_server.url),
         "GRANTKEEPER_HOME": str(isolated_environment),
         "GRANTKEEPER_VAULT_KEY": TEST_VAULT_KEY,
         "GRANTKEEPER_ORG": "acme",

@@ -1,4 +1,4 @@
-"""Fixtures: one loopback server per provider for the session, a fresh simulator swapped in for every test."""
+"""Fixtures: the simulators of the root conftest under short names, and plain HTTP clients for them."""
 
 from __future__ import annotations
 
@@ -10,30 +10,14 @@ import pytest
 from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
 
 
-@pytest.fixture(scope="session")
-def slack_server() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SlackSimulator()) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def github_server() -> Iterator[SimulatorServer]:
-    with SimulatorServer(GitHubSimulator()) as server:
-        yield server
+@pytest.fixture
+def slack(slack_sim: SlackSimulator) -> SlackSimulator:
+    return slack_sim
 
 
 @pytest.fixture
-def slack(slack_server: SimulatorServer) -> SlackSimulator:
-    simulator = SlackSimulator()
-    slack_server.app = simulator
-    return simulator
-
-
-@pytest.fixture
-def github(github_server: SimulatorServer) -> GitHubSimulator:
-    simulator = GitHubSimulator()
-    github_server.app = simulator
-    return simulator
+def github(github_sim: GitHubSimulator) -> GitHubSimulator:
+    return github_sim
 
 
 @pytest.fixture
