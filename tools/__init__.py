@@ -7,6 +7,7 @@ GRANTKEEPER_TOOL_NAMES=dotted, because Claude Desktop and the Anthropic API reje
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
+from server.monitoring.metrics import TOOL_CALLS, TOOL_SECONDS
 from server.results import Ok, result_model, to_call_result
 from server.runtime import Runtime
 
@@ -59,8 +61,11 @@ class Toolset:
         return self.runtime.stdio_caller()
 
     async def run(self, ctx: Context | None, connector: str,
-                  operation: Callable[[ProviderSession], Awaitable[BaseModel]]) -> CallToolResult:
+                  operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
+        started = time.perf_counter()
         result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+        TOOL_SECONDS.labels(tool).observe(time.perf_counter() - started)
+        TOOL_CALLS.labels(tool, getattr(result, "status", "ok")).inc()
         return to_call_result(result)
 
 
