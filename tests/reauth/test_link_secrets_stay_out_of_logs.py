@@ -4,15 +4,14 @@ even at debug level, with the SDK's and uvicorn's loggers included."""
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import structlog
 
 from server.monitoring.logging import configure_logging
 from tests.reauth.conftest import SLACK_ALICE
+from tests.support.logs import logging_restored
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 from tests.support.web import outcome_of
@@ -23,15 +22,9 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def log_output() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    root = logging.getLogger()
-    level = root.level
-    configure_logging("debug", "json", stream)
-    yield stream
-    for handler in list(root.handlers):
-        if getattr(handler, "_grantkeeper", False):
-            root.removeHandler(handler)
-    root.setLevel(level)
-    structlog.reset_defaults()
+    with logging_restored():
+        configure_logging("debug", "json", stream)
+        yield stream
 
 
 async def test_link_token_state_code_and_tokens_never_reach_the_log(runtime, settings, slack_sim, web, user,
