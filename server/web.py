@@ -10,6 +10,7 @@ it: beside the stdio transport (pages only, loopback) or as the server itself (`
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
@@ -279,18 +280,18 @@ def _is_loopback(host: str) -> bool:
 
 # ---- the listener ---------------------------------------------------------------------------------------
 class _EmbeddedServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, ready: anyio.Event, handle_signals: bool):
+    def __init__(self, config: uvicorn.Config, ready: anyio.Event):
         super().__init__(config)
         self._ready = ready
-        self._handle_signals = handle_signals
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self._ready.set()
 
     def capture_signals(self):  # type: ignore[override]
-        # Beside stdio (and in tests) the host process owns Ctrl-C; as the HTTP server, uvicorn does.
-        return super().capture_signals() if self._handle_signals else contextlib.nullcontext()
+        # The host process owns the signals (`serve` stops the listener on SIGTERM and then cleans up); uvicorn
+        # would otherwise re-raise them after shutting down and skip that clean-up.
+        return contextlib.nullcontext()
 
 
 @dataclass
@@ -300,7 +301,7 @@ class Listener:
     _stopped: anyio.Event
 
     async def wait_closed(self) -> None:
-        """Until the server stops (a signal, when it handles them)."""
+        """Until the server stops of its own accord (it normally runs until the `listening` block ends)."""
         await self._stopped.wait()
 
 
@@ -311,7 +312,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int, *, handle_signals: bool = False) -> AsyncIterator[Listener]:
+async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
     """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
     carry magic-link tokens and OAuth codes."""
     sock = bind(host, port)
@@ -319,7 +320,7 @@ async def listening(app: Any, host: str, port: int, *, handle_signals: bool = Fa
     config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False)
     ready, stopped = anyio.Event(), anyio.Event()
-    server = _EmbeddedServer(config, ready, handle_signals)
+    server = _EmbeddedServer(config, ready)
 
     async def run() -> None:
         try:
@@ -376,7 +377,7 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
     app = build_web_app(runtime, transports=transports, host=host)
-    async with listening(app, host, port, handle_signals=True) as listener:
+    async with listening(app, host, port) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,
@@ -384,4 +385,21 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
         endpoints = {"mcp": f"{listener.url}/mcp"} if "http" in transports else {}
         log.info("http_server_started", url=listener.url, public_url=settings.public_url,
                  sse=f"{listener.url}/sse", **endpoints)
+        await until_signalled_or_closed(listener)
+    log.info("http_server_stopped")
+
+
+async def until_signalled_or_closed(listener: Listener) -> None:
+    """SIGINT/SIGTERM end the block (uvicorn then drains connections), so the caller's clean-up still runs."""
+    async with anyio.create_task_group() as group:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("shutting_down", signal=signal.Signals(signum).name)
+                    break
+            group.cancel_scope.cancel()
+
+        group.start_soon(on_signal)
         await listener.wait_closed()
+        group.cancel_scope.cancel()
