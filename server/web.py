@@ -66,42 +66,44 @@ class Wording:
 
 
 UNCHANGED = "Nothing was changed."
-ASK_AGAIN = "Ask your agent to try the tool again; it will give you a new link."
+NEW_LINK = "ask your agent to call the tool again; it will give you a new link."
+ASK_AGAIN = NEW_LINK[0].upper() + NEW_LINK[1:]
 REFUSALS: dict[Refusal, Wording] = {
     Refusal.LINK_UNKNOWN: Wording(404, "This link is not valid",
                                   "The link is incomplete, was altered, or belongs to another grantkeeper server.",
                                   "Check that you opened the whole link. " + ASK_AGAIN),
     Refusal.LINK_EXPIRED: Wording(410, "This link has expired",
-                                  "Links are valid for a limited time so that a leaked link is soon useless.", ASK_AGAIN),
+                                  "Links are valid for a limited time so that a leaked link is soon useless.",
+                                  ASK_AGAIN),
     Refusal.LINK_USED: Wording(410, "This link was already used",
                                "Each link works once. It was opened before, or the account was reconnected with "
-                               "another link.", "If the agent still reports a problem, " + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                               "another link.", "If the agent still reports a problem, " + NEW_LINK),
     Refusal.ACCOUNT_DISABLED: Wording(403, "This account is disabled",
                                       "An administrator disabled the {provider} connection {account}.",
                                       "Ask your grantkeeper administrator to enable it."),
     Refusal.CLIENT_NOT_CONFIGURED: Wording(503, "{provider} is not set up on this server",
                                            "The server has no {provider} OAuth client id and secret configured.",
-                                           "Tell your grantkeeper administrator; the link stays valid until it expires."),
+                                           "Tell your grantkeeper administrator; the link stays valid until it "
+                                           "expires."),
     Refusal.STATE_MISSING: Wording(400, "This sign-in cannot be completed",
                                    "The request came back from the provider without its state parameter.",
-                                   "Open the magic link again, or " + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                                   ASK_AGAIN),
     Refusal.STATE_UNKNOWN: Wording(400, "This sign-in cannot be completed",
                                    "The request does not belong to any sign-in started here. It may have been "
                                    "altered or forged.", ASK_AGAIN),
     Refusal.FLOW_FINISHED: Wording(409, "This sign-in is already finished",
                                    "The {provider} sign-in for {account} was completed before; a sign-in counts once.",
-                                   "If the agent still reports a problem, " + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                                   "If the agent still reports a problem, " + NEW_LINK),
     Refusal.FLOW_EXPIRED: Wording(410, "This sign-in took too long",
                                   "The {provider} sign-in for {account} was started too long ago.", ASK_AGAIN),
     Refusal.OTHER_BROWSER: Wording(403, "Finish in the browser that opened the link",
                                    "This {provider} sign-in was started in another browser (or its cookie was "
                                    "cleared), so it cannot be completed here.",
-                                   "Open the magic link in this browser instead; if it was already used, "
-                                   + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                                   "Finish in the browser where you opened the link, or " + NEW_LINK),
     Refusal.ACCESS_DENIED: Wording(403, "Access was not granted",
                                    "{provider} says access was declined, so {account} was not connected.",
                                    "If you declined by mistake, go back and choose Allow, or "
-                                   + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                                   + NEW_LINK),
     Refusal.PROVIDER_ERROR: Wording(502, "{provider} did not complete the sign-in",
                                     "{provider} returned the error “{error}”.", ASK_AGAIN),
     Refusal.CODE_MISSING: Wording(400, "This sign-in cannot be completed",
@@ -110,14 +112,14 @@ REFUSALS: dict[Refusal, Wording] = {
                                      "Exchanging the authorization code failed ({error}).", ASK_AGAIN),
     Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
                                       "{provider} did not say which account approved access, so it was not "
-                                      "connected.", "Try again in a moment; " + ASK_AGAIN[0].lower() + ASK_AGAIN[1:]),
+                                      "connected.", ASK_AGAIN),
     Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
                                        "You approved access as {presented}, but {account} is connected to "
                                        "{expected}. A link only reconnects its own account, so the other account "
                                        "was not attached.",
-                                       "Go back, sign in to {provider} as {expected} and approve again. If you "
-                                       "meant to connect another {provider} account, ask your agent to connect a "
-                                       "new account instead."),
+                                       "Go back, sign in to {provider} as {expected} and approve again. A link "
+                                       "cannot swap in a different {provider} account; for that, ask your "
+                                       "grantkeeper administrator."),
 }
 
 
@@ -130,7 +132,10 @@ def refusal_page(refused: ReauthRefused) -> HTMLResponse:
     wording = REFUSALS[refused.refusal]
     context = refused.context
     account, connector = context.get("account"), context.get("connector")
-    provider = connector.spec.display_name if connector else (account.connector.capitalize() if account else "the provider")
+    if connector is not None:
+        provider = connector.spec.display_name
+    else:
+        provider = account.connector.capitalize() if account else "the provider"
     values = {"provider": provider, "account": account.display_name if account else "the account",
               "presented": context.get("presented", ""), "expected": context.get("expected", ""),
               "error": context.get("error", "")}
@@ -382,6 +387,11 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,
                         notice="Set GRANTKEEPER_PUBLIC_URL to the address browsers reach this server at.")
+        public_host = urlsplit(settings.public_url).hostname or ""
+        if settings.public_url.startswith("http://") and not _is_loopback(public_host):
+            log.warning("public_url_not_https", public_url=settings.public_url,
+                        notice="Magic links and OAuth callbacks would cross the network in clear text; serve "
+                               "them over https (a TLS-terminating proxy) and set GRANTKEEPER_PUBLIC_URL to it.")
         endpoints = {"mcp": f"{listener.url}/mcp"} if "http" in transports else {}
         log.info("http_server_started", url=listener.url, public_url=settings.public_url,
                  sse=f"{listener.url}/sse", **endpoints)

@@ -2,6 +2,6 @@
 provider's own consent page, for the same provider account only."""
 
 from server.reauth.flow import FlowStarted, ReauthFlow, Reconnected
-from server.reauth.links import LinkView, Refusal, ReauthRefused
+from server.reauth.links import LinkView, ReauthRefused, Refusal
 
 __all__ = ["FlowStarted", "LinkView", "ReauthFlow", "ReauthRefused", "Reconnected", "Refusal"]

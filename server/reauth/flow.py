@@ -9,10 +9,10 @@ replayed, forged, denied or mismatched callback leaves the vault as it was.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import anyio
 from authlib.common.security import generate_token

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import anyio
 import pytest
 
 from server.vault.crypto import new_secret_token
@@ -49,7 +50,8 @@ async def test_reauth_link_reconnects_the_same_slack_account_and_the_next_call_s
 
 
 async def test_github_reauth_confirms_the_user_through_the_user_endpoint(runtime, settings, github_sim, web, user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
+                           provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     async with mcp_client(runtime) as client:
         result = await call(client, "github_search_issues", {"query": "bug"})
@@ -214,7 +216,8 @@ async def test_a_different_slack_account_is_refused_and_changes_nothing(runtime,
 
 
 async def test_a_different_github_user_is_refused_and_changes_nothing(runtime, settings, github_sim, web, user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
+                           provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     async with mcp_client(runtime) as client:
         link = (await call(client, "github_search_issues", {"query": "bug"}))["magic_link"]
@@ -276,3 +279,55 @@ async def test_disabled_account_cannot_be_reconnected_by_link(runtime, settings,
 
     assert (page.status_code, outcome_of(page)) == (403, "account_disabled")
     assert vault_rows(runtime) == before
+
+
+async def test_two_browsers_pressing_continue_at_once_spend_the_link_once(runtime, settings, slack_sim, web, user):
+    _, link = await revoked_slack_link(runtime, settings, slack_sim)
+
+    async with link_user() as other:
+        async with anyio.create_task_group() as group:
+            answers = []
+
+            async def start(person) -> None:
+                answers.append((await person.start(link)).status_code)
+
+            group.start_soon(start, user)
+            group.start_soon(start, other)
+
+    assert sorted(answers) == [303, 410]
+
+
+async def test_once_a_new_account_is_connected_another_open_flow_cannot_attach_a_different_one(
+        runtime, slack_sim, web, user):
+    async with mcp_client(runtime) as client:
+        first = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
+        second = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
+    async with link_user() as someone_else:
+        theirs = await someone_else.start(second)  # both flows are open at once
+        mine = await user.start(first)
+        assert outcome_of(await user.client.get(await user.consent(mine.headers["location"]))) == "reconnected"
+        callback = await someone_else.consent(theirs.headers["location"], user_id="U0INTRUDER")
+        before = vault_rows(runtime)
+
+        page = await someone_else.client.get(callback)
+
+    assert outcome_of(page) == "identity_mismatch"
+    assert vault_rows(runtime) == before
+    assert runtime.vault.find_account("acme", "alice", "slack").provider_account_id == SLACK_ALICE
+
+
+async def test_a_link_for_a_provider_without_client_credentials_is_not_spent(settings, slack_sim, monkeypatch, user):
+    from server.runtime import Runtime
+    from tests.support.web import web_server
+
+    monkeypatch.delenv("GRANTKEEPER_SLACK_CLIENT_SECRET")
+    unconfigured = Runtime.open(type(settings)())
+    try:
+        async with web_server(unconfigured):
+            async with mcp_client(unconfigured) as client:
+                link = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
+            page = await user.start(link)
+            assert (page.status_code, outcome_of(page)) == (503, "client_not_configured")
+            assert (await user.open(link)).status_code == 200  # still usable once an operator fixes it
+    finally:
+        await unconfigured.aclose()

@@ -30,7 +30,8 @@ def stdio_server(env: dict[str, str], **extra: str) -> StdioServerParameters:
 
 async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtime, settings, env, github_sim, user,
                                                                          tmp_path):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
+                           provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     stderr_path = tmp_path / "server-stderr.log"
 
