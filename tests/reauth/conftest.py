@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from providers.simulators.person import LinkUser, link_user
 from server.runtime import Runtime
-from tests.support.web import LinkUser, link_user, web_server
+from tests.support.web import web_server
 
 SLACK_ALICE = "T0SIMTEAM:U0SIMUSER"  # the Slack simulator's default identity
 GITHUB_ALICE = "1"  # the GitHub simulator's default user (octocat, id 1)

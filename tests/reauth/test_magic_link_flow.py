@@ -9,11 +9,12 @@ from datetime import timedelta
 import anyio
 import pytest
 
+from providers.simulators.person import link_user
 from server.vault.crypto import new_secret_token
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
-from tests.support.web import link_user, outcome_of, vault_rows
+from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}
