@@ -25,6 +25,7 @@ import uvicorn
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
 from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
 from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from server.app import build_server
 from server.auth import ApiKeyVerifier, auth_settings
 from server.monitoring.logging import get_logger
+from server.monitoring.metrics import render as render_metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
@@ -233,7 +235,7 @@ def _ping(runtime: Runtime) -> None:
 
 def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
     """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
-    routes = LinkPages(runtime).routes()
+    routes = [*LinkPages(runtime).routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
@@ -259,6 +261,11 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     middleware = [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),
                   Middleware(AuthContextMiddleware)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """Counters and latencies for Prometheus: tool calls by status, lifecycle events by kind. No account names."""
+    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from server.runtime import Runtime
 from server.settings import Settings
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
+from tests.support.web import web_server
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}
@@ -89,3 +91,11 @@ async def test_tool_calls_and_lifecycle_events_are_counted_for_prometheus(runtim
     assert 'grantkeeper_tool_calls_total{status="ok",tool="slack.read_channel"}' in exposition
     assert 'grantkeeper_lifecycle_events_total{connector="slack",kind="refresh_succeeded"}' in exposition
     assert "grantkeeper_tool_call_seconds_bucket" in exposition
+
+
+async def test_the_web_app_serves_metrics_and_health(runtime, settings, slack_sim):
+    async with web_server(runtime) as url, httpx2.AsyncClient() as client:
+        metrics = await client.get(f"{url}/metrics")
+        health = await client.get(f"{url}/healthz")
+    assert metrics.status_code == 200 and "grantkeeper_tool_calls" in metrics.text
+    assert health.json() == {"status": "ok"}
