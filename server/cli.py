@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the MCP server (stdio for Claude Desktop)")
     serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.add_argument("--require-healthy", action="store_true",
+                       help="check every account first and refuse to start if any needs re-authorization")
     serve.set_defaults(handler=cmd_serve)
 
     accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
@@ -84,19 +86,24 @@ def _parser() -> argparse.ArgumentParser:
 # ---- serve -------------------------------------------------------------------------------------------
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.app import build_server
+    from server.background import refusal_message, require_healthy, serve_with_background
     from server.runtime import Runtime
 
     runtime = Runtime.open(settings)
     server, _ = build_server(runtime)
 
-    async def serve() -> None:
+    async def serve() -> int:
         try:
-            await server.run_stdio_async()
+            if args.require_healthy and (unhealthy := await require_healthy(runtime)):
+                print(refusal_message(unhealthy), file=sys.stderr)
+                return EXIT_UNHEALTHY
+            # The scheduler and health checks run beside the transport; startup validation never delays it.
+            await serve_with_background(runtime, server.run_stdio_async)
+            return EXIT_OK
         finally:
             await runtime.aclose()
 
-    anyio.run(serve)
-    return EXIT_OK
+    return anyio.run(serve)
 
 
 # ---- accounts ----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,12 +41,20 @@ class TokenEndpointError(Exception):
         self.http_status = http_status
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every token request. Building one loads the CA bundle: ~20 ms of CPU on the event
+    loop, which per refresh was most of the cost of a scheduler pass (see docs/benchmarks.md)."""
+    return httpx2.create_ssl_context()
+
+
 def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
     return AsyncOAuth2Client(
         client_id=connector.client_id,
         client_secret=connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
         timeout=timeout,
+        verify=_tls_context(),
         **kwargs,
     )
 
