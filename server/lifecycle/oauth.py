@@ -89,7 +89,9 @@ async def _call(connector: Connector, request: Any) -> dict[str, Any]:
     except httpx2.HTTPStatusError as exc:
         status = exc.response.status_code
         verdict = TokenVerdict.TRANSIENT if status >= 500 or status == 429 else TokenVerdict.UNKNOWN
-        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=False, http_status=status) from None
+        # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token
+        # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
+        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=status >= 500, http_status=status) from None
     except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
         raise TokenEndpointError(TokenVerdict.TRANSIENT, "unreachable", maybe_applied=False) from None
     except httpx2.TransportError as exc:

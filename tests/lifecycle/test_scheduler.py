@@ -63,7 +63,7 @@ async def test_failed_refresh_in_the_advisory_window_keeps_the_current_token_and
     assert (stats.claimed, stats.failed) == (1, 1)
     after = runtime.vault.read_credential(account.id)
     assert after.version == before.version and after.access_token == before.access_token
-    assert after.lease_owner is None and after.last_refresh_outcome == "failed"
+    assert after.lease_owner is None and after.last_refresh_outcome == "ambiguous"  # a 5xx may follow a rotation
     assert utcnow() < after.refresh_due_at < after.access_expires_at  # retried later, before the token runs out
     assert runtime.vault.get_account(account.id).status == "active"
     async with mcp_client(runtime) as client:
