@@ -15,6 +15,7 @@ from server.background import refresh_scheduler
 from server.lifecycle.pacing import ProviderPacer
 from server.vault.models import Credential, utcnow
 from server.vault.schedule import due_health_checks, due_refreshes
+from tests.support.holds import HoldRequests
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account, seed_many
 from tests.support.workers import run_workers
@@ -108,6 +109,27 @@ async def test_calls_during_a_scheduled_refresh_wait_for_it_instead_of_refreshin
     assert [r["status"] for r in results] == ["ok"] * 20
     assert slack_sim.counters.token_requests == 1
     assert slack_sim.counters.reuse_detections == 0
+
+
+async def test_stopping_the_scheduler_finishes_the_refresh_in_flight_and_hands_back_the_rest(
+        runtime, settings, slack_server, slack_sim):
+    ids = seed_many(settings, runtime.vault, "slack", [slack_sim.issue_grant() for _ in range(3)],
+                    lifetime=43200, lifetime_used=0.8)
+    hold = HoldRequests(slack_sim, "/oauth.v2.access")
+    slack_server.app = hold
+    settings.scheduler_provider_rate = 0.5  # the second and third claims wait two and four seconds for their turn
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(refresh_scheduler(runtime).run)
+        await anyio.to_thread.run_sync(hold.arrived.wait, 10)  # the first refresh is at the provider
+        group.cancel_scope.cancel()  # the worker stops
+        hold.release.set()
+
+    rows = [runtime.vault.read_credential(account_id) for account_id in ids]
+    assert [row.lease_owner for row in rows] == [None, None, None]  # nothing left leased
+    assert sorted(row.version for row in rows) == [1, 1, 2]  # the rotation in flight was stored, not dropped
+    assert slack_sim.counters.token_requests == 1 and slack_sim.counters.refreshes_ok == 1
+    assert all(row.last_refresh_outcome in (None, "ok") for row in rows)  # handing back is not a failure
 
 
 class ConcurrentTokenRequests:

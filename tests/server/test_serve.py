@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 
 import anyio
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from tests.support.holds import HoldRequests
 from tests.support.seed import seed_account
 from tests.support.workers import ROOT
 
@@ -38,24 +38,9 @@ def test_serve_require_healthy_refuses_to_start_naming_the_accounts_to_reauthori
     assert ended.stdout == ""  # stdout belongs to the protocol
 
 
-class HoldProbes:
-    """ASGI middleware: holds every health probe (`auth.test`) until released, and says when one arrived."""
-
-    def __init__(self, app):
-        self.app = app
-        self.arrived = threading.Event()
-        self.release = threading.Event()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].endswith("/auth.test"):
-            self.arrived.set()
-            await anyio.to_thread.run_sync(self.release.wait, 30)
-        await self.app(scope, receive, send)
-
-
 async def test_serve_answers_while_startup_validation_is_still_probing(runtime_sync, settings, slack_server, slack_sim):
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant())
-    hold = HoldProbes(slack_sim)
+    hold = HoldRequests(slack_sim, "/auth.test")  # health probes wait until released
     slack_server.app = hold
     params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=grantkeeper_env(),
                                    cwd=str(ROOT))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from dataclasses import asdict
@@ -56,7 +57,9 @@ async def schedule() -> dict:
         await anyio.to_thread.run_sync(sys.stdin.readline)
         started = time.perf_counter()
         stats = await scheduler.run_until_idle()
-        return {**asdict(stats), "seconds": time.perf_counter() - started}
+        seconds = time.perf_counter() - started
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+        return {**asdict(stats), "seconds": seconds, "peak_rss_mb": peak_rss_mb}
     finally:
         await runtime.aclose()
 
