@@ -20,12 +20,17 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SKIPPED_FOR_POSTGRES: list[str] = []  # test ids skipped because no server answered, for the closing summary
 
 
+# Read once at import, before the suite's isolation fixture clears GRANTKEEPER_* from the environment.
+_POSTGRES_URL = os.environ.get("GRANTKEEPER_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+_POSTGRES_REQUIRED = os.environ.get("GRANTKEEPER_TEST_REQUIRE_POSTGRES", "").lower() in ("1", "true", "yes")
+
+
 def postgres_url() -> str:
-    return os.environ.get("GRANTKEEPER_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+    return _POSTGRES_URL
 
 
 def postgres_required() -> bool:
-    return os.environ.get("GRANTKEEPER_TEST_REQUIRE_POSTGRES", "").lower() in ("1", "true", "yes")
+    return _POSTGRES_REQUIRED
 
 
 def _printable(url: str) -> str:
