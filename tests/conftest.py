@@ -95,3 +95,12 @@ def runtime_sync(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime.open(settings)
     yield runtime
     anyio.run(runtime.aclose)
+
+
+@pytest.fixture(scope="session")
+def oauth2_server() -> Iterator[SimulatorServer]:
+    """The standards-following OAuth 2.0 simulator that declared (custom) providers are tested against."""
+    from providers.simulators import OAuth2Simulator
+
+    with SimulatorServer(OAuth2Simulator()) as server:
+        yield server
