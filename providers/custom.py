@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import SchemaError
 
 from providers.base import (
     ApiCall,
@@ -112,6 +113,11 @@ class ParamDeclaration(_Declaration):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"is not a valid regular expression ({exc.msg})") from None
+            try:
+                TypeAdapter(Annotated[str, Field(pattern=pattern)])
+            except SchemaError:
+                raise ValueError("uses a regular-expression feature the argument validator lacks (look-around or "
+                                 "backreferences); input schemas should keep to what every JSON Schema engine knows") from None
         return pattern
 
     @model_validator(mode="after")

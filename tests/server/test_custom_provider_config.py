@@ -247,6 +247,7 @@ def test_client_credentials_inside_a_declaration_are_refused_without_echoing_the
      "default does not match the parameter's type and constraints"),
     ('path = "/p"\nparams = [{ name = "n", type = "integer", pattern = "[0-9]+" }]', "pattern applies to string"),
     ('path = "/p"\nparams = [{ name = "s", pattern = "([a-z" }]', "is not a valid regular expression"),
+    ('path = "/p"\nparams = [{ name = "s", pattern = "(?=a)a" }]', "look-around or backreferences"),
     ('path = "/p"\nparams = [{ name = "class" }]', "is reserved; choose another name"),
     ('path = "/p"\nmethod = "TRACE"', "method: Input should be"),
     ('path = "/p"\nread_only = true\ndestructive = true', "cannot be both read_only and destructive"),
