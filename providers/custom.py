@@ -358,7 +358,10 @@ def _lookup(body: Any, dotted: str) -> tuple[bool, Any]:
 
 
 def _same(value: Any, wanted: Any) -> bool:
-    return type(value) is type(wanted) and value == wanted if isinstance(wanted, bool) else value == wanted
+    """JSON equality: `true` is not `1`, while `1` and `1.0` are the same number."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    return value == wanted
 
 
 class ErrorVocabulary(_Declaration):

@@ -47,6 +47,7 @@ def test_declared_rules_match_status_and_json_field_in_order_and_name_the_reason
     ]})
     assert acme.classify_api_response(httpx2.Response(200, json={"ok": False})).reason == "not_ok"
     assert acme.classify_api_response(httpx2.Response(200, json={"ok": 0})).verdict is Verdict.OK  # 0 is not False
+    assert acme.classify_api_response(httpx2.Response(200, json={"ok": True})).verdict is Verdict.OK
     expired = acme.classify_api_response(httpx2.Response(401, json={"errors": [{"reason": "authError"}]}))
     assert (expired.verdict, expired.reason) == (Verdict.EXPIRED, "authError")
     odd = acme.classify_api_response(httpx2.Response(400, json={"error": "bad thing <b>"}))
