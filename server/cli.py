@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, VaultKeyError) as exc:
         print(f"grantkeeper: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as exc:  # found when connectors load: a declared provider, or its discovery
+        print(f"grantkeeper: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OperationalError as exc:
         print(f"grantkeeper: database unavailable ({type(exc.orig).__name__}); check GRANTKEEPER_DATABASE_URL",
               file=sys.stderr)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import providers
 from providers.base import Provider, ProviderSpec
+from server.custom_providers import declared_providers
 from server.settings import Settings
 
 
@@ -22,11 +23,11 @@ class Connector:
 
     @property
     def token_url(self) -> str:
-        return self.spec.oauth_base_url + self.spec.token_path
+        return _endpoint(self.spec.oauth_base_url, self.spec.token_path)
 
     @property
     def authorize_url(self) -> str:
-        return self.spec.oauth_base_url + self.spec.authorize_path
+        return _endpoint(self.spec.oauth_base_url, self.spec.authorize_path)
 
     def api_url(self, path: str) -> str:
         return self.spec.api_base_url + path
@@ -36,9 +37,15 @@ class Connector:
         return bool(self.client_id and self.client_secret)
 
 
+def _endpoint(base: str, path: str) -> str:
+    """A spec path joined to its base URL; a declared provider's endpoint may be a full URL on another host."""
+    return path if path.startswith(("https://", "http://")) else base + path
+
+
 def load_connectors(settings: Settings) -> dict[str, Connector]:
+    """Built-in providers, then those declared in configuration (which may fetch RFC 8414 metadata)."""
     connectors = {}
-    for name, provider in providers.BUILTIN.items():
+    for name, provider in {**providers.BUILTIN, **declared_providers(settings)}.items():
         overrides = settings.provider(name)
         spec = provider.spec.model_copy(
             update={

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
     startup_validation_max_age_seconds: float = Field(default=300, ge=0)  # at start, check accounts not checked since
 
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
+    # Providers declared without code (docs/custom-providers.md): `[custom_providers.<name>]` here, and/or a TOML
+    # or JSON file of the same shape (relative paths are taken from the data directory). Checked at start by
+    # server/custom_providers.py; client credentials stay in GRANTKEEPER_<NAME>_CLIENT_ID/_CLIENT_SECRET.
+    custom_providers: dict[str, Any] = Field(default_factory=dict)
+    providers_file: Path | None = None
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

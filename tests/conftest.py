@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from providers.simulators import GitHubSimulator, OAuth2Simulator, SimulatorServer, SlackSimulator
 from server.demo import simulator_environment
 from server.runtime import Runtime
 from server.settings import Settings
@@ -117,3 +117,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if skipped:
         terminalreporter.write_sep("!", f"WARNING: {len(skipped)} PostgreSQL test(s) SKIPPED — "
                                         f"{databases.postgres_unreachable_reason()}", red=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def oauth2_server() -> Iterator[SimulatorServer]:
+    """The standards-following OAuth 2.0 simulator that declared (custom) providers are tested against."""
+    with SimulatorServer(OAuth2Simulator()) as server:
+        yield server

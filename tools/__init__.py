@@ -99,3 +99,7 @@ def register_all(toolset: Toolset) -> None:
 
     for module in (slack, github, accounts):
         module.register(toolset)
+
+    from tools import custom  # tools of providers declared in configuration, after the built-in names
+
+    custom.register(toolset)

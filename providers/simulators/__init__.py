@@ -1,14 +1,17 @@
-"""Loopback simulators of Slack and GitHub OAuth + APIs, with fault injection, for tests, demos and agent developers."""
+"""Loopback simulators of Slack, GitHub and a standards-following OAuth 2.0 provider (OAuth + APIs), with fault
+injection, for tests, demos and agent developers."""
 
 from .base import FaultError, ProviderSimulator
 from .faults import Counters, Faults
 from .github import DEFAULT_GITHUB_IDENTITY, GitHubSimulator
 from .grants import GrantFailure, GrantStore, TokenPolicy, TokenSet, TokenStatus, pkce_s256, redact
+from .oauth2 import DEFAULT_OAUTH2_IDENTITY, OAuth2Simulator
 from .server import SimulatorServer
 from .slack import DEFAULT_SLACK_IDENTITY, SlackSimulator
 
 __all__ = [
     "DEFAULT_GITHUB_IDENTITY",
+    "DEFAULT_OAUTH2_IDENTITY",
     "DEFAULT_SLACK_IDENTITY",
     "Counters",
     "FaultError",
@@ -16,6 +19,7 @@ __all__ = [
     "GitHubSimulator",
     "GrantFailure",
     "GrantStore",
+    "OAuth2Simulator",
     "ProviderSimulator",
     "SimulatorServer",
     "SlackSimulator",

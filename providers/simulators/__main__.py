@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-    python -m providers.simulators slack|github|all [--host 127.0.0.1] [--port N]
+    python -m providers.simulators slack|github|oauth2|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import threading
 
 from .base import ProviderSimulator
 from .github import GitHubSimulator
+from .oauth2 import OAuth2Simulator
 from .server import SimulatorServer
 from .slack import SlackSimulator
 
@@ -31,7 +32,7 @@ def _describe(simulator: ProviderSimulator, url: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
-    parser.add_argument("provider", choices=["slack", "github", "all"])
+    parser.add_argument("provider", choices=["slack", "github", "oauth2", "all"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', GitHub gets port+1")
     parser.add_argument("--log-level", default="info")
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> None:
         simulators.append(SlackSimulator())
     if args.provider in ("github", "all"):
         simulators.append(GitHubSimulator())
+    if args.provider == "oauth2":  # generic, for declared providers; "all" means the built-in ones
+        simulators.append(OAuth2Simulator())
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,0 +1,624 @@
+"""Providers declared in configuration instead of code: the declaration's shape, a classifier driven by its
+error vocabulary (RFC 6749/6750 defaults otherwise), and how a declared tool becomes one API request.
+
+A declaration is plain data (TOML or JSON); `docs/custom-providers.md` shows a complete one. Loading it from the
+settings, URL checks and RFC 8414 discovery live in `server/custom_providers.py`; registering its tools in
+`tools/custom.py`.
+
+    provider = DeclaredProvider.from_declaration("acme", declaration, token_url="https://auth.acme.example/token",
+                                                 authorize_url="https://auth.acme.example/authorize")
+    call = build_call(declaration.tools[0], {"project_id": "p-1"}, api_base_url="https://api.acme.example/v1")
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
+
+import httpx2
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import SchemaError
+
+from providers.base import (
+    ApiCall,
+    Classification,
+    HealthProbe,
+    Provider,
+    ProviderSpec,
+    TokenVerdict,
+    Verdict,
+    json_body,
+    retry_after_seconds,
+)
+
+PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+TOOL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+PARAM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+# Literal path text: unreserved characters plus the sub-delimiters and ':' '@' that a path segment may carry.
+SAFE_PATH_TEXT = re.compile(r"^[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$")
+# Headers grantkeeper sets itself; a declaration may not replace them.
+RESERVED_HEADERS = {"authorization", "host", "content-length", "transfer-encoding", "cookie", "connection"}
+# Argument names the tool function itself uses.
+RESERVED_PARAMS = {"ctx", "idempotency_key"}
+
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+ParamType = Literal["string", "integer", "number", "boolean"]
+Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+_PYTHON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class _Declaration(BaseModel):
+    # Unknown fields are errors: a misspelt `requried` must not silently make a parameter optional.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ---- parameters and tools ----------------------------------------------------------------------------
+class ParamDeclaration(_Declaration):
+    """One tool argument: its type and constraints (checked by pydantic before anything is sent) and where it goes."""
+
+    name: str
+    type: ParamType = "string"
+    location: Literal["path", "query", "body"] | None = Field(default=None, alias="in")
+    api_name: str | None = Field(default=None, min_length=1, max_length=128)
+    description: str = ""
+    required: bool | None = None
+    default: Scalar | None = None
+    enum: list[Scalar] | None = Field(default=None, min_length=1)
+    pattern: str | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1)
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_an_argument_name(cls, name: str) -> str:
+        if not PARAM_NAME.match(name):
+            raise ValueError("must be a letter followed by letters, digits or _ (at most 64)")
+        if keyword.iskeyword(name) or name.startswith("model_") or name in RESERVED_PARAMS:
+            raise ValueError("is reserved; choose another name and put the name the API expects in api_name")
+        return name
+
+    @field_validator("api_name")
+    @classmethod
+    def _api_name_is_printable(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("must be printable text")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"is not a valid regular expression ({exc.msg})") from None
+            try:
+                TypeAdapter(Annotated[str, Field(pattern=pattern)])
+            except SchemaError:
+                raise ValueError("uses a regular-expression feature the argument validator lacks (look-around or "
+                                 "backreferences); input schemas should keep to what every JSON Schema engine knows") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _constraints_fit_the_type(self) -> ParamDeclaration:
+        string_only = {"pattern": self.pattern, "min_length": self.min_length, "max_length": self.max_length}
+        numeric_only = {"minimum": self.minimum, "maximum": self.maximum}
+        for key, value in string_only.items():
+            if value is not None and self.type != "string":
+                raise ValueError(f"{key} applies to string parameters only")
+        for key, value in numeric_only.items():
+            if value is not None and self.type not in ("integer", "number"):
+                raise ValueError(f"{key} applies to integer and number parameters only")
+        if self.enum is not None and any(v is not None for v in {**string_only, **numeric_only}.values()):
+            raise ValueError("enum cannot be combined with pattern, length or range constraints")
+        if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
+            raise ValueError("min_length is greater than max_length")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("minimum is greater than maximum")
+        if self.required and self.default is not None:
+            raise ValueError("a required parameter cannot have a default")
+        value_type = TypeAdapter(self.value_annotation())
+        for value in self.enum or []:
+            _check_value(value_type, value, "an enum value")
+        if self.default is not None:
+            _check_value(value_type, self.default, "default")
+        return self
+
+    @property
+    def wire_name(self) -> str:
+        return self.api_name or self.name
+
+    @property
+    def is_required(self) -> bool:
+        return bool(self.required) if self.required is not None else self.default is None and self.location == "path"
+
+    def value_annotation(self) -> Any:
+        """The argument's type with its constraints, as pydantic (and so the tool's input schema) sees it."""
+        if self.enum is not None:
+            base: Any = Literal[tuple(_as_type(v, self.type) for v in self.enum)]
+        else:
+            base = _PYTHON_TYPES[self.type]
+        constraints: dict[str, Any] = {"description": self.description or None}
+        if self.type == "string":
+            min_length = self.min_length if self.min_length is not None else (1 if self.location == "path" else None)
+            constraints |= {"pattern": self.pattern, "min_length": min_length, "max_length": self.max_length}
+        elif self.type in ("integer", "number"):
+            constraints |= {"ge": self.minimum, "le": self.maximum}
+        if self.type == "integer":
+            constraints = {k: (int(v) if k in ("ge", "le") and v is not None and float(v).is_integer() else v)
+                           for k, v in constraints.items()}
+        return Annotated[base, Field(**{k: v for k, v in constraints.items() if v is not None})]
+
+    def argument(self) -> tuple[Any, Any]:
+        """(annotation, default) of the tool function's parameter; `...` as the default means required."""
+        annotation = self.value_annotation()
+        if self.is_required:
+            return annotation, ...
+        if self.default is not None:
+            return annotation, _as_type(self.default, self.type)
+        return annotation | None, None
+
+
+def _as_type(value: Any, type_name: str) -> Any:
+    # TOML/JSON may spell a number default as 5 for a `number` parameter; keep enum and default values typed.
+    return float(value) if type_name == "number" and isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _check_value(adapter: TypeAdapter, value: Any, what: str) -> None:
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError:
+        raise ValueError(f"{what} does not match the parameter's type and constraints") from None
+
+
+class ToolDeclaration(_Declaration):
+    """One operation of the provider's API, exposed as the tool `<provider>.<name>`."""
+
+    name: str
+    title: str | None = Field(default=None, max_length=100)
+    description: str = Field(min_length=1, max_length=4000)
+    method: HttpMethod = "GET"
+    path: str = Field(min_length=1, max_length=500)
+    params: list[ParamDeclaration] = Field(default_factory=list)
+    body_encoding: Literal["json", "form"] = "json"
+    read_only: bool | None = None
+    idempotent: bool | None = None
+    destructive: bool | None = None
+    idempotency_header: str | None = None
+    max_response_bytes: int | None = Field(default=None, ge=256, le=1_048_576)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_in_capitals(cls, method: Any) -> Any:
+        return method.upper() if isinstance(method, str) else method
+
+    @field_validator("name")
+    @classmethod
+    def _name_under_the_provider(cls, name: str, info: ValidationInfo) -> str:
+        provider = (info.context or {}).get("provider")
+        prefix, dot, rest = name.partition(".")
+        if dot:
+            if provider is not None and prefix != provider:
+                raise ValueError(f"a dotted tool name must start with the provider's name ('{provider}.')")
+            name = rest
+        if not TOOL_NAME.match(name):
+            raise ValueError("must be lowercase letters, digits and _, starting with a letter (at most 64)")
+        return name
+
+    @field_validator("path")
+    @classmethod
+    def _path_stays_under_the_api_base(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must start with '/' (it is joined to the provider's api_base_url)")
+        literal = PLACEHOLDER.sub("x", path)
+        if "{" in literal or "}" in literal:
+            raise ValueError("has an unbalanced '{' or '}'")
+        if "?" in literal or "#" in literal:
+            raise ValueError("may not carry a query or fragment; declare query parameters instead")
+        if not SAFE_PATH_TEXT.match(literal):
+            raise ValueError("may contain only URL path characters (no spaces, '%', '\\' or non-ASCII)")
+        if "//" in literal or any(segment in (".", "..") for segment in literal.split("/")):
+            raise ValueError("may not contain '//', '.' or '..' segments")
+        return path
+
+    @field_validator("idempotency_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and (not HEADER_NAME.match(value) or value.lower() in RESERVED_HEADERS):
+            raise ValueError("must be an HTTP header name grantkeeper does not set itself")
+        return value
+
+    @model_validator(mode="after")
+    def _params_fit_the_request(self) -> ToolDeclaration:
+        names = [p.name for p in self.params]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"parameter {duplicates[0]!r} is declared twice")
+        placeholders = PLACEHOLDER.findall(self.path)
+        for placeholder in placeholders:
+            if placeholder not in names:
+                raise ValueError(f"path placeholder {{{placeholder}}} has no parameter of that name")
+        for param in self.params:
+            if param.location is None:
+                if param.name in placeholders:
+                    param.location = "path"
+                else:
+                    param.location = "body" if self.method in ("POST", "PUT", "PATCH") else "query"
+            if param.location == "path":
+                if param.name not in placeholders:
+                    raise ValueError(f"path parameter {param.name!r} does not appear as {{{param.name}}} in path")
+                if param.required is False and param.default is None:
+                    raise ValueError(f"path parameter {param.name!r} must be required or have a default")
+                if param.api_name is not None:
+                    raise ValueError(f"path parameter {param.name!r} cannot have an api_name (the placeholder names it)")
+            elif param.name in placeholders:
+                raise ValueError(f"parameter {param.name!r} is a path placeholder but declared in = {param.location!r}")
+            if param.location == "body" and self.method not in _BODY_METHODS:
+                raise ValueError(f"parameter {param.name!r}: {self.method} requests carry no body; use in = \"query\"")
+        for location in ("query", "body"):
+            wire = [p.wire_name for p in self.params if p.location == location]
+            clash = sorted({w for w in wire if wire.count(w) > 1})
+            if clash:
+                raise ValueError(f"two {location} parameters are sent as {clash[0]!r}")
+        if self.read_only and self.destructive:
+            raise ValueError("a tool cannot be both read_only and destructive")
+        if self.read_only and self.idempotency_header:
+            raise ValueError("idempotency_header is for writes; a read_only tool is repeatable anyway")
+        return self
+
+    # Hints default from the method's HTTP semantics (RFC 9110 §9.2): GET is safe; PUT and DELETE are idempotent.
+    @property
+    def is_read_only(self) -> bool:
+        return self.read_only if self.read_only is not None else self.method == "GET"
+
+    @property
+    def is_idempotent(self) -> bool:
+        """Whether repeating the request after an unclear failure is safe (and so whether it is retried)."""
+        if self.idempotent is not None:
+            return self.idempotent
+        return self.is_read_only or self.method in ("PUT", "DELETE") or self.idempotency_header is not None
+
+    @property
+    def is_destructive(self) -> bool:
+        if self.destructive is not None:
+            return self.destructive
+        return not self.is_read_only and self.method in ("PUT", "PATCH", "DELETE")
+
+    @property
+    def display_title(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+# ---- the provider's error vocabulary -----------------------------------------------------------------
+class ApiErrorRule(_Declaration):
+    """An API answer that means something the status code alone does not say, e.g.
+    `{status = 403, field = "error.code", equals = "TOKEN_EXPIRED", verdict = "expired"}`."""
+
+    status: int | None = Field(default=None, ge=100, le=599)
+    field: str | None = Field(default=None, min_length=1, max_length=200)
+    equals: Scalar | list[Scalar] | None = None
+    verdict: Verdict
+    reason: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    message: str | None = Field(default=None, max_length=300)
+
+    @model_validator(mode="after")
+    def _says_what_to_match(self) -> ApiErrorRule:
+        if self.status is None and self.field is None:
+            raise ValueError("a rule needs a status, a field, or both")
+        if self.equals is not None and self.field is None:
+            raise ValueError("equals needs a field to compare")
+        return self
+
+    def matches(self, status: int, body: Any) -> tuple[bool, Any]:
+        if self.status is not None and status != self.status:
+            return False, None
+        if self.field is None:
+            return True, None
+        found, value = _lookup(body, self.field)
+        if not found or value is None:
+            return False, None
+        if self.equals is None:
+            return True, value
+        wanted = self.equals if isinstance(self.equals, list) else [self.equals]
+        return any(_same(value, w) for w in wanted), value
+
+
+def _lookup(body: Any, dotted: str) -> tuple[bool, Any]:
+    """`error.code` or `errors.0.reason` in a JSON body."""
+    value = body
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False, None
+    return True, value
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """JSON equality: `true` is not `1`, while `1` and `1.0` are the same number."""
+    if isinstance(value, bool) or isinstance(wanted, bool):
+        return type(value) is type(wanted) and value == wanted
+    return value == wanted
+
+
+class ErrorVocabulary(_Declaration):
+    """Where the provider departs from RFC 6749 §5.2 and RFC 6750 §3.1. The RFC codes keep their meaning."""
+
+    refresh_token_rejected: list[str] = Field(default_factory=list)  # besides invalid_grant
+    client_rejected: list[str] = Field(default_factory=list)  # besides invalid_client, unauthorized_client
+    temporary: list[str] = Field(default_factory=list)  # besides temporarily_unavailable, server_error
+    api: list[ApiErrorRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _each_code_means_one_thing(self) -> ErrorVocabulary:
+        seen: dict[str, str] = {}
+        for group in ("refresh_token_rejected", "client_rejected", "temporary"):
+            for code in getattr(self, group):
+                if code in seen:
+                    raise ValueError(f"token error {code!r} is listed in both {seen[code]} and {group}")
+                seen[code] = group
+        return self
+
+
+class ProbeDeclaration(_Declaration):
+    method: Literal["GET", "POST"] = "GET"
+    path: str = Field(pattern=r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$")
+    account_id_field: str | None = Field(default=None, description="dotted path of the account id in the answer")
+
+
+# ---- the provider ------------------------------------------------------------------------------------
+class ProviderDeclaration(_Declaration):
+    """A provider as an operator declares it. Endpoints are full URLs or paths under `oauth_base_url`, or come
+    from RFC 8414 discovery when `issuer` is set (explicit values win over discovered ones)."""
+
+    display_name: str | None = Field(default=None, min_length=1, max_length=80)
+    api_base_url: str
+    oauth_base_url: str | None = None
+    authorize_path: str | None = None
+    token_path: str | None = None
+    revoke_path: str | None = None
+    authorize_url: str | None = None
+    token_url: str | None = None
+    revoke_url: str | None = None
+    issuer: str | None = None
+    discovery_url: str | None = None
+    client_auth_method: Literal["client_secret_basic", "client_secret_post"] | None = None
+    scopes: list[str] = Field(default_factory=list)
+    scope_separator: str = Field(default=" ", min_length=1, max_length=3)
+    default_access_ttl_seconds: int | None = Field(default=3600, gt=0)
+    default_refresh_ttl_seconds: int | None = Field(default=None, gt=0)
+    rotates_refresh_token: bool = True
+    health_probe: ProbeDeclaration | None = None
+    api_headers: dict[str, str] = Field(default_factory=dict)
+    token_request_headers: dict[str, str] = Field(default_factory=dict)
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=256, le=1_048_576)
+    docs_url: str | None = None
+    errors: ErrorVocabulary = Field(default_factory=ErrorVocabulary)
+    tools: list[ToolDeclaration] = Field(default_factory=list)
+
+    @field_validator("authorize_path", "token_path", "revoke_path")
+    @classmethod
+    def _paths_are_paths(cls, path: str | None) -> str | None:
+        if path is not None and not path.startswith("/"):
+            raise ValueError("must start with '/' (it is joined to oauth_base_url); use *_url for a full URL")
+        return path
+
+    @field_validator("api_headers", "token_request_headers")
+    @classmethod
+    def _headers_are_ours_to_add(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
+                raise ValueError(f"header {name!r} is not a header name grantkeeper lets a declaration set")
+            if not value.isprintable():
+                raise ValueError(f"header {name!r} has a value that is not printable text")
+        return headers
+
+    @model_validator(mode="after")
+    def _endpoints_are_complete(self) -> ProviderDeclaration:
+        for kind in ("authorize", "token", "revoke"):
+            url, path = getattr(self, f"{kind}_url"), getattr(self, f"{kind}_path")
+            if url is not None and path is not None:
+                raise ValueError(f"set {kind}_url or {kind}_path, not both")
+            if path is not None and self.oauth_base_url is None:
+                raise ValueError(f"{kind}_path needs oauth_base_url (or give {kind}_url as a full URL)")
+        if self.discovery_url is not None and self.issuer is None:
+            raise ValueError("discovery_url needs issuer: the metadata's issuer is checked against it (RFC 8414 §3.3)")
+        if self.issuer is None:
+            for kind in ("authorize", "token"):
+                if getattr(self, f"{kind}_url") is None and getattr(self, f"{kind}_path") is None:
+                    raise ValueError(f"{kind} endpoint missing: set {kind}_url, {kind}_path, or issuer for discovery")
+        names = [tool.name for tool in self.tools]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tool {duplicates[0]!r} is declared twice")
+        return self
+
+    def endpoint(self, kind: Literal["authorize", "token", "revoke"]) -> str | None:
+        """The endpoint as configured (full URL), or None when it is left to discovery."""
+        url, path = getattr(self, f"{kind}_url"), getattr(self, f"{kind}_path")
+        if url is not None:
+            return url
+        if path is not None and self.oauth_base_url is not None:
+            return self.oauth_base_url.rstrip("/") + path
+        return None
+
+
+class DeclaredProvider(Provider):
+    """A provider whose spec and error vocabulary come from a declaration; RFC 6749/6750 rules otherwise."""
+
+    def __init__(self, spec: ProviderSpec, declaration: ProviderDeclaration):
+        self.spec = spec
+        self.declaration = declaration
+
+    @classmethod
+    def from_declaration(
+        cls, name: str, declaration: ProviderDeclaration, *, authorize_url: str, token_url: str,
+        revoke_url: str | None = None, client_auth_method: str | None = None,
+    ) -> DeclaredProvider:
+        """Endpoints are full URLs (resolved from the declaration and discovery). Those under `oauth_base_url` are
+        kept as paths, so GRANTKEEPER_<NAME>_OAUTH_BASE_URL can move them as it does for built-in providers."""
+        base = (declaration.oauth_base_url or "").rstrip("/")
+
+        def as_path(url: str | None) -> str | None:
+            return url[len(base):] if url is not None and base and url.startswith(base + "/") else url
+
+        probe = declaration.health_probe
+        spec = ProviderSpec(
+            name=name,
+            display_name=declaration.display_name or name.replace("_", " ").title(),
+            api_base_url=declaration.api_base_url.rstrip("/"),
+            oauth_base_url=base,
+            authorize_path=as_path(authorize_url),
+            token_path=as_path(token_url),
+            revoke_path=as_path(revoke_url),
+            client_auth_method=client_auth_method or declaration.client_auth_method or "client_secret_basic",
+            token_request_headers=declaration.token_request_headers,
+            api_headers=declaration.api_headers,
+            scopes=declaration.scopes,
+            scope_separator=declaration.scope_separator,
+            default_access_ttl_seconds=declaration.default_access_ttl_seconds,
+            default_refresh_ttl_seconds=declaration.default_refresh_ttl_seconds,
+            rotates_refresh_token=declaration.rotates_refresh_token,
+            health_probe=HealthProbe(method=probe.method, path=probe.path) if probe else None,
+            docs_url=declaration.docs_url,
+        )
+        return cls(spec, declaration)
+
+    def classify_api_response(self, response: httpx2.Response) -> Classification:
+        status = response.status_code
+        rules = self.declaration.errors.api
+        body = json_body(response) if rules else None
+        for rule in rules:
+            matched, value = rule.matches(status, body)
+            if matched:
+                reason = rule.reason or (_safe_code(value) if value is not None else f"http_{status}")
+                message = rule.message or f"{self.spec.display_name} answered {reason}."
+                return Classification(rule.verdict, reason, message, retry_after_seconds(response))
+        challenge = _bearer_error(response)
+        if status == 401 and challenge == "invalid_token":
+            return Classification(Verdict.EXPIRED, "invalid_token", f"{self.spec.display_name} did not accept the token.")
+        if status == 403 and challenge == "insufficient_scope":
+            return Classification(Verdict.FORBIDDEN, "insufficient_scope",
+                                  f"The {self.spec.display_name} grant lacks a scope this call needs; reconnect with it.")
+        return super().classify_api_response(response)
+
+    def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
+        errors = self.declaration.errors
+        if error in errors.refresh_token_rejected:
+            return TokenVerdict.REJECTED
+        if error in errors.client_rejected:
+            return TokenVerdict.CLIENT_MISCONFIGURED
+        if error in errors.temporary:
+            return TokenVerdict.TRANSIENT
+        return super().classify_token_error(error, http_status)
+
+    def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
+        probe = self.declaration.health_probe
+        if probe is None or probe.account_id_field is None:
+            return None, {}
+        found, value = _lookup(body, probe.account_id_field)
+        if not found or value is None or isinstance(value, dict | list):
+            return None, {}
+        return str(value), {probe.account_id_field: value}
+
+
+_BEARER_ERROR = re.compile(r'\berror\s*=\s*"?([A-Za-z_]+)"?')
+
+
+def _bearer_error(response: httpx2.Response) -> str | None:
+    """The `error` of an RFC 6750 §3 `WWW-Authenticate: Bearer …` challenge."""
+    challenge = response.headers.get("www-authenticate", "")
+    if not challenge.lower().startswith("bearer"):
+        return None
+    match = _BEARER_ERROR.search(challenge)
+    return match.group(1) if match else None
+
+
+def _safe_code(value: Any) -> str:
+    text = re.sub(r"[^A-Za-z0-9_.:-]", "_", str(value))[:64]
+    return text or "error"
+
+
+# ---- one declared tool call --------------------------------------------------------------------------
+class UnsafeArgument(ValueError):
+    """An argument that would take the request somewhere other than the declared path. Safe to show."""
+
+
+def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url: str,
+               idempotency_key: str | None = None) -> ApiCall:
+    """The request a declared tool makes with validated `arguments`.
+
+    Path arguments are percent-encoded as one segment each ('/', '?', '#', '%' and ':' included), and the
+    dot segments '.' and '..' are refused, so no argument can reach another path or host; the finished URL is
+    checked to lie under `api_base_url` all the same.
+    """
+    by_location: dict[str, dict[str, Any]] = {"query": {}, "body": {}}
+    path_values: dict[str, str] = {}
+    for param in tool.params:
+        value = arguments.get(param.name)
+        if value is None:
+            continue
+        if param.location == "path":
+            path_values[param.name] = _path_segment(param.name, value)
+        else:
+            by_location[param.location or "query"][param.wire_name] = value
+    path = PLACEHOLDER.sub(lambda match: path_values[match.group(1)], tool.path)
+    _check_under_base(api_base_url, path)
+    headers = {}
+    if tool.idempotency_header and idempotency_key:
+        headers[tool.idempotency_header] = idempotency_key
+    query = {k: _query_value(v) for k, v in by_location["query"].items()} or None
+    body = by_location["body"]
+    has_body = any(p.location == "body" for p in tool.params)
+    return ApiCall(
+        tool.method, path, params=query,
+        json=body if has_body and tool.body_encoding == "json" else None,
+        data={k: _query_value(v) for k, v in body.items()} if has_body and tool.body_encoding == "form" else None,
+        headers=headers, idempotent=tool.is_idempotent,
+    )
+
+
+def _path_segment(name: str, value: Any) -> str:
+    text = _query_value(value)
+    if text in ("", ".", ".."):
+        raise UnsafeArgument(f"{name} may not be empty, '.' or '..' (it is one segment of the request path)")
+    return quote(text, safe="")
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_under_base(api_base_url: str, path: str) -> None:
+    base = httpx2.URL(api_base_url.rstrip("/") + "/")
+    url = httpx2.URL(api_base_url.rstrip("/") + path)
+    same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+    if not same_origin or not url.raw_path.startswith(base.raw_path) or url.query or url.fragment:
+        raise UnsafeArgument("the arguments would take the request outside the provider's API")

@@ -1,0 +1,125 @@
+"""Tools of providers declared in configuration: one typed tool per declared operation.
+
+Each declared operation becomes a function whose signature is built from the declared parameters, so the MCP
+server derives the input schema and pydantic validates the arguments exactly as for the hand-written tools; the
+call then takes the same path (fresh token, reactive refresh, classification, retries) and returns the provider's
+HTTP status and JSON body, bounded in size.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import uuid
+from typing import Annotated, Any
+
+import httpx2
+from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
+from pydantic import Field, create_model
+
+from providers.base import json_body
+from providers.custom import DeclaredProvider, ToolDeclaration, UnsafeArgument, build_call
+from server.execute import ProviderSession
+from server.monitoring.metrics import TOOL_CALLS
+from server.results import InvalidInput, Ok, result_model, to_call_result
+from server.settings import ConfigError
+from tools import Toolset, exposed_name
+
+IdempotencyKey = Annotated[
+    str | None,
+    Field(pattern=r"^[A-Za-z0-9_.:-]{8,128}$",
+          description="repeat a call with the same key and the provider applies it at most once"),
+]
+
+
+class DeclaredCallOk(Ok):
+    """What a declared tool returns: the provider's answer, as it came, within a size limit."""
+
+    http_status: int = Field(description="the provider's HTTP status code")
+    content_type: str | None = None
+    data: Any = Field(default=None, description="the JSON body, when the answer is JSON and within the size limit")
+    text: str | None = Field(default=None, description="the body as text when it is not JSON, or its start when cut")
+    truncated: bool = Field(default=False, description="the body exceeded the limit; `text` holds only its start")
+    size_bytes: int = Field(description="size of the whole body")
+
+    @classmethod
+    def from_response(cls, response: httpx2.Response, *, limit: int) -> DeclaredCallOk:
+        content = response.content
+        common = {"http_status": response.status_code, "content_type": response.headers.get("content-type"),
+                  "size_bytes": len(content)}
+        if len(content) > limit:
+            return cls(**common, text=content[:limit].decode("utf-8", "ignore"), truncated=True)
+        body = json_body(response) if content else None
+        if body is not None:
+            return cls(**common, data=body)
+        return cls(**common, text=content.decode("utf-8", "replace") or None)
+
+    def summary(self) -> str:
+        head = f"HTTP {self.http_status}"
+        if self.truncated:
+            head += f" (body cut at {len(self.text or '')} of {self.size_bytes} bytes)"
+        if self.data is not None:
+            return head + "\n" + json.dumps(self.data, ensure_ascii=False)
+        return head + ("\n" + self.text if self.text else "")
+
+
+def register(toolset: Toolset) -> None:
+    for connector in list(toolset.runtime.connectors.values()):
+        if isinstance(connector.provider, DeclaredProvider):
+            for tool in connector.provider.declaration.tools:
+                register_declared_tool(toolset, connector.name, tool)
+
+
+def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDeclaration) -> None:
+    canonical = f"{provider_name}.{tool.name}"
+    exposed = exposed_name(canonical, toolset.runtime.settings.tool_names)
+    if exposed in toolset.registered:
+        raise ConfigError(f"custom provider {provider_name!r}: tool {canonical!r} would be exposed as {exposed!r}, "
+                          f"which {toolset.registered[exposed]!r} already uses; rename one of them")
+    ok_model = create_model(f"{_camel(provider_name)}{_camel(tool.name)}Ok", __base__=DeclaredCallOk,
+                            __module__=__name__)
+    declaration = toolset.runtime.connectors[provider_name].provider.declaration
+    limit = tool.max_response_bytes or declaration.max_response_bytes
+
+    async def call_declared_tool(ctx: Context = None, **arguments: Any) -> CallToolResult:
+        key = arguments.pop("idempotency_key", None) or (uuid.uuid4().hex if tool.idempotency_header else None)
+        connector = toolset.runtime.connectors[provider_name]
+        try:
+            call = build_call(tool, arguments, api_base_url=connector.spec.api_base_url, idempotency_key=key)
+        except UnsafeArgument as refused:
+            TOOL_CALLS.labels(canonical, "invalid_input").inc()
+            return to_call_result(InvalidInput(connector=provider_name, reason="unsafe_argument",
+                                               next_step=f"{refused}. Change the arguments; the same call will fail again."))
+
+        async def operation(api: ProviderSession) -> DeclaredCallOk:
+            return ok_model.from_response(await api.send(call), limit=limit)
+
+        return await toolset.run(ctx, provider_name, operation, tool=canonical)
+
+    parameters, annotations = [], {}
+    for param in tool.params:
+        annotation, default = param.argument()
+        parameters.append(inspect.Parameter(param.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                            default=inspect.Parameter.empty if default is ... else default))
+        annotations[param.name] = annotation
+    if tool.idempotency_header:
+        parameters.append(inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=IdempotencyKey, default=None))
+        annotations["idempotency_key"] = IdempotencyKey
+    parameters.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None))
+    annotations["ctx"] = Context
+    # The MCP server reads the signature (input schema) and the annotations (which argument is the context).
+    call_declared_tool.__signature__ = inspect.Signature(
+        parameters, return_annotation=Annotated[CallToolResult, result_model(ok_model)])
+    call_declared_tool.__annotations__ = annotations
+    call_declared_tool.__name__ = call_declared_tool.__qualname__ = exposed.replace(".", "_")
+    call_declared_tool.__doc__ = tool.description + (
+        "\n\nSafe to retry with the same idempotency_key." if tool.idempotency_header else "")
+    toolset.tool(canonical, title=tool.display_title, ok=ok_model, read_only=tool.is_read_only,
+                 destructive=tool.is_destructive, idempotent=tool.is_idempotent)(call_declared_tool)
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"_+", name) if part)
