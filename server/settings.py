@@ -29,12 +29,12 @@ def check_base_url(url: str, setting: str) -> str:
         raise ConfigError(f"{setting} must be an absolute http(s) URL, got {url!r}")
     if parts.username or parts.password:
         raise ConfigError(f"{setting} must not carry credentials in the URL")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(f"{setting} uses plain http on a non-loopback host; use https")
     return url.rstrip("/")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

@@ -14,7 +14,6 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
-from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,7 +40,7 @@ from server.monitoring.metrics import render as render_metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
-from server.settings import Settings
+from server.settings import Settings, is_loopback
 
 TRANSPORTS = ("http", "sse")
 # Link pages carry a secret in their URL: never cached, never sent on as a Referer, never framed.
@@ -270,7 +269,7 @@ async def prometheus_metrics(request: Request) -> Response:
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:
     """DNS-rebinding protection on loopback (as the SDK does by itself), also accepting the public URL's host."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         return None  # behind a proxy the Host header is the proxy's business
     public = urlsplit(settings.public_url)
     return TransportSecuritySettings(
@@ -279,15 +278,6 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
         allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
                          f"{public.scheme}://{public.netloc}"],
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---- the listener ---------------------------------------------------------------------------------------
@@ -395,7 +385,7 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
             log.warning("public_url_guessed", public_url=settings.public_url,
                         notice="Set GRANTKEEPER_PUBLIC_URL to the address browsers reach this server at.")
         public_host = urlsplit(settings.public_url).hostname or ""
-        if settings.public_url.startswith("http://") and not _is_loopback(public_host):
+        if settings.public_url.startswith("http://") and not is_loopback(public_host):
             log.warning("public_url_not_https", public_url=settings.public_url,
                         notice="Magic links and OAuth callbacks would cross the network in clear text; serve "
                                "them over https (a TLS-terminating proxy) and set GRANTKEEPER_PUBLIC_URL to it.")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, or_, update
+from sqlalchemy import Engine, case, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -266,13 +266,15 @@ class Vault:
 
     @staticmethod
     def _apply(row: Credential, sealed: Sealed, write: CredentialWrite) -> None:
-        row.key_id = sealed.key_id
-        row.ciphertext = sealed.blob
-        row.token_type = write.token_type
-        row.issued_at = write.issued_at
-        row.access_expires_at = write.access_expires_at
-        row.refresh_due_at = write.refresh_due_at
-        row.refresh_expires_at = write.refresh_expires_at
+        for name, value in Vault._written_values(sealed, write).items():
+            setattr(row, name, value)
+
+    @staticmethod
+    def _written_values(sealed: Sealed, write: CredentialWrite) -> dict[str, Any]:
+        """The credential columns a new token grant sets, wherever it comes from."""
+        return {"key_id": sealed.key_id, "ciphertext": sealed.blob, "token_type": write.token_type,
+                "issued_at": write.issued_at, "access_expires_at": write.access_expires_at,
+                "refresh_due_at": write.refresh_due_at, "refresh_expires_at": write.refresh_expires_at}
 
     def try_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
         """Compare-and-set: take the refresh lease if the row is still at `version` and nobody holds a live lease.
@@ -330,13 +332,7 @@ class Vault:
                 )
                 .values(
                     version=version + 1,
-                    key_id=sealed.key_id,
-                    ciphertext=sealed.blob,
-                    token_type=write.token_type,
-                    issued_at=write.issued_at,
-                    access_expires_at=write.access_expires_at,
-                    refresh_due_at=write.refresh_due_at,
-                    refresh_expires_at=write.refresh_expires_at,
+                    **self._written_values(sealed, write),
                     lease_owner=None,
                     lease_until=None,
                     consecutive_failures=0,
