@@ -26,7 +26,7 @@ class Connector:
 
     @property
     def authorize_url(self) -> str:
-        return self.spec.oauth_base_url + self.spec.authorize_path
+        return (self.spec.authorize_base_url or self.spec.oauth_base_url) + self.spec.authorize_path
 
     def api_url(self, path: str) -> str:
         return self.spec.api_base_url + path
@@ -35,17 +35,34 @@ class Connector:
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
 
+    @property
+    def missing_base_url(self) -> str | None:
+        """What the operator must set before this connector can work at all (a provider on a per-customer host
+        has no default), or None."""
+        if self.spec.api_base_url and self.spec.oauth_base_url:
+            return None
+        setting = f"GRANTKEEPER_{self.name.upper()}_API_BASE_URL"
+        example = f" (e.g. {self.spec.base_url_example})" if self.spec.base_url_example else ""
+        return f"{self.spec.display_name} has no fixed address: set {setting}{example}."
+
 
 def load_connectors(settings: Settings) -> dict[str, Connector]:
     connectors = {}
     for name, provider in providers.BUILTIN.items():
         overrides = settings.provider(name)
+        oauth_base_url = overrides.oauth_base_url
+        if not oauth_base_url and not provider.spec.oauth_base_url:
+            # A provider on a per-customer host (Zendesk) serves OAuth from that same host.
+            oauth_base_url = overrides.api_base_url
         spec = provider.spec.model_copy(
             update={
                 key: value
-                for key, value in (("api_base_url", overrides.api_base_url), ("oauth_base_url", overrides.oauth_base_url))
+                for key, value in (("api_base_url", overrides.api_base_url), ("oauth_base_url", oauth_base_url))
                 if value
             }
         )
+        if overrides.oauth_base_url and spec.authorize_base_url:
+            # An overridden OAuth host (a simulator, a proxy) serves the authorize page too.
+            spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
         connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret)
     return connectors

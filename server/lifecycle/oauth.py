@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+from authlib.common.urls import url_decode
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAuth
+from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
 
 from providers.base import TokenVerdict
@@ -39,8 +43,26 @@ class TokenEndpointError(Exception):
         self.http_status = http_status
 
 
+class JsonBodyClientAuth(OAuth2ClientAuth):
+    """authlib's client authentication, then the finished form body re-encoded as a JSON object: the same
+    parameters (client credentials included for client_secret_post) for token endpoints that only read JSON."""
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        url, headers, body = self.prepare(request.method, str(request.url), request.headers, request.content)
+        form = body.decode() if isinstance(body, bytes) else body or ""
+        payload = json.dumps(dict(url_decode(form))).encode()
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(payload))
+        yield build_request(url=url, headers=headers, body=payload, initial_request=request)
+
+
+class JsonBodyOAuth2Client(AsyncOAuth2Client):
+    client_auth_class = JsonBodyClientAuth
+
+
 def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
-    return AsyncOAuth2Client(
+    client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else AsyncOAuth2Client
+    return client_class(
         client_id=connector.client_id,
         client_secret=connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
