@@ -1,19 +1,24 @@
-"""Loopback simulators of Slack and GitHub OAuth + APIs, with fault injection, for tests, demos and agent developers."""
+"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar) and Zendesk OAuth + APIs, with fault injection, for tests, demos and agent developers."""
 
 from .base import FaultError, ProviderSimulator
 from .faults import Counters, Faults
 from .github import DEFAULT_GITHUB_IDENTITY, GitHubSimulator
+from .google import DEFAULT_GOOGLE_IDENTITY, GoogleSimulator
 from .grants import GrantFailure, GrantStore, TokenPolicy, TokenSet, TokenStatus, pkce_s256, redact
 from .server import SimulatorServer
 from .slack import DEFAULT_SLACK_IDENTITY, SlackSimulator
+from .zendesk import DEFAULT_ZENDESK_IDENTITY, ZendeskSimulator
 
 __all__ = [
     "DEFAULT_GITHUB_IDENTITY",
+    "DEFAULT_GOOGLE_IDENTITY",
     "DEFAULT_SLACK_IDENTITY",
+    "DEFAULT_ZENDESK_IDENTITY",
     "Counters",
     "FaultError",
     "Faults",
     "GitHubSimulator",
+    "GoogleSimulator",
     "GrantFailure",
     "GrantStore",
     "ProviderSimulator",
@@ -22,6 +27,7 @@ __all__ = [
     "TokenPolicy",
     "TokenSet",
     "TokenStatus",
+    "ZendeskSimulator",
     "pkce_s256",
     "redact",
 ]

@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-    python -m providers.simulators slack|github|all [--host 127.0.0.1] [--port N]
+    python -m providers.simulators slack|github|google|zendesk|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ import threading
 
 from .base import ProviderSimulator
 from .github import GitHubSimulator
+from .google import GoogleSimulator
 from .server import SimulatorServer
 from .slack import SlackSimulator
+from .zendesk import ZendeskSimulator
+
+SIMULATORS = {"slack": SlackSimulator, "github": GitHubSimulator, "google": GoogleSimulator,
+              "zendesk": ZendeskSimulator}
 
 
 def _describe(simulator: ProviderSimulator, url: str) -> str:
@@ -31,18 +36,15 @@ def _describe(simulator: ProviderSimulator, url: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
-    parser.add_argument("provider", choices=["slack", "github", "all"])
+    parser.add_argument("provider", choices=[*SIMULATORS, "all"])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', GitHub gets port+1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', the others get port+1, port+2, …")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
-    simulators: list[ProviderSimulator] = []
-    if args.provider in ("slack", "all"):
-        simulators.append(SlackSimulator())
-    if args.provider in ("github", "all"):
-        simulators.append(GitHubSimulator())
+    chosen = list(SIMULATORS) if args.provider == "all" else [args.provider]
+    simulators: list[ProviderSimulator] = [SIMULATORS[name]() for name in chosen]
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
