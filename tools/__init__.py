@@ -65,7 +65,7 @@ class Toolset:
 
 
 def register_all(toolset: Toolset) -> None:
-    from tools import accounts, github, slack
+    from tools import accounts, github, google, slack, zendesk
 
-    for module in (slack, github, accounts):
+    for module in (slack, github, google, zendesk, accounts):
         module.register(toolset)

@@ -1,4 +1,5 @@
-"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar) and Zendesk OAuth + APIs, with fault injection, for tests, demos and agent developers."""
+"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar) and Zendesk OAuth + APIs, with fault injection,
+for tests, demos and agent developers."""
 
 from .base import FaultError, ProviderSimulator
 from .faults import Counters, Faults

@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from .base import FaultError, ProviderSimulator, basic_credentials
 from .faults import RateLimitFault
-from .grants import Grant, GrantFailure, TokenCheck, TokenPolicy, TokenStatus
+from .grants import Grant, TokenCheck, TokenPolicy, TokenStatus
 
 DEFAULT_ZENDESK_IDENTITY = {"user_id": 1900000000001, "name": "Alice Agent", "email": "alice@acme.example",
                             "role": "agent"}
