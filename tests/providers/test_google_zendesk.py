@@ -15,6 +15,7 @@ from providers.google import PROVIDER as GOOGLE
 from providers.google import event_id_for, rfc822_raw
 from providers.zendesk import PROVIDER as ZENDESK
 from server.connectors import load_connectors
+from server.monitoring.logging import redact_text
 from server.settings import Settings
 
 
@@ -105,3 +106,8 @@ def test_zendesk_has_no_default_host_and_serves_oauth_from_the_one_configured(
         assert zendesk.token_url == "https://acme.zendesk.com/oauth/tokens"
         assert zendesk.authorize_url == "https://acme.zendesk.com/oauth/authorizations/new"
         assert zendesk.spec.token_body_encoding == "json"
+
+
+def test_google_token_shapes_are_redacted_from_log_text():
+    text = "refreshed with 1//0gAbCdEfGhIjKlMnOpQrStUvWxYz-_0123 got ya29.a0AfB_byC-xyz"
+    assert redact_text(text) == "refreshed with [redacted] got [redacted]"
