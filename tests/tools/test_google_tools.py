@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from providers.google import event_id_for
+from providers.simulators import GoogleSimulator
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
@@ -133,3 +134,21 @@ async def test_list_events_returns_the_window_soonest_first(runtime, settings, g
     assert [e["summary"] for e in result["events"]] == ["Earlier", "Later"]
     assert result["events"][0]["organizer"] == "alice@example.com"
     assert unknown["status"] == "invalid_input" and unknown["reason"] == "not_found"
+
+
+async def test_a_message_deleted_between_list_and_get_is_left_out(runtime, settings, google_server):
+    class DeletesAfterListing(GoogleSimulator):
+        async def _list_messages(self, request, grant):
+            response = await super()._list_messages(request, grant)
+            with self._data_lock:  # the newest message goes to the bin right after it was listed
+                box = self._mailbox("alice@example.com")
+                box.remove(max(box, key=lambda m: m.internal_date))
+            return response
+
+    google_server.app = google_sim = DeletesAfterListing()
+    seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
+    async with mcp_client(runtime) as client:
+        result = await call(client, "gmail_search_messages", {"query": "in:inbox", "max_results": 10})
+
+    assert result["status"] == "ok"
+    assert len(result["messages"]) == 2 and google_sim.counters.endpoint("messages.get") == 3
