@@ -3,11 +3,14 @@ token request as JSON. Counted at the simulators, never timed."""
 
 from __future__ import annotations
 
+import os
+
 import anyio
 import pytest
 
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
+from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 SEARCH = {"query": "quarterly", "max_results": 5}
@@ -94,3 +97,16 @@ async def test_fifty_concurrent_zendesk_calls_on_an_expired_token_make_one_token
     assert zendesk_sim.counters.token_requests == 1
     assert zendesk_sim.counters.reuse_detections == 0
     assert zendesk_sim.counters.api_requests == 50
+
+
+def test_three_processes_refresh_an_expired_zendesk_token_once(runtime_sync, settings, zendesk_sim):
+    """Zendesk deletes the previous pair on rotation, so a second refresh in another process would kill the grant."""
+    seed_account(settings, runtime_sync.vault, "zendesk", zendesk_sim.issue_grant(), expired=True)
+    env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}
+
+    outputs = run_workers(env, processes=3, calls=10, tool="zendesk_list_tickets", arguments='{"page_size": 1}')
+
+    assert [s for output in outputs for s in output["statuses"]] == ["ok"] * 30
+    assert zendesk_sim.counters.token_requests == 1
+    assert zendesk_sim.counters.reuse_detections == 0
+    assert zendesk_sim.token_request_formats == ["json"]
