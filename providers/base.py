@@ -141,6 +141,10 @@ class Provider:
         """(provider account id, identity details) from the health probe's answer."""
         return None, {}
 
+    def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
+        """The provider account in words a person recognises, for the re-authorization pages."""
+        return provider_account_id
+
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:
     """Retry-After as seconds (delta or HTTP date); None when absent or unreadable."""

@@ -87,6 +87,10 @@ class GitHub(Provider):
             return None, {}
         return str(body["id"]), {"user_id": body["id"], "login": body.get("login")}
 
+    def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
+        login = identity.get("login")
+        return f"@{login} (user id {provider_account_id})" if login else f"user id {provider_account_id}"
+
 
 def _rate_limit_wait(response: httpx2.Response, message: str) -> float | None:
     """Seconds to wait when a 403/429 is a rate limit (octokit's rules), None when it is a real refusal."""

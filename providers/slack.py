@@ -106,6 +106,11 @@ class Slack(Provider):
             return None, {}
         return None, {"team_id": body.get("team_id"), "team_name": body.get("team")}
 
+    def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
+        team_id, _, user_id = provider_account_id.partition(":")
+        team = f"{identity['team_name']} ({team_id})" if identity.get("team_name") else team_id
+        return f"user {user_id or '?'} in workspace {team}"
+
 
 PROVIDER = Slack()
 

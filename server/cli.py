@@ -60,8 +60,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the MCP server (stdio for Claude Desktop)")
-    serve.add_argument("--transport", choices=["stdio"], default="stdio")
+    serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio",
+                       help="stdio (plus a loopback listener for magic-link pages); http: streamable HTTP at /mcp "
+                            "and SSE at /sse; sse: SSE only. HTTP callers need an API key (grantkeeper keys create)")
+    serve.add_argument("--host", help="listen address (default GRANTKEEPER_LISTEN_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default GRANTKEEPER_LISTEN_PORT, 8765; 0 picks one)")
     serve.set_defaults(handler=cmd_serve)
+
+    link = commands.add_parser("link", help="print a single-use link that connects (or reconnects) an account")
+    link.add_argument("connector")
+    link.add_argument("--org")
+    link.add_argument("--user")
+    link.set_defaults(handler=cmd_link)
+
+    keys = commands.add_parser("keys", help="API keys for HTTP callers").add_subparsers(metavar="ACTION")
+    create = keys.add_parser("create", help="create a key for org/user; it is printed once and stored as a hash")
+    create.add_argument("--org")
+    create.add_argument("--user")
+    create.add_argument("--description")
+    create.set_defaults(handler=cmd_keys_create)
+    key_list = keys.add_parser("list", help="list keys (never the keys themselves)")
+    key_list.add_argument("--org")
+    key_list.add_argument("--user")
+    key_list.add_argument("--json", action="store_true")
+    key_list.set_defaults(handler=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by its id or its printed prefix")
+    revoke.add_argument("key", metavar="ID_OR_PREFIX")
+    revoke.set_defaults(handler=cmd_keys_revoke)
 
     accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
     add = accounts.add_parser("add", help="import tokens you already hold (JSON on stdin)")
@@ -89,15 +114,16 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---- serve -------------------------------------------------------------------------------------------
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from server.app import build_server
     from server.runtime import Runtime
+    from server.web import serve as serve_transport
 
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise CliError("--port must be between 0 and 65535")
     runtime = Runtime.open(settings)
-    server, _ = build_server(runtime)
 
     async def serve() -> None:
         try:
-            await server.run_stdio_async()
+            await serve_transport(runtime, args.transport, host=args.host, port=args.port)
         finally:
             await runtime.aclose()
 
@@ -195,6 +221,80 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
             reason = f" ({row['reason']})" if row["reason"] else ""
             expiry = f"  expires {row['access_expires_at']}" if row.get("access_expires_at") else ""
             print(f"{row['account']:<40} {row['status']}{reason}{expiry}")
+    return EXIT_OK
+
+
+# ---- link --------------------------------------------------------------------------------------------
+def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
+    from server.execute import Caller
+    from server.runtime import Runtime
+
+    runtime = Runtime.open(settings)
+    if args.connector not in runtime.connectors:
+        anyio.run(runtime.aclose)
+        raise CliError(f"unknown connector {args.connector!r}; known: {', '.join(sorted(runtime.connectors))}")
+    caller = Caller(args.org or settings.org, args.user or settings.user)
+
+    async def issue() -> Any:
+        try:
+            return await runtime.executor.connect_link(caller, args.connector)
+        finally:
+            await runtime.aclose()
+
+    account, link = anyio.run(issue)
+    print(link.url)
+    print(f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
+          f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC. A grantkeeper server must be serving "
+          f"{settings.public_url} for it to open.", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---- keys --------------------------------------------------------------------------------------------
+def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from server.auth import create_api_key
+    from server.runtime import open_vault
+
+    org, user = args.org or settings.org, args.user or settings.user
+    if not org or not user or "/" in org + user:
+        raise CliError("--org and --user must be non-empty, without '/'")
+    vault, _ = open_vault(settings)
+    issued = create_api_key(vault, org=org, user=user, description=args.description)
+    print(issued.key)
+    print(f"API key {issued.record.prefix}… (id {issued.record.id}) acts as {user} (org {org}). It is shown only "
+          "now; store it in your agent's secret store. Send it as 'Authorization: Bearer <key>'.", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    rows = [{"id": k.id, "prefix": k.prefix, "org": k.org, "user": k.user, "description": k.description,
+             "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+            for k in vault.list_api_keys(args.org, args.user)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no API keys")
+    else:
+        for row in rows:
+            state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+            print(f"{row['id']}  {row['prefix']}…  {row['org']}/{row['user']:<20} {state}"
+                  + (f"  {row['description']}" if row["description"] else ""))
+    return EXIT_OK
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    matched = vault.revoke_api_key(args.key)
+    if not matched:
+        raise CliError(f"no active API key with id or prefix {args.key!r}")
+    if len(matched) > 1:
+        raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: "
+                       + ", ".join(k.id for k in matched))
+    print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
     return EXIT_OK
 
 

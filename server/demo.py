@@ -17,6 +17,7 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from providers.simulators.person import link_user
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,8 +117,19 @@ async def _agent_session(env: dict[str, str], slack: SlackSimulator, github: Git
         revoked = _show(await session.call_tool("github_search_issues", {"query": "checkout"}))
         _say(f"   The token endpoint was tried {github.counters.token_requests} time(s) in all; no retry storm. "
              f"The agent got a single-use link to hand to the user (reason: {revoked.get('reason')}).")
+        again = _show(await session.call_tool("github_search_issues", {"query": "checkout"}))
+        _say(f"   Calling again before the user acts answers at once ({again.get('status')}); the token endpoint "
+             f"count is still {github.counters.token_requests}.")
 
-        _say("\n8. The agent asks which accounts work:")
+        _say("\n8. alice opens the link, presses Continue and approves at the GitHub simulator's consent page:")
+        async with link_user() as alice:
+            page = await alice.reconnect(revoked["magic_link"])
+        _say(f"   grantkeeper's page: HTTP {page.status_code}, "
+             f"{'reconnected' if 'reconnected' in page.text else 'NOT reconnected'}")
+        _say("   The agent calls the same tool again, on the same account:")
+        _show(await session.call_tool("github_search_issues", {"query": "checkout"}))
+
+        _say("\n9. The agent asks which accounts work:")
         _show(await session.call_tool("accounts_list", {}))
 
 
@@ -128,9 +140,12 @@ def run_demo() -> int:
         slack, github = slack_server.app, github_server.app
         env = {**os.environ, **simulator_environment(slack_server.url, github_server.url),
                "GRANTKEEPER_HOME": home, "GRANTKEEPER_ORG": "acme", "GRANTKEEPER_USER": "alice",
-               "GRANTKEEPER_LOG_LEVEL": "info", "GRANTKEEPER_LOG_FORMAT": "console"}
+               "GRANTKEEPER_LOG_LEVEL": "info", "GRANTKEEPER_LOG_FORMAT": "console",
+               # The magic-link pages are served beside stdio on a free loopback port; links follow it.
+               "GRANTKEEPER_LISTEN_PORT": "0"}
         env.pop("GRANTKEEPER_DATABASE_URL", None)
         env.pop("GRANTKEEPER_VAULT_KEY", None)
+        env.pop("GRANTKEEPER_PUBLIC_URL", None)
         _say("grantkeeper demo — Slack and GitHub simulators on loopback, a fresh SQLite vault in " + home)
         _say(f"   Slack simulator {slack_server.url}   GitHub simulator {github_server.url}\n")
         _say("1. alice already holds tokens and imports them (`grantkeeper accounts add`):")

@@ -41,6 +41,7 @@ class Caller:
 class MagicLinkIssued:
     url: str
     expires_at: datetime
+    link_id: str = ""  # the row's id: not a secret, names the link in events and URL elicitations
 
 
 class ProbeOk(Ok):
@@ -267,7 +268,7 @@ class Executor:
             account = await self._db(self._pending_account, caller, connector.name)
         link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)
         who = f"{account.user} (org {account.org})"
-        return ReauthRequired(
+        result = ReauthRequired(
             connector=connector.name,
             account=account.display_name,
             reason=reason,
@@ -276,6 +277,14 @@ class Executor:
             next_step=(f"Ask {who} to open the link and approve access at {connector.spec.display_name}, "
                        "then call this tool again. Do not retry before that; it will fail the same way."),
         )
+        result._link_id = link.link_id
+        return result
+
+    async def connect_link(self, caller: Caller, connector_name: str) -> tuple[ConnectedAccount, MagicLinkIssued]:
+        """A link with which the caller connects (or reconnects) their own account for `connector_name`."""
+        account = await self._db(self._pending_account, caller, connector_name)
+        purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
+        return account, await self.issue_link(account, purpose, "requested")
 
     def _pending_account(self, caller: Caller, connector_name: str) -> ConnectedAccount:
         account = self.vault.find_account(caller.org, caller.user, connector_name)
@@ -292,4 +301,4 @@ class Executor:
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
         record = await self._db(self.vault.create_magic_link, token=token, account=account, purpose=purpose,
                                 reason=reason, ttl=ttl)
-        return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at)
+        return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at, record.id)

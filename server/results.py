@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
 from mcp.types import CallToolResult, TextContent
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
 
 from server import failures
 
@@ -29,6 +29,7 @@ class ReauthRequired(BaseModel):
     magic_link: str = Field(description="single-use URL the account owner opens to reconnect")
     link_expires_at: datetime
     next_step: str
+    _link_id: str | None = PrivateAttr(default=None)  # names the URL elicitation; not part of the result
 
 
 class AdminActionRequired(BaseModel):

@@ -10,6 +10,7 @@ import httpx2
 from server.connectors import Connector, load_connectors
 from server.execute import Caller, Executor
 from server.lifecycle.tokens import TokenManager
+from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -35,7 +36,7 @@ class Runtime:
         """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
         vault, key_created = open_vault(settings)
         connectors = load_connectors(settings)
-        events = EventRecorder(vault)
+        events = EventRecorder(vault, AlertPolicy(settings.alert_webhook_url))
         tokens = TokenManager(settings, vault, connectors, events)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
                                   limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
@@ -51,6 +52,7 @@ class Runtime:
             return
         self._closed = True
         await self.tokens.aclose()
+        await self.events.alerts.drain()
         await self.http.aclose()
         self.vault.engine.dispose()
 

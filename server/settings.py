@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(default=10, ge=0)
 
     magic_link_ttl_seconds: int = Field(default=900, gt=0)
+    # Where `serve` listens: the HTTP transports, or in stdio mode the small page listener for magic links.
+    # Unless public_url is set, links point at this address.
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8765, ge=0, le=65535)
+    alert_webhook_url: str | None = None
 
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
@@ -126,6 +131,11 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"GRANTKEEPER_PUBLIC_URL must be an absolute http(s) URL, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_is_safe(cls, value: str | None) -> str | None:
+        return None if not value else check_base_url(value, "GRANTKEEPER_ALERT_WEBHOOK_URL")
 
     @field_validator("org", "user")
     @classmethod

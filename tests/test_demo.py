@@ -18,6 +18,8 @@ def test_demo_runs_the_whole_story_and_reports_no_plaintext(isolated_environment
     assert "token endpoint hits = 2, reuse detections = 0" in out
     assert "Already existed: issue #1" in out and "Issues in acme/webshop: 1" in out
     assert "status=reauth_required" in out
+    assert "grantkeeper's page: HTTP 200, reconnected" in out
+    assert "github/default: active" in out and "slack/default: active" in out
     assert "no plaintext token" in out
     for prefix in ("xoxe.xoxb-1-", "xoxe-1-", "ghu_", "ghr_"):
         assert prefix not in out and prefix not in done.stderr

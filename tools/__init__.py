@@ -7,16 +7,19 @@ GRANTKEEPER_TOOL_NAMES=dotted, because Claude Desktop and the Anthropic API reje
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import CallToolResult, ToolAnnotations
+from mcp.shared.exceptions import UrlElicitationRequiredError
+from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
-from server.results import Ok, result_model, to_call_result
+from server.monitoring.metrics import TOOL_CALLS, TOOL_SECONDS
+from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
 
 
@@ -59,9 +62,36 @@ class Toolset:
         return self.runtime.stdio_caller()
 
     async def run(self, ctx: Context | None, connector: str,
-                  operation: Callable[[ProviderSession], Awaitable[BaseModel]]) -> CallToolResult:
+                  operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
+        started = time.perf_counter()
         result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+        TOOL_SECONDS.labels(tool).observe(time.perf_counter() - started)
+        TOOL_CALLS.labels(tool, getattr(result, "status", "ok")).inc()
+        if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
+            raise url_elicitation(result)
         return to_call_result(result)
+
+
+def declares_url_elicitation(ctx: Context | None) -> bool:
+    """Whether the client said it can open URLs for the user (MCP 2025-11-25 URL-mode elicitation)."""
+    try:
+        capabilities = ctx.client_capabilities if ctx is not None else None
+    except (LookupError, AttributeError, ValueError):  # no request context (a direct call)
+        return False
+    elicitation = capabilities.elicitation if capabilities is not None else None
+    return elicitation is not None and elicitation.url is not None
+
+
+def url_elicitation(result: ReauthRequired) -> UrlElicitationRequiredError:
+    """The JSON-RPC error -32042 carrying the magic link, for clients that open URLs themselves."""
+    message = (f"{result.connector} needs the account owner: open the link to reconnect {result.account} "
+               f"({result.reason}), then call the tool again. The link works once and expires "
+               f"{result.link_expires_at:%Y-%m-%d %H:%M} UTC.")
+    return UrlElicitationRequiredError(
+        [ElicitRequestURLParams(mode="url", message=message, url=result.magic_link,
+                                elicitation_id=result._link_id or f"reauth-{result.connector}")],
+        message=f"Reconnecting {result.connector} requires the user",
+    )
 
 
 def register_all(toolset: Toolset) -> None:

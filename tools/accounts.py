@@ -1,6 +1,7 @@
-"""The caller's own connected accounts and their health — never a token."""
+"""The caller's own connected accounts: their health (never a token), and links to connect new ones."""
 
 from datetime import datetime
+from typing import Annotated, Literal
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -21,6 +22,18 @@ class AccountHealth(BaseModel):
     refresh_due_at: datetime | None = None
     last_refresh_at: datetime | None = None
     last_refresh_outcome: str | None = None
+
+
+class ConnectLinkOk(Ok):
+    connector: str
+    account: str = Field(description="org/user/connector the link connects")
+    magic_link: str = Field(description="single-use URL the account owner opens to connect the account")
+    link_expires_at: datetime
+    next_step: str
+
+    def summary(self) -> str:
+        return (f"Open this link to connect {self.account}: {self.magic_link} "
+                f"(works once, expires {self.link_expires_at:%Y-%m-%d %H:%M} UTC). {self.next_step}")
 
 
 class AccountsOk(Ok):
@@ -58,3 +71,21 @@ def register(toolset: Toolset) -> None:
 
         accounts = await anyio.to_thread.run_sync(read)
         return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
+
+    connectors = tuple(sorted(toolset.runtime.connectors))
+
+    @toolset.tool("accounts.connect", title="Connect one of my accounts", ok=ConnectLinkOk, read_only=False,
+                  idempotent=False)
+    async def connect(
+        connector: Annotated[Literal[connectors], Field(description="which service to connect")],  # type: ignore[valid-type]
+        ctx: Context = None,
+    ):
+        """Get a single-use link with which the user connects (or reconnects) their own account for a service.
+
+        Show the link to the user; once they approve access at the service, that service's tools work."""
+        caller = toolset.caller(ctx)
+        account, link = await toolset.runtime.executor.connect_link(caller, connector)
+        display = toolset.runtime.connectors[connector].spec.display_name
+        return to_call_result(ConnectLinkOk(
+            connector=connector, account=account.display_name, magic_link=link.url, link_expires_at=link.expires_at,
+            next_step=f"Ask {caller.user} to open it and approve access at {display}, then use the {display} tools."))

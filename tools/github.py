@@ -79,7 +79,7 @@ def register(toolset: Toolset) -> None:
                                                        check_existing=idempotency_key is not None)
             return CreateIssueOk(issue=IssueSummary.from_github(issue), created=created, idempotency_key=key)
 
-        return await toolset.run(ctx, "github", operation)
+        return await toolset.run(ctx, "github", operation, tool="github.create_issue")
 
     @toolset.tool("github.search_issues", title="Search GitHub issues", ok=SearchIssuesOk, read_only=True,
                   idempotent=True)
@@ -100,4 +100,4 @@ def register(toolset: Toolset) -> None:
                 items=[IssueSummary.from_github(item) for item in result.get("items", [])],
             )
 
-        return await toolset.run(ctx, "github", operation)
+        return await toolset.run(ctx, "github", operation, tool="github.search_issues")

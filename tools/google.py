@@ -131,7 +131,7 @@ def register(toolset: Toolset) -> None:
                                     result_size_estimate=int(found.get("result_size_estimate") or 0),
                                     next_page_token=found.get("next_page_token"))
 
-        return await toolset.run(ctx, "google", operation)
+        return await toolset.run(ctx, "google", operation, tool="gmail.search_messages")
 
     @toolset.tool("gmail.send_message", title="Send an email with Gmail", ok=SendMessageOk, read_only=False)
     async def send_message(
@@ -150,7 +150,7 @@ def register(toolset: Toolset) -> None:
             sent = await google.send_message(api, to=list(to), subject=subject, body=body, cc=list(cc))
             return SendMessageOk(id=sent["id"], thread_id=sent.get("threadId"), label_ids=sent.get("labelIds") or [])
 
-        return await toolset.run(ctx, "google", operation)
+        return await toolset.run(ctx, "google", operation, tool="gmail.send_message")
 
     @toolset.tool("calendar.create_event", title="Create a Google Calendar event", ok=CreateEventOk, read_only=False,
                   idempotent=True)
@@ -189,7 +189,7 @@ def register(toolset: Toolset) -> None:
                                             "use a new key for a different event.")
             return CreateEventOk(event=result, created=created, idempotency_key=key)
 
-        return await toolset.run(ctx, "google", operation)
+        return await toolset.run(ctx, "google", operation, tool="calendar.create_event")
 
     @toolset.tool("calendar.list_events", title="List Google Calendar events", ok=ListEventsOk, read_only=True,
                   idempotent=True)
@@ -214,4 +214,4 @@ def register(toolset: Toolset) -> None:
                                 events=[CalendarEvent.from_google(e) for e in found.get("items") or []],
                                 next_page_token=found.get("nextPageToken"))
 
-        return await toolset.run(ctx, "google", operation)
+        return await toolset.run(ctx, "google", operation, tool="calendar.list_events")

@@ -65,7 +65,7 @@ def register(toolset: Toolset) -> None:
                 next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
             )
 
-        return await toolset.run(ctx, "slack", operation)
+        return await toolset.run(ctx, "slack", operation, tool="slack.read_channel")
 
     @toolset.tool("slack.post_message", title="Post a Slack message", ok=PostMessageOk, read_only=False)
     async def post_message(
@@ -82,4 +82,4 @@ def register(toolset: Toolset) -> None:
             body = await slack.post_message(api, channel=channel, text=text, thread_ts=thread_ts)
             return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts)
 
-        return await toolset.run(ctx, "slack", operation)
+        return await toolset.run(ctx, "slack", operation, tool="slack.post_message")

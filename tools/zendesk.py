@@ -87,7 +87,7 @@ def register(toolset: Toolset) -> None:
             return CreateTicketOk(ticket=TicketSummary.from_zendesk(created_ticket), created=created,
                                   idempotency_key=key)
 
-        return await toolset.run(ctx, "zendesk", operation)
+        return await toolset.run(ctx, "zendesk", operation, tool="zendesk.create_ticket")
 
     @toolset.tool("zendesk.list_tickets", title="List Zendesk tickets", ok=ListTicketsOk, read_only=True,
                   idempotent=True)
@@ -107,4 +107,4 @@ def register(toolset: Toolset) -> None:
             return ListTicketsOk(tickets=[TicketSummary.from_zendesk(t) for t in page.get("tickets") or []],
                                  has_more=has_more, next_cursor=meta.get("after_cursor") if has_more else None)
 
-        return await toolset.run(ctx, "zendesk", operation)
+        return await toolset.run(ctx, "zendesk", operation, tool="zendesk.list_tickets")

@@ -13,6 +13,8 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAuth
 from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
+from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from providers.base import TokenVerdict
 from server.connectors import Connector
@@ -80,6 +82,17 @@ async def refresh_grant(connector: Connector, refresh_token: str, timeout: float
         token = await _call(connector, client.refresh_token(connector.token_url, refresh_token=refresh_token,
                                                             headers=_headers(connector)))
     return _grant(connector, token, fallback_refresh_token=refresh_token)
+
+
+def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str) -> str:
+    """The provider's authorize URL for the authorization-code flow with PKCE (S256)."""
+    spec = connector.spec
+    extra: dict[str, Any] = {**spec.authorize_params, "code_challenge": create_s256_code_challenge(code_verifier),
+                             "code_challenge_method": "S256"}
+    if spec.scopes:
+        extra["scope"] = spec.scope_separator.join(spec.scopes)
+    return prepare_grant_uri(connector.authorize_url, client_id=connector.client_id, response_type="code",
+                             redirect_uri=redirect_uri, state=state, **extra)
 
 
 async def exchange_code(

@@ -56,8 +56,8 @@ class TokenManager:
         self._inflight: dict[str, asyncio.Future[CredentialSnapshot]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
-    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(fn, *args)
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     # ---- reading ------------------------------------------------------------------------------------
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
@@ -150,7 +150,16 @@ class TokenManager:
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome == "ambiguous"
-        return await self._refresh_holding_lease(account, connector, row, trigger, interrupted)
+        try:
+            return await self._refresh_holding_lease(account, connector, row, trigger, interrupted)
+        except (GrantGone, AdminActionRequired, UpstreamFailure):
+            raise
+        except BaseException:
+            # A bug or a cancellation while holding the lease: give it back rather than make every other caller
+            # wait for it to expire, and say the answer may be lost (the provider may have rotated).
+            with anyio.CancelScope(shield=True):
+                await self._db(self.vault.release_lease, account.id, self.owner, outcome="ambiguous")
+            raise
 
     async def _refresh_holding_lease(
         self, account: ConnectedAccount, connector: Connector, row: CredentialSnapshot, trigger: str, interrupted: bool
@@ -161,7 +170,7 @@ class TokenManager:
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, "refresh_token_expired", trigger)
         if not connector.configured:
-            await self._db(self.vault.release_lease, account.id, self.owner, "failed")
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed")
             raise AdminActionRequired("client_not_configured",
                                       f"The {connector.spec.display_name} client id/secret are not configured.")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
@@ -194,14 +203,14 @@ class TokenManager:
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await self._db(self.vault.release_lease, account.id, self.owner, "failed")
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed")
             await self.events.record("refresh_failed", account, severity="critical", trigger=trigger,
                                      provider_error=error.error)
             raise AdminActionRequired("client_credentials_rejected",
                                       "The provider rejected this server's OAuth client credentials.")
         outcome = "ambiguous" if error.maybe_applied else "failed"
         retry_at = utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
-        await self._db(self.vault.release_lease, account.id, self.owner, outcome, retry_at)
+        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
         await self.events.record("refresh_failed", account, severity="warning", trigger=trigger,
                                  provider_error=error.error, outcome=outcome)

@@ -22,6 +22,7 @@ SECRET_PATTERNS = [
     (re.compile(r"\bya29\.[A-Za-z0-9_.-]+"), REDACTED),
     (re.compile(r"\b1//0[A-Za-z0-9_-]{20,}"), REDACTED),  # Google refresh tokens
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
     (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
@@ -48,6 +49,12 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
+def _drop_color_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn attaches an ANSI-coloured copy of some messages; the plain one is enough."""
+    event_dict.pop("color_message", None)
+    return event_dict
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: drop values under secret-sounding keys, mask token-shaped strings anywhere."""
     return _redact(event_dict)
@@ -66,6 +73,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_color_message,
             structlog.processors.format_exc_info,
             redact_secrets,
             renderer,
@@ -83,7 +91,8 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     # Request lines of the HTTP client are noise at info level (and carry URLs).
     logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("httpcore2").setLevel(max(logging.WARNING, root.level))  # httpx2's transport
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))  # plugin and migration chatter
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine, or_, update
@@ -18,6 +19,7 @@ from sqlmodel import Session, col, select
 from server.vault.crypto import Keyring, Sealed, associated_data, hash_token
 from server.vault.models import (
     AccountStatus,
+    ApiKey,
     ConnectedAccount,
     Credential,
     LifecycleEvent,
@@ -34,6 +36,13 @@ class AccountExistsError(ValueError):
 
 class UnknownAccountError(LookupError):
     pass
+
+
+class ReauthorizationOutcome(StrEnum):
+    COMPLETED = "completed"
+    ALREADY_COMPLETED = "already_completed"
+    IDENTITY_MISMATCH = "identity_mismatch"
+    ACCOUNT_DISABLED = "account_disabled"
 
 
 @dataclass(frozen=True)
@@ -224,21 +233,25 @@ class Vault:
 
     def put_credential(self, account_id: str, write: CredentialWrite) -> CredentialSnapshot:
         """Install credentials from outside the refresh path (import, re-authorization): a new version, lease cleared."""
-        sealed = self._seal_secrets(account_id, write.secrets)
         with Session(self.engine) as session:
-            row = session.get(Credential, account_id)
-            if row is None:
-                row = Credential(account_id=account_id, key_id=sealed.key_id, ciphertext=sealed.blob, version=0,
-                                 issued_at=write.issued_at)
-            row.version += 1
-            self._apply(row, sealed, write)
-            row.lease_owner = row.lease_until = None
-            row.consecutive_failures = 0
-            row.last_refresh_outcome = None
-            session.add(row)
+            row = self._install_credential(session, account_id, write)
             session.commit()
             session.refresh(row)
             return self._snapshot(row)
+
+    def _install_credential(self, session: Session, account_id: str, write: CredentialWrite) -> Credential:
+        sealed = self._seal_secrets(account_id, write.secrets)
+        row = session.get(Credential, account_id)
+        if row is None:
+            row = Credential(account_id=account_id, key_id=sealed.key_id, ciphertext=sealed.blob, version=0,
+                             issued_at=write.issued_at)
+        row.version += 1
+        self._apply(row, sealed, write)
+        row.lease_owner = row.lease_until = None
+        row.consecutive_failures = 0
+        row.last_refresh_outcome = None
+        session.add(row)
+        return row
 
     @staticmethod
     def _apply(row: Credential, sealed: Sealed, write: CredentialWrite) -> None:
@@ -356,6 +369,111 @@ class Vault:
     def find_magic_link(self, token: str) -> MagicLink | None:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.exec(select(MagicLink).where(MagicLink.token_hash == hash_token(token))).first()
+
+    def find_magic_link_by_state(self, state: str) -> MagicLink | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(select(MagicLink).where(MagicLink.flow_state_hash == hash_token(state))).first()
+
+    def begin_magic_link_flow(self, link_id: str, *, state: str, sealed_flow: Sealed) -> bool:
+        """Compare-and-set: spend an unused, unexpired link on one authorization flow. False: someone was first,
+        or the link expired meanwhile."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(MagicLink)
+                .where(MagicLink.id == link_id, col(MagicLink.used_at).is_(None), MagicLink.expires_at > now)
+                .values(used_at=now, flow_state_hash=hash_token(state), flow_key_id=sealed_flow.key_id,
+                        flow_ciphertext=sealed_flow.blob)
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def complete_magic_link_flow(
+        self, link: MagicLink, *, provider_account_id: str, identity: dict[str, Any], scopes: Iterable[str],
+        write: CredentialWrite,
+    ) -> ReauthorizationOutcome:
+        """In one transaction: finish the link's flow (once), check the provider account is the account's own,
+        install the new credentials, make the account active and retire the account's other open links.
+
+        Every step is a compare-and-set, so a replayed callback or a concurrent one for another provider account
+        changes nothing."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            finished = session.execute(
+                update(MagicLink)
+                .where(MagicLink.id == link.id, col(MagicLink.used_at).is_not(None),
+                       col(MagicLink.completed_at).is_(None))
+                .values(completed_at=now)
+            )
+            if finished.rowcount != 1:
+                session.rollback()
+                return ReauthorizationOutcome.ALREADY_COMPLETED
+            claimed = session.execute(
+                update(ConnectedAccount)
+                .where(
+                    ConnectedAccount.id == link.account_id,
+                    ConnectedAccount.org == link.org,
+                    ConnectedAccount.user == link.user,
+                    ConnectedAccount.status != AccountStatus.DISABLED.value,
+                    or_(col(ConnectedAccount.provider_account_id).is_(None),
+                        ConnectedAccount.provider_account_id == provider_account_id),
+                )
+                .values(provider_account_id=provider_account_id, provider_identity=identity,
+                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value, status_reason=None,
+                        updated_at=now)
+            )
+            if claimed.rowcount != 1:
+                session.rollback()
+                account = session.get(ConnectedAccount, link.account_id)
+                if account is not None and account.status == AccountStatus.DISABLED.value:
+                    return ReauthorizationOutcome.ACCOUNT_DISABLED
+                return ReauthorizationOutcome.IDENTITY_MISMATCH
+            self._install_credential(session, link.account_id, write)
+            session.execute(
+                update(MagicLink)
+                .where(MagicLink.account_id == link.account_id, col(MagicLink.used_at).is_(None))
+                .values(used_at=now)
+            )
+            session.commit()
+        return ReauthorizationOutcome.COMPLETED
+
+    # ---- API keys ------------------------------------------------------------------------------------
+    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None) -> ApiKey:
+        row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description)
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add(row)
+            session.commit()
+        return row
+
+    def find_api_key(self, key: str) -> ApiKey | None:
+        """The live (unrevoked) key with this value, looked up by hash."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.exec(
+                select(ApiKey).where(ApiKey.key_hash == hash_token(key), col(ApiKey.revoked_at).is_(None))
+            ).first()
+
+    def list_api_keys(self, org: str | None = None, user: str | None = None) -> list[ApiKey]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            statement = select(ApiKey).order_by(ApiKey.org, ApiKey.user, ApiKey.created_at)
+            if org is not None:
+                statement = statement.where(ApiKey.org == org)
+            if user is not None:
+                statement = statement.where(ApiKey.user == user)
+            return list(session.exec(statement))
+
+    def revoke_api_key(self, key_id_or_prefix: str) -> list[ApiKey]:
+        """Revoke the live key with this id or printed prefix; returns what was revoked (empty: none matched).
+        A prefix that matches several keys revokes none of them and returns them all, unrevoked."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            matches = list(session.exec(select(ApiKey).where(
+                or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix),
+                col(ApiKey.revoked_at).is_(None))))
+            if len(matches) != 1:
+                return matches
+            matches[0].revoked_at = utcnow()
+            session.add(matches[0])
+            session.commit()
+            return matches
 
     # ---- events --------------------------------------------------------------------------------------
     def record_event(self, kind: str, *, account_id: str | None, severity: str = "info", **detail: Any) -> None:

@@ -122,8 +122,6 @@ async def test_zendesk_without_a_host_is_an_admin_problem_before_any_account_or_
     assert zendesk_sim.counters.api_requests == 0
 
 
-@pytest.mark.xfail(strict=False, reason="server/lifecycle/tokens.py passes release_lease's keyword-only `outcome` "
-                   "positionally (TypeError → internal_error); the fleet branch fixes those calls")
 async def test_zendesk_rejecting_our_client_secret_needs_an_administrator(env, monkeypatch, zendesk_sim):
     monkeypatch.setenv("GRANTKEEPER_ZENDESK_CLIENT_SECRET", "not-the-secret")
     settings = Settings()

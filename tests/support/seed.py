@@ -15,10 +15,11 @@ from server.vault import ConnectedAccount, Vault
 
 def seed_account(
     settings: Settings, vault: Vault, connector: str, tokens: TokenSet, *, org: str = "acme", user: str = "alice",
-    expired: bool = False, lifetime_used: float | None = None,
+    expired: bool = False, lifetime_used: float | None = None, provider_account_id: str | None = None,
 ) -> ConnectedAccount:
     """Store `tokens` for org/user. `expired`: our copy says the access token already expired.
-    `lifetime_used`: the fraction of the token's lifetime that has already passed."""
+    `lifetime_used`: the fraction of the token's lifetime that has already passed.
+    `provider_account_id`: the provider account the vault records for it (re-authorization must match it)."""
     connectors = load_connectors(settings)
     lifetime = tokens.expires_in or 3600
     now = datetime.now(UTC)
@@ -39,6 +40,7 @@ def seed_account(
         write = type(write)(**{**write.__dict__,
                                "refresh_due_at": issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)})
     account = vault.find_account(org, user, connector) or vault.create_account(
-        org=org, user=user, connector=connector, scopes=tokens.scopes)
+        org=org, user=user, connector=connector, scopes=tokens.scopes, provider_account_id=provider_account_id,
+        provider_identity=dict(tokens.identity) if provider_account_id else None)
     vault.put_credential(account.id, write)
     return account

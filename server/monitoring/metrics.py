@@ -1,0 +1,18 @@
+"""Prometheus metrics: tool calls and their outcomes, provider verdicts, refreshes. Scraped at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+TOOL_CALLS = Counter("grantkeeper_tool_calls", "Tool calls by tool and result status", ["tool", "status"],
+                     registry=REGISTRY)
+TOOL_SECONDS = Histogram("grantkeeper_tool_call_seconds", "Tool call latency", ["tool"], registry=REGISTRY,
+                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+LIFECYCLE_EVENTS = Counter("grantkeeper_lifecycle_events", "Lifecycle events by kind and connector",
+                           ["kind", "connector"], registry=REGISTRY)
+
+
+def render() -> bytes:
+    return generate_latest(REGISTRY)

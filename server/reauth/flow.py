@@ -1,0 +1,206 @@
+"""The authorization-code flow behind a magic link: `begin` spends the link on one flow (state + PKCE, sealed into
+the link's row, bound to the browser by a cookie); `complete` checks the callback, exchanges the code, confirms
+the provider account is the account's own, and installs the new credentials on the existing account.
+
+Nothing is written before every check passes, and the write itself is one compare-and-set transaction, so a
+replayed, forged, denied or mismatched callback leaves the vault as it was.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from authlib.common.security import generate_token
+
+from providers.base import Verdict, json_body
+from server.connectors import Connector
+from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
+from server.monitoring.logging import get_logger
+from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
+from server.runtime import Runtime
+from server.vault import ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
+from server.vault.crypto import Sealed, hash_token, new_secret_token
+from server.vault.models import MagicLink, utcnow
+
+FLOW_FIELD = "flow"
+CALLBACK_PATH = "/oauth/callback"
+PKCE_VERIFIER_LENGTH = 64  # RFC 7636: 43–128 characters
+
+
+@dataclass(frozen=True)
+class FlowStarted:
+    authorize_url: str
+    cookie_name: str
+    cookie_value: str
+    cookie_max_age: int
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    account: ConnectedAccount
+    connector: Connector
+    provider_account: str  # in words, e.g. "@octocat (user id 1)"
+    purpose: str
+
+
+def flow_cookie_name(link: MagicLink) -> str:
+    """One cookie per flow, so two links opened in one browser (Slack and GitHub) do not overwrite each other."""
+    return f"gk_flow_{link.id}"
+
+
+class ReauthFlow:
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.log = get_logger("grantkeeper.reauth")
+
+    @property
+    def redirect_uri(self) -> str:
+        # Read per request: in stdio mode the public URL is only known once the page listener has bound its port.
+        return self.runtime.settings.public_url + CALLBACK_PATH
+
+    @property
+    def flow_ttl(self) -> timedelta:
+        return timedelta(seconds=self.runtime.settings.magic_link_ttl_seconds)
+
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+    def connector_for(self, account: ConnectedAccount) -> Connector:
+        return self.runtime.connectors[account.connector]
+
+    # ---- the link -----------------------------------------------------------------------------------
+    async def open(self, token: str) -> LinkView:
+        """What the link reconnects; `ReauthRefused` if it cannot be used. Reading a link never spends it, so a
+        chat app's link preview does not burn it."""
+        return await self._db(inspect_link, self.runtime.vault, token)
+
+    async def begin(self, token: str) -> FlowStarted:
+        """Spend the link on one authorization flow and say where to send the browser."""
+        view = await self.open(token)
+        connector = self.connector_for(view.account)
+        if not connector.configured:
+            raise ReauthRefused(Refusal.CLIENT_NOT_CONFIGURED, account=view.account)
+        state = new_secret_token()
+        verifier = generate_token(PKCE_VERIFIER_LENGTH)
+        binding = new_secret_token()
+        redirect_uri = self.redirect_uri
+        sealed = self.runtime.vault.seal("magic_link", view.link.id, FLOW_FIELD, {
+            "code_verifier": verifier, "browser_binding": hash_token(binding), "redirect_uri": redirect_uri,
+        })
+        if not await self._db(self.runtime.vault.begin_magic_link_flow, view.link.id, state=state, sealed_flow=sealed):
+            raise ReauthRefused(Refusal.LINK_USED, account=view.account)  # a concurrent open won, or it just expired
+        self.log.info("reauthorization_started", account=view.account.display_name, purpose=view.link.purpose)
+        return FlowStarted(
+            authorize_url=authorization_url(connector, redirect_uri=redirect_uri, state=state, code_verifier=verifier),
+            cookie_name=flow_cookie_name(view.link),
+            cookie_value=binding,
+            cookie_max_age=int(self.flow_ttl.total_seconds()),
+        )
+
+    # ---- the callback -------------------------------------------------------------------------------
+    async def complete(self, query: Mapping[str, str], cookies: Mapping[str, str]) -> Reconnected:
+        link, account, flow = await self._flow_for(query.get("state"))
+        connector = self.connector_for(account)
+        context = {"account": account, "connector": connector}
+        if link.completed_at is not None:
+            raise ReauthRefused(Refusal.FLOW_FINISHED, **context)
+        if link.used_at is None or utcnow() > link.used_at + self.flow_ttl:
+            raise ReauthRefused(Refusal.FLOW_EXPIRED, **context)
+        binding = cookies.get(flow_cookie_name(link)) or ""
+        if not hmac.compare_digest(hash_token(binding), str(flow.get("browser_binding", ""))):
+            raise ReauthRefused(Refusal.OTHER_BROWSER, **context)
+        if error := query.get("error"):
+            self.log.info("reauthorization_declined", account=account.display_name, provider_error=error[:64])
+            refusal = Refusal.ACCESS_DENIED if error == "access_denied" else Refusal.PROVIDER_ERROR
+            raise ReauthRefused(refusal, error=error[:64], **context)
+        code = query.get("code")
+        if not code:
+            raise ReauthRefused(Refusal.CODE_MISSING, **context)
+
+        try:
+            grant = await exchange_code(connector, code=code, redirect_uri=flow["redirect_uri"],
+                                        code_verifier=flow["code_verifier"],
+                                        timeout=self.runtime.settings.refresh_timeout_seconds)
+        except TokenEndpointError as exc:
+            self.log.warning("reauthorization_exchange_failed", account=account.display_name, provider_error=exc.error)
+            raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
+
+        provider_account_id, identity = grant.provider_account_id, grant.identity
+        if provider_account_id is None:
+            provider_account_id, identity = await self._identify(connector, grant.access_token)
+        if provider_account_id is None:
+            raise ReauthRefused(Refusal.IDENTITY_UNKNOWN, **context)
+        presented = connector.provider.describe_identity(provider_account_id, identity)
+        if account.provider_account_id is not None and account.provider_account_id != provider_account_id:
+            self._refuse_mismatch(account, provider_account_id)
+            raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
+                                expected=self._expected(account, connector), **context)
+
+        write = self.runtime.tokens.credential_write(connector, grant, utcnow())
+        scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
+        outcome = await self._db(self.runtime.vault.complete_magic_link_flow, link,
+                                 provider_account_id=provider_account_id, identity=identity, scopes=scopes,
+                                 write=write)
+        if outcome is ReauthorizationOutcome.ALREADY_COMPLETED:
+            raise ReauthRefused(Refusal.FLOW_FINISHED, **context)
+        if outcome is ReauthorizationOutcome.ACCOUNT_DISABLED:
+            raise ReauthRefused(Refusal.ACCOUNT_DISABLED, **context)
+        if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
+            self._refuse_mismatch(account, provider_account_id)
+            fresh = await self._db(self.runtime.vault.get_account, account.id)
+            raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
+                                expected=self._expected(fresh, connector), **context)
+
+        # This process serves agents too: drop what it cached about the account so the next call uses the new grant.
+        self.runtime.executor.forget_account(account)
+        await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
+                                         provider_account_id=provider_account_id)
+        return Reconnected(account, connector, presented, link.purpose)
+
+    async def _flow_for(self, state: str | None) -> tuple[MagicLink, ConnectedAccount, dict[str, Any]]:
+        if not state:
+            raise ReauthRefused(Refusal.STATE_MISSING)
+        if len(state) > 128:
+            raise ReauthRefused(Refusal.STATE_UNKNOWN)
+        link = await self._db(self.runtime.vault.find_magic_link_by_state, state)
+        if link is None or link.flow_ciphertext is None or link.flow_key_id is None:
+            raise ReauthRefused(Refusal.STATE_UNKNOWN)
+        try:
+            flow = self.runtime.vault.open("magic_link", link.id, FLOW_FIELD,
+                                           Sealed(link.flow_key_id, link.flow_ciphertext))
+        except (VaultIntegrityError, VaultKeyError):
+            self.log.error("reauthorization_flow_unreadable", link_id=link.id)
+            raise ReauthRefused(Refusal.STATE_UNKNOWN) from None
+        account = await self._db(self.runtime.vault.get_account, link.account_id)
+        return link, account, flow
+
+    async def _identify(self, connector: Connector, access_token: str) -> tuple[str | None, dict[str, Any]]:
+        """Ask the provider who the new token belongs to, through its health probe (GitHub: GET /user)."""
+        probe = connector.spec.health_probe
+        if probe is None:
+            return None, {}
+        response = await self.runtime.http.request(
+            probe.method, connector.api_url(probe.path),
+            headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"})
+        await response.aread()
+        if connector.provider.classify_api_response(response).verdict is not Verdict.OK:
+            return None, {}
+        return connector.provider.identity_from_probe(json_body(response))
+
+    def _expected(self, account: ConnectedAccount, connector: Connector) -> str:
+        if account.provider_account_id is None:
+            return "the account recorded for it"
+        return connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
+
+    def _refuse_mismatch(self, account: ConnectedAccount, presented_id: str) -> None:
+        # A warning for the operator: someone completed a link with a different provider account. Not a vault
+        # write, so a refused attempt leaves the vault exactly as it was.
+        self.log.warning("reauthorization_identity_mismatch", account=account.display_name,
+                         expected_provider_account_id=account.provider_account_id,
+                         presented_provider_account_id=presented_id)
+

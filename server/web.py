@@ -1,0 +1,422 @@
+"""The web side, as one Starlette app: the magic-link pages, the OAuth callback, `/healthz`, and on HTTP the MCP
+transports (streamable HTTP at `/mcp`, SSE at `/sse`) behind API-key authentication. Plus the listener that serves
+it: beside the stdio transport (pages only, loopback) or as the server itself (`--transport http|sse`).
+
+    app = build_web_app(runtime, transports=("http", "sse"))
+    async with listening(app, "127.0.0.1", 8765) as listener:
+        print(listener.url)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import jinja2
+import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend
+from mcp.server.transport_security import TransportSecuritySettings
+from prometheus_client import CONTENT_TYPE_LATEST as METRICS_CONTENT_TYPE
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from server.app import build_server
+from server.auth import ApiKeyVerifier, auth_settings
+from server.monitoring.logging import get_logger
+from server.monitoring.metrics import render as render_metrics
+from server.reauth import ReauthFlow, ReauthRefused, Refusal
+from server.reauth.flow import CALLBACK_PATH
+from server.runtime import Runtime
+from server.settings import Settings
+
+TRANSPORTS = ("http", "sse")
+# Link pages carry a secret in their URL: never cached, never sent on as a Referer, never framed.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+}
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+log = get_logger("grantkeeper.web")
+
+
+@dataclass(frozen=True)
+class Wording:
+    status: int
+    title: str
+    message: str
+    next_step: str
+
+
+UNCHANGED = "Nothing was changed."
+NEW_LINK = "ask your agent to call the tool again; it will give you a new link."
+ASK_AGAIN = NEW_LINK[0].upper() + NEW_LINK[1:]
+REFUSALS: dict[Refusal, Wording] = {
+    Refusal.LINK_UNKNOWN: Wording(404, "This link is not valid",
+                                  "The link is incomplete, was altered, or belongs to another grantkeeper server.",
+                                  "Check that you opened the whole link. " + ASK_AGAIN),
+    Refusal.LINK_EXPIRED: Wording(410, "This link has expired",
+                                  "Links are valid for a limited time so that a leaked link is soon useless.",
+                                  ASK_AGAIN),
+    Refusal.LINK_USED: Wording(410, "This link was already used",
+                               "Each link works once. It was opened before, or the account was reconnected with "
+                               "another link.", "If the agent still reports a problem, " + NEW_LINK),
+    Refusal.ACCOUNT_DISABLED: Wording(403, "This account is disabled",
+                                      "An administrator disabled the {provider} connection {account}.",
+                                      "Ask your grantkeeper administrator to enable it."),
+    Refusal.CLIENT_NOT_CONFIGURED: Wording(503, "{provider} is not set up on this server",
+                                           "The server has no {provider} OAuth client id and secret configured.",
+                                           "Tell your grantkeeper administrator; the link stays valid until it "
+                                           "expires."),
+    Refusal.STATE_MISSING: Wording(400, "This sign-in cannot be completed",
+                                   "The request came back from the provider without its state parameter.",
+                                   ASK_AGAIN),
+    Refusal.STATE_UNKNOWN: Wording(400, "This sign-in cannot be completed",
+                                   "The request does not belong to any sign-in started here. It may have been "
+                                   "altered or forged.", ASK_AGAIN),
+    Refusal.FLOW_FINISHED: Wording(409, "This sign-in is already finished",
+                                   "The {provider} sign-in for {account} was completed before; a sign-in counts once.",
+                                   "If the agent still reports a problem, " + NEW_LINK),
+    Refusal.FLOW_EXPIRED: Wording(410, "This sign-in took too long",
+                                  "The {provider} sign-in for {account} was started too long ago.", ASK_AGAIN),
+    Refusal.OTHER_BROWSER: Wording(403, "Finish in the browser that opened the link",
+                                   "This {provider} sign-in was started in another browser (or its cookie was "
+                                   "cleared), so it cannot be completed here.",
+                                   "Finish in the browser where you opened the link, or " + NEW_LINK),
+    Refusal.ACCESS_DENIED: Wording(403, "Access was not granted",
+                                   "{provider} says access was declined, so {account} was not connected.",
+                                   "If you declined by mistake, go back and choose Allow, or "
+                                   + NEW_LINK),
+    Refusal.PROVIDER_ERROR: Wording(502, "{provider} did not complete the sign-in",
+                                    "{provider} returned the error “{error}”.", ASK_AGAIN),
+    Refusal.CODE_MISSING: Wording(400, "This sign-in cannot be completed",
+                                  "{provider} sent the browser back without an authorization code.", ASK_AGAIN),
+    Refusal.EXCHANGE_FAILED: Wording(502, "{provider} did not accept the sign-in",
+                                     "Exchanging the authorization code failed ({error}).", ASK_AGAIN),
+    Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
+                                      "{provider} did not say which account approved access, so it was not "
+                                      "connected.", ASK_AGAIN),
+    Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
+                                       "You approved access as {presented}, but {account} is connected to "
+                                       "{expected}. A link only reconnects its own account, so the other account "
+                                       "was not attached.",
+                                       "Go back, sign in to {provider} as {expected} and approve again. A link "
+                                       "cannot swap in a different {provider} account; for that, ask your "
+                                       "grantkeeper administrator."),
+}
+
+
+def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    values.setdefault("provider_name", None)
+    return HTMLResponse(_templates.get_template(template).render(**values), status, headers=PAGE_HEADERS)
+
+
+def refusal_page(refused: ReauthRefused) -> HTMLResponse:
+    wording = REFUSALS[refused.refusal]
+    context = refused.context
+    account, connector = context.get("account"), context.get("connector")
+    if connector is not None:
+        provider = connector.spec.display_name
+    else:
+        provider = account.connector.capitalize() if account else "the provider"
+    values = {"provider": provider, "account": account.display_name if account else "the account",
+              "presented": context.get("presented", ""), "expected": context.get("expected", ""),
+              "error": context.get("error", "")}
+    return render("message.html", wording.status, outcome=refused.refusal.value, provider_name=provider,
+                  title=wording.title.format(**values), paragraphs=[wording.message.format(**values), UNCHANGED],
+                  next_step=wording.next_step.format(**values))
+
+
+def owner_of(account: Any) -> str:
+    return f"{account.user} (org {account.org})"
+
+
+class LinkPages:
+    """`/connect/{token}` (GET shows, POST starts the provider sign-in), `/oauth/callback`, `/healthz`."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+        self.flow = ReauthFlow(runtime)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/connect/{token}", self.show_link, methods=["GET"]),
+            Route("/connect/{token}", self.begin, methods=["POST"]),
+            Route(CALLBACK_PATH, self.callback, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+        ]
+
+    async def show_link(self, request: Request) -> Response:
+        try:
+            view = await self.flow.open(request.path_params["token"])
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        account, link = view.account, view.link
+        connector = self.flow.connector_for(account)
+        provider = connector.spec.display_name
+        connecting = link.purpose == "connect"
+        why = (f"An AI agent asked to connect a {provider} account for {owner_of(account)}." if connecting else
+               f"The {provider} grant for {account.display_name} stopped working"
+               f"{f' ({link.reason})' if link.reason else ''}, so the agent cannot use it until it is reconnected.")
+        expected = (connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
+                    if account.provider_account_id else None)
+        return render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
+                      why=why, account_name=account.display_name, owner=owner_of(account), expected=expected,
+                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC")
+
+    async def begin(self, request: Request) -> Response:
+        try:
+            started = await self.flow.begin(request.path_params["token"])
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        response = RedirectResponse(started.authorize_url, 303, headers=PAGE_HEADERS)
+        response.set_cookie(started.cookie_name, started.cookie_value, max_age=started.cookie_max_age,
+                            path=self._cookie_path(), secure=self._secure(), httponly=True, samesite="lax")
+        return response
+
+    async def callback(self, request: Request) -> Response:
+        try:
+            done = await self.flow.complete(request.query_params, request.cookies)
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        provider = done.connector.spec.display_name
+        verb = "connected" if done.purpose == "connect" else "reconnected"
+        response = render(
+            "message.html", outcome="reconnected", provider_name=provider,
+            title=f"{provider} is {verb}",
+            paragraphs=[f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
+                        f"signed in as {done.provider_account}."],
+            next_step="Close this tab and go back to your agent: its next call will work.")
+        for name in request.cookies:
+            if name.startswith("gk_flow_"):
+                response.delete_cookie(name, path=self._cookie_path(), secure=self._secure(), httponly=True,
+                                       samesite="lax")
+        return response
+
+    async def healthz(self, request: Request) -> Response:
+        try:
+            await anyio.to_thread.run_sync(_ping, self.runtime)
+        except Exception:  # noqa: BLE001 - the page says unhealthy; the log has the reason
+            log.warning("healthz_database_unreachable", exc_info=True)
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503,
+                                headers={"Cache-Control": "no-store"})
+        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+    def _cookie_path(self) -> str:
+        return urlsplit(self.runtime.settings.public_url).path.rstrip("/") + CALLBACK_PATH
+
+    def _secure(self) -> bool:
+        return self.runtime.settings.public_url.startswith("https://")
+
+
+def _ping(runtime: Runtime) -> None:
+    with runtime.vault.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
+    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
+    routes = [*LinkPages(runtime).routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
+    if not transports:
+        return Starlette(routes=routes)
+    unknown = set(transports) - set(TRANSPORTS)
+    if unknown:
+        raise ValueError(f"unknown transports {sorted(unknown)}")
+    verifier = ApiKeyVerifier(runtime.vault)
+    server, _ = build_server(runtime, token_verifier=verifier, auth=auth_settings(runtime.settings))
+    security = transport_security(runtime.settings, host)
+    lifespan = None
+    if "http" in transports:
+        mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+        routes += mcp_app.routes
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            async with server.session_manager.run():
+                yield
+
+    if "sse" in transports:
+        routes += server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security,
+                                 host=host).routes
+    # The SDK's bearer middleware: it reads the key on every request; /mcp and /sse then insist on one (401).
+    middleware = [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),
+                  Middleware(AuthContextMiddleware)]
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """Counters and latencies for Prometheus: tool calls by status, lifecycle events by kind. No account names."""
+    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
+
+
+def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection on loopback (as the SDK does by itself), also accepting the public URL's host."""
+    if not _is_loopback(host):
+        return None  # behind a proxy the Host header is the proxy's business
+    public = urlsplit(settings.public_url)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
+                         f"{public.scheme}://{public.netloc}"],
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ---- the listener ---------------------------------------------------------------------------------------
+class _EmbeddedServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, ready: anyio.Event):
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._ready.set()
+
+    def capture_signals(self):  # type: ignore[override]
+        # The host process owns the signals (`serve` stops the listener on SIGTERM and then cleans up); uvicorn
+        # would otherwise re-raise them after shutting down and skip that clean-up.
+        return contextlib.nullcontext()
+
+
+@dataclass
+class Listener:
+    url: str
+    _server: _EmbeddedServer
+    _stopped: anyio.Event
+
+    async def wait_closed(self) -> None:
+        """Until the server stops of its own accord (it normally runs until the `listening` block ends)."""
+        await self._stopped.wait()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind now, so a busy port is an OSError here and port 0 becomes a real port before any link is issued."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+@contextlib.asynccontextmanager
+async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
+    """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
+    carry magic-link tokens and OAuth codes."""
+    sock = bind(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
+    ready, stopped = anyio.Event(), anyio.Event()
+    server = _EmbeddedServer(config, ready)
+
+    async def run() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit:  # uvicorn's way of saying the app failed to start
+            log.error("web_listener_failed", host=bound_host, port=bound_port)
+        finally:
+            ready.set()
+            stopped.set()
+            sock.close()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        await ready.wait()
+        if not server.started:
+            raise RuntimeError(f"the web listener on {bound_host}:{bound_port} did not start")
+        url_host = _reachable_host(bound_host)
+        try:
+            yield Listener(f"http://{url_host}:{bound_port}", server, stopped)
+        finally:
+            server.should_exit = True
+
+
+def _reachable_host(host: str) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+def adopt_public_url(settings: Settings, listener_url: str) -> None:
+    """Links point at the listener unless GRANTKEEPER_PUBLIC_URL says otherwise."""
+    if "public_url" not in settings.model_fields_set:
+        settings.public_url = listener_url
+
+
+# ---- serve ----------------------------------------------------------------------------------------------
+async def serve(runtime: Runtime, transport: str, *, host: str | None = None, port: int | None = None) -> None:
+    """`grantkeeper serve`: stdio with the page listener beside it, or the whole web app over HTTP."""
+    settings = runtime.settings
+    host = host or settings.listen_host
+    port = settings.listen_port if port is None else port
+    if transport == "stdio":
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                listener = await stack.enter_async_context(listening(build_web_app(runtime), host, port))
+            except OSError as exc:
+                # Another grantkeeper on the same vault may own the port; its pages complete our links just as well.
+                log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
+                            notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.")
+            else:
+                adopt_public_url(settings, listener.url)
+                log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
+            server, _ = build_server(runtime)
+            await server.run_stdio_async()
+        return
+    transports = TRANSPORTS if transport == "http" else ("sse",)
+    app = build_web_app(runtime, transports=transports, host=host)
+    async with listening(app, host, port) as listener:
+        adopt_public_url(settings, listener.url)
+        if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
+            log.warning("public_url_guessed", public_url=settings.public_url,
+                        notice="Set GRANTKEEPER_PUBLIC_URL to the address browsers reach this server at.")
+        public_host = urlsplit(settings.public_url).hostname or ""
+        if settings.public_url.startswith("http://") and not _is_loopback(public_host):
+            log.warning("public_url_not_https", public_url=settings.public_url,
+                        notice="Magic links and OAuth callbacks would cross the network in clear text; serve "
+                               "them over https (a TLS-terminating proxy) and set GRANTKEEPER_PUBLIC_URL to it.")
+        endpoints = {"mcp": f"{listener.url}/mcp"} if "http" in transports else {}
+        log.info("http_server_started", url=listener.url, public_url=settings.public_url,
+                 sse=f"{listener.url}/sse", **endpoints)
+        await until_signalled_or_closed(listener)
+    log.info("http_server_stopped")
+
+
+async def until_signalled_or_closed(listener: Listener) -> None:
+    """SIGINT/SIGTERM end the block (uvicorn then drains connections), so the caller's clean-up still runs."""
+    async with anyio.create_task_group() as group:
+
+        async def on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    log.info("shutting_down", signal=signal.Signals(signum).name)
+                    break
+            group.cancel_scope.cancel()
+
+        group.start_soon(on_signal)
+        await listener.wait_closed()
+        group.cancel_scope.cancel()

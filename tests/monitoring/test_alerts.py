@@ -1,0 +1,101 @@
+"""Alerts reach the operator once per incident — log and webhook — and say when the incident is over."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from providers.simulators import SimulatorServer
+from server.monitoring.metrics import render
+from server.runtime import Runtime
+from server.settings import Settings
+from tests.support.mcp import call, mcp_client
+from tests.support.seed import seed_account
+from tests.support.web import web_server
+
+pytestmark = pytest.mark.anyio
+READ = {"channel": "C0GENERAL", "limit": 1}
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.alerts: list[dict] = []
+        self.app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
+
+    async def hook(self, request: Request) -> Response:
+        self.alerts.append(await request.json())
+        return Response(status_code=204)
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    receiver = Receiver()
+    with SimulatorServer(receiver.app) as server:
+        yield receiver, f"{server.url}/hook"
+
+
+@pytest.fixture
+async def alerting_runtime(env, receiver, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_ALERT_WEBHOOK_URL", receiver[1])
+    runtime = Runtime.open(Settings())
+    yield runtime
+    await runtime.aclose()
+
+
+async def test_three_failed_refreshes_raise_one_alert_and_recovery_resolves_it(alerting_runtime, slack_sim, receiver):
+    runtime, (hook, _) = alerting_runtime, receiver
+    seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
+    slack_sim.token_endpoint_fail(count=6, status=503)
+
+    async with mcp_client(runtime) as client:
+        first = await call(client, "slack_read_channel", READ)
+        second = await call(client, "slack_read_channel", READ)
+        slack_sim.clear_faults()
+        recovered = await call(client, "slack_read_channel", READ)
+    await runtime.events.alerts.drain()
+
+    assert (first["status"], second["status"], recovered["status"]) == ("upstream_error", "upstream_error", "ok")
+    assert slack_sim.counters.token_requests == 7
+    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("refresh_failing", "error"),
+                                                                   ("refresh_failing", "resolved")]
+    assert all(a["account"] == "acme/alice/slack" for a in hook.alerts)
+
+
+async def test_a_revoked_grant_is_one_critical_alert_however_often_the_agent_calls(alerting_runtime, slack_sim, receiver):
+    runtime, (hook, _) = alerting_runtime, receiver
+    seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.revoke()
+
+    async with mcp_client(runtime) as client:
+        for _ in range(3):
+            assert (await call(client, "slack_read_channel", READ))["status"] == "reauth_required"
+    await runtime.events.alerts.drain()
+
+    assert [(a["alert"], a["severity"], a["reason"]) for a in hook.alerts] == [
+        ("reauth_required", "critical", "token_revoked")]
+    assert "magic" not in str(hook.alerts) and "/connect/" not in str(hook.alerts)
+
+
+async def test_tool_calls_and_lifecycle_events_are_counted_for_prometheus(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
+    async with mcp_client(runtime) as client:
+        await call(client, "slack_read_channel", READ)
+
+    exposition = render().decode()
+    assert 'grantkeeper_tool_calls_total{status="ok",tool="slack.read_channel"}' in exposition
+    assert 'grantkeeper_lifecycle_events_total{connector="slack",kind="refresh_succeeded"}' in exposition
+    assert "grantkeeper_tool_call_seconds_bucket" in exposition
+
+
+async def test_the_web_app_serves_metrics_and_health(runtime, settings, slack_sim):
+    async with web_server(runtime) as url, httpx2.AsyncClient() as client:
+        metrics = await client.get(f"{url}/metrics")
+        health = await client.get(f"{url}/healthz")
+    assert metrics.status_code == 200 and "grantkeeper_tool_calls" in metrics.text
+    assert health.json() == {"status": "ok"}

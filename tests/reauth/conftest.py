@@ -1,0 +1,26 @@
+"""Fixtures: grantkeeper's web app served for the test's runtime, and the account owner's browser (httpx2)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from providers.simulators.person import LinkUser, link_user
+from server.runtime import Runtime
+from tests.support.web import web_server
+
+SLACK_ALICE = "T0SIMTEAM:U0SIMUSER"  # the Slack simulator's default identity
+GITHUB_ALICE = "1"  # the GitHub simulator's default user (octocat, id 1)
+
+
+@pytest.fixture
+async def web(runtime: Runtime) -> AsyncIterator[str]:
+    async with web_server(runtime) as url:
+        yield url
+
+
+@pytest.fixture
+async def user() -> AsyncIterator[LinkUser]:
+    async with link_user() as person:
+        yield person
