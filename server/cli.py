@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                             "and SSE at /sse; sse: SSE only. HTTP callers need an API key (grantkeeper keys create)")
     serve.add_argument("--host", help="listen address (default GRANTKEEPER_LISTEN_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default GRANTKEEPER_LISTEN_PORT, 8765; 0 picks one)")
+    serve.add_argument("--require-healthy", action="store_true",
+                       help="check every account first and refuse to start if any needs re-authorization")
     serve.set_defaults(handler=cmd_serve)
 
     link = commands.add_parser("link", help="print a single-use link that connects (or reconnects) an account")
@@ -114,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # ---- serve -------------------------------------------------------------------------------------------
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from server.background import refusal_message, require_healthy, serve_with_background
     from server.runtime import Runtime
     from server.web import serve as serve_transport
 
@@ -121,14 +124,19 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError("--port must be between 0 and 65535")
     runtime = Runtime.open(settings)
 
-    async def serve() -> None:
+    async def serve() -> int:
         try:
-            await serve_transport(runtime, args.transport, host=args.host, port=args.port)
+            if args.require_healthy and (unhealthy := await require_healthy(runtime)):
+                print(refusal_message(unhealthy), file=sys.stderr)
+                return EXIT_UNHEALTHY
+            # The scheduler and health checks run beside the transport; startup validation never delays it.
+            await serve_with_background(
+                runtime, lambda: serve_transport(runtime, args.transport, host=args.host, port=args.port))
+            return EXIT_OK
         finally:
             await runtime.aclose()
 
-    anyio.run(serve)
-    return EXIT_OK
+    return anyio.run(serve)
 
 
 # ---- accounts ----------------------------------------------------------------------------------------

@@ -117,6 +117,18 @@ class Settings(BaseSettings):
     listen_port: int = Field(default=8765, ge=0, le=65535)
     alert_webhook_url: str | None = None
 
+    # Fleet mode: background work every `serve` runs beside its transport (server/background.py, docs/deployment.md).
+    scheduler_enabled: bool = True  # proactive refresh of due grants in this worker
+    scheduler_poll_seconds: float = Field(default=30, gt=0)  # longest sleep between two due scans
+    scheduler_batch_size: int = Field(default=50, ge=1, le=1000)  # rows claimed per scan
+    scheduler_concurrency: int = Field(default=8, ge=1, le=256)  # refreshes in flight per worker
+    scheduler_provider_rate: float = Field(default=5, ge=0)  # token requests per second per provider per worker; 0: unpaced
+    health_checks_enabled: bool = True  # scheduled health probes, and the startup validation
+    health_check_interval_seconds: float = Field(default=3600, gt=0)  # how often each account is probed
+    health_check_concurrency: int = Field(default=4, ge=1, le=64)
+    health_check_provider_rate: float = Field(default=2, ge=0)  # probes per second per provider per worker
+    startup_validation_max_age_seconds: float = Field(default=300, ge=0)  # at start, check accounts not checked since
+
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
 
     @classmethod

@@ -13,6 +13,7 @@ from providers.simulators import GitHubSimulator, GoogleSimulator, SimulatorServ
 from server.demo import simulator_environment
 from server.runtime import Runtime
 from server.settings import Settings
+from tests.support import databases
 
 TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 
@@ -83,9 +84,16 @@ def zendesk_sim(zendesk_server: SimulatorServer) -> ZendeskSimulator:
 
 
 @pytest.fixture
+def database_url() -> str | None:
+    """SQLite in the test's data directory. tests/lifecycle and tests/vault override this to run on both
+    SQLite and PostgreSQL (tests/support/databases.py)."""
+    return None
+
+
+@pytest.fixture
 def env(isolated_environment: Path, slack_server: SimulatorServer, github_server: SimulatorServer,
         google_server: SimulatorServer, zendesk_server: SimulatorServer,
-        monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+        monkeypatch: pytest.MonkeyPatch, database_url: str | None) -> dict[str, str]:
     values = {
         **simulator_environment(slack_server.url, github_server.url, google_url=google_server.url,
                                 zendesk_url=zendesk_server.url),
@@ -96,6 +104,8 @@ def env(isolated_environment: Path, slack_server: SimulatorServer, github_server
         "GRANTKEEPER_RETRY_INITIAL_WAIT_SECONDS": "0.01",
         "GRANTKEEPER_RETRY_MAX_WAIT_SECONDS": "0.05",
     }
+    if database_url is not None:
+        values["GRANTKEEPER_DATABASE_URL"] = database_url
     for key, value in values.items():
         monkeypatch.setenv(key, value)
     return values
@@ -121,3 +131,15 @@ def runtime_sync(settings: Settings) -> Iterator[Runtime]:
     runtime = Runtime.open(settings)
     yield runtime
     anyio.run(runtime.aclose)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    reason = databases.postgres_unreachable_reason()
+    return "postgresql: " + ("reachable, PostgreSQL variants run" if reason is None else f"SKIPPED — {reason}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    skipped = databases.SKIPPED_FOR_POSTGRES
+    if skipped:
+        terminalreporter.write_sep("!", f"WARNING: {len(skipped)} PostgreSQL test(s) SKIPPED — "
+                                        f"{databases.postgres_unreachable_reason()}", red=True, bold=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import ssl
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +47,13 @@ class TokenEndpointError(Exception):
         self.http_status = http_status
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every token request. Building one loads the CA bundle: ~20 ms of CPU on the event
+    loop, which per refresh was most of the cost of a scheduler pass (see docs/benchmarks.md)."""
+    return httpx2.create_ssl_context()
+
+
 class JsonBodyClientAuth(OAuth2ClientAuth):
     """authlib's client authentication, then the finished form body re-encoded as a JSON object: the same
     parameters (client credentials included for client_secret_post) for token endpoints that only read JSON."""
@@ -69,6 +78,7 @@ def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2C
         client_secret=connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
         timeout=timeout,
+        verify=_tls_context(),
         **kwargs,
     )
 
@@ -114,7 +124,9 @@ async def _call(connector: Connector, request: Any) -> dict[str, Any]:
     except httpx2.HTTPStatusError as exc:
         status = exc.response.status_code
         verdict = TokenVerdict.TRANSIENT if status >= 500 or status == 429 else TokenVerdict.UNKNOWN
-        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=False, http_status=status) from None
+        # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token
+        # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
+        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=status >= 500, http_status=status) from None
     except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
         raise TokenEndpointError(TokenVerdict.TRANSIENT, "unreachable", maybe_applied=False) from None
     except httpx2.TransportError as exc:

@@ -8,6 +8,7 @@ before anyone uses them, and a refused refresh token re-checked against the row 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import socket
@@ -23,12 +24,14 @@ from providers.base import TokenVerdict
 from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
+from server.lifecycle.crashpoints import crash_point
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
 from server.vault import AccountStatus, ConnectedAccount, CredentialSnapshot, CredentialWrite, TokenSecrets, Vault
 from server.vault.models import utcnow
+from server.vault.store import UNCERTAIN_OUTCOMES
 
 # How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
 # accounts imported together does not come due in the same second.
@@ -57,7 +60,7 @@ class TokenManager:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     # ---- reading ------------------------------------------------------------------------------------
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
@@ -118,7 +121,36 @@ class TokenManager:
             future = asyncio.ensure_future(self._refresh_once_per_grant(account, stale_version, trigger))
             self._inflight[account.id] = future
             future.add_done_callback(lambda done: self._settle(account.id, done))
-        return await asyncio.shield(future)
+        snapshot = await asyncio.shield(future)
+        if snapshot is None:
+            # We joined a scheduled refresh that lost its lease before calling the provider: refresh ourselves.
+            if self._inflight.get(account.id) is future:
+                del self._inflight[account.id]
+            return await self.refresh(account, stale_version, trigger=trigger)
+        return snapshot
+
+    async def refresh_claimed(self, account: ConnectedAccount, version: int, *, trigger: str = "scheduled"
+                              ) -> CredentialSnapshot | None:
+        """Refresh a row this worker already leased (the scheduler's batch claim) through the same path as every
+        other refresh. None when the lease was lost before the provider call (nothing was sent)."""
+        future = asyncio.ensure_future(self._refresh_claimed(account, version, trigger))
+        if account.id not in self._inflight:
+            # In-process callers that need this grant now wait for this refresh instead of polling the row.
+            self._inflight[account.id] = future
+        future.add_done_callback(lambda done: self._settle(account.id, done))
+        return await future
+
+    async def _refresh_claimed(self, account: ConnectedAccount, version: int, trigger: str) -> CredentialSnapshot | None:
+        lease_for = timedelta(seconds=self.settings.lease_seconds)
+        # The claim may have waited for a concurrency slot or the provider's pace: start with a whole lease.
+        if not await self._db(self.vault.renew_lease, account.id, version, self.owner, lease_for):
+            self.log.info("claimed_lease_lost", account=account.display_name, version=version)
+            return None
+        row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
+        if row is None or row.version != version or row.lease_owner != self.owner:
+            return row
+        interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
+        return await self._refresh_holding_lease(account, self.connectors[account.connector], row, trigger, interrupted)
 
     def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot]) -> None:
         if self._inflight.get(account_id) is done:
@@ -149,7 +181,7 @@ class TokenManager:
             await asyncio.sleep(delay)  # losers poll the row until the winner's version lands
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         # The previous attempt may have rotated the refresh token without storing the answer.
-        interrupted = abandoned or row.last_refresh_outcome == "ambiguous"
+        interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         try:
             return await self._refresh_holding_lease(account, connector, row, trigger, interrupted)
         except (GrantGone, AdminActionRequired, UpstreamFailure):
@@ -170,19 +202,24 @@ class TokenManager:
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, "refresh_token_expired", trigger)
         if not connector.configured:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed")
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
+                           retry_at=self._retry_at(row))
             raise AdminActionRequired("client_not_configured",
                                       f"The {connector.spec.display_name} client id/secret are not configured.")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
+        crash_point("before_provider_call")
         try:
             grant = await refresh_grant(connector, row.refresh_token, self.settings.refresh_timeout_seconds)
         except TokenEndpointError as error:
             return await self._refresh_refused(account, row, trigger, interrupted, error)
+        crash_point("after_provider_rotated")
         write = self.credential_write(connector, grant, utcnow())
         try:
             committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write)
         except Exception:
             committed = None
+        else:
+            crash_point("after_commit")
         if committed is None:
             # Fail closed: the provider rotated, but the new tokens are not safely stored, so nobody may use them.
             await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
@@ -203,14 +240,15 @@ class TokenManager:
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed")
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
+                           retry_at=self._retry_at(row))
             await self.events.record("refresh_failed", account, severity="critical", trigger=trigger,
                                      provider_error=error.error)
             raise AdminActionRequired("client_credentials_rejected",
                                       "The provider rejected this server's OAuth client credentials.")
+        # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
         outcome = "ambiguous" if error.maybe_applied else "failed"
-        retry_at = utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
-        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
+        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=self._retry_at(row))
         self.forget(account.id)
         await self.events.record("refresh_failed", account, severity="warning", trigger=trigger,
                                  provider_error=error.error, outcome=outcome)
@@ -225,6 +263,11 @@ class TokenManager:
         raise GrantGone(reason, "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
+    @staticmethod
+    def _retry_at(row: CredentialSnapshot) -> datetime:
+        """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""
+        return utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
+
     def credential_write(self, connector: Connector, grant: TokenGrant, issued_at: datetime) -> CredentialWrite:
         lifetime = grant.expires_in if grant.expires_in else connector.spec.default_access_ttl_seconds
         access_expires_at = refresh_due_at = None

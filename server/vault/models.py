@@ -51,7 +51,10 @@ class AccountStatus(StrEnum):
 
 class ConnectedAccount(SQLModel, table=True):
     __tablename__ = "connected_account"
-    __table_args__ = (UniqueConstraint("org", "user", "connector", "label", name="uq_account_identity"),)
+    __table_args__ = (
+        UniqueConstraint("org", "user", "connector", "label", name="uq_account_identity"),
+        Index("ix_connected_account_status_health_due", "status", "health_due_at"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
     org: str = Field(max_length=200)
@@ -65,6 +68,9 @@ class ConnectedAccount(SQLModel, table=True):
     scopes: str = Field(default="", max_length=2000)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     updated_at: datetime = _ts(nullable=False, default=utcnow)
+    # Fleet mode: the health checker claims accounts whose check is due (server/lifecycle/health.py).
+    health_due_at: datetime | None = _ts(nullable=True, default=utcnow)
+    health_checked_at: datetime | None = _ts(nullable=True)
 
     @property
     def display_name(self) -> str:

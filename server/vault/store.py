@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, and_, case, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -28,6 +28,14 @@ from server.vault.models import (
 )
 
 CREDENTIAL_FIELD = "tokens"
+# last_refresh_outcome values that mean "the refresh token may already have been spent without us storing the answer"
+UNCERTAIN_OUTCOMES = ("ambiguous", "interrupted")
+
+
+def outcome_after_takeover() -> Any:
+    """SET expression for taking a lease: a previous owner that still holds an (expired) lease crashed or hung
+    between taking it and committing, so the refresh token it held may be spent: remember that as `interrupted`."""
+    return case((col(Credential.lease_owner).is_not(None), "interrupted"), else_=Credential.last_refresh_outcome)
 
 
 class AccountExistsError(ValueError):
@@ -92,8 +100,11 @@ class CredentialSnapshot:
 
 class Vault:
     def __init__(self, engine: Engine, keyring: Keyring):
+        from server.vault.schedule import Schedule
+
         self.engine = engine
         self.keyring = keyring
+        self.schedule = Schedule(engine)  # due refreshes and health checks, claimed by the fleet
 
     # ---- sealing -------------------------------------------------------------------------------------
     def _seal_secrets(self, account_id: str, secrets: TokenSecrets) -> Sealed:
@@ -264,7 +275,8 @@ class Vault:
         row.refresh_expires_at = write.refresh_expires_at
 
     def try_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
-        """Compare-and-set: take the refresh lease if the row is still at `version` and nobody holds a live lease."""
+        """Compare-and-set: take the refresh lease if the row is still at `version` and nobody holds a live lease.
+        Taking over an abandoned lease (an owner that never committed nor released) marks the row `interrupted`."""
         now = utcnow()
         with Session(self.engine) as session:
             result = session.execute(
@@ -274,10 +286,35 @@ class Vault:
                     Credential.version == version,
                     or_(col(Credential.lease_until).is_(None), Credential.lease_until < now),
                 )
-                .values(lease_owner=owner, lease_until=now + lease_for)
+                .values(lease_owner=owner, lease_until=now + lease_for, last_refresh_outcome=outcome_after_takeover())
             )
             session.commit()
             return result.rowcount == 1
+
+    def renew_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
+        """Extend a lease we still hold (live, same version) just before the provider call, so a refresh that
+        waited for its turn never starts with a lease about to run out. False: the lease is gone; do not call."""
+        now = utcnow()
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(Credential)
+                .where(Credential.account_id == account_id, Credential.version == version,
+                       Credential.lease_owner == owner, Credential.lease_until > now)
+                .values(lease_until=now + lease_for)
+            )
+            session.commit()
+            return result.rowcount == 1
+
+    def drop_lease(self, account_id: str, version: int, owner: str) -> None:
+        """Hand back a lease that was never used (shutdown before the provider call): no outcome, no failure."""
+        with Session(self.engine) as session:
+            session.execute(
+                update(Credential)
+                .where(Credential.account_id == account_id, Credential.version == version,
+                       Credential.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            session.commit()
 
     def commit_refresh(self, account_id: str, owner: str, version: int, write: CredentialWrite) -> CredentialSnapshot | None:
         """Store rotated tokens as version+1, but only while we still hold the lease. None means the lease was lost."""
@@ -339,7 +376,8 @@ class Vault:
                 update(Credential)
                 .where(Credential.account_id == account_id, Credential.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None, last_refresh_at=now, last_refresh_outcome="rejected",
-                        consecutive_failures=Credential.consecutive_failures + 1)
+                        consecutive_failures=Credential.consecutive_failures + 1,
+                        refresh_due_at=None)  # nothing left to refresh: the scheduler must not claim it again
             )
             session.execute(
                 update(ConnectedAccount)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import insert
 
 from providers.simulators import TokenSet
 from server.connectors import load_connectors
@@ -10,7 +13,8 @@ from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.events import EventRecorder
 from server.settings import Settings
-from server.vault import ConnectedAccount, Vault
+from server.vault import AccountStatus, ConnectedAccount, TokenSecrets, Vault
+from server.vault.models import Credential, new_id
 
 
 def seed_account(
@@ -44,3 +48,52 @@ def seed_account(
         provider_identity=dict(tokens.identity) if provider_account_id else None)
     vault.put_credential(account.id, write)
     return account
+
+
+def seed_many(
+    settings: Settings, vault: Vault, connector: str, grants: Iterable[TokenSet | tuple[str, str]], *,
+    lifetime: float, lifetime_used: float, org: str = "fleet", user_prefix: str = "user", start: int = 0,
+    chunk: int = 5000,
+) -> list[str]:
+    """Insert many accounts with sealed credentials in bulk (tests and benchmarks of the fleet).
+
+    `grants`: simulator token sets, or (access, refresh) pairs nobody will ever present. Every credential was
+    issued `lifetime_used` of its `lifetime` ago, with its refresh due at exactly `refresh_at_fraction` (no jitter).
+    Returns the account ids, in order."""
+    now = datetime.now(UTC)
+    issued_at = now - timedelta(seconds=lifetime * lifetime_used)
+    due_at = issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)
+    health_due_at = now + timedelta(seconds=settings.health_check_interval_seconds)
+    ids: list[str] = []
+    accounts: list[dict] = []
+    credentials: list[dict] = []
+
+    def flush() -> None:
+        with vault.engine.begin() as connection:
+            connection.execute(insert(ConnectedAccount), accounts)
+            connection.execute(insert(Credential), credentials)
+        accounts.clear()
+        credentials.clear()
+
+    for number, grant in enumerate(grants, start=start):
+        access, refresh = (grant.access_token, grant.refresh_token) if isinstance(grant, TokenSet) else grant
+        account_id = new_id()
+        ids.append(account_id)
+        accounts.append({
+            "id": account_id, "org": org, "user": f"{user_prefix}{number:06d}", "connector": connector,
+            "label": "default", "status": AccountStatus.ACTIVE.value, "status_reason": None,
+            "provider_account_id": None, "provider_identity": {}, "scopes": "", "created_at": now, "updated_at": now,
+            "health_due_at": health_due_at, "health_checked_at": None,
+        })
+        sealed = vault._seal_secrets(account_id, TokenSecrets(access, refresh))
+        credentials.append({
+            "account_id": account_id, "key_id": sealed.key_id, "ciphertext": sealed.blob, "version": 1,
+            "token_type": "bearer", "issued_at": issued_at, "access_expires_at": issued_at + timedelta(seconds=lifetime),
+            "refresh_due_at": due_at, "refresh_expires_at": None, "lease_owner": None, "lease_until": None,
+            "consecutive_failures": 0, "last_refresh_at": None, "last_refresh_outcome": None,
+        })
+        if len(accounts) >= chunk:
+            flush()
+    if accounts:
+        flush()
+    return ids

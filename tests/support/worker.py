@@ -1,17 +1,21 @@
-"""A grantkeeper worker process for contention tests: opens the shared vault from GRANTKEEPER_* settings,
-says `ready`, waits for `go` on stdin, then makes N concurrent tool calls and prints their statuses as JSON."""
+"""A grantkeeper worker process for contention and crash tests: opens the shared vault from GRANTKEEPER_*
+settings, says `ready`, waits for `go` on stdin, then either makes N concurrent tool calls (`--mode calls`) or
+runs the refresh scheduler until nothing is due (`--mode scheduler`), and prints what it saw as JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
+from dataclasses import asdict
 
 import anyio
 from mcp import Client
 
 from server.app import build_server
+from server.background import refresh_scheduler
 from server.monitoring.logging import configure_logging
 from server.runtime import Runtime
 from server.settings import Settings
@@ -43,13 +47,34 @@ async def work(calls: int, tool: str, arguments: dict) -> dict:
     return {"statuses": statuses, "latencies": latencies}
 
 
+async def schedule() -> dict:
+    settings = Settings()
+    configure_logging("warning", "json")
+    runtime = Runtime.open(settings)
+    try:
+        scheduler = refresh_scheduler(runtime)
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+        started = time.perf_counter()
+        stats = await scheduler.run_until_idle()
+        seconds = time.perf_counter() - started
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+        return {**asdict(stats), "seconds": seconds, "peak_rss_mb": peak_rss_mb}
+    finally:
+        await runtime.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", choices=["calls", "scheduler"], default="calls")
     parser.add_argument("--calls", type=int, default=25)
     parser.add_argument("--tool", default="slack_read_channel")
     parser.add_argument("--arguments", default='{"channel": "C0GENERAL", "limit": 1}')
     args = parser.parse_args()
-    print(json.dumps(anyio.run(work, args.calls, args.tool, json.loads(args.arguments))), flush=True)
+    if args.mode == "scheduler":
+        print(json.dumps(anyio.run(schedule)), flush=True)
+    else:
+        print(json.dumps(anyio.run(work, args.calls, args.tool, json.loads(args.arguments))), flush=True)
 
 
 if __name__ == "__main__":

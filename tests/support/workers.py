@@ -6,31 +6,40 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_workers(env: dict[str, str], processes: int, calls: int, tool: str = "slack_read_channel",
-                arguments: str = '{"channel": "C0GENERAL", "limit": 1}', timeout: float = 120) -> list[dict]:
-    """Every worker opens the vault and its MCP session, then all are released together (a barrier on stdin)."""
-    full_env = {**os.environ, **env}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tests.support.worker", "--calls", str(calls), "--tool", tool,
-             "--arguments", arguments],
-            cwd=ROOT, env=full_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(processes)
-    ]
+def _spawn(env: dict[str, str], args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.support.worker", *args],
+        cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _release(workers: list[subprocess.Popen]) -> None:
+    """Every worker opened the vault and is ready; then all are let go together (a barrier on stdin)."""
+    for worker in workers:
+        line = worker.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"worker did not start: {line!r} {worker.stderr.read()[-2000:]}")
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+
+
+def run_workers(env: dict[str, str], processes: int, calls: int = 25, tool: str = "slack_read_channel",
+                arguments: str = '{"channel": "C0GENERAL", "limit": 1}', timeout: float = 180,
+                mode: str = "calls") -> list[dict]:
+    """`mode="calls"`: each makes `calls` concurrent tool calls. `mode="scheduler"`: each runs its refresh
+    scheduler until nothing it can claim is due."""
+    args = ["--mode", mode, "--calls", str(calls), "--tool", tool, "--arguments", arguments]
+    workers = [_spawn(env, args) for _ in range(processes)]
     try:
-        for worker in workers:
-            line = worker.stdout.readline()
-            if line.strip() != "ready":
-                raise RuntimeError(f"worker did not start: {line!r} {worker.stderr.read()[-2000:]}")
-        for worker in workers:
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
+        _release(workers)
         outputs = []
         for worker in workers:
             out, err = worker.communicate(timeout=timeout)
@@ -42,3 +51,25 @@ def run_workers(env: dict[str, str], processes: int, calls: int, tool: str = "sl
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
+
+
+@dataclass(frozen=True)
+class Ended:
+    returncode: int
+    stderr: str
+
+    @property
+    def killed(self) -> bool:
+        return self.returncode == -9
+
+
+def run_until_it_dies(env: dict[str, str], mode: str, timeout: float = 60) -> Ended:
+    """One worker (one tool call, or one scheduler pass) that is expected to SIGKILL itself at a crash point."""
+    worker = _spawn(env, ["--mode", mode, "--calls", "1"])
+    try:
+        _release([worker])
+        _, err = worker.communicate(timeout=timeout)
+        return Ended(worker.returncode, err)
+    finally:
+        if worker.poll() is None:
+            worker.kill()

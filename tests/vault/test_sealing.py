@@ -17,6 +17,7 @@ from server.vault.crypto import load_or_create_keyring, new_key_spec
 from server.vault.models import Credential
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
+from tests.support.stored import assert_no_plaintext, database_contents
 
 pytestmark = pytest.mark.anyio
 
@@ -82,13 +83,11 @@ async def test_no_token_reaches_the_database_file_or_the_logs(runtime, settings,
     finally:
         logging.getLogger().handlers.clear()
 
-    runtime.vault.engine.dispose()  # flush the WAL into the file
-    database = settings.home / "grantkeeper.db"
-    raw = b"".join(path.read_bytes() for path in database.parent.glob("grantkeeper.db*"))
+    raw = database_contents(settings, runtime.vault.engine)
     logs = stream.getvalue()
     assert "refresh_succeeded" in logs and "reauth_required" in logs  # the logs did capture the story
+    assert_no_plaintext(raw, secrets)
     for secret in secrets:
-        assert secret.encode() not in raw
         assert secret not in logs
 
 

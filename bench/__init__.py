@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures (recorded in docs/benchmarks.md); they are not tests."""
