@@ -48,7 +48,11 @@ class HealthProbe(BaseModel):
 
 
 class ProviderSpec(BaseModel):
-    """A provider as data. Paths are joined to `api_base_url` / `oauth_base_url`, which settings can override."""
+    """A provider as data. Paths are joined to `api_base_url` / `oauth_base_url`, which settings can override.
+
+    An empty `api_base_url` means the provider has no fixed host (Zendesk runs on each customer's subdomain): the
+    operator must set it, and `base_url_example` shows what it looks like.
+    """
 
     name: str
     display_name: str
@@ -56,8 +60,15 @@ class ProviderSpec(BaseModel):
     oauth_base_url: str
     authorize_path: str
     token_path: str
+    # Where the authorize page lives when it is not on the token endpoint's host (Google: accounts.google.com).
+    authorize_base_url: str | None = None
+    # Provider-specific query parameters of the authorize URL, e.g. Google's access_type=offline.
+    authorize_params: dict[str, str] = Field(default_factory=dict)
+    base_url_example: str | None = None
     revoke_path: str | None = None
     client_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    # How the token endpoint wants its body: RFC 6749 form encoding, or JSON (Zendesk, Atlassian).
+    token_body_encoding: Literal["form", "json"] = "form"
     token_request_headers: dict[str, str] = Field(default_factory=dict)
     api_headers: dict[str, str] = Field(default_factory=dict)
     scopes: list[str] = Field(default_factory=list)
@@ -157,6 +168,17 @@ def json_body(response: httpx2.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+class RequestRejectedError(Exception):
+    """The provider refused the request itself (a 4xx that is not about tokens or limits).
+
+    Raised by `ApiSession.send` with the classifier's `reason`; an operation that expects a particular refusal
+    (Google Calendar's 409 `duplicate` for an event id it chose) catches it, everyone else lets it become
+    `invalid_input`.
+    """
+
+    reason: str
 
 
 class OutcomeUnknownError(Exception):

@@ -10,7 +10,8 @@ from server.runtime import Runtime
 from tools import Toolset, register_all
 
 INSTRUCTIONS = (
-    "grantkeeper calls Slack and GitHub on the user's behalf with grants it holds; you never see a token. "
+    "grantkeeper calls Slack, GitHub, Gmail, Google Calendar and Zendesk on the user's behalf with grants it "
+    "holds; you never see a token. "
     "Every tool returns a `status`. On `reauth_required`, show the user the magic_link and wait for them to "
     "reconnect before calling again. On `rate_limited`, wait retry_after_seconds. On `upstream_error` with "
     "outcome_unknown, check whether the change happened before repeating it."

@@ -27,7 +27,7 @@ class Connector:
 
     @property
     def authorize_url(self) -> str:
-        return _endpoint(self.spec.oauth_base_url, self.spec.authorize_path)
+        return _endpoint(self.spec.authorize_base_url or self.spec.oauth_base_url, self.spec.authorize_path)
 
     def api_url(self, path: str) -> str:
         return self.spec.api_base_url + path
@@ -36,10 +36,25 @@ class Connector:
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
 
+    @property
+    def missing_base_url(self) -> str | None:
+        """What the operator must set before this connector can work at all (a provider on a per-customer host
+        has no default), or None."""
+        endpoints_are_urls = all(_is_url(path) for path in (self.spec.token_path, self.spec.authorize_path))
+        if self.spec.api_base_url and (self.spec.oauth_base_url or endpoints_are_urls):
+            return None
+        setting = f"GRANTKEEPER_{self.name.upper()}_API_BASE_URL"
+        example = f" (e.g. {self.spec.base_url_example})" if self.spec.base_url_example else ""
+        return f"{self.spec.display_name} has no fixed address: set {setting}{example}."
+
+
+def _is_url(path: str) -> bool:
+    return path.startswith(("https://", "http://"))
+
 
 def _endpoint(base: str, path: str) -> str:
     """A spec path joined to its base URL; a declared provider's endpoint may be a full URL on another host."""
-    return path if path.startswith(("https://", "http://")) else base + path
+    return path if _is_url(path) else base + path
 
 
 def load_connectors(settings: Settings) -> dict[str, Connector]:
@@ -47,12 +62,19 @@ def load_connectors(settings: Settings) -> dict[str, Connector]:
     connectors = {}
     for name, provider in {**providers.BUILTIN, **declared_providers(settings)}.items():
         overrides = settings.provider(name)
+        oauth_base_url = overrides.oauth_base_url
+        if not oauth_base_url and not provider.spec.oauth_base_url:
+            # A provider on a per-customer host (Zendesk) serves OAuth from that same host.
+            oauth_base_url = overrides.api_base_url
         spec = provider.spec.model_copy(
             update={
                 key: value
-                for key, value in (("api_base_url", overrides.api_base_url), ("oauth_base_url", overrides.oauth_base_url))
+                for key, value in (("api_base_url", overrides.api_base_url), ("oauth_base_url", oauth_base_url))
                 if value
             }
         )
+        if overrides.oauth_base_url and spec.authorize_base_url:
+            # An overridden OAuth host (a simulator, a proxy) serves the authorize page too.
+            spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
         connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret)
     return connectors

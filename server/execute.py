@@ -144,6 +144,8 @@ class Executor:
                   operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
         """Run `operation` against the caller's account and return its Ok model or a failure result."""
         connector = self.connectors[connector_name]
+        if connector.missing_base_url:
+            return self._not_configured(connector, f"{caller.org}/{caller.user}/{connector_name}")
         try:
             account = await self.resolve(caller, connector)
         except failures.GrantGone as gone:
@@ -154,6 +156,8 @@ class Executor:
 
     async def run_on_account(self, account: ConnectedAccount, connector: Connector,
                              operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
+        if connector.missing_base_url:
+            return self._not_configured(connector, account.display_name)
         try:
             result = await operation(ProviderSession(self, account, connector))
             if account.status != AccountStatus.ACTIVE:
@@ -181,6 +185,12 @@ class Executor:
             return failure_result(failures.UpstreamFailure(
                 "internal_error", "grantkeeper hit an internal error; the operator's log has the details.",
                 retryable=False, outcome_unknown=True), connector=connector.name, account=account.display_name)
+
+    @staticmethod
+    def _not_configured(connector: Connector, account: str) -> BaseModel:
+        # Before any account lookup or magic link: no user can fix this, only the operator.
+        failure = failures.AdminActionRequired("connector_not_configured", connector.missing_base_url or "")
+        return failure_result(failure, connector=connector.name, account=account)
 
     async def probe(self, account: ConnectedAccount) -> BaseModel:
         """The provider's cheapest authenticated call, through the same refresh and classification path."""

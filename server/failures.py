@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from providers.base import OutcomeUnknownError
+from providers.base import OutcomeUnknownError, RequestRejectedError
 
 
 class ToolFailure(Exception):
@@ -42,5 +42,5 @@ class OutcomeUnknown(UpstreamFailure, OutcomeUnknownError):
         super().__init__(reason, message, retryable=False, outcome_unknown=True)
 
 
-class InvalidInput(ToolFailure):
+class InvalidInput(ToolFailure, RequestRejectedError):
     """The arguments were refused, by us or by the provider; repeating the same call will not help."""

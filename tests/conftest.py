@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from providers.simulators import GitHubSimulator, OAuth2Simulator, SimulatorServer, SlackSimulator
+from providers.simulators import (
+    GitHubSimulator,
+    GoogleSimulator,
+    OAuth2Simulator,
+    SimulatorServer,
+    SlackSimulator,
+    ZendeskSimulator,
+)
 from server.demo import simulator_environment
 from server.runtime import Runtime
 from server.settings import Settings
@@ -59,6 +66,30 @@ def github_sim(github_server: SimulatorServer) -> GitHubSimulator:
     return github_server.app
 
 
+@pytest.fixture(scope="session")
+def google_server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(GoogleSimulator()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def zendesk_server() -> Iterator[SimulatorServer]:
+    with SimulatorServer(ZendeskSimulator()) as server:
+        yield server
+
+
+@pytest.fixture
+def google_sim(google_server: SimulatorServer) -> GoogleSimulator:
+    google_server.app = GoogleSimulator()
+    return google_server.app
+
+
+@pytest.fixture
+def zendesk_sim(zendesk_server: SimulatorServer) -> ZendeskSimulator:
+    zendesk_server.app = ZendeskSimulator()
+    return zendesk_server.app
+
+
 @pytest.fixture
 def database_url() -> str | None:
     """SQLite in the test's data directory. tests/lifecycle and tests/vault override this to run on both
@@ -68,9 +99,11 @@ def database_url() -> str | None:
 
 @pytest.fixture
 def env(isolated_environment: Path, slack_server: SimulatorServer, github_server: SimulatorServer,
+        google_server: SimulatorServer, zendesk_server: SimulatorServer,
         monkeypatch: pytest.MonkeyPatch, database_url: str | None) -> dict[str, str]:
     values = {
-        **simulator_environment(slack_server.url, github_server.url),
+        **simulator_environment(slack_server.url, github_server.url, google_url=google_server.url,
+                                zendesk_url=zendesk_server.url),
         "GRANTKEEPER_HOME": str(isolated_environment),
         "GRANTKEEPER_VAULT_KEY": TEST_VAULT_KEY,
         "GRANTKEEPER_ORG": "acme",

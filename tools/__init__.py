@@ -95,9 +95,9 @@ def url_elicitation(result: ReauthRequired) -> UrlElicitationRequiredError:
 
 
 def register_all(toolset: Toolset) -> None:
-    from tools import accounts, github, slack
+    from tools import accounts, github, google, slack, zendesk
 
-    for module in (slack, github, accounts):
+    for module in (slack, github, google, zendesk, accounts):
         module.register(toolset)
 
     from tools import custom  # tools of providers declared in configuration, after the built-in names

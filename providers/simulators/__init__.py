@@ -1,22 +1,27 @@
-"""Loopback simulators of Slack, GitHub and a standards-following OAuth 2.0 provider (OAuth + APIs), with fault
-injection, for tests, demos and agent developers."""
+"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar), Zendesk and a standards-following OAuth 2.0
+provider (OAuth + APIs), with fault injection, for tests, demos and agent developers."""
 
 from .base import FaultError, ProviderSimulator
 from .faults import Counters, Faults
 from .github import DEFAULT_GITHUB_IDENTITY, GitHubSimulator
+from .google import DEFAULT_GOOGLE_IDENTITY, GoogleSimulator
 from .grants import GrantFailure, GrantStore, TokenPolicy, TokenSet, TokenStatus, pkce_s256, redact
 from .oauth2 import DEFAULT_OAUTH2_IDENTITY, OAuth2Simulator
 from .server import SimulatorServer
 from .slack import DEFAULT_SLACK_IDENTITY, SlackSimulator
+from .zendesk import DEFAULT_ZENDESK_IDENTITY, ZendeskSimulator
 
 __all__ = [
     "DEFAULT_GITHUB_IDENTITY",
     "DEFAULT_OAUTH2_IDENTITY",
+    "DEFAULT_GOOGLE_IDENTITY",
     "DEFAULT_SLACK_IDENTITY",
+    "DEFAULT_ZENDESK_IDENTITY",
     "Counters",
     "FaultError",
     "Faults",
     "GitHubSimulator",
+    "GoogleSimulator",
     "GrantFailure",
     "GrantStore",
     "OAuth2Simulator",
@@ -26,6 +31,7 @@ __all__ = [
     "TokenPolicy",
     "TokenSet",
     "TokenStatus",
+    "ZendeskSimulator",
     "pkce_s256",
     "redact",
 ]

@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-    python -m providers.simulators slack|github|oauth2|all [--host 127.0.0.1] [--port N]
+    python -m providers.simulators slack|github|google|zendesk|oauth2|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ import threading
 from .base import ProviderSimulator
 from .github import GitHubSimulator
 from .oauth2 import OAuth2Simulator
+from .google import GoogleSimulator
 from .server import SimulatorServer
 from .slack import SlackSimulator
+from .zendesk import ZendeskSimulator
+
+SIMULATORS = {"slack": SlackSimulator, "github": GitHubSimulator, "google": GoogleSimulator,
+              "zendesk": ZendeskSimulator}
 
 
 def _describe(simulator: ProviderSimulator, url: str) -> str:
@@ -32,20 +37,17 @@ def _describe(simulator: ProviderSimulator, url: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
-    parser.add_argument("provider", choices=["slack", "github", "oauth2", "all"])
+    parser.add_argument("provider", choices=[*SIMULATORS, "oauth2", "all"])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', GitHub gets port+1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', the others get port+1, port+2, …")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
-    simulators: list[ProviderSimulator] = []
-    if args.provider in ("slack", "all"):
-        simulators.append(SlackSimulator())
-    if args.provider in ("github", "all"):
-        simulators.append(GitHubSimulator())
-    if args.provider == "oauth2":  # generic, for declared providers; "all" means the built-in ones
-        simulators.append(OAuth2Simulator())
+    # "all" means the built-in providers; oauth2 is the generic one that declared providers are tried against.
+    chosen = list(SIMULATORS) if args.provider == "all" else [args.provider]
+    simulators: list[ProviderSimulator] = [
+        OAuth2Simulator() if name == "oauth2" else SIMULATORS[name]() for name in chosen]
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

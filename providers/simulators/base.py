@@ -93,6 +93,8 @@ class ProviderSimulator:
     token_path: ClassVar[str]
     authorize_path: ClassVar[str]
     identity_fields: ClassVar[tuple[tuple[str, str], ...]]  # (identity key, label) shown on the consent page
+    # Provider-specific authorize parameters carried through the consent form (Google's access_type, prompt).
+    authorize_passthrough: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -169,6 +171,9 @@ class ProviderSimulator:
 
     def extra_faults(self) -> dict[str, Callable[..., dict[str, Any] | None]]:
         return {}
+
+    def authorization_granted(self, code: str, params: dict[str, str]) -> None:
+        """Called with each code issued on consent and the authorize parameters that produced it."""
 
     def extra_control_routes(self) -> list[BaseRoute]:
         return []
@@ -261,10 +266,12 @@ class ProviderSimulator:
             scopes=self.parse_scopes(params.get("scope", "")) or self.default_scopes,
             code_challenge=params.get("code_challenge"),
         )
+        self.authorization_granted(code, params)
         return RedirectResponse(add_query(redirect_uri, {"code": code, "state": state}), 302)
 
     def _consent_page(self, params: dict[str, str]) -> HTMLResponse:
-        hidden_keys = ("client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method")
+        hidden_keys = ("client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method",
+                       *self.authorize_passthrough)
         html = _templates.get_template("consent.html").render(
             provider_title=self.provider_title,
             app_name=self.app_name,

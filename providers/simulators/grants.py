@@ -82,6 +82,8 @@ class TokenPolicy:
     access_ttl: int | None = 3600
     refresh_ttl: int | None = None
     rotation_kills_access_token: bool = True
+    # False (Google): a refresh mints only an access token; the refresh token stays valid and is used again.
+    rotates_refresh_token: bool = True
     code_factory: Callable[[], str] = lambda: secrets.token_hex(10)
     code_ttl: int = 600
 
@@ -210,14 +212,20 @@ class GrantStore:
             self._grants[grant.grant_id] = grant
             return self._mint(grant)
 
-    def _mint(self, grant: Grant) -> TokenSet:
+    def _mint(self, grant: Grant, keep_refresh_token: str | None = None) -> TokenSet:
+        """A new access token, and a new refresh token unless `keep_refresh_token` (a non-rotating refresh)."""
         now = self.now()
         access_ttl = grant.access_ttl if grant.access_ttl is not None else self.access_ttl
-        refresh_ttl = self.policy.refresh_ttl
         access = random_token(self.policy.access_prefix, self.policy.access_length)
-        refresh = random_token(self.policy.refresh_prefix, self.policy.refresh_length)
         self._access[access] = _AccessToken(grant.grant_id, None if access_ttl is None else now + access_ttl)
-        self._refresh[refresh] = _RefreshToken(grant.grant_id, None if refresh_ttl is None else now + refresh_ttl)
+        if keep_refresh_token is None:
+            refresh = random_token(self.policy.refresh_prefix, self.policy.refresh_length)
+            refresh_ttl = self.policy.refresh_ttl
+            self._refresh[refresh] = _RefreshToken(grant.grant_id, None if refresh_ttl is None else now + refresh_ttl)
+        else:
+            refresh = keep_refresh_token
+            expires_at = self._refresh[refresh].expires_at
+            refresh_ttl = None if expires_at is None else max(0, int(expires_at - now))
         return TokenSet(
             grant_id=grant.grant_id,
             access_token=access,
@@ -249,7 +257,8 @@ class GrantStore:
             return TokenCheck(TokenStatus.OK, grant)
 
     def refresh(self, refresh_token: str | None) -> GrantResult:
-        """Rotate: the presented refresh token is spent and a new pair is issued."""
+        """Rotate: the presented refresh token is spent and a new pair is issued (or, for a policy that does not
+        rotate, a new access token is issued and the refresh token stays live)."""
         with self._lock:
             result = self._refresh_locked(refresh_token)
             self.counters.incr("refreshes_ok" if result.ok else "refresh_failures")
@@ -273,12 +282,14 @@ class GrantStore:
             return GrantResult(failure=GrantFailure.REUSE_DETECTED)
         if record.expires_at is not None and self.now() >= record.expires_at:
             return GrantResult(failure=GrantFailure.EXPIRED)
+        grant.rotations += 1
+        if not self.policy.rotates_refresh_token:
+            return GrantResult(tokens=self._mint(grant, keep_refresh_token=refresh_token))
         record.used = True
         if self.policy.rotation_kills_access_token:
             for access in self._access.values():
                 if access.grant_id == grant.grant_id:
                     access.superseded = True
-        grant.rotations += 1
         return GrantResult(tokens=self._mint(grant))
 
     # -- authorization codes ----------------------------------------------

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import functools
+import json
 import ssl
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
+from authlib.common.urls import url_decode
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
+from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAuth
+from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -50,8 +54,26 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+class JsonBodyClientAuth(OAuth2ClientAuth):
+    """authlib's client authentication, then the finished form body re-encoded as a JSON object: the same
+    parameters (client credentials included for client_secret_post) for token endpoints that only read JSON."""
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        url, headers, body = self.prepare(request.method, str(request.url), request.headers, request.content)
+        form = body.decode() if isinstance(body, bytes) else body or ""
+        payload = json.dumps(dict(url_decode(form))).encode()
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(payload))
+        yield build_request(url=url, headers=headers, body=payload, initial_request=request)
+
+
+class JsonBodyOAuth2Client(AsyncOAuth2Client):
+    client_auth_class = JsonBodyClientAuth
+
+
 def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
-    return AsyncOAuth2Client(
+    client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else AsyncOAuth2Client
+    return client_class(
         client_id=connector.client_id,
         client_secret=connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
@@ -75,7 +97,7 @@ async def refresh_grant(connector: Connector, refresh_token: str, timeout: float
 def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str) -> str:
     """The provider's authorize URL for the authorization-code flow with PKCE (S256)."""
     spec = connector.spec
-    extra: dict[str, Any] = {"code_challenge": create_s256_code_challenge(code_verifier),
+    extra: dict[str, Any] = {**spec.authorize_params, "code_challenge": create_s256_code_challenge(code_verifier),
                              "code_challenge_method": "S256"}
     if spec.scopes:
         extra["scope"] = spec.scope_separator.join(spec.scopes)

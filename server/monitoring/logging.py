@@ -20,6 +20,7 @@ SECRET_PATTERNS = [
     (re.compile(r"\bxox[a-z]?[a-z0-9.]*-[A-Za-z0-9-]{6,}"), REDACTED),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9_]{10,}"), REDACTED),
     (re.compile(r"\bya29\.[A-Za-z0-9_.-]+"), REDACTED),
+    (re.compile(r"\b1//0[A-Za-z0-9_-]{20,}"), REDACTED),  # Google refresh tokens
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),

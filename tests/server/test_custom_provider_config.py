@@ -151,7 +151,8 @@ async def test_a_provider_with_an_issuer_takes_its_endpoints_from_discovery_and_
     assert acme.spec.revoke_path == f"{url}/oauth/revoke"
     assert acme.spec.client_auth_method == "client_secret_post"  # the only method the server offers
     assert "acme_list_projects" in names
-    assert result["status"] == "ok" and sim.counters.refreshes_ok == 1
+    assert result["status"] == "ok", result
+    assert sim.counters.refreshes_ok == 1
     assert sim.counters.endpoint("metadata") >= 1  # fetched whenever connectors load (here: runtime and seeding)
 
 

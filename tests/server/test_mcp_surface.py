@@ -18,7 +18,8 @@ from tests.support.seed import seed_account
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 UNDERSCORE = {"slack_read_channel", "slack_post_message", "github_create_issue", "github_search_issues",
-              "accounts_list", "accounts_connect"}
+              "gmail_search_messages", "gmail_send_message", "calendar_create_event", "calendar_list_events",
+              "zendesk_create_ticket", "zendesk_list_tickets", "accounts_list", "accounts_connect"}
 STATUSES = {"ok", "reauth_required", "admin_action_required", "rate_limited", "upstream_error", "invalid_input"}
 
 

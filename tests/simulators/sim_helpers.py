@@ -38,6 +38,30 @@ def github_refresh(client: httpx2.Client, refresh_token: str) -> httpx2.Response
     )
 
 
+def google_refresh(client: httpx2.Client, refresh_token: str) -> httpx2.Response:
+    return client.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "sim-google-client",
+            "client_secret": "sim-google-secret",
+        },
+    )
+
+
+def zendesk_refresh(client: httpx2.Client, refresh_token: str) -> httpx2.Response:
+    return client.post(
+        "/oauth/tokens",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": "sim-zendesk-client",
+            "client_secret": "sim-zendesk-secret",
+        },
+    )
+
+
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()

@@ -62,9 +62,11 @@ def test_module_entry_point_prints_urls_and_credentials_and_stops_on_sigterm():
             output = "".join(lines)
             assert "client_id=sim-slack-client client_secret=sim-slack-secret" in output
             assert "client_id=sim-github-client client_secret=sim-github-secret" in output
+            assert "client_id=sim-google-client client_secret=sim-google-secret" in output
+            assert "client_id=sim-zendesk-client client_secret=sim-zendesk-secret" in output
             urls = re.findall(r"simulator: (http://\S+)", output)
-            assert len(urls) == 2
-            assert httpx2.get(f"{urls[1]}/_sim/stats").status_code == 200
+            assert len(urls) == 4
+            assert all(httpx2.get(f"{url}/_sim/stats").status_code == 200 for url in urls)
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=10) == 0
         finally:

@@ -17,28 +17,44 @@ TOOL_ARGUMENTS = {
     "slack_post_message": {"channel": "C0GENERAL", "text": "hello"},
     "github_search_issues": {"query": "bug"},
     "github_create_issue": {"repo": "acme/app", "title": "hello"},
+    "gmail_search_messages": {"query": "quarterly", "max_results": 1},
+    "gmail_send_message": {"to": ["carol@example.org"], "subject": "hello", "body": "hello"},
+    "calendar_create_event": {"summary": "hello", "start": "2026-05-04T10:00:00Z", "end": "2026-05-04T11:00:00Z"},
+    "calendar_list_events": {"time_min": "2026-05-04T00:00:00Z", "time_max": "2026-05-05T00:00:00Z"},
+    "zendesk_create_ticket": {"subject": "hello", "body": "hello"},
+    "zendesk_list_tickets": {"page_size": 1},
     "accounts_list": {},
     "accounts_connect": {"connector": "slack"},
 }
 SESSIONS = {"streamable-http": http_session, "sse": sse_session}
 BOB_SLACK = {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0BOB"}
 BOB_GITHUB = {"login": "bob", "id": 2}
+BOB_GOOGLE = {"email": "bob@example.com", "name": "Bob"}
+BOB_ZENDESK = {"user_id": 2, "name": "Bob", "email": "bob@acme.example"}
+PROVIDER_TOOLS = ("slack_", "github_", "gmail_", "calendar_", "zendesk_")
 ALICE_SLACK = {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0ALICE"}
 ALICE_GITHUB = {"login": "alice", "id": 3}
 
 
-def seed_bob(runtime, settings, slack_sim, github_sim) -> tuple[str, str]:
-    """Bob's connected Slack and GitHub accounts; returns his two access tokens."""
+def seed_bob(runtime, settings, slack_sim, github_sim, google_sim=None, zendesk_sim=None) -> tuple[str, str]:
+    """Bob's connected Slack and GitHub (and, when given, Google and Zendesk) accounts; returns his Slack and
+    GitHub access tokens."""
     slack, github = slack_sim.issue_grant(BOB_SLACK), github_sim.issue_grant(BOB_GITHUB)
     seed_account(settings, runtime.vault, "slack", slack, user="bob", provider_account_id="T0SIMTEAM:U0BOB")
     seed_account(settings, runtime.vault, "github", github, user="bob", provider_account_id="2")
+    if google_sim is not None:
+        seed_account(settings, runtime.vault, "google", google_sim.issue_grant(BOB_GOOGLE), user="bob",
+                     provider_account_id="bob@example.com")
+    if zendesk_sim is not None:
+        seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant(BOB_ZENDESK), user="bob",
+                     provider_account_id="2")
     return slack.access_token, github.access_token
 
 
 @pytest.mark.parametrize("transport", SESSIONS)
-async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, settings, slack_sim, github_sim, web,
-                                                                  transport):
-    seed_bob(runtime, settings, slack_sim, github_sim)
+async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, settings, slack_sim, github_sim,
+                                                                  google_sim, zendesk_sim, web, transport):
+    seed_bob(runtime, settings, slack_sim, github_sim, google_sim, zendesk_sim)
     alice = create_api_key(runtime.vault, org="acme", user="alice").key
     bobs_rows = [row for row in vault_rows(runtime)["connected_account"] if row["user"] == "bob"]
     bobs_credentials = {row["account_id"]: row for row in vault_rows(runtime)["credential"]}  # Alice has none
@@ -48,7 +64,7 @@ async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, setti
         assert tools == set(TOOL_ARGUMENTS)
         results = {name: await call_structured(session, name, arguments) for name, arguments in TOOL_ARGUMENTS.items()}
 
-    for name in ("slack_read_channel", "slack_post_message", "github_search_issues", "github_create_issue"):
+    for name in (n for n in TOOL_ARGUMENTS if n.startswith(PROVIDER_TOOLS)):
         assert results[name]["status"] == "reauth_required", name
         assert results[name]["account"].startswith("acme/alice/"), name  # a link for Alice's own account
     assert results["accounts_list"]["user"] == "alice"
@@ -56,6 +72,7 @@ async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, setti
     assert results["accounts_connect"]["account"] == "acme/alice/slack"
     # Bob's grants were never presented to a provider, and his rows are exactly as they were.
     assert slack_sim.counters.api_requests == github_sim.counters.api_requests == 0
+    assert google_sim.counters.api_requests == zendesk_sim.counters.api_requests == 0
     assert [row for row in vault_rows(runtime)["connected_account"] if row["user"] == "bob"] == bobs_rows
     after = {row["account_id"]: row for row in vault_rows(runtime)["credential"]}
     assert {account_id: after[account_id] for account_id in bobs_credentials} == bobs_credentials

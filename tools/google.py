@@ -1,0 +1,217 @@
+"""Google tools on one grant: search and send Gmail, create (at most once per key) and list Calendar events."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from pydantic import AwareDatetime, BaseModel, Field
+
+from providers import google
+from server import failures
+from server.execute import ProviderSession
+from server.results import Ok
+from tools import Toolset
+
+EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$", max_length=254,
+                                    description="a plain address, e.g. alice@example.com")]
+HeaderText = Annotated[str, Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")]
+CalendarId = Annotated[str, Field(min_length=1, max_length=254, pattern=r"^[A-Za-z0-9._@#-]+$",
+                                  description="'primary' (the user's own calendar) or a calendar's id")]
+IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
+                                      description="repeat a call with the same key and at most one event is created")]
+PageToken = Annotated[str, Field(max_length=2000, description="from a previous call's next_page_token")]
+
+
+class GmailMessage(BaseModel):
+    id: str
+    thread_id: str | None = None
+    subject: str | None = None
+    sender: str | None = Field(default=None, description="the From header")
+    to: str | None = None
+    date: str | None = None
+    snippet: str = ""
+    label_ids: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_gmail(cls, message: dict[str, Any]) -> "GmailMessage":
+        return cls(id=message["id"], thread_id=message.get("threadId"), subject=google.header(message, "Subject"),
+                   sender=google.header(message, "From"), to=google.header(message, "To"),
+                   date=google.header(message, "Date"), snippet=message.get("snippet") or "",
+                   label_ids=list(message.get("labelIds") or []))
+
+
+class SearchMessagesOk(Ok):
+    query: str
+    messages: list[GmailMessage]
+    result_size_estimate: int = Field(description="Gmail's estimate of all matches, not just this page")
+    next_page_token: str | None = Field(default=None, description="pass as page_token for the next page")
+
+    def summary(self) -> str:
+        lines = [f"{len(self.messages)} message(s) match {self.query!r}"
+                 + (" (more available)" if self.next_page_token else "")]
+        lines += [f"[{m.id}] {m.date or '?'} from {m.sender or '?'}: {m.subject or '(no subject)'} — {m.snippet}"
+                  for m in self.messages]
+        return "\n".join(lines)
+
+
+class SendMessageOk(Ok):
+    id: str
+    thread_id: str | None = None
+    label_ids: list[str] = Field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"Sent (message id {self.id})."
+
+
+class CalendarEvent(BaseModel):
+    id: str
+    status: str | None = None
+    summary: str | None = None
+    start: str | None = Field(default=None, description="RFC 3339 date-time, or a date for all-day events")
+    end: str | None = None
+    html_link: str | None = None
+    organizer: str | None = None
+    attendees: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_google(cls, event: dict[str, Any]) -> "CalendarEvent":
+        def moment(value: Any) -> str | None:
+            return (value.get("dateTime") or value.get("date")) if isinstance(value, dict) else None
+
+        return cls(id=event["id"], status=event.get("status"), summary=event.get("summary"),
+                   start=moment(event.get("start")), end=moment(event.get("end")), html_link=event.get("htmlLink"),
+                   organizer=(event.get("organizer") or {}).get("email"),
+                   attendees=[a["email"] for a in event.get("attendees") or [] if isinstance(a, dict) and "email" in a])
+
+
+class CreateEventOk(Ok):
+    event: CalendarEvent
+    created: bool = Field(description="false when an event with this idempotency key already existed")
+    idempotency_key: str
+
+    def summary(self) -> str:
+        verb = "Created" if self.created else "Already existed:"
+        return f"{verb} event {self.event.summary!r} {self.event.start} – {self.event.end} {self.event.html_link or ''}".strip()
+
+
+class ListEventsOk(Ok):
+    calendar_id: str
+    events: list[CalendarEvent]
+    next_page_token: str | None = Field(default=None, description="pass as page_token for the next page")
+
+    def summary(self) -> str:
+        lines = [f"{len(self.events)} event(s) in {self.calendar_id}" + (" (more available)" if self.next_page_token else "")]
+        lines += [f"{e.start} – {e.end} {e.summary or '(no title)'} [{e.id}]" for e in self.events]
+        return "\n".join(lines)
+
+
+def _same_moment(returned: str | None, wanted: datetime) -> bool:
+    try:
+        return returned is not None and datetime.fromisoformat(returned.replace("Z", "+00:00")) == wanted
+    except ValueError:
+        return False
+
+
+def register(toolset: Toolset) -> None:
+    @toolset.tool("gmail.search_messages", title="Search Gmail", ok=SearchMessagesOk, read_only=True,
+                  idempotent=True)
+    async def search_messages(
+        query: Annotated[str, Field(min_length=1, max_length=500,
+                                    description="Gmail search syntax, e.g. 'from:bob@example.com is:unread'")],
+        max_results: Annotated[int, Field(ge=1, le=25, description="messages per page (each costs one more call)")] = 10,
+        page_token: PageToken | None = None,
+        ctx: Context = None,
+    ):
+        """Search the connected Gmail mailbox; returns subject, sender, date and snippet of each match."""
+
+        async def operation(api: ProviderSession) -> SearchMessagesOk:
+            found = await google.search_messages(api, query=query, max_results=max_results, page_token=page_token)
+            return SearchMessagesOk(query=query, messages=[GmailMessage.from_gmail(m) for m in found["messages"]],
+                                    result_size_estimate=int(found.get("result_size_estimate") or 0),
+                                    next_page_token=found.get("next_page_token"))
+
+        return await toolset.run(ctx, "google", operation, tool="gmail.search_messages")
+
+    @toolset.tool("gmail.send_message", title="Send an email with Gmail", ok=SendMessageOk, read_only=False)
+    async def send_message(
+        to: Annotated[list[EmailAddress], Field(min_length=1, max_length=50)],
+        subject: HeaderText,
+        body: Annotated[str, Field(min_length=1, max_length=100_000, description="plain text")],
+        cc: Annotated[list[EmailAddress], Field(max_length=50)] = [],  # noqa: B006
+        ctx: Context = None,
+    ):
+        """Send a plain-text email from the connected Gmail account.
+
+        Gmail has no idempotency key: if the result says outcome_unknown, search the Sent folder
+        (e.g. `in:sent subject:"…"`) before sending again."""
+
+        async def operation(api: ProviderSession) -> SendMessageOk:
+            sent = await google.send_message(api, to=list(to), subject=subject, body=body, cc=list(cc))
+            return SendMessageOk(id=sent["id"], thread_id=sent.get("threadId"), label_ids=sent.get("labelIds") or [])
+
+        return await toolset.run(ctx, "google", operation, tool="gmail.send_message")
+
+    @toolset.tool("calendar.create_event", title="Create a Google Calendar event", ok=CreateEventOk, read_only=False,
+                  idempotent=True)
+    async def create_event(
+        summary: Annotated[str, Field(min_length=1, max_length=1024)],
+        start: Annotated[AwareDatetime, Field(description="RFC 3339 with a UTC offset, e.g. 2026-05-04T10:00:00+02:00")],
+        end: AwareDatetime,
+        attendees: Annotated[list[EmailAddress], Field(max_length=100)] = [],  # noqa: B006
+        description: Annotated[str | None, Field(max_length=8000)] = None,
+        calendar_id: CalendarId = "primary",
+        notify_attendees: Annotated[bool, Field(description="email the attendees an invitation")] = False,
+        idempotency_key: IdempotencyKey | None = None,
+        ctx: Context = None,
+    ):
+        """Create an event in the connected Google Calendar.
+
+        Safe to retry: pass the same idempotency_key and at most one event is created."""
+        key = idempotency_key or uuid.uuid4().hex
+
+        async def operation(api: ProviderSession) -> CreateEventOk:
+            if end <= start:
+                raise failures.InvalidInput("time_range_empty", "The event must end after it starts.")
+            event: dict[str, Any] = {"summary": summary, "start": {"dateTime": start.isoformat()},
+                                     "end": {"dateTime": end.isoformat()}}
+            if description:
+                event["description"] = description
+            if attendees:
+                event["attendees"] = [{"email": address} for address in attendees]
+            found, created = await google.create_event(api, calendar_id=calendar_id, event=event, idempotency_key=key,
+                                                       send_updates="all" if notify_attendees else "none")
+            result = CalendarEvent.from_google(found)
+            if not created and not (result.summary == summary and _same_moment(result.start, start)
+                                    and _same_moment(result.end, end)):
+                raise failures.InvalidInput("idempotency_key_reused",
+                                            "An event with this idempotency key exists with other details; "
+                                            "use a new key for a different event.")
+            return CreateEventOk(event=result, created=created, idempotency_key=key)
+
+        return await toolset.run(ctx, "google", operation, tool="calendar.create_event")
+
+    @toolset.tool("calendar.list_events", title="List Google Calendar events", ok=ListEventsOk, read_only=True,
+                  idempotent=True)
+    async def list_events(
+        time_min: Annotated[AwareDatetime, Field(description="window start, RFC 3339 with a UTC offset")],
+        time_max: Annotated[AwareDatetime, Field(description="window end (exclusive)")],
+        calendar_id: CalendarId = "primary",
+        query: Annotated[str | None, Field(max_length=500, description="free text to match")] = None,
+        max_results: Annotated[int, Field(ge=1, le=250)] = 50,
+        page_token: PageToken | None = None,
+        ctx: Context = None,
+    ):
+        """List events in a time window of the connected Google Calendar, soonest first (recurring events expanded)."""
+
+        async def operation(api: ProviderSession) -> ListEventsOk:
+            if time_max <= time_min:
+                raise failures.InvalidInput("time_range_empty", "time_max must be after time_min.")
+            found = await google.list_events(api, calendar_id=calendar_id, time_min=time_min.isoformat(),
+                                             time_max=time_max.isoformat(), max_results=max_results,
+                                             page_token=page_token, query=query)
+            return ListEventsOk(calendar_id=calendar_id,
+                                events=[CalendarEvent.from_google(e) for e in found.get("items") or []],
+                                next_page_token=found.get("nextPageToken"))
+
+        return await toolset.run(ctx, "google", operation, tool="calendar.list_events")
