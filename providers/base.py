@@ -77,6 +77,8 @@ class ProviderSpec(BaseModel):
     default_refresh_ttl_seconds: int | None = None
     rotates_refresh_token: bool = True
     health_probe: HealthProbe | None = None
+    # Regular expressions matching this provider's token shapes, so logs can mask them wherever they appear.
+    secret_patterns: list[str] = Field(default_factory=list)
     docs_url: str | None = None
 
 

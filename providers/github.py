@@ -43,6 +43,7 @@ SPEC = ProviderSpec(
     default_refresh_ttl_seconds=15811200,
     rotates_refresh_token=True,
     health_probe=HealthProbe(method="GET", path="/user"),
+    secret_patterns=[r"\bgh[pousr]_[A-Za-z0-9_]{10,}"],
     docs_url="https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens",
 )
 

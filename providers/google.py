@@ -56,6 +56,7 @@ SPEC = ProviderSpec(
     default_refresh_ttl_seconds=None,  # no fixed lifetime (6 months unused; 7 days for apps in "Testing")
     rotates_refresh_token=False,
     health_probe=HealthProbe(method="GET", path="/gmail/v1/users/me/profile"),
+    secret_patterns=[r"\bya29\.[A-Za-z0-9_.-]+", r"\b1//0[A-Za-z0-9_-]{20,}"],
     docs_url="https://developers.google.com/identity/protocols/oauth2/web-server#offline",
 )
 

@@ -37,6 +37,7 @@ SPEC = ProviderSpec(
     default_refresh_ttl_seconds=None,
     rotates_refresh_token=True,
     health_probe=HealthProbe(method="POST", path="/auth.test"),
+    secret_patterns=[r"\bxox[a-z]?[a-z0-9.]*-[A-Za-z0-9-]{6,}"],
     docs_url="https://docs.slack.dev/authentication/using-token-rotation",
 )
 

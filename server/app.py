@@ -10,8 +10,7 @@ from server.runtime import Runtime
 from tools import Toolset, register_all
 
 INSTRUCTIONS = (
-    "grantkeeper calls Slack, GitHub, Gmail, Google Calendar and Zendesk on the user's behalf with grants it "
-    "holds; you never see a token. "
+    "grantkeeper calls {services} on the user's behalf with grants it holds; you never see a token. "
     "Every tool returns a `status`. On `reauth_required`, show the user the magic_link and wait for them to "
     "reconnect before calling again. On `rate_limited`, wait retry_after_seconds. On `upstream_error` with "
     "outcome_unknown, check whether the change happened before repeating it."
@@ -21,7 +20,9 @@ INSTRUCTIONS = (
 def build_server(runtime: Runtime, **server_options) -> tuple[MCPServer, Toolset]:
     # The SDK logs every request at INFO; one line per call is noise for operators and a cost on the hot path.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
-    server = MCPServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS, **server_options)
+    services = ", ".join(connector.spec.display_name for connector in runtime.connectors.values())
+    server = MCPServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS.format(services=services),
+                       **server_options)
     toolset = Toolset(server, runtime, stdio_identity=server_options.get("token_verifier") is None)
     register_all(toolset)
     return server, toolset

@@ -10,17 +10,17 @@ from typing import Any, TextIO
 
 import structlog
 
+from providers import BUILTIN
+
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset({
     "access_token", "refresh_token", "client_secret", "token", "authorization", "code", "code_verifier",
     "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie",
 })
-# Token shapes of the providers we know, bearer headers, JWTs, and secrets carried in URLs.
+# Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own keys
+# and secrets carried in URLs.
 SECRET_PATTERNS = [
-    (re.compile(r"\bxox[a-z]?[a-z0-9.]*-[A-Za-z0-9-]{6,}"), REDACTED),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9_]{10,}"), REDACTED),
-    (re.compile(r"\bya29\.[A-Za-z0-9_.-]+"), REDACTED),
-    (re.compile(r"\b1//0[A-Za-z0-9_-]{20,}"), REDACTED),  # Google refresh tokens
+    *((re.compile(pattern), REDACTED) for provider in BUILTIN.values() for pattern in provider.spec.secret_patterns),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
