@@ -88,7 +88,7 @@ async def measure(calls: int, rounds: int) -> None:
             contenders: dict[str, Callable[[], Awaitable[None]]] = {
                 "a direct httpx2": direct, "b bare MCPServer": lambda: via(bare), "c grantkeeper": lambda: via(ours)}
             samples: dict[str, list[float]] = {name: [] for name in contenders}
-            for name, run in contenders.items():  # warm-up
+            for run in contenders.values():  # warm-up
                 for _ in range(100):
                     await run()
             per_round = max(1, calls // rounds)
@@ -108,8 +108,9 @@ async def measure(calls: int, rounds: int) -> None:
               f"{statistics.fmean(values) * 1e3:>10.3f}")
     a, b, c = (samples[name] for name in contenders)
     for label, num, den in (("c/b", c, b), ("c/a", c, a), ("b/a", b, a)):
-        print(f"{label}: p50 {percentile(num, .5) / percentile(den, .5):.3f}   p99 {percentile(num, .99) / percentile(den, .99):.3f}"
-              f"   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
+        p50 = percentile(num, .5) / percentile(den, .5)
+        p99 = percentile(num, .99) / percentile(den, .99)
+        print(f"{label}: p50 {p50:.3f}   p99 {p99:.3f}   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
 
 
 def main() -> None:

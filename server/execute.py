@@ -201,7 +201,7 @@ class Executor:
 
         async def operation(api: ProviderSession) -> ProbeOk:
             response = await api.send(ApiCall(health.method, health.path))
-            account_id, identity = connector.provider.identity_from_probe(json_body(response))
+            account_id, _identity = connector.provider.identity_from_probe(json_body(response))
             return ProbeOk(detail="ok", provider_account_id=account_id)
 
         return await self.run_on_account(account, connector, operation)

@@ -6,8 +6,8 @@ GRANTKEEPER_TOOL_NAMES=dotted, because Claude Desktop and the Anthropic API reje
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 

@@ -12,7 +12,8 @@ from tools import Toolset
 
 ChannelId = Annotated[str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$",
                                  description="Slack channel id, e.g. C0123456789 (not the #name)")]
-Timestamp = Annotated[str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$", description="Slack message timestamp, e.g. 1512085950.000216")]
+Timestamp = Annotated[str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$",
+                                 description="Slack message timestamp, e.g. 1512085950.000216")]
 
 
 class SlackMessage(BaseModel):

@@ -12,8 +12,8 @@ import threading
 
 from .base import ProviderSimulator
 from .github import GitHubSimulator
-from .oauth2 import OAuth2Simulator
 from .google import GoogleSimulator
+from .oauth2 import OAuth2Simulator
 from .server import SimulatorServer
 from .slack import SlackSimulator
 from .zendesk import ZendeskSimulator

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from .faults import Counters
@@ -39,13 +39,13 @@ def pkce_s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-class GrantState(str, Enum):
+class GrantState(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
     INACTIVE = "inactive"
 
 
-class TokenStatus(str, Enum):
+class TokenStatus(StrEnum):
     """Why an access token is (not) accepted; each simulator maps these to its own errors."""
 
     OK = "ok"
@@ -57,7 +57,7 @@ class TokenStatus(str, Enum):
     INACTIVE = "inactive"
 
 
-class GrantFailure(str, Enum):
+class GrantFailure(StrEnum):
     """Why a refresh or code exchange was refused."""
 
     UNKNOWN = "unknown"
@@ -342,9 +342,10 @@ class GrantStore:
         # Like Slack and GitHub, redirect_uri may be left out at exchange but must match if sent.
         if redirect_uri and redirect_uri != record.redirect_uri:
             return GrantResult(failure=GrantFailure.REDIRECT_MISMATCH)
-        if record.code_challenge is not None:
-            if not code_verifier or not secrets.compare_digest(pkce_s256(code_verifier), record.code_challenge):
-                return GrantResult(failure=GrantFailure.PKCE_FAILED)
+        if record.code_challenge is not None and not (
+            code_verifier and secrets.compare_digest(pkce_s256(code_verifier), record.code_challenge)
+        ):
+            return GrantResult(failure=GrantFailure.PKCE_FAILED)
         tokens = self.issue_grant(record.identity, record.scopes)
         record.redeemed_grant_id = tokens.grant_id
         return GrantResult(tokens=tokens)

@@ -76,7 +76,7 @@ class HealthMonitor:
             async with limiter:
                 try:
                     reports.append(await self.check(account, trigger=trigger))
-                except Exception:  # noqa: BLE001 - one account's failure must not hide the others'
+                except Exception:
                     self.log.error("health_check_crashed", account=account.display_name, exc_info=True)
                     reports.append(HealthReport(account.display_name, "upstream_error", "internal_error"))
 
@@ -103,14 +103,14 @@ class HealthMonitor:
         """Startup validation, then a pass over due accounts every poll interval, until cancelled."""
         try:
             await self.validate_at_startup()
-        except Exception:  # noqa: BLE001 - the worker keeps serving; the scheduled passes will retry
+        except Exception:
             self.log.error("startup_validation_failed", exc_info=True)
         poll = min(self.settings.scheduler_poll_seconds, self.settings.health_check_interval_seconds)
         while True:
             await anyio.sleep(poll)
             try:
                 await self.run_due()
-            except Exception:  # noqa: BLE001 - a database outage must not end the worker's health checks
+            except Exception:
                 self.log.error("health_pass_failed", exc_info=True)
 
     # ---- at start ------------------------------------------------------------------------------------

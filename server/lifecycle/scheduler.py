@@ -64,7 +64,7 @@ class RefreshScheduler:
                     if more_due and self._in_flight < self.settings.scheduler_concurrency:
                         continue  # a full batch came back and slots are free: claim the next one now
                     wait = None if more_due else await self._idle_seconds()
-                except Exception:  # noqa: BLE001 - a database outage must not end the worker's scheduler
+                except Exception:
                     self.log.error("scheduler_pass_failed", exc_info=True)
                     wait = self.settings.scheduler_poll_seconds
                 await self._wait_for_slot_or(wait)
@@ -121,7 +121,7 @@ class RefreshScheduler:
             # Already recorded as lifecycle events by the TokenManager; the current token stays in use if it can.
             self.stats.failed += 1
             self.log.info("scheduled_refresh_failed", account=account.display_name, reason=failure.reason)
-        except Exception:  # noqa: BLE001 - one bad row must not stop the others; its lease expires on its own
+        except Exception:
             self.stats.failed += 1
             self.log.error("scheduled_refresh_crashed", account=account.display_name, exc_info=True)
         finally:

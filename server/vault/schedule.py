@@ -29,11 +29,11 @@ class ClaimedRefresh:
     version: int
 
 
-def _lease_free(now: datetime):  # noqa: ANN202 - an SQL expression
+def _lease_free(now: datetime):
     return or_(col(Credential.lease_until).is_(None), Credential.lease_until < now)
 
 
-def _account_is_active():  # noqa: ANN202 - an SQL expression
+def _account_is_active():
     # A correlated EXISTS, not a join: with a join SQLite may drive the query from the status index, i.e. walk
     # every active account; this way the due index drives it and each candidate costs one primary-key probe.
     return (

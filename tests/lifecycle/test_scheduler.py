@@ -186,7 +186,7 @@ async def test_pacer_spaces_token_requests_per_provider_and_leaves_other_provide
 
 
 def test_two_claims_never_return_the_same_row(runtime_sync, settings, slack_sim):
-    ids = seed_many(settings, runtime_sync.vault, "slack", [("a%d" % i, "r%d" % i) for i in range(10)],
+    ids = seed_many(settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(10)],
                     lifetime=3600, lifetime_used=0.9)
     schedule, lease = runtime_sync.vault.schedule, timedelta(seconds=30)
 

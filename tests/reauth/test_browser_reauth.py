@@ -86,17 +86,16 @@ async def test_chromium_reconnects_github_for_an_agent_on_stdio(runtime, setting
     github_sim.revoke()
 
     with (tmp_path / "stderr.log").open("w") as errlog:
-        async with stdio_client(stdio_server(env), errlog=errlog) as streams:
-            async with ClientSession(*streams) as agent:
-                await agent.initialize()
-                first = (await agent.call_tool("github_search_issues", {"query": "bug"})).structured_content
-                assert first["status"] == "reauth_required"
+        async with stdio_client(stdio_server(env), errlog=errlog) as streams, ClientSession(*streams) as agent:
+            await agent.initialize()
+            first = (await agent.call_tool("github_search_issues", {"query": "bug"})).structured_content
+            assert first["status"] == "reauth_required"
 
-                page = await browser.new_page()
-                assert await click_through(page, first["magic_link"]) == "reconnected"
-                assert "@octocat" in await page.inner_text("main")
+            page = await browser.new_page()
+            assert await click_through(page, first["magic_link"]) == "reconnected"
+            assert "@octocat" in await page.inner_text("main")
 
-                again = (await agent.call_tool("github_search_issues", {"query": "bug"})).structured_content
+            again = (await agent.call_tool("github_search_issues", {"query": "bug"})).structured_content
     assert again["status"] == "ok"
 
 

@@ -39,18 +39,17 @@ async def test_a_declared_provider_is_reconnected_by_link_and_the_next_call_work
 
 
 async def test_a_declared_provider_refuses_another_user_on_reconnect(acme):
-    async with opened_runtime() as runtime, web_server(runtime):
-        async with mcp_client(runtime) as client:
-            connect = await call(client, "acme_list_projects", {})
-            async with link_user() as owner:
-                await owner.reconnect(connect["magic_link"])
-            acme.revoke()
-            gone = await call(client, "acme_list_projects", {})
-            assert gone["status"] == "reauth_required"
-            before = vault_rows(runtime)
-            async with link_user() as someone_else:
-                page = await someone_else.reconnect(gone["magic_link"], sub="user-mallory")
-            assert outcome_of(page) == "identity_mismatch"
-            changed = {name: rows for name, rows in vault_rows(runtime).items()
-                       if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
+    async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
+        connect = await call(client, "acme_list_projects", {})
+        async with link_user() as owner:
+            await owner.reconnect(connect["magic_link"])
+        acme.revoke()
+        gone = await call(client, "acme_list_projects", {})
+        assert gone["status"] == "reauth_required"
+        before = vault_rows(runtime)
+        async with link_user() as someone_else:
+            page = await someone_else.reconnect(gone["magic_link"], sub="user-mallory")
+        assert outcome_of(page) == "identity_mismatch"
+        changed = {name: rows for name, rows in vault_rows(runtime).items()
+                   if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
     assert changed == {}

@@ -87,7 +87,7 @@ async def test_connect_link_on_a_new_account_records_the_provider_identity(runti
 
 
 async def test_opening_a_link_shows_who_must_complete_it_and_does_not_spend_it(runtime, settings, slack_sim, web, user):
-    account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
+    _account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
     before = vault_rows(runtime)
 
     first, second = await user.open(link), await user.open(link)  # a chat app's link preview, then the person
@@ -168,7 +168,7 @@ async def test_forged_or_missing_state_is_refused_and_changes_nothing(runtime, s
 
 
 async def test_callback_in_a_browser_that_did_not_open_the_link_is_refused(runtime, settings, slack_sim, web, user):
-    account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
+    _account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
     started = await user.start(link)
     callback = await user.consent(started.headers["location"])
     before = vault_rows(runtime)
@@ -285,15 +285,14 @@ async def test_disabled_account_cannot_be_reconnected_by_link(runtime, settings,
 async def test_two_browsers_pressing_continue_at_once_spend_the_link_once(runtime, settings, slack_sim, web, user):
     _, link = await revoked_slack_link(runtime, settings, slack_sim)
 
-    async with link_user() as other:
-        async with anyio.create_task_group() as group:
-            answers = []
+    async with link_user() as other, anyio.create_task_group() as group:
+        answers = []
 
-            async def start(person) -> None:
-                answers.append((await person.start(link)).status_code)
+        async def start(person) -> None:
+            answers.append((await person.start(link)).status_code)
 
-            group.start_soon(start, user)
-            group.start_soon(start, other)
+        group.start_soon(start, user)
+        group.start_soon(start, other)
 
     assert sorted(answers) == [303, 410]
 

@@ -40,5 +40,5 @@ def test_credentials_inside_a_base_url_are_refused(isolated_environment, monkeyp
 def test_a_malformed_config_file_names_the_file(isolated_environment):
     isolated_environment.mkdir(parents=True, exist_ok=True)
     (isolated_environment / "config.toml").write_text("tool_names = [unclosed")
-    with pytest.raises(ConfigError, match="config.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"config\.toml: not valid TOML"):
         Settings()

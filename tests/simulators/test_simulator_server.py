@@ -41,9 +41,8 @@ def test_swapping_the_app_serves_the_new_simulator_on_the_same_url():
 
 def test_async_context_manager_starts_and_stops_the_server():
     async def scenario() -> int:
-        async with SimulatorServer(SlackSimulator()) as server:
-            async with httpx2.AsyncClient(base_url=server.url) as client:
-                return (await client.get("/_sim/stats")).status_code
+        async with SimulatorServer(SlackSimulator()) as server, httpx2.AsyncClient(base_url=server.url) as client:
+            return (await client.get("/_sim/stats")).status_code
 
     assert asyncio.run(scenario()) == 200
 

@@ -48,7 +48,7 @@ def postgres_unreachable_reason() -> str | None:
         return "psycopg is not installed (pip install -e '.[test]')"
     try:
         psycopg.connect(postgres_url(), connect_timeout=3).close()
-    except Exception as exc:  # noqa: BLE001 - any failure to connect means "not reachable", with its text
+    except Exception as exc:
         return f"no PostgreSQL at {_printable(postgres_url())} ({type(exc).__name__}: {str(exc).strip()[:200]})"
     return None
 

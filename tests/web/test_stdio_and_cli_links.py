@@ -36,17 +36,16 @@ async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtim
     stderr_path = tmp_path / "server-stderr.log"
 
     with stderr_path.open("w") as errlog:
-        async with stdio_client(stdio_server(env), errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
-                await session.initialize()
-                first = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
-                assert first["status"] == "reauth_required"
-                link = first["magic_link"]
-                assert link.startswith("http://127.0.0.1:") and ":8765/" not in link  # the listener's real port
+        async with stdio_client(stdio_server(env), errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            first = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
+            assert first["status"] == "reauth_required"
+            link = first["magic_link"]
+            assert link.startswith("http://127.0.0.1:") and ":8765/" not in link  # the listener's real port
 
-                page = await user.reconnect(link)
-                assert outcome_of(page) == "reconnected"
-                again = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
+            page = await user.reconnect(link)
+            assert outcome_of(page) == "reconnected"
+            again = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
 
     assert again["status"] == "ok"
     assert runtime.vault.get_account(account.id).status == "active"
