@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import providers
 from providers.base import Provider, ProviderSpec
@@ -36,7 +37,7 @@ class Connector:
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
 
-    @property
+    @cached_property
     def missing_base_url(self) -> str | None:
         """What the operator must set before this connector can work at all (a provider on a per-customer host
         has no default), or None."""

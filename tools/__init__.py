@@ -18,7 +18,7 @@ from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
-from server.monitoring.metrics import TOOL_CALLS, TOOL_SECONDS
+from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
 
@@ -65,8 +65,7 @@ class Toolset:
                   operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
         started = time.perf_counter()
         result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
-        TOOL_SECONDS.labels(tool).observe(time.perf_counter() - started)
-        TOOL_CALLS.labels(tool, getattr(result, "status", "ok")).inc()
+        record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             raise url_elicitation(result)
         return to_call_result(result)
