@@ -93,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", metavar="ID_OR_PREFIX")
     revoke.set_defaults(handler=cmd_keys_revoke)
 
+    vault = commands.add_parser("vault", help="the vault key").add_subparsers(metavar="ACTION")
+    vault.add_parser("new-key", help="print a new vault key to put first in GRANTKEEPER_VAULT_KEY").set_defaults(
+        handler=cmd_vault_new_key)
+    vault.add_parser("rekey", help="re-seal every secret under the first configured key").set_defaults(
+        handler=cmd_vault_rekey)
+
     accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
     add = accounts.add_parser("add", help="import tokens you already hold (JSON on stdin)")
     add.add_argument("connector")
@@ -306,6 +312,30 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: "
                        + ", ".join(k.id for k in matched))
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
+    return EXIT_OK
+
+
+# ---- vault key ---------------------------------------------------------------------------------------
+def cmd_vault_new_key(settings: Settings, args: argparse.Namespace) -> int:
+    from server.vault.crypto import new_key_spec
+
+    print(new_key_spec())
+    print("Put it first in GRANTKEEPER_VAULT_KEY (new,old), restart the workers, then run `grantkeeper vault rekey`; "
+          "drop the old key once rekey reports nothing left.", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    counts = vault.reseal_with_primary_key()
+    print(f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
+          f"{counts['magic_link_flows']} link flow(s)")
+    if counts["unreadable"]:
+        print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are",
+              file=sys.stderr)
+        return EXIT_UNHEALTHY
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, case, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from server.vault.crypto import Keyring, Sealed, associated_data, hash_token
+from server.vault.crypto import Keyring, Sealed, VaultIntegrityError, VaultKeyError, associated_data, hash_token
 from server.vault.models import (
     AccountStatus,
     ApiKey,
@@ -381,6 +381,49 @@ class Vault:
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()
+
+    # ---- key rotation --------------------------------------------------------------------------------
+    def reseal_with_primary_key(self) -> dict[str, int]:
+        """Re-seal every secret held under an older key with the primary (first) key, after a new key was put first
+        in GRANTKEEPER_VAULT_KEY. Each row is a compare-and-set on what was read, so a refresh racing it wins.
+        Returns counts: resealed credentials and link flows, and rows that would not open (left as they are)."""
+        primary = self.keyring.primary_id
+        counts = {"credentials": 0, "magic_link_flows": 0, "unreadable": 0}
+        with Session(self.engine) as session:
+            credentials = session.execute(
+                select(Credential.account_id, Credential.version, Credential.key_id, Credential.ciphertext)
+                .where(Credential.key_id != primary)).all()
+            flows = session.execute(
+                select(MagicLink.id, MagicLink.flow_key_id, MagicLink.flow_ciphertext)
+                .where(col(MagicLink.flow_key_id).is_not(None), MagicLink.flow_key_id != primary)).all()
+        for account_id, version, key_id, blob in credentials:
+            aad = associated_data("credential", account_id, CREDENTIAL_FIELD)
+            resealed = self._reseal(Sealed(key_id, blob), aad, counts)
+            if resealed is not None:
+                counts["credentials"] += self._update_where(
+                    update(Credential).where(Credential.account_id == account_id, Credential.version == version,
+                                             Credential.key_id == key_id)
+                    .values(key_id=resealed.key_id, ciphertext=resealed.blob))
+        for link_id, key_id, blob in flows:
+            resealed = self._reseal(Sealed(key_id, blob), associated_data("magic_link", link_id, "flow"), counts)
+            if resealed is not None:
+                counts["magic_link_flows"] += self._update_where(
+                    update(MagicLink).where(MagicLink.id == link_id, MagicLink.flow_key_id == key_id)
+                    .values(flow_key_id=resealed.key_id, flow_ciphertext=resealed.blob))
+        return counts
+
+    def _reseal(self, sealed: Sealed, aad: bytes, counts: dict[str, int]) -> Sealed | None:
+        try:
+            return self.keyring.seal(self.keyring.open(sealed, aad), aad)
+        except (VaultIntegrityError, VaultKeyError):
+            counts["unreadable"] += 1
+            return None
+
+    def _update_where(self, statement: Any) -> int:
+        with Session(self.engine) as session:
+            result = session.execute(statement)
+            session.commit()
+            return result.rowcount
 
     # ---- magic links ---------------------------------------------------------------------------------
     def create_magic_link(
