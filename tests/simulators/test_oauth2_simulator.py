@@ -3,18 +3,15 @@ RFC 6750 API errors, rotation and reuse detection, consent, and its control API.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from sim_helpers import bearer, pkce_pair
+from sim_helpers import bearer, pkce_pair, simulators_from_the_command_line
 
 from providers.simulators import OAuth2Simulator, SimulatorServer
 
@@ -247,22 +244,9 @@ def test_every_request_is_recorded_with_its_raw_path(serve):
 
 
 def test_module_entry_point_serves_the_oauth2_simulator():
-    command = [sys.executable, "-m", "providers.simulators", "oauth2", "--log-level", "warning"]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=environment) as process:
-        try:
-            assert process.stdout is not None
-            lines = []
-            for line in process.stdout:
-                lines.append(line)
-                if line.startswith("Press Ctrl+C"):
-                    break
-            output = "".join(lines)
-            assert "client_id=sim-oauth2-client client_secret=sim-oauth2-secret" in output
-            [url] = re.findall(r"simulator: (http://\S+)", output)
-            assert httpx2.get(f"{url}/.well-known/oauth-authorization-server").json()["issuer"] == url
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with simulators_from_the_command_line("oauth2") as (process, output):
+        assert "client_id=sim-oauth2-client client_secret=sim-oauth2-secret" in output
+        [url] = re.findall(r"simulator: (http://\S+)", output)
+        assert httpx2.get(f"{url}/.well-known/oauth-authorization-server").json()["issuer"] == url
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

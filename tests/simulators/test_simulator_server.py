@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx2
 import pytest
+from sim_helpers import simulators_from_the_command_line
 
 from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
 
@@ -48,26 +46,13 @@ def test_async_context_manager_starts_and_stops_the_server():
 
 
 def test_module_entry_point_prints_urls_and_credentials_and_stops_on_sigterm():
-    command = [sys.executable, "-m", "providers.simulators", "all", "--log-level", "warning"]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=environment) as process:
-        try:
-            assert process.stdout is not None
-            lines = []
-            for line in process.stdout:
-                lines.append(line)
-                if line.startswith("Press Ctrl+C"):
-                    break
-            output = "".join(lines)
-            assert "client_id=sim-slack-client client_secret=sim-slack-secret" in output
-            assert "client_id=sim-github-client client_secret=sim-github-secret" in output
-            assert "client_id=sim-google-client client_secret=sim-google-secret" in output
-            assert "client_id=sim-zendesk-client client_secret=sim-zendesk-secret" in output
-            urls = re.findall(r"simulator: (http://\S+)", output)
-            assert len(urls) == 4
-            assert all(httpx2.get(f"{url}/_sim/stats").status_code == 200 for url in urls)
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with simulators_from_the_command_line("all") as (process, output):
+        assert "client_id=sim-slack-client client_secret=sim-slack-secret" in output
+        assert "client_id=sim-github-client client_secret=sim-github-secret" in output
+        assert "client_id=sim-google-client client_secret=sim-google-secret" in output
+        assert "client_id=sim-zendesk-client client_secret=sim-zendesk-secret" in output
+        urls = re.findall(r"simulator: (http://\S+)", output)
+        assert len(urls) == 4
+        assert all(httpx2.get(f"{url}/_sim/stats").status_code == 200 for url in urls)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
