@@ -214,7 +214,40 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     vault.set_status(account.id, AccountStatus.ACTIVE, None)
     vault.record_event("account_imported", account_id=account.id, connector=args.connector)
     print(f"stored {account.display_name} (account id {account.id})")
+    known = grant.provider_account_id or (account.provider_account_id if args.replace else None)
+    if not known:
+        _learn_provider_identity(settings, vault.get_account(account.id), expired=bool(expires_in and expires_in <= 0))
     return EXIT_OK
+
+
+def _learn_provider_identity(settings: Settings, account: Any, *, expired: bool) -> None:
+    """A reconnect link must not attach someone else's account, so the account should know whose it is. Ask the
+    provider (its health probe) with the imported token; an expired token is not refreshed just for this."""
+    from server.execute import ProbeOk
+    from server.runtime import Runtime
+
+    unknown = ("provider account unknown: a reconnect link for it will record whoever completes it; pass "
+               "provider_account_id in the JSON to pin it")
+    if expired:
+        print(f"{unknown} (the imported token is expired, so it was not asked)", file=sys.stderr)
+        return
+    runtime = Runtime.open(settings)
+
+    async def probe() -> Any:
+        try:
+            return await runtime.executor.probe(account)
+        finally:
+            await runtime.aclose()
+
+    result = anyio.run(probe)
+    if isinstance(result, ProbeOk) and result.provider_account_id:
+        runtime.vault.update_identity(account.id, result.provider_account_id, account.provider_identity,
+                                      account.scopes.split())
+        print(f"provider account {result.provider_account_id}")
+    elif isinstance(result, ProbeOk):
+        print(f"{unknown} (the provider's check does not name one)", file=sys.stderr)
+    else:
+        print(f"{unknown}; the provider answered {result.status} ({getattr(result, 'reason', '')})", file=sys.stderr)
 
 
 def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:

@@ -92,3 +92,25 @@ def test_bad_configuration_is_a_clear_error_without_echoing_values(env):
     assert "plain http on a non-loopback host" in result.stderr
     bad_key = grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": "k1:dGVzdA"}, "accounts", "list")
     assert bad_key.returncode == 2 and "32 bytes" in bad_key.stderr and "dGVzdA" not in bad_key.stderr
+
+
+def test_accounts_add_pins_the_provider_account_so_a_forwarded_link_cannot_attach_another(env, github_sim):
+    tokens = github_sim.issue_grant()
+    added = grantkeeper(env, "accounts", "add", "github", stdin=json.dumps(
+        {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_in": 28800}))
+    listed = json.loads(grantkeeper(env, "accounts", "list", "--json").stdout)
+
+    assert added.returncode == 0, added.stderr
+    assert "provider account 1" in added.stdout
+    assert listed[0]["provider_account_id"] == "1"
+    assert github_sim.counters.token_requests == 0
+
+
+def test_accounts_add_says_when_the_provider_account_stays_unknown(env, slack_sim):
+    tokens = slack_sim.issue_grant()
+    expired = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
+    added = grantkeeper(env, "accounts", "add", "slack", stdin=json.dumps(
+        {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_at": expired}))
+    assert added.returncode == 0
+    assert "provider account unknown" in added.stderr and "provider_account_id" in added.stderr
+    assert slack_sim.counters.token_requests == 0
