@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Unless public_url is set, links point at this address.
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8765, ge=0, le=65535)
+    # Streamable HTTP without server-side sessions: any worker behind a load balancer can answer any request,
+    # so no session affinity is needed (at the price of server-to-client requests such as URL elicitation).
+    http_stateless: bool = False
     alert_webhook_url: str | None = None
 
     # Fleet mode: background work every `serve` runs beside its transport (server/background.py, docs/deployment.md).

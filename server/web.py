@@ -245,7 +245,8 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     security = transport_security(runtime.settings, host)
     lifespan = None
     if "http" in transports:
-        mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host)
+        mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host,
+                                             stateless_http=runtime.settings.http_stateless)
         routes += mcp_app.routes
 
         @contextlib.asynccontextmanager
