@@ -36,7 +36,7 @@ class Runtime:
         """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
         vault, key_created = open_vault(settings)
         connectors = load_connectors(settings)
-        events = EventRecorder(vault, AlertPolicy(settings.alert_webhook_url))
+        events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url))
         tokens = TokenManager(settings, vault, connectors, events)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
                                   limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),

@@ -18,12 +18,12 @@ LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERR
 class EventRecorder:
     def __init__(self, vault: Vault, alerts: AlertPolicy | None = None):
         self.vault = vault
-        self.alerts = alerts or AlertPolicy()
+        self.alerts = alerts or AlertPolicy(vault)
         self.log = get_logger("grantkeeper.events")
 
     async def record(self, kind: str, account: ConnectedAccount | None, severity: str = "info", **detail: Any) -> None:
         await anyio.to_thread.run_sync(self.record_sync, kind, account, severity, detail)
-        self.alerts.observe(kind, account.display_name if account else None, detail)
+        await self.alerts.observe(kind, account.display_name if account else None, detail)
 
     def record_sync(self, kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> None:
         context = {"account": account.display_name, "connector": account.connector} if account else {}

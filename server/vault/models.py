@@ -148,3 +148,15 @@ class LifecycleEvent(SQLModel, table=True):
     kind: str = Field(max_length=64, index=True)
     severity: str = Field(default="info", max_length=16)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class AlertIncident(SQLModel, table=True):
+    """An incident that has been alerted and not yet resolved. The primary key makes opening it a race that exactly
+    one worker wins, so the fleet sends one alert (and one resolution) per incident."""
+
+    __tablename__ = "alert_incident"
+
+    account: str = Field(primary_key=True, max_length=400)
+    incident: str = Field(primary_key=True, max_length=64)
+    severity: str = Field(max_length=16)
+    opened_at: datetime = _ts(nullable=False, default=utcnow)

@@ -12,13 +12,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, case, or_, update
+from sqlalchemy import Engine, case, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from server.vault.crypto import Keyring, Sealed, VaultIntegrityError, VaultKeyError, associated_data, hash_token
 from server.vault.models import (
     AccountStatus,
+    AlertIncident,
     ApiKey,
     ConnectedAccount,
     Credential,
@@ -381,6 +382,30 @@ class Vault:
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()
+
+    # ---- alert incidents ------------------------------------------------------------------------------
+    def open_incident(self, account: str, incident: str, severity: str) -> bool:
+        """True for the one caller (in the whole fleet) that opens it; False when it is already open."""
+        with Session(self.engine) as session:
+            session.add(AlertIncident(account=account, incident=incident, severity=severity))
+            try:
+                session.commit()
+            except IntegrityError:
+                return False
+        return True
+
+    def close_incidents(self, account: str) -> list[str]:
+        """Close the account's open incidents; returns the ones this caller closed (so it alone says resolved)."""
+        closed = []
+        with Session(self.engine) as session:
+            names = session.exec(select(AlertIncident.incident).where(AlertIncident.account == account)).all()
+            for name in names:
+                result = session.execute(delete(AlertIncident).where(AlertIncident.account == account,
+                                                                     AlertIncident.incident == name))
+                session.commit()
+                if result.rowcount == 1:
+                    closed.append(name)
+        return closed
 
     # ---- key rotation --------------------------------------------------------------------------------
     def reseal_with_primary_key(self) -> dict[str, int]:

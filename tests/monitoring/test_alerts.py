@@ -99,3 +99,24 @@ async def test_the_web_app_serves_metrics_and_health(runtime, settings, slack_si
         health = await client.get(f"{url}/healthz")
     assert metrics.status_code == 200 and "grantkeeper_tool_calls" in metrics.text
     assert health.json() == {"status": "ok"}
+
+
+async def test_two_workers_seeing_the_same_incident_send_one_alert_and_one_resolution(env, slack_sim, receiver,
+                                                                                       monkeypatch):
+    hook, url = receiver
+    monkeypatch.setenv("GRANTKEEPER_ALERT_WEBHOOK_URL", url)
+    workers = [Runtime.open(Settings()), Runtime.open(Settings())]
+    try:
+        account = seed_account(workers[0].settings, workers[0].vault, "slack", slack_sim.issue_grant())
+        for worker in workers:  # each worker found the grant dead (a tool call in one, a health check in the other)
+            await worker.events.record("reauth_required", account, severity="critical", reason="token_revoked")
+        for worker in workers:  # and each saw it come back
+            await worker.events.record("reauthorized", account)
+        for worker in workers:
+            await worker.events.alerts.drain()
+    finally:
+        for worker in workers:
+            await worker.aclose()
+
+    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("reauth_required", "critical"),
+                                                                   ("reauth_required", "resolved")]
