@@ -3,7 +3,8 @@
     await serve_with_background(runtime, server.run_stdio_async)
 
 - the refresh scheduler (server/lifecycle/scheduler.py) keeps grants fresh before they are used;
-- the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule.
+- the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
+- the webhook deliverer (server/monitoring/webhooks.py) sends the outbox of signed webhooks.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
 Both share their work with the other workers through the database, so N workers do the work of one, N times
@@ -19,6 +20,7 @@ import anyio
 from server.lifecycle.health import HealthMonitor, Unhealthy
 from server.lifecycle.scheduler import RefreshScheduler
 from server.monitoring.logging import get_logger
+from server.monitoring.webhooks import WebhookDeliverer
 from server.runtime import Runtime
 
 
@@ -30,16 +32,25 @@ def refresh_scheduler(runtime: Runtime) -> RefreshScheduler:
     return RefreshScheduler(runtime.settings, runtime.vault, runtime.tokens)
 
 
+def webhook_deliverer(runtime: Runtime) -> WebhookDeliverer:
+    deliverer = WebhookDeliverer(runtime.settings, runtime.vault)
+    runtime.events.webhook_listeners.append(deliverer.nudge)
+    return deliverer
+
+
 async def run_background(runtime: Runtime) -> None:
-    """Run the scheduler and the health monitor (as the settings enable them) until cancelled."""
+    """Run the scheduler, the health monitor and the webhook deliverer (as the settings enable them) until cancelled."""
     settings = runtime.settings
     log = get_logger("grantkeeper.background")
-    log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled)
+    log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled,
+             webhooks=settings.webhooks_enabled)
     async with anyio.create_task_group() as group:
         if settings.scheduler_enabled:
             group.start_soon(refresh_scheduler(runtime).run)
         if settings.health_checks_enabled:
             group.start_soon(health_monitor(runtime).run)
+        if settings.webhooks_enabled:
+            group.start_soon(webhook_deliverer(runtime).run)
 
 
 async def serve_with_background(runtime: Runtime, transport: Callable[[], Awaitable[None]]) -> None:

@@ -118,7 +118,15 @@ class Settings(BaseSettings):
     # Streamable HTTP without server-side sessions: any worker behind a load balancer can answer any request,
     # so no session affinity is needed (at the price of server-to-client requests such as URL elicitation).
     http_stateless: bool = False
-    alert_webhook_url: str | None = None
+    alert_webhook_url: str | None = None  # Slack-style incoming webhook for alerts (unsigned JSON)
+
+    # Signed webhooks (Standard Webhooks) from the durable outbox; endpoints via `grantkeeper webhooks add`.
+    webhooks_enabled: bool = True  # deliver the outbox from this worker
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)  # total deadline of one delivery
+    webhook_max_attempts: int = Field(default=15, ge=1, le=1000)  # then the message is dead-lettered
+    webhook_backoff_initial_seconds: float = Field(default=5, ge=0)  # doubles after each failed attempt ...
+    webhook_backoff_max_seconds: float = Field(default=3600, ge=0)  # ... up to this, with jitter
+    webhook_poll_seconds: float = Field(default=5, gt=0)  # longest sleep between two outbox scans
 
     # Fleet mode: background work every `serve` runs beside its transport (server/background.py, docs/deployment.md).
     scheduler_enabled: bool = True  # proactive refresh of due grants in this worker

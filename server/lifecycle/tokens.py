@@ -225,7 +225,8 @@ class TokenManager:
             await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
             raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
         self._remember(committed)
-        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version)
+        recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
+        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version, **recovered)
         return committed
 
     async def _refresh_refused(
