@@ -41,15 +41,17 @@ from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
 from server.settings import Settings, is_loopback
+from server.web_security import (
+    FORM_TOKEN_FIELD,
+    FORM_TOKEN_PURPOSE,
+    PAGE_HEADERS,
+    FormGuard,
+    allowed_origins,
+    cross_site_reason,
+    read_small_form,
+)
 
 TRANSPORTS = ("http", "sse")
-# Link pages carry a secret in their URL: never cached, never sent on as a Referer, never framed.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-}
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,
@@ -121,6 +123,16 @@ REFUSALS: dict[Refusal, Wording] = {
                                        "Go back, sign in to {provider} as {expected} and approve again. A link "
                                        "cannot swap in a different {provider} account; for that, ask your "
                                        "grantkeeper administrator."),
+    Refusal.CROSS_SITE: Wording(403, "This request came from another site",
+                                "The Continue button was pressed on a page that is not this grantkeeper server's. "
+                                "Another site cannot connect or reconnect accounts through your browser.",
+                                "If you meant to connect an account, open the link you were given yourself and "
+                                "press Continue there."),
+    Refusal.FORM_TOKEN_INVALID: Wording(403, "This form cannot be used",
+                                        "The form did not carry the token this server gave the page in your "
+                                        "browser: the page was opened in another browser, its cookies were "
+                                        "cleared, or the form was not this server's.",
+                                        "Open the link again in this browser and press Continue."),
 }
 
 
@@ -155,6 +167,7 @@ class LinkPages:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.flow = ReauthFlow(runtime)
+        self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=self._secure)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -178,13 +191,34 @@ class LinkPages:
                f"{f' ({link.reason})' if link.reason else ''}, so the agent cannot use it until it is reconnected.")
         expected = (connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
                     if account.provider_account_id else None)
-        return render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
+        issued = self.forms.issue(request, _form_scope(link))
+        page = render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
                       why=why, account_name=account.display_name, owner=owner_of(account), expected=expected,
-                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC")
+                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC", form_token_field=FORM_TOKEN_FIELD,
+                      form_token=issued.form_token)
+        self.forms.set_cookie(page, issued)
+        return page
 
     async def begin(self, request: Request) -> Response:
+        """Continue: only from our own page in the browser it was given to (cross-site check, then form token),
+        and only then is the link spent. Every refusal before `flow.begin` writes nothing."""
+        reason = cross_site_reason(request, allowed_origins(self.runtime.settings.public_url, request))
+        if reason is not None:
+            log.warning("cross_site_request_refused", reason=reason, origin=request.headers.get("origin", "")[:200],
+                        sec_fetch_site=request.headers.get("sec-fetch-site", "")[:32])
+            return refusal_page(ReauthRefused(Refusal.CROSS_SITE))
+        token = request.path_params["token"]
         try:
-            started = await self.flow.begin(request.path_params["token"])
+            view = await self.flow.open(token)
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        form = await read_small_form(request)
+        if not self.forms.verify(request, _form_scope(view.link), (form or {}).get(FORM_TOKEN_FIELD)):
+            log.warning("form_token_refused", account=view.account.display_name,
+                        reason="unreadable_form" if form is None else "token_mismatch")
+            return refusal_page(ReauthRefused(Refusal.FORM_TOKEN_INVALID, account=view.account))
+        try:
+            started = await self.flow.begin(token)
         except ReauthRefused as refused:
             return refusal_page(refused)
         response = RedirectResponse(started.authorize_url, 303, headers=PAGE_HEADERS)
@@ -225,6 +259,10 @@ class LinkPages:
 
     def _secure(self) -> bool:
         return self.runtime.settings.public_url.startswith("https://")
+
+
+def _form_scope(link: Any) -> str:
+    return f"connect:{link.id}"
 
 
 def _ping(runtime: Runtime) -> None:

@@ -15,7 +15,7 @@ from providers import BUILTIN
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset({
     "access_token", "refresh_token", "client_secret", "token", "authorization", "code", "code_verifier",
-    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie",
+    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie", "csrf_token",
 })
 # Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own keys
 # and secrets carried in URLs.
@@ -23,10 +23,11 @@ SECRET_PATTERNS = [
     *((re.compile(pattern), REDACTED) for provider in BUILTIN.values() for pattern in provider.spec.secret_patterns),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
+    (re.compile(r"(gk_form=)[^;\s\"'&]+"), r"\1" + REDACTED),  # the form-token nonce cookie
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
     (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
-    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier)=)[^&\s\"']+"),
+    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"),
      r"\1" + REDACTED),
 ]
 
