@@ -41,6 +41,7 @@ from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
 from server.settings import Settings, is_loopback
+from server.stdio import run_stdio
 from server.web_security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
@@ -414,7 +415,7 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
                 adopt_public_url(settings, listener.url)
                 log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
             server, _ = build_server(runtime)
-            await server.run_stdio_async()
+            await run_stdio(server)
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
     app = build_web_app(runtime, transports=transports, host=host)
