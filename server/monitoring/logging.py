@@ -32,6 +32,12 @@ SECRET_PATTERNS = [
 ]
 
 
+# Held at WARNING whatever GRANTKEEPER_LOG_LEVEL says: the HTTP client's request lines (noise, and they carry URLs),
+# alembic's chatter, and the libraries whose debug output is whole protocol messages, tool results included (the
+# user's content: messages, issues, mail). Debug level is for grantkeeper's own logs, which never hold a result body.
+QUIET_LIBRARIES = ("httpx2", "httpcore", "httpcore2", "alembic", "mcp", "sse_starlette")
+
+
 def redact_text(text: str) -> str:
     for pattern, replacement in SECRET_PATTERNS:
         text = pattern.sub(replacement, text)
@@ -89,11 +95,8 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     handler._grantkeeper = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Request lines of the HTTP client are noise at info level (and carry URLs).
-    logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("httpcore2").setLevel(max(logging.WARNING, root.level))  # httpx2's transport
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))  # plugin and migration chatter
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
