@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)  # larger request heads: 400, closed
     http_max_concurrency: int | None = Field(default=None, ge=1)  # connections + requests beyond this get 503
     metrics_token: str | None = Field(default=None, repr=False)  # set: /metrics needs `Authorization: Bearer <it>`
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # set: /metrics only on 127.0.0.1:<port>
 
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     # Providers declared without code (docs/custom-providers.md): `[custom_providers.<name>]` here, and/or a TOML

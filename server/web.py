@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
 from server.auth import ApiKeyVerifier, auth_settings
+from server.listener_limits import ListenerLimits
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
@@ -48,6 +49,7 @@ from server.web_security import (
     PAGE_HEADERS,
     FormGuard,
     allowed_origins,
+    bearer_matches,
     cross_site_reason,
     read_small_form,
 )
@@ -271,9 +273,11 @@ def _ping(runtime: Runtime) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
-    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
-    routes = [*LinkPages(runtime).routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
+def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
+                  metrics: bool = True) -> Starlette:
+    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/), and
+    `/metrics` unless it has a listener of its own (`metrics_app`)."""
+    routes = [*LinkPages(runtime).routes(), *([metrics_route(runtime.settings)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
@@ -285,7 +289,8 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     lifespan = None
     if "http" in transports:
         mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host,
-                                             stateless_http=runtime.settings.http_stateless)
+                                             stateless_http=runtime.settings.http_stateless,
+                                             session_idle_timeout=runtime.settings.mcp_session_idle_seconds)
         routes += mcp_app.routes
 
         @contextlib.asynccontextmanager
@@ -302,9 +307,23 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-async def prometheus_metrics(request: Request) -> Response:
-    """Counters and latencies for Prometheus: tool calls by status, lifecycle events by kind. No account names."""
-    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
+def metrics_route(settings: Settings) -> Route:
+    """`/metrics` for Prometheus: tool calls by status, lifecycle events by kind; no account names. With
+    GRANTKEEPER_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
+
+    async def prometheus_metrics(request: Request) -> Response:
+        if settings.metrics_token and not bearer_matches(request.headers.get("authorization", ""),
+                                                         settings.metrics_token):
+            return JSONResponse({"error": "unauthorized"}, 401,
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"})
+        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+    return Route("/metrics", prometheus_metrics, methods=["GET"])
+
+
+def metrics_app(settings: Settings) -> Starlette:
+    """`/metrics` alone, for its own loopback listener (GRANTKEEPER_METRICS_PORT)."""
+    return Starlette(routes=[metrics_route(settings)])
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:
@@ -354,13 +373,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
+async def listening(app: Any, host: str, port: int, limits: ListenerLimits | None = None) -> AsyncIterator[Listener]:
     """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
-    carry magic-link tokens and OAuth codes."""
+    carry magic-link tokens and OAuth codes. `limits`: against slow and greedy clients (server/listener_limits.py)."""
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False,
+                            **(limits or ListenerLimits()).uvicorn_options())
     ready, stopped = anyio.Event(), anyio.Event()
     server = _EmbeddedServer(config, ready)
 
@@ -403,10 +423,24 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
     settings = runtime.settings
     host = host or settings.listen_host
     port = settings.listen_port if port is None else port
+    limits = ListenerLimits.from_settings(settings)
+    metrics_apart = settings.metrics_port is not None
+    async with contextlib.AsyncExitStack() as metrics_stack:
+        if metrics_apart:
+            metrics = await metrics_stack.enter_async_context(
+                listening(metrics_app(settings), "127.0.0.1", settings.metrics_port, limits))
+            log.info("metrics_listener_started", url=f"{metrics.url}/metrics")
+        await _serve_transport(runtime, transport, host, port, limits, metrics=not metrics_apart)
+
+
+async def _serve_transport(runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *,
+                           metrics: bool) -> None:
+    settings = runtime.settings
     if transport == "stdio":
         async with contextlib.AsyncExitStack() as stack:
             try:
-                listener = await stack.enter_async_context(listening(build_web_app(runtime), host, port))
+                listener = await stack.enter_async_context(
+                    listening(build_web_app(runtime, metrics=metrics), host, port, limits))
             except OSError as exc:
                 # Another grantkeeper on the same vault may own the port; its pages complete our links just as well.
                 log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
@@ -418,8 +452,8 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
             await run_stdio(server)
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
-    app = build_web_app(runtime, transports=transports, host=host)
-    async with listening(app, host, port) as listener:
+    app = build_web_app(runtime, transports=transports, host=host, metrics=metrics)
+    async with listening(app, host, port, limits) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,

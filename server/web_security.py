@@ -134,6 +134,15 @@ class FormGuard:
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def bearer_matches(authorization: str, expected: str) -> bool:
+    """Whether an `Authorization` header is `Bearer <expected>`, compared in constant time (both sides hashed
+    first, so not even the length of the expected token shows in the timing)."""
+    scheme, _, presented = authorization.partition(" ")
+    same = hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
+    return same and scheme.lower() == "bearer"
+
+
 def _well_formed(nonce: str) -> bool:
     return 40 <= len(nonce) <= 64 and nonce.replace("-", "").replace("_", "").isalnum() and nonce.isascii()
 
