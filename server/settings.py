@@ -136,7 +136,8 @@ class Settings(BaseSettings):
     magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
     housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
     mcp_session_idle_seconds: float = Field(default=1800, gt=0)  # a streamable HTTP session idle this long is closed
-    http_header_timeout_seconds: float = Field(default=10, gt=0)  # a request's headers must be in within this
+    http_header_timeout_seconds: float = Field(default=10, gt=0)  # a request's head must be in within this
+    http_body_timeout_seconds: float = Field(default=30, gt=0)  # and its body within this of the head
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)  # idle keep-alive connections closed after this
     http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)  # larger request heads: 400, closed
     http_max_concurrency: int | None = Field(default=None, ge=1)  # connections + requests beyond this get 503

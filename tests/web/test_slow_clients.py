@@ -9,6 +9,7 @@ import anyio
 import httpx2
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -17,7 +18,7 @@ from server.listener_limits import ListenerLimits
 from server.web import build_web_app, listening
 
 pytestmark = pytest.mark.anyio
-LIMITS = ListenerLimits(header_timeout_seconds=0.5, keep_alive_seconds=1, max_header_bytes=4096)
+LIMITS = ListenerLimits(header_timeout_seconds=0.5, body_timeout_seconds=0.5, keep_alive_seconds=1, max_header_bytes=4096)
 
 
 def app_with(release: anyio.Event | None = None) -> Starlette:
@@ -78,6 +79,41 @@ async def test_a_client_trickling_its_head_is_disconnected_although_bytes_keep_c
             assert await closed_by_server(stream) == b""
             group.cancel_scope.cancel()
         assert sent > 0
+
+
+async def test_a_client_trickling_its_body_is_disconnected_and_the_app_sees_it_leave():
+    outcome: list[str] = []
+    seen = anyio.Event()
+
+    async def upload(request):
+        try:
+            await request.body()
+            outcome.append("read")
+        except ClientDisconnect:
+            outcome.append("disconnected")
+        seen.set()
+        return PlainTextResponse("answered")
+
+    app = Starlette(routes=[Route("/", upload, methods=["POST"])])
+    async with listening(app, "127.0.0.1", 0, LIMITS) as listener:
+        stream = await connect(listener.url)
+        await stream.send(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
+
+        async def trickle() -> None:
+            try:
+                while True:
+                    await stream.send(b"x")
+                    await anyio.sleep(0.05)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, ConnectionResetError, OSError):
+                return
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(trickle)
+            assert b"answered" not in await closed_by_server(stream)
+            group.cancel_scope.cancel()
+        with anyio.fail_after(15):
+            await seen.wait()
+    assert outcome == ["disconnected"]
 
 
 async def test_an_oversized_request_head_is_refused_before_its_deadline():
