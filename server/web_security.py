@@ -26,6 +26,8 @@ from urllib.parse import parse_qsl, urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server.settings import is_loopback
+
 # Link pages carry a secret in their URL: never cached, never sent on as a Referer, never framed (CSP for today's
 # browsers, X-Frame-Options for the ones that predate frame-ancestors).
 PAGE_HEADERS = {
@@ -58,9 +60,15 @@ def origin_of(url: str) -> str | None:
 
 
 def allowed_origins(public_url: str, request: Request) -> set[str]:
-    """Our public origin, and the origin the browser addressed (its Host header): a browser always sends the
-    target's own host, so a forged request cannot make these match its foreign `Origin`."""
-    found = {origin_of(public_url), origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}/")}
+    """Our public origin, and the origin the browser addressed (its Host header) when that is loopback or the
+    public host (a person may open `localhost` where links say `127.0.0.1`). Any other Host is not trusted: under
+    DNS rebinding an attacker's name points at us, and its page would be "same-origin" with itself."""
+    found = {origin_of(public_url)}
+    addressed = origin_of(f"{request.url.scheme}://{request.headers.get('host', '')}/")
+    if addressed is not None:
+        host = urlsplit(addressed).hostname or ""
+        if is_loopback(host) or host == urlsplit(public_url).hostname:
+            found.add(addressed)
     return {origin for origin in found if origin}
 
 

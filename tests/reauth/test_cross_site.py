@@ -60,6 +60,21 @@ async def test_a_foreign_origin_is_refused_even_with_a_valid_token_and_the_vault
     assert (await user.start(link)).status_code == 303
 
 
+async def test_a_rebound_host_name_does_not_make_its_own_origin_ours(runtime, slack_sim, web, user):
+    """DNS rebinding: the attacker's name resolves to this server, so its page's requests carry its own Host and
+    Origin. Only loopback names and the public host count as ours."""
+    link = await attackers_connect_link(runtime)
+    port = urlsplit(web).port
+    token = await page_token(user, link)
+    rebound = {"Host": f"rebind.attacker.example:{port}", "Origin": f"http://rebind.attacker.example:{port}",
+               "Sec-Fetch-Site": "same-origin"}
+    await assert_refused(runtime, user, link, "cross_site", data={"csrf_token": token}, headers=rebound)
+    # Opening the page as http://localhost:<port> (another loopback name for the same server) still works.
+    via_localhost = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-origin"}
+    started = await user.client.post(link, data={"csrf_token": token}, headers=via_localhost)
+    assert started.status_code == 303
+
+
 async def test_a_post_without_the_pages_token_is_refused_and_the_vault_is_unchanged(runtime, slack_sim, web, user):
     link = await attackers_connect_link(runtime)
     token = await page_token(user, link)
