@@ -151,3 +151,19 @@ async def test_chromium_refuses_a_form_posted_by_another_origins_page(runtime, s
     await page.goto(issued.url)
     async with page.expect_navigation(url="**/authorize?**"):
         await page.click("#continue")
+
+
+async def test_chromium_will_not_show_a_link_page_inside_another_sites_frame(runtime, slack_sim, web, browser):
+    _, issued = await runtime.executor.connect_link(Caller("acme", "mallory"), "slack")
+    framing = HTMLResponse(f'<p id="bait">Win a prize</p><iframe id="victim" src="{issued.url}"></iframe>')
+    attacker_site = Starlette(routes=[Route("/", lambda request: framing)])
+    async with listening(attacker_site, "127.0.0.1", 0) as attacker:
+        page = await browser.new_page()
+        await page.goto(f"http://localhost:{urlsplit(attacker.url).port}/", wait_until="load")
+        [framed] = [frame for frame in page.frames if frame is not page.main_frame]
+        assert await page.inner_text("#bait") == "Win a prize"
+        assert await framed.query_selector("#outcome") is None  # Chromium refused to render it
+        assert not framed.url.startswith(issued.url.split("/connect/")[0])
+    # Shown on its own, the same page renders.
+    await page.goto(issued.url)
+    assert await page.get_attribute("#outcome", "data-outcome") == "link_ready"
