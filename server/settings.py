@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = Field(default=30, gt=0)  # and its body within this of the head
     http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)  # idle keep-alive connections closed after this
     http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)  # larger request heads: 400, closed
-    http_max_concurrency: int | None = Field(default=None, ge=1)  # connections + requests beyond this get 503
+    http_max_concurrency: int | None = Field(default=None, ge=1)  # at this many open connections, new requests: 503
     metrics_token: str | None = Field(default=None, repr=False)  # set: /metrics needs `Authorization: Bearer <it>`
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # set: /metrics only on 127.0.0.1:<port>
 

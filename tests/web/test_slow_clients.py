@@ -163,3 +163,29 @@ async def test_an_abandoned_mcp_session_is_closed_after_the_idle_limit(runtime):
         gone = await client.post(f"{listener.url}/mcp", json=ping,
                                  headers={**headers, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"})
         assert gone.status_code == 404
+
+
+async def test_beyond_the_concurrency_limit_the_listener_answers_503():
+    release, inside = anyio.Event(), anyio.Event()
+
+    async def hold(request):
+        inside.set()
+        await release.wait()
+        return PlainTextResponse("answered")
+
+    app = Starlette(routes=[Route("/", hold)])
+    limits = ListenerLimits(max_concurrency=2)  # uvicorn: 503 once open connections (or tasks) reach the limit
+    async with listening(app, "127.0.0.1", 0, limits) as listener, httpx2.AsyncClient(timeout=10) as client:
+        answers: list[httpx2.Response] = []
+
+        async def first() -> None:
+            answers.append(await client.get(listener.url))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            with anyio.fail_after(10):
+                await inside.wait()
+            turned_away = await client.get(listener.url)
+            release.set()
+    assert turned_away.status_code == 503
+    assert [answer.text for answer in answers] == ["answered"]
