@@ -4,6 +4,7 @@
 
 - the refresh scheduler (server/lifecycle/scheduler.py) keeps grants fresh before they are used;
 - the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
+- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used;
 - the webhook deliverer (server/monitoring/webhooks.py) sends the outbox of signed webhooks.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from server.housekeeping import Housekeeper
 from server.lifecycle.health import HealthMonitor, Unhealthy
 from server.lifecycle.scheduler import RefreshScheduler
 from server.monitoring.logging import get_logger
@@ -32,6 +34,10 @@ def refresh_scheduler(runtime: Runtime) -> RefreshScheduler:
     return RefreshScheduler(runtime.settings, runtime.vault, runtime.tokens)
 
 
+def housekeeper(runtime: Runtime) -> Housekeeper:
+    return Housekeeper(runtime.settings, runtime.vault)
+
+
 def webhook_deliverer(runtime: Runtime) -> WebhookDeliverer:
     deliverer = WebhookDeliverer(runtime.settings, runtime.vault)
     runtime.events.webhook_listeners.append(deliverer.nudge)
@@ -39,7 +45,8 @@ def webhook_deliverer(runtime: Runtime) -> WebhookDeliverer:
 
 
 async def run_background(runtime: Runtime) -> None:
-    """Run the scheduler, the health monitor and the webhook deliverer (as the settings enable them) until cancelled."""
+    """Run the scheduler, the health monitor and the webhook deliverer (as the settings enable them) and the
+    housekeeper until cancelled."""
     settings = runtime.settings
     log = get_logger("grantkeeper.background")
     log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled,
@@ -49,6 +56,7 @@ async def run_background(runtime: Runtime) -> None:
             group.start_soon(refresh_scheduler(runtime).run)
         if settings.health_checks_enabled:
             group.start_soon(health_monitor(runtime).run)
+        group.start_soon(housekeeper(runtime).run)
         if settings.webhooks_enabled:
             group.start_soon(webhook_deliverer(runtime).run)
 
