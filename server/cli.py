@@ -12,7 +12,7 @@ import anyio
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from server.monitoring.logging import configure_logging
+from server.monitoring.logging import configure_logging, get_logger
 from server.settings import ConfigError, Settings
 from server.vault.crypto import VaultKeyError
 
@@ -152,6 +152,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CliError("--port must be between 0 and 65535")
+    from server.monitoring.tracing import configure_exporting
+
+    if configure_exporting():
+        get_logger("grantkeeper").info("trace_export_enabled")
     runtime = Runtime.open(settings)
 
     async def serve() -> int:

@@ -18,6 +18,7 @@ from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
+from server.monitoring import tracing
 from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
@@ -64,7 +65,9 @@ class Toolset:
     async def run(self, ctx: Context | None, connector: str,
                   operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
         started = time.perf_counter()
-        result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+        with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
+            result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+            tracing.annotate(span, status=getattr(result, "status", "ok"), reason=getattr(result, "reason", None))
         record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             raise url_elicitation(result)

@@ -26,6 +26,7 @@ from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
 from server.lifecycle.crashpoints import crash_point
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
+from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -118,7 +119,9 @@ class TokenManager:
         """Replace the token at `stale_version` (or pick up the one another worker already put there)."""
         future = self._inflight.get(account.id)
         if future is None:
-            future = asyncio.ensure_future(self._refresh_once_per_grant(account, stale_version, trigger))
+            future = asyncio.ensure_future(tracing.traced(
+                "refresh", self._span_attributes(account, trigger), self._refresh_once_per_grant, account, stale_version,
+                trigger))
             self._inflight[account.id] = future
             future.add_done_callback(lambda done: self._settle(account.id, done))
         snapshot = await asyncio.shield(future)
@@ -133,7 +136,8 @@ class TokenManager:
                               ) -> CredentialSnapshot | None:
         """Refresh a row this worker already leased (the scheduler's batch claim) through the same path as every
         other refresh. None when the lease was lost before the provider call (nothing was sent)."""
-        future = asyncio.ensure_future(self._refresh_claimed(account, version, trigger))
+        future = asyncio.ensure_future(tracing.traced(
+            "refresh", self._span_attributes(account, trigger), self._refresh_claimed, account, version, trigger))
         if account.id not in self._inflight:
             # In-process callers that need this grant now wait for this refresh instead of polling the row.
             self._inflight[account.id] = future
@@ -152,6 +156,10 @@ class TokenManager:
         interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         return await self._refresh_holding_lease(account, self.connectors[account.connector], row, trigger, interrupted)
 
+    @staticmethod
+    def _span_attributes(account: ConnectedAccount, trigger: str) -> dict[str, Any]:
+        return {"connector": account.connector, "account_id": account.id, "trigger": trigger}
+
     def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot]) -> None:
         if self._inflight.get(account_id) is done:
             del self._inflight[account_id]
@@ -164,12 +172,14 @@ class TokenManager:
         lease_for = timedelta(seconds=self.settings.lease_seconds)
         give_up_at = time.monotonic() + self.settings.lease_seconds + self.settings.refresh_timeout_seconds
         delay = LOSER_POLL_FIRST_SECONDS
+        waiting_since = time.time_ns()
         while True:
             row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
             if row is None:
                 raise GrantGone("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
                 self._remember(row)
+                tracing.record_span("lease_wait", waiting_since, outcome="refreshed_elsewhere")
                 return row
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
@@ -180,6 +190,7 @@ class TokenManager:
                                       "finished.", retryable=True)
             await asyncio.sleep(delay)  # losers poll the row until the winner's version lands
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
+        tracing.record_span("lease_wait", waiting_since, outcome="leased")
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         try:
