@@ -160,6 +160,7 @@ class ReauthFlow:
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
                                          provider_account_id=provider_account_id)
+        await self.runtime.elicitations.completed(account.display_name)
         return Reconnected(account, connector, presented, link.purpose)
 
     async def _flow_for(self, state: str | None) -> tuple[MagicLink, ConnectedAccount, dict[str, Any]]:
