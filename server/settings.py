@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     refresh_at_fraction: float = Field(default=0.75, gt=0, lt=1)
     # Inside this many seconds of expiry a call waits for the refresh instead of using the old token.
     mandatory_refresh_seconds: float = Field(default=60, ge=0)
+    # A refresh token with a fixed lifetime is announced (`account.reauth_required`, reason refresh_token_expiring)
+    # this long before it runs out, or at half its lifetime when that is shorter.
+    refresh_expiry_warning_seconds: float = Field(default=7 * 86400, ge=0)
     refresh_timeout_seconds: float = Field(default=10, gt=0)
     lease_seconds: float = Field(default=30, gt=0)
     token_cache_seconds: float = Field(default=5, ge=0)

@@ -243,6 +243,7 @@ class Vault:
             if row is None:
                 return None
             return {"access_expires_at": row.access_expires_at, "refresh_due_at": row.refresh_due_at,
+                    "issued_at": row.issued_at, "refresh_expires_at": row.refresh_expires_at,
                     "last_refresh_at": row.last_refresh_at, "last_refresh_outcome": row.last_refresh_outcome}
 
     def put_credential(self, account_id: str, write: CredentialWrite) -> CredentialSnapshot:

@@ -14,20 +14,13 @@ from sqlmodel import Session
 from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.scheduler import RefreshScheduler
 from server.vault.models import Credential, utcnow
+from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}
-
-
-def end_the_cooldown(vault, account_id: str) -> None:
-    """Instead of waiting out the cooldown, move its end into the past."""
-    with Session(vault.engine) as session:
-        session.execute(update(Credential).where(Credential.account_id == account_id)
-                        .values(refresh_due_at=utcnow() - timedelta(seconds=1)))
-        session.commit()
 
 
 async def fifty_calls(runtime) -> list[dict]:
@@ -164,3 +157,40 @@ async def test_a_sixty_second_token_is_not_refreshed_on_every_call(runtime, sett
     assert set(statuses) == {"ok"}
     # Two minutes of 60 s tokens: refreshed at about 45 s and 90 s (± jitter), never on every call.
     assert 2 <= slack_sim.counters.token_requests <= 3
+
+
+def refresh_token_lifetime(vault, account_id: str, *, lifetime: timedelta, left: timedelta) -> None:
+    """Give the stored refresh token a fixed lifetime of which `left` remains."""
+    now = utcnow()
+    with Session(vault.engine) as session:
+        session.execute(update(Credential).where(Credential.account_id == account_id)
+                        .values(issued_at=now + left - lifetime, refresh_expires_at=now + left))
+        session.commit()
+
+
+@pytest.mark.parametrize(("lifetime", "quiet_at", "announced_at"), [
+    (timedelta(days=180), timedelta(days=8), timedelta(days=6)),  # GitHub-like: 7 days ahead
+    (timedelta(hours=2), timedelta(minutes=70), timedelta(minutes=50)),  # short: at half its life
+])
+async def test_a_refresh_token_with_a_fixed_end_is_announced_ahead_of_time_once(
+        runtime, settings, slack_sim, lifetime, quiet_at, announced_at):
+    from server.background import health_monitor
+
+    runtime.vault.outbox.add_endpoint("https://hooks.example.com/grantkeeper", ["account.reauth_required"])
+    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    monitor = health_monitor(runtime)
+
+    refresh_token_lifetime(runtime.vault, account.id, lifetime=lifetime, left=quiet_at)
+    await monitor.check(account, trigger="scheduled")
+    assert runtime.vault.events(account_id=account.id, kind="refresh_token_expiring") == []
+
+    refresh_token_lifetime(runtime.vault, account.id, lifetime=lifetime, left=announced_at)
+    await monitor.check(account, trigger="scheduled")
+    await monitor.check(account, trigger="scheduled")  # once per refresh token, not per check
+    [event] = runtime.vault.events(account_id=account.id, kind="refresh_token_expiring")
+    assert event.detail["next_step"] == "grantkeeper link slack --org acme --user alice"
+    [message] = runtime.vault.outbox.messages()
+    assert message.event_type == "account.reauth_required" and message.order_key == account.id
+    data = message.payload["data"]
+    assert (data["reason"], data["refresh_expires_at"]) == ("refresh_token_expiring", event.detail["refresh_expires_at"])
+    assert runtime.vault.get_account(account.id).status == "active"  # it still works until then

@@ -120,15 +120,13 @@ def heads(messages: list[WebhookMessage]) -> list[WebhookMessage]:
 
 
 def lifecycle_scenario(settings, vault, sim) -> dict[str, str]:
-    """Four accounts with expired tokens, two of them with revoked grants; the token endpoint fails its first
-    request (whichever account's refresh that is)."""
+    """Four accounts with expired tokens, two of them with revoked grants."""
     ids = {}
     for user in ("alice", "bob", "carol", "dave"):
         tokens = sim.issue_grant()
         ids[user] = seed_account(settings, vault, "slack", tokens, user=user, expired=True).id
         if user in ("bob", "dave"):
             sim.revoke(token=tokens.refresh_token)
-    sim.token_endpoint_fail(count=1, status=503)
     return ids
 
 
