@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GRANTKEEPER_"
-PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url")
+PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file")
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,8 @@ class ProviderSettings(BaseModel):
 
     client_id: str | None = None
     client_secret: str | None = Field(default=None, repr=False)
+    # For private_key_jwt client authentication (RFC 7523): a PEM private key (RSA) in a file only the server reads.
+    client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
 

@@ -114,6 +114,12 @@ REFUSALS: dict[Refusal, Wording] = {
     Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
                                       "{provider} did not say which account approved access, so it was not "
                                       "connected.", ASK_AGAIN),
+    Refusal.ISSUER_MISMATCH: Wording(400, "This sign-in cannot be completed",
+                                     "The answer did not come from {provider}'s sign-in server (its issuer did not "
+                                     "match), so it was not used.", ASK_AGAIN),
+    Refusal.ID_TOKEN_INVALID: Wording(502, "Could not confirm the {provider} account",
+                                      "{provider}'s identity token failed its checks ({error}), so the account was "
+                                      "not connected.", ASK_AGAIN),
     Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
                                        "You approved access as {presented}, but {account} is connected to "
                                        "{expected}. A link only reconnects its own account, so the other account "
