@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(default=10, ge=0)
 
     magic_link_ttl_seconds: int = Field(default=900, gt=0)
+    # An account connected without a refresh token is offered a reconnect link this long before it expires.
+    reconnect_ahead_seconds: float = Field(default=3600, ge=0)
     # Where `serve` listens: the HTTP transports, or in stdio mode the small page listener for magic links.
     # Unless public_url is set, links point at this address.
     listen_host: str = "127.0.0.1"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -24,9 +24,10 @@ from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
 from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
 from server.runtime import Runtime
-from server.vault import ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
+from server.vault import NO_REFRESH_TOKEN, ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
+from server.vault.store import refreshless_reason
 
 FLOW_FIELD = "flow"
 CALLBACK_PATH = "/oauth/callback"
@@ -47,6 +48,7 @@ class Reconnected:
     connector: Connector
     provider_account: str  # in words, e.g. "@octocat (user id 1)"
     purpose: str
+    needs_user_at: datetime | None = None  # set when the grant came without a refresh token
 
 
 def flow_cookie_name(link: MagicLink) -> str:
@@ -171,6 +173,13 @@ class ReauthFlow:
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
                                          provider_account_id=provider_account_id)
+        if refreshless_reason(write):
+            # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
+            # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.
+            await self.runtime.events.record(
+                "refresh_token_missing", account, severity="warning", reason=NO_REFRESH_TOKEN,
+                needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None)
+            return Reconnected(account, connector, presented, link.purpose, write.access_expires_at)
         return Reconnected(account, connector, presented, link.purpose)
 
     def _check_issuer(self, connector: Connector, iss: str | None, context: dict[str, Any]) -> None:
@@ -221,7 +230,7 @@ class ReauthFlow:
         if probe is None:
             return None, {}
         response = await self.runtime.http.request(
-            probe.method, connector.api_url(probe.path),
+            probe.method, connector.api_url(probe.path), json=probe.body,
             headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"})
         await response.aread()
         if connector.provider.classify_api_response(response).verdict is not Verdict.OK:
