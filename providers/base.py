@@ -45,6 +45,7 @@ class TokenVerdict(StrEnum):
 class HealthProbe(BaseModel):
     method: Literal["GET", "POST"] = "GET"
     path: str
+    body: dict[str, Any] | None = None  # a JSON body, for a POST probe (a GraphQL `{ viewer { id } }`, say)
 
 
 class ProviderSpec(BaseModel):
@@ -66,6 +67,8 @@ class ProviderSpec(BaseModel):
     authorize_params: dict[str, str] = Field(default_factory=dict)
     base_url_example: str | None = None
     revoke_path: str | None = None
+    # A refresh endpoint apart from the token endpoint (full URL); None: refreshes go to the token endpoint.
+    refresh_url: str | None = None
     # private_key_jwt (RFC 7523 §2.2): a JWT signed with the operator's key instead of a client secret.
     client_auth_method: Literal["client_secret_post", "client_secret_basic", "private_key_jwt"] = "client_secret_post"
     # How the token endpoint wants its body: RFC 6749 form encoding, or JSON (Zendesk, Atlassian).

@@ -479,6 +479,13 @@ class ProbeDeclaration(_Declaration):
     method: Literal["GET", "POST"] = "GET"
     path: str = Field(pattern=r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$")
     account_id_field: str | None = Field(default=None, description="dotted path of the account id in the answer")
+    body: dict[str, Any] | None = Field(default=None, description="JSON body of a POST probe (e.g. a GraphQL query)")
+
+    @model_validator(mode="after")
+    def _body_only_for_post(self) -> ProbeDeclaration:
+        if self.body is not None and self.method != "POST":
+            raise ValueError("a probe body needs method = \"POST\"")
+        return self
 
 
 # ---- the provider ------------------------------------------------------------------------------------
@@ -495,6 +502,8 @@ class ProviderDeclaration(_Declaration):
     authorize_url: str | None = None
     token_url: str | None = None
     revoke_url: str | None = None
+    # Where refreshes go when not to the token endpoint (Figma documents a separate refresh endpoint).
+    refresh_url: str | None = None
     issuer: str | None = None
     discovery_url: str | None = None
     client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] | None = None
@@ -508,9 +517,15 @@ class ProviderDeclaration(_Declaration):
     authorize_params: dict[str, str] = Field(default_factory=dict)
     scopes: list[str] = Field(default_factory=list)
     scope_separator: str = Field(default=" ", min_length=1, max_length=3)
-    default_access_ttl_seconds: int | None = Field(default=3600, gt=0)
+    # 0: access tokens that do not expire (TOML has no null); otherwise used when a response has no expires_in.
+    default_access_ttl_seconds: int | None = Field(default=3600, ge=0)
     default_refresh_ttl_seconds: int | None = Field(default=None, gt=0)
     rotates_refresh_token: bool = True
+    # Informational, like rotates_refresh_token: whether the provider issues refresh tokens at all (a grant without
+    # one is stored as such and its user is asked to reconnect before it expires; see docs/custom-providers.md).
+    issues_refresh_token: bool = True
+    # How the token endpoint wants its body: RFC 6749 form encoding, or JSON (Notion, Atlassian accept JSON).
+    token_body_encoding: Literal["form", "json"] = "form"
     health_probe: ProbeDeclaration | None = None
     api_headers: dict[str, str] = Field(default_factory=dict)
     token_request_headers: dict[str, str] = Field(default_factory=dict)
@@ -612,10 +627,12 @@ class DeclaredProvider(Provider):
             api_headers=declaration.api_headers,
             scopes=declaration.scopes,
             scope_separator=declaration.scope_separator,
-            default_access_ttl_seconds=declaration.default_access_ttl_seconds,
+            default_access_ttl_seconds=declaration.default_access_ttl_seconds or None,
             default_refresh_ttl_seconds=declaration.default_refresh_ttl_seconds,
             rotates_refresh_token=declaration.rotates_refresh_token,
-            health_probe=HealthProbe(method=probe.method, path=probe.path) if probe else None,
+            health_probe=HealthProbe(method=probe.method, path=probe.path, body=probe.body) if probe else None,
+            token_body_encoding=declaration.token_body_encoding,
+            refresh_url=declaration.refresh_url,
             docs_url=declaration.docs_url,
             authorize_params=declaration.authorize_params,
             openid=declaration.openid,

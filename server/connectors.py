@@ -40,6 +40,10 @@ class Connector:
         return self.spec.api_base_url + path
 
     @property
+    def refresh_url(self) -> str:
+        return self.spec.refresh_url or self.token_url
+
+    @property
     def revoke_url(self) -> str | None:
         """The RFC 7009 revocation endpoint (declared or discovered), ready for offboarding."""
         return _endpoint(self.spec.oauth_base_url, self.spec.revoke_path) if self.spec.revoke_path else None

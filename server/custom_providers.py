@@ -20,6 +20,7 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import providers
+from providers import catalog
 from providers.custom import PROVIDER_NAME, DeclaredProvider, ProviderDeclaration
 from server.settings import ConfigError, Settings, check_base_url
 
@@ -79,6 +80,12 @@ def read_declarations(settings: Settings) -> dict[str, tuple[str, ProviderDeclar
         if not isinstance(body, dict):
             problems.append(f"{where}: must be a table of settings")
             continue
+        if "from_catalog" in body:
+            try:
+                body = catalog.resolve(body)
+            except catalog.CatalogError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
         secrets_here = sorted(_SECRET_FIELDS & set(body))
         if secrets_here:
             upper = name.upper()
@@ -156,7 +163,7 @@ def _url_problems(name: str, declaration: ProviderDeclaration) -> list[str]:
     """Every URL the server will contact must be https, or http on loopback, and carry no credentials."""
     problems = []
     for field in ("api_base_url", "oauth_base_url", "authorize_url", "token_url", "revoke_url", "issuer",
-                  "discovery_url", "jwks_url"):
+                  "discovery_url", "jwks_url", "refresh_url"):
         value = getattr(declaration, field)
         if value is None:
             continue

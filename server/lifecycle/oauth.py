@@ -81,6 +81,7 @@ def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2C
         # authlib's PrivateKeyJWT signs with the "client secret", which for this method is the private key.
         client_secret=connector.client_private_key if key_auth else connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
+        revocation_endpoint_auth_method=connector.spec.client_auth_method,  # RFC 7009 §2.1: as for tokens
         timeout=timeout,
         verify=_tls_context(),
         **kwargs,
@@ -120,7 +121,7 @@ def _headers(connector: Connector) -> dict[str, str]:
 
 async def refresh_grant(connector: Connector, refresh_token: str, timeout: float) -> TokenGrant:
     async with _client(connector, timeout) as client:
-        token = await _call(connector, client.refresh_token(connector.token_url, refresh_token=refresh_token,
+        token = await _call(connector, client.refresh_token(connector.refresh_url, refresh_token=refresh_token,
                                                             headers=_headers(connector)))
     return _grant(connector, token, fallback_refresh_token=refresh_token)
 
@@ -206,3 +207,18 @@ def _number(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token",
+                       timeout: float) -> bool:
+    """RFC 7009 revocation at the connector's revocation endpoint (declared or discovered), authenticated like a
+    token request. True when the server accepted it (§2.2: 200, whatever the token was). For offboarding."""
+    if connector.revoke_url is None:
+        raise ValueError(f"{connector.spec.display_name} has no revocation endpoint")
+    try:
+        async with _client(connector, timeout) as client:
+            response = await client.revoke_token(connector.revoke_url, token=token, token_type_hint=token_type_hint,
+                                                 headers=_headers(connector))
+    except httpx2.HTTPError:
+        return False
+    return response.status_code == 200
