@@ -15,7 +15,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GRANTKEEPER_"
-PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file")
+PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
+                   "proxy_methods")
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
+DEFAULT_PROXY_METHODS = ("GET", "HEAD")
 
 
 class ConfigError(ValueError):
@@ -52,6 +56,22 @@ class ProviderSettings(BaseModel):
     client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
+    # Methods the `<connector>.request` tool may send (GRANTKEEPER_<NAME>_PROXY_METHODS=GET,HEAD,POST); "none"
+    # removes the tool. Unset: GET and HEAD only.
+    proxy_methods: list[str] | None = None
+
+    @field_validator("proxy_methods", mode="before")
+    @classmethod
+    def _methods_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [] if value.strip().lower() in ("", "none", "off") else [m.strip() for m in value.split(",")]
+        if isinstance(value, list):
+            methods = [str(m).upper() for m in value if str(m).strip()]
+            unknown = sorted(set(methods) - set(PROXY_METHODS))
+            if unknown:
+                raise ConfigError(f"proxy_methods: {unknown[0][:20]!r} is not one of {', '.join(PROXY_METHODS)} (or none)")
+            return list(dict.fromkeys(methods))
+        return value
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
