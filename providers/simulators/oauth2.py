@@ -28,6 +28,7 @@ OpenID Connect mode (`oidc=True`), what a declared OIDC provider needs from a st
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import threading
@@ -54,7 +55,8 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 OIDC_METADATA_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/oauth/jwks"
-ID_TOKEN_FAULTS = ("wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce")
+ID_TOKEN_FAULTS = ("wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce", "unsigned", "garbage")
+JWKS_FAULTS = ("huge", "malformed", "error")
 RefreshTokenPolicy = Literal["always", "offline_consent", "never"]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -124,6 +126,7 @@ class OAuth2Simulator(ProviderSimulator):
         self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "sim-1", "use": "sig", "alg": "RS256"}) \
             if oidc else None
         self.id_token_fault: str | None = None
+        self.jwks_fault: str | None = None
         self.rewrite_iss: str | None = None
         self.refresh_error_body = refresh_error_body
         # (method, path, dotted field): one more identity endpoint, shaped like a real provider's "who am I"
@@ -193,6 +196,11 @@ class OAuth2Simulator(ProviderSimulator):
                 raise FaultError(f"id_token fault must be one of {', '.join(ID_TOKEN_FAULTS)}")
             self.id_token_fault = kind
 
+        def jwks(kind: str | None = None) -> None:
+            if kind is not None and kind not in JWKS_FAULTS:
+                raise FaultError(f"jwks fault must be one of {', '.join(JWKS_FAULTS)}")
+            self.jwks_fault = kind
+
         def refresh_tokens(policy: str) -> None:
             if policy not in ("always", "offline_consent", "never"):
                 raise FaultError("refresh_tokens must be always, offline_consent or never")
@@ -200,6 +208,7 @@ class OAuth2Simulator(ProviderSimulator):
 
         return {
             "id_token": id_token,
+            "jwks": jwks,
             "rewrite_iss": lambda issuer=None: setattr(self, "rewrite_iss", issuer),
             "refresh_tokens": refresh_tokens,
             "rotation": lambda enabled: self.set_rotation(bool(enabled)),
@@ -223,9 +232,14 @@ class OAuth2Simulator(ProviderSimulator):
 
     async def _jwks(self, request: Request) -> Response:
         self.counters.hit("jwks")
-        if self.signing_key is None:
-            return JSONResponse({"error": "not_found"}, 404)
-        return JSONResponse({"keys": [self.signing_key.as_dict(private=False)]})
+        if self.signing_key is None or self.jwks_fault == "error":
+            return JSONResponse({"error": "not_found"}, 404 if self.signing_key is None else 500)
+        if self.jwks_fault == "malformed":
+            return Response("<html>not a key set</html>", media_type="text/html")
+        keys = [self.signing_key.as_dict(private=False)]
+        if self.jwks_fault == "huge":  # a key set far beyond any real one
+            keys += [{"kty": "oct", "kid": f"pad-{i}", "k": "A" * 1000} for i in range(400)]
+        return JSONResponse({"keys": keys})
 
     async def _metadata(self, request: Request) -> Response:
         self.counters.hit("metadata")
@@ -344,6 +358,12 @@ class OAuth2Simulator(ProviderSimulator):
                 claims["nonce"] = "not-the-nonce-that-was-sent"
             case "bad_signature":
                 key = RSAKey.generate_key(2048, parameters={"kid": "sim-1"})  # same kid, another key
+            case "unsigned":  # alg "none": a token anyone could have written
+                header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+                payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+                return f"{header}.{payload}."
+            case "garbage":
+                return "not-a-jwt"
         return jwt.encode({"alg": "RS256", "kid": "sim-1"}, claims, key)
 
     async def token_endpoint(self, request: Request) -> Response:

@@ -49,6 +49,9 @@ def serve(env, oauth2_server: SimulatorServer, isolated_environment: Path, monke
     return start
 
 
+EXPECTED_REASON = {"unsigned": "bad_signature", "garbage": "malformed"}
+
+
 def unchanged_except_links(before: dict, after: dict) -> dict:
     return {name: rows for name, rows in after.items()
             if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
@@ -92,7 +95,8 @@ async def test_with_a_health_probe_the_probe_names_the_account_and_the_id_token_
     assert outcome_of(page) == "id_token_invalid"
 
 
-@pytest.mark.parametrize("fault", ["wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce"])
+@pytest.mark.parametrize("fault", ["wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce",
+                                   "unsigned", "garbage"])
 async def test_a_forged_id_token_is_refused_and_nothing_is_written(serve, fault):
     sim = serve()
     sim.id_token_fault = fault
@@ -104,7 +108,7 @@ async def test_a_forged_id_token_is_refused_and_nothing_is_written(serve, fault)
         after = vault_rows(runtime)
         events = [e.kind for e in runtime.vault.events()]
     assert outcome_of(page) == "id_token_invalid"
-    assert fault in page.text  # the page says which check failed (never the token)
+    assert EXPECTED_REASON.get(fault, fault) in page.text  # the page says which check failed (never the token)
     assert unchanged_except_links(before, after) == {}
     assert "reauthorized" not in events
     assert sim.counters.snapshot().get("code_exchanges_ok") == 1  # it was the id_token that failed, not the exchange
@@ -163,3 +167,18 @@ async def test_private_key_jwt_connects_and_refreshes_and_a_wrong_key_needs_an_a
 
     assert sim.counters.endpoint("client_assertion_ok") == 2  # the code exchange and the refresh
     assert (result["status"], result["reason"]) == ("admin_action_required", "client_credentials_rejected")
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("huge", "jwks_too_large"), ("malformed", "jwks_malformed"),
+                                               ("error", "jwks_unavailable")])
+async def test_a_key_set_that_is_huge_malformed_or_missing_refuses_the_sign_in_and_writes_nothing(serve, fault, reason):
+    sim = serve()
+    sim.jwks_fault = fault
+    async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
+        first = await call(client, "acme_list_projects", {})
+        before = vault_rows(runtime)
+        async with link_user() as owner:
+            page = await owner.reconnect(first["magic_link"])
+        after = vault_rows(runtime)
+    assert outcome_of(page) == "id_token_invalid" and reason in page.text
+    assert unchanged_except_links(before, after) == {}
