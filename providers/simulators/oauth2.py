@@ -127,6 +127,7 @@ class OAuth2Simulator(ProviderSimulator):
             if oidc else None
         self.id_token_fault: str | None = None
         self.jwks_fault: str | None = None
+        self._key_generation = 1
         self.rewrite_iss: str | None = None
         self.refresh_error_body = refresh_error_body
         # (method, path, dotted field): one more identity endpoint, shaped like a real provider's "who am I"
@@ -314,6 +315,13 @@ class OAuth2Simulator(ProviderSimulator):
         self.counters.hit("client_assertion_ok")
         return self.client_id, None
 
+    def rotate_signing_key(self) -> None:
+        """Sign id_tokens with a new key under a new kid from now on (the old one leaves the key set)."""
+        with self._data_lock:
+            self._key_generation += 1
+            self.signing_key = RSAKey.generate_key(
+                2048, parameters={"kid": f"sim-{self._key_generation}", "use": "sig", "alg": "RS256"})
+
     def authorization_granted(self, code: str, params: dict[str, str]) -> None:
         with self._data_lock:
             self._code_requests[code] = {key: params.get(key, "") for key in ("nonce", "scope", "prompt")}
@@ -357,14 +365,14 @@ class OAuth2Simulator(ProviderSimulator):
             case "wrong_nonce":
                 claims["nonce"] = "not-the-nonce-that-was-sent"
             case "bad_signature":
-                key = RSAKey.generate_key(2048, parameters={"kid": "sim-1"})  # same kid, another key
+                key = RSAKey.generate_key(2048, parameters={"kid": self.signing_key.kid})  # same kid, another key
             case "unsigned":  # alg "none": a token anyone could have written
                 header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
                 payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
                 return f"{header}.{payload}."
             case "garbage":
                 return "not-a-jwt"
-        return jwt.encode({"alg": "RS256", "kid": "sim-1"}, claims, key)
+        return jwt.encode({"alg": "RS256", "kid": self.signing_key.kid}, claims, key)
 
     async def token_endpoint(self, request: Request) -> Response:
         params = await read_params(request)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx2
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
 from server.connectors import Connector
@@ -64,10 +64,12 @@ class IdTokenVerifier:
     def _decode(id_token: str, keys: KeySet) -> Any:
         try:
             return jwt.decode(id_token, keys, algorithms=list(ALGORITHMS))
-        except ValueError as exc:  # joserfc: no key in the set matches the header's kid
-            raise IdTokenRejected("unknown_key" if "key" in str(exc).lower() else "malformed") from None
+        except InvalidKeyIdError:  # no key in the set has the header's kid: perhaps the issuer rotated its keys
+            raise IdTokenRejected("unknown_key") from None
         except JoseError:
             raise IdTokenRejected("bad_signature") from None
+        except (ValueError, TypeError):
+            raise IdTokenRejected("malformed") from None
 
     def _check_claims(self, claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:
         now = self.clock()

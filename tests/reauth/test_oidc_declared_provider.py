@@ -182,3 +182,15 @@ async def test_a_key_set_that_is_huge_malformed_or_missing_refuses_the_sign_in_a
         after = vault_rows(runtime)
     assert outcome_of(page) == "id_token_invalid" and reason in page.text
     assert unchanged_except_links(before, after) == {}
+
+
+async def test_keys_rotated_by_the_issuer_are_fetched_again_once(serve):
+    sim = serve()
+    async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
+        assert outcome_of(await connect(runtime, client)) == "reconnected"
+        sim.rotate_signing_key()
+        link = await call(client, "accounts_connect", {"connector": "acme"})
+        async with link_user() as owner:
+            again = await owner.reconnect(link["magic_link"])
+    assert outcome_of(again) == "reconnected"
+    assert sim.counters.endpoint("jwks") == 2  # cached for the first sign-in, re-read once for the unknown kid
