@@ -272,7 +272,7 @@ def oidc_code_flow(client: httpx2.Client, *, scope: str, prompt: str | None = No
     ("openid projects:read", "consent", False),
 ])
 def test_oidc_mode_issues_refresh_tokens_by_the_stock_policy(serve, scope, prompt, issued):
-    sim, client = serve(oidc=True)
+    _sim, client = serve(oidc=True)
     tokens, query = oidc_code_flow(client, scope=scope, prompt=prompt)
     assert ("refresh_token" in tokens) is issued
     assert query["iss"] == [str(client.base_url).rstrip("/")]  # RFC 9207
@@ -283,7 +283,7 @@ def test_oidc_mode_publishes_discovery_and_a_key_that_verifies_its_id_tokens(ser
     from joserfc import jwt
     from joserfc.jwk import KeySet
 
-    sim, client = serve(oidc=True)
+    _sim, client = serve(oidc=True)
     metadata = client.get("/.well-known/openid-configuration").json()
     issuer = str(client.base_url).rstrip("/")
     assert metadata["issuer"] == issuer and metadata["authorization_response_iss_parameter_supported"] is True
