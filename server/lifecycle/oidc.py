@@ -43,7 +43,7 @@ class IdTokenVerifier:
         self.clock = clock
         self._keys: dict[str, tuple[float, KeySet]] = {}
 
-    async def verify(self, connector: Connector, id_token: str, *, nonce: str | None) -> dict[str, Any]:
+    async def verify(self, connector: Connector, id_token: str, *, nonce: str) -> dict[str, Any]:
         spec = connector.spec
         if not spec.jwks_uri or not spec.issuer:
             raise IdTokenRejected("no_jwks")
@@ -71,7 +71,7 @@ class IdTokenVerifier:
         except (ValueError, TypeError):
             raise IdTokenRejected("malformed") from None
 
-    def _check_claims(self, claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:
+    def _check_claims(self, claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str) -> None:
         now = self.clock()
         if claims.get("iss") != issuer:
             raise IdTokenRejected("wrong_issuer")
@@ -87,7 +87,8 @@ class IdTokenVerifier:
         issued = claims.get("iat")
         if isinstance(issued, int | float) and issued > now + CLOCK_LEEWAY_SECONDS:
             raise IdTokenRejected("issued_in_future")
-        if nonce is not None and not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+        # Always required: the flow generated one, so a token without it (or a flow without one) is not this flow's.
+        if not nonce or not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
             raise IdTokenRejected("wrong_nonce")
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject or len(subject) > 255:

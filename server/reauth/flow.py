@@ -141,7 +141,7 @@ class ReauthFlow:
 
         provider_account_id, identity = grant.provider_account_id, grant.identity
         if connector.spec.openid:
-            subject = await self._verified_subject(connector, grant.id_token, flow.get("nonce"), account, context)
+            subject = await self._verified_subject(connector, grant.id_token, flow.get("nonce") or "", account, context)
             if provider_account_id is None and connector.spec.health_probe is None:
                 provider_account_id, identity = subject
         if provider_account_id is None:
@@ -193,7 +193,7 @@ class ReauthFlow:
                              issuer_present=iss is not None)
             raise ReauthRefused(Refusal.ISSUER_MISMATCH, **context)
 
-    async def _verified_subject(self, connector: Connector, id_token: str | None, nonce: str | None,
+    async def _verified_subject(self, connector: Connector, id_token: str | None, nonce: str,
                                 account: ConnectedAccount, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if not id_token:
             self.log.warning("reauthorization_id_token_invalid", account=account.display_name, reason="missing")
