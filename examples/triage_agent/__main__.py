@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +90,7 @@ async def _run(args: argparse.Namespace) -> int:
                 with anyio.move_on_after(agent.idle_seconds()):
                     await stop.wait()
             group.cancel_scope.cancel()
-    counts = {k: v for k, v in asdict(agent.stats).items()}
-    print(json.dumps({"event": "stopped", "pending": agent.pending, **counts}, default=str), flush=True)
+    print(json.dumps({"event": "stopped", "pending": agent.pending, **agent.stats.as_dict()}), flush=True)
     return 0
 
 

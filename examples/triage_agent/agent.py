@@ -79,6 +79,10 @@ class AgentStats:
     calls: Counter[str] = field(default_factory=Counter)  # "tool status" -> count
     blocked_seconds: Counter[str] = field(default_factory=Counter)
 
+    def as_dict(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs.
+        return {**vars(self), "calls": dict(self.calls), "blocked_seconds": dict(self.blocked_seconds)}
+
 
 Observer = Callable[[str, dict[str, Any]], None]
 
