@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ STATE_VERSION = 1
 # Finished reports remembered so a re-read (a cursor that could not be saved) cannot queue them again.
 DONE_REMEMBERED = 5000
 MAX_STATE_BYTES = 50 * 1024 * 1024
+SLACK_TS = re.compile(r"^\d{9,11}(\.\d{1,6})?$")
 
 
 class StateError(Exception):
@@ -74,12 +76,19 @@ class AgentState:
     def from_json(cls, data: Any) -> AgentState:
         if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
             raise StateError("not a triage-agent state file of this version")
+        cursor = data.get("cursor")
+        if cursor is not None and not (isinstance(cursor, str) and SLACK_TS.match(cursor)):
+            raise StateError("the cursor in the state file is not a Slack timestamp")
         try:
-            return cls(cursor=data.get("cursor"), queue=[Report(**r) for r in data.get("queue") or []],
-                       done=[str(k) for k in data.get("done") or []],
-                       failed=[Report(**r) for r in data.get("failed") or []])
+            state = cls(cursor=cursor, queue=[Report(**r) for r in data.get("queue") or []],
+                        done=[str(k) for k in data.get("done") or []],
+                        failed=[Report(**r) for r in data.get("failed") or []])
         except TypeError as exc:
             raise StateError(f"malformed state file ({exc})") from None
+        if not all(isinstance(r.channel, str) and isinstance(r.ts, str) and SLACK_TS.match(r.ts)
+                   and isinstance(r.text, str) for r in [*state.queue, *state.failed]):
+            raise StateError("a queued report in the state file is malformed")
+        return state
 
 
 class StateFile:
@@ -93,6 +102,8 @@ class StateFile:
             raw = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return AgentState()
+        except UnicodeDecodeError:
+            raise StateError(f"{self.path} is not UTF-8 text") from None
         try:
             return AgentState.from_json(json.loads(raw))
         except ValueError as exc:
