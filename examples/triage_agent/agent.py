@@ -45,6 +45,7 @@ class AgentConfig:
     reauth_check_seconds: float = 10.0  # how often a disconnected connector is tried again
     backoff_first_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
+    longest_wait_seconds: float = 3600.0  # a provider's hint beyond this is not believed
     call_timeout_seconds: float = 120.0
     labels: tuple[str, ...] = ("bug", "from-slack")
 
@@ -60,6 +61,7 @@ class Block:
     failures: int = 1
     link: str | None = None
     notified: bool = False
+    needed_owner: bool = False  # this pause began with (or went through) reauth_required
 
 
 @dataclass
@@ -99,6 +101,7 @@ class TriageAgent:
         self.state: AgentState = self.store.load()
         self.stats = AgentStats()
         self.blocks: dict[str, Block] = {}
+        self._pending_notice: tuple[str, dict[str, Any]] | None = None  # a reauth_required the owner must hear of
 
     # ---- the loop -----------------------------------------------------------------------------------
     async def run(self, stop: anyio.Event) -> None:
@@ -247,7 +250,9 @@ class TriageAgent:
             case "reauth_required":
                 wait = self.config.reauth_check_seconds
             case "rate_limited":
-                wait = result.get("retry_after_seconds") or self._backoff(failures)
+                hint = result.get("retry_after_seconds")
+                wait = min(float(hint), self.config.longest_wait_seconds) if isinstance(hint, (int, float)) and hint > 0 \
+                    else self._backoff(failures)
                 self.stats.retries += 1
             case "upstream_error" if result.get("retryable") or result.get("outcome_unknown"):
                 wait = self._backoff(failures)
@@ -257,7 +262,9 @@ class TriageAgent:
             case _:  # invalid input, a non-retryable refusal: this report's problem, not the connector's
                 return
         block = Block(status, str(result.get("reason") or status), previous.since if previous else now, now + wait,
-                      failures, result.get("magic_link"), previous.notified if previous else False)
+                      failures, result.get("magic_link") or (previous.link if previous else None),
+                      previous.notified if previous else False,
+                      status == "reauth_required" or (previous is not None and previous.needed_owner))
         self.blocks[connector] = block
         self.observe("blocked", {"connector": connector, "status": status, "reason": block.reason, "wait": wait})
         if block.link and block.link != (previous.link if previous else None):
@@ -277,13 +284,11 @@ class TriageAgent:
         if block is None:
             return
         self.stats.blocked_seconds[connector] += self.clock() - block.since
-        if block.status == "reauth_required":
+        if block.needed_owner:
             self.stats.reconnects += 1
             self.observe("reconnected", {"connector": connector, "blocked_seconds": self.clock() - block.since})
         else:
             self.observe("unblocked", {"connector": connector})
-
-    _pending_notice: tuple[str, dict[str, Any]] | None = None
 
     async def notify_owner(self) -> None:
         """Tell the owner a connector needs them: always on stdout (the observer), and in the owner's Slack channel

@@ -34,12 +34,8 @@ class Clock:
 
 
 def _agent(client, tmp_path: Path, clock: Clock, **config) -> TriageAgent:
-    events: list[tuple[str, dict]] = []
-    agent = TriageAgent(client, AgentConfig(channel=BUG_CHANNEL, repo=REPO, state_path=tmp_path / "state.json",
-                                            owner_channel=OPS_CHANNEL, **config),
-                        observe=lambda kind, detail: events.append((kind, detail)), clock=clock)
-    agent.events = events  # type: ignore[attr-defined]
-    return agent
+    return TriageAgent(client, AgentConfig(channel=BUG_CHANNEL, repo=REPO, state_path=tmp_path / "state.json",
+                                           owner_channel=OPS_CHANNEL, **config), clock=clock)
 
 
 async def test_reports_are_queued_while_github_needs_its_owner_and_filed_after_the_reconnect(
