@@ -91,8 +91,13 @@ class Fault:
 
 
 def fault_timeline(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, *,
-                   revoke: bool = True) -> list[Fault]:
-    """The faults of issue 13, in the order a long-running agent meets them."""
+                   revoke: bool = True, cycles: int = 1, period: float = 30) -> list[Fault]:
+    """The faults a long-running agent meets, in order; `cycles` times, one every `period` token lifetimes."""
+    once = _one_cycle(slack, github, lifetime, revoke=revoke)
+    return [Fault(f.at + n * period, f.name, f.description, f.apply) for n in range(cycles) for f in once]
+
+
+def _one_cycle(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, *, revoke: bool) -> list[Fault]:
     timeline = [
         Fault(2, "tokens_killed", "Both providers kill every access token in the middle of the agent's calls",
               lambda: (slack.expire_access_tokens(), github.expire_access_tokens())),
