@@ -1,8 +1,9 @@
-"""The soak: two `grantkeeper serve` worker processes share one vault; three triage agents (two of them on the same
-user's grants, through different workers) run for at least 100 token lifetimes of both providers through the
-fault timeline — tokens killed, a 429 burst, a flaky token endpoint, lost write answers, a Slack outage, a
-revocation answered through the link. Proven by counting: every call answered with a structured status, nothing
-escaped to an agent, no report lost or handled twice, no refresh token used twice."""
+"""The soak: two `grantkeeper serve` worker processes share one vault (an SQLite file, and a PostgreSQL schema);
+three triage agents (two of them on the same user's grants, through different workers) run for at least 100
+token lifetimes of both providers through the fault timeline — tokens killed, a 429 burst, a flaky token
+endpoint, lost write answers, a Slack outage, a revocation answered through the link. Proven by counting: every
+call answered with a structured status, nothing escaped to an agent, no report lost or handled twice, no refresh
+token used twice."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from examples.triage_agent.connect import http_session
 from examples.triage_agent.world import Fault, Owner, Reporters, audit, fault_timeline, play, refreshes_by_trigger
 from providers.simulators import GitHubSimulator
 from server.auth import create_api_key
+from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - SQLite and PostgreSQL
 from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
