@@ -23,7 +23,7 @@ EVENT_TYPES = (
 )
 TEST_EVENT_TYPE = "webhook.test"  # sent by `grantkeeper webhooks test` only, never queued
 DETAIL_KEYS = ("reason", "trigger", "status", "purpose", "previous_reason", "provider_error", "outcome",
-               "after_failures", "retry_at", "link_id", "link_expires_at", "refresh_expires_at", "next_step")
+               "after_failures", "retry_at", "link_id", "link_expires_at", "refresh_expires_at", "next_step", "needs_user_at")
 
 
 def webhook_type(kind: str, detail: dict[str, Any]) -> str | None:
@@ -36,7 +36,7 @@ def webhook_type(kind: str, detail: dict[str, Any]) -> str | None:
         return "account.recovered" if detail.get("status") == "active" else None
     return {"account_imported": "account.connected", "reauth_required": "account.reauth_required",
             "refresh_failed": "account.refresh_failed", "account_removed": "account.removed",
-            "refresh_token_expiring": "account.reauth_required"}.get(kind)
+            "refresh_token_expiring": "account.reauth_required", "reconnect_due": "account.reauth_required"}.get(kind)
 
 
 def account_data(account: ConnectedAccount) -> dict[str, Any]:
