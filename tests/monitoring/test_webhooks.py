@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -349,3 +350,24 @@ async def test_the_secret_is_sealed_and_stays_out_of_events_and_logs(runtime, se
         assert hook.secret not in text
     assert_no_plaintext(database_contents(settings, runtime.vault.engine), [hook.secret,
                                                                             hook.secret.removeprefix("whsec_")])
+
+
+async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(runtime, settings, monkeypatch):
+    monkeypatch.setattr(settings, "webhook_timeout_seconds", 0.5)
+    release = threading.Event()  # the receiver runs on its own thread and loop
+
+    async def stalls(request: Request) -> Response:
+        await anyio.to_thread.run_sync(release.wait, 30)  # answers only after the deadline, when the test lets it
+        return Response(status_code=204)
+
+    with SimulatorServer(Starlette(routes=[Route("/hook", stalls, methods=["POST"])])) as server:
+        runtime.vault.outbox.add_endpoint(f"{server.url}/hook", ["account.removed"])
+        account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+        await runtime.events.record("account_removed", account)
+        try:
+            async with httpx2.AsyncClient() as http:
+                await WebhookDeliverer(settings, runtime.vault).deliver_due(http)
+        finally:
+            release.set()
+    [message] = outbox(runtime.vault)
+    assert (message.status, message.attempts, message.last_error) == ("pending", 1, "timeout")
