@@ -27,9 +27,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx2
 import jinja2
-from markupsafe import escape
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response

@@ -39,7 +39,7 @@ def verify(token: str, jwks: dict) -> dict:
 
 
 async def test_code_flow_with_pkce_nonce_and_iss(idp: tuple[OIDCSimulator, str]) -> None:
-    simulator, base = idp
+    _, base = idp
     verifier, challenge = pkce_pair()
     async with httpx2.AsyncClient(timeout=5) as client:
         discovery = (await client.get(f"{base}/.well-known/openid-configuration")).json()
@@ -92,7 +92,7 @@ async def test_key_rotation_keeps_old_key_until_retired(idp: tuple[OIDCSimulator
     async with httpx2.AsyncClient(timeout=5) as client:
         rotated = (await client.post(f"{base}/_sim/rotate-keys")).json()["kid"]
         jwks = (await client.get(f"{base}/jwks")).json()
-        assert [key["kid"] for key in jwks["keys"]][0] == rotated and len(jwks["keys"]) == 2
+        assert next(key["kid"] for key in jwks["keys"]) == rotated and len(jwks["keys"]) == 2
         assert verify(old_token, jwks)["email"] == "alice@acme.test"
         assert jwt.decode(simulator.forge("alice"), KeySet.import_key_set(jwks)).header["kid"] == rotated
         await client.post(f"{base}/_sim/rotate-keys", data={"retire_old": "true"})
@@ -104,7 +104,7 @@ async def test_key_rotation_keeps_old_key_until_retired(idp: tuple[OIDCSimulator
 
 @pytest.mark.parametrize("bend", [{"alg": "none"}, {"bad_signature": True}, {"unknown_kid": True}])
 async def test_forged_tokens_fail_signature_checks(idp: tuple[OIDCSimulator, str], bend: dict) -> None:
-    simulator, base = idp
+    _, base = idp
     async with httpx2.AsyncClient(timeout=5) as client:
         token = (await client.post(f"{base}/_sim/forge", json={"person": "carol", **bend})).json()["token"]
         jwks = (await client.get(f"{base}/jwks")).json()
@@ -113,7 +113,7 @@ async def test_forged_tokens_fail_signature_checks(idp: tuple[OIDCSimulator, str
 
 
 async def test_forged_claims_are_as_asked(idp: tuple[OIDCSimulator, str]) -> None:
-    simulator, base = idp
+    _, base = idp
     async with httpx2.AsyncClient(timeout=5) as client:
         jwks = (await client.get(f"{base}/jwks")).json()
         forged = (await client.post(f"{base}/_sim/forge", json={
