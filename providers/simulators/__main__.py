@@ -45,15 +45,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
+    if args.provider == "oidc":
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        _serve_identity_provider(args, stop)
+        return
     # "all" means the built-in providers; oauth2 is the generic one that declared providers are tried against.
     chosen = list(SIMULATORS) if args.provider == "all" else [args.provider]
     simulators: list[ProviderSimulator] = [
         OAuth2Simulator() if name == "oauth2" else SIMULATORS[name]() for name in chosen]
 
     stop = threading.Event()
-    if args.provider == "oidc":
-        _serve_identity_provider(args, stop)
-        return
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     servers = []
     try:
