@@ -287,7 +287,7 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
     async def issue() -> Any:
         try:
-            return await runtime.executor.connect_link(caller, args.connector)
+            return await runtime.executor.connect_link(caller, args.connector, issued_by="operator")
         finally:
             await runtime.aclose()
 

@@ -35,6 +35,8 @@ from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
 from server.auth import ApiKeyVerifier, auth_settings
+from server.identity.link_guard import LinkDecision, LinkGuard
+from server.identity.signin import SignIn, login_url
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
@@ -150,14 +152,17 @@ def owner_of(account: Any) -> str:
 
 
 class LinkPages:
-    """`/connect/{token}` (GET shows, POST starts the provider sign-in), `/oauth/callback`, `/healthz`."""
+    """`/connect/{token}` (GET shows, POST starts the provider sign-in), `/oauth/callback`, `/healthz`, and with
+    sign-in configured `/login`, `/logout`. A link goes on only for the person it was made for (LinkGuard)."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, *, remote: bool = False):
         self.runtime = runtime
         self.flow = ReauthFlow(runtime)
+        self.guard = LinkGuard(runtime.settings, remote)
+        self.sign_in = SignIn(runtime, render) if runtime.settings.sign_in_enabled else None
 
     def routes(self) -> list[BaseRoute]:
-        return [
+        return [*(self.sign_in.routes() if self.sign_in else []),
             Route("/connect/{token}", self.show_link, methods=["GET"]),
             Route("/connect/{token}", self.begin, methods=["POST"]),
             Route(CALLBACK_PATH, self.callback, methods=["GET"]),
@@ -170,6 +175,8 @@ class LinkPages:
         except ReauthRefused as refused:
             return refusal_page(refused)
         account, link = view.account, view.link
+        if (refusal := await self._guarded(request, view)) is not None:
+            return refusal
         connector = self.flow.connector_for(account)
         provider = connector.spec.display_name
         connecting = link.purpose == "connect"
@@ -184,6 +191,12 @@ class LinkPages:
 
     async def begin(self, request: Request) -> Response:
         try:
+            view = await self.flow.open(request.path_params["token"])
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        if (refusal := await self._guarded(request, view)) is not None:
+            return refusal
+        try:
             started = await self.flow.begin(request.path_params["token"])
         except ReauthRefused as refused:
             return refusal_page(refused)
@@ -191,6 +204,36 @@ class LinkPages:
         response.set_cookie(started.cookie_name, started.cookie_value, max_age=started.cookie_max_age,
                             path=self._cookie_path(), secure=self._secure(), httponly=True, samesite="lax")
         return response
+
+    async def _guarded(self, request: Request, view: Any) -> Response | None:
+        """None when this browser may go on with the link; otherwise the page to show instead. Writes nothing."""
+        signed_in = await self.sign_in.current(request) if self.sign_in else None
+        decision = self.guard.decide(view.link, view.account, signed_in)
+        provider = self.flow.connector_for(view.account).spec.display_name
+        if decision is LinkDecision.SIGN_IN:
+            return RedirectResponse(login_url(request.url.path), 303, headers=PAGE_HEADERS)
+        if decision is LinkDecision.WRONG_PERSON:
+            assert signed_in is not None
+            log.warning("link_refused_wrong_person", account=view.account.display_name,
+                        signed_in_org=signed_in.person.org, signed_in_user=signed_in.person.user)
+            return render("message.html", 403, outcome="wrong_person", provider_name=provider,
+                          title="This link is for someone else",
+                          paragraphs=[f"This link connects {provider} for {owner_of(view.account)}, but you are "
+                                      f"signed in as {signed_in.person.display}. If someone sent you this link, "
+                                      "they may be trying to act as you.", UNCHANGED],
+                          next_step="Close this page. If you need the connection yourself, ask your own agent "
+                                    "for a link.")
+        if decision is LinkDecision.UNVERIFIED_REFUSED:
+            log.warning("link_refused_unverified", account=view.account.display_name)
+            return render("message.html", 403, outcome="admin_action_required", provider_name=provider,
+                          title="This server cannot check who you are",
+                          paragraphs=["A connect link made by an agent can only be completed by the person it is "
+                                      "for, and this server has no sign-in configured to check that. The link was "
+                                      "not used.", UNCHANGED],
+                          next_step="Ask your grantkeeper administrator to set up sign-in (GRANTKEEPER_OIDC_ISSUER, "
+                                    "GRANTKEEPER_OIDC_CLIENT_ID, GRANTKEEPER_OIDC_CLIENT_SECRET), or to issue the "
+                                    "link with `grantkeeper link`.")
+        return None
 
     async def callback(self, request: Request) -> Response:
         try:
@@ -234,7 +277,8 @@ def _ping(runtime: Runtime) -> None:
 
 def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
     """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
-    routes = [*LinkPages(runtime).routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
+    routes = [*LinkPages(runtime, remote=bool(transports)).routes(),
+              Route("/metrics", prometheus_metrics, methods=["GET"])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
