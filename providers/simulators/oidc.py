@@ -7,9 +7,9 @@ Entra ID, Keycloak) minus the outside world.
   authorization response (advertised as `authorization_response_iss_parameter_supported`).
 - A login page where a test person picks who they are (a button per person, `#person-<key>`), so Chromium or a
   plain HTTP client can drive it (`sign_in_over_http`). People's claims (email, groups, org) are configurable.
-- Controls for tests, in Python and under `/_sim/`: rotate keys, add people, and forge tokens (wrong aud/iss,
-  expired, not yet valid, `alg: none`, bad signature, unknown kid) — the same forge serves as an external
-  authorization server's JWT access tokens for resource-server-only mode.
+- Controls for tests, in Python and under `/_sim/`: rotate keys, add people, forge tokens (wrong aud/iss,
+  expired, not yet valid, `alg: none`, bad signature, unknown kid) or bend the next id_token issued. The forge
+  also stands in for an external authorization server's JWT access tokens (resource-server-only mode).
 """
 
 from __future__ import annotations
@@ -54,17 +54,17 @@ padding:.4rem 1.2rem}</style></head>
 {% endfor %}<button type="submit" id="deny" name="decision" value="deny">Cancel</button>
 </form></body></html>""")
 
+def _person(key: str, name: str, domain: str, org: str, groups: list[str]) -> dict[str, Any]:
+    return {"sub": f"u-{key}", "preferred_username": key, "email": f"{key}@{domain}", "email_verified": True,
+            "name": name, "groups": groups, "org": org}
+
+
 DEFAULT_PEOPLE: dict[str, dict[str, Any]] = {
-    "alice": {"sub": "u-alice", "email": "alice@acme.test", "email_verified": True, "name": "Alice Archer",
-              "groups": ["engineering", "grantkeeper-admins"], "org": "acme"},
-    "bob": {"sub": "u-bob", "email": "bob@acme.test", "email_verified": True, "name": "Bob Baker",
-            "groups": ["engineering"], "org": "acme"},
-    "mallory": {"sub": "u-mallory", "email": "mallory@acme.test", "email_verified": True, "name": "Mallory Moss",
-                "groups": ["sales"], "org": "acme"},
-    "carol": {"sub": "u-carol", "email": "carol@globex.test", "email_verified": True, "name": "Carol Cruz",
-              "groups": ["engineering"], "org": "globex"},
-    "eve": {"sub": "u-eve", "email": "eve@elsewhere.test", "email_verified": True, "name": "Eve Evans",
-            "groups": [], "org": "elsewhere"},
+    "alice": _person("alice", "Alice Archer", "acme.test", "acme", ["engineering", "grantkeeper-admins"]),
+    "bob": _person("bob", "Bob Baker", "acme.test", "acme", ["engineering"]),
+    "mallory": _person("mallory", "Mallory Moss", "acme.test", "acme", ["sales"]),
+    "carol": _person("carol", "Carol Cruz", "globex.test", "globex", ["engineering"]),
+    "eve": _person("eve", "Eve Evans", "elsewhere.test", "elsewhere", []),
 }
 
 
@@ -124,6 +124,9 @@ class OIDCSimulator:
         self._keys: list[RSAKey] = [new_signing_key()]  # the first one signs; the rest stay published
         self._codes: dict[str, _PendingCode] = {}
         self._access: dict[str, str] = {}  # access token -> person
+        # Bends applied to the id_token of the next code exchange (see `forge`), so a relying party's checks can
+        # be attacked through the real flow.
+        self.bend_next_id_token: dict[str, Any] = {}
         self.app = Starlette(routes=[
             Route(DISCOVERY_PATH, self.discovery, methods=["GET"]),
             Route("/jwks", self.jwks, methods=["GET"]),
@@ -135,6 +138,7 @@ class OIDCSimulator:
             Route("/_sim/rotate-keys", self.rotate_endpoint, methods=["POST"]),
             Route("/_sim/people", self.people_endpoint, methods=["POST"]),
             Route("/_sim/forge", self.forge_endpoint, methods=["POST"]),
+            Route("/_sim/bend-next-id-token", self.bend_endpoint, methods=["POST"]),
         ])
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -301,8 +305,11 @@ class OIDCSimulator:
         access_token = secrets.token_urlsafe(32)
         with self._lock:
             self._access[access_token] = pending.person
-        id_token = self.forge(pending.person, aud=client.client_id, nonce=pending.nonce,
-                              extra={"azp": client.client_id})
+        with self._lock:
+            bend, self.bend_next_id_token = self.bend_next_id_token, {}
+        options: dict[str, Any] = {"aud": client.client_id, "nonce": pending.nonce, **bend}
+        options["extra"] = {"azp": client.client_id, **options.get("extra", {})}
+        id_token = self.forge(pending.person, **options)
         return JSONResponse({"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
                              "id_token": id_token, "scope": pending.scope}, headers=_NO_STORE)
 
@@ -325,6 +332,14 @@ class OIDCSimulator:
         if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not isinstance(body.get("claims"), dict):
             return JSONResponse({"error": "send {key, claims}"}, 400)
         self.add_person(body["key"], **body["claims"])
+        return JSONResponse({"ok": True})
+
+    async def bend_endpoint(self, request: Request) -> Response:
+        body = json.loads(await request.body() or b"{}")
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "send the forge options as an object"}, 400)
+        with self._lock:
+            self.bend_next_id_token = body
         return JSONResponse({"ok": True})
 
     async def forge_endpoint(self, request: Request) -> Response:

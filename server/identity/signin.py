@@ -112,7 +112,7 @@ class SignIn:
     def _save_flow(self, state: str, flow: dict[str, str]) -> None:
         row = SignInFlow(state_hash=hash_token(state), key_id="", ciphertext=b"", expires_at=utcnow() + FLOW_TTL)
         sealed = self.runtime.vault.seal("signin_flow", row.id, "flow", flow)
-        row.key_id, row.ciphertext = sealed.key_id, sealed.ciphertext
+        row.key_id, row.ciphertext = sealed.key_id, sealed.blob
         with Session(self.runtime.vault.engine) as session:
             session.add(row)
             session.commit()
