@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import hmac
+import html
 import json
+import re
 import secrets
 import threading
 import time
@@ -255,7 +257,7 @@ class OIDCSimulator:
         params = dict(request.query_params)
         if error := self._authorize_error(params):
             return HTMLResponse(f"<h1>Bad request</h1><p id='error'>{escape(error)}</p>", 400)
-        hidden = {key: params[key] for key in ("client_id", "redirect_uri", "state", "nonce", "scope",
+        hidden = {key: params[key] for key in ("client_id", "redirect_uri", "response_type", "state", "nonce", "scope",
                                                 "code_challenge", "code_challenge_method") if key in params}
         with self._lock:
             people = {key: dict(claims) for key, claims in self.people.items()}
@@ -363,9 +365,14 @@ async def sign_in_over_http(client: httpx2.AsyncClient, authorize_url: str, pers
     page = await client.get(authorize_url)
     if page.status_code != 200:
         raise AssertionError(f"the login page refused: {page.status_code} {page.text[:300]}")
+    if f'id="person-{person}"' not in page.text:
+        raise AssertionError(f"no {person!r} on the login page")
+    # Exactly what the browser submits: the page's hidden fields and the button pressed.
+    form = {html.unescape(name): html.unescape(value)
+            for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)}
+    form["person"] = person
     parts = urlsplit(authorize_url)
-    form = {**dict(parse_qsl(parts.query)), "person": person}
-    answer = await client.post(urlunsplit(parts._replace(query="")), data=form)
+    answer = await client.post(urlunsplit(parts._replace(query="", path="/authorize")), data=form)
     if answer.status_code != 302:
         raise AssertionError(f"the login page did not redirect: {answer.status_code}")
     return answer.headers["location"]
