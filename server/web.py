@@ -34,8 +34,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
-from server.auth import ApiKeyVerifier, auth_settings
 from server.identity.link_guard import LinkDecision, LinkGuard
+from server.identity.mcp_auth import build_mcp_auth
 from server.identity.signin import SignIn, login_url
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
@@ -275,17 +275,22 @@ def _ping(runtime: Runtime) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
-    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
-    routes = [*LinkPages(runtime, remote=bool(transports)).routes(),
-              Route("/metrics", prometheus_metrics, methods=["GET"])]
+def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
+                  client_documents_http: Any = None) -> Starlette:
+    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/) and
+    whatever authorizes their callers (server/identity/mcp_auth.py). Build it once the public URL is known."""
+    pages = LinkPages(runtime, remote=bool(transports))
+    routes = [*pages.routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
     if unknown:
         raise ValueError(f"unknown transports {sorted(unknown)}")
-    verifier = ApiKeyVerifier(runtime.vault)
-    server, _ = build_server(runtime, token_verifier=verifier, auth=auth_settings(runtime.settings))
+    # client_documents_http: the client that fetches CIMD documents (tests hand in one trusting their loopback CA).
+    mcp_auth = build_mcp_auth(runtime, pages.sign_in, render, client_documents_http)
+    routes += mcp_auth.routes
+    verifier = mcp_auth.verifier
+    server, _ = build_server(runtime, token_verifier=verifier, auth=mcp_auth.settings)
     security = transport_security(runtime.settings, host)
     lifespan = None
     if "http" in transports:
@@ -359,10 +364,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
-    """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
-    carry magic-link tokens and OAuth codes."""
-    sock = bind(host, port)
+async def listening(app: Any, host: str, port: int, *, sock: socket.socket | None = None) -> AsyncIterator[Listener]:
+    """Serve `app` with uvicorn in this event loop until the block ends (on `sock` if already bound). Access logs
+    stay off: request lines carry magic-link tokens and OAuth codes."""
+    sock = sock or bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False)
@@ -389,6 +394,11 @@ async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
             yield Listener(f"http://{url_host}:{bound_port}", server, stopped)
         finally:
             server.should_exit = True
+
+
+def listener_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{_reachable_host(host)}:{port}"
 
 
 def _reachable_host(host: str) -> str:
@@ -423,8 +433,11 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
             await server.run_stdio_async()
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
+    # Bound first, so that with port 0 the public URL (the OAuth issuer and resource) is known when the app is built.
+    sock = bind(host, port)
+    adopt_public_url(settings, listener_url(sock))
     app = build_web_app(runtime, transports=transports, host=host)
-    async with listening(app, host, port) as listener:
+    async with listening(app, host, port, sock=sock) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,
