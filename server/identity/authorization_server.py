@@ -9,9 +9,8 @@ RFC 7591 dynamic registration (stored in `mcp_client`, secret sealed)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -104,7 +103,7 @@ class GrantkeeperAuthorizationServer:
         self.log.info("mcp_client_registered", client_id=row.client_id, client_name=client_info.client_name)
 
     def _insert(self, *rows: Any) -> None:
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             for row in rows:
                 session.add(row)
             session.commit()
@@ -310,10 +309,3 @@ class GrantkeeperAuthorizationServer:
             session.commit()
             return result.rowcount
 
-
-def now_epoch() -> int:
-    return int(time.time())
-
-
-def aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -61,7 +61,7 @@ def build_mcp_auth(runtime: Runtime, sign_in: SignIn | None, render: Render,
     registration = ClientRegistrationOptions(enabled=settings.mcp_dynamic_registration, valid_scopes=[TOOLS_SCOPE],
                                              default_scopes=[TOOLS_SCOPE])
     revocation = RevocationOptions(enabled=True)
-    issuer = AnyHttpUrl(settings.public_url)
+    issuer = auth_settings.issuer_url  # (its model keeps a path-less URL without a trailing slash)
     routes: list[BaseRoute] = []
     for route in create_auth_routes(server, issuer, client_registration_options=registration,
                                     revocation_options=revocation):

@@ -4,6 +4,7 @@ a person's browser (an httpx2 client with cookies) that signs in by picking who 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -73,6 +74,19 @@ class Browser:
 
 def query_of(url: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Any]:
+    """Real headless Chromium (Debian's); tests that use it skip, saying why, where it is missing."""
+    from tests.reauth.test_browser_reauth import CHROMIUM, CHROMIUM_ARGS, async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 @pytest.fixture

@@ -4,28 +4,18 @@ Alice's own link, opened signed out, asks her to sign in and then connects her a
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from server.execute import Caller
-from tests.reauth.test_browser_reauth import CHROMIUM, CHROMIUM_ARGS
 from tests.support.seed import seed_account
 from tests.support.web import vault_rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402  (skipped above without it)
-
-
-@pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 
 async def outcome(page: Page) -> str | None:
