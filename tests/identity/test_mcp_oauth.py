@@ -231,3 +231,79 @@ async def test_the_sdk_client_signs_in_with_dynamic_registration(runtime, settin
     storage = await run_the_whole_loop(runtime, settings, slack_sim, web, chromium, client_metadata_url=None)
     [registered] = rows(runtime, McpClient)
     assert registered.client_id == storage.client.client_id and registered.client_metadata["client_name"] == "Test Agent"
+
+
+def authorize_params(client_id: str, **extra: str) -> dict[str, str]:
+    return {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "state": "s1",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
+            "scope": "tools", **extra}
+
+
+@pytest.mark.parametrize("document, says", [
+    ("http://example.com/client.json", "must use https"),
+    ("https://10.1.2.3/client.json", "private or reserved network"),
+    ("https://127.0.0.1:1/", "must have a path"),
+    ("wrong-id", "client_id is not its own URL"),
+    ("huge", "larger than"),
+    ("slow", "did not answer within"),
+    ("secretive", "authenticates with 'none'"),
+])
+async def test_bad_client_metadata_documents_get_clear_errors_and_register_nothing(runtime, web, documents, document,
+                                                                                   says):
+    host, _ = documents
+    client_id = document if "://" in document else host.url(document)
+    async with httpx2.AsyncClient(timeout=30) as client:
+        answer = await client.get(f"{web}/authorize", params=authorize_params(client_id))
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_client"
+    assert says in answer.json()["error_description"]
+    assert rows(runtime, McpAuthorization) == [] and rows(runtime, McpClient) == []
+
+
+async def test_a_redirect_uri_the_document_does_not_list_is_refused(runtime, web, documents):
+    host, _ = documents
+    async with httpx2.AsyncClient(timeout=10) as client:
+        answer = await client.get(f"{web}/authorize", params=authorize_params(
+            host.url(), redirect_uri="http://127.0.0.1:9/oauth/callback/evil"))
+    assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+    assert rows(runtime, McpAuthorization) == []
+
+
+async def test_a_token_for_another_resource_is_not_issued(runtime, web, documents):
+    host, _ = documents
+    async with httpx2.AsyncClient(timeout=10) as client:
+        answer = await client.get(f"{web}/authorize", params=authorize_params(
+            host.url(), resource="https://other.example/mcp"))
+    assert answer.status_code == 302 and query_of(answer.headers["location"])["error"] == "invalid_target"
+    assert rows(runtime, McpAuthorization) == []
+
+
+async def test_the_consent_answer_needs_the_pages_csrf_token(runtime, web, documents, browser_factory):
+    host, _ = documents
+    bob = browser_factory()
+    await bob.sign_in(web, "bob")
+    started = await bob.client.get(f"{web}/authorize", params=authorize_params(host.url()))
+    consent_url = started.headers["location"]
+    request_token = query_of(consent_url)["request"]
+    page = await bob.client.get(consent_url)
+    assert "Test Agent" in page.text and "bob (org acme)" in page.text
+    forged = await bob.client.post(f"{web}/oauth/consent", data={"request": request_token, "csrf": "f" * 64,
+                                                                  "decision": "allow"})
+    assert forged.status_code == 403
+    assert all(row.code_hash is None for row in rows(runtime, McpAuthorization))
+    declined = await bob.client.post(f"{web}/oauth/consent", data={
+        "request": request_token, "csrf": page.text.split('name="csrf" value="')[1].split('"')[0], "decision": "deny"})
+    answer = query_of(declined.headers["location"])
+    assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", "s1", web)
+
+
+@pytest.fixture
+def no_dynamic_registration(runtime):
+    runtime.settings.mcp_dynamic_registration = False
+
+
+async def test_dynamic_registration_can_be_switched_off(no_dynamic_registration, runtime, web):
+    async with httpx2.AsyncClient(timeout=10) as client:
+        metadata = (await client.get(f"{web}/.well-known/oauth-authorization-server")).json()
+        registered = await client.post(f"{web}/register", json=client_metadata().model_dump(mode="json"))
+    assert "registration_endpoint" not in metadata and metadata["client_id_metadata_document_supported"] is True
+    assert registered.status_code in (404, 405) and rows(runtime, McpClient) == []
