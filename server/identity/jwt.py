@@ -25,8 +25,8 @@ from server.identity.fetch import FetchError, fetch_json
 
 MAX_TOKEN_LENGTH = 16 * 1024
 JWKS_REFRESH_SECONDS = 300
-# A token naming an unknown key may force a re-fetch, but not more often than this: a stream of forged kids must
-# not turn into a stream of requests to the IdP.
+# A token naming an unknown key (the IdP rotated) forces a re-fetch, but not more often than this: a stream of
+# forged kids must not turn into a stream of requests to the IdP.
 JWKS_MIN_REFETCH_SECONDS = 30
 
 
@@ -46,6 +46,7 @@ class JwksCache:
         self.http, self.url, self.clock = http, url, clock
         self._keys: KeySet | None = None
         self._fetched_at = float("-inf")
+        self._forced_at = float("-inf")  # the last re-fetch an unknown kid asked for
         self._lock = anyio.Lock()
         self.fetches = 0
 
@@ -54,7 +55,10 @@ class JwksCache:
             now = self.clock()
             stale = now - self._fetched_at > JWKS_REFRESH_SECONDS
             missing = kid is not None and self._keys is not None and not _has_kid(self._keys, kid)
-            if self._keys is None or stale or (missing and now - self._fetched_at > JWKS_MIN_REFETCH_SECONDS):
+            forced = missing and now - self._forced_at > JWKS_MIN_REFETCH_SECONDS
+            if forced:
+                self._forced_at = now
+            if self._keys is None or stale or forced:
                 try:
                     document = (await fetch_json(self.http, self.url)).document
                     self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]

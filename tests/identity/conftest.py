@@ -12,7 +12,7 @@ import pytest
 
 from providers.simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
 from server.runtime import Runtime
-from tests.support.web import web_server
+from server.web import adopt_public_url, bind, build_web_app, listener_url, listening
 
 
 @pytest.fixture(scope="session")
@@ -48,8 +48,12 @@ def env(env: dict[str, str], sign_in_env: dict[str, str], monkeypatch: pytest.Mo
 
 @pytest.fixture
 async def web(runtime: Runtime) -> AsyncIterator[str]:
-    async with web_server(runtime) as url:
-        yield url
+    """grantkeeper's web app with both HTTP transports, bound before it is built so its resource URL is known."""
+    sock = bind("127.0.0.1", 0)
+    adopt_public_url(runtime.settings, listener_url(sock))
+    app = build_web_app(runtime, transports=("http", "sse"))
+    async with listening(app, "127.0.0.1", 0, sock=sock) as listener:
+        yield listener.url
 
 
 class Browser:
