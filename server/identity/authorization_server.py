@@ -287,25 +287,30 @@ class GrantkeeperAuthorizationServer:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.get(McpToken, hash_token(token))
 
-    # ---- operators ----------------------------------------------------------------------------------
-    def list_grants(self, *, include_revoked: bool = False) -> list[McpGrant]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(session.exec(select(McpGrant).order_by(McpGrant.created_at)))
-        return rows if include_revoked else [row for row in rows if row.revoked_at is None]
+    def revoke_grants(self, **which: Any) -> int:
+        return revoke_grants(self.engine, **which)
 
-    def revoke_grants(self, *, grant_id: str | None = None, org: str | None = None, user: str | None = None,
-                      reason: str = "revoked_by_operator") -> int:
-        conditions = [McpGrant.revoked_at.is_(None)]
-        if grant_id:
-            conditions.append(McpGrant.id == grant_id)
-        if org:
-            conditions.append(McpGrant.org == org)
-        if user:
-            conditions.append(McpGrant.user == user)
-        if len(conditions) == 1:
-            raise ValueError("name a grant id, or an org (and user)")
-        with Session(self.engine) as session:
-            result = session.exec(update(McpGrant).where(*conditions).values(revoked_at=utcnow(), revoked_reason=reason))
-            session.commit()
-            return result.rowcount
 
+# ---- operators (`grantkeeper sessions`) -------------------------------------------------------------------
+def list_grants(engine: Any, *, include_revoked: bool = False) -> list[McpGrant]:
+    with Session(engine, expire_on_commit=False) as session:
+        rows = list(session.exec(select(McpGrant).order_by(McpGrant.created_at)))
+    return rows if include_revoked else [row for row in rows if row.revoked_at is None]
+
+
+def revoke_grants(engine: Any, *, grant_id: str | None = None, org: str | None = None, user: str | None = None,
+                  reason: str = "revoked_by_operator") -> int:
+    """Revoke one MCP client session by id, or every live one of org (and user). Its tokens stop working at once."""
+    conditions = [McpGrant.revoked_at.is_(None)]
+    if grant_id:
+        conditions.append(McpGrant.id == grant_id)
+    if org:
+        conditions.append(McpGrant.org == org)
+    if user:
+        conditions.append(McpGrant.user == user)
+    if len(conditions) == 1:
+        raise ValueError("name a grant id, or an org (and user)")
+    with Session(engine) as session:
+        result = session.exec(update(McpGrant).where(*conditions).values(revoked_at=utcnow(), revoked_reason=reason))
+        session.commit()
+        return result.rowcount
