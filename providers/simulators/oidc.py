@@ -129,6 +129,7 @@ class OIDCSimulator:
         # Bends applied to the id_token of the next code exchange (see `forge`), so a relying party's checks can
         # be attacked through the real flow.
         self.bend_next_id_token: dict[str, Any] = {}
+        self.issued_id_tokens: list[str] = []
         self.app = Starlette(routes=[
             Route(DISCOVERY_PATH, self.discovery, methods=["GET"]),
             Route("/jwks", self.jwks, methods=["GET"]),
@@ -312,6 +313,7 @@ class OIDCSimulator:
         options: dict[str, Any] = {"aud": client.client_id, "nonce": pending.nonce, **bend}
         options["extra"] = {"azp": client.client_id, **options.get("extra", {})}
         id_token = self.forge(pending.person, **options)
+        self.issued_id_tokens.append(id_token)  # so tests can search logs and pages for it
         return JSONResponse({"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
                              "id_token": id_token, "scope": pending.scope}, headers=_NO_STORE)
 
