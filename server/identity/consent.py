@@ -13,9 +13,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from server.identity.authorization_server import CONSENT_PATH, GrantkeeperAuthorizationServer
-from server.identity.sessions import cookie_name, csrf_ok
 from server.identity.signin import Render, SignIn, login_url
 from server.monitoring.logging import get_logger
+from server.vault.crypto import hash_token
+from server.web_security import FORM_TOKEN_FIELD
+
+
+def _scope(request_token: str, session_id: str) -> str:
+    # One consent page, for one signed-in session: a token from another request or browser does not answer this one.
+    return f"consent:{hash_token(request_token)}:{session_id}"
 
 
 def _with_query(url: str, params: dict[str, str | None]) -> str:
@@ -49,22 +55,25 @@ class ConsentPages:
             return RedirectResponse(login_url(f"{CONSENT_PATH}?request={request_token}"), 303,
                                     headers={"Cache-Control": "no-store"})
         params: dict[str, Any] = pending.params
-        return self.render("consent.html", outcome="consent", client_name=params.get("client_name") or "An MCP client",
+        issued = self.sign_in.forms.issue(request, _scope(request_token, signed_in.session_id))
+        page = self.render("consent.html", outcome="consent", client_name=params.get("client_name") or "An MCP client",
                            client_id=pending.client_id, redirect_host=urlsplit(params["redirect_uri"]).netloc,
-                           person=signed_in.person.display, request_token=request_token, csrf=signed_in.csrf_token,
-                           action=self.sign_in._path(CONSENT_PATH))
+                           person=signed_in.person.display, request_token=request_token,
+                           form_token_field=FORM_TOKEN_FIELD, form_token=issued.form_token,
+                           action=f"{self.sign_in.path(CONSENT_PATH)}?request={request_token}")
+        self.sign_in.forms.set_cookie(page, issued)
+        return page
 
     async def answer(self, request: Request) -> Response:
-        form = await request.form()
-        request_token, presented, decision = form.get("request"), form.get("csrf"), form.get("decision")
-        value = request.cookies.get(cookie_name(self.sign_in.settings))
-        if not isinstance(request_token, str) or not csrf_ok(value, presented if isinstance(presented, str) else None):
-            return self.render("message.html", 403, outcome="csrf_refused", title="This answer was not confirmed",
-                               paragraphs=["It did not come from grantkeeper's own consent page. Nothing was granted."],
-                               next_step="Start again from your MCP client.")
         signed_in = await self.sign_in.current(request)
         if signed_in is None:
             return self._gone()
+        # The request token travels in the query string so the form-token scope is known before the body is read.
+        request_token = request.query_params.get("request", "")
+        form = await self.sign_in.checked_form(request, _scope(request_token, signed_in.session_id))
+        if form is None:
+            return self.sign_in.form_refused("This answer")
+        decision = form.get("decision")
         person = signed_in.person
         decided = await anyio.to_thread.run_sync(
             lambda: self.server.decide(request_token, org=person.org, user=person.user, allow=decision == "allow"))

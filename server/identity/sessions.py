@@ -4,8 +4,6 @@ revokes it (`grantkeeper sessions revoke`). Blocking database calls: run them in
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,17 +25,7 @@ TOUCH_EVERY = timedelta(seconds=60)
 @dataclass(frozen=True)
 class SignedIn:
     person: Person
-    session_id: str  # the row id, for listings; never the cookie value
-    csrf_token: str
-
-
-def csrf_token_for(session_value: str) -> str:
-    """A form token bound to this browser's session: only a page served to this browser can know it."""
-    return hmac.new(session_value.encode(), b"grantkeeper/csrf/v1", hashlib.sha256).hexdigest()
-
-
-def csrf_ok(session_value: str | None, presented: str | None) -> bool:
-    return bool(session_value and presented) and hmac.compare_digest(csrf_token_for(session_value), presented)
+    session_id: str  # the row id, for listings and form-token scopes; never the cookie value
 
 
 def cookie_name(settings: Settings) -> str:
@@ -76,7 +64,7 @@ class SessionStore:
                 session.exec(update(BrowserSession).where(BrowserSession.id == row.id).values(last_seen_at=now))
                 session.commit()
         person = Person(org=row.org, user=row.user, subject=row.subject, email=row.email, is_admin=row.is_admin)
-        return SignedIn(person, row.id, csrf_token_for(value))
+        return SignedIn(person, row.id)
 
     def end(self, value: str) -> bool:
         with Session(self.engine) as session:

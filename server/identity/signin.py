@@ -22,11 +22,19 @@ from starlette.routing import BaseRoute, Route
 from server.identity.models import SignInFlow
 from server.identity.oidc import OidcClient, SignInFailed
 from server.identity.people import Person, SignInRefused, person_from_claims
-from server.identity.sessions import SessionStore, SignedIn, cookie_name, csrf_ok
+from server.identity.sessions import SessionStore, SignedIn, cookie_name
 from server.monitoring.logging import get_logger
 from server.runtime import Runtime
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
+from server.web_security import (
+    FORM_TOKEN_FIELD,
+    FORM_TOKEN_PURPOSE,
+    FormGuard,
+    allowed_origins,
+    cross_site_reason,
+    read_small_form,
+)
 
 LOGIN_PATH = "/login"
 CALLBACK_PATH = "/login/callback"
@@ -64,6 +72,9 @@ class SignIn:
         self.render = render
         self.oidc = OidcClient(runtime.settings, runtime.http)
         self.sessions = SessionStore(runtime.vault, runtime.settings)
+        # The web side's CSRF defence (server/web_security.py): same-origin check, then a form token bound to the
+        # browser's cookie and to the page's scope.
+        self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=lambda: self.secure)
         self.log = get_logger("grantkeeper.signin")
 
     def routes(self) -> list[BaseRoute]:
@@ -83,7 +94,7 @@ class SignIn:
     def redirect_uri(self) -> str:
         return self.settings.public_url + CALLBACK_PATH
 
-    def _path(self, path: str) -> str:
+    def path(self, path: str) -> str:
         return urlsplit(self.settings.public_url).path.rstrip("/") + path
 
     async def current(self, request: Request) -> SignedIn | None:
@@ -96,7 +107,7 @@ class SignIn:
         if signed_in is not None and next_path != LOGIN_PATH:
             return RedirectResponse(next_path, 303)
         if signed_in is not None:
-            return self._signed_in_page(signed_in)
+            return self._signed_in_page(signed_in, request)
         state, nonce, verifier, binding = new_secret_token(), new_secret_token(), generate_token(64), new_secret_token()
         try:
             url = await self.oidc.start(redirect_uri=self.redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
@@ -105,7 +116,7 @@ class SignIn:
         await self._db(self._save_flow, state, {"nonce": nonce, "code_verifier": verifier, "next": next_path,
                                                 "binding_hash": hash_token(binding)})
         response = RedirectResponse(url, 303, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-        response.set_cookie(FLOW_COOKIE, binding, max_age=int(FLOW_TTL.total_seconds()), path=self._path(CALLBACK_PATH),
+        response.set_cookie(FLOW_COOKIE, binding, max_age=int(FLOW_TTL.total_seconds()), path=self.path(CALLBACK_PATH),
                             secure=self.secure, httponly=True, samesite="lax")
         return response
 
@@ -165,7 +176,7 @@ class SignIn:
                                     headers={"Cache-Control": "no-store"})
         response.set_cookie(cookie_name(self.settings), value, max_age=self.settings.session_absolute_seconds,
                             path="/", secure=self.secure, httponly=True, samesite="lax")
-        response.delete_cookie(FLOW_COOKIE, path=self._path(CALLBACK_PATH), secure=self.secure, httponly=True,
+        response.delete_cookie(FLOW_COOKIE, path=self.path(CALLBACK_PATH), secure=self.secure, httponly=True,
                                samesite="lax")
         return response
 
@@ -175,17 +186,27 @@ class SignIn:
         if signed_in is None:
             return self.render("message.html", outcome="signed_out", title="You are not signed in", paragraphs=[],
                                next_step=None)
-        return self._signed_in_page(signed_in)
+        return self._signed_in_page(signed_in, request)
+
+    def form_refused(self, what: str) -> Response:
+        return self.render("message.html", 403, outcome="csrf_refused", title=f"{what} was not confirmed",
+                           paragraphs=["This request did not come from grantkeeper's own page. Nothing was changed."],
+                           next_step="Go back to the page and press its button there.")
+
+    async def checked_form(self, request: Request, scope: str) -> dict[str, str] | None:
+        """The form of a state-changing POST if it came from our own page in this browser, else None."""
+        if cross_site_reason(request, allowed_origins(self.settings.public_url, request)) is not None:
+            return None
+        form = await read_small_form(request)
+        if form is None or not self.forms.verify(request, scope, form.get(FORM_TOKEN_FIELD)):
+            return None
+        return form
 
     async def logout(self, request: Request) -> Response:
-        form = await request.form()
         value = request.cookies.get(cookie_name(self.settings))
-        presented = form.get("csrf")
-        if not csrf_ok(value, presented if isinstance(presented, str) else None):
-            return self.render("message.html", 403, outcome="csrf_refused", title="Sign-out was not confirmed",
-                               paragraphs=["This request did not come from grantkeeper's own sign-out page."],
-                               next_step="Open /logout and press the button there.")
-        assert value is not None
+        signed_in = await self.current(request)
+        if signed_in is None or value is None or await self.checked_form(request, f"logout:{signed_in.session_id}") is None:
+            return self.form_refused("Sign-out")
         await self._db(self.sessions.end, value)
         response = self.render("message.html", outcome="signed_out", title="You are signed out",
                                paragraphs=["Your grantkeeper session has ended."], next_step=None)
@@ -193,9 +214,13 @@ class SignIn:
         return response
 
     # ---- pages ----------------------------------------------------------------------------------------
-    def _signed_in_page(self, signed_in: SignedIn) -> Response:
-        return self.render("signed_in.html", outcome="signed_in", person=signed_in.person.display,
-                           csrf=signed_in.csrf_token, logout=self._path(LOGOUT_PATH))
+    def _signed_in_page(self, signed_in: SignedIn, request: Request) -> Response:
+        issued = self.forms.issue(request, f"logout:{signed_in.session_id}")
+        page = self.render("signed_in.html", outcome="signed_in", person=signed_in.person.display,
+                           form_token_field=FORM_TOKEN_FIELD, form_token=issued.form_token,
+                           logout=self.path(LOGOUT_PATH))
+        self.forms.set_cookie(page, issued)
+        return page
 
     def _failure(self, reason: str) -> Response:
         return self.render("message.html", 400 if reason.startswith(("state", "other", "iss", "code")) else 502,

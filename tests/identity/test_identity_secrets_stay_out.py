@@ -66,11 +66,11 @@ async def test_no_identity_secret_in_logs_pages_or_errors(runtime, web, idp, log
             "state": "client-state"})).headers["location"]
         secrets["consent request"] = query_of(consent)["request"]
         page = await client.get(consent)
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-        await client.post(f"{web}/oauth/consent", data={"request": secrets["consent request"], "csrf": "0" * 64,
-                                                         "decision": "allow"})
-        answered = await client.post(f"{web}/oauth/consent", data={"request": secrets["consent request"],
-                                                                    "csrf": csrf, "decision": "allow"})
+        csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+        await client.post(f"{web}/oauth/consent", params={"request": secrets["consent request"]},
+                          data={"csrf_token": "0" * 64, "decision": "allow"})
+        answered = await client.post(f"{web}/oauth/consent", params={"request": secrets["consent request"]},
+                                     data={"csrf_token": csrf, "decision": "allow"})
         secrets["MCP code"] = query_of(answered.headers["location"])["code"]
         tokens = (await client.post(f"{web}/token", data={
             "grant_type": "authorization_code", "code": secrets["MCP code"], "redirect_uri": REDIRECT_URI,
@@ -91,7 +91,7 @@ async def test_no_identity_secret_in_logs_pages_or_errors(runtime, web, idp, log
         refused_mcp = await client.post(f"{web}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
                                         headers={"Authorization": f"Bearer {rotated['access_token']}"})
         assert refused_mcp.status_code == 401
-        await client.post(f"{web}/logout", data={"csrf": "0" * 64})
+        await client.post(f"{web}/logout", data={"csrf_token": "0" * 64})
 
     output = log_output.getvalue()
     assert "mcp_refresh_token_reused" in output and "sign_in_failed" in output  # the log did capture the run

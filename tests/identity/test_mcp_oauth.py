@@ -286,12 +286,12 @@ async def test_the_consent_answer_needs_the_pages_csrf_token(runtime, web, docum
     request_token = query_of(consent_url)["request"]
     page = await bob.client.get(consent_url)
     assert "Test Agent" in page.text and "bob (org acme)" in page.text
-    forged = await bob.client.post(f"{web}/oauth/consent", data={"request": request_token, "csrf": "f" * 64,
-                                                                  "decision": "allow"})
+    forged = await bob.client.post(f"{web}/oauth/consent", params={"request": request_token},
+                                  data={"csrf_token": "f" * 64, "decision": "allow"})
     assert forged.status_code == 403
     assert all(row.code_hash is None for row in rows(runtime, McpAuthorization))
-    declined = await bob.client.post(f"{web}/oauth/consent", data={
-        "request": request_token, "csrf": page.text.split('name="csrf" value="')[1].split('"')[0], "decision": "deny"})
+    declined = await bob.client.post(f"{web}/oauth/consent", params={"request": request_token}, data={
+        "csrf_token": page.text.split('name="csrf_token" value="')[1].split('"')[0], "decision": "deny"})
     answer = query_of(declined.headers["location"])
     assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", "s1", web)
 

@@ -106,11 +106,11 @@ async def test_next_is_a_local_path_only(web, browser_factory):
 async def test_logout_needs_the_pages_csrf_token(runtime, web, browser_factory):
     browser = browser_factory()
     page = await browser.sign_in(web, "alice")
-    token = page.text.split('name="csrf" value="')[1].split('"')[0]
-    forged = await browser.client.post(f"{web}/logout", data={"csrf": "0" * 64})
+    token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    forged = await browser.client.post(f"{web}/logout", data={"csrf_token": "0" * 64})
     assert forged.status_code == 403 and outcome_of(forged) == "csrf_refused"
     assert outcome_of(await browser.client.get(f"{web}/login")) == "signed_in"
-    done = await browser.client.post(f"{web}/logout", data={"csrf": token})
+    done = await browser.client.post(f"{web}/logout", data={"csrf_token": token})
     assert outcome_of(done) == "signed_out"
     [row] = sessions(runtime)
     assert row.revoked_at is not None

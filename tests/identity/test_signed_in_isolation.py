@@ -41,9 +41,9 @@ async def access_token_for(web: str, person: str, browser) -> str:
         "response_type": "code", "client_id": registered["client_id"], "redirect_uri": REDIRECT_URI, "state": "s",
         "code_challenge": challenge, "code_challenge_method": "S256", "resource": f"{web}/mcp"})).headers["location"]
     page = await client.get(consent)
-    csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-    answered = await client.post(f"{web}/oauth/consent", data={"request": query_of(consent)["request"], "csrf": csrf,
-                                                                "decision": "allow"})
+    csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+    answered = await client.post(f"{web}/oauth/consent", params={"request": query_of(consent)["request"]},
+                                 data={"csrf_token": csrf, "decision": "allow"})
     code = query_of(answered.headers["location"])["code"]
     tokens = (await client.post(f"{web}/token", data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
