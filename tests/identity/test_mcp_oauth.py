@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from server.identity.client_documents import ClientDocuments
 from server.identity.models import McpAuthorization, McpClient, McpGrant, McpToken
 from server.web import adopt_public_url, bind, build_web_app, listener_url, listening
 from tests.identity.conftest import query_of
@@ -62,6 +63,8 @@ class ClientDocumentHost:
             return JSONResponse({**good, "client_name": "x" * 20_000})
         if name == "slow":
             await self.hang.wait()
+        if name == "uncached":
+            return JSONResponse(good, headers={"Cache-Control": "no-store"})
         if name == "secretive":
             return JSONResponse({**good, "token_endpoint_auth_method": "client_secret_basic"})
         return JSONResponse(good, headers={"Cache-Control": "max-age=60"})
@@ -307,3 +310,19 @@ async def test_dynamic_registration_can_be_switched_off(no_dynamic_registration,
         registered = await client.post(f"{web}/register", json=client_metadata().model_dump(mode="json"))
     assert "registration_endpoint" not in metadata and metadata["client_id_metadata_document_supported"] is True
     assert registered.status_code in (404, 405) and rows(runtime, McpClient) == []
+
+
+async def test_documents_are_cached_as_their_cache_control_says(documents):
+    host, trust = documents
+    clock = [0.0]
+    async with httpx2.AsyncClient(verify=trust, timeout=10) as http:
+        fetcher = ClientDocuments(http, clock=lambda: clock[0])
+        for _ in range(3):
+            assert (await fetcher.client(host.url())).client_name == "Test Agent"
+        assert fetcher.fetches == 1  # max-age=60
+        clock[0] = 61
+        await fetcher.client(host.url())
+        assert fetcher.fetches == 2
+        for _ in range(2):
+            await fetcher.client(host.url("uncached"))
+        assert fetcher.fetches == 4  # no-store: every time
