@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from server.housekeeping import Housekeeper
 from server.identity.models import BrowserSession, McpAuthorization, McpGrant, McpToken, SignInFlow
 from server.vault.models import utcnow
+from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override
 
 pytestmark = pytest.mark.no_sign_in
 

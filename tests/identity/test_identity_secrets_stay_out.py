@@ -14,6 +14,7 @@ from providers.simulators import sign_in_over_http
 from server.monitoring.logging import configure_logging
 from tests.identity.conftest import Browser, query_of
 from tests.identity.test_signed_in_isolation import REDIRECT_URI
+from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override
 from tests.support.logs import logging_restored
 
 pytestmark = pytest.mark.anyio
