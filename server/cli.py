@@ -396,7 +396,7 @@ def cmd_sessions_list(settings: Settings, args: argparse.Namespace) -> int:
     browsers, engine = _session_stores(settings)
     rows = [{"kind": "browser", "id": row.id, "org": row.org, "user": row.user, "client": None,
              "admin": row.is_admin, "since": _when(row.created_at), "last_used": _when(row.last_seen_at),
-             "ended": _when(row.revoked_at)} for row in browsers.list(include_ended=args.all)]
+             "ended": _when(row.revoked_at)} for row in browsers.listing(include_ended=args.all)]
     rows += [{"kind": "mcp", "id": row.id, "org": row.org, "user": row.user,
               "client": row.client_name or row.client_id, "admin": None, "since": _when(row.created_at),
               "last_used": _when(row.last_used_at), "ended": _when(row.revoked_at)}

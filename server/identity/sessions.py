@@ -74,7 +74,7 @@ class SessionStore:
             session.commit()
             return result.rowcount > 0
 
-    def list(self, *, include_ended: bool = False) -> list[BrowserSession]:
+    def listing(self, *, include_ended: bool = False) -> list[BrowserSession]:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
             rows = list(session.exec(select(BrowserSession).order_by(BrowserSession.created_at)))

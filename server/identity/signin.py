@@ -21,10 +21,11 @@ from starlette.routing import BaseRoute, Route
 
 from server.identity.models import SignInFlow
 from server.identity.oidc import OidcClient, SignInFailed
-from server.identity.people import Person, SignInRefused, person_from_claims
+from server.identity.people import SignInRefused, person_from_claims
 from server.identity.sessions import SessionStore, SignedIn, cookie_name
 from server.monitoring.logging import get_logger
 from server.runtime import Runtime
+from server.vault import VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
 from server.web_security import (
@@ -142,7 +143,8 @@ class SignIn:
                 return None
         try:
             flow = self.runtime.vault.open("signin_flow", row.id, "flow", Sealed(row.key_id, row.ciphertext))
-        except Exception:
+        except (VaultIntegrityError, VaultKeyError):
+            self.log.error("sign_in_flow_unreadable", flow_id=row.id)
             return None
         return _Flow(flow["nonce"], flow["code_verifier"], flow["next"], flow["binding_hash"])
 
@@ -228,6 +230,3 @@ class SignIn:
                            paragraphs=[f"The sign-in could not be confirmed ({reason}). Nothing was changed."],
                            next_step="Start again from the link or page you were opening.")
 
-
-def person_or_none(signed_in: SignedIn | None) -> Person | None:
-    return signed_in.person if signed_in else None
