@@ -256,8 +256,10 @@ def test_a_worker_killed_between_writing_an_event_and_delivering_it_loses_nothin
     stats = anyio.run(survivor.run_until_idle)
 
     messages = assert_every_event_once_in_order(hook, runtime_sync.vault)
-    assert stats.delivered == len(messages) == len(written)  # what the dead worker wrote, and nothing else
-    assert {m.message_id for m in messages} == {m.message_id for m in written}
+    # Everything the dead worker wrote (on PostgreSQL a COMMIT it sent as it died may land a moment later).
+    assert stats.delivered == len(messages)
+    assert {m.message_id for m in written} <= {m.message_id for m in messages}
+    assert {m.id for m in held} <= {m.id for m in messages}
 
 
 async def test_dead_letter_after_the_retry_budget_and_replay(runtime, settings, receiver, monkeypatch):
