@@ -58,8 +58,23 @@ def _config_message(exc: Exception) -> str:
     return str(exc)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("grantkeeper")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+ORG_HELP = "organisation (default GRANTKEEPER_ORG)"
+USER_HELP = "user within the organisation (default GRANTKEEPER_USER, else your login name)"
+JSON_HELP = "print JSON instead of a table"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grantkeeper", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the MCP server (stdio for Claude Desktop)")
@@ -73,36 +88,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=cmd_serve)
 
     link = commands.add_parser("link", help="print a single-use link that connects (or reconnects) an account")
-    link.add_argument("connector")
-    link.add_argument("--org")
-    link.add_argument("--user")
+    link.add_argument("connector", help="connector name, as in the tool names (slack, github, ...)")
+    link.add_argument("--org", help=ORG_HELP)
+    link.add_argument("--user", help=USER_HELP)
     link.set_defaults(handler=cmd_link)
 
     keys = commands.add_parser("keys", help="API keys for HTTP callers").add_subparsers(metavar="ACTION")
     create = keys.add_parser("create", help="create a key for org/user; it is printed once and stored as a hash")
-    create.add_argument("--org")
-    create.add_argument("--user")
-    create.add_argument("--description")
+    create.add_argument("--org", help=ORG_HELP)
+    create.add_argument("--user", help=USER_HELP)
+    create.add_argument("--description", help="a note shown by `keys list`, such as which agent holds the key")
     create.set_defaults(handler=cmd_keys_create)
     key_list = keys.add_parser("list", help="list keys (never the keys themselves)")
-    key_list.add_argument("--org")
-    key_list.add_argument("--user")
-    key_list.add_argument("--json", action="store_true")
+    key_list.add_argument("--org", help=ORG_HELP)
+    key_list.add_argument("--user", help=USER_HELP)
+    key_list.add_argument("--json", action="store_true", help=JSON_HELP)
     key_list.set_defaults(handler=cmd_keys_list)
     revoke = keys.add_parser("revoke", help="revoke a key by its id or its printed prefix")
-    revoke.add_argument("key", metavar="ID_OR_PREFIX")
+    revoke.add_argument("key", metavar="ID_OR_PREFIX", help="the key's id or the prefix `keys list` shows")
     revoke.set_defaults(handler=cmd_keys_revoke)
 
     sessions = commands.add_parser("sessions", help="signed-in browser sessions and MCP client sessions").add_subparsers(
         metavar="ACTION")
     session_list = sessions.add_parser("list", help="live sessions: kind, who, which client, since when, last used")
     session_list.add_argument("--all", action="store_true", help="include ended and revoked sessions")
-    session_list.add_argument("--json", action="store_true")
+    session_list.add_argument("--json", action="store_true", help=JSON_HELP)
     session_list.set_defaults(handler=cmd_sessions_list)
     session_revoke = sessions.add_parser("revoke", help="revoke one session by id, or all of an org (and user)")
     session_revoke.add_argument("session_id", nargs="?", help="an id from `grantkeeper sessions list`")
-    session_revoke.add_argument("--org")
-    session_revoke.add_argument("--user")
+    session_revoke.add_argument("--org", help=ORG_HELP)
+    session_revoke.add_argument("--user", help=USER_HELP)
     session_revoke.set_defaults(handler=cmd_sessions_revoke)
 
     vault = commands.add_parser("vault", help="the vault key").add_subparsers(metavar="ACTION")
@@ -113,21 +128,21 @@ def _parser() -> argparse.ArgumentParser:
 
     accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
     add = accounts.add_parser("add", help="import tokens you already hold (JSON on stdin)")
-    add.add_argument("connector")
-    add.add_argument("--org")
-    add.add_argument("--user")
-    add.add_argument("--label", default="default")
+    add.add_argument("connector", help="connector name (slack, github, ...)")
+    add.add_argument("--org", help=ORG_HELP)
+    add.add_argument("--user", help=USER_HELP)
+    add.add_argument("--label", default="default", help="tells two accounts of one user and connector apart")
     add.add_argument("--replace", action="store_true", help="replace the credentials of an existing account")
     add.set_defaults(handler=cmd_accounts_add)
     listing = accounts.add_parser("list", help="list accounts and their health")
-    listing.add_argument("--org")
-    listing.add_argument("--user")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--org", help=ORG_HELP)
+    listing.add_argument("--user", help=USER_HELP)
+    listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=cmd_accounts_list)
 
     check = commands.add_parser("check", help="validate every account against its provider")
-    check.add_argument("--org")
-    check.add_argument("--user")
+    check.add_argument("--org", help=ORG_HELP)
+    check.add_argument("--user", help=USER_HELP)
     check.set_defaults(handler=cmd_check)
 
     hooks = commands.add_parser("webhooks", help="signed webhooks (Standard Webhooks) to your own systems"
@@ -138,17 +153,17 @@ def _parser() -> argparse.ArgumentParser:
     hook_add.add_argument("--disabled", action="store_true", help="create it without delivering to it yet")
     hook_add.set_defaults(handler=cmd_webhooks_add)
     hook_list = hooks.add_parser("list", help="list endpoints and their messages (never the secrets)")
-    hook_list.add_argument("--json", action="store_true")
+    hook_list.add_argument("--json", action="store_true", help=JSON_HELP)
     hook_list.set_defaults(handler=cmd_webhooks_list)
     hook_remove = hooks.add_parser("remove", help="remove an endpoint and the messages queued for it")
-    hook_remove.add_argument("endpoint", metavar="ENDPOINT_ID")
+    hook_remove.add_argument("endpoint", metavar="ENDPOINT_ID", help="an id from `grantkeeper webhooks list`")
     hook_remove.set_defaults(handler=cmd_webhooks_remove)
     hook_test = hooks.add_parser("test", help="send a signed webhook.test message to an endpoint now")
-    hook_test.add_argument("endpoint", metavar="ENDPOINT_ID")
+    hook_test.add_argument("endpoint", metavar="ENDPOINT_ID", help="an id from `grantkeeper webhooks list`")
     hook_test.set_defaults(handler=cmd_webhooks_test)
     replay = hooks.add_parser("replay", help="deliver dead-lettered messages (or one message by its id) again")
     replay.add_argument("message", metavar="MESSAGE_ID", nargs="?", help="a webhook-id (msg_…); default: all dead ones")
-    replay.add_argument("--endpoint", metavar="ENDPOINT_ID")
+    replay.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only messages for this endpoint")
     replay.set_defaults(handler=cmd_webhooks_replay)
 
     demo = commands.add_parser("demo", help="run the example triage agent against the built-in provider simulators "
@@ -342,6 +357,9 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     if args.connector not in runtime.connectors:
         anyio.run(runtime.aclose)
         raise CliError(f"unknown connector {args.connector!r}; known: {', '.join(sorted(runtime.connectors))}")
+    if missing := runtime.connectors[args.connector].missing_client:
+        anyio.run(runtime.aclose)
+        raise CliError(f"no link printed: {missing}")
     caller = Caller(args.org or settings.org, args.user or settings.user)
 
     async def issue() -> Any:
@@ -570,7 +588,7 @@ def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
     vault, _ = open_vault(settings)
     counts = vault.reseal_with_primary_key()
     print(f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
-          f"{counts['magic_link_flows']} link flow(s)")
+          f"{counts['magic_link_flows']} link flow(s); {counts['credentials_current']} credential(s) already were")
     if counts["unreadable"]:
         print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are",
               file=sys.stderr)
@@ -592,6 +610,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         nonlocal unhealthy
         try:
             accounts = await anyio.to_thread.run_sync(runtime.vault.list_accounts, args.org, args.user)
+            if not accounts:
+                print("no accounts to check; connect one with `grantkeeper link CONNECTOR` or "
+                      "`grantkeeper accounts add CONNECTOR`")
             for account in accounts:
                 if account.status in (AccountStatus.PENDING, AccountStatus.DISABLED):
                     print(f"{account.display_name:<40} skipped ({account.status})")

@@ -54,6 +54,16 @@ class Connector:
             return bool(self.client_id and self.client_private_key)
         return bool(self.client_id and self.client_secret)
 
+    @property
+    def missing_client(self) -> str | None:
+        """The settings the operator must set before anyone can connect through this connector, or None. A link
+        handed out without them would dead-end after the user pressed Continue."""
+        if self.configured:
+            return None
+        prefix = f"GRANTKEEPER_{self.name.upper()}"
+        secret = "_CLIENT_PRIVATE_KEY_FILE" if self.spec.client_auth_method == "private_key_jwt" else "_CLIENT_SECRET"
+        return f"{self.spec.display_name} has no OAuth client on this server: set {prefix}_CLIENT_ID and {prefix}{secret}."
+
     @cached_property
     def missing_base_url(self) -> str | None:
         """What the operator must set before this connector can work at all (a provider on a per-customer host

@@ -275,7 +275,13 @@ class Executor:
 
     # ---- re-authorization ---------------------------------------------------------------------------
     async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,
-                            reason: str) -> ReauthRequired:
+                            reason: str) -> BaseModel:
+        """A link for the account's owner; without an OAuth client no link could complete, so the operator's
+        action is asked for instead."""
+        if missing := connector.missing_client:
+            shown = account.display_name if account else f"{caller.org}/{caller.user}/{connector.name}"
+            return failure_result(failures.AdminActionRequired("client_not_configured", missing),
+                                  connector=connector.name, account=shown)
         if account is None or reason == "not_connected":
             account = await self._db(self._pending_account, caller, connector.name)
         link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)

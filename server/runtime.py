@@ -16,7 +16,7 @@ from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
 from server.vault import Vault
-from server.vault.crypto import load_or_create_keyring
+from server.vault.crypto import VaultKeyError, load_or_create_keyring
 from server.vault.database import make_engine, migrate
 
 
@@ -62,6 +62,11 @@ class Runtime:
 def open_vault(settings: Settings) -> tuple[Vault, bool]:
     """The vault, and whether its key file was just created."""
     key_file = settings.home / "vault.key"
+    if not settings.vault_key and not settings.effective_database_url.startswith("sqlite") and not key_file.exists():
+        # Workers sharing a database must share one key; a key file made by each would seal secrets the others
+        # cannot open.
+        raise VaultKeyError("a shared database needs GRANTKEEPER_VAULT_KEY (make one: grantkeeper vault new-key); "
+                            "no key file is created for it")
     keyring, created = load_or_create_keyring(settings.vault_key, key_file)
     if created:
         get_logger("grantkeeper").warning(

@@ -21,6 +21,8 @@ PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
 DEFAULT_PROXY_METHODS = ("GET", "HEAD")
 NOT_PROVIDERS = frozenset({"oidc"})  # GRANTKEEPER_OIDC_CLIENT_ID is the sign-in client, not a provider
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg")
 
 
 class ConfigError(ValueError):
@@ -90,7 +92,11 @@ class _TomlFileSource(PydanticBaseSettingsSource):
 
 
 def default_home() -> Path:
-    return Path(os.environ.get(f"{ENV_PREFIX}HOME") or platformdirs.user_data_dir("grantkeeper"))
+    configured = os.environ.get(f"{ENV_PREFIX}HOME")
+    if configured is not None and not configured.strip():
+        # An empty value would put the vault and its key in whatever directory the command runs from.
+        raise ConfigError("GRANTKEEPER_HOME is set but empty; set it to a directory or unset it")
+    return Path(configured or platformdirs.user_data_dir("grantkeeper"))
 
 
 def _read_config_file(home: Path) -> dict[str, Any]:
@@ -114,7 +120,7 @@ class Settings(BaseSettings):
     tool_names: Literal["underscore", "dotted"] = "underscore"
     org: str = "personal"
     user: str = Field(default_factory=getpass.getuser)
-    public_url: str = "http://127.0.0.1:8765"
+    public_url: str = "http://127.0.0.1:8765"  # unset: http://<listen_host>:<listen_port>
     log_level: str = "info"
     log_format: Literal["console", "json"] = "json"
 
@@ -224,8 +230,27 @@ class Settings(BaseSettings):
     def _public_url_is_absolute(cls, value: str) -> str:
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"GRANTKEEPER_PUBLIC_URL must be an absolute http(s) URL, got {value!r}")
+            # Not echoed: a mistyped value may hold anything, a secret pasted into the wrong variable included.
+            raise ConfigError("GRANTKEEPER_PUBLIC_URL must be an absolute http(s) URL such as https://grantkeeper.example.com")
         return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        if value.strip().lower() not in LOG_LEVELS:
+            raise ConfigError(f"GRANTKEEPER_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        return value.strip().lower()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_is_supported(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme not in DATABASE_SCHEMES:
+            raise ConfigError("GRANTKEEPER_DATABASE_URL must be a sqlite:/// or postgresql:// URL "
+                              "(other databases are not supported)")
+        return value
 
     @field_validator("alert_webhook_url")
     @classmethod
@@ -279,6 +304,25 @@ class Settings(BaseSettings):
                 raise ConfigError("GRANTKEEPER_MCP_EXTERNAL_ALGORITHMS must not allow 'none'")
         if self.mcp_external_jwks_url:
             self.mcp_external_jwks_url = check_base_url(self.mcp_external_jwks_url, "GRANTKEEPER_MCP_EXTERNAL_JWKS_URL")
+        return self
+
+    @model_validator(mode="after")
+    def _links_follow_the_listen_port(self) -> Settings:
+        """Unless GRANTKEEPER_PUBLIC_URL is set, links point at the configured listener, so that `grantkeeper link`
+        and `check` print the address `serve` listens on. Written past __setattr__ so the field still counts as
+        unset: `serve` replaces it with the bound address (port 0, a taken port)."""
+        if "public_url" not in self.model_fields_set:
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.listen_host, self.listen_host)
+            host = f"[{host}]" if ":" in host else host
+            self.__dict__["public_url"] = f"http://{host}:{self.listen_port or 8765}"
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_the_token_request(self) -> Settings:
+        # A lease that ran out while its holder still waits for the token endpoint lets a second worker spend the
+        # same rotating refresh token: exactly-once use needs the lease to outlast the request.
+        if self.lease_seconds <= self.refresh_timeout_seconds:
+            raise ConfigError("GRANTKEEPER_LEASE_SECONDS must be longer than GRANTKEEPER_REFRESH_TIMEOUT_SECONDS")
         return self
 
     @property

@@ -163,7 +163,9 @@ def refusal_page(refused: ReauthRefused) -> HTMLResponse:
     values = {"provider": provider, "account": account.display_name if account else "the account",
               "presented": context.get("presented", ""), "expected": context.get("expected", ""),
               "error": context.get("error", "")}
-    return render("message.html", wording.status, outcome=refused.refusal.value, provider_name=provider,
+    # The footer names the provider only when it is known ("keeps your account grant", not "your the provider grant").
+    return render("message.html", wording.status, outcome=refused.refusal.value,
+                  provider_name=provider if account or connector else None,
                   title=wording.title.format(**values), paragraphs=[wording.message.format(**values), UNCHANGED],
                   next_step=wording.next_step.format(**values))
 
@@ -498,14 +500,22 @@ async def _serve_transport(runtime: Runtime, transport: str, host: str, port: in
     settings = runtime.settings
     if transport == "stdio":
         async with contextlib.AsyncExitStack() as stack:
+            app = build_web_app(runtime, metrics=metrics)
             try:
-                listener = await stack.enter_async_context(
-                    listening(build_web_app(runtime, metrics=metrics), host, port, limits))
+                listener = await stack.enter_async_context(listening(app, host, port, limits))
             except OSError as exc:
-                # Another grantkeeper on the same vault may own the port; its pages complete our links just as well.
-                log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
-                            notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.")
-            else:
+                if "public_url" in settings.model_fields_set:
+                    # The operator named where links are served (a shared page server); they keep pointing there.
+                    log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
+                                notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.")
+                    listener = None
+                else:
+                    # Whatever holds the port is not known to be ours: a link to it could land on another process's
+                    # server. Take a free port instead; links follow it (adopt_public_url below).
+                    log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
+                                notice="Serving the link pages on a free port instead; links point there.")
+                    listener = await stack.enter_async_context(listening(app, host, 0, limits))
+            if listener is not None:
                 adopt_public_url(settings, listener.url)
                 log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
             server, _ = build_server(runtime)

@@ -7,8 +7,9 @@ import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from server import failures
 from server.lifecycle import refreshless
-from server.results import Ok, to_call_result
+from server.results import Ok, failure_result, to_call_result
 from server.vault import NO_REFRESH_TOKEN
 from server.vault.models import utcnow
 from tools import Toolset
@@ -87,7 +88,9 @@ def register(toolset: Toolset) -> None:
         accounts = await anyio.to_thread.run_sync(read)
         executor, now = toolset.runtime.executor, utcnow()
         for health in accounts:
-            if refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
+            configured = toolset.runtime.connectors[health.connector].configured if health.connector in \
+                toolset.runtime.connectors else False
+            if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
                 # The caller is verified and the account is their own: the same link accounts.connect would give.
                 account = await anyio.to_thread.run_sync(vault.find_account, caller.org, caller.user, health.connector,
                                                          health.label)
@@ -107,6 +110,9 @@ def register(toolset: Toolset) -> None:
 
         Show the link to the user; once they approve access at the service, that service's tools work."""
         caller = toolset.caller(ctx)
+        if missing := toolset.runtime.connectors[connector].missing_client:
+            return to_call_result(failure_result(failures.AdminActionRequired("client_not_configured", missing),
+                                                 connector=connector, account=f"{caller.org}/{caller.user}/{connector}"))
         account, link = await toolset.runtime.executor.connect_link(caller, connector)
         display = toolset.runtime.connectors[connector].spec.display_name
         return to_call_result(ConnectLinkOk(

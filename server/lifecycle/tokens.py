@@ -229,8 +229,7 @@ class TokenManager:
         if not connector.configured:
             await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
                            retry_at=self._retry_at(row))
-            raise AdminActionRequired("client_not_configured",
-                                      f"The {connector.spec.display_name} client id/secret are not configured.")
+            raise AdminActionRequired("client_not_configured", connector.missing_client or "")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
         try:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, or_, update
+from sqlalchemy import Engine, case, delete, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -431,10 +431,13 @@ class Vault:
     def reseal_with_primary_key(self) -> dict[str, int]:
         """Re-seal every secret held under an older key with the primary (first) key, after a new key was put first
         in GRANTKEEPER_VAULT_KEY. Each row is a compare-and-set on what was read, so a refresh racing it wins.
-        Returns counts: resealed credentials and link flows, and rows that would not open (left as they are)."""
+        Returns counts: resealed credentials and link flows, credentials already under the primary key, and rows
+        that would not open (left as they are)."""
         primary = self.keyring.primary_id
-        counts = {"credentials": 0, "magic_link_flows": 0, "unreadable": 0}
+        counts = {"credentials": 0, "magic_link_flows": 0, "unreadable": 0, "credentials_current": 0}
         with Session(self.engine) as session:
+            counts["credentials_current"] = session.execute(
+                select(func.count()).select_from(Credential).where(Credential.key_id == primary)).scalar_one()
             credentials = session.execute(
                 select(Credential.account_id, Credential.version, Credential.key_id, Credential.ciphertext)
                 .where(Credential.key_id != primary)).all()

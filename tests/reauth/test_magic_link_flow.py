@@ -317,6 +317,7 @@ async def test_once_a_new_account_is_connected_another_open_flow_cannot_attach_a
 
 
 async def test_a_link_for_a_provider_without_client_credentials_is_not_spent(settings, slack_sim, monkeypatch, user):
+    from server.execute import Caller
     from server.runtime import Runtime
     from tests.support.web import web_server
 
@@ -324,10 +325,48 @@ async def test_a_link_for_a_provider_without_client_credentials_is_not_spent(set
     unconfigured = Runtime.open(type(settings)())
     try:
         async with web_server(unconfigured):
-            async with mcp_client(unconfigured) as client:
-                link = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
+            # A link handed out before the operator removed the client secret (the tools no longer hand one out).
+            _, issued = await unconfigured.executor.connect_link(Caller("acme", "alice"), "slack")
+            link = issued.url
             page = await user.start(link)
             assert (page.status_code, outcome_of(page)) == (503, "client_not_configured")
             assert (await user.open(link)).status_code == 200  # still usable once an operator fixes it
     finally:
         await unconfigured.aclose()
+
+
+async def test_without_client_credentials_the_tools_ask_for_the_operator_instead_of_handing_out_a_link(
+        settings, slack_sim, github_sim, monkeypatch):
+    from server.runtime import Runtime
+    from tests.support.seed import seed_account
+
+    monkeypatch.delenv("GRANTKEEPER_SLACK_CLIENT_SECRET")
+    monkeypatch.delenv("GRANTKEEPER_GITHUB_CLIENT_ID")
+    unconfigured = Runtime.open(type(settings)())
+    seed_account(settings, unconfigured.vault, "github", github_sim.issue_grant())
+    github_sim.revoke()
+    try:
+        async with mcp_client(unconfigured) as client:
+            connect = await call(client, "accounts_connect", {"connector": "slack"})
+            dead_grant = await call(client, "github_search_issues", {"query": "bug"})
+            never_connected = await call(client, "slack_read_channel", READ)
+        links = vault_rows(unconfigured)["magic_link"]
+    finally:
+        await unconfigured.aclose()
+    for result in (connect, dead_grant, never_connected):
+        assert result["status"] == "admin_action_required" and result["reason"] == "client_not_configured"
+        assert "magic_link" not in result
+    assert links == []  # no link that could only dead-end
+    assert "GRANTKEEPER_SLACK_CLIENT_ID and GRANTKEEPER_SLACK_CLIENT_SECRET" in connect["next_step"]
+    assert "GRANTKEEPER_GITHUB_CLIENT_ID" in dead_grant["next_step"]
+
+
+async def test_a_refusal_page_reads_as_sentences_in_plain_text(web, user):
+    import re
+
+    page = await user.open(f"{web}/connect/{'x' * 43}")  # a link this server never issued
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.text))  # what a text-only mail client or reader shows
+    plain = re.sub(r"<[^>]+>", "", page.text)  # tags dropped without a space, as the simplest strippers do
+    assert outcome_of(page) == "link_unknown"
+    assert "keeps your account grant" in text and "your the provider" not in text
+    assert not re.search(r"[a-z]\.[A-Z]", plain)  # no "configured.Nothing": paragraphs are apart

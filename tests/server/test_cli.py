@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -114,3 +115,68 @@ def test_accounts_add_says_when_the_provider_account_stays_unknown(env, slack_si
     assert added.returncode == 0
     assert "provider account unknown" in added.stderr and "provider_account_id" in added.stderr
     assert slack_sim.counters.token_requests == 0
+
+
+def test_a_bad_setting_is_exit_2_naming_it_for_every_command(env):
+    commands = [("serve",), ("link", "slack"), ("check",), ("accounts", "list"), ("keys", "list"), ("vault", "rekey"),
+                ("webhooks", "list"), ("sessions", "list")]
+    for setting, value in (("GRANTKEEPER_LOG_LEVEL", "banana"), ("GRANTKEEPER_DATABASE_URL", "mysql://db/grants"),
+                           ("GRANTKEEPER_HOME", "")):
+        for command in commands:
+            result = grantkeeper({**env, setting: value}, *command)
+            assert result.returncode == 2, (setting, command, result.stderr)
+            assert setting in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_shared_database_without_a_vault_key_refuses_to_start_and_creates_no_key_file(env, tmp_path):
+    if "GRANTKEEPER_DATABASE_URL" not in env:
+        env = {**env, "GRANTKEEPER_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}
+    home = tmp_path / "fresh-home"
+    result = grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": "", "GRANTKEEPER_HOME": str(home)}, "accounts", "list")
+    assert result.returncode == 2
+    assert "GRANTKEEPER_VAULT_KEY" in result.stderr and "Traceback" not in result.stderr
+    assert not (home / "vault.key").exists()
+
+
+def test_link_and_check_point_at_the_configured_listen_port(env, slack_sim):
+    listening = {**env, "GRANTKEEPER_LISTEN_PORT": "9123"}
+    env_without_url = {k: v for k, v in listening.items() if k != "GRANTKEEPER_PUBLIC_URL"}
+    linked = grantkeeper(env_without_url, "link", "slack")
+    assert linked.returncode == 0, linked.stderr
+    assert linked.stdout.startswith("http://127.0.0.1:9123/connect/")
+
+    payload = json.dumps({"access_token": slack_sim.issue_grant().access_token})
+    assert grantkeeper(env_without_url, "accounts", "add", "slack", "--replace", stdin=payload).returncode == 0
+    slack_sim.revoke()
+    checked = grantkeeper(env_without_url, "check")
+    assert checked.returncode == 1
+    assert "NEEDS RE-AUTHORIZATION" in checked.stdout and "http://127.0.0.1:9123/connect/" in checked.stdout
+
+
+def test_check_with_no_accounts_says_so(env):
+    result = grantkeeper(env, "check")
+    assert result.returncode == 0 and result.stdout.startswith("no accounts to check")
+
+
+def test_version_and_every_option_has_help_text():
+    from server.cli import _parser
+
+    version = subprocess.run([sys.executable, "-m", "server", "--version"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert version.returncode == 0 and version.stdout.startswith("grantkeeper ")
+
+    def undocumented(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from undocumented(sub, f"{path} {name}")
+            elif not action.help:
+                yield f"{path} {'/'.join(action.option_strings) or action.dest}"
+
+    assert list(undocumented(_parser(), "grantkeeper")) == []
+
+
+def test_link_refuses_a_connector_without_client_credentials_naming_the_settings(env):
+    result = grantkeeper({**env, "GRANTKEEPER_SLACK_CLIENT_SECRET": ""}, "link", "slack")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "GRANTKEEPER_SLACK_CLIENT_ID and GRANTKEEPER_SLACK_CLIENT_SECRET" in result.stderr

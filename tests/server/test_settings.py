@@ -62,3 +62,35 @@ def test_the_metrics_token_never_shows_in_the_settings_repr(isolated_environment
     monkeypatch.setenv("GRANTKEEPER_METRICS_TOKEN", "metrics-secret-4c1d")
     assert Settings().metrics_token == "metrics-secret-4c1d"
     assert "metrics-secret-4c1d" not in repr(Settings())
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("GRANTKEEPER_LOG_LEVEL", "banana", "GRANTKEEPER_LOG_LEVEL must be one of"),
+    ("GRANTKEEPER_DATABASE_URL", "mysql://root:hunter2@db/grants", "GRANTKEEPER_DATABASE_URL must be a sqlite"),
+    ("GRANTKEEPER_PUBLIC_URL", "not-a-url-hunter2", "GRANTKEEPER_PUBLIC_URL must be an absolute"),
+    ("GRANTKEEPER_LEASE_SECONDS", "5", "GRANTKEEPER_LEASE_SECONDS must be longer"),
+])
+def test_a_malformed_setting_is_refused_naming_it_without_echoing_the_value(isolated_environment, monkeypatch, name,
+                                                                            value, message):
+    monkeypatch.setenv(name, value)
+    from server.cli import _config_message  # what the command prints
+
+    with pytest.raises(ValueError) as refused:
+        Settings()
+    printed = _config_message(refused.value)
+    assert message in printed and "hunter2" not in printed
+
+
+def test_an_empty_home_is_refused_instead_of_using_the_current_directory(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_HOME", "")
+    with pytest.raises(ConfigError, match="GRANTKEEPER_HOME is set but empty"):
+        Settings()
+
+
+def test_links_follow_the_listen_port_unless_a_public_url_is_set(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_LISTEN_PORT", "9123")
+    assert Settings().public_url == "http://127.0.0.1:9123"
+    monkeypatch.setenv("GRANTKEEPER_LISTEN_HOST", "0.0.0.0")
+    assert Settings().public_url == "http://127.0.0.1:9123"
+    monkeypatch.setenv("GRANTKEEPER_PUBLIC_URL", "https://keys.example.com/")
+    assert Settings().public_url == "https://keys.example.com"

@@ -54,10 +54,13 @@ async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtim
     assert link.rsplit("/", 1)[1] not in log
 
 
-async def test_stdio_server_keeps_serving_when_the_page_port_is_taken(runtime, env, tmp_path):
+async def test_stdio_server_whose_page_port_is_taken_never_links_to_that_port(runtime, settings, env, github_sim,
+                                                                               user, tmp_path):
     from server.web import bind
 
-    taken = bind("127.0.0.1", 0)
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
+    github_sim.revoke()
+    taken = bind("127.0.0.1", 0)  # another process's listener, as far as the server can tell
     port = taken.getsockname()[1]
     stderr_path = tmp_path / "server-stderr.log"
     try:
@@ -65,11 +68,17 @@ async def test_stdio_server_keeps_serving_when_the_page_port_is_taken(runtime, e
             async with stdio_client(stdio_server(env, GRANTKEEPER_LISTEN_PORT=str(port)), errlog=errlog) as streams:
                 async with ClientSession(*streams) as session:
                     await session.initialize()
-                    result = (await session.call_tool("accounts_list", {})).structured_content
+                    listed = (await session.call_tool("accounts_list", {})).structured_content
+                    reauth = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
+                    link = reauth["magic_link"]
+                    page = await user.open(link)  # while the server runs: its own listener answers
     finally:
         taken.close()
-    assert result["status"] == "ok"
-    assert "page_listener_unavailable" in stderr_path.read_text()
+    assert listed["status"] == "ok"
+    assert link.startswith("http://127.0.0.1:") and f":{port}/" not in link
+    assert "Reconnect GitHub" in page.text
+    log = stderr_path.read_text()
+    assert "page_listener_unavailable" in log and "page_listener_started" in log
 
 
 async def test_link_command_prints_a_link_that_connects_the_named_users_account(runtime, slack_sim, web, user, cli,
