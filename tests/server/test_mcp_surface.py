@@ -74,3 +74,21 @@ async def test_a_real_stdio_subprocess_lists_and_calls_tools(env, settings, slac
     assert result.structured_content["status"] == "ok"
     assert len(result.structured_content["messages"]) == 3
     assert slack_sim.counters.token_requests == 1
+
+
+async def test_bad_arguments_are_an_invalid_input_result_naming_the_argument_not_echoing_it(runtime):
+    from tests.support.mcp import call
+
+    secretish = "xoxb-" + "9" * 5000  # wrong type and huge: neither the value nor its size comes back
+    async with mcp_client(runtime) as client:
+        wrong_type = await call(client, "slack_read_channel", {"channel": "C0GENERAL", "limit": secretish})
+        missing = await call(client, "slack_read_channel", {})
+        unknown_choice = await call(client, "accounts_connect", {"connector": "../../etc/passwd"})
+
+    assert (wrong_type["status"], wrong_type["reason"], wrong_type["connector"]) == (
+        "invalid_input", "invalid_arguments", "slack")
+    assert "limit" in wrong_type["next_step"] and "xoxb" not in str(wrong_type)
+    assert len(wrong_type["next_step"]) < 1000
+    assert missing["status"] == "invalid_input" and "channel" in missing["next_step"]
+    assert unknown_choice["status"] == "invalid_input" and "connector" in unknown_choice["next_step"]
+    assert "passwd" not in str(unknown_choice)
