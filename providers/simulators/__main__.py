@@ -23,11 +23,25 @@ SIMULATORS = {"slack": SlackSimulator, "github": GitHubSimulator, "google": Goog
               "zendesk": ZendeskSimulator}
 
 
+# Where each simulator serves its provider's API below its root, as the real API base does (Slack: slack.com/api).
+API_PATHS = {"slack": "/api"}
+
+
+def settings_for(name: str, simulator: ProviderSimulator, url: str) -> list[str]:
+    """The grantkeeper settings that point a connector at this simulator."""
+    prefix = f"GRANTKEEPER_{name.upper()}"
+    return [f"{prefix}_CLIENT_ID={simulator.client_id}", f"{prefix}_CLIENT_SECRET={simulator.client_secret}",
+            f"{prefix}_API_BASE_URL={url}{API_PATHS.get(name, '')}", f"{prefix}_OAUTH_BASE_URL={url}"]
+
+
 def _describe(simulator: ProviderSimulator, url: str) -> str:
+    name = next((key for key, cls in SIMULATORS.items() if isinstance(simulator, cls)), None)
+    settings = [f"  {line}" for line in settings_for(name, simulator, url)] if name else []
     return "\n".join(
         [
             f"{simulator.provider_title} simulator: {url}",
             f"  client_id={simulator.client_id} client_secret={simulator.client_secret}",
+            *(["  settings (export these before `grantkeeper serve`):", *settings] if settings else []),
             f"  authorize: {url}{simulator.authorize_path}",
             f"  token:     {url}{simulator.token_path}",
             f"  control:   {url}/_sim/stats, /_sim/faults, /_sim/grants (POST {{}} mints tokens for the default user)",

@@ -100,3 +100,14 @@ def test_github_stats_and_grants_work_like_slack(github_http, github):
     assert grant["identity"] == {"login": "hubot", "id": 42} and grant["refresh_token_expires_in"] == 15811200
     github_http.get("/user", headers=bearer(grant["access_token"]))
     assert github_http.get("/_sim/stats").json()["endpoints"] == {"GET /user": 1}
+
+
+def test_the_printed_settings_are_the_ones_the_test_suite_runs_grantkeeper_with(slack_sim, github_sim, slack_server,
+                                                                                 github_server):
+    from providers.simulators.__main__ import settings_for
+    from server.demo import simulator_environment
+
+    working = simulator_environment(slack_server.url, github_server.url)
+    for name, sim, server in (("slack", slack_sim, slack_server), ("github", github_sim, github_server)):
+        printed = dict(line.split("=", 1) for line in settings_for(name, sim, server.url))
+        assert printed == {key: value for key, value in working.items() if key.startswith(f"GRANTKEEPER_{name.upper()}_")}
