@@ -10,6 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult
 from pydantic import ValidationError
 
+from server.monitoring.metrics import Metrics
 from server.results import InvalidInput, to_call_result
 from server.runtime import Runtime
 from tools import Toolset, register_all
@@ -29,6 +30,7 @@ class ToolServer(MCPServer):
     not the SDK's raw pydantic text: the agent reads which argument is wrong and what is expected."""
 
     canonical_names: dict[str, str]
+    metrics: Metrics | None = None
 
     async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         try:
@@ -36,7 +38,10 @@ class ToolServer(MCPServer):
         except ToolError as error:
             if isinstance(error, UnexpectedToolError) or not isinstance(error.__cause__, ValidationError):
                 raise
-            return invalid_arguments(self.canonical_names.get(name, name), error.__cause__)
+            tool = self.canonical_names.get(name, name)
+            if self.metrics is not None:
+                self.metrics.record_tool_call(tool, "invalid_input")
+            return invalid_arguments(tool, error.__cause__)
 
 
 def invalid_arguments(tool: str, error: ValidationError) -> CallToolResult:
@@ -58,4 +63,5 @@ def build_server(runtime: Runtime, **server_options) -> tuple[MCPServer, Toolset
     toolset = Toolset(server, runtime, stdio_identity=server_options.get("token_verifier") is None)
     register_all(toolset)
     server.canonical_names = toolset.registered
+    server.metrics = runtime.metrics
     return server, toolset

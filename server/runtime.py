@@ -14,6 +14,7 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.monitoring.metrics import Metrics
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import VaultKeyError, load_or_create_keyring
@@ -31,6 +32,7 @@ class Runtime:
     http: httpx2.AsyncClient
     created_key_file: bool = False
     elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
+    metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry, served at /metrics
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -38,13 +40,14 @@ class Runtime:
         """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
         vault, key_created = open_vault(settings)
         connectors = load_connectors(settings)
-        events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url))
+        metrics = Metrics()
+        events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url), metrics)
         tokens = TokenManager(settings, vault, connectors, events)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
                                   limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
                                   headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
         executor = Executor(settings, vault, connectors, tokens, events, http)
-        return cls(settings, vault, connectors, events, tokens, executor, http, key_created)
+        return cls(settings, vault, connectors, events, tokens, executor, http, key_created, metrics=metrics)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())

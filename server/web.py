@@ -39,7 +39,7 @@ from server.identity.mcp_auth import build_mcp_auth
 from server.identity.signin import SignIn, login_url
 from server.listener_limits import ListenerLimits
 from server.monitoring.logging import get_logger
-from server.monitoring.metrics import render as render_metrics
+from server.monitoring.metrics import Metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
@@ -329,7 +329,7 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     whatever authorizes their callers (server/identity/mcp_auth.py), and `/metrics` unless it has a listener of its
     own (`metrics_app`). Build it once the public URL is known."""
     pages = LinkPages(runtime, remote=bool(transports))
-    routes = [*pages.routes(), *([metrics_route(runtime.settings)] if metrics else [])]
+    routes = [*pages.routes(), *([metrics_route(runtime.settings, runtime.metrics)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
@@ -362,7 +362,7 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-def metrics_route(settings: Settings) -> Route:
+def metrics_route(settings: Settings, metrics: Metrics) -> Route:
     """`/metrics` for Prometheus: tool calls by status, lifecycle events by kind; no account names. With
     GRANTKEEPER_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
 
@@ -371,14 +371,14 @@ def metrics_route(settings: Settings) -> Route:
                                                          settings.metrics_token):
             return JSONResponse({"error": "unauthorized"}, 401,
                                 headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"})
-        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     return Route("/metrics", prometheus_metrics, methods=["GET"])
 
 
-def metrics_app(settings: Settings) -> Starlette:
+def metrics_app(settings: Settings, metrics: Metrics) -> Starlette:
     """`/metrics` alone, for its own loopback listener (GRANTKEEPER_METRICS_PORT)."""
-    return Starlette(routes=[metrics_route(settings)])
+    return Starlette(routes=[metrics_route(settings, metrics)])
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:
@@ -490,7 +490,7 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
     async with contextlib.AsyncExitStack() as metrics_stack:
         if metrics_apart:
             metrics = await metrics_stack.enter_async_context(
-                listening(metrics_app(settings), "127.0.0.1", settings.metrics_port, limits))
+                listening(metrics_app(settings, runtime.metrics), "127.0.0.1", settings.metrics_port, limits))
             log.info("metrics_listener_started", url=f"{metrics.url}/metrics")
         await _serve_transport(runtime, transport, host, port, limits, metrics=not metrics_apart)
 

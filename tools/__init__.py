@@ -19,7 +19,6 @@ from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
 from server.monitoring import tracing
-from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
 
@@ -71,7 +70,7 @@ class Toolset:
         with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
             result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
             tracing.annotate(span, status=getattr(result, "status", "ok"), reason=getattr(result, "reason", None))
-        record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
+        self.runtime.metrics.record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             elicitation = url_elicitation(result)
             session = ctx.session if ctx is not None else None

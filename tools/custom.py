@@ -22,7 +22,6 @@ from pydantic import Field, create_model
 from providers.base import json_body
 from providers.custom import DeclaredProvider, ToolDeclaration, UnsafeArgument, build_call
 from server.execute import ProviderSession
-from server.monitoring.metrics import TOOL_CALLS
 from server.results import InvalidInput, Ok, result_model, to_call_result
 from server.settings import ConfigError
 from tools import Toolset, exposed_name
@@ -89,7 +88,7 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
         try:
             call = build_call(tool, arguments, api_base_url=connector.spec.api_base_url, idempotency_key=key)
         except UnsafeArgument as refused:
-            TOOL_CALLS.labels(canonical, "invalid_input").inc()
+            toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
             return to_call_result(InvalidInput(connector=provider_name, reason="unsafe_argument",
                                                next_step=f"{refused}. Change the arguments; the same call will fail again."))
 

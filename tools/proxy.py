@@ -18,7 +18,6 @@ from providers.base import ApiCall
 from providers.custom import DEFAULT_MAX_RESPONSE_BYTES
 from providers.proxy_paths import UnsafePath, checked_proxy_path
 from server.execute import ProviderSession
-from server.monitoring.metrics import TOOL_CALLS
 from server.results import InvalidInput, to_call_result
 from server.settings import DEFAULT_PROXY_METHODS, ConfigError
 from tools import Toolset, exposed_name
@@ -73,7 +72,7 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
         ctx: Context = None,
     ):
         def refuse(reason: str, why: str):
-            TOOL_CALLS.labels(canonical, "invalid_input").inc()
+            toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
             return to_call_result(InvalidInput(connector=connector_name, reason=reason,
                                                next_step=f"{why}. Change the arguments; the same call will fail again."))
 

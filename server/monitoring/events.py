@@ -11,7 +11,7 @@ import anyio
 
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.logging import get_logger
-from server.monitoring.metrics import LIFECYCLE_EVENTS
+from server.monitoring.metrics import Metrics
 from server.monitoring.webhook_events import lifecycle_webhook
 from server.vault import ConnectedAccount, Vault
 
@@ -19,9 +19,10 @@ LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERR
 
 
 class EventRecorder:
-    def __init__(self, vault: Vault, alerts: AlertPolicy | None = None):
+    def __init__(self, vault: Vault, alerts: AlertPolicy | None = None, metrics: Metrics | None = None):
         self.vault = vault
         self.alerts = alerts or AlertPolicy(vault)
+        self.metrics = metrics or Metrics()
         self.log = get_logger("grantkeeper.events")
         # Called (on the event loop) after each event that queued a webhook: the deliverer wakes for it.
         self.webhook_listeners: list[Callable[[], None]] = []
@@ -37,7 +38,7 @@ class EventRecorder:
     def record_sync(self, kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> bool:
         """Log and store the event; True when it queued a webhook."""
         context = {"account": account.display_name, "connector": account.connector} if account else {}
-        LIFECYCLE_EVENTS.labels(kind, account.connector if account else "").inc()
+        self.metrics.record_event(kind, account.connector if account else "")
         self.log.log(LEVELS.get(severity, logging.INFO), kind, severity=severity, **context, **detail)
         webhook = lifecycle_webhook(kind, account, severity, detail)
         self.vault.record_event(kind, account_id=account.id if account else None, severity=severity,

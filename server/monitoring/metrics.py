@@ -1,37 +1,41 @@
-"""Prometheus metrics: tool calls and their outcomes, provider verdicts, refreshes. Scraped at /metrics."""
+"""Prometheus metrics: tool calls and their outcomes, lifecycle events. Scraped at /metrics.
+
+Each runtime counts in a registry of its own, never the process-global default one: two runtimes in one process
+(a test after another, a command beside a server) do not see each other's counts."""
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-
-TOOL_CALLS = Counter("grantkeeper_tool_calls", "Tool calls by tool and result status", ["tool", "status"],
-                     registry=REGISTRY)
-TOOL_SECONDS = Histogram("grantkeeper_tool_call_seconds", "Tool call latency", ["tool"], registry=REGISTRY,
-                         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-LIFECYCLE_EVENTS = Counter("grantkeeper_lifecycle_events", "Lifecycle events by kind and connector",
-                           ["kind", "connector"], registry=REGISTRY)
+CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
-@cache
-def _call_counter(tool: str, status: str) -> Any:
-    return TOOL_CALLS.labels(tool, status)
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tool_calls = Counter("grantkeeper_tool_calls", "Tool calls by tool and result status", ["tool", "status"],
+                                  registry=self.registry)
+        self.tool_seconds = Histogram("grantkeeper_tool_call_seconds", "Tool call latency", ["tool"],
+                                      registry=self.registry, buckets=CALL_SECONDS_BUCKETS)
+        self.lifecycle_events = Counter("grantkeeper_lifecycle_events", "Lifecycle events by kind and connector",
+                                        ["kind", "connector"], registry=self.registry)
+        # The labelled children, looked up once per label set rather than per call (the hot path).
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._timers: dict[str, Any] = {}
 
+    def record_tool_call(self, tool: str, status: str, seconds: float | None = None) -> None:
+        """A finished tool call; `seconds` None for one refused before it ran (its latency is not the tool's)."""
+        if seconds is not None:
+            timer = self._timers.get(tool) or self._timers.setdefault(tool, self.tool_seconds.labels(tool))
+            timer.observe(seconds)
+        key = (tool, status)
+        counter = self._counters.get(key) or self._counters.setdefault(key, self.tool_calls.labels(tool, status))
+        counter.inc()
 
-@cache
-def _call_timer(tool: str) -> Any:
-    return TOOL_SECONDS.labels(tool)
+    def record_event(self, kind: str, connector: str) -> None:
+        self.lifecycle_events.labels(kind, connector).inc()
 
-
-def record_tool_call(tool: str, status: str, seconds: float) -> None:
-    """On every call: the labelled children are looked up once per (tool, status), not per call."""
-    _call_timer(tool).observe(seconds)
-    _call_counter(tool, status).inc()
-
-
-def render() -> bytes:
-    return generate_latest(REGISTRY)
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

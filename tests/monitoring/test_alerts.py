@@ -12,7 +12,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from providers.simulators import SimulatorServer
-from server.monitoring.metrics import render
 from server.runtime import Runtime
 from server.settings import Settings
 from tests.support.cooldown import end_the_cooldown
@@ -90,17 +89,27 @@ async def test_tool_calls_and_lifecycle_events_are_counted_for_prometheus(runtim
     async with mcp_client(runtime) as client:
         await call(client, "slack_read_channel", READ)
 
-    exposition = render().decode()
-    assert 'grantkeeper_tool_calls_total{status="ok",tool="slack.read_channel"}' in exposition
+    exposition = runtime.metrics.render().decode()  # this runtime's registry: no other test's calls in it
+    assert 'grantkeeper_tool_calls_total{status="ok",tool="slack.read_channel"} 1.0' in exposition
     assert 'grantkeeper_lifecycle_events_total{connector="slack",kind="refresh_succeeded"}' in exposition
     assert "grantkeeper_tool_call_seconds_bucket" in exposition
 
 
 async def test_the_web_app_serves_metrics_and_health(runtime, settings, slack_sim):
-    async with web_server(runtime) as url, httpx2.AsyncClient() as client:
-        metrics = await client.get(f"{url}/metrics")
-        health = await client.get(f"{url}/healthz")
-    assert metrics.status_code == 200 and "grantkeeper_tool_calls" in metrics.text
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    async with mcp_client(runtime) as client:
+        await call(client, "slack_read_channel", READ)
+    other = Runtime.open(Settings())  # another runtime in the same process counts apart
+    try:
+        async with web_server(runtime) as url, web_server(other) as other_url, httpx2.AsyncClient() as client:
+            metrics = await client.get(f"{url}/metrics")
+            others = await client.get(f"{other_url}/metrics")
+            health = await client.get(f"{url}/healthz")
+    finally:
+        await other.aclose()
+    counted = 'grantkeeper_tool_calls_total{status="ok",tool="slack.read_channel"} 1.0'
+    assert metrics.status_code == 200 and counted in metrics.text
+    assert others.status_code == 200 and "grantkeeper_tool_calls_total" in others.text and "slack.read_channel" not in others.text
     assert health.json() == {"status": "ok"}
 
 
