@@ -8,7 +8,7 @@ from functools import cached_property
 import providers
 from providers.base import Provider, ProviderSpec
 from server.custom_providers import declared_providers
-from server.settings import Settings
+from server.settings import DEFAULT_MAX_RESPONSE_BYTES, Settings
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class Connector:
     spec: ProviderSpec
     client_id: str | None
     client_secret: str | None = field(repr=False)
+    # The bound on one answer from this provider, compressed and decompressed (server/bounded_read.py).
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def name(self) -> str:
@@ -77,5 +79,6 @@ def load_connectors(settings: Settings) -> dict[str, Connector]:
         if overrides.oauth_base_url and spec.authorize_base_url:
             # An overridden OAuth host (a simulator, a proxy) serves the authorize page too.
             spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
-        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret)
+        max_response_bytes = overrides.max_response_bytes or spec.max_response_bytes or settings.max_response_bytes
+        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret, max_response_bytes)
     return connectors

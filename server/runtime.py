@@ -1,11 +1,9 @@
-"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP client."""
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, connection pools."""
 
 from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, field
-
-import httpx2
 
 from server.connectors import Connector, load_connectors
 from server.execute import Caller, Executor
@@ -13,6 +11,7 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.pools import ConnectorPools
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import load_or_create_keyring
@@ -27,7 +26,7 @@ class Runtime:
     events: EventRecorder
     tokens: TokenManager
     executor: Executor
-    http: httpx2.AsyncClient
+    pools: ConnectorPools
     created_key_file: bool = False
     _closed: bool = field(default=False, repr=False)
 
@@ -38,11 +37,9 @@ class Runtime:
         connectors = load_connectors(settings)
         events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url))
         tokens = TokenManager(settings, vault, connectors, events)
-        http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
-                                  limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
-                                  headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
-        executor = Executor(settings, vault, connectors, tokens, events, http)
-        return cls(settings, vault, connectors, events, tokens, executor, http, key_created)
+        pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
+        executor = Executor(settings, vault, connectors, tokens, events, pools)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -53,7 +50,7 @@ class Runtime:
         self._closed = True
         await self.tokens.aclose()
         await self.events.alerts.drain()
-        await self.http.aclose()
+        await self.pools.aclose()
         self.vault.engine.dispose()
 
 
