@@ -12,7 +12,7 @@ from server.results import Ok
 from tools import Toolset
 
 # Checked by providers/github.split_repository (each half one safe path segment), so a refusal is `invalid_input`.
-Repository = Annotated[str, Field(min_length=3, max_length=140, description="owner/name, e.g. octocat/hello-world")]
+Repository = Annotated[str, Field(max_length=140, description="owner/name, e.g. octocat/hello-world")]
 IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
                                       description="repeat a call with the same key and at most one issue is created")]
 
