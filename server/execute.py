@@ -342,8 +342,10 @@ class Executor:
             case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
                 raise failures.InvalidInput(verdict.reason, verdict.message)
             case _:
+                # An answer that is not the provider's shape (Slack's `malformed_response`) tells nothing about a write.
                 raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.",
-                                               retryable=False)
+                                               retryable=False, outcome_unknown=verdict.reason == "malformed_response"
+                                               and not call.idempotent)
 
     # ---- re-authorization ---------------------------------------------------------------------------
     async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,
