@@ -160,7 +160,10 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int,
     listing = (await api.send(ApiCall("GET", f"{GMAIL}/messages", params=params))).json()
     ids = [m["id"] for m in listing.get("messages") or []][:max_results]
     for message_id in ids:  # ids come from the provider: a hostile answer must not steer the next requests
-        safe_segment("a message id in Gmail's answer", message_id, max_length=256)
+        try:
+            safe_segment("a message id", message_id, max_length=256)
+        except UnsafeArgument:
+            raise ValueError("Gmail listed a message id that is not one path segment") from None  # malformed answer
 
     async def metadata(message_id: str) -> dict[str, Any] | None:
         call = ApiCall("GET", f"{GMAIL}/messages/{quote(message_id, safe='')}",

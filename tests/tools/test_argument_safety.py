@@ -153,3 +153,16 @@ async def test_a_megabyte_id_on_a_declared_delete_is_invalid_input(env, oauth2_s
 
     assert result == {**result, "status": "invalid_input", "reason": "request_too_large"}
     assert sim.requests == []
+
+
+@pytest.mark.parametrize("message_id", ["..", "../../users/bob/messages", "%2e%2e"])
+async def test_a_message_id_from_the_provider_cannot_steer_the_next_request(runtime, settings, google_sim, monkeypatch,
+                                                                            message_id):
+    seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
+    monkeypatch.setattr(google_sim, "_new_message_id", lambda: message_id)  # the provider's answer turns hostile
+    google_sim.seed_message("alice@example.com", sender="eve@example.com", subject="hostile", body="x")
+    async with mcp_client(runtime) as client:
+        result = await call(client, "gmail_search_messages", {"query": "from:eve"})
+
+    assert result == {**result, "status": "upstream_error", "reason": "malformed_response", "outcome_unknown": False}
+    assert google_sim.counters.endpoint("messages.list") == 1 and google_sim.counters.endpoint("messages.get") == 0
