@@ -125,10 +125,10 @@ class ProviderSession:
         async def note_sending(event: str, info: dict[str, Any]) -> None:
             nonlocal sent
             if event.endswith(".send_request_headers.started"):
-                sent = True
-                self.write_sent = self.write_sent or not call.idempotent
+                sent = self.write_sent = True
 
-        request.extensions["trace"] = note_sending
+        if not call.idempotent:  # only a write's outcome depends on it; reads skip httpcore's trace calls
+            request.extensions["trace"] = note_sending
 
         async def exchange(request: httpx2.Request) -> httpx2.Response:
             nonlocal sent

@@ -3,11 +3,11 @@ other provider never wait behind it. Each pool counts the requests that had to w
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import anyio
 import httpx2
 
 from server.settings import Settings
@@ -32,19 +32,24 @@ class ConnectorPool:
             limits=httpx2.Limits(max_connections=self.max_connections,
                                  max_keepalive_connections=self.max_connections),
             headers={"User-Agent": USER_AGENT}, follow_redirects=False)
-        self._gate = anyio.Semaphore(self.max_connections)
+        self._gate = asyncio.Semaphore(self.max_connections)  # acquiring a free one costs no trip round the loop
         self._waits = 0
+        self._in_flight = 0
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[httpx2.AsyncClient]:
         """Hold one of the pool's connections for one exchange (request sent, answer read)."""
-        if self._gate.value == 0:
+        if self._gate.locked():
             self._waits += 1
         async with self._gate:
-            yield self.client
+            self._in_flight += 1
+            try:
+                yield self.client
+            finally:
+                self._in_flight -= 1
 
     def stats(self) -> PoolStats:
-        return PoolStats(self.max_connections, self.max_connections - self._gate.value, self._waits)
+        return PoolStats(self.max_connections, self._in_flight, self._waits)
 
 
 class ConnectorPools:
