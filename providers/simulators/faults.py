@@ -138,15 +138,16 @@ class Faults:
             self.token_endpoint_latency_seconds = max(0.0, seconds)
 
     def answer(self, kind: AnswerKind, count: int = 1, *, size: int = 0, interval: float = 0.05) -> None:
-        """Answer the next `count` API requests with a hostile answer of `kind` (see `hostile_response`)."""
+        """Answer `count` more API requests with a hostile answer of `kind` (`HostileResponse`), queued after any
+        hostile answers still pending, so different kinds can follow one another."""
         if kind not in AnswerKind.__args__:
             raise ValueError(f"unknown answer kind {kind!r}")
         with self._lock:
-            self._answers = [AnswerFault(kind, max(0, size), max(0.001, interval))] * count
+            self._answers.extend([AnswerFault(kind, max(0, size), max(0.001, interval))] * count)
 
     def take_answer(self) -> AnswerFault | None:
         with self._lock:
-            return self._answers.pop() if self._answers else None
+            return self._answers.pop(0) if self._answers else None
 
     def take_rate_limit(self) -> RateLimitFault | None:
         with self._lock:
