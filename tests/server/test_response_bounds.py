@@ -67,3 +67,25 @@ def test_a_connector_bound_comes_from_its_own_setting(env, monkeypatch):
     connectors = load_connectors(Settings())
     assert connectors["github"].max_response_bytes == 2 * MIB
     assert connectors["slack"].max_response_bytes == 10 * MIB
+
+
+async def test_an_ordinary_answer_declared_larger_than_the_bound_is_refused_unread(env, slack_sim, monkeypatch):
+    from server.runtime import Runtime
+    from server.settings import Settings
+
+    monkeypatch.setenv("GRANTKEEPER_SLACK_MAX_RESPONSE_BYTES", "4096")
+    for number in range(20):
+        slack_sim.seed_message("C0GENERAL", f"message {number} " + "x" * 400)
+    runtime = Runtime.open(Settings())
+    try:
+        seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant())
+        async with mcp_client(runtime) as client:
+            small = await call(client, "slack_read_channel", {"channel": "C0GENERAL", "limit": 1})
+            large = await call(client, "slack_read_channel", {"channel": "C0GENERAL", "limit": 20})
+    finally:
+        await runtime.aclose()
+
+    assert small["status"] == "ok"  # ~600 bytes with Content-Length: read
+    assert large == {**large, "status": "upstream_error", "reason": "response_too_large", "retryable": False,
+                     "outcome_unknown": False}
+    assert "4096 bytes" in large["next_step"]
