@@ -79,11 +79,12 @@ async def test_a_write_that_hangs_after_it_was_sent_is_outcome_unknown_and_not_r
     assert await abandoned(slack_sim, 1)
 
 
-async def test_a_hanging_provider_holds_only_its_own_pool(env, slack_sim, github_sim):
+@pytest.mark.parametrize("hostile", ["hang", "trickle"])
+async def test_a_hanging_provider_holds_only_its_own_pool(env, slack_sim, github_sim, hostile):
     async with runtime_with(env, api_max_connections=2, tool_call_deadline_seconds=60, api_timeout_seconds=60) as runtime:
         seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant())
         seed_account(runtime.settings, runtime.vault, "github", github_sim.issue_grant())
-        slack_sim.hang(count=FOREVER)
+        getattr(slack_sim, hostile)(count=FOREVER)
         caller = Caller("acme", "alice")
 
         async def read(api):
