@@ -141,6 +141,18 @@ class Settings(BaseSettings):
     health_check_provider_rate: float = Field(default=2, ge=0)  # probes per second per provider per worker
     startup_validation_max_age_seconds: float = Field(default=300, ge=0)  # at start, check accounts not checked since
 
+    # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
+    magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
+    housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
+    mcp_session_idle_seconds: float = Field(default=1800, gt=0)  # a streamable HTTP session idle this long is closed
+    http_header_timeout_seconds: float = Field(default=10, gt=0)  # a request's head must be in within this
+    http_body_timeout_seconds: float = Field(default=30, gt=0)  # and its body within this of the head
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)  # idle keep-alive connections closed after this
+    http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)  # larger request heads: 400, closed
+    http_max_concurrency: int | None = Field(default=None, ge=1)  # at this many open connections, new requests: 503
+    metrics_token: str | None = Field(default=None, repr=False)  # set: /metrics needs `Authorization: Bearer <it>`
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # set: /metrics only on 127.0.0.1:<port>
+
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     # Providers declared without code (docs/custom-providers.md): `[custom_providers.<name>]` here, and/or a TOML
     # or JSON file of the same shape (relative paths are taken from the data directory). Checked at start by

@@ -32,6 +32,8 @@ class Refusal(StrEnum):
     EXCHANGE_FAILED = "exchange_failed"
     IDENTITY_UNKNOWN = "identity_unknown"
     IDENTITY_MISMATCH = "identity_mismatch"
+    CROSS_SITE = "cross_site"  # the form was posted by another site's page (Origin / Sec-Fetch-Site)
+    FORM_TOKEN_INVALID = "form_token_invalid"  # no form token, or not the one this browser's page was given
 
 
 class ReauthRefused(Exception):

@@ -539,6 +539,28 @@ class Vault:
             session.commit()
         return ReauthorizationOutcome.COMPLETED
 
+    def prune_magic_links(self, *, now: datetime, retention: timedelta, flow_ttl: timedelta, batch: int = 500) -> int:
+        """Delete the links that can no longer do anything and have been dead for `retention`: never opened and
+        expired, finished, or opened so long ago that their sign-in has expired too. Kept that long so a person
+        opening an old link reads "expired" or "already used", not "not valid". Returns how many rows went.
+
+        Deleted in batches by id, so a large backlog never holds one long lock."""
+        cutoff = now - retention
+        dead = or_(
+            (col(MagicLink.used_at).is_(None)) & (MagicLink.expires_at < cutoff),
+            col(MagicLink.completed_at) < cutoff,
+            col(MagicLink.used_at) < cutoff - flow_ttl,
+        )
+        pruned = 0
+        while True:
+            with Session(self.engine) as session:
+                ids = list(session.exec(select(MagicLink.id).where(dead).limit(batch)))
+                if ids:
+                    pruned += session.execute(delete(MagicLink).where(col(MagicLink.id).in_(ids))).rowcount
+                    session.commit()
+            if len(ids) < batch:
+                return pruned
+
     # ---- API keys ------------------------------------------------------------------------------------
     def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None) -> ApiKey:
         row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description)
