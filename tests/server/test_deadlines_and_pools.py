@@ -105,3 +105,15 @@ async def test_a_hanging_provider_holds_only_its_own_pool(env, slack_sim, github
     assert slack_pool.waits >= 1  # Slack's own calls queued for its connections…
     assert github_pool.waits == 0  # …and not one GitHub call waited for a connection
     assert slack_sim.counters.hostile_answers == 2  # the queued Slack calls never got a connection either
+
+
+async def test_a_retry_after_longer_than_the_time_left_is_returned_not_waited_out(env, slack_sim):
+    # Retry-After 5 s is within rate_limit_max_wait_seconds (10), but not within the 2 s this call has.
+    async with runtime_with(env, tool_call_deadline_seconds=2, rate_limit_max_wait_seconds=10) as runtime:
+        seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant())
+        slack_sim.rate_limit(count=1, retry_after=5)
+        async with mcp_client(runtime) as client:
+            result = await call(client, "slack_read_channel", READ)
+
+    assert result == {**result, "status": "rate_limited", "retry_after_seconds": 5.0}
+    assert slack_sim.counters.api_requests == 1
