@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from providers.base import ApiCall, Classification, UnsafeArgument, Verdict, json_body
 from server import failures
@@ -76,10 +76,13 @@ class ProviderSession:
         except failures.ToolFailure as error:
             if settings.retry_attempts < 2 or not self._worth_retrying(error):
                 raise
+            delay = self._delay(error, 1)
+            if delay >= self.time_left():
+                raise  # the wait alone would outlast the call: the agent gets this failure, not a bare timeout
             self._note_retry(1, error)
-            await anyio.sleep(self._delay(error, 1))
+            await anyio.sleep(delay)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retry_attempts - 1),
+            stop=stop_after_attempt(settings.retry_attempts - 1) | self._out_of_time,
             wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(self._worth_retrying),
             before_sleep=lambda state: self._note_retry(state.attempt_number + 1, state.outcome.exception()),
@@ -92,6 +95,9 @@ class ProviderSession:
 
     def time_left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - anyio.current_time()
+
+    def _out_of_time(self, state: RetryCallState) -> bool:
+        return (state.upcoming_sleep or 0) >= self.time_left()
 
     def _worth_retrying(self, error: BaseException) -> bool:
         if isinstance(error, failures.RateLimited):
