@@ -21,15 +21,19 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import providers
+from providers import catalog
 from providers.custom import PROVIDER_NAME, DeclaredProvider, ProviderDeclaration
 from server.settings import ConfigError, Settings, check_base_url
 
 WELL_KNOWN = "/.well-known/oauth-authorization-server"
+OPENID_WELL_KNOWN = "/.well-known/openid-configuration"
+METADATA_MAX_BYTES = 256 * 1024
 DISCOVERY_TIMEOUT_SECONDS = 10.0
-DISCOVERY_MAX_BYTES = 256 * 1024
 # Tool namespaces that are not providers but must not be taken by one.
 RESERVED_NAMES = {"accounts", "grantkeeper"}
 SUPPORTED_AUTH_METHODS = ("client_secret_basic", "client_secret_post")  # in order of preference (RFC 6749 §2.3.1)
+# Chosen only when declared: it needs a key the operator configures (GRANTKEEPER_<NAME>_CLIENT_PRIVATE_KEY_FILE).
+KEY_AUTH_METHODS = ("private_key_jwt",)
 _SECRET_FIELDS = {"client_id", "client_secret"}
 
 
@@ -77,6 +81,12 @@ def read_declarations(settings: Settings) -> dict[str, tuple[str, ProviderDeclar
         if not isinstance(body, dict):
             problems.append(f"{where}: must be a table of settings")
             continue
+        if "from_catalog" in body:
+            try:
+                body = catalog.resolve(body)
+            except catalog.CatalogError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
         secrets_here = sorted(_SECRET_FIELDS & set(body))
         if secrets_here:
             upper = name.upper()
@@ -154,7 +164,7 @@ def _url_problems(name: str, declaration: ProviderDeclaration) -> list[str]:
     """Every URL the server will contact must be https, or http on loopback, and carry no credentials."""
     problems = []
     for field in ("api_base_url", "oauth_base_url", "authorize_url", "token_url", "revoke_url", "issuer",
-                  "discovery_url"):
+                  "discovery_url", "jwks_url", "refresh_url"):
         value = getattr(declaration, field)
         if value is None:
             continue
@@ -180,10 +190,16 @@ class AuthorizationServerMetadata(BaseModel):
     token_endpoint: str | None = None
     revocation_endpoint: str | None = None
     token_endpoint_auth_methods_supported: list[str] = ["client_secret_basic"]  # RFC 8414 §2's default
+    jwks_uri: str | None = None
+    scopes_supported: list[str] | None = None
+    authorization_response_iss_parameter_supported: bool = False  # RFC 9207 §3
 
 
-def metadata_url(issuer: str) -> str:
-    """RFC 8414 §3.1: the well-known suffix goes between the host and the issuer's path."""
+def metadata_url(issuer: str, *, openid: bool = False) -> str:
+    """RFC 8414 §3.1: the well-known suffix goes between the host and the issuer's path. OpenID Connect
+    Discovery §4 appends it to the issuer instead."""
+    if openid:
+        return issuer.rstrip("/") + OPENID_WELL_KNOWN
     parts = urlsplit(issuer)
     return urlunsplit((parts.scheme, parts.netloc, WELL_KNOWN + parts.path.rstrip("/"), "", ""))
 
@@ -194,8 +210,8 @@ def _read_metadata(response: httpx2.Response, where: str) -> bytes:
     body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
-        if len(body) > DISCOVERY_MAX_BYTES or response.num_bytes_downloaded > DISCOVERY_MAX_BYTES:
-            raise ConfigError(f"{where} answered more than {DISCOVERY_MAX_BYTES} bytes, which is not RFC 8414 metadata")
+        if len(body) > METADATA_MAX_BYTES or response.num_bytes_downloaded > METADATA_MAX_BYTES:
+            raise ConfigError(f"{where} answered more than {METADATA_MAX_BYTES} bytes, which is not RFC 8414 metadata")
         if time.monotonic() > give_up:
             raise ConfigError(f"{where} did not finish answering within {DISCOVERY_TIMEOUT_SECONDS:g} s")
     return bytes(body)
@@ -203,7 +219,7 @@ def _read_metadata(response: httpx2.Response, where: str) -> bytes:
 
 def fetch_metadata(name: str, declaration: ProviderDeclaration) -> AuthorizationServerMetadata:
     assert declaration.issuer is not None
-    url = declaration.discovery_url or metadata_url(declaration.issuer)
+    url = declaration.discovery_url or metadata_url(declaration.issuer, openid=declaration.openid)
     where = f"custom provider {name!r}: discovery at {url}"
     try:
         with httpx2.Client(timeout=DISCOVERY_TIMEOUT_SECONDS, follow_redirects=False,
@@ -224,7 +240,9 @@ def fetch_metadata(name: str, declaration: ProviderDeclaration) -> Authorization
         raise ConfigError(f"{where} names issuer {metadata.issuer[:200]!r}, but issuer is configured as "
                           f"{declaration.issuer!r}; RFC 8414 §3.3 requires them to be identical, so this metadata "
                           "is not used (wrong server, or an impersonation attempt)")
-    for field in ("authorization_endpoint", "token_endpoint", "revocation_endpoint"):
+    if declaration.openid and metadata.jwks_uri is None and declaration.jwks_url is None:
+        raise ConfigError(f"{where} has no jwks_uri, so id_tokens cannot be verified; set jwks_url")
+    for field in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
         value = getattr(metadata, field)
         if value is not None:
             try:
@@ -244,6 +262,8 @@ def _provider(name: str, source: str, declaration: ProviderDeclaration,
         if value is None:
             raise ConfigError(f"{where}: the discovery metadata has no {kind}; set it in the declaration")
     auth_method = declaration.client_auth_method
+    if declaration.openid and (declaration.jwks_url or (metadata and metadata.jwks_uri)) is None:
+        raise ConfigError(f"{where}: openid = true needs the issuer's jwks_uri (from discovery, or jwks_url)")
     if metadata is not None:
         supported = metadata.token_endpoint_auth_methods_supported
         if auth_method is None:
@@ -254,5 +274,9 @@ def _provider(name: str, source: str, declaration: ProviderDeclaration,
         elif auth_method not in supported:
             raise ConfigError(f"{where}: client_auth_method {auth_method!r} is not among the server's "
                               f"token_endpoint_auth_methods_supported ({', '.join(supported)[:200]})")
-    return DeclaredProvider.from_declaration(name, declaration, authorize_url=authorize, token_url=token,
-                                             revoke_url=revoke, client_auth_method=auth_method)
+    scopes_supported = metadata.scopes_supported if metadata else None
+    return DeclaredProvider.from_declaration(
+        name, declaration, authorize_url=authorize, token_url=token, revoke_url=revoke, client_auth_method=auth_method,
+        jwks_uri=metadata.jwks_uri if metadata else None,
+        authorization_response_iss=bool(metadata and metadata.authorization_response_iss_parameter_supported),
+        offline_access_supported=scopes_supported is None or "offline_access" in scopes_supported)

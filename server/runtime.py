@@ -1,9 +1,11 @@
-"""Everything one server process holds: settings, vault, connectors, token manager, executor, connection pools."""
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP connection pools."""
 
 from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, field
+
+import httpx2
 
 from server.connectors import Connector, load_connectors
 from server.execute import Caller, Executor
@@ -11,7 +13,7 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
-from server.pools import ConnectorPools
+from server.pools import USER_AGENT, ConnectorPools
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import load_or_create_keyring
@@ -27,6 +29,8 @@ class Runtime:
     tokens: TokenManager
     executor: Executor
     pools: ConnectorPools
+    # For what is not a connector's API call (an OpenID issuer's key set at callback time); API calls use `pools`.
+    http: httpx2.AsyncClient
     created_key_file: bool = False
     _closed: bool = field(default=False, repr=False)
 
@@ -39,7 +43,10 @@ class Runtime:
         tokens = TokenManager(settings, vault, connectors, events)
         pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
         executor = Executor(settings, vault, connectors, tokens, events, pools)
-        return cls(settings, vault, connectors, events, tokens, executor, pools, key_created)
+        http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
+                                  limits=httpx2.Limits(max_connections=settings.api_max_connections),
+                                  headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, http, key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -51,6 +58,7 @@ class Runtime:
         await self.tokens.aclose()
         await self.events.alerts.drain()
         await self.pools.aclose()
+        await self.http.aclose()
         self.vault.engine.dispose()
 
 

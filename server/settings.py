@@ -15,7 +15,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GRANTKEEPER_"
-PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "max_response_bytes")
+PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
+                   "proxy_methods", "max_response_bytes")
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
+DEFAULT_PROXY_METHODS = ("GET", "HEAD")
 DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 
 
@@ -49,10 +53,28 @@ class ProviderSettings(BaseModel):
 
     client_id: str | None = None
     client_secret: str | None = Field(default=None, repr=False)
+    # For private_key_jwt client authentication (RFC 7523): a PEM private key (RSA) in a file only the server reads.
+    client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
     # This provider's bound on one answer (compressed and decompressed bytes), instead of the default.
     max_response_bytes: int | None = Field(default=None, ge=1024, le=1024**3)
+    # Methods the `<connector>.request` tool may send (GRANTKEEPER_<NAME>_PROXY_METHODS=GET,HEAD,POST); "none"
+    # removes the tool. Unset: GET and HEAD only.
+    proxy_methods: list[str] | None = None
+
+    @field_validator("proxy_methods", mode="before")
+    @classmethod
+    def _methods_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [] if value.strip().lower() in ("", "none", "off") else [m.strip() for m in value.split(",")]
+        if isinstance(value, list):
+            methods = [str(m).upper() for m in value if str(m).strip()]
+            unknown = sorted(set(methods) - set(PROXY_METHODS))
+            if unknown:
+                raise ConfigError(f"proxy_methods: {unknown[0][:20]!r} is not one of {', '.join(PROXY_METHODS)} (or none)")
+            return list(dict.fromkeys(methods))
+        return value
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -120,6 +142,8 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(default=10, ge=0)
 
     magic_link_ttl_seconds: int = Field(default=900, gt=0)
+    # An account connected without a refresh token is offered a reconnect link this long before it expires.
+    reconnect_ahead_seconds: float = Field(default=3600, ge=0)
     # Where `serve` listens: the HTTP transports, or in stdio mode the small page listener for magic links.
     # Unless public_url is set, links point at this address.
     listen_host: str = "127.0.0.1"

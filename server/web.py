@@ -119,6 +119,12 @@ REFUSALS: dict[Refusal, Wording] = {
     Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
                                       "{provider} did not say which account approved access, so it was not "
                                       "connected.", ASK_AGAIN),
+    Refusal.ISSUER_MISMATCH: Wording(400, "This sign-in cannot be completed",
+                                     "The answer did not come from {provider}'s sign-in server (its issuer did not "
+                                     "match), so it was not used.", ASK_AGAIN),
+    Refusal.ID_TOKEN_INVALID: Wording(502, "Could not confirm the {provider} account",
+                                      "{provider}'s identity token failed its checks ({error}), so the account was "
+                                      "not connected.", ASK_AGAIN),
     Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
                                        "You approved access as {presented}, but {account} is connected to "
                                        "{expected}. A link only reconnects its own account, so the other account "
@@ -236,12 +242,15 @@ class LinkPages:
             return refusal_page(refused)
         provider = done.connector.spec.display_name
         verb = "connected" if done.purpose == "connect" else "reconnected"
+        paragraphs = [f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
+                      f"signed in as {done.provider_account}."]
+        if done.needs_user_at is not None:
+            paragraphs.append(f"{provider} did not grant lasting access (no refresh token), so this connection stops "
+                              f"working at {done.needs_user_at:%Y-%m-%d %H:%M} UTC. You will be offered a link to "
+                              "reconnect before then.")
         response = render(
-            "message.html", outcome="reconnected", provider_name=provider,
-            title=f"{provider} is {verb}",
-            paragraphs=[f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
-                        f"signed in as {done.provider_account}."],
-            next_step="Close this tab and go back to your agent: its next call will work.")
+            "message.html", outcome="reconnected", provider_name=provider, title=f"{provider} is {verb}",
+            paragraphs=paragraphs, next_step="Close this tab and go back to your agent: its next call will work.")
         for name in request.cookies:
             if name.startswith("gk_flow_"):
                 response.delete_cookie(name, path=self._cookie_path(), secure=self._secure(), httponly=True,

@@ -16,9 +16,10 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAut
 from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from providers.base import TokenVerdict
+from providers.base import TokenVerdict, json_body
 from server.connectors import Connector
 
 
@@ -34,6 +35,7 @@ class TokenGrant:
     scope: str | None
     provider_account_id: str | None
     identity: dict[str, Any]
+    id_token: str | None = field(default=None, repr=False)  # OpenID Connect; verified by the caller
 
 
 class TokenEndpointError(Exception):
@@ -73,14 +75,44 @@ class JsonBodyOAuth2Client(AsyncOAuth2Client):
 
 def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
     client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else AsyncOAuth2Client
-    return client_class(
+    key_auth = connector.spec.client_auth_method == "private_key_jwt"
+    client = client_class(
         client_id=connector.client_id,
-        client_secret=connector.client_secret,
+        # authlib's PrivateKeyJWT signs with the "client secret", which for this method is the private key.
+        client_secret=connector.client_private_key if key_auth else connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
+        revocation_endpoint_auth_method=connector.spec.client_auth_method,  # RFC 7009 §2.1: as for tokens
         timeout=timeout,
         verify=_tls_context(),
         **kwargs,
     )
+    if key_auth:
+        # RFC 7523 §3: the assertion's audience is the token endpoint; authlib adds a fresh jti and a short exp.
+        client.register_client_auth_method(PrivateKeyJWT(connector.token_url))
+    hook = functools.partial(_normalised_error, connector)
+    client.register_compliance_hook("access_token_response", hook)
+    client.register_compliance_hook("refresh_token_response", hook)
+    return client
+
+
+def _normalised_error(connector: Connector, response: httpx2.Response) -> httpx2.Response:
+    """A token-endpoint error as RFC 6749 §5.2 spells it (`error`, `error_description`), whatever shape the
+    provider used: nested (`{"error": {"code": …}}`), listed, or only a description."""
+    if response.status_code >= 500:
+        return response
+    body = json_body(response)
+    if not isinstance(body, dict) or ("access_token" in body and "error" not in body):
+        return response
+    if isinstance(body.get("error"), str) and body["error"]:
+        return response
+    if response.status_code < 400 and "error" not in body:
+        return response
+    code, description = connector.provider.token_error_code(body)
+    if code is None:
+        return response
+    normalised = {"error": code, **({"error_description": description} if description else {})}
+    return httpx2.Response(response.status_code, json=normalised, headers={"Cache-Control": "no-store"},
+                           request=response.request)
 
 
 def _headers(connector: Connector) -> dict[str, str]:
@@ -89,18 +121,30 @@ def _headers(connector: Connector) -> dict[str, str]:
 
 async def refresh_grant(connector: Connector, refresh_token: str, timeout: float) -> TokenGrant:
     async with _client(connector, timeout) as client:
-        token = await _call(connector, client.refresh_token(connector.token_url, refresh_token=refresh_token,
+        token = await _call(connector, client.refresh_token(connector.refresh_url, refresh_token=refresh_token,
                                                             headers=_headers(connector)))
     return _grant(connector, token, fallback_refresh_token=refresh_token)
 
 
-def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str) -> str:
-    """The provider's authorize URL for the authorization-code flow with PKCE (S256)."""
+def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,
+                      nonce: str | None = None) -> str:
+    """The provider's authorize URL for the authorization-code flow with PKCE (S256). For OpenID Connect it
+    carries `openid`, the nonce, and — so that a refresh token is issued (OIDC Core §11) — `offline_access` with
+    `prompt=consent` unless the declaration chose another prompt."""
     spec = connector.spec
     extra: dict[str, Any] = {**spec.authorize_params, "code_challenge": create_s256_code_challenge(code_verifier),
                              "code_challenge_method": "S256"}
-    if spec.scopes:
-        extra["scope"] = spec.scope_separator.join(spec.scopes)
+    scopes = list(spec.scopes)
+    if spec.openid:
+        scopes = ["openid", *(s for s in scopes if s != "openid")]
+        if nonce is not None:
+            extra["nonce"] = nonce
+    if spec.request_offline_access:
+        if "offline_access" not in scopes:
+            scopes.append("offline_access")
+        extra.setdefault("prompt", "consent")
+    if scopes:
+        extra["scope"] = spec.scope_separator.join(scopes)
     return prepare_grant_uri(connector.authorize_url, client_id=connector.client_id, response_type="code",
                              redirect_uri=redirect_uri, state=state, **extra)
 
@@ -119,7 +163,8 @@ async def _call(connector: Connector, request: Any) -> dict[str, Any]:
         return dict(await request)
     except OAuthError as exc:
         error = str(exc.error or "unknown_error")[:64]
-        verdict = connector.provider.classify_token_error(error, None)
+        description = exc.description if isinstance(exc.description, str) else None
+        verdict = connector.provider.classify_token_response(error, description, None)
         raise TokenEndpointError(verdict, error, maybe_applied=False) from None
     except httpx2.HTTPStatusError as exc:
         status = exc.response.status_code
@@ -141,6 +186,7 @@ def _grant(connector: Connector, token: dict[str, Any], fallback_refresh_token: 
     if not isinstance(access_token, str) or not access_token:
         raise TokenEndpointError(TokenVerdict.UNKNOWN, "no_access_token", maybe_applied=True)
     account_id, identity = connector.provider.identity_from_token_response(token)
+    id_token = token.get("id_token") if isinstance(token.get("id_token"), str) else None
     # Providers that do not rotate (Google) send no refresh token: the old one stays valid.
     refresh_token = token.get("refresh_token") or fallback_refresh_token
     return TokenGrant(
@@ -152,6 +198,7 @@ def _grant(connector: Connector, token: dict[str, Any], fallback_refresh_token: 
         scope=token.get("scope") if isinstance(token.get("scope"), str) else None,
         provider_account_id=account_id,
         identity=identity,
+        id_token=id_token,
     )
 
 
@@ -160,3 +207,18 @@ def _number(value: Any) -> float | None:
         return float(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token",
+                       timeout: float) -> bool:
+    """RFC 7009 revocation at the connector's revocation endpoint (declared or discovered), authenticated like a
+    token request. True when the server accepted it (§2.2: 200, whatever the token was). For offboarding."""
+    if connector.revoke_url is None:
+        raise ValueError(f"{connector.spec.display_name} has no revocation endpoint")
+    try:
+        async with _client(connector, timeout) as client:
+            response = await client.revoke_token(connector.revoke_url, token=token, token_type_hint=token_type_hint,
+                                                 headers=_headers(connector))
+    except httpx2.HTTPError:
+        return False
+    return response.status_code == 200

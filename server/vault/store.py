@@ -39,6 +39,16 @@ def outcome_after_takeover() -> Any:
     return case((col(Credential.lease_owner).is_not(None), "interrupted"), else_=Credential.last_refresh_outcome)
 
 
+# The status reason of an active account whose grant came without a refresh token: it works until its access
+# token expires, then needs its user. Shown, alerted and offered a reconnect link; never plain `active`.
+NO_REFRESH_TOKEN = "no_refresh_token"
+
+
+def refreshless_reason(write: CredentialWrite) -> str | None:
+    """NO_REFRESH_TOKEN for a grant that will expire and cannot be refreshed (a token that never expires is fine)."""
+    return NO_REFRESH_TOKEN if write.secrets.refresh_token is None and write.access_expires_at is not None else None
+
+
 class AccountExistsError(ValueError):
     pass
 
@@ -521,8 +531,8 @@ class Vault:
                         ConnectedAccount.provider_account_id == provider_account_id),
                 )
                 .values(provider_account_id=provider_account_id, provider_identity=identity,
-                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value, status_reason=None,
-                        updated_at=now)
+                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value,
+                        status_reason=refreshless_reason(write), updated_at=now)
             )
             if claimed.rowcount != 1:
                 session.rollback()
