@@ -352,10 +352,12 @@ class Executor:
             case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
                 raise failures.InvalidInput(verdict.reason, verdict.message)
             case _:
-                # An answer that is not the provider's shape (Slack's `malformed_response`) tells nothing about a write.
+                if verdict.reason == "malformed_response" and not call.idempotent:
+                    # An answer that is not the provider's shape (Slack's) tells nothing about a write: the operation
+                    # may look for it, as after a lost answer.
+                    raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} sent an odd answer.")
                 raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.",
-                                               retryable=False, outcome_unknown=verdict.reason == "malformed_response"
-                                               and not call.idempotent)
+                                               retryable=False)
 
     # ---- re-authorization ---------------------------------------------------------------------------
     async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,

@@ -114,17 +114,24 @@ async def test_a_garbled_200_on_a_read_is_malformed_not_outcome_unknown(
     assert sim.counters.hostile_answers == 1
 
 
-async def test_a_garbled_200_to_a_send_leaves_the_outcome_unknown(runtime, settings, google_sim, slack_sim):
+async def test_a_garbled_200_to_a_send_leaves_the_outcome_unknown(runtime, settings, google_sim):
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
-    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     google_sim.garble(count=1)
-    slack_sim.garble(count=1)
     async with mcp_client(runtime) as client:
         mail = await call(client, "gmail_send_message", {"to": ["bob@example.com"], "subject": "Hi", "body": "hi"})
+    assert mail == {**mail, "status": "upstream_error", "reason": "malformed_response", "outcome_unknown": True}
+    assert google_sim.counters.api_requests == 1
+
+
+async def test_a_garbled_200_to_a_slack_post_is_looked_for_before_posting_again(runtime, settings, slack_sim):
+    # Slack's answer is not Slack's shape: outcome unknown, so the post's idempotency key is looked for first.
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.garble(count=1)  # the simulator's garbled answer never did the work
+    async with mcp_client(runtime) as client:
         post = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
-    for result in (mail, post):
-        assert result == {**result, "status": "upstream_error", "reason": "malformed_response", "outcome_unknown": True}
-    assert google_sim.counters.api_requests == 1 and slack_sim.counters.api_requests == 1
+    assert post["status"] == "ok"
+    assert slack_sim.counters.endpoint("chat.postMessage") == 2 and slack_sim.counters.endpoint("conversations.history") == 1
+    assert [m["text"] for m in slack_sim.messages("C0GENERAL")].count("deploy done") == 1
 
 
 async def test_a_post_that_never_connected_is_not_outcome_unknown(runtime, settings, slack_sim, monkeypatch):
