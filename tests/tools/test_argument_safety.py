@@ -20,6 +20,8 @@ PATH_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "gmail_search_messages": (), "gmail_send_message": (),
     "calendar_create_event": ("calendar_id",), "calendar_list_events": ("calendar_id",),
     "zendesk_create_ticket": (), "zendesk_list_tickets": (),
+    # The guarded proxy tool of each connector: its whole path is checked by providers/proxy_paths.py.
+    "slack_request": ("path",), "github_request": ("path",), "google_request": ("path",), "zendesk_request": ("path",),
 }
 VALID: dict[str, dict] = {
     "github_create_issue": {"repo": "octocat/hello-world", "title": "Bug"},
@@ -29,13 +31,19 @@ VALID: dict[str, dict] = {
     "calendar_list_events": {"time_min": "2026-05-04T00:00:00Z", "time_max": "2026-05-05T00:00:00Z",
                              "calendar_id": "primary"},
 }
-CONNECTOR = {"github": "github", "calendar": "google", "gmail": "google", "slack": "slack", "zendesk": "zendesk"}
+VALID.update({f"{name}_request": {"method": "GET", "path": "/anything"} for name in ("slack", "github", "google", "zendesk")})
+CONNECTOR = {"github": "github", "calendar": "google", "gmail": "google", "google": "google", "slack": "slack",
+             "zendesk": "zendesk"}
 
 SEGMENT_ATTACKS = ["..", ".", "", "a/b", "../x", "%2e%2e", "%2F", "a\\b", "a\x00b", "a\nb", "a\x85b", "a\u2028b"]
 REPOSITORY_ATTACKS = ["octocat/..", "octocat/.", "../hello-world", "./hello-world", "octocat/", "/hello-world",
                       "octocat/a/b", "octocat/%2e%2e", "octocat/a\\b", "octocat/a\x00b", "octo\ncat/x", "octocat",
                       "octocat/hello world"]
-HOSTILE = {"repo": REPOSITORY_ATTACKS, "calendar_id": SEGMENT_ATTACKS}
+# (An empty proxy path is refused by the tool's input schema, min_length 1, before the tool runs.)
+PATH_ATTACKS = ["/../_sim/stats", "/a/../../_sim/stats", "/%2e%2e/_sim/stats", "/%2E%2E", "/a/%252e%252e/x", "..",
+                "/a\\b", "/a\x00b", "/a\nb", "/a\u2028b", "//evil.example/x", "https://evil.example/x", "/a/%2fb"]
+HOSTILE = {"repo": REPOSITORY_ATTACKS, "calendar_id": SEGMENT_ATTACKS, "path": PATH_ATTACKS}
+REASON = {"repo": "unsafe_argument", "calendar_id": "unsafe_argument", "path": "unsafe_path"}
 
 
 def all_sims(github_sim, google_sim, slack_sim, zendesk_sim):
@@ -63,7 +71,7 @@ async def test_traversal_in_a_path_argument_is_invalid_input_with_nothing_sent(
         result = await call(client, tool, {**VALID[tool], argument: value})
 
     assert result["status"] == "invalid_input", result
-    assert result["reason"] == "unsafe_argument"
+    assert result["reason"] == REASON[argument]
     assert {name: (sim.counters.api_requests, sim.counters.token_requests) for name, sim in sims.items()} == {
         name: (0, 0) for name in sims}
 
