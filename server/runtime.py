@@ -1,4 +1,4 @@
-"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP client."""
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP connection pools."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import Metrics
+from server.pools import USER_AGENT, ConnectorPools
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import VaultKeyError, load_or_create_keyring
@@ -29,6 +30,8 @@ class Runtime:
     events: EventRecorder
     tokens: TokenManager
     executor: Executor
+    pools: ConnectorPools
+    # For what is not a connector's API call (an OpenID issuer's key set at callback time); API calls use `pools`.
     http: httpx2.AsyncClient
     created_key_file: bool = False
     elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
@@ -43,11 +46,12 @@ class Runtime:
         metrics = Metrics()
         events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url), metrics)
         tokens = TokenManager(settings, vault, connectors, events)
+        pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
+        executor = Executor(settings, vault, connectors, tokens, events, pools)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
-                                  limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
-                                  headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
-        executor = Executor(settings, vault, connectors, tokens, events, http)
-        return cls(settings, vault, connectors, events, tokens, executor, http, key_created, metrics=metrics)
+                                  limits=httpx2.Limits(max_connections=settings.api_max_connections),
+                                  headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, http, key_created, metrics=metrics)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -58,6 +62,7 @@ class Runtime:
         self._closed = True
         await self.tokens.aclose()
         await self.events.alerts.drain()
+        await self.pools.aclose()
         await self.http.aclose()
         self.vault.engine.dispose()
 
