@@ -94,10 +94,10 @@ async def test_paths_that_leave_the_api_base_are_refused_with_nothing_sent(decla
             result = await client.call_tool("acme_request", {"method": "GET", "path": path})
 
     assert result.is_error
-    if result.structured_content is not None:  # over-long paths are refused by the input schema itself
-        assert result.structured_content["status"] == "invalid_input"
-        assert result.structured_content["reason"] == "unsafe_path"
-        assert path not in result.content[0].text or len(path) < 3  # the refusal does not echo the path
+    assert result.structured_content["status"] == "invalid_input"
+    # Over-long paths are refused by the input schema itself (invalid_arguments), the others by the path check.
+    assert result.structured_content["reason"] in ("unsafe_path", "invalid_arguments")
+    assert path not in result.content[0].text or len(path) < 3  # the refusal does not echo the path
     assert sim.requests == [] and sim.counters.api_requests == 0
 
 
@@ -121,7 +121,9 @@ async def test_writes_are_refused_unless_the_operator_allows_them(declare):
             post = await client.call_tool("acme_request", {"method": "POST", "path": "/projects", "body": {"name": "X"}})
             body_on_get = await call(client, "acme_request", {"method": "GET", "path": "/projects", "body": {"a": 1}})
 
-    assert post.is_error and post.structured_content is None  # not in the schema's enum: never reaches a handler
+    # Not in the schema's enum: refused by argument validation, before any handler.
+    assert post.is_error and post.structured_content["status"] == "invalid_input"
+    assert post.structured_content["reason"] == "invalid_arguments" and "method" in post.structured_content["next_step"]
     assert (body_on_get["status"], body_on_get["reason"]) == ("invalid_input", "body_not_allowed")
     assert sim.projects() == [] and sim.counters.api_requests == 0
 
