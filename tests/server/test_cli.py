@@ -132,9 +132,10 @@ def test_a_shared_database_without_a_vault_key_refuses_to_start_and_creates_no_k
     if "GRANTKEEPER_DATABASE_URL" not in env:
         env = {**env, "GRANTKEEPER_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere"}
     home = tmp_path / "fresh-home"
-    result = grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": "", "GRANTKEEPER_HOME": str(home)}, "accounts", "list")
-    assert result.returncode == 2
-    assert "GRANTKEEPER_VAULT_KEY" in result.stderr and "Traceback" not in result.stderr
+    for command in (("serve",), ("accounts", "list")):
+        result = grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": "", "GRANTKEEPER_HOME": str(home)}, *command)
+        assert result.returncode == 2, result.stderr
+        assert "GRANTKEEPER_VAULT_KEY" in result.stderr and "Traceback" not in result.stderr
     assert not (home / "vault.key").exists()
 
 
