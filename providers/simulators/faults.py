@@ -21,10 +21,12 @@ class Counters:
         "api_requests",
         "rate_limited",
         "server_errors",
+        "slow_answers",  # token answers started trickling (token_endpoint_drip)
+        "connection_resets",
     )
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._values: Counter[str] = Counter()
         self._endpoints: Counter[str] = Counter()
 
@@ -33,6 +35,12 @@ class Counters:
             raise KeyError(f"unknown counter {name!r}")
         with self._lock:
             self._values[name] += amount
+            self._lock.notify_all()
+
+    def wait_for(self, name: str, at_least: int, timeout: float) -> bool:
+        """Block until counter `name` reaches `at_least` (tests synchronise on this, not on sleeps)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._values[name] >= at_least, timeout)
 
     def hit(self, endpoint: str) -> None:
         with self._lock:
@@ -72,6 +80,16 @@ class TokenEndpointFault:
     after_processing: bool  # the grant change happens, only the response is lost
 
 
+@dataclass(frozen=True)
+class TokenAnswerFault:
+    """A token answer changed on its way out: fields set or dropped from the JSON, or the whole body replaced."""
+
+    set_fields: dict[str, Any]
+    drop_fields: tuple[str, ...]
+    body: str | None
+    after_processing: bool  # False: the request is not processed at all (only with `body`)
+
+
 class Faults:
     """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact."""
 
@@ -86,6 +104,9 @@ class Faults:
             self._rate_limits: list[RateLimitFault] = []
             self._failures: list[tuple[int, bool]] = []
             self._token_failures: list[TokenEndpointFault] = []
+            self._token_answers: list[TokenAnswerFault] = []
+            self._token_drips: list[float] = []
+            self._resets = 0
 
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         with self._lock:
@@ -108,6 +129,39 @@ class Faults:
         with self._lock:
             self.token_endpoint_latency_seconds = max(0.0, seconds)
 
+    def token_endpoint_answer(self, count: int = 1, set_fields: dict[str, Any] | None = None,
+                              drop_fields: tuple[str, ...] = (), body: str | None = None,
+                              after_processing: bool = True) -> None:
+        with self._lock:
+            self._token_answers = [TokenAnswerFault(dict(set_fields or {}), tuple(drop_fields), body,
+                                                    after_processing)] * count
+
+    def token_endpoint_drip(self, count: int = 1, seconds: float = 5.0) -> None:
+        """The next `count` token answers are processed, then trickled one byte at a time over `seconds`: each
+        read gets a byte long before any per-read timeout, only a total deadline ends it."""
+        with self._lock:
+            self._token_drips = [max(0.0, seconds)] * count
+
+    def reset_connections(self, count: int = 1) -> None:
+        """The next `count` API requests get the start of an answer, then the connection drops."""
+        with self._lock:
+            self._resets = count
+
+    def take_token_answer(self) -> TokenAnswerFault | None:
+        with self._lock:
+            return self._token_answers.pop() if self._token_answers else None
+
+    def take_token_drip(self) -> float | None:
+        with self._lock:
+            return self._token_drips.pop() if self._token_drips else None
+
+    def take_reset(self) -> bool:
+        with self._lock:
+            if self._resets <= 0:
+                return False
+            self._resets -= 1
+            return True
+
     def take_rate_limit(self) -> RateLimitFault | None:
         with self._lock:
             return self._rate_limits.pop() if self._rate_limits else None
@@ -128,4 +182,7 @@ class Faults:
                 "rate_limits_pending": len(self._rate_limits),
                 "failures_pending": len(self._failures),
                 "token_endpoint_failures_pending": len(self._token_failures),
+                "token_answers_pending": len(self._token_answers),
+                "token_drips_pending": len(self._token_drips),
+                "resets_pending": self._resets,
             }
