@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .faults import Counters, Faults, RateLimitFault, TokenAnswerFault
+from .faults import Chaos, Counters, Faults, RateLimitFault, TokenAnswerFault
 from .grants import Grant, GrantResult, GrantStore, TokenCheck, TokenPolicy, TokenSet, redact
 
 ApiHandler = Callable[[Request, Grant], Awaitable[Response]]
@@ -183,8 +183,8 @@ class ProviderSimulator:
     async def api_call(self, request: Request, endpoint: str, handler: ApiHandler) -> Response:
         self.counters.incr("api_requests")
         self.counters.hit(endpoint)
-        if self.faults.api_latency:
-            await asyncio.sleep(self.faults.api_latency)
+        if latency := self.faults.take_api_latency():
+            await asyncio.sleep(latency)
         if self.faults.take_reset():
             self.counters.incr("connection_resets")
             return _DroppedConnection()
@@ -214,6 +214,13 @@ class ProviderSimulator:
         self.counters.hit("token")
         if self.faults.token_endpoint_latency_seconds:
             await asyncio.sleep(self.faults.token_endpoint_latency_seconds)
+        if (chaos := self.faults.take_chaos("token_hangs")) is not None:
+            await asyncio.sleep(chaos.hang_seconds)
+            self.counters.incr("server_errors")
+            return self.server_error_response(504)
+        if self.faults.take_chaos("token_errors") is not None:
+            self.counters.incr("server_errors")
+            return self.server_error_response(503)
         failure = self.faults.take_token_endpoint_failure()
         if failure is not None and not failure.after_processing:
             self.counters.incr("server_errors")
@@ -363,6 +370,10 @@ class ProviderSimulator:
     def reset_connections(self, count: int = 1) -> None:
         self.faults.reset_connections(count)
 
+    def chaos(self, **chances: float) -> None:
+        """Random faults from now on (see faults.Chaos); no arguments: none."""
+        self.faults.chaos(Chaos(**chances) if chances else None)
+
     def set_reuse_detection(self, enabled: bool) -> None:
         self.grants.reuse_detection = enabled
 
@@ -437,6 +448,7 @@ class ProviderSimulator:
                                            after_processing=bool(after_processing)),
             "token_endpoint_drip": lambda count=1, seconds=5.0: self.token_endpoint_drip(int(count), float(seconds)),
             "reset_connections": lambda count=1: self.reset_connections(int(count)),
+            "chaos": lambda **chances: self.chaos(**{k: float(v) for k, v in chances.items()}),
             "reuse_detection": lambda enabled: self.set_reuse_detection(bool(enabled)),
             "access_ttl": lambda seconds: self.set_access_ttl(_optional_int(seconds)),
             "advance_clock": lambda seconds: self.advance_clock(float(seconds)),

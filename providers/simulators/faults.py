@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -90,8 +91,27 @@ class TokenAnswerFault:
     after_processing: bool  # False: the request is not processed at all (only with `body`)
 
 
+@dataclass(frozen=True)
+class Chaos:
+    """Faults at random, each request rolling against these chances (a seeded generator: a run can be replayed).
+    Token-endpoint faults here never lose a rotation: errors and hangs answer before the request is processed,
+    slow answers are processed and then trickled over `slow_seconds`."""
+
+    seed: int = 0
+    token_errors: float = 0.0  # 503 before processing
+    token_hangs: float = 0.0  # nothing for `hang_seconds`, then 504, never processed (a gateway timing out)
+    token_slow: float = 0.0  # processed, then the answer trickled over `slow_seconds`
+    api_rate_limits: float = 0.0  # 429 with Retry-After: 1
+    api_resets: float = 0.0  # the connection drops mid-answer
+    api_slow: float = 0.0  # the answer comes after `api_latency_seconds`
+    hang_seconds: float = 5.0
+    slow_seconds: float = 1.0
+    api_latency_seconds: float = 0.3
+
+
 class Faults:
-    """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact."""
+    """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact. With `chaos`
+    set, a request that finds no pending fault of a kind rolls for one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -107,6 +127,22 @@ class Faults:
             self._token_answers: list[TokenAnswerFault] = []
             self._token_drips: list[float] = []
             self._resets = 0
+            self._chaos: Chaos | None = None
+            self._random = random.Random(0)
+
+    def chaos(self, chaos: Chaos | None) -> None:
+        with self._lock:
+            self._chaos = chaos
+            self._random = random.Random(chaos.seed if chaos else 0)
+
+    def _roll(self, kind: str) -> Chaos | None:
+        """The chaos settings if this request gets fault `kind` (caller holds the lock)."""
+        chance = getattr(self._chaos, kind, 0.0) if self._chaos else 0.0
+        return self._chaos if chance and self._random.random() < chance else None
+
+    def take_chaos(self, kind: str) -> Chaos | None:
+        with self._lock:
+            return self._roll(kind)
 
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         with self._lock:
@@ -153,18 +189,28 @@ class Faults:
 
     def take_token_drip(self) -> float | None:
         with self._lock:
-            return self._token_drips.pop() if self._token_drips else None
+            if self._token_drips:
+                return self._token_drips.pop()
+            chaos = self._roll("token_slow")
+            return chaos.slow_seconds if chaos else None
 
     def take_reset(self) -> bool:
         with self._lock:
             if self._resets <= 0:
-                return False
+                return self._roll("api_resets") is not None
             self._resets -= 1
             return True
 
+    def take_api_latency(self) -> float:
+        with self._lock:
+            chaos = self._roll("api_slow")
+            return max(self.api_latency, chaos.api_latency_seconds if chaos else 0.0)
+
     def take_rate_limit(self) -> RateLimitFault | None:
         with self._lock:
-            return self._rate_limits.pop() if self._rate_limits else None
+            if self._rate_limits:
+                return self._rate_limits.pop()
+            return RateLimitFault(retry_after=1, status=None) if self._roll("api_rate_limits") else None
 
     def take_failure(self) -> tuple[int, bool] | None:
         with self._lock:
@@ -185,4 +231,5 @@ class Faults:
                 "token_answers_pending": len(self._token_answers),
                 "token_drips_pending": len(self._token_drips),
                 "resets_pending": self._resets,
+                "chaos": self._chaos.__dict__ if self._chaos else None,
             }

@@ -58,7 +58,7 @@ async def test_zendesk_refresh_body_is_a_json_object_with_the_client_credentials
     recorder = zendesk_server.app = Recorder(zendesk_sim)
     tokens = zendesk_sim.issue_grant()
 
-    grant = await refresh_grant(load_connectors(settings)["zendesk"], tokens.refresh_token, timeout=5)
+    grant = await refresh_grant(load_connectors(settings)["zendesk"], tokens.refresh_token, deadline=5)
 
     [(headers, body)] = recorder.requests
     assert headers["content-type"] == "application/json"
@@ -87,7 +87,7 @@ async def test_google_refresh_is_form_encoded_and_keeps_the_refresh_token(settin
     recorder = google_server.app = Recorder(google_sim)
     tokens = google_sim.issue_grant()
 
-    grant = await refresh_grant(load_connectors(settings)["google"], tokens.refresh_token, timeout=5)
+    grant = await refresh_grant(load_connectors(settings)["google"], tokens.refresh_token, deadline=5)
 
     [(headers, body)] = recorder.requests
     assert headers["content-type"].startswith("application/x-www-form-urlencoded")
