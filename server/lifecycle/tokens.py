@@ -177,7 +177,10 @@ class TokenManager:
                 raise GrantGone("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
                 self._remember(row)
-                return row
+                if self._still_good(row):
+                    return row
+                # Someone refreshed, but what they stored is itself (nearly) expired by now: refresh that one.
+                stale_version = row.version
             if row.last_refresh_outcome == DEAD_OUTCOME:
                 raise await self._already_dead(account)
             now = utcnow()
@@ -223,6 +226,8 @@ class TokenManager:
                                       f"The {connector.spec.display_name} client id/secret are not configured.")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
+        # Lifetimes count from when we asked, not from when a (slow) answer arrived: never later than the provider's.
+        requested_at = utcnow()
         try:
             async with self._lease_heartbeat(account, row.version):
                 grant = await refresh_grant(connector, row.refresh_token, self.settings.refresh_timeout_seconds)
@@ -230,7 +235,7 @@ class TokenManager:
             return await self._refresh_refused(account, row, trigger, interrupted, error)
         crash_point("after_provider_rotated")
         # From here the provider may have rotated: store what it answered before anything else can fail.
-        write, outcome = self._answer_to_store(connector, grant, row)
+        write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
             committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write,
                                        outcome=outcome)
@@ -253,13 +258,13 @@ class TokenManager:
             await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version)
         return committed
 
-    def _answer_to_store(self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot
+    def _answer_to_store(self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot, issued_at: datetime
                          ) -> tuple[CredentialWrite, str]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
         if grant.access_token is not None:
-            return self.credential_write(connector, grant, utcnow()), grant.defect or "ok"
-        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), utcnow())
+            return self.credential_write(connector, grant, issued_at), grant.defect or "ok"
+        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
         return dataclasses.replace(kept, access_expires_at=row.access_expires_at,
                                    refresh_due_at=self._retry_at(row)), grant.defect or "defective"
 
@@ -346,6 +351,12 @@ class TokenManager:
         return GrantGone(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
+    def _still_good(self, row: CredentialSnapshot) -> bool:
+        """Whether a token another worker stored is fit to hand out now (outside the mandatory window)."""
+        if row.access_expires_at is None:
+            return True
+        return utcnow() < row.access_expires_at - timedelta(seconds=self.settings.mandatory_refresh_seconds)
+
     @staticmethod
     def _retry_at(row: CredentialSnapshot) -> datetime:
         """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""

@@ -35,7 +35,7 @@ def _lease_free(now: datetime):
 
 def _refresh_token_not_dead():
     # Even if an operator re-activates the account, a refresh token already refused is never presented again.
-    return col(Credential.last_refresh_outcome).is_distinct_from(DEAD_OUTCOME)
+    return or_(col(Credential.last_refresh_outcome).is_(None), Credential.last_refresh_outcome != DEAD_OUTCOME)
 
 
 def _account_is_active():

@@ -294,7 +294,7 @@ class Vault:
                     Credential.account_id == account_id,
                     Credential.version == version,
                     or_(col(Credential.lease_until).is_(None), Credential.lease_until < now),
-                    col(Credential.last_refresh_outcome).is_distinct_from(DEAD_OUTCOME),
+                    or_(col(Credential.last_refresh_outcome).is_(None), Credential.last_refresh_outcome != DEAD_OUTCOME),
                 )
                 .values(lease_owner=owner, lease_until=now + lease_for, last_refresh_outcome=outcome_after_takeover())
             )
