@@ -43,8 +43,6 @@ LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
 # The lease owner renews its lease this many times per lease period, so one late renewal does not lose it.
 HEARTBEATS_PER_LEASE = 3
-# Answers stored although defective (TokenGrant.defect): the outcome recorded on the row says which.
-DEFECT_REASONS = {"refresh_token_missing": "refresh_token_missing"}
 
 
 def worker_id() -> str:
@@ -215,8 +213,9 @@ class TokenManager:
     ) -> CredentialSnapshot:
         now = utcnow()
         if row.refresh_token is None:
-            reason = DEFECT_REASONS.get(row.last_refresh_outcome or "", "no_refresh_token")
-            return await self._grant_dead(account, row, reason, trigger)
+            # A rotating provider's answer without a successor is recorded as such (see `_answer_to_store`).
+            missing = row.last_refresh_outcome == "refresh_token_missing"
+            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "no_refresh_token", trigger)
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
