@@ -45,6 +45,7 @@ class TokenVerdict(StrEnum):
 class HealthProbe(BaseModel):
     method: Literal["GET", "POST"] = "GET"
     path: str
+    body: dict[str, Any] | None = None  # a JSON body, for a POST probe (a GraphQL `{ viewer { id } }`, say)
 
 
 class ProviderSpec(BaseModel):
@@ -66,7 +67,10 @@ class ProviderSpec(BaseModel):
     authorize_params: dict[str, str] = Field(default_factory=dict)
     base_url_example: str | None = None
     revoke_path: str | None = None
-    client_auth_method: Literal["client_secret_post", "client_secret_basic"] = "client_secret_post"
+    # A refresh endpoint apart from the token endpoint (full URL); None: refreshes go to the token endpoint.
+    refresh_url: str | None = None
+    # private_key_jwt (RFC 7523 §2.2): a JWT signed with the operator's key instead of a client secret.
+    client_auth_method: Literal["client_secret_post", "client_secret_basic", "private_key_jwt"] = "client_secret_post"
     # How the token endpoint wants its body: RFC 6749 form encoding, or JSON (Zendesk, Atlassian).
     token_body_encoding: Literal["form", "json"] = "form"
     token_request_headers: dict[str, str] = Field(default_factory=dict)
@@ -80,6 +84,14 @@ class ProviderSpec(BaseModel):
     # Regular expressions matching this provider's token shapes, so logs can mask them wherever they appear.
     secret_patterns: list[str] = Field(default_factory=list)
     docs_url: str | None = None
+    # OpenID Connect (declared providers): the id_token is checked against `issuer` and the keys at `jwks_uri`.
+    openid: bool = False
+    issuer: str | None = None
+    jwks_uri: str | None = None
+    # RFC 9207: the server says it adds `iss` to authorization responses, so a callback without it is refused.
+    authorization_response_iss: bool = False
+    # Ask for `offline_access` (with prompt=consent, OIDC Core §11) so the server issues a refresh token.
+    request_offline_access: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,21 @@ class Provider:
             return TokenVerdict.TRANSIENT
         return TokenVerdict.UNKNOWN
 
+    def token_error_code(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
+        """(error code, description) of a token-endpoint error body. RFC 6749 §5.2 says `error`; servers also nest
+        it (`{"error": {"code": …}}`), list it (`{"errors": [{"code": …}]}`) or give only a description."""
+        for path in ("error", "error.code", "error.type", "error.error", "errors.0.code", "errors.0.error",
+                     "code", "error_code"):
+            value = dotted_value(body, path)
+            if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                return str(value)[:64], _description(body)
+        description = _description(body)
+        return ("unspecified_error" if description else None), description
+
+    def classify_token_response(self, error: str, description: str | None, http_status: int | None) -> TokenVerdict:
+        """The verdict on a refused token request; the description is there for providers that only give one."""
+        return self.classify_token_error(error, http_status)
+
     def identity_from_token_response(self, token: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """(provider account id, identity details) carried by a token response, when the provider sends them."""
         return None, {}
@@ -162,6 +189,27 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def dotted_value(body: Any, dotted: str) -> Any:
+    """`error.code` or `errors.0.reason` in a JSON body; None when absent."""
+    value = body
+    for part in dotted.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _description(body: dict[str, Any]) -> str | None:
+    for path in ("error_description", "error.message", "error.description", "message", "errors.0.message"):
+        value = dotted_value(body, path)
+        if isinstance(value, str) and value:
+            return value[:300]
+    return None
 
 
 def json_body(response: httpx2.Response) -> Any:

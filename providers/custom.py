@@ -29,6 +29,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -60,9 +61,17 @@ RESERVED_PARAMS = {"ctx", "idempotency_key"}
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
-ParamType = Literal["string", "integer", "number", "boolean"]
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
 _PYTHON_TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
+# An array argument holds at most this many items unless the declaration says fewer (a hostile caller cannot
+# make one call carry an unbounded list upstream).
+MAX_ARRAY_ITEMS = 1000
+# How deep object and array parameters may nest: enough for real API bodies, bounded for the schema builder.
+MAX_NESTING = 4
+# Authorize parameters grantkeeper sets itself; a declaration may not replace them.
+RESERVED_AUTHORIZE_PARAMS = {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge",
+                             "code_challenge_method", "nonce", "request", "request_uri"}
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -88,6 +97,12 @@ class ParamDeclaration(_Declaration):
     max_length: int | None = Field(default=None, ge=1)
     minimum: float | None = None
     maximum: float | None = None
+    # `array`: the type of its items (a parameter declaration without `name`), and how many.
+    items: ItemDeclaration | None = None
+    min_items: int | None = Field(default=None, ge=0, le=MAX_ARRAY_ITEMS)
+    max_items: int | None = Field(default=None, ge=1, le=MAX_ARRAY_ITEMS)
+    # `object`: its members, each a parameter declaration (`in` does not apply); unknown members are refused.
+    properties: list[ParamDeclaration] | None = None
 
     @field_validator("name")
     @classmethod
@@ -122,6 +137,7 @@ class ParamDeclaration(_Declaration):
 
     @model_validator(mode="after")
     def _constraints_fit_the_type(self) -> ParamDeclaration:
+        _check_structure(self)
         string_only = {"pattern": self.pattern, "min_length": self.min_length, "max_length": self.max_length}
         numeric_only = {"minimum": self.minimum, "maximum": self.maximum}
         for key, value in string_only.items():
@@ -130,6 +146,8 @@ class ParamDeclaration(_Declaration):
         for key, value in numeric_only.items():
             if value is not None and self.type not in ("integer", "number"):
                 raise ValueError(f"{key} applies to integer and number parameters only")
+        if self.type in ("array", "object") and (self.enum is not None or self.default is not None):
+            raise ValueError(f"{self.type} parameters take no enum or default")
         if self.enum is not None and any(v is not None for v in {**string_only, **numeric_only}.values()):
             raise ValueError("enum cannot be combined with pattern, length or range constraints")
         if self.min_length is not None and self.max_length is not None and self.min_length > self.max_length:
@@ -153,8 +171,16 @@ class ParamDeclaration(_Declaration):
     def is_required(self) -> bool:
         return bool(self.required) if self.required is not None else self.default is None and self.location == "path"
 
-    def value_annotation(self) -> Any:
+    def value_annotation(self, depth: int = 0) -> Any:
         """The argument's type with its constraints, as pydantic (and so the tool's input schema) sees it."""
+        if self.type == "array":
+            assert self.items is not None
+            constraints = {"description": self.description or None, "min_length": self.min_items,
+                           "max_length": self.max_items or MAX_ARRAY_ITEMS}
+            return Annotated[list[self.items.value_annotation(depth + 1)],  # type: ignore[misc]
+                             Field(**{k: v for k, v in constraints.items() if v is not None})]
+        if self.type == "object":
+            return Annotated[self._object_model(depth), Field(description=self.description or None)]
         if self.enum is not None:
             base: Any = Literal[tuple(_as_type(v, self.type) for v in self.enum)]
         else:
@@ -170,6 +196,22 @@ class ParamDeclaration(_Declaration):
                            for k, v in constraints.items()}
         return Annotated[base, Field(**{k: v for k, v in constraints.items() if v is not None})]
 
+    def _object_model(self, depth: int) -> type[BaseModel]:
+        fields: dict[str, Any] = {}
+        for member in self.properties or []:
+            annotation = member.value_annotation(depth + 1)
+            if member.required:
+                fields[member.name] = (annotation, ...)
+            elif member.default is not None:
+                fields[member.name] = (annotation, _as_type(member.default, member.type))
+            else:
+                fields[member.name] = (annotation | None, None)
+            if member.api_name:
+                fields[member.name] = (fields[member.name][0],
+                                       Field(fields[member.name][1], serialization_alias=member.api_name))
+        name = "".join(part.capitalize() for part in self.name.split("_")) or "Object"
+        return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
     def argument(self) -> tuple[Any, Any]:
         """(annotation, default) of the tool function's parameter; `...` as the default means required."""
         annotation = self.value_annotation()
@@ -178,6 +220,41 @@ class ParamDeclaration(_Declaration):
         if self.default is not None:
             return annotation, _as_type(self.default, self.type)
         return annotation | None, None
+
+
+class ItemDeclaration(ParamDeclaration):
+    """The items of an array parameter: a parameter declaration whose name is only used in messages."""
+
+    name: str = "item"
+
+
+ParamDeclaration.model_rebuild()
+
+
+def _check_structure(param: ParamDeclaration, depth: int = 0) -> None:
+    """`items` only for arrays, `properties` only for objects, and neither nested deeper than MAX_NESTING."""
+    if depth > MAX_NESTING:
+        raise ValueError(f"array and object parameters nest at most {MAX_NESTING} deep")
+    if param.type == "array":
+        if param.items is None:
+            raise ValueError("an array parameter needs items (e.g. items = { type = \"string\" })")
+        if param.min_items is not None and param.max_items is not None and param.min_items > param.max_items:
+            raise ValueError("min_items is greater than max_items")
+        _check_structure(param.items, depth + 1)
+    elif param.items is not None or param.min_items is not None or param.max_items is not None:
+        raise ValueError("items, min_items and max_items apply to array parameters only")
+    if param.type == "object":
+        if not param.properties:
+            raise ValueError("an object parameter needs properties (its members, each with a name and a type)")
+        names = [member.name for member in param.properties]
+        if len(set(names)) != len(names):
+            raise ValueError("an object parameter declares a member twice")
+        for member in param.properties:
+            if member.location is not None:
+                raise ValueError(f"member {member.name!r}: `in` applies to top-level parameters only")
+            _check_structure(member, depth + 1)
+    elif param.properties is not None:
+        raise ValueError("properties apply to object parameters only")
 
 
 def _as_type(value: Any, type_name: str) -> Any:
@@ -265,6 +342,10 @@ class ToolDeclaration(_Declaration):
                     param.location = "path"
                 else:
                     param.location = "body" if self.method in ("POST", "PUT", "PATCH") else "query"
+            if param.type in ("array", "object") and param.location == "path":
+                raise ValueError(f"parameter {param.name!r}: a path segment is one value, not an {param.type}")
+            if param.type == "object" and param.location == "query":
+                raise ValueError(f"parameter {param.name!r}: objects go in the body (a query string has no objects)")
             if param.location == "path":
                 if param.name not in placeholders:
                     raise ValueError(f"path parameter {param.name!r} does not appear as {{{param.name}}} in path")
@@ -274,6 +355,8 @@ class ToolDeclaration(_Declaration):
                     raise ValueError(f"path parameter {param.name!r} cannot have an api_name (the placeholder names it)")
             elif param.name in placeholders:
                 raise ValueError(f"parameter {param.name!r} is a path placeholder but declared in = {param.location!r}")
+            if param.type == "object" and self.body_encoding == "form":
+                raise ValueError(f"parameter {param.name!r}: a form body has no objects; use body_encoding = \"json\"")
             if param.location == "body" and self.method not in _BODY_METHODS:
                 raise ValueError(f"parameter {param.name!r}: {self.method} requests carry no body; use in = \"query\"")
         for location in ("query", "body"):
@@ -364,12 +447,21 @@ def _same(value: Any, wanted: Any) -> bool:
     return value == wanted
 
 
+class TokenDescriptionRule(_Declaration):
+    contains: str = Field(min_length=3, max_length=200)
+    means: Literal["refresh_token_rejected", "client_rejected", "temporary"]
+
+
 class ErrorVocabulary(_Declaration):
     """Where the provider departs from RFC 6749 §5.2 and RFC 6750 §3.1. The RFC codes keep their meaning."""
 
     refresh_token_rejected: list[str] = Field(default_factory=list)  # besides invalid_grant
     client_rejected: list[str] = Field(default_factory=list)  # besides invalid_client, unauthorized_client
     temporary: list[str] = Field(default_factory=list)  # besides temporarily_unavailable, server_error
+    # Where the token endpoint puts its code when not in `error` (dotted, tried first), and what a body with only
+    # a description means: `{contains = "expired", means = "refresh_token_rejected"}`.
+    token_error_fields: list[str] = Field(default_factory=list, max_length=8)
+    token_descriptions: list[TokenDescriptionRule] = Field(default_factory=list)
     api: list[ApiErrorRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -387,6 +479,13 @@ class ProbeDeclaration(_Declaration):
     method: Literal["GET", "POST"] = "GET"
     path: str = Field(pattern=r"^/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$")
     account_id_field: str | None = Field(default=None, description="dotted path of the account id in the answer")
+    body: dict[str, Any] | None = Field(default=None, description="JSON body of a POST probe (e.g. a GraphQL query)")
+
+    @model_validator(mode="after")
+    def _body_only_for_post(self) -> ProbeDeclaration:
+        if self.body is not None and self.method != "POST":
+            raise ValueError("a probe body needs method = \"POST\"")
+        return self
 
 
 # ---- the provider ------------------------------------------------------------------------------------
@@ -403,14 +502,30 @@ class ProviderDeclaration(_Declaration):
     authorize_url: str | None = None
     token_url: str | None = None
     revoke_url: str | None = None
+    # Where refreshes go when not to the token endpoint (Figma documents a separate refresh endpoint).
+    refresh_url: str | None = None
     issuer: str | None = None
     discovery_url: str | None = None
-    client_auth_method: Literal["client_secret_basic", "client_secret_post"] | None = None
+    client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] | None = None
+    # OpenID Connect: the id_token is verified against the issuer's JWKS and names the account when no
+    # health_probe does; `offline_access` is requested (with prompt=consent) so a refresh token is issued.
+    openid: bool = False
+    # None: request offline_access when the provider is OpenID Connect and its metadata does not rule it out.
+    offline_access: bool | None = None
+    jwks_url: str | None = None
+    # Extra authorization-request parameters: prompt, access_type, audience, provider-specific ones.
+    authorize_params: dict[str, str] = Field(default_factory=dict)
     scopes: list[str] = Field(default_factory=list)
     scope_separator: str = Field(default=" ", min_length=1, max_length=3)
-    default_access_ttl_seconds: int | None = Field(default=3600, gt=0)
+    # 0: access tokens that do not expire (TOML has no null); otherwise used when a response has no expires_in.
+    default_access_ttl_seconds: int | None = Field(default=3600, ge=0)
     default_refresh_ttl_seconds: int | None = Field(default=None, gt=0)
     rotates_refresh_token: bool = True
+    # Informational, like rotates_refresh_token: whether the provider issues refresh tokens at all (a grant without
+    # one is stored as such and its user is asked to reconnect before it expires; see docs/custom-providers.md).
+    issues_refresh_token: bool = True
+    # How the token endpoint wants its body: RFC 6749 form encoding, or JSON (Notion, Atlassian accept JSON).
+    token_body_encoding: Literal["form", "json"] = "form"
     health_probe: ProbeDeclaration | None = None
     api_headers: dict[str, str] = Field(default_factory=dict)
     token_request_headers: dict[str, str] = Field(default_factory=dict)
@@ -425,6 +540,16 @@ class ProviderDeclaration(_Declaration):
         if path is not None and not path.startswith("/"):
             raise ValueError("must start with '/' (it is joined to oauth_base_url); use *_url for a full URL")
         return path
+
+    @field_validator("authorize_params")
+    @classmethod
+    def _authorize_params_are_ours_to_add(cls, params: dict[str, str]) -> dict[str, str]:
+        for name, value in params.items():
+            if name in RESERVED_AUTHORIZE_PARAMS:
+                raise ValueError(f"{name!r} is set by grantkeeper itself (scopes go in `scopes`)")
+            if not re.match(r"^[A-Za-z0-9_.\-]{1,64}$", name) or not value.isprintable() or len(value) > 500:
+                raise ValueError(f"authorize parameter {name[:64]!r} needs a plain name and a printable value")
+        return params
 
     @field_validator("api_headers", "token_request_headers")
     @classmethod
@@ -444,6 +569,8 @@ class ProviderDeclaration(_Declaration):
                 raise ValueError(f"set {kind}_url or {kind}_path, not both")
             if path is not None and self.oauth_base_url is None:
                 raise ValueError(f"{kind}_path needs oauth_base_url (or give {kind}_url as a full URL)")
+        if self.openid and self.issuer is None:
+            raise ValueError("openid = true needs issuer: the id_token's iss is checked against it (OIDC Core §3.1.3.7)")
         if self.discovery_url is not None and self.issuer is None:
             raise ValueError("discovery_url needs issuer: the metadata's issuer is checked against it (RFC 8414 §3.3)")
         if self.issuer is None:
@@ -476,7 +603,8 @@ class DeclaredProvider(Provider):
     @classmethod
     def from_declaration(
         cls, name: str, declaration: ProviderDeclaration, *, authorize_url: str, token_url: str,
-        revoke_url: str | None = None, client_auth_method: str | None = None,
+        revoke_url: str | None = None, client_auth_method: str | None = None, jwks_uri: str | None = None,
+        authorization_response_iss: bool = False, offline_access_supported: bool = True,
     ) -> DeclaredProvider:
         """Endpoints are full URLs (resolved from the declaration and discovery). Those under `oauth_base_url` are
         kept as paths, so GRANTKEEPER_<NAME>_OAUTH_BASE_URL can move them as it does for built-in providers."""
@@ -499,11 +627,20 @@ class DeclaredProvider(Provider):
             api_headers=declaration.api_headers,
             scopes=declaration.scopes,
             scope_separator=declaration.scope_separator,
-            default_access_ttl_seconds=declaration.default_access_ttl_seconds,
+            default_access_ttl_seconds=declaration.default_access_ttl_seconds or None,
             default_refresh_ttl_seconds=declaration.default_refresh_ttl_seconds,
             rotates_refresh_token=declaration.rotates_refresh_token,
-            health_probe=HealthProbe(method=probe.method, path=probe.path) if probe else None,
+            health_probe=HealthProbe(method=probe.method, path=probe.path, body=probe.body) if probe else None,
+            token_body_encoding=declaration.token_body_encoding,
+            refresh_url=declaration.refresh_url,
             docs_url=declaration.docs_url,
+            authorize_params=declaration.authorize_params,
+            openid=declaration.openid,
+            issuer=declaration.issuer,
+            jwks_uri=declaration.jwks_url or jwks_uri,
+            authorization_response_iss=authorization_response_iss,
+            request_offline_access=(declaration.offline_access if declaration.offline_access is not None
+                                    else declaration.openid and offline_access_supported),
         )
         return cls(spec, declaration)
 
@@ -524,6 +661,22 @@ class DeclaredProvider(Provider):
             return Classification(Verdict.FORBIDDEN, "insufficient_scope",
                                   f"The {self.spec.display_name} grant lacks a scope this call needs; reconnect with it.")
         return super().classify_api_response(response)
+
+    def token_error_code(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
+        _, description = super().token_error_code(body)
+        for path in self.declaration.errors.token_error_fields:
+            found, value = _lookup(body, path)
+            if found and isinstance(value, str | int) and not isinstance(value, bool) and str(value):
+                return str(value)[:64], description
+        return super().token_error_code(body)
+
+    def classify_token_response(self, error: str, description: str | None, http_status: int | None) -> TokenVerdict:
+        if error == "unspecified_error" and description:
+            for rule in self.declaration.errors.token_descriptions:
+                if rule.contains.lower() in description.lower():
+                    return {"refresh_token_rejected": TokenVerdict.REJECTED, "client_rejected":
+                            TokenVerdict.CLIENT_MISCONFIGURED, "temporary": TokenVerdict.TRANSIENT}[rule.means]
+        return self.classify_token_error(error, http_status)
 
     def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
         errors = self.declaration.errors
@@ -584,13 +737,14 @@ def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url
         if param.location == "path":
             path_values[param.name] = _path_segment(param.name, value)
         else:
-            by_location[param.location or "query"][param.wire_name] = value
+            by_location[param.location or "query"][param.wire_name] = _plain(value)
     path = PLACEHOLDER.sub(lambda match: path_values[match.group(1)], tool.path)
     _check_under_base(api_base_url, path)
     headers = {}
     if tool.idempotency_header and idempotency_key:
         headers[tool.idempotency_header] = idempotency_key
-    query = {k: _query_value(v) for k, v in by_location["query"].items()} or None
+    query = {k: [_query_value(i) for i in v] if isinstance(v, list) else _query_value(v)
+             for k, v in by_location["query"].items()} or None
     body = by_location["body"]
     has_body = any(p.location == "body" for p in tool.params)
     return ApiCall(
@@ -599,6 +753,15 @@ def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url
         data={k: _query_value(v) for k, v in body.items()} if has_body and tool.body_encoding == "form" else None,
         headers=headers, idempotent=tool.is_idempotent,
     )
+
+
+def _plain(value: Any) -> Any:
+    """Validated object arguments arrive as models: back to JSON values, members under their API names."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _path_segment(name: str, value: Any) -> str:

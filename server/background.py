@@ -3,7 +3,8 @@
     await serve_with_background(runtime, server.run_stdio_async)
 
 - the refresh scheduler (server/lifecycle/scheduler.py) keeps grants fresh before they are used;
-- the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule.
+- the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
+- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
 Both share their work with the other workers through the database, so N workers do the work of one, N times
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import anyio
 
+from server.housekeeping import Housekeeper
 from server.lifecycle.health import HealthMonitor, Unhealthy
 from server.lifecycle.scheduler import RefreshScheduler
 from server.monitoring.logging import get_logger
@@ -30,8 +32,12 @@ def refresh_scheduler(runtime: Runtime) -> RefreshScheduler:
     return RefreshScheduler(runtime.settings, runtime.vault, runtime.tokens)
 
 
+def housekeeper(runtime: Runtime) -> Housekeeper:
+    return Housekeeper(runtime.settings, runtime.vault)
+
+
 async def run_background(runtime: Runtime) -> None:
-    """Run the scheduler and the health monitor (as the settings enable them) until cancelled."""
+    """Run the scheduler and the health monitor (as the settings enable them) and the housekeeper until cancelled."""
     settings = runtime.settings
     log = get_logger("grantkeeper.background")
     log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled)
@@ -40,6 +46,7 @@ async def run_background(runtime: Runtime) -> None:
             group.start_soon(refresh_scheduler(runtime).run)
         if settings.health_checks_enabled:
             group.start_soon(health_monitor(runtime).run)
+        group.start_soon(housekeeper(runtime).run)
 
 
 async def serve_with_background(runtime: Runtime, transport: Callable[[], Awaitable[None]]) -> None:

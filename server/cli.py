@@ -174,11 +174,13 @@ def _read_import(stream: Any) -> dict[str, Any]:
 
 def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.connectors import load_connectors
+    from server.lifecycle import refreshless
     from server.lifecycle.oauth import TokenGrant
     from server.lifecycle.tokens import TokenManager
     from server.monitoring.events import EventRecorder
     from server.runtime import open_vault
-    from server.vault import AccountExistsError, AccountStatus
+    from server.vault import NO_REFRESH_TOKEN, AccountExistsError, AccountStatus
+    from server.vault.store import refreshless_reason
 
     connectors = load_connectors(settings)
     if args.connector not in connectors:
@@ -211,9 +213,14 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
         vault.update_identity(account.id, grant.provider_account_id or account.provider_account_id,
                               account.provider_identity, scopes or account.scopes.split())
     vault.put_credential(account.id, write)
-    vault.set_status(account.id, AccountStatus.ACTIVE, None)
+    vault.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
     vault.record_event("account_imported", account_id=account.id, connector=args.connector)
     print(f"stored {account.display_name} (account id {account.id})")
+    if refreshless_reason(write):
+        vault.record_event("refresh_token_missing", account_id=account.id, severity="warning", reason=NO_REFRESH_TOKEN,
+                           needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None)
+        print(f"warning: no refresh token, so {account.display_name} "
+              f"{refreshless.describe(write.access_expires_at).removeprefix('no refresh token: ')}", file=sys.stderr)
     known = grant.provider_account_id or (account.provider_account_id if args.replace else None)
     if not known:
         _learn_provider_identity(settings, vault.get_account(account.id), expired=bool(expires_in and expires_in <= 0))
@@ -251,23 +258,33 @@ def _learn_provider_identity(settings: Settings, account: Any, *, expired: bool)
 
 
 def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.lifecycle import refreshless
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
     rows = []
     for account in vault.list_accounts(args.org, args.user):
         timings = vault.credential_timings(account.id) or {}
+        needs_user_at = refreshless.needs_user_at(account, timings)
         rows.append({
             "account": account.display_name, "id": account.id, "status": account.status,
             "reason": account.status_reason, "provider_account_id": account.provider_account_id,
             **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in timings.items()},
+            "needs_user_at": needs_user_at.isoformat() if needs_user_at else None,
+            "_note": refreshless.describe(needs_user_at) if needs_user_at else None,
         })
+    notes = [row.pop("_note") for row in rows]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
         print("no accounts")
     else:
-        for row in rows:
+        for row, note in zip(rows, notes, strict=True):
+            if note:
+                print(f"{row['account']:<40} {row['status']}, {note} (send a reconnect link: grantkeeper link "
+                      f"{row['account'].split('/')[2]} --org {row['account'].split('/')[0]} "
+                      f"--user {row['account'].split('/')[1]})")
+                continue
             reason = f" ({row['reason']})" if row["reason"] else ""
             expiry = f"  expires {row['access_expires_at']}" if row.get("access_expires_at") else ""
             print(f"{row['account']:<40} {row['status']}{reason}{expiry}")
@@ -374,6 +391,7 @@ def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
 
 # ---- check -------------------------------------------------------------------------------------------
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    from server.lifecycle import refreshless
     from server.results import Ok, ReauthRequired
     from server.runtime import Runtime
     from server.vault import AccountStatus
@@ -391,7 +409,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                     continue
                 result = await runtime.executor.probe(account)
                 if isinstance(result, Ok):
-                    print(f"{account.display_name:<40} ok")
+                    timings = await anyio.to_thread.run_sync(runtime.vault.credential_timings, account.id)
+                    needs_user_at = refreshless.needs_user_at(account, timings)
+                    print(f"{account.display_name:<40} ok" +
+                          (f", but {refreshless.describe(needs_user_at)}" if needs_user_at else ""))
                     continue
                 unhealthy += 1
                 if isinstance(result, ReauthRequired):

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import providers
 from providers.base import Provider, ProviderSpec
 from server.custom_providers import declared_providers
-from server.settings import Settings
+from server.settings import ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -17,6 +21,8 @@ class Connector:
     spec: ProviderSpec
     client_id: str | None
     client_secret: str | None = field(repr=False)
+    # PEM of the private key that signs client assertions (private_key_jwt); never logged.
+    client_private_key: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -34,7 +40,18 @@ class Connector:
         return self.spec.api_base_url + path
 
     @property
+    def refresh_url(self) -> str:
+        return self.spec.refresh_url or self.token_url
+
+    @property
+    def revoke_url(self) -> str | None:
+        """The RFC 7009 revocation endpoint (declared or discovered), ready for offboarding."""
+        return _endpoint(self.spec.oauth_base_url, self.spec.revoke_path) if self.spec.revoke_path else None
+
+    @property
     def configured(self) -> bool:
+        if self.spec.client_auth_method == "private_key_jwt":
+            return bool(self.client_id and self.client_private_key)
         return bool(self.client_id and self.client_secret)
 
     @cached_property
@@ -77,5 +94,25 @@ def load_connectors(settings: Settings) -> dict[str, Connector]:
         if overrides.oauth_base_url and spec.authorize_base_url:
             # An overridden OAuth host (a simulator, a proxy) serves the authorize page too.
             spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
-        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret)
+        private_key = _read_private_key(name, overrides.client_private_key_file) if spec.client_auth_method == \
+            "private_key_jwt" else None
+        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret, private_key)
     return connectors
+
+
+def _read_private_key(name: str, path: Path | None) -> str | None:
+    """The PEM named by GRANTKEEPER_<NAME>_CLIENT_PRIVATE_KEY_FILE, checked to be a private key we can sign with."""
+    if path is None:
+        return None
+    setting = f"GRANTKEEPER_{name.upper()}_CLIENT_PRIVATE_KEY_FILE"
+    try:
+        pem = path.expanduser().read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{setting}: cannot read {path} ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{setting}: {path} is not an unencrypted PEM private key") from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{setting}: private_key_jwt signs with RS256, so the key must be an RSA key")
+    return pem

@@ -20,14 +20,19 @@ import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import providers
+from providers import catalog
 from providers.custom import PROVIDER_NAME, DeclaredProvider, ProviderDeclaration
 from server.settings import ConfigError, Settings, check_base_url
 
 WELL_KNOWN = "/.well-known/oauth-authorization-server"
+OPENID_WELL_KNOWN = "/.well-known/openid-configuration"
+METADATA_MAX_BYTES = 256 * 1024
 DISCOVERY_TIMEOUT_SECONDS = 10.0
 # Tool namespaces that are not providers but must not be taken by one.
 RESERVED_NAMES = {"accounts", "grantkeeper"}
 SUPPORTED_AUTH_METHODS = ("client_secret_basic", "client_secret_post")  # in order of preference (RFC 6749 §2.3.1)
+# Chosen only when declared: it needs a key the operator configures (GRANTKEEPER_<NAME>_CLIENT_PRIVATE_KEY_FILE).
+KEY_AUTH_METHODS = ("private_key_jwt",)
 _SECRET_FIELDS = {"client_id", "client_secret"}
 
 
@@ -75,6 +80,12 @@ def read_declarations(settings: Settings) -> dict[str, tuple[str, ProviderDeclar
         if not isinstance(body, dict):
             problems.append(f"{where}: must be a table of settings")
             continue
+        if "from_catalog" in body:
+            try:
+                body = catalog.resolve(body)
+            except catalog.CatalogError as exc:
+                problems.append(f"{where}: {exc}")
+                continue
         secrets_here = sorted(_SECRET_FIELDS & set(body))
         if secrets_here:
             upper = name.upper()
@@ -152,7 +163,7 @@ def _url_problems(name: str, declaration: ProviderDeclaration) -> list[str]:
     """Every URL the server will contact must be https, or http on loopback, and carry no credentials."""
     problems = []
     for field in ("api_base_url", "oauth_base_url", "authorize_url", "token_url", "revoke_url", "issuer",
-                  "discovery_url"):
+                  "discovery_url", "jwks_url", "refresh_url"):
         value = getattr(declaration, field)
         if value is None:
             continue
@@ -178,22 +189,33 @@ class AuthorizationServerMetadata(BaseModel):
     token_endpoint: str | None = None
     revocation_endpoint: str | None = None
     token_endpoint_auth_methods_supported: list[str] = ["client_secret_basic"]  # RFC 8414 §2's default
+    jwks_uri: str | None = None
+    scopes_supported: list[str] | None = None
+    authorization_response_iss_parameter_supported: bool = False  # RFC 9207 §3
 
 
-def metadata_url(issuer: str) -> str:
-    """RFC 8414 §3.1: the well-known suffix goes between the host and the issuer's path."""
+def metadata_url(issuer: str, *, openid: bool = False) -> str:
+    """RFC 8414 §3.1: the well-known suffix goes between the host and the issuer's path. OpenID Connect
+    Discovery §4 appends it to the issuer instead."""
+    if openid:
+        return issuer.rstrip("/") + OPENID_WELL_KNOWN
     parts = urlsplit(issuer)
     return urlunsplit((parts.scheme, parts.netloc, WELL_KNOWN + parts.path.rstrip("/"), "", ""))
 
 
 def fetch_metadata(name: str, declaration: ProviderDeclaration) -> AuthorizationServerMetadata:
     assert declaration.issuer is not None
-    url = declaration.discovery_url or metadata_url(declaration.issuer)
+    url = declaration.discovery_url or metadata_url(declaration.issuer, openid=declaration.openid)
     where = f"custom provider {name!r}: discovery at {url}"
     try:
         with httpx2.Client(timeout=DISCOVERY_TIMEOUT_SECONDS, follow_redirects=False,
                            headers={"Accept": "application/json", "User-Agent": "grantkeeper/0.1"}) as client:
-            response = client.get(url)
+            with client.stream("GET", url) as response:
+                content = b""
+                for chunk in response.iter_bytes():
+                    content += chunk
+                    if len(content) > METADATA_MAX_BYTES:
+                        raise ConfigError(f"{where} answered more than {METADATA_MAX_BYTES} bytes; not metadata")
     except httpx2.HTTPError as exc:
         raise ConfigError(f"{where} failed: {type(exc).__name__}; is the issuer right and reachable? (or set "
                           "authorize_url and token_url and drop issuer)") from None
@@ -201,14 +223,16 @@ def fetch_metadata(name: str, declaration: ProviderDeclaration) -> Authorization
         raise ConfigError(f"{where} answered HTTP {response.status_code}; the server may not support RFC 8414 "
                           "(set authorize_url and token_url instead of issuer)")
     try:
-        metadata = AuthorizationServerMetadata.model_validate(response.json())
+        metadata = AuthorizationServerMetadata.model_validate(json.loads(content))
     except (ValueError, ValidationError):
         raise ConfigError(f"{where} did not return RFC 8414 metadata (a JSON object with an issuer)") from None
     if metadata.issuer != declaration.issuer:
         raise ConfigError(f"{where} names issuer {metadata.issuer[:200]!r}, but issuer is configured as "
                           f"{declaration.issuer!r}; RFC 8414 §3.3 requires them to be identical, so this metadata "
                           "is not used (wrong server, or an impersonation attempt)")
-    for field in ("authorization_endpoint", "token_endpoint", "revocation_endpoint"):
+    if declaration.openid and metadata.jwks_uri is None and declaration.jwks_url is None:
+        raise ConfigError(f"{where} has no jwks_uri, so id_tokens cannot be verified; set jwks_url")
+    for field in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
         value = getattr(metadata, field)
         if value is not None:
             try:
@@ -228,6 +252,8 @@ def _provider(name: str, source: str, declaration: ProviderDeclaration,
         if value is None:
             raise ConfigError(f"{where}: the discovery metadata has no {kind}; set it in the declaration")
     auth_method = declaration.client_auth_method
+    if declaration.openid and (declaration.jwks_url or (metadata and metadata.jwks_uri)) is None:
+        raise ConfigError(f"{where}: openid = true needs the issuer's jwks_uri (from discovery, or jwks_url)")
     if metadata is not None:
         supported = metadata.token_endpoint_auth_methods_supported
         if auth_method is None:
@@ -238,5 +264,9 @@ def _provider(name: str, source: str, declaration: ProviderDeclaration,
         elif auth_method not in supported:
             raise ConfigError(f"{where}: client_auth_method {auth_method!r} is not among the server's "
                               f"token_endpoint_auth_methods_supported ({', '.join(supported)[:200]})")
-    return DeclaredProvider.from_declaration(name, declaration, authorize_url=authorize, token_url=token,
-                                             revoke_url=revoke, client_auth_method=auth_method)
+    scopes_supported = metadata.scopes_supported if metadata else None
+    return DeclaredProvider.from_declaration(
+        name, declaration, authorize_url=authorize, token_url=token, revoke_url=revoke, client_auth_method=auth_method,
+        jwks_uri=metadata.jwks_uri if metadata else None,
+        authorization_response_iss=bool(metadata and metadata.authorization_response_iss_parameter_supported),
+        offline_access_supported=scopes_supported is None or "offline_access" in scopes_supported)

@@ -165,6 +165,10 @@ class Executor:
             return result
         except failures.GrantGone as gone:
             self.forget_account(account)
+            if gone.reason == "access_token_expired":
+                # A grant without a refresh token ran out: say so in the vault (and alert), never `active`.
+                await self._set_status(account, AccountStatus.REAUTH_REQUIRED, gone.reason)
+                await self.events.record("reauth_required", account, severity="critical", reason=gone.reason)
             return await self.reauth_result(Caller(account.org, account.user), connector, account, gone.reason)
         except failures.ToolFailure as failure:
             return failure_result(failure, connector=connector.name, account=account.display_name)
@@ -200,7 +204,7 @@ class Executor:
             return ProbeOk(detail="no health probe for this provider")
 
         async def operation(api: ProviderSession) -> ProbeOk:
-            response = await api.send(ApiCall(health.method, health.path))
+            response = await api.send(ApiCall(health.method, health.path, json=health.body))
             account_id, _identity = connector.provider.identity_from_probe(json_body(response))
             return ProbeOk(detail="ok", provider_account_id=account_id)
 

@@ -15,7 +15,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GRANTKEEPER_"
-PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url")
+PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
+                   "proxy_methods")
+PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+# The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
+DEFAULT_PROXY_METHODS = ("GET", "HEAD")
 
 
 class ConfigError(ValueError):
@@ -48,8 +52,26 @@ class ProviderSettings(BaseModel):
 
     client_id: str | None = None
     client_secret: str | None = Field(default=None, repr=False)
+    # For private_key_jwt client authentication (RFC 7523): a PEM private key (RSA) in a file only the server reads.
+    client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
+    # Methods the `<connector>.request` tool may send (GRANTKEEPER_<NAME>_PROXY_METHODS=GET,HEAD,POST); "none"
+    # removes the tool. Unset: GET and HEAD only.
+    proxy_methods: list[str] | None = None
+
+    @field_validator("proxy_methods", mode="before")
+    @classmethod
+    def _methods_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [] if value.strip().lower() in ("", "none", "off") else [m.strip() for m in value.split(",")]
+        if isinstance(value, list):
+            methods = [str(m).upper() for m in value if str(m).strip()]
+            unknown = sorted(set(methods) - set(PROXY_METHODS))
+            if unknown:
+                raise ConfigError(f"proxy_methods: {unknown[0][:20]!r} is not one of {', '.join(PROXY_METHODS)} (or none)")
+            return list(dict.fromkeys(methods))
+        return value
 
 
 class _TomlFileSource(PydanticBaseSettingsSource):
@@ -116,6 +138,8 @@ class Settings(BaseSettings):
     rate_limit_max_wait_seconds: float = Field(default=10, ge=0)
 
     magic_link_ttl_seconds: int = Field(default=900, gt=0)
+    # An account connected without a refresh token is offered a reconnect link this long before it expires.
+    reconnect_ahead_seconds: float = Field(default=3600, ge=0)
     # Where `serve` listens: the HTTP transports, or in stdio mode the small page listener for magic links.
     # Unless public_url is set, links point at this address.
     listen_host: str = "127.0.0.1"
@@ -136,6 +160,18 @@ class Settings(BaseSettings):
     health_check_concurrency: int = Field(default=4, ge=1, le=64)
     health_check_provider_rate: float = Field(default=2, ge=0)  # probes per second per provider per worker
     startup_validation_max_age_seconds: float = Field(default=300, ge=0)  # at start, check accounts not checked since
+
+    # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
+    magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
+    housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
+    mcp_session_idle_seconds: float = Field(default=1800, gt=0)  # a streamable HTTP session idle this long is closed
+    http_header_timeout_seconds: float = Field(default=10, gt=0)  # a request's head must be in within this
+    http_body_timeout_seconds: float = Field(default=30, gt=0)  # and its body within this of the head
+    http_keep_alive_seconds: int = Field(default=5, ge=1, le=3600)  # idle keep-alive connections closed after this
+    http_max_header_bytes: int = Field(default=16384, ge=1024, le=1048576)  # larger request heads: 400, closed
+    http_max_concurrency: int | None = Field(default=None, ge=1)  # at this many open connections, new requests: 503
+    metrics_token: str | None = Field(default=None, repr=False)  # set: /metrics needs `Authorization: Bearer <it>`
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # set: /metrics only on 127.0.0.1:<port>
 
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     # Providers declared without code (docs/custom-providers.md): `[custom_providers.<name>]` here, and/or a TOML

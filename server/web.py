@@ -35,21 +35,26 @@ from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
 from server.auth import ApiKeyVerifier, auth_settings
+from server.listener_limits import ListenerLimits
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
 from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
 from server.settings import Settings, is_loopback
+from server.stdio import run_stdio
+from server.web_security import (
+    FORM_TOKEN_FIELD,
+    FORM_TOKEN_PURPOSE,
+    PAGE_HEADERS,
+    FormGuard,
+    allowed_origins,
+    bearer_matches,
+    cross_site_reason,
+    read_small_form,
+)
 
 TRANSPORTS = ("http", "sse")
-# Link pages carry a secret in their URL: never cached, never sent on as a Referer, never framed.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-}
 _templates = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=True,
@@ -114,6 +119,12 @@ REFUSALS: dict[Refusal, Wording] = {
     Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
                                       "{provider} did not say which account approved access, so it was not "
                                       "connected.", ASK_AGAIN),
+    Refusal.ISSUER_MISMATCH: Wording(400, "This sign-in cannot be completed",
+                                     "The answer did not come from {provider}'s sign-in server (its issuer did not "
+                                     "match), so it was not used.", ASK_AGAIN),
+    Refusal.ID_TOKEN_INVALID: Wording(502, "Could not confirm the {provider} account",
+                                      "{provider}'s identity token failed its checks ({error}), so the account was "
+                                      "not connected.", ASK_AGAIN),
     Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
                                        "You approved access as {presented}, but {account} is connected to "
                                        "{expected}. A link only reconnects its own account, so the other account "
@@ -121,6 +132,16 @@ REFUSALS: dict[Refusal, Wording] = {
                                        "Go back, sign in to {provider} as {expected} and approve again. A link "
                                        "cannot swap in a different {provider} account; for that, ask your "
                                        "grantkeeper administrator."),
+    Refusal.CROSS_SITE: Wording(403, "This request came from another site",
+                                "The Continue button was pressed on a page that is not this grantkeeper server's. "
+                                "Another site cannot connect or reconnect accounts through your browser.",
+                                "If you meant to connect an account, open the link you were given yourself and "
+                                "press Continue there."),
+    Refusal.FORM_TOKEN_INVALID: Wording(403, "This form cannot be used",
+                                        "The form did not carry the token this server gave the page in your "
+                                        "browser: the page was opened in another browser, its cookies were "
+                                        "cleared, or the form was not this server's.",
+                                        "Open the link again in this browser and press Continue."),
 }
 
 
@@ -155,6 +176,7 @@ class LinkPages:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.flow = ReauthFlow(runtime)
+        self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=self._secure)
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -178,13 +200,34 @@ class LinkPages:
                f"{f' ({link.reason})' if link.reason else ''}, so the agent cannot use it until it is reconnected.")
         expected = (connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
                     if account.provider_account_id else None)
-        return render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
+        issued = self.forms.issue(request, _form_scope(link))
+        page = render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
                       why=why, account_name=account.display_name, owner=owner_of(account), expected=expected,
-                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC")
+                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC", form_token_field=FORM_TOKEN_FIELD,
+                      form_token=issued.form_token)
+        self.forms.set_cookie(page, issued)
+        return page
 
     async def begin(self, request: Request) -> Response:
+        """Continue: only from our own page in the browser it was given to (cross-site check, then form token),
+        and only then is the link spent. Every refusal before `flow.begin` writes nothing."""
+        reason = cross_site_reason(request, allowed_origins(self.runtime.settings.public_url, request))
+        if reason is not None:
+            log.warning("cross_site_request_refused", reason=reason, origin=request.headers.get("origin", "")[:200],
+                        sec_fetch_site=request.headers.get("sec-fetch-site", "")[:32])
+            return refusal_page(ReauthRefused(Refusal.CROSS_SITE))
+        token = request.path_params["token"]
         try:
-            started = await self.flow.begin(request.path_params["token"])
+            view = await self.flow.open(token)
+        except ReauthRefused as refused:
+            return refusal_page(refused)
+        form = await read_small_form(request)
+        if not self.forms.verify(request, _form_scope(view.link), (form or {}).get(FORM_TOKEN_FIELD)):
+            log.warning("form_token_refused", account=view.account.display_name,
+                        reason="unreadable_form" if form is None else "token_mismatch")
+            return refusal_page(ReauthRefused(Refusal.FORM_TOKEN_INVALID, account=view.account))
+        try:
+            started = await self.flow.begin(token)
         except ReauthRefused as refused:
             return refusal_page(refused)
         response = RedirectResponse(started.authorize_url, 303, headers=PAGE_HEADERS)
@@ -199,12 +242,15 @@ class LinkPages:
             return refusal_page(refused)
         provider = done.connector.spec.display_name
         verb = "connected" if done.purpose == "connect" else "reconnected"
+        paragraphs = [f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
+                      f"signed in as {done.provider_account}."]
+        if done.needs_user_at is not None:
+            paragraphs.append(f"{provider} did not grant lasting access (no refresh token), so this connection stops "
+                              f"working at {done.needs_user_at:%Y-%m-%d %H:%M} UTC. You will be offered a link to "
+                              "reconnect before then.")
         response = render(
-            "message.html", outcome="reconnected", provider_name=provider,
-            title=f"{provider} is {verb}",
-            paragraphs=[f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
-                        f"signed in as {done.provider_account}."],
-            next_step="Close this tab and go back to your agent: its next call will work.")
+            "message.html", outcome="reconnected", provider_name=provider, title=f"{provider} is {verb}",
+            paragraphs=paragraphs, next_step="Close this tab and go back to your agent: its next call will work.")
         for name in request.cookies:
             if name.startswith("gk_flow_"):
                 response.delete_cookie(name, path=self._cookie_path(), secure=self._secure(), httponly=True,
@@ -227,14 +273,20 @@ class LinkPages:
         return self.runtime.settings.public_url.startswith("https://")
 
 
+def _form_scope(link: Any) -> str:
+    return f"connect:{link.id}"
+
+
 def _ping(runtime: Runtime) -> None:
     with runtime.vault.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
 
 
-def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1") -> Starlette:
-    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/)."""
-    routes = [*LinkPages(runtime).routes(), Route("/metrics", prometheus_metrics, methods=["GET"])]
+def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
+                  metrics: bool = True) -> Starlette:
+    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/), and
+    `/metrics` unless it has a listener of its own (`metrics_app`)."""
+    routes = [*LinkPages(runtime).routes(), *([metrics_route(runtime.settings)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
@@ -246,7 +298,8 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     lifespan = None
     if "http" in transports:
         mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host,
-                                             stateless_http=runtime.settings.http_stateless)
+                                             stateless_http=runtime.settings.http_stateless,
+                                             session_idle_timeout=runtime.settings.mcp_session_idle_seconds)
         routes += mcp_app.routes
 
         @contextlib.asynccontextmanager
@@ -263,9 +316,23 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
-async def prometheus_metrics(request: Request) -> Response:
-    """Counters and latencies for Prometheus: tool calls by status, lifecycle events by kind. No account names."""
-    return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE)
+def metrics_route(settings: Settings) -> Route:
+    """`/metrics` for Prometheus: tool calls by status, lifecycle events by kind; no account names. With
+    GRANTKEEPER_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
+
+    async def prometheus_metrics(request: Request) -> Response:
+        if settings.metrics_token and not bearer_matches(request.headers.get("authorization", ""),
+                                                         settings.metrics_token):
+            return JSONResponse({"error": "unauthorized"}, 401,
+                                headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"})
+        return Response(render_metrics(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
+    return Route("/metrics", prometheus_metrics, methods=["GET"])
+
+
+def metrics_app(settings: Settings) -> Starlette:
+    """`/metrics` alone, for its own loopback listener (GRANTKEEPER_METRICS_PORT)."""
+    return Starlette(routes=[metrics_route(settings)])
 
 
 def transport_security(settings: Settings, host: str) -> TransportSecuritySettings | None:
@@ -315,13 +382,14 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int) -> AsyncIterator[Listener]:
+async def listening(app: Any, host: str, port: int, limits: ListenerLimits | None = None) -> AsyncIterator[Listener]:
     """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
-    carry magic-link tokens and OAuth codes."""
+    carry magic-link tokens and OAuth codes. `limits`: against slow and greedy clients (server/listener_limits.py)."""
     sock = bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, server_header=False)
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False,
+                            **(limits or ListenerLimits()).uvicorn_options())
     ready, stopped = anyio.Event(), anyio.Event()
     server = _EmbeddedServer(config, ready)
 
@@ -364,10 +432,24 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
     settings = runtime.settings
     host = host or settings.listen_host
     port = settings.listen_port if port is None else port
+    limits = ListenerLimits.from_settings(settings)
+    metrics_apart = settings.metrics_port is not None
+    async with contextlib.AsyncExitStack() as metrics_stack:
+        if metrics_apart:
+            metrics = await metrics_stack.enter_async_context(
+                listening(metrics_app(settings), "127.0.0.1", settings.metrics_port, limits))
+            log.info("metrics_listener_started", url=f"{metrics.url}/metrics")
+        await _serve_transport(runtime, transport, host, port, limits, metrics=not metrics_apart)
+
+
+async def _serve_transport(runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *,
+                           metrics: bool) -> None:
+    settings = runtime.settings
     if transport == "stdio":
         async with contextlib.AsyncExitStack() as stack:
             try:
-                listener = await stack.enter_async_context(listening(build_web_app(runtime), host, port))
+                listener = await stack.enter_async_context(
+                    listening(build_web_app(runtime, metrics=metrics), host, port, limits))
             except OSError as exc:
                 # Another grantkeeper on the same vault may own the port; its pages complete our links just as well.
                 log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
@@ -376,11 +458,11 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
                 adopt_public_url(settings, listener.url)
                 log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
             server, _ = build_server(runtime)
-            await server.run_stdio_async()
+            await run_stdio(server)
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
-    app = build_web_app(runtime, transports=transports, host=host)
-    async with listening(app, host, port) as listener:
+    app = build_web_app(runtime, transports=transports, host=host, metrics=metrics)
+    async with listening(app, host, port, limits) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,

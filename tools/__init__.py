@@ -102,3 +102,7 @@ def register_all(toolset: Toolset) -> None:
     from tools import custom  # tools of providers declared in configuration, after the built-in names
 
     custom.register(toolset)
+
+    from tools import proxy  # `<connector>.request` for every connector, after every named tool
+
+    proxy.register(toolset)

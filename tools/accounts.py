@@ -7,7 +7,10 @@ import anyio
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from server.lifecycle import refreshless
 from server.results import Ok, to_call_result
+from server.vault import NO_REFRESH_TOKEN
+from server.vault.models import utcnow
 from tools import Toolset
 
 
@@ -22,6 +25,19 @@ class AccountHealth(BaseModel):
     refresh_due_at: datetime | None = None
     last_refresh_at: datetime | None = None
     last_refresh_outcome: str | None = None
+    needs_user_at: datetime | None = Field(
+        default=None, description="connected without a refresh token: when the account stops working without its user")
+    reconnect_link: str | None = Field(
+        default=None, description="single-use link to reconnect before `needs_user_at`, offered as it approaches")
+    link_expires_at: datetime | None = None
+
+    def describe(self) -> str:
+        if self.needs_user_at is not None:
+            text = f"{self.connector}/{self.label}: {self.status}, {refreshless.describe(self.needs_user_at)}"
+            if self.reconnect_link:
+                text += f"; reconnect ahead of time: {self.reconnect_link}"
+            return text
+        return f"{self.connector}/{self.label}: {self.status}" + (f" ({self.reason})" if self.reason else "")
 
 
 class ConnectLinkOk(Ok):
@@ -44,9 +60,7 @@ class AccountsOk(Ok):
     def summary(self) -> str:
         if not self.accounts:
             return f"No accounts connected for {self.org}/{self.user}."
-        return "\n".join(
-            f"{a.connector}/{a.label}: {a.status}" + (f" ({a.reason})" if a.reason else "") for a in self.accounts
-        )
+        return "\n".join(a.describe() for a in self.accounts)
 
 
 def register(toolset: Toolset) -> None:
@@ -65,11 +79,20 @@ def register(toolset: Toolset) -> None:
                     connector=account.connector, label=account.label, status=account.status,
                     reason=account.status_reason, provider_account_id=account.provider_account_id,
                     scopes=[s for s in account.scopes.replace(",", " ").split() if s],
+                    needs_user_at=refreshless.needs_user_at(account, credential),
                     **(credential or {}),
                 ))
             return rows
 
         accounts = await anyio.to_thread.run_sync(read)
+        executor, now = toolset.runtime.executor, utcnow()
+        for health in accounts:
+            if refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
+                # The caller is verified and the account is their own: the same link accounts.connect would give.
+                account = await anyio.to_thread.run_sync(vault.find_account, caller.org, caller.user, health.connector,
+                                                         health.label)
+                link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
+                health.reconnect_link, health.link_expires_at = link.url, link.expires_at
         return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
 
     connectors = tuple(sorted(toolset.runtime.connectors))

@@ -3,6 +3,7 @@ a simulator's consent page and follows the redirect back. The demo and the tests
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
@@ -21,8 +22,13 @@ class LinkUser:
         return await self.client.get(link)
 
     async def start(self, link: str) -> httpx2.Response:
-        """Press Continue: a 303 to the provider's authorize URL when the link is good, a refusal page if not."""
-        return await self.client.post(link)
+        """Press Continue on the link's page: a 303 to the provider's authorize URL when the link is good, a refusal
+        page if not. Like a browser, it posts the page's hidden fields with its own origin."""
+        page = await self.open(link)
+        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.text))
+        parts = urlsplit(link)
+        headers = {"Origin": f"{parts.scheme}://{parts.netloc}", "Sec-Fetch-Site": "same-origin"}
+        return await self.client.post(link, data=form, headers=headers)
 
     async def consent(self, authorize_url: str, decision: str = "allow", **identity: str) -> str:
         """Answer the simulator's consent page (signing in as `identity` if given); returns the callback URL."""

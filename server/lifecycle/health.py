@@ -18,6 +18,7 @@ import anyio
 from pydantic import BaseModel
 
 from server.execute import Executor
+from server.lifecycle import refreshless
 from server.lifecycle.pacing import ProviderPacer
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
@@ -66,7 +67,20 @@ class HealthMonitor:
         await anyio.to_thread.run_sync(self.vault.schedule.record_health_check, account.id, utcnow())
         await self.events.record("health_checked", account, severity=SEVERITY.get(report.outcome, "warning"),
                                  trigger=trigger, outcome=report.outcome, reason=report.reason)
+        if report.healthy:
+            await self._warn_if_reconnect_due(account)
         return report
+
+    async def _warn_if_reconnect_due(self, account: ConnectedAccount) -> None:
+        """A grant without a refresh token nearing its expiry: a warning (one alert per incident) so the operator
+        can make sure its user reconnects; the user is offered the link by accounts.list."""
+        fresh = await anyio.to_thread.run_sync(self.vault.get_account, account.id)
+        timings = await anyio.to_thread.run_sync(self.vault.credential_timings, account.id)
+        at = refreshless.needs_user_at(fresh, timings)
+        if refreshless.reconnect_due(self.settings, at, utcnow()):
+            assert at is not None
+            await self.events.record("reconnect_due", fresh, severity="warning", reason=fresh.status_reason,
+                                     needs_user_at=at.isoformat())
 
     async def check_all(self, accounts: list[ConnectedAccount], *, trigger: str) -> list[HealthReport]:
         reports: list[HealthReport] = []

@@ -21,10 +21,11 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAut
 from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from httpx2 import USE_CLIENT_DEFAULT
 
-from providers.base import TokenVerdict
+from providers.base import TokenVerdict, json_body
 from server.connectors import Connector
 from server.lifecycle.token_transport import BoundedTransport, ResponseTooLarge, UnsupportedEncoding
 
@@ -52,6 +53,7 @@ class TokenGrant:
     provider_account_id: str | None
     identity: dict[str, Any]
     defect: str | None = None
+    id_token: str | None = field(default=None, repr=False)  # OpenID Connect; verified by the caller
 
 
 class TokenEndpointError(Exception):
@@ -102,14 +104,41 @@ class JsonBodyOAuth2Client(RawAnswerClient):
 
 def _client(connector: Connector, deadline: float, **kwargs: Any) -> AsyncOAuth2Client:
     client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else RawAnswerClient
-    return client_class(
+    key_auth = connector.spec.client_auth_method == "private_key_jwt"
+    client = client_class(
         client_id=connector.client_id,
-        client_secret=connector.client_secret,
+        # authlib's PrivateKeyJWT signs with the "client secret", which for this method is the private key.
+        client_secret=connector.client_private_key if key_auth else connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
+        revocation_endpoint_auth_method=connector.spec.client_auth_method,  # RFC 7009 §2.1: as for tokens
         timeout=deadline,  # per phase; the whole request is bounded by `_answer`'s deadline
         transport=BoundedTransport(httpx2.AsyncHTTPTransport(verify=_tls_context())),
         **kwargs,
     )
+    if key_auth:
+        # RFC 7523 §3: the assertion's audience is the token endpoint; authlib adds a fresh jti and a short exp.
+        client.register_client_auth_method(PrivateKeyJWT(connector.token_url))
+    return client
+
+
+def _normalised_error(connector: Connector, response: httpx2.Response) -> httpx2.Response:
+    """A token-endpoint error as RFC 6749 §5.2 spells it (`error`, `error_description`), whatever shape the
+    provider used: nested (`{"error": {"code": …}}`), listed, or only a description."""
+    if response.status_code >= 500:
+        return response
+    body = json_body(response)
+    if not isinstance(body, dict) or ("access_token" in body and "error" not in body):
+        return response
+    if isinstance(body.get("error"), str) and body["error"]:
+        return response
+    if response.status_code < 400 and "error" not in body:
+        return response
+    code, description = connector.provider.token_error_code(body)
+    if code is None:
+        return response
+    normalised = {"error": code, **({"error_description": description} if description else {})}
+    return httpx2.Response(response.status_code, json=normalised, headers={"Cache-Control": "no-store"},
+                           request=response.request)
 
 
 def _headers(connector: Connector) -> dict[str, str]:
@@ -121,17 +150,29 @@ async def refresh_grant(connector: Connector, refresh_token: str, deadline: floa
     """Present `refresh_token`; the whole exchange ends within `deadline` seconds, answered or not."""
     async with _client(connector, deadline) as client:
         token = await _answer(connector, deadline, client.refresh_token(
-            connector.token_url, refresh_token=refresh_token, headers=_headers(connector)))
+            connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)))
     return _grant(connector, token, presented_refresh_token=refresh_token)
 
 
-def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str) -> str:
-    """The provider's authorize URL for the authorization-code flow with PKCE (S256)."""
+def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,
+                      nonce: str | None = None) -> str:
+    """The provider's authorize URL for the authorization-code flow with PKCE (S256). For OpenID Connect it
+    carries `openid`, the nonce, and — so that a refresh token is issued (OIDC Core §11) — `offline_access` with
+    `prompt=consent` unless the declaration chose another prompt."""
     spec = connector.spec
     extra: dict[str, Any] = {**spec.authorize_params, "code_challenge": create_s256_code_challenge(code_verifier),
                              "code_challenge_method": "S256"}
-    if spec.scopes:
-        extra["scope"] = spec.scope_separator.join(spec.scopes)
+    scopes = list(spec.scopes)
+    if spec.openid:
+        scopes = ["openid", *(s for s in scopes if s != "openid")]
+        if nonce is not None:
+            extra["nonce"] = nonce
+    if spec.request_offline_access:
+        if "offline_access" not in scopes:
+            scopes.append("offline_access")
+        extra.setdefault("prompt", "consent")
+    if scopes:
+        extra["scope"] = spec.scope_separator.join(scopes)
     return prepare_grant_uri(connector.authorize_url, client_id=connector.client_id, response_type="code",
                              redirect_uri=redirect_uri, state=state, **extra)
 
@@ -173,10 +214,16 @@ async def _answer(connector: Connector, deadline: float, request: Any) -> dict[s
         # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
         raise TokenEndpointError(TokenVerdict.TRANSIENT, f"http_{status}", maybe_applied=status >= 500,
                                  http_status=status)
+    try:
+        response = _normalised_error(connector, response)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        pass  # an odd error shape stays as it came: read below like any other answer
     token = _json_object(response.content)
     if token is not None and token.get("error"):
         error = str(token["error"])[:64]
-        raise TokenEndpointError(connector.provider.classify_token_error(error, None), error, maybe_applied=False)
+        description = token.get("error_description") if isinstance(token.get("error_description"), str) else None
+        verdict = connector.provider.classify_token_response(error, description, None)
+        raise TokenEndpointError(verdict, error, maybe_applied=False)
     if status >= 400:
         raise TokenEndpointError(TokenVerdict.UNKNOWN, f"http_{status}", maybe_applied=False, http_status=status)
     if token is None:
@@ -222,6 +269,7 @@ def _grant(connector: Connector, token: dict[str, Any], presented_refresh_token:
         account_id, identity = None, {}  # a refresh does not need it, and must not lose the answer over it
     token_type = token.get("token_type")
     scope = token.get("scope")
+    id_token = token.get("id_token")
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token,
@@ -232,6 +280,7 @@ def _grant(connector: Connector, token: dict[str, Any], presented_refresh_token:
         provider_account_id=account_id,
         identity=identity,
         defect=defect,
+        id_token=id_token if isinstance(id_token, str) else None,
     )
 
 
@@ -254,3 +303,20 @@ def lifetime(value: Any, longest: float) -> float | None:
     if not math.isfinite(seconds) or seconds <= 0:
         return None
     return min(seconds, longest)
+
+
+async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token",
+                       timeout: float) -> bool:
+    """RFC 7009 revocation at the connector's revocation endpoint (declared or discovered), authenticated like a
+    token request, within one total deadline. True when the server accepted it (§2.2: 200, whatever the token
+    was). For offboarding."""
+    if connector.revoke_url is None:
+        raise ValueError(f"{connector.spec.display_name} has no revocation endpoint")
+    try:
+        async with _client(connector, timeout) as client:
+            with anyio.fail_after(timeout):
+                response = await client.revoke_token(connector.revoke_url, token=token,
+                                                     token_type_hint=token_type_hint, headers=_headers(connector))
+    except (httpx2.HTTPError, TimeoutError, ResponseTooLarge, UnsupportedEncoding):
+        return False
+    return response.status_code == 200

@@ -32,7 +32,15 @@ from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
-from server.vault import AccountStatus, ConnectedAccount, CredentialSnapshot, CredentialWrite, TokenSecrets, Vault
+from server.vault import (
+    NO_REFRESH_TOKEN,
+    AccountStatus,
+    ConnectedAccount,
+    CredentialSnapshot,
+    CredentialWrite,
+    TokenSecrets,
+    Vault,
+)
 from server.vault.models import utcnow
 from server.vault.store import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 
@@ -250,6 +258,9 @@ class TokenManager:
         if grant.defect is not None:
             await self.events.record("refresh_answer_defective", account, severity="error", trigger=trigger,
                                      defect=grant.defect, version=committed.version)
+            if committed.refresh_token is None:
+                # Works until its access token expires, then needs its user: listed and offered a link as such.
+                await self._db(self.vault.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
             if grant.access_token is None:
                 raise UpstreamFailure("token_response_unusable", f"{connector.spec.display_name} answered the refresh "
                                       "with an unusable access token; its new refresh token was kept.", retryable=True)

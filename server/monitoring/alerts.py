@@ -20,7 +20,9 @@ from server.vault import Vault
 FAILURES_BEFORE_ALERT = 3
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 # Events that open an incident at once, with the alert's severity.
-IMMEDIATE = {"reauth_required": "critical", "vault_integrity_failed": "critical", "refresh_commit_failed": "critical"}
+IMMEDIATE = {"reauth_required": "critical", "vault_integrity_failed": "critical", "refresh_commit_failed": "critical",
+             # Connected without a refresh token: it works now, but will need its user at expiry.
+             "refresh_token_missing": "warning", "reconnect_due": "warning"}
 RECOVERED = {"refresh_succeeded", "reauthorized"}
 
 

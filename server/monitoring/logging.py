@@ -15,7 +15,7 @@ from providers import BUILTIN
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset({
     "access_token", "refresh_token", "client_secret", "token", "authorization", "code", "code_verifier",
-    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie",
+    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie", "csrf_token",
 })
 # Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own keys
 # and secrets carried in URLs.
@@ -23,12 +23,19 @@ SECRET_PATTERNS = [
     *((re.compile(pattern), REDACTED) for provider in BUILTIN.values() for pattern in provider.spec.secret_patterns),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
+    (re.compile(r"(gk_form=)[^;\s\"'&]+"), r"\1" + REDACTED),  # the form-token nonce cookie
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
     (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
-    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier)=)[^&\s\"']+"),
+    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"),
      r"\1" + REDACTED),
 ]
+
+
+# Held at WARNING whatever GRANTKEEPER_LOG_LEVEL says: the HTTP client's request lines (noise, and they carry URLs),
+# alembic's chatter, and the libraries whose debug output is whole protocol messages, tool results included (the
+# user's content: messages, issues, mail). Debug level is for grantkeeper's own logs, which never hold a result body.
+QUIET_LIBRARIES = ("httpx2", "httpcore", "httpcore2", "alembic", "mcp", "sse_starlette")
 
 
 def redact_text(text: str) -> str:
@@ -88,11 +95,8 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
     handler._grantkeeper = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Request lines of the HTTP client are noise at info level (and carry URLs).
-    logging.getLogger("httpx2").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
-    logging.getLogger("httpcore2").setLevel(max(logging.WARNING, root.level))  # httpx2's transport
-    logging.getLogger("alembic").setLevel(max(logging.WARNING, root.level))  # plugin and migration chatter
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -20,12 +20,14 @@ from authlib.common.security import generate_token
 from providers.base import Verdict, json_body
 from server.connectors import Connector
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
+from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
 from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
 from server.runtime import Runtime
-from server.vault import ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
+from server.vault import NO_REFRESH_TOKEN, ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
+from server.vault.store import refreshless_reason
 
 FLOW_FIELD = "flow"
 CALLBACK_PATH = "/oauth/callback"
@@ -46,6 +48,7 @@ class Reconnected:
     connector: Connector
     provider_account: str  # in words, e.g. "@octocat (user id 1)"
     purpose: str
+    needs_user_at: datetime | None = None  # set when the grant came without a refresh token
 
 
 def flow_cookie_name(link: MagicLink) -> str:
@@ -57,6 +60,7 @@ class ReauthFlow:
     def __init__(self, runtime: Runtime):
         self.runtime = runtime
         self.log = get_logger("grantkeeper.reauth")
+        self.id_tokens = IdTokenVerifier(runtime.http)
 
     @property
     def redirect_uri(self) -> str:
@@ -89,14 +93,18 @@ class ReauthFlow:
         verifier = generate_token(PKCE_VERIFIER_LENGTH)
         binding = new_secret_token()
         redirect_uri = self.redirect_uri
+        # OpenID Connect: the nonce binds the id_token to this flow (OIDC Core §3.1.2.1); sealed with the state.
+        nonce = new_secret_token() if connector.spec.openid else None
         sealed = self.runtime.vault.seal("magic_link", view.link.id, FLOW_FIELD, {
             "code_verifier": verifier, "browser_binding": hash_token(binding), "redirect_uri": redirect_uri,
+            "nonce": nonce,
         })
         if not await self._db(self.runtime.vault.begin_magic_link_flow, view.link.id, state=state, sealed_flow=sealed):
             raise ReauthRefused(Refusal.LINK_USED, account=view.account)  # a concurrent open won, or it just expired
         self.log.info("reauthorization_started", account=view.account.display_name, purpose=view.link.purpose)
         return FlowStarted(
-            authorize_url=authorization_url(connector, redirect_uri=redirect_uri, state=state, code_verifier=verifier),
+            authorize_url=authorization_url(connector, redirect_uri=redirect_uri, state=state, code_verifier=verifier,
+                                            nonce=nonce),
             cookie_name=flow_cookie_name(view.link),
             cookie_value=binding,
             cookie_max_age=int(self.flow_ttl.total_seconds()),
@@ -114,6 +122,7 @@ class ReauthFlow:
         binding = cookies.get(flow_cookie_name(link)) or ""
         if not hmac.compare_digest(hash_token(binding), str(flow.get("browser_binding", ""))):
             raise ReauthRefused(Refusal.OTHER_BROWSER, **context)
+        self._check_issuer(connector, query.get("iss"), context)
         if error := query.get("error"):
             self.log.info("reauthorization_declined", account=account.display_name, provider_error=error[:64])
             refusal = Refusal.ACCESS_DENIED if error == "access_denied" else Refusal.PROVIDER_ERROR
@@ -131,6 +140,10 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
 
         provider_account_id, identity = grant.provider_account_id, grant.identity
+        if connector.spec.openid:
+            subject = await self._verified_subject(connector, grant.id_token, flow.get("nonce") or "", account, context)
+            if provider_account_id is None and connector.spec.health_probe is None:
+                provider_account_id, identity = subject
         if provider_account_id is None:
             provider_account_id, identity = await self._identify(connector, grant.access_token)
         if provider_account_id is None:
@@ -160,7 +173,39 @@ class ReauthFlow:
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
                                          provider_account_id=provider_account_id)
+        if refreshless_reason(write):
+            # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
+            # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.
+            await self.runtime.events.record(
+                "refresh_token_missing", account, severity="warning", reason=NO_REFRESH_TOKEN,
+                needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None)
+            return Reconnected(account, connector, presented, link.purpose, write.access_expires_at)
         return Reconnected(account, connector, presented, link.purpose)
+
+    def _check_issuer(self, connector: Connector, iss: str | None, context: dict[str, Any]) -> None:
+        """RFC 9207 §2.4: a server that says it sends `iss` must send its own issuer; one that does not but sends
+        it anyway must still send the right one. Stops a mix-up attack before any code is exchanged."""
+        issuer = connector.spec.issuer
+        if issuer is None or (iss is None and not connector.spec.authorization_response_iss):
+            return
+        if iss is None or not hmac.compare_digest(iss.encode(), issuer.encode()):
+            self.log.warning("reauthorization_issuer_mismatch", account=context["account"].display_name,
+                             issuer_present=iss is not None)
+            raise ReauthRefused(Refusal.ISSUER_MISMATCH, **context)
+
+    async def _verified_subject(self, connector: Connector, id_token: str | None, nonce: str,
+                                account: ConnectedAccount, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if not id_token:
+            self.log.warning("reauthorization_id_token_invalid", account=account.display_name, reason="missing")
+            raise ReauthRefused(Refusal.ID_TOKEN_INVALID, error="missing", **context)
+        try:
+            claims = await self.id_tokens.verify(connector, id_token, nonce=nonce)
+        except IdTokenRejected as rejected:
+            self.log.warning("reauthorization_id_token_invalid", account=account.display_name, reason=rejected.reason)
+            raise ReauthRefused(Refusal.ID_TOKEN_INVALID, error=rejected.reason, **context) from None
+        identity = {key: claims[key] for key in ("sub", "name", "email", "preferred_username")
+                    if isinstance(claims.get(key), str)}
+        return claims["sub"], identity
 
     async def _flow_for(self, state: str | None) -> tuple[MagicLink, ConnectedAccount, dict[str, Any]]:
         if not state:
@@ -185,7 +230,7 @@ class ReauthFlow:
         if probe is None:
             return None, {}
         response = await self.runtime.http.request(
-            probe.method, connector.api_url(probe.path),
+            probe.method, connector.api_url(probe.path), json=probe.body,
             headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"})
         await response.aread()
         if connector.provider.classify_api_response(response).verdict is not Verdict.OK:

@@ -32,6 +32,10 @@ class Refusal(StrEnum):
     EXCHANGE_FAILED = "exchange_failed"
     IDENTITY_UNKNOWN = "identity_unknown"
     IDENTITY_MISMATCH = "identity_mismatch"
+    ISSUER_MISMATCH = "issuer_mismatch"  # RFC 9207: the answer names another authorization server (a mix-up)
+    ID_TOKEN_INVALID = "id_token_invalid"  # OpenID Connect: forged, expired, for another client or another flow
+    CROSS_SITE = "cross_site"  # the form was posted by another site's page (Origin / Sec-Fetch-Site)
+    FORM_TOKEN_INVALID = "form_token_invalid"  # no form token, or not the one this browser's page was given
 
 
 class ReauthRefused(Exception):

@@ -3,6 +3,7 @@
 from server.vault.crypto import Keyring, VaultIntegrityError, VaultKeyError
 from server.vault.models import AccountStatus, ConnectedAccount
 from server.vault.store import (
+    NO_REFRESH_TOKEN,
     AccountExistsError,
     CredentialSnapshot,
     CredentialWrite,
@@ -13,6 +14,7 @@ from server.vault.store import (
 )
 
 __all__ = [
+    "NO_REFRESH_TOKEN",
     "AccountExistsError",
     "AccountStatus",
     "ConnectedAccount",

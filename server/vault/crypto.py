@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -46,6 +47,7 @@ class Keyring:
                 raise VaultKeyError(f"vault key {key_id!r} must be 32 bytes (AES-256), got {len(key)}")
         self.primary_id = keys[0][0]
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
+        self._raw = dict(keys)
 
     @classmethod
     def parse(cls, spec: str) -> Keyring:
@@ -65,6 +67,13 @@ class Keyring:
     @property
     def key_ids(self) -> list[str]:
         return list(self._ciphers)
+
+    def derive(self, purpose: str) -> list[bytes]:
+        """One 32-byte key per configured key for a non-encryption `purpose` (e.g. signing form tokens), the
+        primary's first. Every worker sharing the vault key derives the same keys; the vault key itself is never
+        used for two jobs."""
+        label = f"grantkeeper/v1|derive|{purpose}".encode()
+        return [hmac.new(self._raw[key_id], label, hashlib.sha256).digest() for key_id in self._ciphers]
 
     def seal(self, plaintext: bytes, aad: bytes) -> Sealed:
         nonce = os.urandom(NONCE_BYTES)

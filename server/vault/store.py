@@ -44,6 +44,16 @@ def outcome_after_takeover() -> Any:
     return case((col(Credential.lease_owner).is_not(None), "interrupted"), else_=Credential.last_refresh_outcome)
 
 
+# The status reason of an active account whose grant came without a refresh token: it works until its access
+# token expires, then needs its user. Shown, alerted and offered a reconnect link; never plain `active`.
+NO_REFRESH_TOKEN = "no_refresh_token"
+
+
+def refreshless_reason(write: CredentialWrite) -> str | None:
+    """NO_REFRESH_TOKEN for a grant that will expire and cannot be refreshed (a token that never expires is fine)."""
+    return NO_REFRESH_TOKEN if write.secrets.refresh_token is None and write.access_expires_at is not None else None
+
+
 class AccountExistsError(ValueError):
     pass
 
@@ -543,8 +553,8 @@ class Vault:
                         ConnectedAccount.provider_account_id == provider_account_id),
                 )
                 .values(provider_account_id=provider_account_id, provider_identity=identity,
-                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value, status_reason=None,
-                        updated_at=now)
+                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value,
+                        status_reason=refreshless_reason(write), updated_at=now)
             )
             if claimed.rowcount != 1:
                 session.rollback()
@@ -560,6 +570,28 @@ class Vault:
             )
             session.commit()
         return ReauthorizationOutcome.COMPLETED
+
+    def prune_magic_links(self, *, now: datetime, retention: timedelta, flow_ttl: timedelta, batch: int = 500) -> int:
+        """Delete the links that can no longer do anything and have been dead for `retention`: never opened and
+        expired, finished, or opened so long ago that their sign-in has expired too. Kept that long so a person
+        opening an old link reads "expired" or "already used", not "not valid". Returns how many rows went.
+
+        Deleted in batches by id, so a large backlog never holds one long lock."""
+        cutoff = now - retention
+        dead = or_(
+            (col(MagicLink.used_at).is_(None)) & (MagicLink.expires_at < cutoff),
+            col(MagicLink.completed_at) < cutoff,
+            col(MagicLink.used_at) < cutoff - flow_ttl,
+        )
+        pruned = 0
+        while True:
+            with Session(self.engine) as session:
+                ids = list(session.exec(select(MagicLink.id).where(dead).limit(batch)))
+                if ids:
+                    pruned += session.execute(delete(MagicLink).where(col(MagicLink.id).in_(ids))).rowcount
+                    session.commit()
+            if len(ids) < batch:
+                return pruned
 
     # ---- API keys ------------------------------------------------------------------------------------
     def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None) -> ApiKey:

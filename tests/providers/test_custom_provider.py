@@ -129,3 +129,60 @@ def test_dot_segments_and_empty_segments_are_refused(value):
     declared = tool(path="/{id}", params=[{"name": "id"}])
     with pytest.raises(UnsafeArgument, match=re.escape("may not be empty, '.' or '..'")):
         build_call(declared, {"id": value}, api_base_url=BASE)
+
+
+# ---- conformance fields ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("declared", "problem"), [
+    ({"path": "/p/{ids}", "params": [{"name": "ids", "type": "array", "items": {"type": "string"}}]}, "one value"),
+    ({"path": "/p", "params": [{"name": "o", "type": "object", "in": "query",
+                                "properties": [{"name": "a"}]}]}, "objects go in the body"),
+    ({"path": "/p", "method": "POST", "params": [{"name": "o", "type": "object"}]}, "needs properties"),
+    ({"path": "/p", "params": [{"name": "a", "type": "array"}]}, "needs items"),
+    ({"path": "/p", "params": [{"name": "a", "items": {"type": "string"}}]}, "array parameters only"),
+    ({"path": "/p", "params": [{"name": "a", "type": "array", "items": {"type": "string"}, "max_items": 5000}]},
+     "less than or equal to 1000"),
+    ({"path": "/p", "method": "POST", "body_encoding": "form",
+      "params": [{"name": "o", "type": "object", "properties": [{"name": "a"}]}]}, "form body has no objects"),
+])
+def test_structured_parameters_are_refused_where_they_cannot_go(declared, problem):
+    with pytest.raises(ValueError, match=problem):
+        tool(**declared)
+
+
+def test_nesting_is_bounded():
+    param: dict = {"name": "leaf"}
+    for depth in range(6):
+        param = {"name": f"n{depth}", "type": "object", "properties": [param]}
+    with pytest.raises(ValueError, match="nest at most"):
+        tool(path="/p", method="POST", params=[param])
+
+
+@pytest.mark.parametrize("name", ["state", "redirect_uri", "scope", "nonce", "client_id", "code_challenge"])
+def test_authorize_params_cannot_replace_what_grantkeeper_sets(name):
+    with pytest.raises(ValueError, match="set by grantkeeper"):
+        provider(authorize_params={name: "x"})
+
+
+def test_authorize_params_and_openid_reach_the_spec():
+    acme = provider(authorize_params={"prompt": "consent", "access_type": "offline"})
+    assert acme.spec.authorize_params == {"prompt": "consent", "access_type": "offline"}
+    with pytest.raises(ValueError, match="openid = true needs issuer"):
+        provider(openid=True)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    ({"error": "invalid_grant"}, "invalid_grant"),
+    ({"error": {"code": "invalid_grant", "message": "gone"}}, "invalid_grant"),
+    ({"error": {"type": "OAuthException"}}, "OAuthException"),
+    ({"errors": [{"code": "TOKEN_REVOKED"}]}, "TOKEN_REVOKED"),
+    ({"error_description": "Refresh token expired"}, "unspecified_error"),
+    ({"something": "else"}, None),
+])
+def test_token_error_codes_are_found_in_the_common_shapes(body, code):
+    assert provider().token_error_code(body)[0] == code
+
+
+def test_a_declared_description_rule_decides_a_description_only_token_error():
+    acme = provider(errors={"token_descriptions": [{"contains": "expired", "means": "refresh_token_rejected"}]})
+    assert acme.classify_token_response("unspecified_error", "Refresh token EXPIRED", 400) is TokenVerdict.REJECTED
+    assert acme.classify_token_response("unspecified_error", "Try later", 400) is TokenVerdict.UNKNOWN

@@ -11,12 +11,18 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from server.auth import create_api_key
+from server.execute import Caller
+from server.web import listening
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
 from tests.support.seed import seed_account
 from tests.support.web import http_session, vault_rows
@@ -115,3 +121,49 @@ async def test_chromium_declining_or_signing_in_as_someone_else_changes_nothing(
     assert (denied, intruder) == ("access_denied", "identity_mismatch")
     # Opening each link spent it (its row says so); nothing else in the vault moved.
     assert {table: rows for table, rows in vault_rows(runtime).items() if table != "magic_link"} == before
+
+
+@pytest.mark.parametrize("attacker_host", ["localhost", "127.0.0.1"])  # another site; the same site, another port
+async def test_chromium_refuses_a_form_posted_by_another_origins_page(runtime, slack_sim, web, browser,
+                                                                      attacker_host):
+    """Mallory's connect link, posted by Mallory's page in the victim's Chromium. Even with the token of the
+    victim's own page for that link (as if it had leaked), the browser's Origin / Sec-Fetch-Site give it away."""
+    _, issued = await runtime.executor.connect_link(Caller("acme", "mallory"), "slack")
+    page = await browser.new_page()
+    await page.goto(issued.url)
+    token = await page.get_attribute("input[name=csrf_token]", "value")
+    attack = HTMLResponse(f'<form id="f" method="post" action="{issued.url}">'
+                          f'<input type="hidden" name="csrf_token" value="{token}"></form>'
+                          '<script>document.getElementById("f").submit()</script>')
+    attacker_site = Starlette(routes=[Route("/", lambda request: attack)])
+    before = vault_rows(runtime)
+
+    async with listening(attacker_site, "127.0.0.1", 0) as attacker:
+        assert urlsplit(web).hostname == "127.0.0.1"
+        await page.goto(f"http://{attacker_host}:{urlsplit(attacker.url).port}/")
+        await page.wait_for_url(issued.url)
+        outcome = await page.get_attribute("#outcome", "data-outcome")
+
+    assert outcome == "cross_site"
+    assert "came from another site" in await page.inner_text("#title")
+    assert vault_rows(runtime) == before
+    # The link was not spent: the victim's own Continue still goes to the provider.
+    await page.goto(issued.url)
+    async with page.expect_navigation(url="**/authorize?**"):
+        await page.click("#continue")
+
+
+async def test_chromium_will_not_show_a_link_page_inside_another_sites_frame(runtime, slack_sim, web, browser):
+    _, issued = await runtime.executor.connect_link(Caller("acme", "mallory"), "slack")
+    framing = HTMLResponse(f'<p id="bait">Win a prize</p><iframe id="victim" src="{issued.url}"></iframe>')
+    attacker_site = Starlette(routes=[Route("/", lambda request: framing)])
+    async with listening(attacker_site, "127.0.0.1", 0) as attacker:
+        page = await browser.new_page()
+        await page.goto(f"http://localhost:{urlsplit(attacker.url).port}/", wait_until="load")
+        [framed] = [frame for frame in page.frames if frame is not page.main_frame]
+        assert await page.inner_text("#bait") == "Win a prize"
+        assert await framed.query_selector("#outcome") is None  # Chromium refused to render it
+        assert not framed.url.startswith(issued.url.split("/connect/")[0])
+    # Shown on its own, the same page renders.
+    await page.goto(issued.url)
+    assert await page.get_attribute("#outcome", "data-outcome") == "link_ready"

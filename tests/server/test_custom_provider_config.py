@@ -282,3 +282,57 @@ def test_the_command_line_reports_a_bad_declaration_as_a_configuration_error(hom
     error = capsys.readouterr().err
     assert error.startswith("grantkeeper: configuration error: invalid custom provider configuration")
     assert "params[0] (limit).requried: unknown field" in error
+
+
+# ---- conformance settings: OpenID Connect, private_key_jwt, the proxy -------------------------------------
+def test_openid_needs_keys_to_verify_id_tokens(home, oauth2):
+    _, url = oauth2()  # plain OAuth 2.0: its RFC 8414 document has no jwks_uri
+    problem = refused(MINIMAL.replace('token_url = "https://auth.acme.example/oauth/token"\n'
+                                      'authorize_url = "https://auth.acme.example/oauth/authorize"\n', "")
+                      + f'issuer = "{url}"\nopenid = true\ndiscovery_url = "{url}/.well-known/oauth-authorization-server"\n')
+    assert "jwks_uri" in problem
+
+
+def test_openid_discovery_reads_the_openid_configuration(home, oauth2):
+    _, url = oauth2(oidc=True)
+    write_config(Path(Settings().home), MINIMAL.replace('token_url = "https://auth.acme.example/oauth/token"\n'
+                                                        'authorize_url = "https://auth.acme.example/oauth/authorize"\n', "")
+                 + f'issuer = "{url}"\nopenid = true\n')
+    spec = load_connectors(Settings())["acme"].spec
+    assert (spec.openid, spec.issuer, spec.jwks_uri) == (True, url, f"{url}/oauth/jwks")
+    assert spec.authorization_response_iss and spec.request_offline_access
+    assert spec.revoke_path is not None  # the discovered revocation endpoint is kept for offboarding
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (None, "cannot read"),
+    ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", "not an unencrypted PEM private key"),
+    ("ec", "must be an RSA key"),
+])
+def test_a_private_key_file_that_cannot_sign_is_a_clear_error_without_its_content(home, tmp_path, monkeypatch,
+                                                                                   content, problem):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key_file = tmp_path / "client.pem"
+    if content == "ec":
+        content = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    if content is not None:
+        key_file.write_text(content)
+    monkeypatch.setenv("GRANTKEEPER_ACME_CLIENT_PRIVATE_KEY_FILE", str(key_file))
+    message = refused(MINIMAL + 'client_auth_method = "private_key_jwt"\n')
+    assert problem in message and "GRANTKEEPER_ACME_CLIENT_PRIVATE_KEY_FILE" in message
+    assert "BEGIN" not in message
+
+
+@pytest.mark.parametrize("params", ['{ prompt = "consent\\u0000" }', '{ "bad name" = "x" }',
+                                    '{ prompt = "' + "x" * 600 + '" }', '{ redirect_uri = "https://evil.example" }'])
+def test_hostile_authorize_params_are_refused(home, params):
+    assert "authorize_params" in refused(MINIMAL + f"authorize_params = {params}\n")
+
+
+def test_an_unknown_proxy_method_is_refused(home, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_ACME_PROXY_METHODS", "GET,CONNECT")
+    with pytest.raises((ConfigError, ValueError), match="CONNECT"):
+        Settings()

@@ -65,3 +65,23 @@ def test_a_lease_period_longer_than_its_cap_is_refused(isolated_environment, mon
 def test_the_default_refresh_fits_its_lease(isolated_environment):
     settings = Settings()
     assert settings.lease_seconds < settings.refresh_timeout_seconds < settings.lease_max_seconds
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("HTTP_HEADER_TIMEOUT_SECONDS", "0"), ("HTTP_HEADER_TIMEOUT_SECONDS", "-1"), ("HTTP_HEADER_TIMEOUT_SECONDS", "soon"),
+    ("HTTP_KEEP_ALIVE_SECONDS", "0"), ("HTTP_MAX_HEADER_BYTES", "10"), ("HTTP_MAX_HEADER_BYTES", "1e12"),
+    ("HTTP_MAX_CONCURRENCY", "0"), ("MCP_SESSION_IDLE_SECONDS", "0"), ("MAGIC_LINK_RETENTION_SECONDS", "-5"),
+    ("HOUSEKEEPING_INTERVAL_SECONDS", "0"), ("METRICS_PORT", "70000"), ("METRICS_PORT", "-1"),
+])
+def test_absurd_web_limits_are_refused_naming_the_setting(isolated_environment, monkeypatch, name, value):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv(f"GRANTKEEPER_{name}", value)
+    with pytest.raises(ValidationError, match=name.lower()):
+        Settings()
+
+
+def test_the_metrics_token_never_shows_in_the_settings_repr(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_METRICS_TOKEN", "metrics-secret-4c1d")
+    assert Settings().metrics_token == "metrics-secret-4c1d"
+    assert "metrics-secret-4c1d" not in repr(Settings())

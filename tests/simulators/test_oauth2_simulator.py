@@ -250,3 +250,71 @@ def test_module_entry_point_serves_the_oauth2_simulator():
         assert httpx2.get(f"{url}/.well-known/oauth-authorization-server").json()["issuer"] == url
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+
+
+# ---- OpenID Connect mode -----------------------------------------------------------------------------
+def oidc_code_flow(client: httpx2.Client, *, scope: str, prompt: str | None = None,
+                   nonce: str = "n-1") -> tuple[dict, dict[str, list[str]]]:
+    """Consent and code exchange; returns the token response and the callback's query."""
+    verifier, challenge = pkce_pair()
+    params = {"client_id": CLIENT[0], "redirect_uri": REDIRECT_URI, "state": "st-1", "scope": scope, "nonce": nonce,
+              "code_challenge": challenge, "code_challenge_method": "S256", **({"prompt": prompt} if prompt else {})}
+    allowed = client.post("/oauth/authorize", data={**params, "decision": "allow"})
+    query = parse_qs(urlsplit(allowed.headers["location"]).query)
+    exchange = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier}
+    return client.post("/oauth/token", data=exchange, auth=CLIENT).json(), query
+
+
+@pytest.mark.parametrize(("scope", "prompt", "issued"), [
+    ("openid offline_access projects:read", "consent", True),
+    ("openid offline_access projects:read", None, False),  # OIDC Core §11: offline_access needs prompt=consent
+    ("openid projects:read", "consent", False),
+])
+def test_oidc_mode_issues_refresh_tokens_by_the_stock_policy(serve, scope, prompt, issued):
+    _sim, client = serve(oidc=True)
+    tokens, query = oidc_code_flow(client, scope=scope, prompt=prompt)
+    assert ("refresh_token" in tokens) is issued
+    assert query["iss"] == [str(client.base_url).rstrip("/")]  # RFC 9207
+    assert tokens["id_token"].count(".") == 2
+
+
+def test_oidc_mode_publishes_discovery_and_a_key_that_verifies_its_id_tokens(serve):
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    _sim, client = serve(oidc=True)
+    metadata = client.get("/.well-known/openid-configuration").json()
+    issuer = str(client.base_url).rstrip("/")
+    assert metadata["issuer"] == issuer and metadata["authorization_response_iss_parameter_supported"] is True
+    assert "offline_access" in metadata["scopes_supported"]
+    keys = KeySet.import_key_set(client.get(metadata["jwks_uri"].removeprefix(issuer)).json())
+    tokens, _ = oidc_code_flow(client, scope="openid offline_access", prompt="consent", nonce="n-42")
+    claims = jwt.decode(tokens["id_token"], keys, algorithms=["RS256"]).claims
+    assert (claims["iss"], claims["aud"], claims["sub"], claims["nonce"]) == (issuer, CLIENT[0], "user-1", "n-42")
+    assert client.post("/_sim/faults", json={"fault": "refresh_tokens", "policy": "never"}).status_code == 200
+    assert "refresh_token" not in oidc_code_flow(client, scope="openid offline_access", prompt="consent")[0]
+
+
+def test_private_key_jwt_assertions_are_checked(serve, tmp_path):
+    from authlib.oauth2.rfc7523 import private_key_jwt_sign
+    from joserfc.jwk import RSAKey
+
+    key = RSAKey.generate_key(2048)
+    sim, client = serve(oidc=True, auth_methods=("private_key_jwt",), client_public_key=key.as_dict(private=False))
+    token_url = f"{str(client.base_url).rstrip('/')}/oauth/token"
+    grant = sim.issue_grant()
+
+    def refresh_with(assertion: str) -> httpx2.Response:
+        return client.post("/oauth/token", data={
+            "grant_type": "refresh_token", "refresh_token": grant.refresh_token, "client_assertion": assertion,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+
+    good = private_key_jwt_sign(key, CLIENT[0], token_url)
+    assert refresh_with(good).status_code == 200
+    assert refresh_with(good).json()["error"] == "invalid_client"  # the same jti twice
+    assert refresh_with(private_key_jwt_sign(RSAKey.generate_key(2048), CLIENT[0], token_url)).status_code == 401
+    assert refresh_with(private_key_jwt_sign(key, "another-client", token_url)).status_code == 401
+    assert refresh_with(private_key_jwt_sign(key, CLIENT[0], "https://elsewhere.example/token")).status_code == 401
+    assert client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token},
+                       auth=CLIENT).status_code == 401  # a client secret is not accepted when only keys are

@@ -53,7 +53,7 @@ async def test_declared_tools_are_listed_with_the_declared_input_schema_and_anno
     assert create.input_schema["required"] == ["name"] and "summary" in create.input_schema["properties"]
     assert "idempotency_key" in tools["acme_create_project_once"].input_schema["properties"]
     hints = {name: (t.annotations.read_only_hint, t.annotations.idempotent_hint, t.annotations.destructive_hint)
-             for name, t in tools.items() if name.startswith("acme_")}
+             for name, t in tools.items() if name.startswith("acme_") and name != "acme_request"}
     assert hints == {
         "acme_list_projects": (True, True, False),
         "acme_get_project": (True, True, False),
@@ -362,3 +362,79 @@ async def test_an_absolute_url_argument_cannot_reach_another_host(declare):
     assert len(sim.requests) == 3
     assert all(path.startswith("/api/projects/http") or path.startswith("/api/projects/%2F%2F")
                for path in sim.requested_paths())
+
+
+# ---- token errors in other shapes ---------------------------------------------------------------------
+@pytest.mark.parametrize(("extra", "body", "expected"), [
+    ("", {"error": {"code": "invalid_grant", "message": "Refresh token revoked"}}, "reauth_required"),
+    ("", {"errors": [{"code": "invalid_grant"}]}, "reauth_required"),
+    ('errors.token_error_fields = ["status.reason"]', {"status": {"reason": "invalid_grant"}}, "reauth_required"),
+    ('errors.token_descriptions = [{ contains = "has been revoked", means = "refresh_token_rejected" }]',
+     {"error_description": "The refresh token has been revoked."}, "reauth_required"),
+    # A bare description nobody declared: not taken to mean the grant is dead.
+    ("", {"error_description": "The refresh token has been revoked."}, "upstream_error"),
+])
+async def test_token_errors_are_read_from_nested_listed_declared_and_description_only_bodies(declare, extra, body,
+                                                                                          expected):
+    sim = declare(extra=extra, refresh_error_body=body)
+    async with opened_runtime() as runtime:
+        seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True)
+        sim.revoke()
+        async with mcp_client(runtime) as client:
+            result = await call(client, "acme_list_projects", {})
+    assert result["status"] == expected
+
+
+# ---- array and object parameters ----------------------------------------------------------------------
+STRUCTURED_TOOL = """
+[[custom_providers.acme.tools]]
+name = "create_tagged_project"
+description = "Create an Acme project with tags and an owner."
+method = "POST"
+path = "/projects"
+params = [
+  { name = "name", required = true },
+  { name = "tags", type = "array", items = { type = "string", max_length = 20 }, max_items = 3 },
+  { name = "owner", type = "object", properties = [
+      { name = "email", required = true, pattern = "^[^@]+@[^@]+$" },
+      { name = "team_id", api_name = "teamId", type = "integer", minimum = 1 },
+  ] },
+]
+
+[[custom_providers.acme.tools]]
+name = "list_by_status"
+description = "List projects in any of several states."
+path = "/projects"
+params = [{ name = "status", type = "array", items = { enum = ["active", "archived"] } }]
+"""
+
+
+async def test_array_and_object_parameters_are_typed_in_the_schema_validated_and_sent_as_json(declare, oauth2_server,
+                                                                                              isolated_environment):
+    sim = declare()
+    write_config(isolated_environment, acme_declaration(oauth2_server.url, tools=STRUCTURED_TOOL))
+    async with opened_runtime() as runtime:
+        seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant())
+        async with mcp_client(runtime) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            created = await call(client, "acme_create_tagged_project",
+                                 {"name": "Hera", "tags": ["a", "b"], "owner": {"email": "h@olympus", "team_id": 7}})
+            refused = [await client.call_tool("acme_create_tagged_project", arguments) for arguments in (
+                {"name": "X", "tags": ["a", "b", "c", "d"]},  # too many
+                {"name": "X", "tags": ["a" * 21]},  # an item too long
+                {"name": "X", "owner": {"email": "h@o", "x": 1}},  # a member nobody declared
+                {"name": "X", "owner": {"team_id": 3}},  # a required member missing
+                {"name": "X", "tags": "a"},  # not an array
+            )]
+            listed = await call(client, "acme_list_by_status", {"status": ["active", "archived"]})
+
+    schema = tools["acme_create_tagged_project"].input_schema
+    tags = schema["properties"]["tags"]["anyOf"][0]
+    assert tags["type"] == "array" and tags["maxItems"] == 3 and tags["items"]["maxLength"] == 20
+    assert "$defs" in schema or "properties" in str(schema["properties"]["owner"])
+    assert created["http_status"] == 201
+    assert sim.json_bodies == [{"name": "Hera", "tags": ["a", "b"], "owner": {"email": "h@olympus", "teamId": 7}}]
+    assert all(result.is_error for result in refused)
+    assert [p for m, p in sim.requests if m == "POST"] == ["/api/projects"]  # the refused ones sent nothing
+    assert listed["status"] == "ok"
+    assert [p for m, p in sim.requests if m == "GET"][-1] == "/api/projects?status=active&status=archived"

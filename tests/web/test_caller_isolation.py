@@ -25,13 +25,17 @@ TOOL_ARGUMENTS = {
     "zendesk_list_tickets": {"page_size": 1},
     "accounts_list": {},
     "accounts_connect": {"connector": "slack"},
+    "slack_request": {"method": "GET", "path": "/auth.test"},
+    "github_request": {"method": "GET", "path": "/user"},
+    "google_request": {"method": "GET", "path": "/gmail/v1/users/me/profile"},
+    "zendesk_request": {"method": "GET", "path": "/api/v2/users/me.json"},
 }
 SESSIONS = {"streamable-http": http_session, "sse": sse_session}
 BOB_SLACK = {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0BOB"}
 BOB_GITHUB = {"login": "bob", "id": 2}
 BOB_GOOGLE = {"email": "bob@example.com", "name": "Bob"}
 BOB_ZENDESK = {"user_id": 2, "name": "Bob", "email": "bob@acme.example"}
-PROVIDER_TOOLS = ("slack_", "github_", "gmail_", "calendar_", "zendesk_")
+PROVIDER_TOOLS = ("slack_", "github_", "gmail_", "calendar_", "zendesk_", "google_")
 ALICE_SLACK = {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0ALICE"}
 ALICE_GITHUB = {"login": "alice", "id": 3}
 

@@ -1,0 +1,49 @@
+"""Clean-up every `serve` runs in the background: magic-link rows that can no longer be used are deleted once
+past their retention (a link is minted for every `reauth_required` answer, so without this they only grow).
+
+Any number of workers may run it at once: deleting rows another worker already deleted is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import anyio
+
+from server.monitoring.logging import get_logger
+from server.settings import Settings
+from server.vault import Vault
+from server.vault.models import utcnow
+
+
+class Housekeeper:
+    def __init__(self, settings: Settings, vault: Vault, *, clock: Callable[[], datetime] = utcnow,
+                 after_pass: Callable[[int], None] | None = None):
+        self.settings = settings
+        self.vault = vault
+        self.clock = clock
+        self.after_pass = after_pass  # told how many rows each pass pruned (tests wait on it instead of sleeping)
+        self.log = get_logger("grantkeeper.housekeeping")
+
+    def prune_once(self) -> int:
+        """Prune now; blocking. Returns the number of magic-link rows deleted."""
+        return self.vault.prune_magic_links(
+            now=self.clock(), retention=timedelta(seconds=self.settings.magic_link_retention_seconds),
+            flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+
+    async def run(self) -> None:
+        """A pass at start, then one every `housekeeping_interval_seconds`, until cancelled. A failed pass (the
+        database away) is logged and tried again next time; it never stops the server."""
+        while True:
+            try:
+                pruned = await anyio.to_thread.run_sync(self.prune_once)
+            except Exception:
+                self.log.warning("housekeeping_pass_failed", exc_info=True)
+                pruned = 0
+            else:
+                if pruned:
+                    self.log.info("magic_links_pruned", count=pruned)
+            if self.after_pass is not None:
+                self.after_pass(pruned)
+            await anyio.sleep(self.settings.housekeeping_interval_seconds)
