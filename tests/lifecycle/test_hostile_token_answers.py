@@ -153,6 +153,8 @@ async def test_a_rotating_provider_that_sends_no_new_refresh_token_never_gets_th
     assert row.refresh_due_at is None and row.last_refresh_outcome == "refresh_token_missing"
     [event] = runtime.vault.events(account.id, kind="refresh_answer_defective")
     assert event.detail["defect"] == "refresh_token_missing"
+    stored = runtime.vault.get_account(account.id)  # not plain `active`: it will need its user at expiry
+    assert (stored.status, stored.status_reason) == ("active", "no_refresh_token")
 
     expire_our_copy(runtime.vault, account.id)
     runtime.tokens.forget(account.id)
