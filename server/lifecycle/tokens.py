@@ -223,7 +223,8 @@ class TokenManager:
         if row.refresh_token is None:
             # A rotating provider's answer without a successor is recorded as such (see `_answer_to_store`).
             missing = row.last_refresh_outcome == "refresh_token_missing"
-            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "no_refresh_token", trigger)
+            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "access_token_expired",
+                                          trigger)
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
