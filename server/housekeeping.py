@@ -1,5 +1,6 @@
 """Clean-up every `serve` runs in the background: magic-link rows that can no longer be used are deleted once
-past their retention (a link is minted for every `reauth_required` answer, so without this they only grow).
+past their retention (a link is minted for every `reauth_required` answer, so without this they only grow), and
+so are spent identity rows (server/identity/housekeeping.py).
 
 Any number of workers may run it at once: deleting rows another worker already deleted is a no-op.
 """
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
+from server.identity.housekeeping import prune_identity_rows
 from server.monitoring.logging import get_logger
 from server.settings import Settings
 from server.vault import Vault
@@ -27,10 +29,11 @@ class Housekeeper:
         self.log = get_logger("grantkeeper.housekeeping")
 
     def prune_once(self) -> int:
-        """Prune now; blocking. Returns the number of magic-link rows deleted."""
-        return self.vault.prune_magic_links(
-            now=self.clock(), retention=timedelta(seconds=self.settings.magic_link_retention_seconds),
-            flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+        """Prune now; blocking. Returns the number of rows deleted (magic links, then identity rows)."""
+        now, retention = self.clock(), timedelta(seconds=self.settings.magic_link_retention_seconds)
+        links = self.vault.prune_magic_links(now=now, retention=retention,
+                                             flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+        return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)
 
     async def run(self) -> None:
         """A pass at start, then one every `housekeeping_interval_seconds`, until cancelled. A failed pass (the
