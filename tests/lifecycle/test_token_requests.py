@@ -108,12 +108,11 @@ async def test_google_offline_code_exchange_yields_a_refresh_token(settings, goo
 
 
 class HostileTokenEndpoint:
-    """Answers every request with `chunks` (an iterator of bytes) and the given headers; counts what it sent."""
+    """Answers every request with `chunks` (an iterator of bytes) and the given headers."""
 
     def __init__(self, chunks, headers: list[tuple[bytes, bytes]]):
         self.chunks = chunks
         self.headers = headers
-        self.sent = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -121,7 +120,6 @@ class HostileTokenEndpoint:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"), *self.headers]})
         for chunk in self.chunks:
-            self.sent += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -154,8 +152,8 @@ async def test_an_oversized_token_answer_is_refused_after_64_kib_without_being_b
         await refresh_grant(load_connectors(settings)["slack"], "xoxe-1-refresh", deadline=10)
 
     growth = peak_rss_mib() - before
-    print(f"\n{answer}: refused after the server sent {endpoint.sent / 2**20:.2f} MiB; peak memory grew {growth:.1f} MiB")
+    # (What the server managed to hand its socket is no measure: after the client hangs up it discards the rest.)
+    print(f"\n{answer}: refused; peak memory grew {growth:.1f} MiB")
     assert (refused.value.error, refused.value.maybe_applied) == ("response_too_large", True)
-    assert endpoint.sent < 32 * 2**20  # nowhere near the whole answer was read
     assert growth < 8
     assert MAX_TOKEN_RESPONSE_BYTES == 64 * 1024
