@@ -1,4 +1,4 @@
-"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP client."""
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP connection pools."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 import httpx2
 
 from server.connectors import Connector, load_connectors
+from server.elicitations import ElicitationWatch
 from server.execute import Caller, Executor
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.pools import USER_AGENT, ConnectorPools
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import load_or_create_keyring
@@ -27,8 +29,11 @@ class Runtime:
     events: EventRecorder
     tokens: TokenManager
     executor: Executor
+    pools: ConnectorPools
+    # For what is not a connector's API call (an OpenID issuer's key set at callback time); API calls use `pools`.
     http: httpx2.AsyncClient
     created_key_file: bool = False
+    elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
@@ -38,11 +43,12 @@ class Runtime:
         connectors = load_connectors(settings)
         events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url))
         tokens = TokenManager(settings, vault, connectors, events)
+        pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
+        executor = Executor(settings, vault, connectors, tokens, events, pools)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
-                                  limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
-                                  headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
-        executor = Executor(settings, vault, connectors, tokens, events, http)
-        return cls(settings, vault, connectors, events, tokens, executor, http, key_created)
+                                  limits=httpx2.Limits(max_connections=settings.api_max_connections),
+                                  headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, http, key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -53,6 +59,7 @@ class Runtime:
         self._closed = True
         await self.tokens.aclose()
         await self.events.alerts.drain()
+        await self.pools.aclose()
         await self.http.aclose()
         self.vault.engine.dispose()
 

@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 ENV_PREFIX = "GRANTKEEPER_"
 PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
-                   "proxy_methods")
+                   "proxy_methods", "max_response_bytes")
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
 DEFAULT_PROXY_METHODS = ("GET", "HEAD")
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 NOT_PROVIDERS = frozenset({"oidc"})  # GRANTKEEPER_OIDC_CLIENT_ID is the sign-in client, not a provider
 
 
@@ -57,6 +58,8 @@ class ProviderSettings(BaseModel):
     client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
+    # This provider's bound on one answer (compressed and decompressed bytes), instead of the default.
+    max_response_bytes: int | None = Field(default=None, ge=1024, le=1024**3)
     # Methods the `<connector>.request` tool may send (GRANTKEEPER_<NAME>_PROXY_METHODS=GET,HEAD,POST); "none"
     # removes the tool. Unset: GET and HEAD only.
     proxy_methods: list[str] | None = None
@@ -122,6 +125,9 @@ class Settings(BaseSettings):
     refresh_at_fraction: float = Field(default=0.75, gt=0, lt=1)
     # Inside this many seconds of expiry a call waits for the refresh instead of using the old token.
     mandatory_refresh_seconds: float = Field(default=60, ge=0)
+    # A refresh token with a fixed lifetime is announced (`account.reauth_required`, reason refresh_token_expiring)
+    # this long before it runs out, or at half its lifetime when that is shorter.
+    refresh_expiry_warning_seconds: float = Field(default=7 * 86400, ge=0)
     # A token request's total deadline (connect, send and every read of the answer together).
     refresh_timeout_seconds: float = Field(default=10, gt=0)
     # The refresh lease is a heartbeat: taken for `lease_seconds` and renewed every third of it while the token
@@ -131,8 +137,14 @@ class Settings(BaseSettings):
     lease_max_seconds: float = Field(default=30, gt=0)
     token_cache_seconds: float = Field(default=5, ge=0)
 
-    # Provider calls.
+    # Provider calls. A request's deadline is total (connect, send and every read), not per read; a tool call,
+    # retries and waits included, ends within its own deadline.
     api_timeout_seconds: float = Field(default=30, gt=0)
+    tool_call_deadline_seconds: float = Field(default=60, gt=0)
+    # Bound on one provider answer, compressed and decompressed; GRANTKEEPER_<NAME>_MAX_RESPONSE_BYTES per provider.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1024**3)
+    # Each connector has its own connection pool, so one provider's outage cannot take another's connections.
+    api_max_connections: int = Field(default=20, ge=1, le=1000)
     retry_attempts: int = Field(default=3, ge=1, le=10)
     retry_initial_wait_seconds: float = Field(default=0.5, ge=0)
     retry_max_wait_seconds: float = Field(default=60, ge=0)
@@ -148,7 +160,15 @@ class Settings(BaseSettings):
     # Streamable HTTP without server-side sessions: any worker behind a load balancer can answer any request,
     # so no session affinity is needed (at the price of server-to-client requests such as URL elicitation).
     http_stateless: bool = False
-    alert_webhook_url: str | None = None
+    alert_webhook_url: str | None = None  # Slack-style incoming webhook for alerts (unsigned JSON)
+
+    # Signed webhooks (Standard Webhooks) from the durable outbox; endpoints via `grantkeeper webhooks add`.
+    webhooks_enabled: bool = True  # deliver the outbox from this worker
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)  # total deadline of one delivery
+    webhook_max_attempts: int = Field(default=15, ge=1, le=1000)  # then the message is dead-lettered
+    webhook_backoff_initial_seconds: float = Field(default=5, ge=0)  # doubles after each failed attempt ...
+    webhook_backoff_max_seconds: float = Field(default=3600, ge=0)  # ... up to this, with jitter
+    webhook_poll_seconds: float = Field(default=5, gt=0)  # longest sleep between two outbox scans
 
     # Fleet mode: background work every `serve` runs beside its transport (server/background.py, docs/deployment.md).
     scheduler_enabled: bool = True  # proactive refresh of due grants in this worker

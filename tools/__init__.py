@@ -18,9 +18,13 @@ from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel
 
 from server.execute import Caller, ProviderSession
+from server.monitoring import tracing
 from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
+
+# The protocol version that has notifications/elicitation/complete (2026-07-28 dropped it).
+ELICITATION_COMPLETE_VERSION = "2025-11-25"
 
 
 def exposed_name(canonical: str, naming: Literal["underscore", "dotted"]) -> str:
@@ -64,10 +68,17 @@ class Toolset:
     async def run(self, ctx: Context | None, connector: str,
                   operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
         started = time.perf_counter()
-        result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+        with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
+            result = await self.runtime.executor.run(self.caller(ctx), connector, operation)
+            tracing.annotate(span, status=getattr(result, "status", "ok"), reason=getattr(result, "reason", None))
         record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
-            raise url_elicitation(result)
+            elicitation = url_elicitation(result)
+            session = ctx.session if ctx is not None else None
+            if getattr(session, "protocol_version", None) == ELICITATION_COMPLETE_VERSION:
+                # Told with notifications/elicitation/complete when the owner completes the link.
+                self.runtime.elicitations.watch(result.account, elicitation.elicitations[0].elicitation_id, session)
+            raise elicitation
         return to_call_result(result)
 
 

@@ -28,6 +28,7 @@ from httpx2 import USE_CLIENT_DEFAULT
 from providers.base import TokenVerdict, json_body
 from server.connectors import Connector
 from server.lifecycle.token_transport import BoundedTransport, ResponseTooLarge, UnsupportedEncoding
+from server.monitoring import tracing
 
 # An access token travels in a header on every call; past this no API accepts it, so it is not a usable token.
 MAX_ACCESS_TOKEN_CHARS = 16 * 1024
@@ -148,10 +149,11 @@ def _headers(connector: Connector) -> dict[str, str]:
 
 async def refresh_grant(connector: Connector, refresh_token: str, deadline: float) -> TokenGrant:
     """Present `refresh_token`; the whole exchange ends within `deadline` seconds, answered or not."""
-    async with _client(connector, deadline) as client:
-        token = await _answer(connector, deadline, client.refresh_token(
-            connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)))
-    return _grant(connector, token, presented_refresh_token=refresh_token)
+    with tracing.span("token_request", connector=connector.name):
+        async with _client(connector, deadline) as client:
+            token = await _answer(connector, deadline, client.refresh_token(
+                connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)))
+        return _grant(connector, token, presented_refresh_token=refresh_token)
 
 
 def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,
