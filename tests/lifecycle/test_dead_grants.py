@@ -17,6 +17,7 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring.events import EventRecorder
 from server.vault import AccountStatus
 from server.vault.models import Credential, utcnow
+from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
@@ -35,7 +36,10 @@ async def interrupted_grant(runtime, settings, slack_sim):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_fail(count=1, status=502, after_processing=True)
     async with mcp_client(runtime) as client:
-        result = await call(client, "slack_read_channel", READ)  # the failed attempt, then the retry finds out
+        failed = await call(client, "slack_read_channel", READ)  # rotated, answer lost: ambiguous, a cooldown
+        end_the_cooldown(runtime.vault, account.id)
+        result = await call(client, "slack_read_channel", READ)  # presents it again to find out
+    assert failed["reason"] == "token_endpoint_unavailable"
     assert (result["status"], result["reason"]) == ("reauth_required", "refresh_interrupted")
     return account
 

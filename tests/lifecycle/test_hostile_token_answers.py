@@ -16,6 +16,7 @@ from server.failures import GrantGone, UpstreamFailure
 from server.lifecycle.oauth import MAX_ACCESS_LIFETIME_SECONDS
 from server.settings import Settings
 from server.vault.models import Credential, utcnow
+from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
@@ -111,9 +112,12 @@ async def test_a_200_kb_answer_is_refused_unread_and_after_a_rotation_the_grant_
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_answer(set_fields={"access_token": "x" * 200_000})
 
+    first = await read_channel(runtime)
+    assert (first["status"], first["reason"]) == ("upstream_error", "token_endpoint_unavailable")
+    end_the_cooldown(runtime.vault, account.id)
     result = await read_channel(runtime)
 
-    # The answer was refused past 64 KiB, so it counts as maybe rotated; the call's retry presented the refresh
+    # The answer was refused past 64 KiB, so it counts as maybe rotated; the next attempt presented the refresh
     # token again to find out, and the provider had rotated: the grant is gone, and says why.
     [refused, rejected] = reversed(runtime.vault.events(account.id, kind="refresh_failed"))
     assert (refused.detail["provider_error"], refused.detail["outcome"]) == ("response_too_large", "ambiguous")
@@ -132,6 +136,7 @@ async def test_a_200_kb_answer_from_a_provider_that_does_not_rotate_loses_nothin
     with pytest.raises(UpstreamFailure) as refused:
         await runtime.tokens.fresh_token(account)
     assert refused.value.reason == "token_endpoint_unavailable"
+    end_the_cooldown(runtime.vault, account.id)
 
     snapshot = await runtime.tokens.fresh_token(account)  # the same refresh token, still valid
     assert snapshot.version == 2 and snapshot.refresh_token == tokens.refresh_token
@@ -171,6 +176,9 @@ async def test_a_non_json_answer_before_processing_loses_nothing(runtime, settin
     account = seed_account(settings, runtime.vault, "slack", tokens, expired=True)
     slack_sim.token_endpoint_answer(body="<html>Service Temporarily Unavailable</html>", after_processing=False)
 
+    first = await read_channel(runtime)
+    assert (first["status"], first["reason"]) == ("upstream_error", "token_endpoint_unavailable")
+    end_the_cooldown(runtime.vault, account.id)
     result = await read_channel(runtime)
 
     # We could not know it had not rotated (outcome ambiguous); presenting the token again showed it had not.
@@ -184,6 +192,9 @@ async def test_a_non_json_answer_after_a_rotation_ends_as_refresh_interrupted(ru
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_answer(body="<html>OK</html>")
 
+    first = await read_channel(runtime)
+    assert (first["status"], first["reason"]) == ("upstream_error", "token_endpoint_unavailable")
+    end_the_cooldown(runtime.vault, account.id)
     result = await read_channel(runtime)
 
     assert (result["status"], result["reason"]) == ("reauth_required", "refresh_interrupted")
@@ -209,6 +220,7 @@ async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as
     row = runtime.vault.read_credential(account.id)
     assert (row.version, row.last_refresh_outcome, row.lease_owner) == (1, "ambiguous", None)
     assert slack_sim.counters.refreshes_ok == 1  # it had rotated: the next attempt says refresh_interrupted
+    end_the_cooldown(runtime.vault, account.id)
     with pytest.raises(GrantGone) as gone:
         await runtime.tokens.fresh_token(account)
     assert gone.value.reason == "refresh_interrupted"
