@@ -21,6 +21,7 @@ class Counters:
         "api_requests",
         "rate_limited",
         "server_errors",
+        "revocations",  # grants ended by a revocation request from the client (offboarding)
     )
 
     def __init__(self) -> None:
