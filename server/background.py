@@ -4,7 +4,9 @@
 
 - the refresh scheduler (server/lifecycle/scheduler.py) keeps grants fresh before they are used;
 - the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
-- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used.
+- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used, and old audit rows and
+  lifecycle events;
+- offboarding (server/lifecycle/offboarding.py) retries upstream revocations a provider has not yet accepted.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
 Both share their work with the other workers through the database, so N workers do the work of one, N times
@@ -47,6 +49,7 @@ async def run_background(runtime: Runtime) -> None:
         if settings.health_checks_enabled:
             group.start_soon(health_monitor(runtime).run)
         group.start_soon(housekeeper(runtime).run)
+        group.start_soon(runtime.offboarding.run)
 
 
 async def serve_with_background(runtime: Runtime, transport: Callable[[], Awaitable[None]]) -> None:

@@ -9,6 +9,7 @@ import httpx2
 
 from server.connectors import Connector, load_connectors
 from server.execute import Caller, Executor
+from server.lifecycle.offboarding import Offboarding
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.events import EventRecorder
@@ -28,6 +29,7 @@ class Runtime:
     tokens: TokenManager
     executor: Executor
     http: httpx2.AsyncClient
+    offboarding: Offboarding
     created_key_file: bool = False
     _closed: bool = field(default=False, repr=False)
 
@@ -42,7 +44,8 @@ class Runtime:
                                   limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
                                   headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
         executor = Executor(settings, vault, connectors, tokens, events, http)
-        return cls(settings, vault, connectors, events, tokens, executor, http, key_created)
+        offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
+        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())

@@ -24,9 +24,17 @@ from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
 from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
 from server.runtime import Runtime
-from server.vault import NO_REFRESH_TOKEN, ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
+from server.vault import (
+    NO_REFRESH_TOKEN,
+    ConnectedAccount,
+    ReauthorizationOutcome,
+    TokenSecrets,
+    VaultIntegrityError,
+    VaultKeyError,
+)
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
+from server.vault.revocations import PendingRevocation
 from server.vault.store import refreshless_reason
 
 FLOW_FIELD = "flow"
@@ -151,20 +159,28 @@ class ReauthFlow:
         presented = connector.provider.describe_identity(provider_account_id, identity)
         if account.provider_account_id is not None and account.provider_account_id != provider_account_id:
             self._refuse_mismatch(account, provider_account_id)
+            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token))
             raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
                                 expected=self._expected(account, connector), **context)
 
         write = self.runtime.tokens.credential_write(connector, grant, utcnow())
         scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
+        replaced: list[PendingRevocation] = []
+        revocations = self.runtime.offboarding.revocations
+
+        def queue_replaced(session: Any, secrets: TokenSecrets) -> None:
+            replaced.append(revocations.pending_in(session, account.id, account.connector, "replaced", secrets))
+
         outcome = await self._db(self.runtime.vault.complete_magic_link_flow, link,
                                  provider_account_id=provider_account_id, identity=identity, scopes=scopes,
-                                 write=write)
+                                 write=write, on_replaced=queue_replaced)
         if outcome is ReauthorizationOutcome.ALREADY_COMPLETED:
             raise ReauthRefused(Refusal.FLOW_FINISHED, **context)
         if outcome is ReauthorizationOutcome.ACCOUNT_DISABLED:
             raise ReauthRefused(Refusal.ACCOUNT_DISABLED, **context)
         if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
             self._refuse_mismatch(account, provider_account_id)
+            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token))
             fresh = await self._db(self.runtime.vault.get_account, account.id)
             raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
                                 expected=self._expected(fresh, connector), **context)
@@ -173,6 +189,8 @@ class ReauthFlow:
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
                                          provider_account_id=provider_account_id)
+        for pending in replaced:  # the grant this reconnect replaced ends at the provider too
+            await self.runtime.offboarding.end_replaced(account, pending)
         if refreshless_reason(write):
             # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
             # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.

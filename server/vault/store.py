@@ -6,7 +6,7 @@ Every refresh is a compare-and-set on (version, lease), so no database lock is e
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -502,13 +502,14 @@ class Vault:
 
     def complete_magic_link_flow(
         self, link: MagicLink, *, provider_account_id: str, identity: dict[str, Any], scopes: Iterable[str],
-        write: CredentialWrite,
+        write: CredentialWrite, on_replaced: Callable[[Session, TokenSecrets], None] | None = None,
     ) -> ReauthorizationOutcome:
         """In one transaction: finish the link's flow (once), check the provider account is the account's own,
         install the new credentials, make the account active and retire the account's other open links.
 
         Every step is a compare-and-set, so a replayed callback or a concurrent one for another provider account
-        changes nothing."""
+        changes nothing. `on_replaced` is handed the grant being replaced, in the same transaction (offboarding
+        queues it for revocation there, so it can never be lost between the two)."""
         now = utcnow()
         with Session(self.engine) as session:
             finished = session.execute(
@@ -532,7 +533,7 @@ class Vault:
                 )
                 .values(provider_account_id=provider_account_id, provider_identity=identity,
                         scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value,
-                        status_reason=refreshless_reason(write), updated_at=now)
+                        status_reason=refreshless_reason(write), updated_at=now, removed_at=None, removed_by=None)
             )
             if claimed.rowcount != 1:
                 session.rollback()
@@ -540,6 +541,12 @@ class Vault:
                 if account is not None and account.status == AccountStatus.DISABLED.value:
                     return ReauthorizationOutcome.ACCOUNT_DISABLED
                 return ReauthorizationOutcome.IDENTITY_MISMATCH
+            replaced = session.get(Credential, link.account_id)
+            if replaced is not None and on_replaced is not None:
+                try:
+                    on_replaced(session, self._open_secrets(replaced))
+                except (VaultIntegrityError, VaultKeyError):
+                    pass  # a credential that will not open cannot be revoked; it is replaced all the same
             self._install_credential(session, link.account_id, write)
             session.execute(
                 update(MagicLink)
