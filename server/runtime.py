@@ -12,6 +12,7 @@ from server.execute import Caller, Executor
 from server.lifecycle.offboarding import Offboarding
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
+from server.monitoring.audit import AuditTrail
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -30,6 +31,7 @@ class Runtime:
     executor: Executor
     http: httpx2.AsyncClient
     offboarding: Offboarding
+    audit: AuditTrail
     created_key_file: bool = False
     _closed: bool = field(default=False, repr=False)
 
@@ -45,7 +47,8 @@ class Runtime:
                                   headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
         executor = Executor(settings, vault, connectors, tokens, events, http)
         offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
-        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, key_created)
+        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, AuditTrail(vault),
+                   key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())

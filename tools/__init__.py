@@ -103,11 +103,22 @@ class Toolset:
             raise UnauthenticatedCaller("no authenticated caller")
         return self.runtime.stdio_caller()
 
+    def via(self) -> str:
+        """How the caller came in, for the audit trail: the API key's id, or stdio."""
+        token = get_access_token()
+        return f"key:{(token.claims or {}).get('key_id', '?')}" if token is not None else "stdio"
+
     async def run(self, ctx: Context | None, connector: str,
                   operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
         started = time.perf_counter()
-        result = await self.runtime.executor.run(self.caller(ctx), connector, operation, label=requested_label())
-        record_tool_call(tool, getattr(result, "status", "ok"), time.perf_counter() - started)
+        caller, label = self.caller(ctx), requested_label()
+        result = await self.runtime.executor.run(caller, connector, operation, label=label)
+        status, elapsed = getattr(result, "status", "ok"), time.perf_counter() - started
+        record_tool_call(tool, status, elapsed)
+        # The audit row names the call, never its arguments or its answer.
+        target = f"{caller.org}/{caller.user}/{connector}" + (f"/{label}" if label and label != "default" else "")
+        await self.runtime.audit.record(f"{caller.org}/{caller.user}", "tool_call", target=target, status=status,
+                                        duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             raise url_elicitation(result)
         return to_call_result(result)

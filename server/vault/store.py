@@ -579,8 +579,9 @@ class Vault:
                 return pruned
 
     # ---- API keys ------------------------------------------------------------------------------------
-    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None) -> ApiKey:
-        row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description)
+    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None,
+                       admin: bool = False) -> ApiKey:
+        row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description, admin=admin)
         with Session(self.engine, expire_on_commit=False) as session:
             session.add(row)
             session.commit()
