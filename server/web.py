@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
 from server.auth import ApiKeyVerifier, auth_settings
+from server.console.pages import ConsolePages
 from server.listener_limits import ListenerLimits
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
@@ -286,7 +287,8 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
                   metrics: bool = True) -> Starlette:
     """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/), and
     `/metrics` unless it has a listener of its own (`metrics_app`)."""
-    routes = [*LinkPages(runtime).routes(), *([metrics_route(runtime.settings)] if metrics else [])]
+    routes = [*LinkPages(runtime).routes(), *ConsolePages(runtime, render).routes(),
+              *([metrics_route(runtime.settings)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
