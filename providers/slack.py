@@ -5,6 +5,7 @@ Reference: docs.slack.dev/authentication/using-token-rotation and the Web API's 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx2
@@ -15,6 +16,7 @@ from providers.base import (
     Classification,
     GrantToEnd,
     HealthProbe,
+    OutcomeUnknownError,
     Provider,
     ProviderSpec,
     RevocationRequest,
@@ -63,6 +65,9 @@ _API_ERRORS: dict[str, tuple[Verdict, str]] = {
     "invalid_ts_latest": (Verdict.INVALID_INPUT, "The 'latest' timestamp is not valid."),
     "invalid_ts_oldest": (Verdict.INVALID_INPUT, "The 'oldest' timestamp is not valid."),
     "thread_not_found": (Verdict.INVALID_INPUT, "No such thread."),
+    "invalid_metadata_format": (Verdict.INVALID_INPUT, "The message metadata is not valid JSON of Slack's shape."),
+    "invalid_metadata_schema": (Verdict.INVALID_INPUT, "The message metadata does not match its schema."),
+    "metadata_too_large": (Verdict.INVALID_INPUT, "The message metadata is too large."),
     "internal_error": (Verdict.TRANSIENT, "Slack had an internal error."),
     "fatal_error": (Verdict.TRANSIENT, "Slack had an internal error."),
     "service_unavailable": (Verdict.TRANSIENT, "Slack is unavailable."),
@@ -142,10 +147,74 @@ async def conversations_history(
     return response.json()
 
 
-async def post_message(api: ApiSession, *, channel: str, text: str, thread_ts: str | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {"channel": channel, "text": text}
+# Message metadata (docs.slack.dev/messaging/message-metadata) carries the idempotency key of a post, where no
+# reader of the channel sees it; conversations.history/replies return it with include_all_metadata.
+IDEMPOTENCY_EVENT_TYPE = "grantkeeper_post"
+# How far back a lost top-level post is looked for: the answer was lost moments ago, retries included.
+LOST_POST_WINDOW_SECONDS = 600
+SCAN_LIMIT = 200
+SCAN_MAX_PAGES = 10
+
+
+def idempotency_metadata(key: str) -> dict[str, Any]:
+    return {"event_type": IDEMPOTENCY_EVENT_TYPE, "event_payload": {"idempotency_key": key}}
+
+
+def carries_key(message: Any, key: str) -> bool:
+    metadata = message.get("metadata") if isinstance(message, dict) else None
+    return (isinstance(metadata, dict) and metadata.get("event_type") == IDEMPOTENCY_EVENT_TYPE
+            and isinstance(metadata.get("event_payload"), dict)
+            and metadata["event_payload"].get("idempotency_key") == key)
+
+
+async def post_message(
+    api: ApiSession, *, channel: str, text: str, thread_ts: str | None = None, idempotency_key: str,
+    check_existing: bool,
+) -> tuple[dict[str, Any], bool]:
+    """Post at most once per idempotency key. Returns (Slack's answer, posted_now).
+
+    chat.postMessage has no idempotency key, so the key rides in the message's metadata. With `check_existing`
+    (the caller chose the key, so this may be a repeat) the thread or recent channel history is searched for it
+    first; after an unclear failure it is searched again before anything is sent twice.
+    """
+    if check_existing:
+        found = await _find_posted(api, channel, thread_ts, idempotency_key)
+        if found is not None:
+            return found, False
+    payload: dict[str, Any] = {"channel": channel, "text": text, "metadata": idempotency_metadata(idempotency_key)}
     if thread_ts:
         payload["thread_ts"] = thread_ts
-    # chat.postMessage has no idempotency key: a repeat after an unclear failure could post twice.
-    response = await api.send(ApiCall("POST", "/chat.postMessage", json=payload, idempotent=False))
-    return response.json()
+    call = ApiCall("POST", "/chat.postMessage", json=payload, idempotent=False)
+    try:
+        return (await api.send(call)).json(), True
+    except OutcomeUnknownError as lost:
+        try:
+            found = await _find_posted(api, channel, thread_ts, idempotency_key)
+        except Exception:
+            # Whatever stopped the look-up (an outage, a limit, a revoked grant), the post's fate is still unknown.
+            raise lost from None
+        if found is not None:
+            return found, True
+        # Proven absent, so one more attempt cannot duplicate it.
+        return (await api.send(call)).json(), True
+
+
+async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key: str) -> dict[str, Any] | None:
+    """The message carrying `key`, as chat.postMessage would have answered, or None."""
+    if thread_ts:
+        params: dict[str, Any] = {"channel": channel, "ts": thread_ts, "limit": SCAN_LIMIT, "include_all_metadata": "true"}
+        call = ApiCall("GET", "/conversations.replies", params=params)
+    else:
+        params = {"channel": channel, "limit": SCAN_LIMIT, "include_all_metadata": "true",
+                  "oldest": f"{time.time() - LOST_POST_WINDOW_SECONDS:.6f}"}
+        call = ApiCall("GET", "/conversations.history", params=params)
+    for _ in range(SCAN_MAX_PAGES):
+        body = (await api.send(call)).json()
+        for message in body.get("messages") or []:
+            if carries_key(message, key):
+                return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+        cursor = (body.get("response_metadata") or {}).get("next_cursor")
+        if not thread_ts or not body.get("has_more") or not cursor:
+            return None
+        call = ApiCall("GET", "/conversations.replies", params={**params, "cursor": cursor})
+    return None

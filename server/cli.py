@@ -159,7 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--user")
     check.set_defaults(handler=cmd_check)
 
-    demo = commands.add_parser("demo", help="run the built-in provider simulators and an agent session against them")
+    demo = commands.add_parser("demo", help="run the example triage agent against the built-in provider simulators "
+                                             "through a timeline of token expiry, faults and a revocation")
+    demo.add_argument("--fast", action="store_true", help="a shorter run (under a minute) instead of 100+ token lifetimes")
     demo.set_defaults(handler=cmd_demo)
     return parser
 
@@ -612,6 +614,6 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 
 # ---- demo --------------------------------------------------------------------------------------------
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from server.demo import run_demo
+    from examples.triage_agent.demo import run_demo
 
-    return run_demo()
+    return run_demo(fast=args.fast)

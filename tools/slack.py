@@ -1,5 +1,6 @@
-"""Slack tools: read a channel's recent messages, post a message."""
+"""Slack tools: read a channel's recent messages, post a message (at most once per idempotency key)."""
 
+import uuid
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
@@ -14,6 +15,8 @@ ChannelId = Annotated[str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$",
                                  description="Slack channel id, e.g. C0123456789 (not the #name)")]
 Timestamp = Annotated[str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$",
                                  description="Slack message timestamp, e.g. 1512085950.000216")]
+IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
+                                      description="repeat a call with the same key and at most one message is posted")]
 
 
 class SlackMessage(BaseModel):
@@ -39,9 +42,11 @@ class PostMessageOk(Ok):
     channel: str
     ts: str
     thread_ts: str | None = None
+    posted: bool = Field(default=True, description="false when a message with this idempotency key already existed")
+    idempotency_key: str
 
     def summary(self) -> str:
-        return f"Posted to {self.channel} at {self.ts}."
+        return f"{'Posted' if self.posted else 'Already posted'} to {self.channel} at {self.ts}."
 
 
 def register(toolset: Toolset) -> None:
@@ -73,14 +78,19 @@ def register(toolset: Toolset) -> None:
         channel: ChannelId,
         text: Annotated[str, Field(min_length=1, max_length=40000)],
         thread_ts: Timestamp | None = None,
+        idempotency_key: IdempotencyKey | None = None,
         ctx: Context = None,
     ):
         """Post a message to a Slack channel (or reply in a thread) as the connected Slack account.
 
-        Slack has no idempotency key: if the result says outcome_unknown, read the channel before posting again."""
+        Safe to retry with the same idempotency_key: the thread (or the last ten minutes of the channel) is checked
+        for it first, so at most one message is posted."""
+        key = idempotency_key or uuid.uuid4().hex
 
         async def operation(api: ProviderSession) -> PostMessageOk:
-            body = await slack.post_message(api, channel=channel, text=text, thread_ts=thread_ts)
-            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts)
+            body, posted = await slack.post_message(api, channel=channel, text=text, thread_ts=thread_ts,
+                                                    idempotency_key=key, check_existing=idempotency_key is not None)
+            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts, posted=posted,
+                                 idempotency_key=key)
 
         return await toolset.run(ctx, "slack", operation, tool="slack.post_message")

@@ -200,12 +200,14 @@ class ProviderSimulator:
         if self.faults.api_latency:
             await asyncio.sleep(self.faults.api_latency)
         check = self.grants.check_access_token(await self.api_token(request))
-        if (failure := self.faults.take_failure()) is not None:
-            status, after_processing = failure
+        if self.faults.in_outage():
             self.counters.incr("server_errors")
-            if after_processing and check.ok and self.admit(request, endpoint, check) is None:
+            response = self.server_error_response(503)
+        elif (failure := self.faults.take_failure(endpoint)) is not None:
+            self.counters.incr("server_errors")
+            if failure.after_processing and check.ok and self.admit(request, endpoint, check) is None:
                 await handler(request, check.grant)  # the change lands, the answer is lost
-            response = self.server_error_response(status)
+            response = self.server_error_response(failure.status)
         elif (limit := self.faults.take_rate_limit()) is not None:
             self.counters.incr("rate_limited")
             response = self.rate_limited_response(request, limit, check)
@@ -328,8 +330,15 @@ class ProviderSimulator:
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         self.faults.rate_limit(count, retry_after, status)
 
-    def fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False) -> None:
-        self.faults.fail(count, status, after_processing)
+    def fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False,
+             endpoint: str | None = None) -> None:
+        self.faults.fail(count, status, after_processing, endpoint)
+
+    def outage(self, seconds: float) -> None:
+        self.faults.outage(seconds)
+
+    def token_endpoint_flaky(self, rate: float, seconds: float, seed: int = 0) -> None:
+        self.faults.token_endpoint_flaky(rate, seconds, seed)
 
     def latency(self, seconds: float) -> None:
         self.faults.latency(seconds)
@@ -401,8 +410,12 @@ class ProviderSimulator:
             "rate_limit": lambda count=1, retry_after=1, status=None: self.rate_limit(
                 int(count), _optional_int(retry_after), _optional_int(status)
             ),
-            "fail": lambda count=1, status=503, after_processing=False: self.fail(
-                int(count), int(status), after_processing=bool(after_processing)),
+            "fail": lambda count=1, status=503, after_processing=False, endpoint=None: self.fail(
+                int(count), int(status), after_processing=bool(after_processing),
+                endpoint=None if endpoint is None else str(endpoint)),
+            "outage": lambda seconds: self.outage(float(seconds)),
+            "token_endpoint_flaky": lambda rate, seconds, seed=0: self.token_endpoint_flaky(
+                float(rate), float(seconds), int(seed)),
             "latency": lambda seconds: self.latency(float(seconds)),
             "token_endpoint_fail": lambda count=1, status=503, after_processing=False: self.token_endpoint_fail(
                 int(count), int(status), after_processing=bool(after_processing)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +70,13 @@ class RateLimitFault:
 
 
 @dataclass(frozen=True)
+class ApiFailure:
+    status: int
+    after_processing: bool  # the change lands, only the answer is lost
+    endpoint: str | None  # None: whichever API request comes next
+
+
+@dataclass(frozen=True)
 class TokenEndpointFault:
     status: int
     after_processing: bool  # the grant change happens, only the response is lost
@@ -85,17 +94,40 @@ class Faults:
             self.api_latency = 0.0
             self.token_endpoint_latency_seconds = 0.0
             self._rate_limits: list[RateLimitFault] = []
-            self._failures: list[tuple[int, bool]] = []
+            self._failures: list[ApiFailure] = []
             self._token_failures: list[TokenEndpointFault] = []
+            self._outage_ends = 0.0
+            self._flaky_rate = 0.0
+            self._flaky_ends = 0.0
+            self._flaky_random = random.Random(0)
 
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         with self._lock:
             self._rate_limits = [RateLimitFault(retry_after, status)] * count
 
-    def fail(self, count: int = 1, status: int = 503, after_processing: bool = False) -> None:
-        """Answer the next `count` API requests with `status`; `after_processing`: do the work, lose the answer."""
+    def fail(self, count: int = 1, status: int = 503, after_processing: bool = False, endpoint: str | None = None) -> None:
+        """Answer the next `count` API requests (to `endpoint` only, when given) with `status`; `after_processing`:
+        do the work, lose the answer."""
         with self._lock:
-            self._failures = [(status, after_processing)] * count
+            self._failures = [ApiFailure(status, after_processing, endpoint)] * count
+
+    def outage(self, seconds: float) -> None:
+        """Every API and token request fails with 503 for the next `seconds` (0 ends an outage)."""
+        with self._lock:
+            self._outage_ends = time.monotonic() + max(0.0, seconds)
+
+    def in_outage(self) -> bool:
+        with self._lock:
+            return time.monotonic() < self._outage_ends
+
+    def token_endpoint_flaky(self, rate: float, seconds: float, seed: int = 0) -> None:
+        """For the next `seconds`, each token request fails (503, nothing processed) with probability `rate`."""
+        if not 0 <= rate <= 1:
+            raise ValueError("rate must be between 0 and 1")
+        with self._lock:
+            self._flaky_rate = rate
+            self._flaky_ends = time.monotonic() + max(0.0, seconds)
+            self._flaky_random = random.Random(seed)
 
     def latency(self, seconds: float) -> None:
         with self._lock:
@@ -113,13 +145,22 @@ class Faults:
         with self._lock:
             return self._rate_limits.pop() if self._rate_limits else None
 
-    def take_failure(self) -> tuple[int, bool] | None:
+    def take_failure(self, endpoint: str) -> ApiFailure | None:
         with self._lock:
-            return self._failures.pop() if self._failures else None
+            for index, failure in enumerate(self._failures):
+                if failure.endpoint is None or failure.endpoint == endpoint:
+                    return self._failures.pop(index)
+            return None
 
     def take_token_endpoint_failure(self) -> TokenEndpointFault | None:
         with self._lock:
-            return self._token_failures.pop() if self._token_failures else None
+            if self._token_failures:
+                return self._token_failures.pop()
+            if time.monotonic() < self._outage_ends:
+                return TokenEndpointFault(503, after_processing=False)
+            if time.monotonic() < self._flaky_ends and self._flaky_random.random() < self._flaky_rate:
+                return TokenEndpointFault(503, after_processing=False)
+            return None
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -128,5 +169,7 @@ class Faults:
                 "token_endpoint_latency": self.token_endpoint_latency_seconds,
                 "rate_limits_pending": len(self._rate_limits),
                 "failures_pending": len(self._failures),
+                "outage": time.monotonic() < self._outage_ends,
+                "token_endpoint_flaky_rate": self._flaky_rate if time.monotonic() < self._flaky_ends else 0.0,
                 "token_endpoint_failures_pending": len(self._token_failures),
             }

@@ -1,4 +1,5 @@
-"""Simulated Slack Web API with token rotation (oauth.v2.access, conversations.history, chat.postMessage).
+"""Simulated Slack Web API with token rotation (oauth.v2.access, conversations.history, conversations.replies,
+chat.postMessage with message metadata).
 
 Errors follow real Slack: HTTP 200 with ``ok:false`` for auth and OAuth failures, 429 + Retry-After when limited.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import json
 import secrets
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -24,6 +26,7 @@ from .grants import Grant, GrantFailure, TokenCheck, TokenPolicy, TokenStatus
 DEFAULT_SLACK_IDENTITY = {"team_id": "T0SIMTEAM", "team_name": "Simulated Workspace", "user_id": "U0SIMUSER"}
 DEFAULT_SLACK_SCOPES = ["channels:history", "channels:read", "chat:write"]
 MAX_MESSAGE_LENGTH = 40000
+MAX_METADATA_BYTES = 8000
 
 _AUTH_ERRORS = {
     TokenStatus.MISSING: "not_authed",
@@ -46,6 +49,35 @@ def _slack_code() -> str:
 
 def _format_ts(value: Decimal) -> str:
     return f"{value:.6f}"
+
+
+def parse_metadata(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """chat.postMessage's `metadata`: a JSON object {event_type, event_payload}. Returns (metadata, error)."""
+    if raw is None or raw == "":
+        return None, None
+    if len(raw.encode()) > MAX_METADATA_BYTES:
+        return None, "metadata_too_large"
+    try:
+        metadata = json.loads(raw)
+    except ValueError:
+        return None, "invalid_metadata_format"
+    if not isinstance(metadata, dict) or set(metadata) - {"event_type", "event_payload"}:
+        return None, "invalid_metadata_format"
+    if not isinstance(metadata.get("event_type"), str) or not metadata["event_type"] \
+            or not isinstance(metadata.get("event_payload"), dict):
+        return None, "invalid_metadata_schema"
+    return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}, None
+
+
+def _shown(message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+    shown = copy.deepcopy(message)
+    if not with_metadata:
+        shown.pop("metadata", None)
+    return shown
+
+
+def _flag(params: dict[str, str], name: str) -> bool:
+    return params.get(name, "").lower() in ("1", "true")
 
 
 def encode_cursor(ts: str) -> str:
@@ -237,6 +269,7 @@ class SlackSimulator(ProviderSimulator):
 
         return [
             route("conversations.history", self._history, ["GET", "POST"]),
+            route("conversations.replies", self._replies, ["GET", "POST"]),
             route("chat.postMessage", self._post_message, ["POST"]),
             route("auth.test", self._auth_test, ["GET", "POST"]),
         ]
@@ -308,7 +341,8 @@ class SlackSimulator(ProviderSimulator):
             resume_at = decode_cursor(params["cursor"]) if params.get("cursor") else None
         except (ValueError, binascii.Error):
             return slack_error("invalid_cursor")
-        inclusive = params.get("inclusive", "").lower() in ("1", "true")
+        inclusive = _flag(params, "inclusive")
+        with_metadata = _flag(params, "include_all_metadata")
 
         def wanted(message: dict[str, Any]) -> bool:
             ts = Decimal(message["ts"])
@@ -324,7 +358,7 @@ class SlackSimulator(ProviderSimulator):
             channel = self._find_channel(params["channel"])
             if channel is None or channel.channel_id != params["channel"]:
                 return slack_error("channel_not_found")
-            matching = [copy.deepcopy(m) for m in reversed(channel.messages) if wanted(m)]
+            matching = [_shown(m, with_metadata) for m in reversed(channel.messages) if wanted(m)]
         page, rest = matching[:limit], matching[limit:]
         return JSONResponse(
             {
@@ -332,6 +366,44 @@ class SlackSimulator(ProviderSimulator):
                 "messages": page,
                 "has_more": bool(rest),
                 "pin_count": 0,
+                "response_metadata": {"next_cursor": encode_cursor(rest[0]["ts"]) if rest else ""},
+            }
+        )
+
+    async def _replies(self, request: Request, grant: Grant) -> Response:
+        """A thread, oldest first: the parent message, then its replies."""
+        if refusal := self._missing_scope(grant, "channels:history"):
+            return refusal
+        params = await read_params(request)
+        if not params.get("channel") or not params.get("ts"):
+            return slack_error(
+                "invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: channel, ts"]}
+            )
+        try:
+            limit = min(max(int(params.get("limit") or 1000), 1), 1000)
+        except ValueError:
+            return slack_error("invalid_arguments", response_metadata={"messages": ["[ERROR] invalid limit"]})
+        try:
+            resume_at = decode_cursor(params["cursor"]) if params.get("cursor") else None
+        except (ValueError, binascii.Error):
+            return slack_error("invalid_cursor")
+        with_metadata = _flag(params, "include_all_metadata")
+        with self._data_lock:
+            channel = self._find_channel(params["channel"])
+            if channel is None or channel.channel_id != params["channel"]:
+                return slack_error("channel_not_found")
+            parent = next((m for m in channel.messages if m["ts"] == params["ts"]), None)
+            if parent is None:
+                return slack_error("thread_not_found")
+            thread = [m for m in channel.messages if m is parent or m.get("thread_ts") == parent["ts"] != m["ts"]]
+            matching = [_shown(m, with_metadata) for m in thread
+                        if resume_at is None or Decimal(m["ts"]) >= resume_at]
+        page, rest = matching[:limit], matching[limit:]
+        return JSONResponse(
+            {
+                "ok": True,
+                "messages": page,
+                "has_more": bool(rest),
                 "response_metadata": {"next_cursor": encode_cursor(rest[0]["ts"]) if rest else ""},
             }
         )
@@ -345,6 +417,9 @@ class SlackSimulator(ProviderSimulator):
             return slack_error("no_text")
         if len(text) > MAX_MESSAGE_LENGTH:
             return slack_error("msg_too_long")
+        metadata, problem = parse_metadata(params.get("metadata"))
+        if problem:
+            return slack_error(problem)
         with self._data_lock:
             channel = self._find_channel(params.get("channel"))
             if channel is None:
@@ -358,6 +433,8 @@ class SlackSimulator(ProviderSimulator):
                 "text": text,
                 "ts": self._next_ts(),
             }
+            if metadata is not None:
+                message["metadata"] = metadata
             # Like Slack, an unknown thread_ts posts to the channel instead of failing.
             parent = next((m for m in channel.messages if m["ts"] == params.get("thread_ts")), None)
             if parent is not None:

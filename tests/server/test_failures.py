@@ -125,16 +125,60 @@ async def test_outage_longer_than_the_retry_budget_is_a_retryable_upstream_error
     assert slack_sim.counters.api_requests == settings.retry_attempts
 
 
-async def test_a_failed_slack_post_is_never_repeated_blindly(runtime, settings, slack_sim):
+async def test_a_failed_slack_post_is_repeated_only_once_history_proves_it_absent(runtime, settings, slack_sim):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
-    slack_sim.fail(count=1, status=503)
+    slack_sim.fail(count=1, status=503, endpoint="chat.postMessage")  # refused before anything was stored
 
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
 
-    assert result["status"] == "upstream_error"
-    assert result["outcome_unknown"] is True and result["retryable"] is False
-    assert slack_sim.counters.api_requests == 1
+    assert result["status"] == "ok" and result["posted"] is True
+    assert slack_sim.counters.endpoint("chat.postMessage") == 2
+    assert slack_sim.counters.endpoint("conversations.history") == 1  # looked for the marker first
+    assert [m["text"] for m in slack_sim.messages("C0GENERAL")].count("deploy done") == 1
+
+
+async def test_a_slack_post_whose_answer_was_lost_is_found_not_repeated(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.fail(count=1, status=502, after_processing=True, endpoint="chat.postMessage")
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
+
+    assert result["status"] == "ok"
+    assert slack_sim.counters.endpoint("chat.postMessage") == 1
+    stored = [m for m in slack_sim.messages("C0GENERAL") if m["text"] == "deploy done"]
+    assert len(stored) == 1 and result["ts"] == stored[0]["ts"]
+    assert stored[0]["metadata"]["event_payload"]["idempotency_key"] == result["idempotency_key"]
+
+
+async def test_a_lost_thread_reply_is_found_in_the_thread(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    parent = slack_sim.seed_message("C0GENERAL", "the build is red")
+    slack_sim.fail(count=1, status=503, after_processing=True, endpoint="chat.postMessage")
+    reply = {"channel": "C0GENERAL", "text": "on it", "thread_ts": parent["ts"], "idempotency_key": "reply-build-red"}
+
+    async with mcp_client(runtime) as client:
+        first = await call(client, "slack_post_message", reply)
+        again = await call(client, "slack_post_message", reply)  # an agent restarted after the first call
+
+    assert first["status"] == "ok" and again["status"] == "ok"
+    assert again["posted"] is False and again["ts"] == first["ts"]
+    assert slack_sim.counters.endpoint("chat.postMessage") == 1
+    assert slack_sim.counters.endpoint("conversations.replies") == 3  # before, after the lost answer, on repeat
+    assert [m["text"] for m in slack_sim.messages("C0GENERAL")].count("on it") == 1
+
+
+async def test_a_slack_post_stays_unknown_when_history_cannot_be_read(runtime, settings, slack_sim):
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    slack_sim.fail(count=1 + settings.retry_attempts, status=503)  # the post, then every try to read history
+
+    async with mcp_client(runtime) as client:
+        result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
+
+    assert result["status"] == "upstream_error" and result["outcome_unknown"] is True
+    assert slack_sim.counters.endpoint("chat.postMessage") == 1
+    assert "deploy done" not in [m["text"] for m in slack_sim.messages("C0GENERAL")]
 
 
 async def test_a_rate_limited_post_is_retried_because_slack_did_not_process_it(runtime, settings, slack_sim):

@@ -1,0 +1,1 @@
+"""Examples of agents built on grantkeeper."""
