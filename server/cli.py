@@ -352,6 +352,8 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
             await runtime.aclose()
 
     account, link = anyio.run(issue)
+    AuditTrail(runtime.vault).record_sync(cli_actor(), "link_created", account_id=account.id,
+                                          target=account.display_name, link_id=link.link_id)
     print(link.url)
     print(f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
           f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC. A grantkeeper server must be serving "

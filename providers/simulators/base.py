@@ -183,14 +183,17 @@ class ProviderSimulator:
         """The provider's own way for a client to end a grant (Slack auth.revoke, GitHub grant deletion, …)."""
         return []
 
-    def revocation_fault(self) -> Response | None:
-        """Revocation requests meet the failures injected with `fail()`, so a test can make offboarding find the
-        provider down and watch it retried later."""
-        failure = self.faults.take_failure()
+    def revocation_fault(self, endpoint: str) -> Response | None:
+        """Revocation requests meet outages and the failures injected with `fail()` (for any endpoint or this one),
+        so a test can make offboarding find the provider down and watch it retried later."""
+        if self.faults.in_outage():
+            self.counters.incr("server_errors")
+            return self.server_error_response(503)
+        failure = self.faults.take_failure(endpoint)
         if failure is None:
             return None
         self.counters.incr("server_errors")
-        return self.server_error_response(failure[0])
+        return self.server_error_response(failure.status)
 
     # -- request pipelines ------------------------------------------------
 

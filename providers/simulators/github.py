@@ -607,8 +607,9 @@ class GitHubSimulator(ProviderSimulator):
         """DELETE /applications/{client_id}/grant (the user's authorization of the app) or …/token (one token),
         authenticated as the app with Basic auth, the token in a JSON body. 204; 404 for a token it does not know.
         Here a grant is one authorization, so both end the token's grant."""
-        self.counters.hit("DELETE /applications/{client_id}/" + request.url.path.rsplit("/", 1)[-1])
-        if (fault := self.revocation_fault()) is not None:
+        endpoint = "DELETE /applications/{client_id}/" + request.url.path.rsplit("/", 1)[-1]
+        self.counters.hit(endpoint)
+        if (fault := self.revocation_fault(endpoint)) is not None:
             return fault
         credentials = basic_credentials(request)
         if credentials is None or request.path_params["client_id"] != self.client_id \

@@ -727,7 +727,7 @@ class GoogleSimulator(ProviderSimulator):
         """oauth2.googleapis.com/revoke: `token` (access or refresh) in the form; revoking either ends the grant.
         200, or 400 invalid_token for one that is expired, revoked or unknown."""
         self.counters.hit("revoke")
-        if (fault := self.revocation_fault()) is not None:
+        if (fault := self.revocation_fault("revoke")) is not None:
             return fault
         token = (await read_params(request)).get("token")
         grant = self.grants.grant_for_token(token) if token else None

@@ -424,7 +424,7 @@ class OAuth2Simulator(ProviderSimulator):
     async def _revoke(self, request: Request) -> Response:
         """RFC 7009 §2: 200 whatever the token was; revoking any token of a grant ends the grant."""
         self.counters.hit("revoke")
-        if (fault := self.revocation_fault()) is not None:
+        if (fault := self.revocation_fault("revoke")) is not None:
             return fault
         params = await read_params(request)
         _, refusal = self._client(request, params)

@@ -456,7 +456,7 @@ class SlackSimulator(ProviderSimulator):
     async def _auth_revoke(self, request: Request) -> Response:
         """auth.revoke: ends the token it is called with; `test=1` only checks it."""
         self.counters.hit("auth.revoke")
-        if (fault := self.revocation_fault()) is not None:
+        if (fault := self.revocation_fault("auth.revoke")) is not None:
             return fault
         params = await read_params(request)
         token = bearer_token(request) or params.get("token")

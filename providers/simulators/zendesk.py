@@ -542,7 +542,7 @@ class ZendeskSimulator(ProviderSimulator):
     async def _delete_current_token(self, request: Request) -> Response:
         """DELETE /api/v2/oauth/tokens/current.json: the token making the request is revoked. 204; 401 otherwise."""
         self.counters.hit("DELETE /oauth/tokens/current")
-        if (fault := self.revocation_fault()) is not None:
+        if (fault := self.revocation_fault("DELETE /oauth/tokens/current")) is not None:
             return fault
         token = bearer_token(request)
         if not self.grants.check_access_token(token).ok:
