@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("connector")
     link.add_argument("--org")
     link.add_argument("--user")
+    link.add_argument("--label", default="default", help="which of the user's accounts for this service")
     link.set_defaults(handler=cmd_link)
 
     keys = commands.add_parser("keys", help="API keys for HTTP callers").add_subparsers(metavar="ACTION")
@@ -338,7 +340,10 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     from server.execute import Caller
     from server.runtime import Runtime
+    from server.vault.models import LABEL_PATTERN
 
+    if not re.fullmatch(LABEL_PATTERN, args.label):
+        raise CliError("--label must be lower-case letters, digits, '-' or '_' (at most 64)")
     runtime = Runtime.open(settings)
     if args.connector not in runtime.connectors:
         anyio.run(runtime.aclose)
@@ -347,7 +352,7 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
     async def issue() -> Any:
         try:
-            return await runtime.executor.connect_link(caller, args.connector)
+            return await runtime.executor.connect_link(caller, args.connector, args.label)
         finally:
             await runtime.aclose()
 

@@ -25,6 +25,7 @@ from server.monitoring.logging import get_logger
 from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
+from server.vault.models import LABEL_PATTERN
 
 log = get_logger("grantkeeper.tools")
 
@@ -37,9 +38,8 @@ class UnauthenticatedCaller(PermissionError):
     pass
 
 
-LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 AccountLabel = Annotated[str | None, Field(
-    default=None, pattern=LABEL_PATTERN,
+    default=None, pattern=f"^{LABEL_PATTERN}$",
     description="which of the caller's accounts for this service, by its label (see accounts_list), e.g. 'work'; "
                 "omitted: the default account")]
 # The `account` argument of the call being run. Every tool gets the argument from `Toolset.tool`, so a tool added

@@ -28,6 +28,8 @@ MAX_RESPONSE_BYTES = 64 * 1024
 ATTEMPT_LEASE = timedelta(minutes=2)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=6)
+# A refused connect's tokens when the account's own provider account may hold a live grant beside them.
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -70,18 +72,22 @@ class Offboarding:
             return RevocationState.PENDING
         return await self.attempt(pending, account)
 
-    async def end_refused(self, account: ConnectedAccount, secrets: TokenSecrets) -> RevocationState:
-        """Tokens from a connect that was refused (another provider account than the one on record): ended at the
-        provider, not just dropped. Tried at once without touching the vault; queued only when that fails."""
-        transient = PendingRevocation("", account.id, account.connector, "refused", 0, secrets)
+    async def end_refused(self, account: ConnectedAccount, secrets: TokenSecrets, *,
+                          same_account: bool = False) -> RevocationState:
+        """Tokens from a connect that was refused (another provider account than the one on record, an identity
+        that could not be verified): ended at the provider, not just dropped. `same_account`: the account's own
+        provider account may hold a live grant beside it, so only this token is ended. Tried at once without
+        touching the vault; queued only when that fails."""
+        purpose = SUPERSEDED if same_account else "refused"
+        transient = PendingRevocation("", account.id, account.connector, purpose, 0, secrets)
         accepted, error = await self._call(transient)
         if accepted is not None:
             return RevocationState.DONE if accepted else RevocationState.UNSUPPORTED
         pending = await anyio.to_thread.run_sync(
-            lambda: self.revocations.queue(account.id, account.connector, "refused", secrets))
+            lambda: self.revocations.queue(account.id, account.connector, purpose, secrets))
         await anyio.to_thread.run_sync(lambda: self.revocations.finish(
             pending.id, RevocationState.PENDING, error=error, retry_at=self.clock() + FIRST_RETRY))
-        await self.events.record("upstream_revocation_failed", account, severity="warning", purpose="refused",
+        await self.events.record("upstream_revocation_failed", account, severity="warning", purpose=purpose,
                                  error=error, attempts=1)
         return RevocationState.PENDING
 
@@ -132,7 +138,7 @@ class Offboarding:
         if connector is None:
             return False, "connector_not_configured"
         grant = GrantToEnd(pending.secrets.access_token, pending.secrets.refresh_token, connector.client_id,
-                           connector.client_secret, replaced=pending.purpose == "replaced")
+                           connector.client_secret, replaced=pending.purpose in ("replaced", SUPERSEDED))
         how = connector.provider.revocation(connector.spec, grant)
         timeout = self.settings.refresh_timeout_seconds
         if how == UNSUPPORTED or (how == RFC7009 and connector.revoke_url is None):

@@ -147,6 +147,19 @@ class ReauthFlow:
             self.log.warning("reauthorization_exchange_failed", account=account.display_name, provider_error=exc.error)
             raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
 
+        try:
+            return await self._accept(link, account, connector, flow, grant, context)
+        except ReauthRefused as refused:
+            # Tokens the provider issued for a connect we refuse are ended there, not just dropped. When the same
+            # provider account may hold the grant that won (a race, a disabled account), only this token goes.
+            same_account = refused.refusal in (Refusal.FLOW_FINISHED, Refusal.ACCOUNT_DISABLED)
+            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token),
+                                                       same_account=same_account)
+            raise
+
+    async def _accept(self, link: MagicLink, account: ConnectedAccount, connector: Connector, flow: dict[str, Any],
+                      grant: Any, context: dict[str, Any]) -> Reconnected:
+        """Check whose grant this is and install it; any refusal here comes after the provider issued tokens."""
         provider_account_id, identity = grant.provider_account_id, grant.identity
         if connector.spec.openid:
             subject = await self._verified_subject(connector, grant.id_token, flow.get("nonce") or "", account, context)
@@ -159,7 +172,6 @@ class ReauthFlow:
         presented = connector.provider.describe_identity(provider_account_id, identity)
         if account.provider_account_id is not None and account.provider_account_id != provider_account_id:
             self._refuse_mismatch(account, provider_account_id)
-            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token))
             raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
                                 expected=self._expected(account, connector), **context)
 
@@ -180,7 +192,6 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.ACCOUNT_DISABLED, **context)
         if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
             self._refuse_mismatch(account, provider_account_id)
-            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token))
             fresh = await self._db(self.runtime.vault.get_account, account.id)
             raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
                                 expected=self._expected(fresh, connector), **context)

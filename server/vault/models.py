@@ -41,6 +41,10 @@ def _ts(**kwargs: Any) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kwargs))
 
 
+# What an account's label may be (`work`, `oss`): tools take it as their `account` argument, the CLI as --label.
+LABEL_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+
+
 class AccountStatus(StrEnum):
     PENDING = "pending"  # created for a connect link, no credentials yet
     ACTIVE = "active"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.execute import Caller
+from server.vault import AccountStatus
 from tests.reauth.conftest import GITHUB_ALICE
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
@@ -50,3 +51,21 @@ async def test_tokens_of_a_refused_connect_are_ended_not_just_dropped(runtime, s
     assert [g["state"] for g in github_sim.grants.grants() if g["identity"].get("login") == "mallory"] == ["revoked"]
     assert vault_rows(runtime) == before  # ended at once, so nothing was queued
     assert runtime.vault.get_account(account.id).provider_account_id == GITHUB_ALICE
+
+
+async def test_a_connect_refused_for_a_disabled_account_ends_only_its_own_token(runtime, settings, github_sim, web,
+                                                                               user):
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
+                           provider_account_id=GITHUB_ALICE)
+    _, link = await runtime.executor.connect_link(Caller("acme", "alice"), "github")
+    started = await user.start(link.url)
+    callback = await user.consent(started.headers["location"])
+    runtime.vault.set_status(account.id, AccountStatus.DISABLED, "disabled_by_operator")  # meanwhile, an operator
+
+    page = await user.client.get(callback)
+
+    assert outcome_of(page) == "account_disabled"
+    # The same GitHub user may hold a live grant of this app: only the refused token is deleted, not the grant.
+    assert github_sim.counters.endpoint("DELETE /applications/{client_id}/token") == 1
+    assert github_sim.counters.endpoint("DELETE /applications/{client_id}/grant") == 0
+    assert github_sim.counters.revocations == 1
