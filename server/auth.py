@@ -1,7 +1,8 @@
 """API keys for HTTP callers: each key names one identity (org/user), is shown once, and is stored as a hash.
 
-The MCP SDK's bearer middleware asks `ApiKeyVerifier` about every request on /mcp and /sse; a missing, unknown or
-revoked key gets 401 before any tool runs. Tools then act for the key's identity only (`Toolset.caller`).
+The MCP SDK's bearer middleware asks `ApiKeyVerifier` (through server/identity/callers.py) about every request on
+/mcp and /sse; a missing, unknown or revoked key gets 401 before any tool runs. Tools then act for the key's
+identity only (`Toolset.caller`).
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from dataclasses import dataclass, field
 
 import anyio
 from mcp.server.auth.provider import AccessToken, TokenVerifier
-from mcp.server.auth.settings import AuthSettings
 
-from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import new_secret_token
 from server.vault.models import ApiKey
@@ -54,9 +53,3 @@ class ApiKeyVerifier(TokenVerifier):
                            subject=f"{record.org}/{record.user}",
                            claims={"org": record.org, "user": record.user, "key_id": record.id,
                                    "admin": bool(record.admin)})
-
-
-def auth_settings(settings: Settings) -> AuthSettings:
-    """Bearer keys are checked locally; there is no OAuth authorization server to advertise, so no
-    protected-resource metadata is served and a 401 carries a plain `WWW-Authenticate: Bearer`."""
-    return AuthSettings(issuer_url=settings.public_url, resource_server_url=None, required_scopes=[TOOLS_SCOPE])

@@ -108,6 +108,18 @@ def _parser() -> argparse.ArgumentParser:
     revoke.add_argument("key", metavar="ID_OR_PREFIX")
     revoke.set_defaults(handler=cmd_keys_revoke)
 
+    sessions = commands.add_parser("sessions", help="signed-in browser sessions and MCP client sessions").add_subparsers(
+        metavar="ACTION")
+    session_list = sessions.add_parser("list", help="live sessions: kind, who, which client, since when, last used")
+    session_list.add_argument("--all", action="store_true", help="include ended and revoked sessions")
+    session_list.add_argument("--json", action="store_true")
+    session_list.set_defaults(handler=cmd_sessions_list)
+    session_revoke = sessions.add_parser("revoke", help="revoke one session by id, or all of an org (and user)")
+    session_revoke.add_argument("session_id", nargs="?", help="an id from `grantkeeper sessions list`")
+    session_revoke.add_argument("--org")
+    session_revoke.add_argument("--user")
+    session_revoke.set_defaults(handler=cmd_sessions_revoke)
+
     vault = commands.add_parser("vault", help="the vault key").add_subparsers(metavar="ACTION")
     vault.add_parser("new-key", help="print a new vault key to put first in GRANTKEEPER_VAULT_KEY").set_defaults(
         handler=cmd_vault_new_key)
@@ -352,7 +364,7 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
     async def issue() -> Any:
         try:
-            return await runtime.executor.connect_link(caller, args.connector, args.label)
+            return await runtime.executor.connect_link(caller, args.connector, args.label, issued_by="operator")
         finally:
             await runtime.aclose()
 
@@ -419,6 +431,58 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     AuditTrail(vault).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
                                   key_id=matched[0].id, key_prefix=matched[0].prefix)
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
+    return EXIT_OK
+
+
+# ---- sessions ----------------------------------------------------------------------------------------
+def _session_stores(settings: Settings) -> tuple[Any, Any]:
+    from server.identity.sessions import SessionStore
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    return SessionStore(vault, settings), vault.engine
+
+
+def _when(moment: Any) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None
+
+
+def cmd_sessions_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.identity.authorization_server import list_grants
+
+    browsers, engine = _session_stores(settings)
+    rows = [{"kind": "browser", "id": row.id, "org": row.org, "user": row.user, "client": None,
+             "admin": row.is_admin, "since": _when(row.created_at), "last_used": _when(row.last_seen_at),
+             "ended": _when(row.revoked_at)} for row in browsers.listing(include_ended=args.all)]
+    rows += [{"kind": "mcp", "id": row.id, "org": row.org, "user": row.user,
+              "client": row.client_name or row.client_id, "admin": None, "since": _when(row.created_at),
+              "last_used": _when(row.last_used_at), "ended": _when(row.revoked_at)}
+             for row in list_grants(engine, include_revoked=args.all)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no sessions")
+    else:
+        for row in rows:
+            who = f"{row['org']}/{row['user']}" + (" (admin)" if row["admin"] else "")
+            client = f"  client {row['client']}" if row["client"] else ""
+            ended = f"  ended {row['ended']}" if row["ended"] else ""
+            print(f"{row['id']}  {row['kind']:<7} {who:<30} since {row['since']}  last used {row['last_used']}"
+                  f"{client}{ended}")
+    return EXIT_OK
+
+
+def cmd_sessions_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.session_id and not args.org:
+        raise CliError("name a session id, or --org (and --user)")
+    from server.identity.authorization_server import revoke_grants
+
+    browsers, engine = _session_stores(settings)
+    ended = browsers.revoke(session_id=args.session_id, org=args.org, user=args.user)
+    ended += revoke_grants(engine, grant_id=args.session_id, org=args.org, user=args.user)
+    if not ended:
+        raise CliError("no live session matched")
+    print(f"revoked {ended} session(s)")
     return EXIT_OK
 
 

@@ -310,13 +310,13 @@ class Executor:
         result._link_id = link.link_id
         return result
 
-    async def connect_link(self, caller: Caller, connector_name: str,
-                           label: str = "default") -> tuple[ConnectedAccount, MagicLinkIssued]:
+    async def connect_link(self, caller: Caller, connector_name: str, label: str = "default", *,
+                           issued_by: str = "agent") -> tuple[ConnectedAccount, MagicLinkIssued]:
         """A link with which the caller connects (or reconnects) their own account for `connector_name`, the one
         labelled `label` (created, pending, when it does not exist yet)."""
         account = await self._db(self._pending_account, caller, connector_name, label)
         purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
-        return account, await self.issue_link(account, purpose, "requested")
+        return account, await self.issue_link(account, purpose, "requested", issued_by=issued_by)
 
     def _pending_account(self, caller: Caller, connector_name: str, label: str = DEFAULT_LABEL) -> ConnectedAccount:
         account = self.vault.find_account(caller.org, caller.user, connector_name, label)
@@ -328,9 +328,10 @@ class Executor:
         except AccountExistsError:  # created by a concurrent call
             return self.vault.find_account(caller.org, caller.user, connector_name, label)
 
-    async def issue_link(self, account: ConnectedAccount, purpose: str, reason: str | None) -> MagicLinkIssued:
+    async def issue_link(self, account: ConnectedAccount, purpose: str, reason: str | None, *,
+                         issued_by: str = "agent") -> MagicLinkIssued:
         token = new_secret_token()
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
         record = await self._db(self.vault.create_magic_link, token=token, account=account, purpose=purpose,
-                                reason=reason, ttl=ttl)
+                                reason=reason, ttl=ttl, issued_by=issued_by)
         return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at, record.id)

@@ -1,6 +1,7 @@
 """Clean-up every `serve` runs in the background: magic-link rows that can no longer be used are deleted once
 past their retention (a link is minted for every `reauth_required` answer, so without this they only grow), and
-audit rows and lifecycle events once older than GRANTKEEPER_AUDIT_RETENTION_DAYS / _EVENT_RETENTION_DAYS.
+so are spent identity rows (server/identity/housekeeping.py), and audit rows and lifecycle events once older than
+GRANTKEEPER_AUDIT_RETENTION_DAYS / _EVENT_RETENTION_DAYS.
 
 Any number of workers may run it at once: deleting rows another worker already deleted is a no-op.
 """
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
+from server.identity.housekeeping import prune_identity_rows
 from server.monitoring.audit import prune_history, retention_cutoffs
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -29,10 +31,11 @@ class Housekeeper:
         self.log = get_logger("grantkeeper.housekeeping")
 
     def prune_once(self) -> int:
-        """Prune now; blocking. Returns the number of magic-link rows deleted."""
-        return self.vault.prune_magic_links(
-            now=self.clock(), retention=timedelta(seconds=self.settings.magic_link_retention_seconds),
-            flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+        """Prune now; blocking. Returns the number of rows deleted (magic links, then identity rows)."""
+        now, retention = self.clock(), timedelta(seconds=self.settings.magic_link_retention_seconds)
+        links = self.vault.prune_magic_links(now=now, retention=retention,
+                                             flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+        return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)
 
     def prune_history_once(self) -> dict[str, int]:
         """Prune audit rows and lifecycle events past their retention now; blocking. Returns counts per table."""

@@ -20,6 +20,7 @@ PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
 DEFAULT_PROXY_METHODS = ("GET", "HEAD")
+NOT_PROVIDERS = frozenset({"oidc"})  # GRANTKEEPER_OIDC_CLIENT_ID is the sign-in client, not a provider
 
 
 class ConfigError(ValueError):
@@ -156,6 +157,33 @@ class Settings(BaseSettings):
     health_check_provider_rate: float = Field(default=2, ge=0)  # probes per second per provider per worker
     startup_validation_max_age_seconds: float = Field(default=300, ge=0)  # at start, check accounts not checked since
 
+    # Sign-in through the organisation's OpenID Connect provider (server/identity/, docs/remote-hosts.md).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, repr=False)
+    oidc_scopes: str = "openid email profile"
+    oidc_user_claim: str = "email"  # the claim that names the user; `sub` when this one is absent
+    oidc_org: str | None = None  # every signed-in person belongs to this org ...
+    oidc_org_claim: str | None = None  # ... or to the org this claim names
+    oidc_allowed_email_domains: str = ""  # comma-separated; empty: any domain
+    oidc_groups_claim: str = "groups"
+    oidc_required_group: str | None = None
+    admin_emails: str = ""  # comma-separated
+    admin_group: str | None = None
+    session_idle_seconds: int = Field(default=2 * 3600, gt=0)
+    session_absolute_seconds: int = Field(default=12 * 3600, gt=0)
+    # Without sign-in, an HTTP server cannot tell who opens a connect link; an agent could send its own link to
+    # someone else and then act as them. Only for a trusted single-user setup.
+    allow_unverified_connect_links: bool = False
+    # Who may call /mcp and /sse besides API keys: nobody else ("api_keys"), people signed in through grantkeeper
+    # as the MCP authorization server ("grantkeeper"), or bearers of JWTs from an external issuer ("external").
+    mcp_authorization: Literal["api_keys", "grantkeeper", "external"] = "api_keys"
+    mcp_dynamic_registration: bool = True
+    mcp_access_token_seconds: int = Field(default=900, gt=0, le=86400)
+    mcp_refresh_token_seconds: int = Field(default=30 * 86400, gt=0)
+    mcp_external_issuer: str | None = None
+    mcp_external_jwks_url: str | None = None  # default: the issuer's discovery document says
+    mcp_external_algorithms: str = "RS256,ES256"
     # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
     magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
     housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
@@ -213,7 +241,7 @@ class Settings(BaseSettings):
                 suffix = "_" + field.upper()
                 if key.startswith(ENV_PREFIX) and key.endswith(suffix):
                     name = key[len(ENV_PREFIX) : -len(suffix)].lower()
-                    if name and name.isidentifier():
+                    if name and name.isidentifier() and name not in NOT_PROVIDERS:
                         names.add(name)
         for name in names:
             current = self.providers.get(name, ProviderSettings()).model_dump()
@@ -226,6 +254,29 @@ class Settings(BaseSettings):
                     current[field] = check_base_url(current[field], f"{ENV_PREFIX}{name.upper()}_{field.upper()}")
             self.providers[name] = ProviderSettings(**current)
         return self
+
+    @model_validator(mode="after")
+    def _identity_is_coherent(self) -> Settings:
+        if self.oidc_issuer:
+            check_base_url(self.oidc_issuer, "GRANTKEEPER_OIDC_ISSUER")  # kept as given: `iss` must match exactly
+            if not self.oidc_client_id:
+                raise ConfigError("GRANTKEEPER_OIDC_ISSUER is set but GRANTKEEPER_OIDC_CLIENT_ID is not")
+        if self.mcp_authorization == "grantkeeper" and not self.oidc_issuer:
+            raise ConfigError("GRANTKEEPER_MCP_AUTHORIZATION=grantkeeper needs sign-in: set GRANTKEEPER_OIDC_ISSUER, "
+                              "GRANTKEEPER_OIDC_CLIENT_ID and GRANTKEEPER_OIDC_CLIENT_SECRET")
+        if self.mcp_authorization == "external":
+            if not self.mcp_external_issuer:
+                raise ConfigError("GRANTKEEPER_MCP_AUTHORIZATION=external needs GRANTKEEPER_MCP_EXTERNAL_ISSUER")
+            check_base_url(self.mcp_external_issuer, "GRANTKEEPER_MCP_EXTERNAL_ISSUER")
+            if "none" in {alg.strip().lower() for alg in self.mcp_external_algorithms.split(",")}:
+                raise ConfigError("GRANTKEEPER_MCP_EXTERNAL_ALGORITHMS must not allow 'none'")
+        if self.mcp_external_jwks_url:
+            self.mcp_external_jwks_url = check_base_url(self.mcp_external_jwks_url, "GRANTKEEPER_MCP_EXTERNAL_JWKS_URL")
+        return self
+
+    @property
+    def sign_in_enabled(self) -> bool:
+        return bool(self.oidc_issuer)
 
     def provider(self, name: str) -> ProviderSettings:
         return self.providers.get(name, ProviderSettings())

@@ -34,8 +34,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
-from server.auth import ApiKeyVerifier, auth_settings
-from server.console.pages import ConsolePages
+from server.console.pages import ConsolePages, signed_in_viewer
+from server.identity.link_guard import LinkDecision, LinkGuard
+from server.identity.mcp_auth import build_mcp_auth
+from server.identity.signin import SignIn, login_url
 from server.listener_limits import ListenerLimits
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import render as render_metrics
@@ -172,15 +174,18 @@ def owner_of(account: Any) -> str:
 
 
 class LinkPages:
-    """`/connect/{token}` (GET shows, POST starts the provider sign-in), `/oauth/callback`, `/healthz`."""
+    """`/connect/{token}` (GET shows, POST starts the provider sign-in), `/oauth/callback`, `/healthz`, and with
+    sign-in configured `/login`, `/logout`. A link goes on only for the person it was made for (LinkGuard)."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, *, remote: bool = False):
         self.runtime = runtime
         self.flow = ReauthFlow(runtime)
+        self.guard = LinkGuard(runtime.settings, remote)
+        self.sign_in = SignIn(runtime, render) if runtime.settings.sign_in_enabled else None
         self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=self._secure)
 
     def routes(self) -> list[BaseRoute]:
-        return [
+        return [*(self.sign_in.routes() if self.sign_in else []),
             Route("/connect/{token}", self.show_link, methods=["GET"]),
             Route("/connect/{token}", self.begin, methods=["POST"]),
             Route(CALLBACK_PATH, self.callback, methods=["GET"]),
@@ -193,6 +198,8 @@ class LinkPages:
         except ReauthRefused as refused:
             return refusal_page(refused)
         account, link = view.account, view.link
+        if (refusal := await self._guarded(request, view)) is not None:
+            return refusal
         connector = self.flow.connector_for(account)
         provider = connector.spec.display_name
         connecting = link.purpose == "connect"
@@ -227,6 +234,8 @@ class LinkPages:
             log.warning("form_token_refused", account=view.account.display_name,
                         reason="unreadable_form" if form is None else "token_mismatch")
             return refusal_page(ReauthRefused(Refusal.FORM_TOKEN_INVALID, account=view.account))
+        if (refusal := await self._guarded(request, view)) is not None:
+            return refusal
         try:
             started = await self.flow.begin(token)
         except ReauthRefused as refused:
@@ -235,6 +244,36 @@ class LinkPages:
         response.set_cookie(started.cookie_name, started.cookie_value, max_age=started.cookie_max_age,
                             path=self._cookie_path(), secure=self._secure(), httponly=True, samesite="lax")
         return response
+
+    async def _guarded(self, request: Request, view: Any) -> Response | None:
+        """None when this browser may go on with the link; otherwise the page to show instead. Writes nothing."""
+        signed_in = await self.sign_in.current(request) if self.sign_in else None
+        decision = self.guard.decide(view.link, view.account, signed_in)
+        provider = self.flow.connector_for(view.account).spec.display_name
+        if decision is LinkDecision.SIGN_IN:
+            return RedirectResponse(login_url(request.url.path), 303, headers=PAGE_HEADERS)
+        if decision is LinkDecision.WRONG_PERSON:
+            assert signed_in is not None
+            log.warning("link_refused_wrong_person", account=view.account.display_name,
+                        signed_in_org=signed_in.person.org, signed_in_user=signed_in.person.user)
+            return render("message.html", 403, outcome="wrong_person", provider_name=provider,
+                          title="This link is for someone else",
+                          paragraphs=[f"This link connects {provider} for {owner_of(view.account)}, but you are "
+                                      f"signed in as {signed_in.person.display}. If someone sent you this link, "
+                                      "they may be trying to act as you.", UNCHANGED],
+                          next_step="Close this page. If you need the connection yourself, ask your own agent "
+                                    "for a link.")
+        if decision is LinkDecision.UNVERIFIED_REFUSED:
+            log.warning("link_refused_unverified", account=view.account.display_name)
+            return render("message.html", 403, outcome="admin_action_required", provider_name=provider,
+                          title="This server cannot check who you are",
+                          paragraphs=["A connect link made by an agent can only be completed by the person it is "
+                                      "for, and this server has no sign-in configured to check that. The link was "
+                                      "not used.", UNCHANGED],
+                          next_step="Ask your grantkeeper administrator to set up sign-in (GRANTKEEPER_OIDC_ISSUER, "
+                                    "GRANTKEEPER_OIDC_CLIENT_ID, GRANTKEEPER_OIDC_CLIENT_SECRET), or to issue the "
+                                    "link with `grantkeeper link`.")
+        return None
 
     async def callback(self, request: Request) -> Response:
         try:
@@ -284,18 +323,24 @@ def _ping(runtime: Runtime) -> None:
 
 
 def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
-                  metrics: bool = True) -> Starlette:
-    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/), and
-    `/metrics` unless it has a listener of its own (`metrics_app`)."""
-    routes = [*LinkPages(runtime).routes(), *ConsolePages(runtime, render).routes(),
-              *([metrics_route(runtime.settings)] if metrics else [])]
+                  metrics: bool = True, client_documents_http: Any = None) -> Starlette:
+    """The pages (magic links, sign-in, the operator's console), plus the MCP transports named in `transports`
+    ("http" → /mcp, "sse" → /sse + /messages/) and whatever authorizes their callers (server/identity/mcp_auth.py),
+    and `/metrics` unless it has a listener of its own (`metrics_app`). Build it once the public URL is known."""
+    pages = LinkPages(runtime, remote=bool(transports))
+    console = ConsolePages(runtime, render, session_viewer=signed_in_viewer(pages.sign_in) if pages.sign_in else None,
+                           sign_in_url=login_url if pages.sign_in else None)
+    routes = [*pages.routes(), *console.routes(), *([metrics_route(runtime.settings)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)
     if unknown:
         raise ValueError(f"unknown transports {sorted(unknown)}")
-    verifier = ApiKeyVerifier(runtime.vault)
-    server, _ = build_server(runtime, token_verifier=verifier, auth=auth_settings(runtime.settings))
+    # client_documents_http: the client that fetches CIMD documents (tests hand in one trusting their loopback CA).
+    mcp_auth = build_mcp_auth(runtime, pages.sign_in, render, client_documents_http)
+    routes += mcp_auth.routes
+    verifier = mcp_auth.verifier
+    server, _ = build_server(runtime, token_verifier=verifier, auth=mcp_auth.settings)
     security = transport_security(runtime.settings, host)
     lifespan = None
     if "http" in transports:
@@ -384,10 +429,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int, limits: ListenerLimits | None = None) -> AsyncIterator[Listener]:
-    """Serve `app` with uvicorn in this event loop until the block ends. Access logs stay off: request lines
-    carry magic-link tokens and OAuth codes. `limits`: against slow and greedy clients (server/listener_limits.py)."""
-    sock = bind(host, port)
+async def listening(app: Any, host: str, port: int, limits: ListenerLimits | None = None, *,
+                    sock: socket.socket | None = None) -> AsyncIterator[Listener]:
+    """Serve `app` with uvicorn in this event loop until the block ends (on `sock` if already bound). Access logs
+    stay off: request lines carry magic-link tokens and OAuth codes. `limits`: against slow and greedy clients
+    (server/listener_limits.py)."""
+    sock = sock or bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, server_header=False,
@@ -415,6 +462,11 @@ async def listening(app: Any, host: str, port: int, limits: ListenerLimits | Non
             yield Listener(f"http://{url_host}:{bound_port}", server, stopped)
         finally:
             server.should_exit = True
+
+
+def listener_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{_reachable_host(host)}:{port}"
 
 
 def _reachable_host(host: str) -> str:
@@ -463,8 +515,11 @@ async def _serve_transport(runtime: Runtime, transport: str, host: str, port: in
             await run_stdio(server)
         return
     transports = TRANSPORTS if transport == "http" else ("sse",)
+    # Bound first, so that with port 0 the public URL (the OAuth issuer and resource) is known when the app is built.
+    sock = bind(host, port)
+    adopt_public_url(settings, listener_url(sock))
     app = build_web_app(runtime, transports=transports, host=host, metrics=metrics)
-    async with listening(app, host, port, limits) as listener:
+    async with listening(app, host, port, limits, sock=sock) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
             log.warning("public_url_guessed", public_url=settings.public_url,

@@ -1,5 +1,5 @@
-"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar), Zendesk and a standards-following OAuth 2.0
-provider (OAuth + APIs), with fault injection, for tests, demos and agent developers."""
+"""Loopback simulators of Slack, GitHub, Google (Gmail + Calendar), Zendesk, a standards-following OAuth 2.0
+provider (OAuth + APIs) and an OpenID Connect identity provider, with fault injection, for tests, demos and agent developers."""
 
 from .base import FaultError, ProviderSimulator
 from .faults import Counters, Faults
@@ -7,6 +7,7 @@ from .github import DEFAULT_GITHUB_IDENTITY, GitHubSimulator
 from .google import DEFAULT_GOOGLE_IDENTITY, GoogleSimulator
 from .grants import GrantFailure, GrantStore, TokenPolicy, TokenSet, TokenStatus, pkce_s256, redact
 from .oauth2 import DEFAULT_OAUTH2_IDENTITY, OAuth2Simulator
+from .oidc import DEFAULT_PEOPLE, OIDCSimulator, sign_in_over_http
 from .server import SimulatorServer
 from .slack import DEFAULT_SLACK_IDENTITY, SlackSimulator
 from .zendesk import DEFAULT_ZENDESK_IDENTITY, ZendeskSimulator
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_GITHUB_IDENTITY",
     "DEFAULT_GOOGLE_IDENTITY",
     "DEFAULT_OAUTH2_IDENTITY",
+    "DEFAULT_PEOPLE",
     "DEFAULT_SLACK_IDENTITY",
     "DEFAULT_ZENDESK_IDENTITY",
     "Counters",
@@ -25,6 +27,7 @@ __all__ = [
     "GrantFailure",
     "GrantStore",
     "OAuth2Simulator",
+    "OIDCSimulator",
     "ProviderSimulator",
     "SimulatorServer",
     "SlackSimulator",
@@ -34,4 +37,5 @@ __all__ = [
     "ZendeskSimulator",
     "pkce_s256",
     "redact",
+    "sign_in_over_http",
 ]

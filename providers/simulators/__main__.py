@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-    python -m providers.simulators slack|github|google|zendesk|oauth2|all [--host 127.0.0.1] [--port N]
+    python -m providers.simulators slack|github|google|zendesk|oauth2|oidc|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .base import ProviderSimulator
 from .github import GitHubSimulator
 from .google import GoogleSimulator
 from .oauth2 import OAuth2Simulator
+from .oidc import OIDCSimulator
 from .server import SimulatorServer
 from .slack import SlackSimulator
 from .zendesk import ZendeskSimulator
@@ -37,13 +38,18 @@ def _describe(simulator: ProviderSimulator, url: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
-    parser.add_argument("provider", choices=[*SIMULATORS, "oauth2", "all"])
+    parser.add_argument("provider", choices=[*SIMULATORS, "oauth2", "oidc", "all"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', the others get port+1, port+2, …")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
+    if args.provider == "oidc":
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        _serve_identity_provider(args, stop)
+        return
     # "all" means the built-in providers; oauth2 is the generic one that declared providers are tried against.
     chosen = list(SIMULATORS) if args.provider == "all" else [args.provider]
     simulators: list[ProviderSimulator] = [
@@ -65,6 +71,25 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for server in servers:
             server.stop()
+
+
+def _serve_identity_provider(args: argparse.Namespace, stop: threading.Event) -> None:
+    simulator = OIDCSimulator()
+    with SimulatorServer(simulator, args.host, args.port, log_level=args.log_level) as server:
+        simulator.issuer = server.url
+        people = ", ".join(f"{key} <{claims.get('email')}>" for key, claims in simulator.people.items())
+        print("\n".join([
+            f"OpenID Connect provider simulator: {server.url}",
+            f"  client_id={simulator.client_id} client_secret={simulator.client_secret}",
+            f"  discovery: {server.url}/.well-known/openid-configuration",
+            f"  people:    {people}",
+            f"  control:   {server.url}/_sim/stats, /_sim/rotate-keys, /_sim/people, /_sim/forge",
+            "Press Ctrl+C to stop.",
+        ]), flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":

@@ -31,9 +31,12 @@ class AccountActions:
         await self.runtime.audit.record(actor, action, account_id=account.id, target=account.display_name,
                                         connector=account.connector, **detail)
 
-    async def reconnect_link(self, account: ConnectedAccount, *, actor: str) -> MagicLinkIssued:
+    async def reconnect_link(self, account: ConnectedAccount, *, actor: str,
+                             issued_by: str = "operator") -> MagicLinkIssued:
         purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
-        link = await self.runtime.executor.issue_link(account, purpose, "requested")
+        # The dashboard's link is an operator's; /accounts passes "agent", since an API key there may be an agent's
+        # (server/identity/link_guard.py refuses agent-made first-time connect links over HTTP without sign-in).
+        link = await self.runtime.executor.issue_link(account, purpose, "requested", issued_by=issued_by)
         await self._audit(actor, "link_created", account, link_id=link.link_id, purpose=purpose)
         return link
 

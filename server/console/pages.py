@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 from server.console.actions import AccountActions
 from server.console.history import SEVERITIES, event_line, lifecycle_events
 from server.console.overview import account_rows, open_incidents
+from server.identity.signin import SignIn
 from server.monitoring.logging import get_logger
 from server.runtime import Runtime
 from server.vault import AccountStatus, ConnectedAccount
@@ -218,11 +219,26 @@ class ConsolePages:
         if action == "reconnect":
             if account.status == AccountStatus.DISABLED:
                 return await self.own_accounts(request, notice="An administrator disabled this account.", status=409)
-            link = await self.actions.reconnect_link(account, actor=viewer.actor)
+            link = await self.actions.reconnect_link(account, actor=viewer.actor, issued_by="agent")
             return RedirectResponse(link.url, 303, headers=PAGE_HEADERS)
         removed = await self.actions.remove(account, actor=viewer.actor)
         return await self.own_accounts(request, notice=f"{account.display_name} removed; upstream revocation: "
                                                        f"{removed.revocation}.")
+
+
+def signed_in_viewer(sign_in: SignIn) -> Callable[[Request], Awaitable[Viewer | None]]:
+    """The viewer of a signed-in browser session (server/identity/signin.py): administrators are the people the
+    identity provider's claims make administrators."""
+
+    async def viewer(request: Request) -> Viewer | None:
+        signed_in = await sign_in.current(request)
+        if signed_in is None:
+            return None
+        person = signed_in.person
+        return Viewer(person.org, person.user, bool(person.is_admin), f"session:{person.org}/{person.user}",
+                      f"session:{signed_in.session_id}")
+
+    return viewer
 
 
 def _scope(viewer: Viewer) -> str:

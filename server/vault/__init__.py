@@ -28,3 +28,5 @@ __all__ = [
     "VaultIntegrityError",
     "VaultKeyError",
 ]
+
+import server.identity.models  # noqa: F401  (the identity tables belong to the same schema)

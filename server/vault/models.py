@@ -126,6 +126,10 @@ class MagicLink(SQLModel, table=True):
     flow_key_id: str | None = Field(default=None, max_length=64)
     flow_ciphertext: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
     completed_at: datetime | None = _ts(nullable=True)
+    # Who asked for the link: "agent" (a tool call) or "operator" (`grantkeeper link`). Without sign-in, an HTTP
+    # server refuses agent-made first-time connect links (server/identity/link_guard.py); None (older rows) counts
+    # as an agent.
+    issued_by: str | None = Field(default=None, max_length=16)
 
 
 class ApiKey(SQLModel, table=True):

@@ -462,7 +462,8 @@ class Vault:
 
     # ---- magic links ---------------------------------------------------------------------------------
     def create_magic_link(
-        self, *, token: str, account: ConnectedAccount, purpose: str, reason: str | None, ttl: timedelta
+        self, *, token: str, account: ConnectedAccount, purpose: str, reason: str | None, ttl: timedelta,
+        issued_by: str = "agent",
     ) -> MagicLink:
         link = MagicLink(
             token_hash=hash_token(token),
@@ -472,6 +473,7 @@ class Vault:
             user=account.user,
             reason=reason,
             expires_at=utcnow() + ttl,
+            issued_by=issued_by,
         )
         with Session(self.engine, expire_on_commit=False) as session:
             session.add(link)

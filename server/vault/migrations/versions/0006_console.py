@@ -2,7 +2,7 @@
 from the database, and the audit trail.
 
 Revision ID: 0006_console
-Revises: 0003_alerts
+Revises: 0005_identity
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from server.vault.models import UTCDateTime
 
 revision = "0006_console"
-down_revision = "0003_alerts"
+down_revision = "0005_identity"
 branch_labels = None
 depends_on = None
 
