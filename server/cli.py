@@ -369,7 +369,7 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
             await runtime.aclose()
 
     account, link = anyio.run(issue)
-    AuditTrail(runtime.vault).record_sync(cli_actor(), "link_created", account_id=account.id,
+    AuditTrail(runtime.vault.engine).record_sync(cli_actor(), "link_created", account_id=account.id,
                                           target=account.display_name, link_id=link.link_id)
     print(link.url)
     print(f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
@@ -388,7 +388,7 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError("--org and --user must be non-empty, without '/'")
     vault, _ = open_vault(settings)
     issued = create_api_key(vault, org=org, user=user, description=args.description, admin=args.admin)
-    AuditTrail(vault).record_sync(cli_actor(), "key_created", target=f"{org}/{user}", key_id=issued.record.id,
+    AuditTrail(vault.engine).record_sync(cli_actor(), "key_created", target=f"{org}/{user}", key_id=issued.record.id,
                                   key_prefix=issued.record.prefix, admin=args.admin)
     print(issued.key)
     role = " It may also use the operator's console (/dashboard)." if args.admin else ""
@@ -428,7 +428,7 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     if len(matched) > 1:
         raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: "
                        + ", ".join(k.id for k in matched))
-    AuditTrail(vault).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
+    AuditTrail(vault.engine).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
                                   key_id=matched[0].id, key_prefix=matched[0].prefix)
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
     return EXIT_OK
@@ -482,6 +482,8 @@ def cmd_sessions_revoke(settings: Settings, args: argparse.Namespace) -> int:
     ended += revoke_grants(engine, grant_id=args.session_id, org=args.org, user=args.user)
     if not ended:
         raise CliError("no live session matched")
+    target = args.session_id or "/".join(part for part in (args.org, args.user) if part)
+    AuditTrail(engine).record_sync(cli_actor(), "session_revoked", target=target, session=str(ended))
     print(f"revoked {ended} session(s)")
     return EXIT_OK
 
@@ -594,7 +596,7 @@ def cmd_account_action(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _when(moment: datetime | None, now: datetime) -> str:
+def _relative(moment: datetime | None, now: datetime) -> str:
     if moment is None:
         return "-"
     seconds = (moment - now).total_seconds()
@@ -620,9 +622,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         header = f"{'ACCOUNT':<36} {'STATUS':<22} {'ACCESS EXPIRES':<15} {'LAST REFRESH':<15} {'FAILS':<5} NEXT ACTION"
         print(header)
         for row in rows:
-            refresh = f"{_when(row.last_refresh_at, now)}" + (f" {row.last_refresh_outcome}" if row.last_refresh_outcome else "")
+            outcome = f" {row.last_refresh_outcome}" if row.last_refresh_outcome else ""
+            refresh = f"{_relative(row.last_refresh_at, now)}{outcome}"
             mark = "!" if row.needs_action else " "
-            print(f"{row.name:<36} {row.status:<22} {_when(row.access_expires_at, now):<15} {refresh:<15} "
+            print(f"{row.name:<36} {row.status:<22} {_relative(row.access_expires_at, now):<15} {refresh:<15} "
                   f"{row.consecutive_failures:<5} {mark} {row.next_action}")
         print(f"{len(needing)} of {len(rows)} account(s) need action" if needing else f"all {len(rows)} account(s) fine")
     return EXIT_UNHEALTHY if needing else EXIT_OK
@@ -668,7 +671,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         since = parse_since(args.since, datetime.now(UTC)) if args.since else None
     except BadTimeFilter as exc:
         raise CliError(str(exc)) from None
-    rows = list(reversed(AuditTrail(vault).rows(since=since, actor=args.actor, limit=args.limit)))
+    rows = list(reversed(AuditTrail(vault.engine).rows(since=since, actor=args.actor, limit=args.limit)))
     if args.json:
         print(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
                            "status": r.status, "duration_ms": r.duration_ms, "detail": r.detail} for r in rows], indent=2))

@@ -47,7 +47,7 @@ class Runtime:
                                   headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
         executor = Executor(settings, vault, connectors, tokens, events, http)
         offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
-        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, AuditTrail(vault),
+        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, AuditTrail(vault.engine),
                    key_created)
 
     def stdio_caller(self) -> Caller:

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import delete
+from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
 from server.vault import Vault
@@ -21,8 +21,8 @@ ALLOWED_DETAIL = frozenset({"tool", "via", "connector", "label", "reason", "key_
 
 
 class AuditTrail:
-    def __init__(self, vault: Vault):
-        self.engine = vault.engine
+    def __init__(self, engine: Engine):
+        self.engine = engine
 
     def record_sync(self, actor: str, action: str, *, account_id: str | None = None, target: str | None = None,
                     status: str | None = None, duration_ms: int | None = None, **detail: Any) -> None:
