@@ -21,13 +21,10 @@ from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.execute import Caller, ProviderSession
-from server.monitoring.logging import get_logger
 from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
 from server.vault.models import LABEL_PATTERN
-
-log = get_logger("grantkeeper.tools")
 
 
 def exposed_name(canonical: str, naming: Literal["underscore", "dotted"]) -> str:
@@ -120,11 +117,8 @@ class Toolset:
         record_tool_call(tool, status, elapsed)
         # The audit row names the call, never its arguments or its answer.
         target = f"{caller.org}/{caller.user}/{connector}" + (f"/{label}" if label and label != "default" else "")
-        try:
-            await self.runtime.audit.record(f"{caller.org}/{caller.user}", "tool_call", target=target, status=status,
-                                            duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
-        except Exception:  # the answer stands; the operator's log says the audit row is missing
-            log.warning("audit_write_failed", tool=tool, exc_info=True)
+        self.runtime.audit.defer(f"{caller.org}/{caller.user}", "tool_call", target=target, status=status,
+                                 duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             raise url_elicitation(result)
         return to_call_result(result)

@@ -4,6 +4,7 @@ only names, statuses and timings, so nothing secret can reach it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ import anyio
 from sqlalchemy import Engine, delete
 from sqlmodel import Session, col, select
 
+from server.monitoring.logging import get_logger
 from server.vault import Vault
 from server.vault.models import AuditEvent, LifecycleEvent
 
@@ -23,18 +25,48 @@ ALLOWED_DETAIL = frozenset({"tool", "via", "connector", "label", "reason", "key_
 class AuditTrail:
     def __init__(self, engine: Engine):
         self.engine = engine
+        self._pending: list[AuditEvent] = []
+        self._flushing: asyncio.Task[None] | None = None
+        self.log = get_logger("grantkeeper.audit")
 
-    def record_sync(self, actor: str, action: str, *, account_id: str | None = None, target: str | None = None,
-                    status: str | None = None, duration_ms: int | None = None, **detail: Any) -> None:
+    @staticmethod
+    def _row(actor: str, action: str, *, account_id: str | None = None, target: str | None = None,
+             status: str | None = None, duration_ms: int | None = None, **detail: Any) -> AuditEvent:
         kept = {key: str(value)[:200] for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
-        row = AuditEvent(actor=actor[:400], action=action[:64], account_id=account_id,
-                         target=target[:400] if target else None, status=status, duration_ms=duration_ms, detail=kept)
+        return AuditEvent(actor=actor[:400], action=action[:64], account_id=account_id,
+                          target=target[:400] if target else None, status=status, duration_ms=duration_ms, detail=kept)
+
+    def _write(self, rows: list[AuditEvent]) -> None:
         with Session(self.engine) as session:
-            session.add(row)
+            session.add_all(rows)
             session.commit()
 
+    def record_sync(self, actor: str, action: str, **fields: Any) -> None:
+        self._write([self._row(actor, action, **fields)])
+
     async def record(self, actor: str, action: str, **fields: Any) -> None:
-        await anyio.to_thread.run_sync(lambda: self.record_sync(actor, action, **fields))
+        """An administrative action: written before the caller goes on."""
+        row = self._row(actor, action, **fields)
+        await anyio.to_thread.run_sync(self._write, [row])
+
+    def defer(self, actor: str, action: str, **fields: Any) -> None:
+        """A tool call: queued and written in batches beside the hot path, so a call never waits for its audit row.
+        `drain` (at shutdown, and in tests) writes what is queued."""
+        self._pending.append(self._row(actor, action, **fields))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await anyio.to_thread.run_sync(self._write, batch)
+            except Exception:  # the calls stand; the operator's log says their audit rows are missing
+                self.log.warning("audit_write_failed", rows=len(batch), exc_info=True)
+
+    async def drain(self) -> None:
+        while self._flushing is not None and not self._flushing.done():
+            await self._flushing
 
     def rows(self, *, since: datetime | None = None, actor: str | None = None, action: str | None = None,
              after_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
