@@ -6,7 +6,8 @@
 - the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
 - the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used, and old audit rows and
   lifecycle events;
-- offboarding (server/lifecycle/offboarding.py) retries upstream revocations a provider has not yet accepted.
+- offboarding (server/lifecycle/offboarding.py) retries upstream revocations a provider has not yet accepted;
+- the webhook deliverer (server/monitoring/webhooks.py) sends the outbox of signed webhooks.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
 Both share their work with the other workers through the database, so N workers do the work of one, N times
@@ -23,6 +24,7 @@ from server.housekeeping import Housekeeper
 from server.lifecycle.health import HealthMonitor, Unhealthy
 from server.lifecycle.scheduler import RefreshScheduler
 from server.monitoring.logging import get_logger
+from server.monitoring.webhooks import WebhookDeliverer
 from server.runtime import Runtime
 
 
@@ -38,11 +40,19 @@ def housekeeper(runtime: Runtime) -> Housekeeper:
     return Housekeeper(runtime.settings, runtime.vault)
 
 
+def webhook_deliverer(runtime: Runtime) -> WebhookDeliverer:
+    deliverer = WebhookDeliverer(runtime.settings, runtime.vault)
+    runtime.events.webhook_listeners.append(deliverer.nudge)
+    return deliverer
+
+
 async def run_background(runtime: Runtime) -> None:
-    """Run the scheduler and the health monitor (as the settings enable them) and the housekeeper until cancelled."""
+    """Run the scheduler, the health monitor and the webhook deliverer (as the settings enable them) and the
+    housekeeper until cancelled."""
     settings = runtime.settings
     log = get_logger("grantkeeper.background")
-    log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled)
+    log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled,
+             webhooks=settings.webhooks_enabled)
     async with anyio.create_task_group() as group:
         if settings.scheduler_enabled:
             group.start_soon(refresh_scheduler(runtime).run)
@@ -50,6 +60,8 @@ async def run_background(runtime: Runtime) -> None:
             group.start_soon(health_monitor(runtime).run)
         group.start_soon(housekeeper(runtime).run)
         group.start_soon(runtime.offboarding.run)
+        if settings.webhooks_enabled:
+            group.start_soon(webhook_deliverer(runtime).run)
 
 
 async def serve_with_background(runtime: Runtime, transport: Callable[[], Awaitable[None]]) -> None:

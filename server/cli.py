@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
 from server.monitoring.audit import AuditTrail
-from server.monitoring.logging import configure_logging
+from server.monitoring.logging import configure_logging, get_logger
 from server.settings import ConfigError, Settings
 from server.vault.crypto import VaultKeyError
 
@@ -173,6 +173,27 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--user")
     check.set_defaults(handler=cmd_check)
 
+    hooks = commands.add_parser("webhooks", help="signed webhooks (Standard Webhooks) to your own systems"
+                                ).add_subparsers(metavar="ACTION")
+    hook_add = hooks.add_parser("add", help="add an endpoint; its signing secret is printed once")
+    hook_add.add_argument("url", help="https URL (plain http only on loopback)")
+    hook_add.add_argument("--events", help="comma-separated event types (default: all); see `webhooks list`")
+    hook_add.add_argument("--disabled", action="store_true", help="create it without delivering to it yet")
+    hook_add.set_defaults(handler=cmd_webhooks_add)
+    hook_list = hooks.add_parser("list", help="list endpoints and their messages (never the secrets)")
+    hook_list.add_argument("--json", action="store_true")
+    hook_list.set_defaults(handler=cmd_webhooks_list)
+    hook_remove = hooks.add_parser("remove", help="remove an endpoint and the messages queued for it")
+    hook_remove.add_argument("endpoint", metavar="ENDPOINT_ID")
+    hook_remove.set_defaults(handler=cmd_webhooks_remove)
+    hook_test = hooks.add_parser("test", help="send a signed webhook.test message to an endpoint now")
+    hook_test.add_argument("endpoint", metavar="ENDPOINT_ID")
+    hook_test.set_defaults(handler=cmd_webhooks_test)
+    replay = hooks.add_parser("replay", help="deliver dead-lettered messages (or one message by its id) again")
+    replay.add_argument("message", metavar="MESSAGE_ID", nargs="?", help="a webhook-id (msg_…); default: all dead ones")
+    replay.add_argument("--endpoint", metavar="ENDPOINT_ID")
+    replay.set_defaults(handler=cmd_webhooks_replay)
+
     demo = commands.add_parser("demo", help="run the example triage agent against the built-in provider simulators "
                                              "through a timeline of token expiry, faults and a revocation")
     demo.add_argument("--fast", action="store_true", help="a shorter run (under a minute) instead of 100+ token lifetimes")
@@ -188,6 +209,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CliError("--port must be between 0 and 65535")
+    from server.monitoring.tracing import configure_exporting
+
+    if configure_exporting():
+        get_logger("grantkeeper").info("trace_export_enabled")
     runtime = Runtime.open(settings)
 
     async def serve() -> int:
@@ -271,7 +296,10 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
                               account.provider_identity, scopes or account.scopes.split())
     vault.put_credential(account.id, write)
     vault.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
-    vault.record_event("account_imported", account_id=account.id, connector=args.connector)
+    from server.monitoring.webhook_events import lifecycle_webhook
+
+    vault.record_event("account_imported", account_id=account.id, connector=args.connector,
+                       webhook=lifecycle_webhook("account_imported", account, "info", {}))
     print(f"stored {account.display_name} (account id {account.id})")
     if refreshless_reason(write):
         vault.record_event("refresh_token_missing", account_id=account.id, severity="warning", reason=NO_REFRESH_TOKEN,
@@ -431,6 +459,101 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     AuditTrail(vault.engine).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
                                   key_id=matched[0].id, key_prefix=matched[0].prefix)
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
+    return EXIT_OK
+
+
+# ---- webhooks ----------------------------------------------------------------------------------------
+def cmd_webhooks_add(settings: Settings, args: argparse.Namespace) -> int:
+    from server.monitoring.webhook_events import EVENT_TYPES
+    from server.monitoring.webhooks import check_webhook_url, printable_url
+    from server.runtime import open_vault
+
+    check_webhook_url(args.url)
+    events = [e.strip() for e in args.events.split(",") if e.strip()] if args.events else list(EVENT_TYPES)
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown or not events:
+        raise CliError(f"unknown event type(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(EVENT_TYPES)}")
+    vault, _ = open_vault(settings)
+    endpoint, secret = vault.outbox.add_endpoint(args.url, events, enabled=not args.disabled)
+    print(secret)
+    print(f"webhook endpoint {endpoint.id} -> {printable_url(endpoint.url)} for {', '.join(endpoint.event_types)}. "
+          "The signing secret above is shown only now; give it to the receiver to verify "
+          "webhook-signature (Standard Webhooks).", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_webhooks_list(settings: Settings, args: argparse.Namespace) -> int:
+    from server.monitoring.webhook_events import EVENT_TYPES
+    from server.monitoring.webhooks import printable_url
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    counts = vault.outbox.message_counts()
+    rows = [{"id": e.id, "url": printable_url(e.url), "events": e.event_types, "enabled": e.enabled,
+             "created_at": e.created_at.isoformat(),
+             "messages": {status: counts.get((e.id, status), 0) for status in ("pending", "delivered", "dead")}}
+            for e in vault.outbox.list_endpoints()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no webhook endpoints (grantkeeper webhooks add URL)")
+    for row in rows:
+        m = row["messages"]
+        print(f"{row['id']}  {row['url']}  {'enabled' if row['enabled'] else 'disabled'}  "
+              f"pending {m['pending']}, delivered {m['delivered']}, dead {m['dead']}  [{', '.join(row['events'])}]")
+    print(f"event types: {', '.join(EVENT_TYPES)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_webhooks_remove(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    if not vault.outbox.remove_endpoint(args.endpoint):
+        raise CliError(f"no webhook endpoint with id {args.endpoint!r}")
+    print(f"removed webhook endpoint {args.endpoint}")
+    return EXIT_OK
+
+
+def cmd_webhooks_test(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx2
+
+    from server.monitoring.webhook_events import TEST_EVENT_TYPE
+    from server.monitoring.webhooks import DeliveryFailed, message_body, printable_url, send_signed
+    from server.runtime import open_vault
+    from server.vault.outbox import new_message_id
+
+    vault, _ = open_vault(settings)
+    endpoint = vault.outbox.get_endpoint(args.endpoint)
+    if endpoint is None:
+        raise CliError(f"no webhook endpoint with id {args.endpoint!r}")
+    now = datetime.now(UTC)
+    message_id = new_message_id()
+    body = message_body({"type": TEST_EVENT_TYPE, "timestamp": now.isoformat(), "data": {"endpoint": endpoint.id}})
+
+    async def send() -> int:
+        async with httpx2.AsyncClient(follow_redirects=False) as http:
+            return await send_signed(http, endpoint.url, vault.outbox.endpoint_secret(endpoint), message_id, body,
+                                     at=now, timeout=settings.webhook_timeout_seconds)
+
+    try:
+        status = anyio.run(send)
+    except DeliveryFailed as failure:
+        print(f"webhook test {message_id} to {printable_url(endpoint.url)} failed: {failure.reason}", file=sys.stderr)
+        return EXIT_UNHEALTHY
+    print(f"webhook test {message_id} to {printable_url(endpoint.url)}: HTTP {status}")
+    return EXIT_OK
+
+
+def cmd_webhooks_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    count = vault.outbox.replay(message_id=args.message, endpoint_id=args.endpoint)
+    if args.message and not count:
+        raise CliError(f"no delivered or dead message {args.message!r}")
+    print(f"{count} message(s) queued again; a running server delivers them")
     return EXIT_OK
 
 

@@ -20,6 +20,7 @@ from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.lifecycle.auth import VaultAuth
 from server.lifecycle.tokens import TokenManager
+from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.results import Ok, ReauthRequired, failure_result
@@ -71,7 +72,7 @@ class ProviderSession:
     async def send(self, call: ApiCall) -> httpx2.Response:
         settings = self.executor.settings
         try:
-            return await self._send_once(call)  # the common case pays for no retry machinery at all
+            return await self._send_once(call, 1)  # the common case pays for no retry machinery at all
         except failures.ToolFailure as error:
             if settings.retry_attempts < 2 or not self._worth_retrying(error):
                 raise
@@ -86,7 +87,7 @@ class ProviderSession:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._send_once(call)
+                return await self._send_once(call, attempt.retry_state.attempt_number + 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _worth_retrying(self, error: BaseException) -> bool:
@@ -106,7 +107,11 @@ class ProviderSession:
         self.executor.log.info("provider_call_retry", account=self.account.display_name, attempt=failed_attempts,
                                reason=getattr(error, "reason", type(error).__name__))
 
-    async def _send_once(self, call: ApiCall) -> httpx2.Response:
+    async def _send_once(self, call: ApiCall, attempt: int) -> httpx2.Response:
+        with tracing.span("provider_request", connector=self.connector.name, attempt=attempt, retry=attempt > 1):
+            return await self._request(call)
+
+    async def _request(self, call: ApiCall) -> httpx2.Response:
         connector = self.connector
         auth = VaultAuth(self.executor.tokens, self.account, connector, self.executor.events)
         request = self.executor.http.build_request(
@@ -161,7 +166,10 @@ class Executor:
         if connector.missing_base_url:
             return self._not_configured(connector, named)
         try:
-            account = await self.resolve(caller, connector, label)
+            with tracing.span("resolve_account", connector=connector_name) as span:
+                account = await self.resolve(caller, connector, label)
+                tracing.annotate(span, account_id=account.id)
+                tracing.annotate_call(account_id=account.id)
         except AccountGone as gone:
             return await self.reauth_result(caller, connector, gone.account, gone.reason)
         except failures.ToolFailure as failure:

@@ -55,6 +55,7 @@ class UpstreamError(BaseModel):
     outcome_unknown: bool = Field(
         default=False, description="a write may or may not have happened; check before repeating it"
     )
+    retry_after_seconds: float | None = Field(default=None, description="when calling again may help, when known")
     next_step: str
 
 
@@ -121,12 +122,15 @@ def failure_result(failure: failures.ToolFailure, *, connector: str, account: st
             if failure.outcome_unknown:
                 step = (f"{failure.message} The change may or may not have been made: check before repeating it "
                         "(or repeat with the same idempotency key where the tool takes one).")
+            elif failure.retryable and failure.retry_after is not None:
+                step = f"{failure.message} Try again in {max(1, round(failure.retry_after))} seconds."
             elif failure.retryable:
                 step = f"{failure.message} Try again in a little while."
             else:
                 step = failure.message
             return UpstreamError(connector=connector, reason=failure.reason, retryable=failure.retryable,
-                                 outcome_unknown=failure.outcome_unknown, next_step=step)
+                                 outcome_unknown=failure.outcome_unknown, retry_after_seconds=failure.retry_after,
+                                 next_step=step)
         case failures.InvalidInput():
             return InvalidInput(connector=connector, reason=failure.reason,
                                 next_step=f"{failure.message} Change the arguments; the same call will fail again.")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from server.connectors import Connector, load_connectors
+from server.elicitations import ElicitationWatch
 from server.execute import Caller, Executor
 from server.lifecycle.offboarding import Offboarding
 from server.lifecycle.tokens import TokenManager
@@ -33,6 +34,7 @@ class Runtime:
     offboarding: Offboarding
     audit: AuditTrail
     created_key_file: bool = False
+    elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
     _closed: bool = field(default=False, repr=False)
 
     @classmethod

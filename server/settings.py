@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     refresh_at_fraction: float = Field(default=0.75, gt=0, lt=1)
     # Inside this many seconds of expiry a call waits for the refresh instead of using the old token.
     mandatory_refresh_seconds: float = Field(default=60, ge=0)
+    # A refresh token with a fixed lifetime is announced (`account.reauth_required`, reason refresh_token_expiring)
+    # this long before it runs out, or at half its lifetime when that is shorter.
+    refresh_expiry_warning_seconds: float = Field(default=7 * 86400, ge=0)
     refresh_timeout_seconds: float = Field(default=10, gt=0)
     lease_seconds: float = Field(default=30, gt=0)
     token_cache_seconds: float = Field(default=5, ge=0)
@@ -143,7 +146,15 @@ class Settings(BaseSettings):
     # Streamable HTTP without server-side sessions: any worker behind a load balancer can answer any request,
     # so no session affinity is needed (at the price of server-to-client requests such as URL elicitation).
     http_stateless: bool = False
-    alert_webhook_url: str | None = None
+    alert_webhook_url: str | None = None  # Slack-style incoming webhook for alerts (unsigned JSON)
+
+    # Signed webhooks (Standard Webhooks) from the durable outbox; endpoints via `grantkeeper webhooks add`.
+    webhooks_enabled: bool = True  # deliver the outbox from this worker
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=300)  # total deadline of one delivery
+    webhook_max_attempts: int = Field(default=15, ge=1, le=1000)  # then the message is dead-lettered
+    webhook_backoff_initial_seconds: float = Field(default=5, ge=0)  # doubles after each failed attempt ...
+    webhook_backoff_max_seconds: float = Field(default=3600, ge=0)  # ... up to this, with jitter
+    webhook_poll_seconds: float = Field(default=5, gt=0)  # longest sleep between two outbox scans
 
     # Fleet mode: background work every `serve` runs beside its transport (server/background.py, docs/deployment.md).
     scheduler_enabled: bool = True  # proactive refresh of due grants in this worker

@@ -21,10 +21,14 @@ from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from server.execute import Caller, ProviderSession
+from server.monitoring import tracing
 from server.monitoring.metrics import record_tool_call
 from server.results import Ok, ReauthRequired, result_model, to_call_result
 from server.runtime import Runtime
 from server.vault.models import LABEL_PATTERN
+
+# The protocol version that has notifications/elicitation/complete (2026-07-28 dropped it).
+ELICITATION_COMPLETE_VERSION = "2025-11-25"
 
 
 def exposed_name(canonical: str, naming: Literal["underscore", "dotted"]) -> str:
@@ -112,7 +116,9 @@ class Toolset:
                   operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
         started = time.perf_counter()
         caller, label = self.caller(ctx), requested_label()
-        result = await self.runtime.executor.run(caller, connector, operation, label=label)
+        with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
+            result = await self.runtime.executor.run(caller, connector, operation, label=label)
+            tracing.annotate(span, status=getattr(result, "status", "ok"), reason=getattr(result, "reason", None))
         status, elapsed = getattr(result, "status", "ok"), time.perf_counter() - started
         record_tool_call(tool, status, elapsed)
         # The audit row names the call, never its arguments or its answer.
@@ -120,7 +126,12 @@ class Toolset:
         self.runtime.audit.defer(f"{caller.org}/{caller.user}", "tool_call", target=target, status=status,
                                  duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
-            raise url_elicitation(result)
+            elicitation = url_elicitation(result)
+            session = ctx.session if ctx is not None else None
+            if getattr(session, "protocol_version", None) == ELICITATION_COMPLETE_VERSION:
+                # Told with notifications/elicitation/complete when the owner completes the link.
+                self.runtime.elicitations.watch(result.account, elicitation.elicitations[0].elicitation_id, session)
+            raise elicitation
         return to_call_result(result)
 
 

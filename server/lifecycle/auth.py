@@ -10,6 +10,7 @@ import httpx2
 from providers.base import Classification, Verdict
 from server.connectors import Connector
 from server.lifecycle.tokens import TokenManager
+from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.vault import ConnectedAccount
 
@@ -40,6 +41,8 @@ class VaultAuth(httpx2.Auth):
                                  provider_error=self.classification.reason, version=snapshot.version)
         snapshot = await self.tokens.refresh(self.account, snapshot.version, trigger="reactive")
         request.headers["Authorization"] = f"Bearer {snapshot.access_token}"
-        response = yield request
-        await response.aread()
-        self.classification = self.connector.provider.classify_api_response(response)
+        with tracing.side_span("provider_retry", connector=self.connector.name, trigger="reactive") as span:
+            response = yield request
+            await response.aread()
+            self.classification = self.connector.provider.classify_api_response(response)
+            tracing.annotate(span, http_status=response.status_code, verdict=self.classification.verdict.value)

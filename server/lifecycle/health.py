@@ -7,6 +7,7 @@ revoked grant becomes `reauth_required` and an inactive one `admin_action_requir
 Work is shared by the fleet: a worker claims accounts whose `health_due_at` has passed by moving it one interval
 forward (server/vault/schedule.py), then probes them with bounded concurrency and per-provider pacing.
 At start, `validate_at_startup` makes every account not checked recently due and reports the result.
+A working account whose refresh token has a fixed lifetime is announced ahead of its end (`warn_if_expiring`).
 """
 
 from __future__ import annotations
@@ -64,12 +65,36 @@ class HealthMonitor:
         await self.pacer.wait(account.connector)
         result: BaseModel = await self.executor.probe(account)
         report = HealthReport(account.display_name, str(getattr(result, "status", "ok")), getattr(result, "reason", None))
+        if report.healthy:
+            await self.warn_if_expiring(account)
         await anyio.to_thread.run_sync(self.vault.schedule.record_health_check, account.id, utcnow())
         await self.events.record("health_checked", account, severity=SEVERITY.get(report.outcome, "warning"),
                                  trigger=trigger, outcome=report.outcome, reason=report.reason)
         if report.healthy:
             await self._warn_if_reconnect_due(account)
         return report
+
+    async def warn_if_expiring(self, account: ConnectedAccount) -> bool:
+        """Once per refresh token: when its fixed end is near (`refresh_expiry_warning_seconds`, or half its
+        lifetime), record `refresh_token_expiring` — a webhook `account.reauth_required` — so the owner re-consents
+        before anything breaks. The event names no link: a link is a secret, minted by `grantkeeper link`."""
+        timings = await anyio.to_thread.run_sync(self.vault.credential_timings, account.id)
+        if timings is None or timings.get("refresh_expires_at") is None:
+            return False
+        expires_at, issued_at = timings["refresh_expires_at"], timings["issued_at"]
+        lifetime = (expires_at - issued_at).total_seconds()
+        ahead = min(self.settings.refresh_expiry_warning_seconds, max(lifetime, 0) / 2)
+        if utcnow() < expires_at - timedelta(seconds=ahead):
+            return False
+        previous = await anyio.to_thread.run_sync(
+            lambda: self.vault.events(account_id=account.id, kind="refresh_token_expiring", limit=1))
+        if previous and previous[0].detail.get("refresh_expires_at") == expires_at.isoformat():
+            return False  # already announced for this refresh token
+        await self.events.record(
+            "refresh_token_expiring", account, severity="warning", reason="refresh_token_expiring",
+            refresh_expires_at=expires_at.isoformat(),
+            next_step=f"grantkeeper link {account.connector} --org {account.org} --user {account.user}")
+        return True
 
     async def _warn_if_reconnect_due(self, account: ConnectedAccount) -> None:
         """A grant without a refresh token nearing its expiry: a warning (one alert per incident) so the operator

@@ -21,6 +21,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from providers.base import TokenVerdict, json_body
 from server.connectors import Connector
+from server.monitoring import tracing
 
 
 @dataclass(frozen=True)
@@ -120,10 +121,11 @@ def _headers(connector: Connector) -> dict[str, str]:
 
 
 async def refresh_grant(connector: Connector, refresh_token: str, timeout: float) -> TokenGrant:
-    async with _client(connector, timeout) as client:
-        token = await _call(connector, client.refresh_token(connector.refresh_url, refresh_token=refresh_token,
-                                                            headers=_headers(connector)))
-    return _grant(connector, token, fallback_refresh_token=refresh_token)
+    with tracing.span("token_request", connector=connector.name):
+        async with _client(connector, timeout) as client:
+            token = await _call(connector, client.refresh_token(connector.refresh_url, refresh_token=refresh_token,
+                                                                headers=_headers(connector)))
+        return _grant(connector, token, fallback_refresh_token=refresh_token)
 
 
 def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,

@@ -26,6 +26,7 @@ from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
 from server.lifecycle.crashpoints import crash_point
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
+from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -38,6 +39,11 @@ from server.vault.store import UNCERTAIN_OUTCOMES
 DUE_JITTER_FRACTION = 0.05
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
+# The mandatory window is at most this fraction of a token's lifetime, so a short-lived token is not refreshed
+# on every call (a 60 s token: the last 12 s, not the whole minute).
+MANDATORY_WINDOW_FRACTION = 0.2
+# Outcomes after which the row's due time is a cooldown: no worker asks the token endpoint again before it.
+COOLDOWN_OUTCOMES = ("failed", "ambiguous")
 
 
 def worker_id() -> str:
@@ -52,6 +58,9 @@ class TokenManager:
         self.events = events
         self.owner = worker_id()
         self.log = get_logger("grantkeeper.lifecycle")
+        self.clock: Callable[[], datetime] = utcnow  # injectable: tests simulate a token's life
+        # Told of every new due time (the scheduler wakes for one earlier than it planned to).
+        self.due_listeners: list[Callable[[datetime], None]] = []
         # Versions only grow, so a re-read never replaces a newer snapshot with an older one.
         self._cache: RevalidatingCache[str, CredentialSnapshot] = RevalidatingCache(
             settings.token_cache_seconds, self._read,
@@ -87,9 +96,9 @@ class TokenManager:
         """A token that is good for this call: refreshed first when (nearly) expired, refreshed in the background
         once 75 % of its lifetime has passed."""
         snapshot = await self.current(account)
-        now = utcnow()
+        now = self.clock()
         if snapshot.access_expires_at is not None:
-            mandatory_from = snapshot.access_expires_at - timedelta(seconds=self.settings.mandatory_refresh_seconds)
+            mandatory_from = snapshot.access_expires_at - self._mandatory_window(snapshot)
             if now >= mandatory_from:
                 if snapshot.refresh_token is None:
                     if now >= snapshot.access_expires_at:
@@ -118,7 +127,9 @@ class TokenManager:
         """Replace the token at `stale_version` (or pick up the one another worker already put there)."""
         future = self._inflight.get(account.id)
         if future is None:
-            future = asyncio.ensure_future(self._refresh_once_per_grant(account, stale_version, trigger))
+            future = asyncio.ensure_future(tracing.traced(
+                "refresh", self._span_attributes(account, trigger), self._refresh_once_per_grant, account, stale_version,
+                trigger))
             self._inflight[account.id] = future
             future.add_done_callback(lambda done: self._settle(account.id, done))
         snapshot = await asyncio.shield(future)
@@ -133,7 +144,8 @@ class TokenManager:
                               ) -> CredentialSnapshot | None:
         """Refresh a row this worker already leased (the scheduler's batch claim) through the same path as every
         other refresh. None when the lease was lost before the provider call (nothing was sent)."""
-        future = asyncio.ensure_future(self._refresh_claimed(account, version, trigger))
+        future = asyncio.ensure_future(tracing.traced(
+            "refresh", self._span_attributes(account, trigger), self._refresh_claimed, account, version, trigger))
         if account.id not in self._inflight:
             # In-process callers that need this grant now wait for this refresh instead of polling the row.
             self._inflight[account.id] = future
@@ -152,6 +164,10 @@ class TokenManager:
         interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         return await self._refresh_holding_lease(account, self.connectors[account.connector], row, trigger, interrupted)
 
+    @staticmethod
+    def _span_attributes(account: ConnectedAccount, trigger: str) -> dict[str, Any]:
+        return {"connector": account.connector, "account_id": account.id, "trigger": trigger}
+
     def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot]) -> None:
         if self._inflight.get(account_id) is done:
             del self._inflight[account_id]
@@ -164,13 +180,16 @@ class TokenManager:
         lease_for = timedelta(seconds=self.settings.lease_seconds)
         give_up_at = time.monotonic() + self.settings.lease_seconds + self.settings.refresh_timeout_seconds
         delay = LOSER_POLL_FIRST_SECONDS
+        waiting_since = time.time_ns()
         while True:
             row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
             if row is None:
                 raise GrantGone("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
                 self._remember(row)
+                tracing.record_span("lease_wait", waiting_since, outcome="refreshed_elsewhere")
                 return row
+            self._raise_if_cooling_down(row)
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
             if await self._db(self.vault.try_lease, account.id, row.version, self.owner, lease_for):
@@ -180,6 +199,12 @@ class TokenManager:
                                       "finished.", retryable=True)
             await asyncio.sleep(delay)  # losers poll the row until the winner's version lands
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
+        tracing.record_span("lease_wait", waiting_since, outcome="leased")
+        try:  # a failure released between our read and our lease is seen here, before any token request
+            self._raise_if_cooling_down(await self._db(self.vault.read_credential, account.id) or row)
+        except UpstreamFailure:
+            await self._db(self.vault.drop_lease, account.id, row.version, self.owner)
+            raise
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         try:
@@ -213,7 +238,7 @@ class TokenManager:
         except TokenEndpointError as error:
             return await self._refresh_refused(account, row, trigger, interrupted, error)
         crash_point("after_provider_rotated")
-        write = self.credential_write(connector, grant, utcnow())
+        write = self.credential_write(connector, grant, self.clock())
         try:
             committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write)
         except Exception:
@@ -225,7 +250,8 @@ class TokenManager:
             await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
             raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
         self._remember(committed)
-        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version)
+        recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
+        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version, **recovered)
         return committed
 
     async def _refresh_refused(
@@ -248,12 +274,13 @@ class TokenManager:
                                       "The provider rejected this server's OAuth client credentials.")
         # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
         outcome = "ambiguous" if error.maybe_applied else "failed"
-        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=self._retry_at(row))
+        retry_at = self._retry_at(row)
+        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
         await self.events.record("refresh_failed", account, severity="warning", trigger=trigger,
-                                 provider_error=error.error, outcome=outcome)
+                                 provider_error=error.error, outcome=outcome, retry_at=retry_at.isoformat())
         raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint is not answering.",
-                              retryable=True)
+                              retryable=True, retry_after=(retry_at - utcnow()).total_seconds())
 
     async def _grant_dead(self, account: ConnectedAccount, reason: str, trigger: str, **detail: Any) -> CredentialSnapshot:
         await self._db(self.vault.mark_grant_dead, account.id, self.owner, AccountStatus.REAUTH_REQUIRED, reason)
@@ -263,6 +290,24 @@ class TokenManager:
         raise GrantGone(reason, "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
+    def _mandatory_window(self, snapshot: CredentialSnapshot) -> timedelta:
+        window = self.settings.mandatory_refresh_seconds
+        if snapshot.access_expires_at is not None:
+            lifetime = (snapshot.access_expires_at - snapshot.issued_at).total_seconds()
+            if lifetime > 0:
+                window = min(window, lifetime * MANDATORY_WINDOW_FRACTION)
+        return timedelta(seconds=window)
+
+    def _raise_if_cooling_down(self, row: CredentialSnapshot) -> None:
+        """After a failed refresh its row is due again only at the retry time (`_retry_at`); until then every
+        caller in every worker gets the recorded failure instead of asking a failing token endpoint again."""
+        if row.last_refresh_outcome not in COOLDOWN_OUTCOMES or row.refresh_due_at is None:
+            return
+        wait = (row.refresh_due_at - utcnow()).total_seconds()
+        if wait > 0:
+            raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint failed a moment ago; "
+                                  "grantkeeper waits before asking it again.", retryable=True, retry_after=wait)
+
     @staticmethod
     def _retry_at(row: CredentialSnapshot) -> datetime:
         """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""
@@ -277,6 +322,9 @@ class TokenManager:
                 spread = random.uniform(-DUE_JITTER_FRACTION, DUE_JITTER_FRACTION)
                 refresh_due_at = issued_at + timedelta(seconds=lifetime * (self.settings.refresh_at_fraction + spread))
         refresh_expires_at = issued_at + timedelta(seconds=grant.refresh_expires_in) if grant.refresh_expires_in else None
+        if refresh_due_at is not None:
+            for listener in self.due_listeners:
+                listener(refresh_due_at)
         return CredentialWrite(
             secrets=TokenSecrets(grant.access_token, grant.refresh_token),
             token_type=grant.token_type,

@@ -15,7 +15,8 @@ import anyio
 import httpx2
 
 from server.monitoring.logging import get_logger
-from server.vault import Vault
+from server.monitoring.webhook_events import alert_webhook
+from server.vault import ConnectedAccount, Vault
 
 FAILURES_BEFORE_ALERT = 3
 WEBHOOK_TIMEOUT_SECONDS = 5.0
@@ -35,9 +36,12 @@ class AlertPolicy:
         self._failures: dict[str, int] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
 
-    async def observe(self, kind: str, account: str | None, detail: dict[str, Any]) -> None:
+    async def observe(self, kind: str, account: str | None, detail: dict[str, Any],
+                      subject: ConnectedAccount | None = None) -> bool:
+        """Open or resolve the account's incident for this event; True when that queued a signed webhook
+        (`alert.opened` / `alert.resolved`, in the transaction that opened or closed the incident)."""
         if account is None:
-            return
+            return False
         opened: tuple[str, str, str] | None = None
         if kind == "refresh_failed":
             self._failures[account] = self._failures.get(account, 0) + 1
@@ -49,13 +53,22 @@ class AlertPolicy:
             opened = ("admin_action_required", "error", "an administrator must act")
         elif kind in RECOVERED or (kind == "status_changed" and detail.get("status") == "active"):
             self._failures.pop(account, None)
-            for incident in await anyio.to_thread.run_sync(self.vault.close_incidents, account):
-                self._send(account, incident, "resolved", f"{incident} resolved ({kind})", {})
-            return
+            summary = f"resolved ({kind})"
+
+            def resolved(incident: str) -> Any:
+                return alert_webhook(False, subject, account, incident, "resolved", f"{incident} {summary}")
+
+            closed = await anyio.to_thread.run_sync(self.vault.close_incidents, account, resolved)
+            for incident in closed:
+                self._send(account, incident, "resolved", f"{incident} {summary}", {})
+            return bool(closed)
         if opened is not None:
             incident, severity, summary = opened
-            if await anyio.to_thread.run_sync(self.vault.open_incident, account, incident, severity):
+            webhook = alert_webhook(True, subject, account, incident, severity, summary, detail.get("reason"))
+            if await anyio.to_thread.run_sync(self.vault.open_incident, account, incident, severity, webhook):
                 self._send(account, incident, severity, summary, detail)
+                return True
+        return False
 
     def _send(self, account: str, incident: str, severity: str, summary: str, detail: dict[str, Any]) -> None:
         alert = {"alert": incident, "severity": severity, "account": account, "summary": summary,

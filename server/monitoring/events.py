@@ -1,8 +1,10 @@
-"""Lifecycle events: one log line and one `lifecycle_event` row each, so operators can follow every grant."""
+"""Lifecycle events: one log line and one `lifecycle_event` row each, so operators can follow every grant; the
+ones receivers subscribe to are queued as signed webhooks in the same transaction (server/vault/outbox.py)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -10,6 +12,7 @@ import anyio
 from server.monitoring.alerts import AlertPolicy
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import LIFECYCLE_EVENTS
+from server.monitoring.webhook_events import lifecycle_webhook
 from server.vault import ConnectedAccount, Vault
 
 LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -20,14 +23,23 @@ class EventRecorder:
         self.vault = vault
         self.alerts = alerts or AlertPolicy(vault)
         self.log = get_logger("grantkeeper.events")
+        # Called (on the event loop) after each event that queued a webhook: the deliverer wakes for it.
+        self.webhook_listeners: list[Callable[[], None]] = []
 
     async def record(self, kind: str, account: ConnectedAccount | None, severity: str = "info", **detail: Any) -> None:
-        await anyio.to_thread.run_sync(self.record_sync, kind, account, severity, detail)
-        await self.alerts.observe(kind, account.display_name if account else None, detail)
+        queued = await anyio.to_thread.run_sync(self.record_sync, kind, account, severity, detail)
+        queued = await self.alerts.observe(kind, account.display_name if account else None, detail,
+                                           subject=account) or queued
+        if queued:
+            for listener in self.webhook_listeners:
+                listener()
 
-    def record_sync(self, kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> None:
+    def record_sync(self, kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> bool:
+        """Log and store the event; True when it queued a webhook."""
         context = {"account": account.display_name, "connector": account.connector} if account else {}
         LIFECYCLE_EVENTS.labels(kind, account.connector if account else "").inc()
         self.log.log(LEVELS.get(severity, logging.INFO), kind, severity=severity, **context, **detail)
+        webhook = lifecycle_webhook(kind, account, severity, detail)
         self.vault.record_event(kind, account_id=account.id if account else None, severity=severity,
-                                **context, **detail)
+                                webhook=webhook, **context, **detail)
+        return webhook is not None

@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import structlog
 
 from providers import BUILTIN
+from server.monitoring.tracing import current_ids
 
 REDACTED = "[redacted]"
 SECRET_KEYS = frozenset({
@@ -62,6 +63,13 @@ def _drop_color_message(_logger: Any, _method: str, event_dict: dict[str, Any]) 
     return event_dict
 
 
+def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the current span's trace_id and span_id, so a log line can be found from its trace."""
+    for key, value in current_ids().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: drop values under secret-sounding keys, mask token-shaped strings anywhere."""
     return _redact(event_dict)
@@ -74,6 +82,7 @@ def configure_logging(level: str = "info", fmt: str = "json", stream: TextIO | N
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.stdlib.ExtraAdder(),
+        add_trace_ids,
     ]
     renderer = structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     formatter = structlog.stdlib.ProcessorFormatter(

@@ -202,6 +202,7 @@ class ReauthFlow:
                                          provider_account_id=provider_account_id)
         for pending in replaced:  # the grant this reconnect replaced ends at the provider too
             await self.runtime.offboarding.end_replaced(account, pending)
+        await self.runtime.elicitations.completed(account.display_name)
         if refreshless_reason(write):
             # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
             # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.

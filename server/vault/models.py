@@ -174,6 +174,46 @@ class AlertIncident(SQLModel, table=True):
     opened_at: datetime = _ts(nullable=False, default=utcnow)
 
 
+class WebhookEndpoint(SQLModel, table=True):
+    """A receiver of signed webhooks. Its signing secret is sealed like a credential and shown once, at `add`."""
+
+    __tablename__ = "webhook_endpoint"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    url: str = Field(max_length=2000)
+    key_id: str = Field(max_length=64)
+    secret_ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    event_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    enabled: bool = Field(default=True)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+class WebhookMessage(SQLModel, table=True):
+    """The outbox: one row per (event, endpoint), written in the transaction of the change it reports, delivered
+    at least once in `id` order per (endpoint, account). `message_id` is the `webhook-id` receivers de-duplicate by."""
+
+    __tablename__ = "webhook_message"
+    __table_args__ = (
+        Index("ix_webhook_message_status_next", "status", "next_attempt_at"),
+        Index("ix_webhook_message_order", "endpoint_id", "order_key", "status", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str = Field(unique=True, max_length=40)
+    endpoint_id: str = Field(foreign_key="webhook_endpoint.id", max_length=32)
+    order_key: str = Field(default="", max_length=32)  # the account id ("" for events about no account)
+    event_type: str = Field(max_length=64)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default="pending", max_length=16)  # pending | delivered | dead
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = _ts(nullable=False, default=utcnow)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    delivered_at: datetime | None = _ts(nullable=True)
+
+
 class RevocationState(StrEnum):
     PENDING = "pending"  # not yet accepted by the provider; retried from the database
     DONE = "done"

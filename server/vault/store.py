@@ -27,6 +27,7 @@ from server.vault.models import (
     MagicLink,
     utcnow,
 )
+from server.vault.outbox import Outbox, WebhookEvent, enqueue
 
 CREDENTIAL_FIELD = "tokens"
 # last_refresh_outcome values that mean "the refresh token may already have been spent without us storing the answer"
@@ -116,6 +117,7 @@ class Vault:
         self.engine = engine
         self.keyring = keyring
         self.schedule = Schedule(engine)  # due refreshes and health checks, claimed by the fleet
+        self.outbox = Outbox(engine, keyring)  # webhook endpoints and the messages owed to them
 
     # ---- sealing -------------------------------------------------------------------------------------
     def _seal_secrets(self, account_id: str, secrets: TokenSecrets) -> Sealed:
@@ -251,6 +253,7 @@ class Vault:
             if row is None:
                 return None
             return {"access_expires_at": row.access_expires_at, "refresh_due_at": row.refresh_due_at,
+                    "issued_at": row.issued_at, "refresh_expires_at": row.refresh_expires_at,
                     "last_refresh_at": row.last_refresh_at, "last_refresh_outcome": row.last_refresh_outcome}
 
     def put_credential(self, account_id: str, write: CredentialWrite) -> CredentialSnapshot:
@@ -394,24 +397,31 @@ class Vault:
             session.commit()
 
     # ---- alert incidents ------------------------------------------------------------------------------
-    def open_incident(self, account: str, incident: str, severity: str) -> bool:
-        """True for the one caller (in the whole fleet) that opens it; False when it is already open."""
+    def open_incident(self, account: str, incident: str, severity: str, webhook: WebhookEvent | None = None) -> bool:
+        """True for the one caller (in the whole fleet) that opens it; False when it is already open.
+        `webhook` is queued in the same transaction, so exactly the opener reports it."""
         with Session(self.engine) as session:
             session.add(AlertIncident(account=account, incident=incident, severity=severity))
             try:
+                session.flush()  # the race is decided here, before anything else is written
+                if webhook is not None:
+                    enqueue(session, webhook)
                 session.commit()
             except IntegrityError:
                 return False
         return True
 
-    def close_incidents(self, account: str) -> list[str]:
-        """Close the account's open incidents; returns the ones this caller closed (so it alone says resolved)."""
+    def close_incidents(self, account: str, webhook: Callable[[str], WebhookEvent] | None = None) -> list[str]:
+        """Close the account's open incidents; returns the ones this caller closed (so it alone says resolved).
+        `webhook(incident)` is queued in the transaction that closes it."""
         closed = []
         with Session(self.engine) as session:
             names = session.exec(select(AlertIncident.incident).where(AlertIncident.account == account)).all()
             for name in names:
                 result = session.execute(delete(AlertIncident).where(AlertIncident.account == account,
                                                                      AlertIncident.incident == name))
+                if result.rowcount == 1 and webhook is not None:
+                    enqueue(session, webhook(name))
                 session.commit()
                 if result.rowcount == 1:
                     closed.append(name)
@@ -620,9 +630,13 @@ class Vault:
             return matches
 
     # ---- events --------------------------------------------------------------------------------------
-    def record_event(self, kind: str, *, account_id: str | None, severity: str = "info", **detail: Any) -> None:
+    def record_event(self, kind: str, *, account_id: str | None, severity: str = "info",
+                     webhook: WebhookEvent | None = None, **detail: Any) -> None:
+        """Store the event and, in the same transaction, the webhook messages that report it."""
         with Session(self.engine) as session:
             session.add(LifecycleEvent(kind=kind, account_id=account_id, severity=severity, detail=detail))
+            if webhook is not None:
+                enqueue(session, webhook)
             session.commit()
 
     def events(self, account_id: str | None = None, kind: str | None = None, limit: int = 100) -> list[LifecycleEvent]:

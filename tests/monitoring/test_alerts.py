@@ -15,6 +15,7 @@ from providers.simulators import SimulatorServer
 from server.monitoring.metrics import render
 from server.runtime import Runtime
 from server.settings import Settings
+from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 from tests.support.web import web_server
@@ -50,18 +51,20 @@ async def alerting_runtime(env, receiver, monkeypatch):
 
 async def test_three_failed_refreshes_raise_one_alert_and_recovery_resolves_it(alerting_runtime, slack_sim, receiver):
     runtime, (hook, _) = alerting_runtime, receiver
-    seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
-    slack_sim.token_endpoint_fail(count=6, status=503)
+    account = seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
+    slack_sim.token_endpoint_fail(count=3, status=503)
 
     async with mcp_client(runtime) as client:
-        first = await call(client, "slack_read_channel", READ)
-        second = await call(client, "slack_read_channel", READ)
-        slack_sim.clear_faults()
+        failed = []
+        for _ in range(3):  # each after the cooldown of the failure before it (one token request each)
+            end_the_cooldown(runtime.vault, account.id)
+            failed.append((await call(client, "slack_read_channel", READ))["status"])
+        end_the_cooldown(runtime.vault, account.id)
         recovered = await call(client, "slack_read_channel", READ)
     await runtime.events.alerts.drain()
 
-    assert (first["status"], second["status"], recovered["status"]) == ("upstream_error", "upstream_error", "ok")
-    assert slack_sim.counters.token_requests == 7
+    assert (*failed, recovered["status"]) == ("upstream_error", "upstream_error", "upstream_error", "ok")
+    assert slack_sim.counters.token_requests == 4
     assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("refresh_failing", "error"),
                                                                    ("refresh_failing", "resolved")]
     assert all(a["account"] == "acme/alice/slack" for a in hook.alerts)

@@ -3,10 +3,11 @@ that does not gets the structured `reauth_required` result."""
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
-from mcp.types import ElicitResult
+from mcp.types import ElicitCompleteNotification, ElicitResult
 
 from server.app import build_server
 from server.auth import create_api_key
@@ -73,3 +74,30 @@ async def test_url_elicitation_over_streamable_http_carries_a_working_link(runti
     assert runtime.vault.get_account(account_id).status == "active"
     async with http_session(web, key) as plain:
         assert (await plain.call_tool("accounts_list", {})).structured_content["status"] == "ok"
+
+
+async def test_a_client_that_got_the_link_is_told_when_the_owner_completes_it(
+        runtime, settings, slack_sim, web, user):
+    revoke_alices_slack(runtime, settings, slack_sim)
+    server, _ = build_server(runtime)
+    completed: list[str] = []
+    told = anyio.Event()
+
+    async def notifications(message) -> None:
+        if isinstance(message, ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+            told.set()
+
+    # notifications/elicitation/complete is MCP 2025-11-25 (the handshake era; 2026-07-28 dropped it).
+    async with Client(server, mode="legacy", elicitation_callback=decline, message_handler=notifications) as client:
+        with pytest.raises(MCPError) as raised:
+            await client.call_tool("slack_read_channel", READ)
+        [elicitation] = UrlElicitationRequiredError.from_error(raised.value.error).elicitations
+        assert completed == []
+
+        page = await user.reconnect(elicitation.url)
+        assert page.status_code == 200
+        with anyio.fail_after(10):
+            await told.wait()
+        assert completed == [elicitation.elicitation_id]
+        assert (await client.call_tool("slack_read_channel", READ)).structured_content["status"] == "ok"

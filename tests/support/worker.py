@@ -1,6 +1,8 @@
 """A grantkeeper worker process for contention and crash tests: opens the shared vault from GRANTKEEPER_*
 settings, says `ready`, waits for `go` on stdin, then either makes N concurrent tool calls (`--mode calls`) or
-runs the refresh scheduler until nothing is due (`--mode scheduler`), and prints what it saw as JSON."""
+runs the refresh scheduler until nothing is due (`--mode scheduler`), or (`--mode lifecycle`) probes every account
+N times at once with its webhook deliverer running, says `probed`, and on `drain` delivers until the outbox has
+nothing pending; then prints what it saw as JSON."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import anyio
 from mcp import Client
 
 from server.app import build_server
-from server.background import refresh_scheduler
+from server.background import refresh_scheduler, webhook_deliverer
 from server.monitoring.logging import configure_logging
 from server.runtime import Runtime
 from server.settings import Settings
@@ -64,14 +66,47 @@ async def schedule() -> dict:
         await runtime.aclose()
 
 
+async def lifecycle(probes: int) -> dict:
+    settings = Settings()
+    # Errors only: a receiver that is down makes a warning per attempt, and nobody reads stderr until the end.
+    configure_logging("error", "json")
+    runtime = Runtime.open(settings)
+    deliverer = webhook_deliverer(runtime)
+    statuses: list[str] = []
+    try:
+        print("ready", flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)
+        async with anyio.create_task_group() as group:
+            group.start_soon(deliverer.run)
+
+            async def probe(account) -> None:
+                statuses.append(getattr(await runtime.executor.probe(account), "status", "ok"))
+
+            async with anyio.create_task_group() as calls:
+                for account in await anyio.to_thread.run_sync(runtime.vault.list_accounts):
+                    for _ in range(probes):
+                        calls.start_soon(probe, account)
+            print("probed", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+            # A message being sent is still pending, so with none pending nothing is in flight: stop.
+            while await anyio.to_thread.run_sync(lambda: runtime.vault.outbox.messages(status="pending", limit=1)):
+                await anyio.sleep(0.05)
+            group.cancel_scope.cancel()
+    finally:
+        await runtime.aclose()
+    return {"statuses": statuses, **asdict(deliverer.stats)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["calls", "scheduler"], default="calls")
+    parser.add_argument("--mode", choices=["calls", "scheduler", "lifecycle"], default="calls")
     parser.add_argument("--calls", type=int, default=25)
     parser.add_argument("--tool", default="slack_read_channel")
     parser.add_argument("--arguments", default='{"channel": "C0GENERAL", "limit": 1}')
     args = parser.parse_args()
-    if args.mode == "scheduler":
+    if args.mode == "lifecycle":
+        print(json.dumps(anyio.run(lifecycle, args.calls)), flush=True)
+    elif args.mode == "scheduler":
         print(json.dumps(anyio.run(schedule)), flush=True)
     else:
         print(json.dumps(anyio.run(work, args.calls, args.tool, json.loads(args.arguments))), flush=True)

@@ -2,7 +2,7 @@
 authorization requests, grants and tokens (all secrets as hashes), and who issued each magic link.
 
 Revision ID: 0005_identity
-Revises: 0003_alerts
+Revises: 0004_webhooks
 """
 
 import sqlalchemy as sa
@@ -11,7 +11,7 @@ from alembic import op
 from server.vault.models import UTCDateTime
 
 revision = "0005_identity"
-down_revision = "0003_alerts"
+down_revision = "0004_webhooks"
 branch_labels = None
 depends_on = None
 
