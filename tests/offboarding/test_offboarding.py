@@ -116,3 +116,17 @@ async def test_a_declared_providers_grant_ends_at_its_rfc7009_endpoint(env, oaut
         assert removed.revocation == "done"
         assert sim.counters.revocations == 1
         assert sim.counters.endpoint("revoke") == 1
+
+
+async def test_removal_is_reported_as_an_account_removed_webhook(runtime, settings, slack_sim):
+    runtime.vault.outbox.add_endpoint("https://hooks.example/grantkeeper", ["account.removed"])
+    tokens = slack_sim.issue_grant(IDENTITIES["slack"][0])
+    account = seed_account(settings, runtime.vault, "slack", tokens, provider_account_id="T0SIMTEAM:U0ALICE")
+
+    await runtime.offboarding.remove(account, actor="admin:ops@acme")
+
+    [message] = runtime.vault.outbox.messages()
+    assert message.event_type == "account.removed"
+    assert message.payload["data"]["account"]["id"] == account.id
+    dumped = str(message.payload)
+    assert tokens.access_token not in dumped and tokens.refresh_token not in dumped
