@@ -69,7 +69,10 @@ class AccountActions:
             await self.runtime.events.record("status_changed", account, severity="warning",
                                              status=AccountStatus.DISABLED.value, reason=DISABLED_REASON, by=actor)
         await self._audit(actor, "account_disabled", account)
-        return Outcome(True, f"{account.display_name} disabled" if changed else f"{account.display_name} was disabled")
+        if changed:
+            return Outcome(True, f"{account.display_name} disabled")
+        return Outcome(account.status == AccountStatus.DISABLED,
+                       f"{account.display_name} unchanged ({account.status}{', removed' if account.removed_at else ''})")
 
     async def enable(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         """Back to work if it still holds a grant (the next check or call tells whether it is good), else pending."""

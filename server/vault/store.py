@@ -211,12 +211,15 @@ class Vault:
             return list(session.exec(statement))
 
     def set_status(self, account_id: str, status: AccountStatus, reason: str | None = None) -> bool:
-        """Returns whether the status changed (so the caller records one event per change, not per call)."""
+        """Returns whether the status changed (so the caller records one event per change, not per call). A removed
+        account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
+        completed reconnect brings it back."""
         with Session(self.engine) as session:
             result = session.execute(
                 update(ConnectedAccount)
                 .where(
                     ConnectedAccount.id == account_id,
+                    col(ConnectedAccount.removed_at).is_(None),
                     or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason)),
                 )
                 .values(status=status.value, status_reason=reason, updated_at=utcnow())
@@ -391,7 +394,7 @@ class Vault:
             )
             session.execute(
                 update(ConnectedAccount)
-                .where(ConnectedAccount.id == account_id)
+                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None))
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()

@@ -130,3 +130,18 @@ async def test_removal_is_reported_as_an_account_removed_webhook(runtime, settin
     assert message.payload["data"]["account"]["id"] == account.id
     dumped = str(message.payload)
     assert tokens.access_token not in dumped and tokens.refresh_token not in dumped
+
+
+async def test_a_removed_account_keeps_saying_removed(runtime, settings, slack_sim):
+    """Another worker still holding the old token sees it refused meanwhile: that must not turn `removed` into
+    `token_rejected`, nor may enabling bring a removed account back (only its owner's reconnect does)."""
+    from server.vault import AccountStatus
+
+    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(IDENTITIES["slack"][0]),
+                           provider_account_id="T0SIMTEAM:U0ALICE")
+    await runtime.offboarding.remove(account, actor="admin:ops")
+
+    assert not runtime.vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected")
+    assert not runtime.vault.set_status(account.id, AccountStatus.ACTIVE, None)
+    stored = runtime.vault.get_account(account.id)
+    assert (stored.status, stored.status_reason) == ("reauth_required", "removed")
