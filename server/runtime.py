@@ -60,7 +60,6 @@ class Runtime:
             return
         self._closed = True
         await self.tokens.aclose()
-        await self.audit.drain()
         await self.events.alerts.drain()
         await self.http.aclose()
         self.vault.engine.dispose()

@@ -123,8 +123,8 @@ class Toolset:
         record_tool_call(tool, status, elapsed)
         # The audit row names the call, never its arguments or its answer.
         target = f"{caller.org}/{caller.user}/{connector}" + (f"/{label}" if label and label != "default" else "")
-        self.runtime.audit.defer(f"{caller.org}/{caller.user}", "tool_call", target=target, status=status,
-                                 duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
+        await self.runtime.audit.record_tool_call(f"{caller.org}/{caller.user}", target=target, status=status,
+                                                  duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             elicitation = url_elicitation(result)
             session = ctx.session if ctx is not None else None

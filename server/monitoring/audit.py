@@ -4,7 +4,6 @@ only names, statuses and timings, so nothing secret can reach it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,8 +24,6 @@ ALLOWED_DETAIL = frozenset({"tool", "via", "connector", "label", "reason", "key_
 class AuditTrail:
     def __init__(self, engine: Engine):
         self.engine = engine
-        self._pending: list[AuditEvent] = []
-        self._flushing: asyncio.Task[None] | None = None
         self.log = get_logger("grantkeeper.audit")
 
     @staticmethod
@@ -49,24 +46,13 @@ class AuditTrail:
         row = self._row(actor, action, **fields)
         await anyio.to_thread.run_sync(self._write, [row])
 
-    def defer(self, actor: str, action: str, **fields: Any) -> None:
-        """A tool call: queued and written in batches beside the hot path, so a call never waits for its audit row.
-        `drain` (at shutdown, and in tests) writes what is queued."""
-        self._pending.append(self._row(actor, action, **fields))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.ensure_future(self._flush())
-
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await anyio.to_thread.run_sync(self._write, batch)
-            except Exception:  # the calls stand; the operator's log says their audit rows are missing
-                self.log.warning("audit_write_failed", rows=len(batch), exc_info=True)
-
-    async def drain(self) -> None:
-        while self._flushing is not None and not self._flushing.done():
-            await self._flushing
+    async def record_tool_call(self, actor: str, **fields: Any) -> None:
+        """A tool call's row, written before the answer goes back (so what an agent was told is on record); a failed
+        write is logged and never fails the call."""
+        try:
+            await self.record(actor, "tool_call", **fields)
+        except Exception:
+            self.log.warning("audit_write_failed", action="tool_call", exc_info=True)
 
     def rows(self, *, since: datetime | None = None, actor: str | None = None, action: str | None = None,
              after_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
