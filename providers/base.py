@@ -3,6 +3,7 @@ small classifiers that turn its HTTP answers into the verdicts the server acts o
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -84,6 +85,8 @@ class ProviderSpec(BaseModel):
     # Regular expressions matching this provider's token shapes, so logs can mask them wherever they appear.
     secret_patterns: list[str] = Field(default_factory=list)
     docs_url: str | None = None
+    # This provider's bound on one answer in bytes, when the server-wide default does not suit it.
+    max_response_bytes: int | None = None
     # OpenID Connect (declared providers): the id_token is checked against `issuer` and the keys at `jwks_uri`.
     openid: bool = False
     issuer: str | None = None
@@ -105,6 +108,10 @@ class ApiCall:
     data: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool = True
+    # A tighter bound on the answer than the connector's. With `cut_at_bound` an answer past it is cut there (the
+    # response's extensions say so) instead of refused as `response_too_large`.
+    max_response_bytes: int | None = None
+    cut_at_bound: bool = False
 
 
 class ApiSession(Protocol):
@@ -257,6 +264,48 @@ def json_body(response: httpx2.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+class UnsafeArgument(ValueError):
+    """An argument refused before anything is sent: it would leave its path segment, or break its header.
+
+    The message is safe to show the agent; the server answers it as `invalid_input`."""
+
+    def __init__(self, message: str, reason: str = "unsafe_argument"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _is_control(character: str) -> bool:
+    # Cc covers C0, DEL and C1 (NEL \x85); Zl/Zp are U+2028/U+2029, which mail and HTTP stacks treat as line breaks.
+    return unicodedata.category(character) in ("Cc", "Zl", "Zp")
+
+
+def safe_segment(name: str, value: str, *, max_length: int = 1024) -> str:
+    """`value` when it can stand as exactly one path segment, else `UnsafeArgument`.
+
+    Refused: empty, `.` and `..`, and anything with `/`, `\\`, `%` (an encoded slash or dot), or control characters.
+    The caller still percent-encodes the value; this check is what keeps `..` from being a segment at all."""
+    if not isinstance(value, str) or not value:
+        raise UnsafeArgument(f"{name} may not be empty")
+    if len(value) > max_length:
+        raise UnsafeArgument(f"{name} is longer than {max_length} characters")
+    if value in (".", ".."):
+        raise UnsafeArgument(f"{name} may not be '.' or '..'")
+    if any(c in "/\\%" or _is_control(c) for c in value):
+        raise UnsafeArgument(f"{name} may not contain '/', '\\', '%' or control characters (it is one segment of the "
+                             "request path)")
+    return value
+
+
+def safe_header_text(name: str, value: str, *, max_length: int = 998) -> str:
+    """`value` when it can travel in one header line, else `UnsafeArgument` (CR, LF, VT, NEL, U+2028 and the
+    other line breaks and control characters are refused, not folded or dropped)."""
+    if len(value) > max_length:
+        raise UnsafeArgument(f"{name} is longer than {max_length} characters", "invalid_header_value")
+    if any(_is_control(c) for c in value):
+        raise UnsafeArgument(f"{name} may not contain line breaks or control characters", "invalid_header_value")
+    return value
 
 
 class RequestRejectedError(Exception):

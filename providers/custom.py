@@ -42,6 +42,7 @@ from providers.base import (
     Provider,
     ProviderSpec,
     TokenVerdict,
+    UnsafeArgument,
     Verdict,
     json_body,
     retry_after_seconds,
@@ -716,10 +717,6 @@ def _safe_code(value: Any) -> str:
 
 
 # ---- one declared tool call --------------------------------------------------------------------------
-class UnsafeArgument(ValueError):
-    """An argument that would take the request somewhere other than the declared path. Safe to show."""
-
-
 def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url: str,
                idempotency_key: str | None = None) -> ApiCall:
     """The request a declared tool makes with validated `arguments`.
@@ -781,7 +778,10 @@ def _query_value(value: Any) -> str:
 
 def _check_under_base(api_base_url: str, path: str) -> None:
     base = httpx2.URL(api_base_url.rstrip("/") + "/")
-    url = httpx2.URL(api_base_url.rstrip("/") + path)
+    try:
+        url = httpx2.URL(api_base_url.rstrip("/") + path)
+    except httpx2.InvalidURL:  # a megabyte of id makes a URL no server takes
+        raise UnsafeArgument("the arguments make a request URL too long to send", "request_too_large") from None
     same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
     if not same_origin or not url.raw_path.startswith(base.raw_path) or url.query or url.fragment:
         raise UnsafeArgument("the arguments would take the request outside the provider's API")

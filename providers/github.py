@@ -25,9 +25,11 @@ from providers.base import (
     ProviderSpec,
     RevocationRequest,
     TokenVerdict,
+    UnsafeArgument,
     Verdict,
     json_body,
     retry_after_seconds,
+    safe_segment,
 )
 
 SPEC = ProviderSpec(
@@ -50,6 +52,10 @@ SPEC = ProviderSpec(
     docs_url="https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens",
 )
 
+# GitHub's own rules: a login is alphanumerics and single hyphens (at most 39); a repository name is letters,
+# digits, '.', '_' and '-' (at most 100).
+OWNER_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+REPO_NAME = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 SECONDARY_LIMIT = re.compile(r"\bsecondary rate\b", re.IGNORECASE)
 SECONDARY_LIMIT_FALLBACK_SECONDS = 60.0
 
@@ -141,6 +147,20 @@ def _validation_message(body: Any, message: str) -> str:
 PROVIDER = GitHub()
 
 
+def split_repository(repo: str) -> tuple[str, str]:
+    """`owner/name` as its two halves, each a single safe path segment by GitHub's rules, else `UnsafeArgument`."""
+    owner, slash, name = repo.partition("/")
+    if not slash:
+        raise UnsafeArgument("repo must be owner/name, e.g. octocat/hello-world")
+    safe_segment("the repository owner", owner, max_length=39)
+    safe_segment("the repository name", name, max_length=100)
+    if not OWNER_NAME.match(owner):
+        raise UnsafeArgument("the repository owner may contain only letters, digits and '-'")
+    if not REPO_NAME.match(name):
+        raise UnsafeArgument("the repository name may contain only letters, digits, '.', '_' and '-'")
+    return owner, name
+
+
 def idempotency_marker(key: str) -> str:
     return f"<!-- grantkeeper:idempotency-key={key} -->"
 
@@ -158,6 +178,7 @@ async def create_issue(
     search lags) before anything is sent again.
     """
     key = idempotency_key
+    owner, repo = split_repository(f"{owner}/{repo}")
     if check_existing:
         found = await _search_marker(api, owner, repo, key)
         if found is not None:
@@ -209,5 +230,7 @@ def issue_search_query(query: str, repo: str | None) -> str:
 
 
 async def search_issues(api: ApiSession, *, query: str, repo: str | None, per_page: int, page: int) -> dict[str, Any]:
+    if repo is not None:
+        split_repository(repo)
     params = {"q": issue_search_query(query, repo), "per_page": per_page, "page": page}
     return (await api.send(ApiCall("GET", "/search/issues", params=params))).json()

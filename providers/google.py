@@ -30,9 +30,12 @@ from providers.base import (
     ProviderSpec,
     RequestRejectedError,
     RevocationRequest,
+    UnsafeArgument,
     Verdict,
     json_body,
     retry_after_seconds,
+    safe_header_text,
+    safe_segment,
 )
 
 GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
@@ -173,6 +176,11 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int,
         params["pageToken"] = page_token
     listing = (await api.send(ApiCall("GET", f"{GMAIL}/messages", params=params))).json()
     ids = [m["id"] for m in listing.get("messages") or []][:max_results]
+    for message_id in ids:  # ids come from the provider: a hostile answer must not steer the next requests
+        try:
+            safe_segment("a message id", message_id, max_length=256)
+        except UnsafeArgument:
+            raise ValueError("Gmail listed a message id that is not one path segment") from None  # malformed answer
 
     async def metadata(message_id: str) -> dict[str, Any] | None:
         call = ApiCall("GET", f"{GMAIL}/messages/{quote(message_id, safe='')}",
@@ -197,7 +205,15 @@ def header(message: dict[str, Any], name: str) -> str | None:
 
 
 def rfc822_raw(*, to: list[str], subject: str, body: str, cc: list[str] | None = None) -> str:
-    """The message as Gmail's `raw`: RFC 822 bytes, base64url. Gmail fills From with the account's address."""
+    """The message as Gmail's `raw`: RFC 822 bytes, base64url. Gmail fills From with the account's address.
+
+    Header-bound arguments are checked first (`UnsafeArgument`): a line break in a subject or an address must be
+    refused before anything is sent, not folded into another header."""
+    safe_header_text("subject", subject)
+    for address in [*to, *(cc or [])]:
+        safe_header_text("an address", address, max_length=254)
+        if any(c in address for c in ",;<>\"\\") or address.count("@") != 1:
+            raise UnsafeArgument("an address must be one plain address, e.g. alice@example.com", "invalid_address")
     message = EmailMessage()
     message["To"] = ", ".join(to)
     if cc:
@@ -223,6 +239,7 @@ def event_id_for(idempotency_key: str) -> str:
 
 
 def _calendar(calendar_id: str) -> str:
+    safe_segment("calendar_id", calendar_id, max_length=254)
     return f"/calendar/v3/calendars/{quote(calendar_id, safe='@.')}"
 
 

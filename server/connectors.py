@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 import providers
 from providers.base import Provider, ProviderSpec
 from server.custom_providers import declared_providers
-from server.settings import ConfigError, Settings
+from server.settings import DEFAULT_MAX_RESPONSE_BYTES, ConfigError, Settings
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,8 @@ class Connector:
     client_secret: str | None = field(repr=False)
     # PEM of the private key that signs client assertions (private_key_jwt); never logged.
     client_private_key: str | None = field(default=None, repr=False)
+    # The bound on one answer from this provider, compressed and decompressed (server/bounded_read.py).
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     @property
     def name(self) -> str:
@@ -96,7 +98,9 @@ def load_connectors(settings: Settings) -> dict[str, Connector]:
             spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
         private_key = _read_private_key(name, overrides.client_private_key_file) if spec.client_auth_method == \
             "private_key_jwt" else None
-        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret, private_key)
+        max_response_bytes = overrides.max_response_bytes or spec.max_response_bytes or settings.max_response_bytes
+        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret, private_key,
+                                     max_response_bytes)
     return connectors
 
 

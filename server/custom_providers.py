@@ -11,6 +11,7 @@ that could be a secret.
 from __future__ import annotations
 
 import json
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -203,19 +204,28 @@ def metadata_url(issuer: str, *, openid: bool = False) -> str:
     return urlunsplit((parts.scheme, parts.netloc, WELL_KNOWN + parts.path.rstrip("/"), "", ""))
 
 
+def _read_metadata(response: httpx2.Response, where: str) -> bytes:
+    """The metadata document, within a size bound and a total deadline (a trickling server is cut off too)."""
+    give_up = time.monotonic() + DISCOVERY_TIMEOUT_SECONDS
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > METADATA_MAX_BYTES or response.num_bytes_downloaded > METADATA_MAX_BYTES:
+            raise ConfigError(f"{where} answered more than {METADATA_MAX_BYTES} bytes, which is not RFC 8414 metadata")
+        if time.monotonic() > give_up:
+            raise ConfigError(f"{where} did not finish answering within {DISCOVERY_TIMEOUT_SECONDS:g} s")
+    return bytes(body)
+
+
 def fetch_metadata(name: str, declaration: ProviderDeclaration) -> AuthorizationServerMetadata:
     assert declaration.issuer is not None
     url = declaration.discovery_url or metadata_url(declaration.issuer, openid=declaration.openid)
     where = f"custom provider {name!r}: discovery at {url}"
     try:
         with httpx2.Client(timeout=DISCOVERY_TIMEOUT_SECONDS, follow_redirects=False,
-                           headers={"Accept": "application/json", "User-Agent": "grantkeeper/0.1"}) as client:
-            with client.stream("GET", url) as response:
-                content = b""
-                for chunk in response.iter_bytes():
-                    content += chunk
-                    if len(content) > METADATA_MAX_BYTES:
-                        raise ConfigError(f"{where} answered more than {METADATA_MAX_BYTES} bytes; not metadata")
+                           headers={"Accept": "application/json", "User-Agent": "grantkeeper/0.1"}) as client, \
+                client.stream("GET", url) as response:
+            body = _read_metadata(response, where) if response.status_code == 200 else b""
     except httpx2.HTTPError as exc:
         raise ConfigError(f"{where} failed: {type(exc).__name__}; is the issuer right and reachable? (or set "
                           "authorize_url and token_url and drop issuer)") from None
@@ -223,7 +233,7 @@ def fetch_metadata(name: str, declaration: ProviderDeclaration) -> Authorization
         raise ConfigError(f"{where} answered HTTP {response.status_code}; the server may not support RFC 8414 "
                           "(set authorize_url and token_url instead of issuer)")
     try:
-        metadata = AuthorizationServerMetadata.model_validate(json.loads(content))
+        metadata = AuthorizationServerMetadata.model_validate(json.loads(body))
     except (ValueError, ValidationError):
         raise ConfigError(f"{where} did not return RFC 8414 metadata (a JSON object with an issuer)") from None
     if metadata.issuer != declaration.issuer:

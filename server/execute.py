@@ -3,6 +3,7 @@ requests → a structured result. Nothing here knows a provider by name."""
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ from typing import Any, TypeVar
 import anyio
 import httpx2
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from providers.base import ApiCall, Classification, Verdict, json_body
+from providers.base import ApiCall, Classification, UnsafeArgument, Verdict, json_body
 from server import failures
+from server.bounded_read import ResponseTooLarge, read_bounded, with_body
 from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.lifecycle.auth import VaultAuth
@@ -23,6 +25,7 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.pools import ConnectorPools
 from server.results import Ok, ReauthRequired, failure_result
 from server.settings import Settings
 from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault, VaultIntegrityError
@@ -62,12 +65,21 @@ class ProbeOk(Ok):
 
 
 class ProviderSession:
-    """The `ApiSession` a provider operation talks through, bound to one account."""
+    """The `ApiSession` a provider operation talks through, bound to one account and one tool call's deadline.
 
-    def __init__(self, executor: Executor, account: ConnectedAccount, connector: Connector):
+    Every request has a total deadline (`api_timeout_seconds`: connect, send and every read), goes through the
+    connector's own connection pool, and has its answer read within the connector's size bound before anything
+    classifies it. `write_sent` says whether a non-idempotent request may have reached the provider in this call.
+    """
+
+    def __init__(self, executor: Executor, account: ConnectedAccount, connector: Connector,
+                 deadline: float | None = None):
         self.executor = executor
         self.account = account
         self.connector = connector
+        self.deadline = deadline  # on anyio's clock; None: no tool-call deadline
+        self.write_sent = False
+        self.answered = False
 
     async def send(self, call: ApiCall) -> httpx2.Response:
         settings = self.executor.settings
@@ -76,10 +88,13 @@ class ProviderSession:
         except failures.ToolFailure as error:
             if settings.retry_attempts < 2 or not self._worth_retrying(error):
                 raise
+            delay = self._delay(error, 1)
+            if delay >= self.time_left():
+                raise  # the wait alone would outlast the call: the agent gets this failure, not a bare timeout
             self._note_retry(1, error)
-            await anyio.sleep(self._delay(error, 1))
+            await anyio.sleep(delay)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retry_attempts - 1),
+            stop=stop_after_attempt(settings.retry_attempts - 1) | self._out_of_time,
             wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
             retry=retry_if_exception(self._worth_retrying),
             before_sleep=lambda state: self._note_retry(state.attempt_number + 1, state.outcome.exception()),
@@ -90,10 +105,18 @@ class ProviderSession:
                 return await self._send_once(call, attempt.retry_state.attempt_number + 1)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def time_left(self) -> float:
+        return math.inf if self.deadline is None else self.deadline - anyio.current_time()
+
+    def _out_of_time(self, state: RetryCallState) -> bool:
+        return (state.upcoming_sleep or 0) >= self.time_left()
+
     def _worth_retrying(self, error: BaseException) -> bool:
         if isinstance(error, failures.RateLimited):
-            return error.retry_after is None or error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds
-        return isinstance(error, failures.UpstreamFailure) and error.retryable
+            # A wait that would outlast the tool call's deadline is the agent's to decide: it gets rate_limited.
+            return error.retry_after is None or (error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds
+                                                 and error.retry_after < self.time_left())
+        return isinstance(error, failures.UpstreamFailure) and error.retryable and self.time_left() > 0
 
     def _delay(self, error: BaseException | None, failed_attempts: int) -> float:
         """Retry-After when the provider gave one, else exponential backoff with full jitter."""
@@ -113,24 +136,71 @@ class ProviderSession:
 
     async def _request(self, call: ApiCall) -> httpx2.Response:
         connector = self.connector
+        name = connector.spec.display_name
+        settings = self.executor.settings
+        pool = self.executor.pools[connector.name]
+        limit = min(connector.max_response_bytes, call.max_response_bytes or connector.max_response_bytes)
+        headers = {**connector.spec.api_headers, **call.headers}
+        request = _build_request(pool.client, call, connector.api_url(call.path), headers)
+        sent = False  # whether the request (of the current attempt) may have reached the provider
+
+        async def note_sending(event: str, info: dict[str, Any]) -> None:
+            nonlocal sent
+            if event.endswith(".send_request_headers.started"):
+                sent = self.write_sent = True
+
+        if not call.idempotent:  # only a write's outcome depends on it; reads skip httpcore's trace calls
+            request.extensions["trace"] = note_sending
+
+        async def exchange(request: httpx2.Request) -> httpx2.Response:
+            nonlocal sent
+            sent = False
+            async with pool.connection() as client:
+                with anyio.fail_after(settings.api_timeout_seconds):
+                    response = await client.send(request, stream=True)
+                    try:
+                        body = await read_bounded(response, limit, cut=call.cut_at_bound)
+                    finally:
+                        await response.aclose()
+            self.answered = True
+            return with_body(response, body)
+
         auth = VaultAuth(self.executor.tokens, self.account, connector, self.executor.events)
-        request = self.executor.http.build_request(
-            call.method, connector.api_url(call.path), params=call.params, json=call.json, data=call.data,
-            headers={**connector.spec.api_headers, **call.headers},
-        )
         try:
-            response = await self.executor.http.send(request, auth=auth)
+            response, verdict = await auth.exchange(request, exchange)
+        except TimeoutError:
+            message = f"{name} did not answer within {settings.api_timeout_seconds:g} s."
+            if sent and not call.idempotent:
+                raise failures.OutcomeUnknown("timeout", message) from None
+            raise failures.UpstreamFailure("timeout", message, retryable=True) from None
+        except ResponseTooLarge as too_large:
+            raise failures.UpstreamFailure(
+                "response_too_large", f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
+                retryable=False, outcome_unknown=not call.idempotent) from None
+        except httpx2.DecodingError:
+            raise failures.UpstreamFailure("malformed_response", f"{name} sent an answer that could not be decoded.",
+                                           retryable=False, outcome_unknown=not call.idempotent) from None
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
-            raise failures.UpstreamFailure("unreachable", f"{connector.spec.display_name} could not be reached.",
-                                           retryable=True) from None
+            raise failures.UpstreamFailure("unreachable", f"{name} could not be reached.", retryable=True) from None
         except httpx2.TransportError as exc:
-            if call.idempotent:
-                raise failures.UpstreamFailure(_transport_reason(exc), f"{connector.spec.display_name} did not answer.",
+            if call.idempotent or not sent:
+                raise failures.UpstreamFailure(_transport_reason(exc), f"{name} did not answer.",
                                                retryable=True) from None
-            raise failures.OutcomeUnknown(_transport_reason(exc), f"{connector.spec.display_name} did not answer.") from None
-        verdict = auth.classification
-        assert verdict is not None
+            raise failures.OutcomeUnknown(_transport_reason(exc), f"{name} did not answer.") from None
         return await self.executor.outcome(self.account, connector, call, verdict, response)
+
+
+def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers: dict[str, str]) -> httpx2.Request:
+    """The request, or `invalid_input` when the arguments cannot make one (nothing is sent either way)."""
+    for key, value in headers.items():
+        # h11 refuses these while sending, which would look like a lost connection; refuse them here instead.
+        if not (value.isascii() and value.isprintable()) or value != value.strip():
+            raise failures.InvalidInput("invalid_header_value", f"The {key} header value is not plain text.")
+    try:
+        return client.build_request(call.method, url, params=call.params, json=call.json, data=call.data,
+                                    headers=headers)
+    except httpx2.InvalidURL:
+        raise failures.InvalidInput("request_too_large", "The arguments make a request URL too long to send.") from None
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -139,13 +209,13 @@ def _transport_reason(exc: Exception) -> str:
 
 class Executor:
     def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], tokens: TokenManager,
-                 events: EventRecorder, http: httpx2.AsyncClient):
+                 events: EventRecorder, pools: ConnectorPools):
         self.settings = settings
         self.vault = vault
         self.connectors = connectors
         self.tokens = tokens
         self.events = events
-        self.http = http
+        self.pools = pools
         self.log = get_logger("grantkeeper.execute")
         self._accounts: RevalidatingCache[tuple[str, str, str, str], ConnectedAccount] = RevalidatingCache(
             ACCOUNT_CACHE_SECONDS, self._find_account,
@@ -180,8 +250,12 @@ class Executor:
                              operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
         if connector.missing_base_url:
             return self._not_configured(connector, account.display_name)
+        deadline = self.settings.tool_call_deadline_seconds
+        session = ProviderSession(self, account, connector, deadline=anyio.current_time() + deadline)
+        name = connector.spec.display_name
         try:
-            result = await operation(ProviderSession(self, account, connector))
+            with anyio.fail_after(deadline):
+                result = await operation(session)
             if account.status != AccountStatus.ACTIVE:
                 await self._set_status(account, AccountStatus.ACTIVE, None)
             return result
@@ -194,6 +268,14 @@ class Executor:
             return await self.reauth_result(Caller(account.org, account.user), connector, account, gone.reason)
         except failures.ToolFailure as failure:
             return failure_result(failure, connector=connector.name, account=account.display_name)
+        except UnsafeArgument as refused:
+            return failure_result(failures.InvalidInput(refused.reason, str(refused)),
+                                  connector=connector.name, account=account.display_name)
+        except TimeoutError:
+            # The whole call, retries and waits included, ran out of time: the agent may try again later.
+            return failure_result(failures.UpstreamFailure(
+                "timeout", f"{name} did not answer within this tool call's deadline ({deadline:g} s).",
+                retryable=True, outcome_unknown=session.write_sent), connector=connector.name, account=account.display_name)
         except VaultIntegrityError:
             self.forget_account(account)
             await self.events.record("vault_integrity_failed", account, severity="critical")
@@ -203,14 +285,22 @@ class Executor:
         except ValidationError:
             self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
             return failure_result(failures.UpstreamFailure(
-                "malformed_response", f"{connector.spec.display_name} answered in an unexpected shape.",
-                retryable=False), connector=connector.name, account=account.display_name)
-        except Exception:
-            # Never a stack trace to the agent; the operator's log has it (redacted).
-            self.log.error("tool_call_failed", account=account.display_name, exc_info=True)
-            return failure_result(failures.UpstreamFailure(
-                "internal_error", "grantkeeper hit an internal error; the operator's log has the details.",
-                retryable=False, outcome_unknown=True), connector=connector.name, account=account.display_name)
+                "malformed_response", f"{name} answered in an unexpected shape.",
+                retryable=False, outcome_unknown=session.write_sent), connector=connector.name, account=account.display_name)
+        except Exception as exc:
+            # Never a stack trace to the agent; the operator's log has it (redacted). An answer the operation could
+            # not read (not JSON, missing fields) is the provider's odd answer, and only a write that may have
+            # reached the provider leaves the outcome unknown.
+            if session.answered and isinstance(exc, ValueError | KeyError | TypeError | AttributeError | IndexError):
+                self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
+                failure = failures.UpstreamFailure("malformed_response", f"{name} answered in an unexpected shape.",
+                                                   retryable=False, outcome_unknown=session.write_sent)
+            else:
+                self.log.error("tool_call_failed", account=account.display_name, exc_info=True)
+                failure = failures.UpstreamFailure(
+                    "internal_error", "grantkeeper hit an internal error; the operator's log has the details.",
+                    retryable=False, outcome_unknown=session.write_sent)
+            return failure_result(failure, connector=connector.name, account=account.display_name)
 
     @staticmethod
     def _not_configured(connector: Connector, account: str) -> BaseModel:
@@ -296,6 +386,10 @@ class Executor:
             case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
                 raise failures.InvalidInput(verdict.reason, verdict.message)
             case _:
+                if verdict.reason == "malformed_response" and not call.idempotent:
+                    # An answer that is not the provider's shape (Slack's) tells nothing about a write: the operation
+                    # may look for it, as after a lost answer.
+                    raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} sent an odd answer.")
                 raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.",
                                                retryable=False)
 

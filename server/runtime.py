@@ -1,4 +1,4 @@
-"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP client."""
+"""Everything one server process holds: settings, vault, connectors, token manager, executor, HTTP connection pools."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from server.monitoring.alerts import AlertPolicy
 from server.monitoring.audit import AuditTrail
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.pools import USER_AGENT, ConnectorPools
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import load_or_create_keyring
@@ -30,6 +31,8 @@ class Runtime:
     events: EventRecorder
     tokens: TokenManager
     executor: Executor
+    pools: ConnectorPools
+    # For what is not a connector's API call (an OpenID issuer's key set at callback time); API calls use `pools`.
     http: httpx2.AsyncClient
     offboarding: Offboarding
     audit: AuditTrail
@@ -44,13 +47,15 @@ class Runtime:
         connectors = load_connectors(settings)
         events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url))
         tokens = TokenManager(settings, vault, connectors, events)
+        pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
+        executor = Executor(settings, vault, connectors, tokens, events, pools)
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
-                                  limits=httpx2.Limits(max_connections=100, max_keepalive_connections=20),
-                                  headers={"User-Agent": "grantkeeper/0.1"}, follow_redirects=False)
-        executor = Executor(settings, vault, connectors, tokens, events, http)
+                                  limits=httpx2.Limits(max_connections=settings.api_max_connections),
+                                  headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        # Revocations go out on the general client: bounded by their own deadline and answer size (offboarding.py).
         offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
-        return cls(settings, vault, connectors, events, tokens, executor, http, offboarding, AuditTrail(vault.engine),
-                   key_created)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, http, offboarding,
+                   AuditTrail(vault.engine), key_created)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -61,6 +66,7 @@ class Runtime:
         self._closed = True
         await self.tokens.aclose()
         await self.events.alerts.drain()
+        await self.pools.aclose()
         await self.http.aclose()
         self.vault.engine.dispose()
 

@@ -16,10 +16,11 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 ENV_PREFIX = "GRANTKEEPER_"
 PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
-                   "proxy_methods")
+                   "proxy_methods", "max_response_bytes")
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
 DEFAULT_PROXY_METHODS = ("GET", "HEAD")
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
 NOT_PROVIDERS = frozenset({"oidc"})  # GRANTKEEPER_OIDC_CLIENT_ID is the sign-in client, not a provider
 
 
@@ -57,6 +58,8 @@ class ProviderSettings(BaseModel):
     client_private_key_file: Path | None = None
     api_base_url: str | None = None
     oauth_base_url: str | None = None
+    # This provider's bound on one answer (compressed and decompressed bytes), instead of the default.
+    max_response_bytes: int | None = Field(default=None, ge=1024, le=1024**3)
     # Methods the `<connector>.request` tool may send (GRANTKEEPER_<NAME>_PROXY_METHODS=GET,HEAD,POST); "none"
     # removes the tool. Unset: GET and HEAD only.
     proxy_methods: list[str] | None = None
@@ -129,8 +132,14 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=30, gt=0)
     token_cache_seconds: float = Field(default=5, ge=0)
 
-    # Provider calls.
+    # Provider calls. A request's deadline is total (connect, send and every read), not per read; a tool call,
+    # retries and waits included, ends within its own deadline.
     api_timeout_seconds: float = Field(default=30, gt=0)
+    tool_call_deadline_seconds: float = Field(default=60, gt=0)
+    # Bound on one provider answer, compressed and decompressed; GRANTKEEPER_<NAME>_MAX_RESPONSE_BYTES per provider.
+    max_response_bytes: int = Field(default=DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1024**3)
+    # Each connector has its own connection pool, so one provider's outage cannot take another's connections.
+    api_max_connections: int = Field(default=20, ge=1, le=1000)
     retry_attempts: int = Field(default=3, ge=1, le=10)
     retry_initial_wait_seconds: float = Field(default=0.5, ge=0)
     retry_max_wait_seconds: float = Field(default=60, ge=0)

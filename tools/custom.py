@@ -8,6 +8,7 @@ HTTP status and JSON body, bounded in size.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
@@ -42,15 +43,17 @@ class DeclaredCallOk(Ok):
     data: Any = Field(default=None, description="the JSON body, when the answer is JSON and within the size limit")
     text: str | None = Field(default=None, description="the body as text when it is not JSON, or its start when cut")
     truncated: bool = Field(default=False, description="the body exceeded the limit; `text` holds only its start")
-    size_bytes: int = Field(description="size of the whole body")
+    size_bytes: int | None = Field(description="size of the whole body, when known (a cut body may not say)")
 
     @classmethod
-    def from_response(cls, response: httpx2.Response, *, limit: int) -> DeclaredCallOk:
+    def from_response(cls, response: httpx2.Response) -> DeclaredCallOk:
+        """`response` was read only up to the tool's limit (ApiCall.cut_at_bound); its extensions say whether it
+        was cut there and, when known, how large the whole body was."""
         content = response.content
         common = {"http_status": response.status_code, "content_type": response.headers.get("content-type"),
-                  "size_bytes": len(content)}
-        if len(content) > limit:
-            return cls(**common, text=content[:limit].decode("utf-8", "ignore"), truncated=True)
+                  "size_bytes": response.extensions.get("body_size")}
+        if response.extensions.get("body_cut"):
+            return cls(**common, text=content.decode("utf-8", "ignore"), truncated=True)
         body = json_body(response) if content else None
         if body is not None:
             return cls(**common, data=body)
@@ -59,7 +62,8 @@ class DeclaredCallOk(Ok):
     def summary(self) -> str:
         head = f"HTTP {self.http_status}"
         if self.truncated:
-            head += f" (body cut at {len(self.text or '')} of {self.size_bytes} bytes)"
+            whole = f" of {self.size_bytes}" if self.size_bytes is not None else ""
+            head += f" (body cut at {len((self.text or '').encode())}{whole} bytes)"
         if self.data is not None:
             return head + "\n" + json.dumps(self.data, ensure_ascii=False)
         return head + ("\n" + self.text if self.text else "")
@@ -90,11 +94,13 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
             call = build_call(tool, arguments, api_base_url=connector.spec.api_base_url, idempotency_key=key)
         except UnsafeArgument as refused:
             TOOL_CALLS.labels(canonical, "invalid_input").inc()
-            return to_call_result(InvalidInput(connector=provider_name, reason="unsafe_argument",
+            return to_call_result(InvalidInput(connector=provider_name, reason=refused.reason,
                                                next_step=f"{refused}. Change the arguments; the same call will fail again."))
+        # Read at most `limit` bytes of the answer and cut it there: the same bounded read as every provider call.
+        call = dataclasses.replace(call, max_response_bytes=limit, cut_at_bound=True)
 
         async def operation(api: ProviderSession) -> DeclaredCallOk:
-            return ok_model.from_response(await api.send(call), limit=limit)
+            return ok_model.from_response(await api.send(call))
 
         return await toolset.run(ctx, provider_name, operation, tool=canonical)
 

@@ -11,8 +11,8 @@ from server.execute import ProviderSession
 from server.results import Ok
 from tools import Toolset
 
-Repository = Annotated[str, Field(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$",
-                                  description="owner/name, e.g. octocat/hello-world")]
+# Checked by providers/github.split_repository (each half one safe path segment), so a refusal is `invalid_input`.
+Repository = Annotated[str, Field(max_length=140, description="owner/name, e.g. octocat/hello-world")]
 IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
                                       description="repeat a call with the same key and at most one issue is created")]
 
@@ -71,9 +71,9 @@ def register(toolset: Toolset) -> None:
 
         Safe to retry: pass the same idempotency_key and at most one issue is created."""
         key = idempotency_key or uuid.uuid4().hex
-        owner, name = repo.split("/", 1)
 
         async def operation(api: ProviderSession) -> CreateIssueOk:
+            owner, name = github.split_repository(repo)
             issue, created = await github.create_issue(api, owner=owner, repo=name, title=title, body=body,
                                                        labels=list(labels), idempotency_key=key,
                                                        check_existing=idempotency_key is not None)

@@ -15,8 +15,10 @@ from tools import Toolset
 
 EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$", max_length=254,
                                     description="a plain address, e.g. alice@example.com")]
-HeaderText = Annotated[str, Field(min_length=1, max_length=998, pattern=r"^[^\r\n]*$")]
-CalendarId = Annotated[str, Field(min_length=1, max_length=254, pattern=r"^[A-Za-z0-9._@#-]+$",
+# Line breaks and control characters (CR, LF, VT, NEL, U+2028…) are refused by providers/google.rfc822_raw, and a
+# calendar id that is not one safe path segment by providers/google._calendar, both as `invalid_input`.
+HeaderText = Annotated[str, Field(min_length=1, max_length=998)]
+CalendarId = Annotated[str, Field(max_length=254,
                                   description="'primary' (the user's own calendar) or a calendar's id")]
 IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
                                       description="repeat a call with the same key and at most one event is created")]

@@ -86,10 +86,12 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
             return refuse("body_not_allowed", f"a {method} request carries no body")
         if body is not None and len(json.dumps(body)) > MAX_BODY_BYTES:
             return refuse("body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        call = ApiCall(method, checked, params=query or None, json=body, idempotent=method in IDEMPOTENT_METHODS)
+        # Read at most `limit` bytes of the answer and cut it there (the bounded read every provider call uses).
+        call = ApiCall(method, checked, params=query or None, json=body, idempotent=method in IDEMPOTENT_METHODS,
+                       max_response_bytes=limit, cut_at_bound=True)
 
         async def operation(api: ProviderSession) -> ProxyCallOk:
-            return ProxyCallOk.from_response(await api.send(call), limit=limit)
+            return ProxyCallOk.from_response(await api.send(call))
 
         return await toolset.run(ctx, connector_name, operation, tool=canonical)
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .faults import Counters, Faults, RateLimitFault
+from .faults import Counters, Faults, HostileResponse, RateLimitFault
 from .grants import Grant, GrantResult, GrantStore, TokenCheck, TokenPolicy, TokenSet, redact
 
 ApiHandler = Callable[[Request, Grant], Awaitable[Response]]
@@ -202,6 +202,8 @@ class ProviderSimulator:
         self.counters.hit(endpoint)
         if self.faults.api_latency:
             await asyncio.sleep(self.faults.api_latency)
+        if (hostile := self.faults.take_answer()) is not None:
+            return HostileResponse(hostile, self.counters)
         check = self.grants.check_access_token(await self.api_token(request))
         if self.faults.in_outage():
             self.counters.incr("server_errors")
@@ -349,6 +351,26 @@ class ProviderSimulator:
     def token_endpoint_fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False) -> None:
         self.faults.token_endpoint_fail(count, status, after_processing)
 
+    def hang(self, count: int = 1) -> None:
+        """The next `count` API requests get no answer at all, until the client gives up."""
+        self.faults.answer("hang", count)
+
+    def trickle(self, count: int = 1, interval: float = 0.05) -> None:
+        """The next `count` answers send a status line, then one byte every `interval` seconds, never ending."""
+        self.faults.answer("trickle", count, interval=interval)
+
+    def gzip_bomb(self, count: int = 1, inflated_bytes: int = 128 * 1024 * 1024) -> None:
+        """The next `count` answers are a small gzip body inflating to `inflated_bytes`."""
+        self.faults.answer("gzip_bomb", count, size=inflated_bytes)
+
+    def huge_answer(self, count: int = 1, size: int = 200 * 1024 * 1024) -> None:
+        """The next `count` answers stream `size` bytes of JSON, chunked, without a Content-Length."""
+        self.faults.answer("huge", count, size=size)
+
+    def garble(self, count: int = 1) -> None:
+        """The next `count` answers are 200 with JSON cut off mid-way."""
+        self.faults.answer("garbled", count)
+
     def token_endpoint_latency(self, seconds: float) -> None:
         self.faults.token_endpoint_latency(seconds)
 
@@ -424,6 +446,11 @@ class ProviderSimulator:
                 int(count), int(status), after_processing=bool(after_processing)
             ),
             "token_endpoint_latency": lambda seconds: self.token_endpoint_latency(float(seconds)),
+            "hang": lambda count=1: self.hang(int(count)),
+            "trickle": lambda count=1, interval=0.05: self.trickle(int(count), float(interval)),
+            "gzip_bomb": lambda count=1, inflated_bytes=128 * 1024 * 1024: self.gzip_bomb(int(count), int(inflated_bytes)),
+            "huge_answer": lambda count=1, size=200 * 1024 * 1024: self.huge_answer(int(count), int(size)),
+            "garble": lambda count=1: self.garble(int(count)),
             "reuse_detection": lambda enabled: self.set_reuse_detection(bool(enabled)),
             "access_ttl": lambda seconds: self.set_access_ttl(_optional_int(seconds)),
             "advance_clock": lambda seconds: self.advance_clock(float(seconds)),

@@ -1,13 +1,20 @@
-"""Request-level fault injection and hit counters shared by the provider simulators."""
+"""Request-level fault injection and hit counters shared by the provider simulators, including hostile answers:
+one that never comes, one that trickles forever, a gzip bomb, an endless body and a garbled 200."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, Literal
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 
 class Counters:
@@ -23,11 +30,14 @@ class Counters:
         "api_requests",
         "rate_limited",
         "server_errors",
+        "hostile_answers",  # hang, trickle, gzip bomb, endless body or garbled answer started
+        "answers_abandoned",  # the client went away before a hanging, trickling or endless answer was over
         "revocations",  # grants ended by a revocation request from the client (offboarding)
     )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._values: Counter[str] = Counter()
         self._endpoints: Counter[str] = Counter()
 
@@ -36,6 +46,12 @@ class Counters:
             raise KeyError(f"unknown counter {name!r}")
         with self._lock:
             self._values[name] += amount
+            self._changed.notify_all()
+
+    def wait_for(self, name: str, at_least: int, timeout: float = 10.0) -> bool:
+        """Block until counter `name` reaches `at_least` (a test's synchronisation point); False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._values[name] >= at_least, timeout)
 
     def hit(self, endpoint: str) -> None:
         with self._lock:
@@ -82,6 +98,18 @@ class TokenEndpointFault:
     after_processing: bool  # the grant change happens, only the response is lost
 
 
+AnswerKind = Literal["hang", "trickle", "gzip_bomb", "huge", "garbled"]
+
+
+@dataclass(frozen=True)
+class AnswerFault:
+    """How an API answer misbehaves. `size`: inflated bytes of a gzip bomb, or bytes of an endless body."""
+
+    kind: AnswerKind
+    size: int = 0
+    interval: float = 0.05  # trickle: seconds between two bytes
+
+
 class Faults:
     """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact."""
 
@@ -96,6 +124,7 @@ class Faults:
             self._rate_limits: list[RateLimitFault] = []
             self._failures: list[ApiFailure] = []
             self._token_failures: list[TokenEndpointFault] = []
+            self._answers: list[AnswerFault] = []
             self._outage_ends = 0.0
             self._flaky_rate = 0.0
             self._flaky_ends = 0.0
@@ -141,6 +170,18 @@ class Faults:
         with self._lock:
             self.token_endpoint_latency_seconds = max(0.0, seconds)
 
+    def answer(self, kind: AnswerKind, count: int = 1, *, size: int = 0, interval: float = 0.05) -> None:
+        """Answer `count` more API requests with a hostile answer of `kind` (`HostileResponse`), queued after any
+        hostile answers still pending, so different kinds can follow one another."""
+        if kind not in AnswerKind.__args__:
+            raise ValueError(f"unknown answer kind {kind!r}")
+        with self._lock:
+            self._answers.extend([AnswerFault(kind, max(0, size), max(0.001, interval))] * count)
+
+    def take_answer(self) -> AnswerFault | None:
+        with self._lock:
+            return self._answers.pop(0) if self._answers else None
+
     def take_rate_limit(self) -> RateLimitFault | None:
         with self._lock:
             return self._rate_limits.pop() if self._rate_limits else None
@@ -172,4 +213,102 @@ class Faults:
                 "outage": time.monotonic() < self._outage_ends,
                 "token_endpoint_flaky_rate": self._flaky_rate if time.monotonic() < self._flaky_ends else 0.0,
                 "token_endpoint_failures_pending": len(self._token_failures),
+                "hostile_answers_pending": len(self._answers),
             }
+
+
+# ---- hostile answers ------------------------------------------------------------------------------------
+CHUNK = 64 * 1024
+GARBLED_BODY = b'{"ok": true, "items": [{"id": 1, "na'  # a 200 whose JSON stops mid-way
+
+
+@lru_cache(maxsize=4)
+def gzip_bomb(inflated_size: int) -> bytes:
+    """A small gzip body that inflates to `inflated_size` bytes of one JSON string (made once, in 1 MiB steps)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head, tail = b'{"padding": "', b'"}'
+    parts = [compressor.compress(head)]
+    remaining = max(0, inflated_size - len(head) - len(tail))
+    block = b"A" * (1024 * 1024)
+    while remaining > 0:
+        parts.append(compressor.compress(block[:remaining]))
+        remaining -= len(block)
+    parts.append(compressor.compress(tail))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+class HostileResponse(Response):
+    """An ASGI answer that misbehaves as `fault` says, and counts a client that gives up on it."""
+
+    def __init__(self, fault: AnswerFault, counters: Counters):
+        super().__init__(status_code=200)
+        self.fault = fault
+        self.counters = counters
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.counters.incr("hostile_answers")
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+
+        watcher = asyncio.ensure_future(watch())
+        # The answer runs beside the watch: a send blocked on a full socket buffer never returns once the client
+        # is gone, so the client leaving cancels the answer rather than waiting for it.
+        answer = asyncio.ensure_future(getattr(self, f"_{self.fault.kind}")(send, gone))
+        try:
+            await asyncio.wait({answer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if answer.done() and not answer.cancelled() and answer.exception() is None and answer.result():
+            return
+        answer.cancel()
+        self.counters.incr("answers_abandoned")
+
+    @staticmethod
+    async def _start(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), *headers]})
+
+    async def _hang(self, send: Send, gone: asyncio.Event) -> bool:
+        await gone.wait()  # nothing is ever sent: not even the status line
+        return False
+
+    async def _trickle(self, send: Send, gone: asyncio.Event) -> bool:
+        await self._start(send, [])
+        while not gone.is_set():  # one byte at a time, never the end: each read succeeds, the body never ends
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            try:
+                await asyncio.wait_for(gone.wait(), self.fault.interval)
+            except TimeoutError:
+                pass
+        return False
+
+    async def _gzip_bomb(self, send: Send, gone: asyncio.Event) -> bool:
+        body = gzip_bomb(self.fault.size)
+        await self._start(send, [(b"content-encoding", b"gzip"), (b"content-length", str(len(body)).encode())])
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    async def _huge(self, send: Send, gone: asyncio.Event) -> bool:
+        # Streamed in chunks made on the fly (chunked encoding, no Content-Length): never held in memory.
+        await self._start(send, [])
+        await send({"type": "http.response.body", "body": b'{"padding": "', "more_body": True})
+        block, sent = b"A" * CHUNK, 0
+        while sent < self.fault.size:
+            if gone.is_set():
+                return False
+            await send({"type": "http.response.body", "body": block, "more_body": True})
+            sent += len(block)
+            # A write into a connection the client has dropped returns at once; yielding lets the loop notice.
+            await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b'"}'})
+        return True
+
+    async def _garbled(self, send: Send, gone: asyncio.Event) -> bool:
+        await self._start(send, [(b"content-length", str(len(GARBLED_BODY)).encode())])
+        await send({"type": "http.response.body", "body": GARBLED_BODY})
+        return True

@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+import httpx2
 from authlib.common.security import generate_token
 
 from providers.base import Verdict, json_body
+from server.bounded_read import ResponseTooLarge, read_bounded, with_body
 from server.connectors import Connector
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
 from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
@@ -259,10 +261,20 @@ class ReauthFlow:
         probe = connector.spec.health_probe
         if probe is None:
             return None, {}
-        response = await self.runtime.http.request(
+        pool = self.runtime.pools[connector.name]
+        request = pool.client.build_request(
             probe.method, connector.api_url(probe.path), json=probe.body,
             headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"})
-        await response.aread()
+        try:
+            async with pool.connection() as client:
+                with anyio.fail_after(self.runtime.settings.api_timeout_seconds):
+                    streamed = await client.send(request, stream=True)
+                    try:
+                        response = with_body(streamed, await read_bounded(streamed, connector.max_response_bytes))
+                    finally:
+                        await streamed.aclose()
+        except (TimeoutError, ResponseTooLarge, httpx2.HTTPError):
+            return None, {}  # nothing is stored: the page says the account could not be identified
         if connector.provider.classify_api_response(response).verdict is not Verdict.OK:
             return None, {}
         return connector.provider.identity_from_probe(json_body(response))

@@ -98,6 +98,8 @@ async def test_catalog_entry_conformance(name, env, oauth2_server: SimulatorServ
                  + "".join(f'{key} = "{value}"\n' for key, value in overrides.items()))
     monkeypatch.setenv(f"GRANTKEEPER_{name.upper()}_CLIENT_ID", "sim-oauth2-client")
     monkeypatch.setenv(f"GRANTKEEPER_{name.upper()}_CLIENT_SECRET", "sim-oauth2-secret")
+    # This run is about the provider; who may open an agent's connect link is proven in tests/identity.
+    monkeypatch.setenv("GRANTKEEPER_ALLOW_UNVERIFIED_CONNECT_LINKS", "true")
 
     async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}

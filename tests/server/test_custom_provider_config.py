@@ -187,6 +187,25 @@ def test_an_unreachable_issuer_is_a_clear_error(home):
     assert "discovery at" in message and "failed: ConnectError" in message
 
 
+def test_an_endless_metadata_document_is_refused_at_the_size_bound(home, oauth2):
+    sim, url = oauth2()
+    sim.huge_answer(count=1, size=64 * 1024 * 1024)  # far more than socket buffers hold
+    message = refused(acme_declaration(url, endpoints=f'issuer = "{url}"\ndiscovery_url = "{url}/api/me"\n'))
+    assert "discovery at" in message and "answered more than 262144 bytes" in message
+    assert sim.counters.wait_for("answers_abandoned", 1)  # the rest was never read
+
+
+def test_a_trickling_metadata_document_is_cut_at_the_discovery_deadline(home, oauth2, monkeypatch):
+    import server.custom_providers
+
+    monkeypatch.setattr(server.custom_providers, "DISCOVERY_TIMEOUT_SECONDS", 0.5)
+    sim, url = oauth2()
+    sim.trickle(count=1, interval=0.02)  # each read gets a byte well within the read timeout; the body never ends
+    message = refused(acme_declaration(url, endpoints=f'issuer = "{url}"\ndiscovery_url = "{url}/api/me"\n'))
+    assert "discovery at" in message and "did not finish answering within 0.5 s" in message
+    assert sim.counters.wait_for("answers_abandoned", 1)
+
+
 def test_a_client_auth_method_the_server_does_not_offer_is_refused(home, oauth2):
     _sim, url = oauth2(auth_methods=("client_secret_basic",))
     message = refused(acme_declaration(url, endpoints=f'issuer = "{url}"\nclient_auth_method = "client_secret_post"\n'))

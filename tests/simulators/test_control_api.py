@@ -100,3 +100,38 @@ def test_github_stats_and_grants_work_like_slack(github_http, github):
     assert grant["identity"] == {"login": "hubot", "id": 42} and grant["refresh_token_expires_in"] == 15811200
     github_http.get("/user", headers=bearer(grant["access_token"]))
     assert github_http.get("/_sim/stats").json()["endpoints"] == {"GET /user": 1}
+
+
+def test_hostile_answers_are_set_over_http_and_each_misbehaves_as_named(slack_http, slack):
+    import gzip
+    import zlib
+
+    import httpx2
+
+    for fault in ({"fault": "garble"}, {"fault": "gzip_bomb", "inflated_bytes": 4 * 1024 * 1024},
+                  {"fault": "huge_answer", "size": 1024 * 1024}):
+        slack_http.post("/_sim/faults", json=fault).raise_for_status()
+    assert slack_http.get("/_sim/stats").json()["faults"]["hostile_answers_pending"] == 3
+
+    garbled = slack_http.get("/api/conversations.history")
+    assert garbled.status_code == 200 and garbled.content.endswith(b'"na')  # JSON cut off mid-way
+    with slack_http.stream("GET", "/api/conversations.history") as bomb:
+        wire = b"".join(bomb.iter_raw())
+    assert bomb.headers["content-encoding"] == "gzip" and len(wire) < 64 * 1024
+    assert len(zlib.decompress(wire, 31)) == 4 * 1024 * 1024 == len(gzip.decompress(wire))
+    with slack_http.stream("GET", "/api/conversations.history") as endless:
+        assert "content-length" not in endless.headers and len(endless.read()) > 1024 * 1024
+
+    slack_http.post("/_sim/faults", json={"fault": "hang"}).raise_for_status()
+    try:
+        slack_http.get("/api/conversations.history", timeout=0.2)
+        raise AssertionError("a hanging answer answered")
+    except httpx2.ReadTimeout:
+        pass
+    assert slack.counters.wait_for("answers_abandoned", 1)  # the simulator saw the client leave
+    assert slack.counters.hostile_answers == 4
+
+
+def test_an_unknown_hostile_answer_is_refused(slack_http, slack):
+    response = slack_http.post("/_sim/faults", json={"fault": "trickle", "count": "many"})
+    assert response.status_code == 400

@@ -1,0 +1,62 @@
+"""Reading a provider's answer within a size bound: compressed bytes on the wire and decompressed bytes are both
+counted while streaming, and reading stops at the bound, so a gzip bomb or an endless body never gets buffered."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import httpx2
+
+# Headers that described the body as it came over the wire, not the decoded body we keep.
+_WIRE_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+
+
+class ResponseTooLarge(Exception):
+    def __init__(self, limit: int):
+        super().__init__(f"the answer is larger than {limit} bytes")
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class BoundedBody:
+    content: bytes  # decoded
+    cut: bool = False  # reading stopped at the bound (only when the caller asked for a cut instead of a refusal)
+    whole_size: int | None = None  # the whole decoded body's size, when known
+
+
+def _declared_length(response: httpx2.Response) -> int | None:
+    value = response.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+async def read_bounded(response: httpx2.Response, limit: int, *, cut: bool = False) -> BoundedBody:
+    """The body of a streamed `response`, at most `limit` bytes compressed and decompressed.
+
+    Past the bound: `ResponseTooLarge`, or with `cut` the first `limit` decoded bytes. Either way the connection
+    is closed without reading the rest. httpx2 inflates in pieces of at most 1 MiB, so memory stays near `limit`."""
+    declared = _declared_length(response)
+    encoded = response.headers.get("content-encoding", "identity").lower() not in ("", "identity")
+    if declared is not None and declared > limit and not cut:
+        await response.aclose()
+        raise ResponseTooLarge(limit)
+    buffer = bytearray()
+    async with contextlib.aclosing(response.aiter_bytes()) as chunks:
+        async for chunk in chunks:
+            room = limit - len(buffer)
+            if len(chunk) > room or response.num_bytes_downloaded > limit:
+                await response.aclose()
+                if not cut:
+                    raise ResponseTooLarge(limit)
+                buffer += chunk[:max(room, 0)]
+                return BoundedBody(bytes(buffer), cut=True, whole_size=None if encoded else declared)
+            buffer += chunk
+    return BoundedBody(bytes(buffer), whole_size=len(buffer))
+
+
+def with_body(response: httpx2.Response, body: BoundedBody) -> httpx2.Response:
+    """A response carrying the already-read, decoded `body`, for classifiers and operations to read freely."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
+    extensions = {"body_cut": body.cut, "body_size": body.whole_size}
+    return httpx2.Response(response.status_code, headers=headers, content=body.content, request=response.request,
+                           extensions=extensions)
