@@ -395,9 +395,15 @@ class Executor:
 
     # ---- re-authorization ---------------------------------------------------------------------------
     async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,
-                            reason: str) -> ReauthRequired:
+                            reason: str) -> BaseModel:
+        """`reauth_required` with a fresh link for the account's owner — unless the owner reconnected it while this
+        call was failing: then a link would only ask them to consent once more, and the agent should call again."""
         if account is None:
             account = await self._db(self._pending_account, caller, connector.name)
+        if reason != "not_connected" and (await self._db(self.vault.get_account, account.id)).status == AccountStatus.ACTIVE:
+            return failure_result(failures.UpstreamFailure(
+                "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.",
+                retryable=True), connector=connector.name, account=account.display_name)
         link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)
         who = f"{account.user} (org {account.org})"
         result = ReauthRequired(

@@ -128,8 +128,13 @@ class Settings(BaseSettings):
     # A refresh token with a fixed lifetime is announced (`account.reauth_required`, reason refresh_token_expiring)
     # this long before it runs out, or at half its lifetime when that is shorter.
     refresh_expiry_warning_seconds: float = Field(default=7 * 86400, ge=0)
+    # A token request's total deadline (connect, send and every read of the answer together).
     refresh_timeout_seconds: float = Field(default=10, gt=0)
-    lease_seconds: float = Field(default=30, gt=0)
+    # The refresh lease is a heartbeat: taken for `lease_seconds` and renewed every third of it while the token
+    # request is in flight, never beyond `lease_max_seconds` from when it was taken. A worker that dies frees the
+    # grant within `lease_seconds`; a live one is never overtaken before its deadline.
+    lease_seconds: float = Field(default=5, gt=0)
+    lease_max_seconds: float = Field(default=30, gt=0)
     token_cache_seconds: float = Field(default=5, ge=0)
 
     # Provider calls. A request's deadline is total (connect, send and every read), not per read; a tool call,
@@ -251,6 +256,20 @@ class Settings(BaseSettings):
         if not value or "/" in value or len(value) > 200:
             raise ConfigError("GRANTKEEPER_ORG and GRANTKEEPER_USER must be non-empty, without '/'")
         return value
+
+    @model_validator(mode="after")
+    def _refresh_fits_in_its_lease(self) -> Settings:
+        """The lease must outlive the token request it protects, or a second worker could present the same refresh
+        token while the first one's answer is still on its way (and the provider would revoke the grant)."""
+        if self.refresh_timeout_seconds >= self.lease_max_seconds:
+            raise ConfigError(
+                f"GRANTKEEPER_REFRESH_TIMEOUT_SECONDS ({self.refresh_timeout_seconds:g}) must be shorter than "
+                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g}): a refresh may not outlast its lease")
+        if self.lease_seconds > self.lease_max_seconds:
+            raise ConfigError(
+                f"GRANTKEEPER_LEASE_SECONDS ({self.lease_seconds:g}) must not be longer than "
+                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g})")
+        return self
 
     @model_validator(mode="after")
     def _merge_provider_env(self) -> Settings:

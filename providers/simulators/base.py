@@ -19,10 +19,10 @@ import jinja2
 from markupsafe import escape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .faults import Counters, Faults, HostileResponse, RateLimitFault
+from .faults import Chaos, Counters, Faults, HostileResponse, RateLimitFault, TokenAnswerFault
 from .grants import Grant, GrantResult, GrantStore, TokenCheck, TokenPolicy, TokenSet, redact
 
 ApiHandler = Callable[[Request, Grant], Awaitable[Response]]
@@ -200,8 +200,11 @@ class ProviderSimulator:
     async def api_call(self, request: Request, endpoint: str, handler: ApiHandler) -> Response:
         self.counters.incr("api_requests")
         self.counters.hit(endpoint)
-        if self.faults.api_latency:
-            await asyncio.sleep(self.faults.api_latency)
+        if latency := self.faults.take_api_latency():
+            await asyncio.sleep(latency)
+        if self.faults.take_reset():
+            self.counters.incr("connection_resets")
+            return _DroppedConnection()
         if (hostile := self.faults.take_answer()) is not None:
             return HostileResponse(hostile, self.counters)
         check = self.grants.check_access_token(await self.api_token(request))
@@ -232,16 +235,44 @@ class ProviderSimulator:
         self.counters.hit("token")
         if self.faults.token_endpoint_latency_seconds:
             await asyncio.sleep(self.faults.token_endpoint_latency_seconds)
+        if (chaos := self.faults.take_chaos("token_hangs")) is not None:
+            await asyncio.sleep(chaos.hang_seconds)
+            self.counters.incr("server_errors")
+            return self.server_error_response(504)
+        if self.faults.take_chaos("token_errors") is not None:
+            self.counters.incr("server_errors")
+            return self.server_error_response(503)
         failure = self.faults.take_token_endpoint_failure()
         if failure is not None and not failure.after_processing:
             self.counters.incr("server_errors")
             return self.server_error_response(failure.status)
+        answer = self.faults.take_token_answer()
+        if answer is not None and not answer.after_processing:
+            return _changed_answer(Response(b"{}", media_type="application/json"), answer)
         response = await self.token_endpoint(request)
         if failure is not None:
             # The rotation happened but the client never learns the new tokens.
             self.counters.incr("server_errors")
             return self.server_error_response(failure.status)
+        if answer is not None:
+            response = _changed_answer(response, answer)
+        drip = self.faults.take_token_drip()
+        if drip is not None:
+            response = self._trickled(response, drip)
         return response
+
+    def _trickled(self, response: Response, seconds: float) -> Response:
+        body = bytes(response.body)
+        pause = seconds / max(1, len(body))
+
+        async def one_byte_at_a_time():
+            self.counters.incr("slow_answers")
+            for index in range(len(body)):
+                yield body[index:index + 1]
+                await asyncio.sleep(pause)
+
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return StreamingResponse(one_byte_at_a_time(), response.status_code, headers=headers)
 
     def log_grant_event(self, event: str, result: GrantResult, presented: str | None = None) -> None:
         self.log.info(
@@ -374,6 +405,23 @@ class ProviderSimulator:
     def token_endpoint_latency(self, seconds: float) -> None:
         self.faults.token_endpoint_latency(seconds)
 
+    def token_endpoint_answer(self, count: int = 1, *, set_fields: dict[str, Any] | None = None,
+                              drop_fields: tuple[str, ...] = (), body: str | None = None,
+                              after_processing: bool = True) -> None:
+        """Change the next `count` token answers: JSON fields set or dropped, or the whole body replaced (then
+        `after_processing=False` answers without processing the request)."""
+        self.faults.token_endpoint_answer(count, set_fields, tuple(drop_fields), body, after_processing)
+
+    def token_endpoint_drip(self, count: int = 1, seconds: float = 5.0) -> None:
+        self.faults.token_endpoint_drip(count, seconds)
+
+    def reset_connections(self, count: int = 1) -> None:
+        self.faults.reset_connections(count)
+
+    def chaos(self, **chances: float) -> None:
+        """Random faults from now on (see faults.Chaos); no arguments: none."""
+        self.faults.chaos(Chaos(**chances) if chances else None)
+
     def set_reuse_detection(self, enabled: bool) -> None:
         self.grants.reuse_detection = enabled
 
@@ -446,6 +494,13 @@ class ProviderSimulator:
                 int(count), int(status), after_processing=bool(after_processing)
             ),
             "token_endpoint_latency": lambda seconds: self.token_endpoint_latency(float(seconds)),
+            "token_endpoint_answer": lambda count=1, set_fields=None, drop_fields=(), body=None, after_processing=True:
+                self.token_endpoint_answer(int(count), set_fields=dict(set_fields or {}), drop_fields=tuple(drop_fields),
+                                           body=None if body is None else str(body),
+                                           after_processing=bool(after_processing)),
+            "token_endpoint_drip": lambda count=1, seconds=5.0: self.token_endpoint_drip(int(count), float(seconds)),
+            "reset_connections": lambda count=1: self.reset_connections(int(count)),
+            "chaos": lambda **chances: self.chaos(**{k: float(v) for k, v in chances.items()}),
             "hang": lambda count=1: self.hang(int(count)),
             "trickle": lambda count=1, interval=0.05: self.trickle(int(count), float(interval)),
             "gzip_bomb": lambda count=1, inflated_bytes=128 * 1024 * 1024: self.gzip_bomb(int(count), int(inflated_bytes)),
@@ -512,3 +567,32 @@ class ProviderSimulator:
             return JSONResponse({"error": str(exc)}, 400)
         except LookupError as exc:
             return JSONResponse({"error": str(exc)}, 404)
+
+
+def _changed_answer(response: Response, fault: TokenAnswerFault) -> Response:
+    if fault.body is not None:
+        return Response(fault.body, response.status_code, media_type="text/html")
+    try:
+        payload = json.loads(bytes(response.body))
+    except ValueError:
+        return response
+    if not isinstance(payload, dict) or response.status_code != 200:
+        return response
+    for name in fault.drop_fields:
+        payload.pop(name, None)
+    payload.update(fault.set_fields)
+    # allow_nan: an "expires_in" of Infinity goes out as the bare word, as a broken provider would send it.
+    return Response(json.dumps(payload, allow_nan=True), 200, media_type="application/json")
+
+
+class _DroppedConnection(Response):
+    """The start of an answer, then the connection is dropped (what a client sees as a reset mid-response)."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await send({"type": "http.response.body", "body": b'{"ok": tr', "more_body": True})
+        raise ConnectionResetError("simulated connection reset")

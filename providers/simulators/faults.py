@@ -30,6 +30,8 @@ class Counters:
         "api_requests",
         "rate_limited",
         "server_errors",
+        "slow_answers",  # token answers started trickling (token_endpoint_drip)
+        "connection_resets",
         "hostile_answers",  # hang, trickle, gzip bomb, endless body or garbled answer started
         "answers_abandoned",  # the client went away before a hanging, trickling or endless answer was over
         "revocations",  # grants ended by a revocation request from the client (offboarding)
@@ -98,6 +100,32 @@ class TokenEndpointFault:
     after_processing: bool  # the grant change happens, only the response is lost
 
 
+@dataclass(frozen=True)
+class TokenAnswerFault:
+    """A token answer changed on its way out: fields set or dropped from the JSON, or the whole body replaced."""
+
+    set_fields: dict[str, Any]
+    drop_fields: tuple[str, ...]
+    body: str | None
+    after_processing: bool  # False: the request is not processed at all (only with `body`)
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """Faults at random, each request rolling against these chances (a seeded generator: a run can be replayed).
+    Token-endpoint faults here never lose a rotation: errors and hangs answer before the request is processed,
+    slow answers are processed and then trickled over `slow_seconds`."""
+
+    seed: int = 0
+    token_errors: float = 0.0  # 503 before processing
+    token_hangs: float = 0.0  # nothing for `hang_seconds`, then 504, never processed (a gateway timing out)
+    token_slow: float = 0.0  # processed, then the answer trickled over `slow_seconds`
+    api_rate_limits: float = 0.0  # 429 with Retry-After: 1
+    api_resets: float = 0.0  # the connection drops mid-answer
+    api_slow: float = 0.0  # the answer comes after `api_latency_seconds`
+    hang_seconds: float = 5.0
+    slow_seconds: float = 1.0
+    api_latency_seconds: float = 0.3
 AnswerKind = Literal["hang", "trickle", "gzip_bomb", "huge", "garbled"]
 
 
@@ -111,7 +139,8 @@ class AnswerFault:
 
 
 class Faults:
-    """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact."""
+    """Pending faults; each ``take_*`` consumes one occurrence so "the next N requests" is exact. With `chaos`
+    set, a request that finds no pending fault of a kind rolls for one."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -124,11 +153,30 @@ class Faults:
             self._rate_limits: list[RateLimitFault] = []
             self._failures: list[ApiFailure] = []
             self._token_failures: list[TokenEndpointFault] = []
+            self._token_answers: list[TokenAnswerFault] = []
+            self._token_drips: list[float] = []
+            self._resets = 0
+            self._chaos: Chaos | None = None
+            self._random = random.Random(0)
             self._answers: list[AnswerFault] = []
             self._outage_ends = 0.0
             self._flaky_rate = 0.0
             self._flaky_ends = 0.0
             self._flaky_random = random.Random(0)
+
+    def chaos(self, chaos: Chaos | None) -> None:
+        with self._lock:
+            self._chaos = chaos
+            self._random = random.Random(chaos.seed if chaos else 0)
+
+    def _roll(self, kind: str) -> Chaos | None:
+        """The chaos settings if this request gets fault `kind` (caller holds the lock)."""
+        chance = getattr(self._chaos, kind, 0.0) if self._chaos else 0.0
+        return self._chaos if chance and self._random.random() < chance else None
+
+    def take_chaos(self, kind: str) -> Chaos | None:
+        with self._lock:
+            return self._roll(kind)
 
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         with self._lock:
@@ -170,6 +218,46 @@ class Faults:
         with self._lock:
             self.token_endpoint_latency_seconds = max(0.0, seconds)
 
+    def token_endpoint_answer(self, count: int = 1, set_fields: dict[str, Any] | None = None,
+                              drop_fields: tuple[str, ...] = (), body: str | None = None,
+                              after_processing: bool = True) -> None:
+        with self._lock:
+            self._token_answers = [TokenAnswerFault(dict(set_fields or {}), tuple(drop_fields), body,
+                                                    after_processing)] * count
+
+    def token_endpoint_drip(self, count: int = 1, seconds: float = 5.0) -> None:
+        """The next `count` token answers are processed, then trickled one byte at a time over `seconds`: each
+        read gets a byte long before any per-read timeout, only a total deadline ends it."""
+        with self._lock:
+            self._token_drips = [max(0.0, seconds)] * count
+
+    def reset_connections(self, count: int = 1) -> None:
+        """The next `count` API requests get the start of an answer, then the connection drops."""
+        with self._lock:
+            self._resets = count
+
+    def take_token_answer(self) -> TokenAnswerFault | None:
+        with self._lock:
+            return self._token_answers.pop() if self._token_answers else None
+
+    def take_token_drip(self) -> float | None:
+        with self._lock:
+            if self._token_drips:
+                return self._token_drips.pop()
+            chaos = self._roll("token_slow")
+            return chaos.slow_seconds if chaos else None
+
+    def take_reset(self) -> bool:
+        with self._lock:
+            if self._resets <= 0:
+                return self._roll("api_resets") is not None
+            self._resets -= 1
+            return True
+
+    def take_api_latency(self) -> float:
+        with self._lock:
+            chaos = self._roll("api_slow")
+            return max(self.api_latency, chaos.api_latency_seconds if chaos else 0.0)
     def answer(self, kind: AnswerKind, count: int = 1, *, size: int = 0, interval: float = 0.05) -> None:
         """Answer `count` more API requests with a hostile answer of `kind` (`HostileResponse`), queued after any
         hostile answers still pending, so different kinds can follow one another."""
@@ -184,7 +272,9 @@ class Faults:
 
     def take_rate_limit(self) -> RateLimitFault | None:
         with self._lock:
-            return self._rate_limits.pop() if self._rate_limits else None
+            if self._rate_limits:
+                return self._rate_limits.pop()
+            return RateLimitFault(retry_after=1, status=None) if self._roll("api_rate_limits") else None
 
     def take_failure(self, endpoint: str) -> ApiFailure | None:
         with self._lock:
@@ -213,6 +303,10 @@ class Faults:
                 "outage": time.monotonic() < self._outage_ends,
                 "token_endpoint_flaky_rate": self._flaky_rate if time.monotonic() < self._flaky_ends else 0.0,
                 "token_endpoint_failures_pending": len(self._token_failures),
+                "token_answers_pending": len(self._token_answers),
+                "token_drips_pending": len(self._token_drips),
+                "resets_pending": self._resets,
+                "chaos": self._chaos.__dict__ if self._chaos else None,
                 "hostile_answers_pending": len(self._answers),
             }
 

@@ -1,34 +1,51 @@
-"""Token-endpoint requests (refresh, authorization-code exchange) through authlib, with failures classified."""
+"""Token-endpoint requests (refresh, authorization-code exchange) through authlib, with failures classified.
+
+Each request has one total deadline (connect, send and every read together) and a bounded answer; the answer is
+parsed here, not by authlib, so that no odd value in it (an absurd lifetime, a huge token) can raise after the
+provider rotated: what it carries is either returned, clamped, or refused with `maybe_applied` said truly."""
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import ssl
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx2
 from authlib.common.urls import url_decode
-from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuth2ClientAuth
 from authlib.integrations.httpx_client.utils import build_request
 from authlib.oauth2.client import DEFAULT_HEADERS
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from httpx2 import USE_CLIENT_DEFAULT
 
 from providers.base import TokenVerdict, json_body
 from server.connectors import Connector
+from server.lifecycle.token_transport import BoundedTransport, ResponseTooLarge, UnsupportedEncoding
 from server.monitoring import tracing
+
+# An access token travels in a header on every call; past this no API accepts it, so it is not a usable token.
+MAX_ACCESS_TOKEN_CHARS = 16 * 1024
+# Lifetimes beyond these are taken as these (an absurd `expires_in` such as 1e300 must not overflow a date).
+MAX_ACCESS_LIFETIME_SECONDS = 366 * 24 * 3600
+MAX_REFRESH_LIFETIME_SECONDS = 10 * 366 * 24 * 3600
 
 
 @dataclass(frozen=True)
 class TokenGrant:
-    """A token endpoint's successful answer, with the secrets kept out of repr."""
+    """A token endpoint's answer, parsed defensively, with the secrets kept out of repr.
 
-    access_token: str = field(repr=False)
+    `defect` names what was wrong with an answer that must be stored anyway because it carries the grant's only
+    live refresh token: `access_token_unusable` (access_token is then None) or `refresh_token_missing` (a rotating
+    provider sent no successor, so the presented one is treated as spent: refresh_token is None)."""
+
+    access_token: str | None = field(repr=False)
     refresh_token: str | None = field(repr=False)
     token_type: str
     expires_in: float | None
@@ -36,6 +53,7 @@ class TokenGrant:
     scope: str | None
     provider_account_id: str | None
     identity: dict[str, Any]
+    defect: str | None = None
     id_token: str | None = field(default=None, repr=False)  # OpenID Connect; verified by the caller
 
 
@@ -57,6 +75,17 @@ def _tls_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
 
 
+class RawAnswerClient(AsyncOAuth2Client):
+    """authlib prepares the request (client authentication, body); the answer comes back as the HTTP response,
+    unparsed: authlib's own parsing raises on values such as `"expires_in": Infinity` after the provider rotated."""
+
+    async def _fetch_token(self, url, body="", headers=None, auth=USE_CLIENT_DEFAULT, method="POST", **kwargs):
+        return await self.post(url, data=dict(url_decode(body)), headers=headers, auth=auth, **kwargs)
+
+    async def _refresh_token(self, url, refresh_token=None, body="", headers=None, auth=USE_CLIENT_DEFAULT, **kwargs):
+        return await self.post(url, data=dict(url_decode(body)), headers=headers, auth=auth, **kwargs)
+
+
 class JsonBodyClientAuth(OAuth2ClientAuth):
     """authlib's client authentication, then the finished form body re-encoded as a JSON object: the same
     parameters (client credentials included for client_secret_post) for token endpoints that only read JSON."""
@@ -70,12 +99,12 @@ class JsonBodyClientAuth(OAuth2ClientAuth):
         yield build_request(url=url, headers=headers, body=payload, initial_request=request)
 
 
-class JsonBodyOAuth2Client(AsyncOAuth2Client):
+class JsonBodyOAuth2Client(RawAnswerClient):
     client_auth_class = JsonBodyClientAuth
 
 
-def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2Client:
-    client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else AsyncOAuth2Client
+def _client(connector: Connector, deadline: float, **kwargs: Any) -> AsyncOAuth2Client:
+    client_class = JsonBodyOAuth2Client if connector.spec.token_body_encoding == "json" else RawAnswerClient
     key_auth = connector.spec.client_auth_method == "private_key_jwt"
     client = client_class(
         client_id=connector.client_id,
@@ -83,16 +112,13 @@ def _client(connector: Connector, timeout: float, **kwargs: Any) -> AsyncOAuth2C
         client_secret=connector.client_private_key if key_auth else connector.client_secret,
         token_endpoint_auth_method=connector.spec.client_auth_method,
         revocation_endpoint_auth_method=connector.spec.client_auth_method,  # RFC 7009 §2.1: as for tokens
-        timeout=timeout,
-        verify=_tls_context(),
+        timeout=deadline,  # per phase; the whole request is bounded by `_answer`'s deadline
+        transport=BoundedTransport(httpx2.AsyncHTTPTransport(verify=_tls_context())),
         **kwargs,
     )
     if key_auth:
         # RFC 7523 §3: the assertion's audience is the token endpoint; authlib adds a fresh jti and a short exp.
         client.register_client_auth_method(PrivateKeyJWT(connector.token_url))
-    hook = functools.partial(_normalised_error, connector)
-    client.register_compliance_hook("access_token_response", hook)
-    client.register_compliance_hook("refresh_token_response", hook)
     return client
 
 
@@ -117,15 +143,17 @@ def _normalised_error(connector: Connector, response: httpx2.Response) -> httpx2
 
 
 def _headers(connector: Connector) -> dict[str, str]:
-    return {**DEFAULT_HEADERS, **connector.spec.token_request_headers}
+    # identity: a compressed answer would have to be inflated (bounded, in BoundedTransport) to be read at all.
+    return {**DEFAULT_HEADERS, "Accept-Encoding": "identity", **connector.spec.token_request_headers}
 
 
-async def refresh_grant(connector: Connector, refresh_token: str, timeout: float) -> TokenGrant:
+async def refresh_grant(connector: Connector, refresh_token: str, deadline: float) -> TokenGrant:
+    """Present `refresh_token`; the whole exchange ends within `deadline` seconds, answered or not."""
     with tracing.span("token_request", connector=connector.name):
-        async with _client(connector, timeout) as client:
-            token = await _call(connector, client.refresh_token(connector.refresh_url, refresh_token=refresh_token,
-                                                                headers=_headers(connector)))
-        return _grant(connector, token, fallback_refresh_token=refresh_token)
+        async with _client(connector, deadline) as client:
+            token = await _answer(connector, deadline, client.refresh_token(
+                connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)))
+        return _grant(connector, token, presented_refresh_token=refresh_token)
 
 
 def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,
@@ -155,72 +183,142 @@ async def exchange_code(
     connector: Connector, *, code: str, redirect_uri: str, code_verifier: str, timeout: float
 ) -> TokenGrant:
     async with _client(connector, timeout, redirect_uri=redirect_uri) as client:
-        token = await _call(connector, client.fetch_token(connector.token_url, code=code, code_verifier=code_verifier,
-                                                          headers=_headers(connector)))
-    return _grant(connector, token, fallback_refresh_token=None)
+        token = await _answer(connector, timeout, client.fetch_token(
+            connector.token_url, code=code, code_verifier=code_verifier, headers=_headers(connector)))
+    grant = _grant(connector, token, presented_refresh_token=None)
+    if grant.defect is not None:
+        # Nothing is lost by refusing it: the person simply follows a new link.
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, grant.defect, maybe_applied=False)
+    return grant
 
 
-async def _call(connector: Connector, request: Any) -> dict[str, Any]:
+async def _answer(connector: Connector, deadline: float, request: Any) -> dict[str, Any]:
+    """The token endpoint's JSON object, or the TokenEndpointError that says what happened and whether the
+    provider may have acted on the request anyway."""
     try:
-        return dict(await request)
-    except OAuthError as exc:
-        error = str(exc.error or "unknown_error")[:64]
-        description = exc.description if isinstance(exc.description, str) else None
-        verdict = connector.provider.classify_token_response(error, description, None)
-        raise TokenEndpointError(verdict, error, maybe_applied=False) from None
-    except httpx2.HTTPStatusError as exc:
-        status = exc.response.status_code
-        verdict = TokenVerdict.TRANSIENT if status >= 500 or status == 429 else TokenVerdict.UNKNOWN
-        # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token
-        # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
-        raise TokenEndpointError(verdict, f"http_{status}", maybe_applied=status >= 500, http_status=status) from None
+        with anyio.fail_after(deadline):
+            response: httpx2.Response = await request
+    except TimeoutError:
+        # Connect, send or a read that never finished: sent or not, it may have rotated.
+        raise TokenEndpointError(TokenVerdict.TRANSIENT, "deadline_exceeded", maybe_applied=True) from None
     except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
         raise TokenEndpointError(TokenVerdict.TRANSIENT, "unreachable", maybe_applied=False) from None
     except httpx2.TransportError as exc:
         # Sent but unanswered: the provider may have rotated the refresh token and we never saw the new one.
         raise TokenEndpointError(TokenVerdict.TRANSIENT, type(exc).__name__, maybe_applied=True) from None
-    except ValueError:
-        raise TokenEndpointError(TokenVerdict.UNKNOWN, "malformed_response", maybe_applied=True) from None
+    except ResponseTooLarge:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "response_too_large", maybe_applied=True) from None
+    except UnsupportedEncoding:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "unsupported_encoding", maybe_applied=True) from None
+    status = response.status_code
+    if status >= 500 or status == 429:
+        # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token
+        # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
+        raise TokenEndpointError(TokenVerdict.TRANSIENT, f"http_{status}", maybe_applied=status >= 500,
+                                 http_status=status)
+    try:
+        response = _normalised_error(connector, response)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        pass  # an odd error shape stays as it came: read below like any other answer
+    token = _json_object(response.content)
+    if token is not None and token.get("error"):
+        error = str(token["error"])[:64]
+        description = token.get("error_description") if isinstance(token.get("error_description"), str) else None
+        verdict = connector.provider.classify_token_response(error, description, None)
+        raise TokenEndpointError(verdict, error, maybe_applied=False)
+    if status >= 400:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, f"http_{status}", maybe_applied=False, http_status=status)
+    if token is None:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "malformed_response", maybe_applied=True)
+    return token
 
 
-def _grant(connector: Connector, token: dict[str, Any], fallback_refresh_token: str | None) -> TokenGrant:
-    access_token = token.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise TokenEndpointError(TokenVerdict.UNKNOWN, "no_access_token", maybe_applied=True)
-    account_id, identity = connector.provider.identity_from_token_response(token)
-    id_token = token.get("id_token") if isinstance(token.get("id_token"), str) else None
-    # Providers that do not rotate (Google) send no refresh token: the old one stays valid.
-    refresh_token = token.get("refresh_token") or fallback_refresh_token
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        # Integers too long for int() (Python refuses more than 4300 digits) are read as floats, then clamped.
+        value = json.loads(body, parse_int=lambda digits: int(digits) if len(digits) < 40 else float(digits))
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _grant(connector: Connector, token: dict[str, Any], presented_refresh_token: str | None) -> TokenGrant:
+    """What the answer carries, clamped. A refresh answer is refused only when it holds nothing worth keeping;
+    one that holds a new refresh token is returned (with `defect` set) so that it is stored, whatever else is wrong."""
+    rotating = connector.spec.rotates_refresh_token
+    access_token = _usable_access_token(token.get("access_token"))
+    new_refresh = token.get("refresh_token")
+    new_refresh = new_refresh if isinstance(new_refresh, str) and new_refresh else None
+    defect = None
+    if presented_refresh_token is None:  # a code exchange: no refresh token is fine (providers without them)
+        refresh_token = new_refresh
+    elif new_refresh is not None or not rotating:
+        refresh_token = new_refresh or presented_refresh_token  # RFC 6749 §6: no new one, the old one stays
+    else:
+        # A rotating provider answered without a successor: the presented token is spent, keep nothing to present.
+        refresh_token, defect = None, "refresh_token_missing"
+    if access_token is None:
+        if presented_refresh_token is None or new_refresh is None:
+            # Nothing worth storing: it may still have rotated (a rotating provider) and that is what we say.
+            raise TokenEndpointError(TokenVerdict.UNKNOWN, "access_token_unusable",
+                                     maybe_applied=rotating and presented_refresh_token is not None)
+        defect = "access_token_unusable"
+    try:
+        account_id, identity = connector.provider.identity_from_token_response(token)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        if presented_refresh_token is None:
+            raise TokenEndpointError(TokenVerdict.UNKNOWN, "malformed_response", maybe_applied=False) from None
+        account_id, identity = None, {}  # a refresh does not need it, and must not lose the answer over it
+    token_type = token.get("token_type")
+    scope = token.get("scope")
+    id_token = token.get("id_token")
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token,
-        token_type=str(token.get("token_type") or "bearer"),
-        expires_in=_number(token.get("expires_in")),
-        refresh_expires_in=_number(token.get("refresh_token_expires_in")),
-        scope=token.get("scope") if isinstance(token.get("scope"), str) else None,
+        token_type=token_type if isinstance(token_type, str) and 0 < len(token_type) <= 40 else "bearer",
+        expires_in=lifetime(token.get("expires_in"), MAX_ACCESS_LIFETIME_SECONDS),
+        refresh_expires_in=lifetime(token.get("refresh_token_expires_in"), MAX_REFRESH_LIFETIME_SECONDS),
+        scope=scope if isinstance(scope, str) and len(scope) <= 4096 else None,
         provider_account_id=account_id,
         identity=identity,
-        id_token=id_token,
+        defect=defect,
+        id_token=id_token if isinstance(id_token, str) else None,
     )
 
 
-def _number(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
+def _usable_access_token(value: Any) -> str | None:
+    """A token that can go in an Authorization header: visible ASCII, not absurdly long."""
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ACCESS_TOKEN_CHARS:
         return None
+    return value if all("!" <= char <= "~" for char in value) else None
+
+
+def lifetime(value: Any, longest: float) -> float | None:
+    """A lifetime in seconds from a token answer: a positive finite number (or numeric string), at most `longest`.
+    Anything else (absent, negative, zero, NaN, Infinity, text, a boolean) is unknown: None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return min(seconds, longest)
 
 
 async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token",
                        timeout: float) -> bool:
     """RFC 7009 revocation at the connector's revocation endpoint (declared or discovered), authenticated like a
-    token request. True when the server accepted it (§2.2: 200, whatever the token was). For offboarding."""
+    token request, within one total deadline. True when the server accepted it (§2.2: 200, whatever the token
+    was). For offboarding."""
     if connector.revoke_url is None:
         raise ValueError(f"{connector.spec.display_name} has no revocation endpoint")
     try:
         async with _client(connector, timeout) as client:
-            response = await client.revoke_token(connector.revoke_url, token=token, token_type_hint=token_type_hint,
-                                                 headers=_headers(connector))
-    except httpx2.HTTPError:
+            with anyio.fail_after(timeout):
+                response = await client.revoke_token(connector.revoke_url, token=token,
+                                                     token_type_hint=token_type_hint, headers=_headers(connector))
+    except (httpx2.HTTPError, TimeoutError, ResponseTooLarge, UnsupportedEncoding):
         return False
     return response.status_code == 200

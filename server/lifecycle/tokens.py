@@ -1,20 +1,23 @@
 """`fresh_token` and `refresh`: where every refresh of a grant is decided and carried out.
 
 One refresh per account in this process (single-flight), one per grant across processes (a lease taken by
-compare-and-set on the credential row, never a database lock held over the network call), new tokens committed
-before anyone uses them, and a refused refresh token re-checked against the row before the grant is declared dead.
+compare-and-set on the credential row, never a database lock held over the network call, renewed as a heartbeat
+while the token request is in flight), new tokens committed before anyone uses them, and a refused refresh token
+re-checked against the row before the grant is declared dead. A dead grant's refresh token is never presented again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,15 +33,25 @@ from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
-from server.vault import AccountStatus, ConnectedAccount, CredentialSnapshot, CredentialWrite, TokenSecrets, Vault
+from server.vault import (
+    NO_REFRESH_TOKEN,
+    AccountStatus,
+    ConnectedAccount,
+    CredentialSnapshot,
+    CredentialWrite,
+    TokenSecrets,
+    Vault,
+)
 from server.vault.models import utcnow
-from server.vault.store import UNCERTAIN_OUTCOMES
+from server.vault.store import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 
 # How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
 # accounts imported together does not come due in the same second.
 DUE_JITTER_FRACTION = 0.05
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
+# The lease owner renews its lease this many times per lease period, so one late renewal does not lose it.
+HEARTBEATS_PER_LEASE = 3
 # The mandatory window is at most this fraction of a token's lifetime, so a short-lived token is not refreshed
 # on every call (a 60 s token: the last 12 s, not the whole minute).
 MANDATORY_WINDOW_FRACTION = 0.2
@@ -100,10 +113,9 @@ class TokenManager:
         if snapshot.access_expires_at is not None:
             mandatory_from = snapshot.access_expires_at - self._mandatory_window(snapshot)
             if now >= mandatory_from:
-                if snapshot.refresh_token is None:
-                    if now >= snapshot.access_expires_at:
-                        raise GrantGone("access_token_expired", "The access token expired and there is no refresh token.")
+                if snapshot.refresh_token is None and now < snapshot.access_expires_at:
                     return snapshot
+                # Without a refresh token this declares the grant dead (with its reason), once, for the fleet.
                 return await self.refresh(account, snapshot.version, trigger="expiry")
         if snapshot.refresh_due_at is not None and now >= snapshot.refresh_due_at and snapshot.refresh_token:
             self.refresh_in_background(account, snapshot.version, trigger="proactive")
@@ -178,7 +190,8 @@ class TokenManager:
     async def _refresh_once_per_grant(self, account: ConnectedAccount, stale_version: int, trigger: str) -> CredentialSnapshot:
         connector = self.connectors[account.connector]
         lease_for = timedelta(seconds=self.settings.lease_seconds)
-        give_up_at = time.monotonic() + self.settings.lease_seconds + self.settings.refresh_timeout_seconds
+        # A live owner holds the lease at most lease_max_seconds; a dead one's runs out within lease_seconds.
+        give_up_at = time.monotonic() + self.settings.lease_max_seconds + self.settings.lease_seconds
         delay = LOSER_POLL_FIRST_SECONDS
         waiting_since = time.time_ns()
         while True:
@@ -187,8 +200,13 @@ class TokenManager:
                 raise GrantGone("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
                 self._remember(row)
-                tracing.record_span("lease_wait", waiting_since, outcome="refreshed_elsewhere")
-                return row
+                if self._still_good(row):
+                    tracing.record_span("lease_wait", waiting_since, outcome="refreshed_elsewhere")
+                    return row
+                # Someone refreshed, but what they stored is itself (nearly) expired by now: refresh that one.
+                stale_version = row.version
+            if row.last_refresh_outcome == DEAD_OUTCOME:
+                raise await self._already_dead(account)
             self._raise_if_cooling_down(row)
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
@@ -197,7 +215,12 @@ class TokenManager:
             if time.monotonic() > give_up_at:
                 raise UpstreamFailure("refresh_in_progress", "Another worker is refreshing this grant and has not "
                                       "finished.", retryable=True)
-            await asyncio.sleep(delay)  # losers poll the row until the winner's version lands
+            # Losers poll the row until the winner's version lands, and look again the moment a lease runs out
+            # (its owner stopped renewing it: it died), so a takeover is not late by a whole poll interval.
+            wait = delay
+            if row.lease_until is not None:
+                wait = min(wait, max(LOSER_POLL_FIRST_SECONDS, (row.lease_until - now).total_seconds()))
+            await asyncio.sleep(wait)
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         tracing.record_span("lease_wait", waiting_since, outcome="leased")
         try:  # a failure released between our read and our lease is seen here, before any token request
@@ -223,9 +246,12 @@ class TokenManager:
     ) -> CredentialSnapshot:
         now = utcnow()
         if row.refresh_token is None:
-            return await self._grant_dead(account, "no_refresh_token", trigger)
+            # A rotating provider's answer without a successor is recorded as such (see `_answer_to_store`).
+            missing = row.last_refresh_outcome == "refresh_token_missing"
+            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "access_token_expired",
+                                          trigger)
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
-            return await self._grant_dead(account, "refresh_token_expired", trigger)
+            return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
             await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
                            retry_at=self._retry_at(row))
@@ -233,14 +259,19 @@ class TokenManager:
                                       f"The {connector.spec.display_name} client id/secret are not configured.")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
+        # Lifetimes count from when we asked, not from when a (slow) answer arrived: never later than the provider's.
+        requested_at = self.clock()
         try:
-            grant = await refresh_grant(connector, row.refresh_token, self.settings.refresh_timeout_seconds)
+            async with self._lease_heartbeat(account, row.version):
+                grant = await refresh_grant(connector, row.refresh_token, self.settings.refresh_timeout_seconds)
         except TokenEndpointError as error:
             return await self._refresh_refused(account, row, trigger, interrupted, error)
         crash_point("after_provider_rotated")
-        write = self.credential_write(connector, grant, self.clock())
+        # From here the provider may have rotated: store what it answered before anything else can fail.
+        write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
-            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write)
+            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write,
+                                       outcome=outcome)
         except Exception:
             committed = None
         else:
@@ -250,9 +281,60 @@ class TokenManager:
             await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
             raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
         self._remember(committed)
-        recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
-        await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version, **recovered)
+        if grant.defect is not None:
+            await self.events.record("refresh_answer_defective", account, severity="error", trigger=trigger,
+                                     defect=grant.defect, version=committed.version)
+            if committed.refresh_token is None:
+                # Works until its access token expires, then needs its user: listed and offered a link as such.
+                await self._db(self.vault.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
+            if grant.access_token is None:
+                raise UpstreamFailure("token_response_unusable", f"{connector.spec.display_name} answered the refresh "
+                                      "with an unusable access token; its new refresh token was kept.", retryable=True)
+        else:
+            recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
+            await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version,
+                                     **recovered)
         return committed
+
+    def _answer_to_store(self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot, issued_at: datetime
+                         ) -> tuple[CredentialWrite, str]:
+        """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
+        the grant's only live refresh token: that is stored beside the previous access token, retried later."""
+        if grant.access_token is not None:
+            return self.credential_write(connector, grant, issued_at), grant.defect or "ok"
+        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
+        return dataclasses.replace(kept, access_expires_at=row.access_expires_at,
+                                   refresh_due_at=self._retry_at(row)), grant.defect or "defective"
+
+    @contextlib.asynccontextmanager
+    async def _lease_heartbeat(self, account: ConnectedAccount, version: int) -> AsyncIterator[None]:
+        """Keep the lease while the token request is in flight: renewed every third of `lease_seconds`, never past
+        `lease_max_seconds` from now (the request's deadline is shorter than that, so it ends first)."""
+        not_after = utcnow() + timedelta(seconds=self.settings.lease_max_seconds)
+        task = asyncio.ensure_future(self._renew_lease_until(account, version, not_after))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _renew_lease_until(self, account: ConnectedAccount, version: int, not_after: datetime) -> None:
+        lease_for = timedelta(seconds=self.settings.lease_seconds)
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / HEARTBEATS_PER_LEASE)
+            if utcnow() >= not_after:
+                return
+            try:
+                held = await self._db(self.vault.renew_lease, account.id, version, self.owner, lease_for, not_after)
+            except Exception:
+                # A database hiccup: the next beat tries again (the lease still has two thirds of its time).
+                self.log.warning("lease_renewal_failed", account=account.display_name, exc_info=True)
+                continue
+            if not held:
+                # Only a takeover after missed renewals gets here; the commit's compare-and-set will refuse ours.
+                self.log.warning("lease_lost_in_flight", account=account.display_name, version=version)
+                return
 
     async def _refresh_refused(
         self, account: ConnectedAccount, row: CredentialSnapshot, trigger: str, interrupted: bool,
@@ -264,7 +346,7 @@ class TokenManager:
                 self._remember(latest)
                 return latest
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
-            return await self._grant_dead(account, reason, trigger, provider_error=error.error)
+            return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
             await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
                            retry_at=self._retry_at(row))
@@ -282,14 +364,38 @@ class TokenManager:
         raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint is not answering.",
                               retryable=True, retry_after=(retry_at - utcnow()).total_seconds())
 
-    async def _grant_dead(self, account: ConnectedAccount, reason: str, trigger: str, **detail: Any) -> CredentialSnapshot:
-        await self._db(self.vault.mark_grant_dead, account.id, self.owner, AccountStatus.REAUTH_REQUIRED, reason)
+    async def _grant_dead(self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str,
+                          **detail: Any) -> CredentialSnapshot:
+        marked = await self._db(self.vault.mark_grant_dead, account.id, self.owner, row.version,
+                                AccountStatus.REAUTH_REQUIRED, reason)
         self.forget(account.id)
+        if not marked:
+            # We no longer hold the lease at this version: whoever does decides (or already decided).
+            latest = await self._db(self.vault.read_credential, account.id)
+            if latest is not None and latest.version != row.version:
+                self._remember(latest)
+                return latest
+            if latest is not None and latest.last_refresh_outcome == DEAD_OUTCOME:
+                raise await self._already_dead(account)
+            raise UpstreamFailure("refresh_in_progress", "Another worker is refreshing this grant.", retryable=True)
+        gone = await self._already_dead(account)  # the account's first terminal reason, which may predate ours
         await self.events.record("refresh_failed", account, severity="error", trigger=trigger, reason=reason, **detail)
-        await self.events.record("reauth_required", account, severity="critical", reason=reason)
-        raise GrantGone(reason, "The grant can no longer be refreshed.")
+        if gone.reason == reason:
+            await self.events.record("reauth_required", account, severity="critical", reason=reason)
+        raise gone
+
+    async def _already_dead(self, account: ConnectedAccount) -> GrantGone:
+        """The failure for a grant the vault already knows is dead, with the reason it was first given."""
+        stored = await self._db(self.vault.get_account, account.id)
+        return GrantGone(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
+    def _still_good(self, row: CredentialSnapshot) -> bool:
+        """Whether a token another worker stored is fit to hand out now (outside the mandatory window)."""
+        if row.access_expires_at is None:
+            return True
+        return utcnow() < row.access_expires_at - self._mandatory_window(row)
+
     def _mandatory_window(self, snapshot: CredentialSnapshot) -> timedelta:
         window = self.settings.mandatory_refresh_seconds
         if snapshot.access_expires_at is not None:

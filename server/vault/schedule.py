@@ -18,7 +18,7 @@ from sqlalchemy import Engine, Select, or_, select, update
 from sqlmodel import Session, col
 
 from server.vault.models import AccountStatus, ConnectedAccount, Credential
-from server.vault.store import outcome_after_takeover
+from server.vault.store import DEAD_OUTCOME, outcome_after_takeover
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ def _lease_free(now: datetime):
     return or_(col(Credential.lease_until).is_(None), Credential.lease_until < now)
 
 
+def _refresh_token_not_dead():
+    # Even if an operator re-activates the account, a refresh token already refused is never presented again.
+    return or_(col(Credential.last_refresh_outcome).is_(None), Credential.last_refresh_outcome != DEAD_OUTCOME)
+
+
 def _account_is_active():
     # A correlated EXISTS, not a join: with a join SQLite may drive the query from the status index, i.e. walk
     # every active account; this way the due index drives it and each candidate costs one primary-key probe.
@@ -44,10 +49,10 @@ def _account_is_active():
 
 
 def due_refreshes(now: datetime, limit: int) -> Select:
-    """Credentials whose refresh is due, unleased, of active accounts: oldest due first, `limit` rows."""
+    """Credentials whose refresh is due, unleased, not known dead, of active accounts: oldest due first."""
     return (
         select(Credential.account_id)
-        .where(Credential.refresh_due_at <= now, _lease_free(now), _account_is_active())
+        .where(Credential.refresh_due_at <= now, _lease_free(now), _refresh_token_not_dead(), _account_is_active())
         .order_by(Credential.refresh_due_at)
         .limit(limit)
     )

@@ -32,6 +32,11 @@ from server.vault.outbox import Outbox, WebhookEvent, enqueue
 CREDENTIAL_FIELD = "tokens"
 # last_refresh_outcome values that mean "the refresh token may already have been spent without us storing the answer"
 UNCERTAIN_OUTCOMES = ("ambiguous", "interrupted")
+# last_refresh_outcome of a grant declared dead: the stored refresh token is known to be spent or refused, so it is
+# never presented again (only a new version, from re-authorization, clears it).
+DEAD_OUTCOME = "rejected"
+# Statuses whose reason is the grant's first, true one: later failures of the same dead grant do not rewrite it.
+TERMINAL_STATUSES = (AccountStatus.REAUTH_REQUIRED.value, AccountStatus.DISABLED.value)
 
 
 def outcome_after_takeover() -> Any:
@@ -214,14 +219,13 @@ class Vault:
         """Returns whether the status changed (so the caller records one event per change, not per call). A removed
         account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
         completed reconnect brings it back."""
+        conditions = [ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
+                      or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason))]
+        if status == AccountStatus.REAUTH_REQUIRED:
+            conditions.append(col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))  # the first reason stays
         with Session(self.engine) as session:
             result = session.execute(
-                update(ConnectedAccount)
-                .where(
-                    ConnectedAccount.id == account_id,
-                    col(ConnectedAccount.removed_at).is_(None),
-                    or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason)),
-                )
+                update(ConnectedAccount).where(*conditions)
                 .values(status=status.value, status_reason=reason, updated_at=utcnow())
             )
             session.commit()
@@ -294,8 +298,9 @@ class Vault:
                 "refresh_due_at": write.refresh_due_at, "refresh_expires_at": write.refresh_expires_at}
 
     def try_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
-        """Compare-and-set: take the refresh lease if the row is still at `version` and nobody holds a live lease.
-        Taking over an abandoned lease (an owner that never committed nor released) marks the row `interrupted`."""
+        """Compare-and-set: take the refresh lease if the row is still at `version`, nobody holds a live lease and
+        its refresh token is not known to be dead. Taking over an abandoned lease (an owner that never committed nor
+        released) marks the row `interrupted`."""
         now = utcnow()
         with Session(self.engine) as session:
             result = session.execute(
@@ -304,22 +309,27 @@ class Vault:
                     Credential.account_id == account_id,
                     Credential.version == version,
                     or_(col(Credential.lease_until).is_(None), Credential.lease_until < now),
+                    or_(col(Credential.last_refresh_outcome).is_(None), Credential.last_refresh_outcome != DEAD_OUTCOME),
                 )
                 .values(lease_owner=owner, lease_until=now + lease_for, last_refresh_outcome=outcome_after_takeover())
             )
             session.commit()
             return result.rowcount == 1
 
-    def renew_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
-        """Extend a lease we still hold (live, same version) just before the provider call, so a refresh that
-        waited for its turn never starts with a lease about to run out. False: the lease is gone; do not call."""
+    def renew_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta,
+                    not_after: datetime | None = None) -> bool:
+        """Extend a lease we still hold (same owner, same version) to `lease_for` from now, never past `not_after`:
+        before the provider call, and as the heartbeat while it is in flight. Every takeover, commit, release or
+        death writes the owner or the version, so a matching row means nobody else took it, even if it ran out.
+        False: the lease is gone; do not call (or, in flight, expect the commit to be refused)."""
         now = utcnow()
+        until = now + lease_for if not_after is None else min(now + lease_for, not_after)
         with Session(self.engine) as session:
             result = session.execute(
                 update(Credential)
                 .where(Credential.account_id == account_id, Credential.version == version,
-                       Credential.lease_owner == owner, Credential.lease_until > now)
-                .values(lease_until=now + lease_for)
+                       Credential.lease_owner == owner)
+                .values(lease_until=until)
             )
             session.commit()
             return result.rowcount == 1
@@ -335,8 +345,11 @@ class Vault:
             )
             session.commit()
 
-    def commit_refresh(self, account_id: str, owner: str, version: int, write: CredentialWrite) -> CredentialSnapshot | None:
-        """Store rotated tokens as version+1, but only while we still hold the lease. None means the lease was lost."""
+    def commit_refresh(self, account_id: str, owner: str, version: int, write: CredentialWrite, *,
+                       outcome: str = "ok") -> CredentialSnapshot | None:
+        """Store rotated tokens as version+1, but only while we still hold the lease. None means the lease was lost.
+        `outcome` other than ok: what the provider answered was stored because it must not be lost (a rotated
+        refresh token), but the answer was defective; it counts as a failure."""
         sealed = self._seal_secrets(account_id, write.secrets)
         now = utcnow()
         with Session(self.engine) as session:
@@ -352,9 +365,9 @@ class Vault:
                     **self._written_values(sealed, write),
                     lease_owner=None,
                     lease_until=None,
-                    consecutive_failures=0,
+                    consecutive_failures=0 if outcome == "ok" else Credential.consecutive_failures + 1,
                     last_refresh_at=now,
-                    last_refresh_outcome="ok",
+                    last_refresh_outcome=outcome,
                 )
             )
             session.commit()
@@ -381,23 +394,32 @@ class Vault:
             )
             session.commit()
 
-    def mark_grant_dead(self, account_id: str, owner: str, status: AccountStatus, reason: str) -> None:
-        """The refresh token was refused: the lease goes, the status says why, the ciphertext stays for the audit."""
+    def mark_grant_dead(self, account_id: str, owner: str, version: int, status: AccountStatus, reason: str) -> bool:
+        """The refresh token was refused: in one transaction the lease goes, the row is marked dead (so no worker
+        presents that refresh token again) and the account's status says why — unless it already says why: a grant's
+        first terminal reason stays its reason. False: we no longer hold the lease at `version` (another worker
+        refreshed or holds it), and nothing changed."""
         now = utcnow()
         with Session(self.engine) as session:
-            session.execute(
+            result = session.execute(
                 update(Credential)
-                .where(Credential.account_id == account_id, Credential.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None, last_refresh_at=now, last_refresh_outcome="rejected",
+                .where(Credential.account_id == account_id, Credential.lease_owner == owner,
+                       Credential.version == version)
+                .values(lease_owner=None, lease_until=None, last_refresh_at=now, last_refresh_outcome=DEAD_OUTCOME,
                         consecutive_failures=Credential.consecutive_failures + 1,
                         refresh_due_at=None)  # nothing left to refresh: the scheduler must not claim it again
             )
+            if result.rowcount != 1:
+                session.rollback()
+                return False
             session.execute(
                 update(ConnectedAccount)
-                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None))
+                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
+                       col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()
+            return True
 
     # ---- alert incidents ------------------------------------------------------------------------------
     def open_incident(self, account: str, incident: str, severity: str, webhook: WebhookEvent | None = None) -> bool:

@@ -1,16 +1,20 @@
 """What actually goes over the wire to token endpoints: JSON for Zendesk (refresh and code exchange), RFC 6749
-form encoding for Google, credentials where each provider reads them."""
+form encoding for Google, credentials where each provider reads them; and what comes back is bounded in size."""
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import resource
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
 
 from server.connectors import load_connectors
-from server.lifecycle.oauth import exchange_code, refresh_grant
+from server.lifecycle.oauth import TokenEndpointError, exchange_code, refresh_grant
+from server.lifecycle.token_transport import MAX_TOKEN_RESPONSE_BYTES
 
 pytestmark = pytest.mark.anyio
 REDIRECT_URI = "http://127.0.0.1:9/callback"
@@ -58,7 +62,7 @@ async def test_zendesk_refresh_body_is_a_json_object_with_the_client_credentials
     recorder = zendesk_server.app = Recorder(zendesk_sim)
     tokens = zendesk_sim.issue_grant()
 
-    grant = await refresh_grant(load_connectors(settings)["zendesk"], tokens.refresh_token, timeout=5)
+    grant = await refresh_grant(load_connectors(settings)["zendesk"], tokens.refresh_token, deadline=5)
 
     [(headers, body)] = recorder.requests
     assert headers["content-type"] == "application/json"
@@ -87,7 +91,7 @@ async def test_google_refresh_is_form_encoded_and_keeps_the_refresh_token(settin
     recorder = google_server.app = Recorder(google_sim)
     tokens = google_sim.issue_grant()
 
-    grant = await refresh_grant(load_connectors(settings)["google"], tokens.refresh_token, timeout=5)
+    grant = await refresh_grant(load_connectors(settings)["google"], tokens.refresh_token, deadline=5)
 
     [(headers, body)] = recorder.requests
     assert headers["content-type"].startswith("application/x-www-form-urlencoded")
@@ -101,3 +105,55 @@ async def test_google_offline_code_exchange_yields_a_refresh_token(settings, goo
     grant = await exchange_code(load_connectors(settings)["google"], code=code, redirect_uri=REDIRECT_URI,
                                 code_verifier="v" * 50, timeout=5)
     assert grant.refresh_token and grant.refresh_token.startswith("1//0")
+
+
+class HostileTokenEndpoint:
+    """Answers every request with `chunks` (an iterator of bytes) and the given headers."""
+
+    def __init__(self, chunks, headers: list[tuple[bytes, bytes]]):
+        self.chunks = chunks
+        self.headers = headers
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), *self.headers]})
+        for chunk in self.chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def gzip_bomb(decompressed_mib: int) -> bytes:
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as archive:
+        block = b"0" * (1 << 20)
+        for _ in range(decompressed_mib):
+            archive.write(block)
+    return buffer.getvalue()
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+@pytest.mark.parametrize("answer", ["gzip_bomb", "endless_plain"])
+async def test_an_oversized_token_answer_is_refused_after_64_kib_without_being_buffered(settings, slack_server, answer):
+    if answer == "gzip_bomb":
+        bomb = gzip_bomb(512)  # about 0.5 MB on the wire, 512 MiB inflated
+        endpoint = HostileTokenEndpoint((bomb[i:i + 16384] for i in range(0, len(bomb), 16384)),
+                                        [(b"content-encoding", b"gzip")])
+    else:
+        endpoint = HostileTokenEndpoint((b'{"access_token": "' + b"a" * 65536 for _ in range(200 * 16)), [])  # 200 MiB
+    slack_server.app = endpoint
+    before = peak_rss_mib()
+
+    with pytest.raises(TokenEndpointError) as refused:
+        await refresh_grant(load_connectors(settings)["slack"], "xoxe-1-refresh", deadline=10)
+
+    growth = peak_rss_mib() - before
+    # (What the server managed to hand its socket is no measure: after the client hangs up it discards the rest.)
+    print(f"\n{answer}: refused; peak memory grew {growth:.1f} MiB")
+    assert (refused.value.error, refused.value.maybe_applied) == ("response_too_large", True)
+    assert growth < 8
+    assert MAX_TOKEN_RESPONSE_BYTES == 64 * 1024

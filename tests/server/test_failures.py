@@ -230,3 +230,18 @@ async def test_unreachable_provider_is_a_retryable_upstream_error(runtime, setti
         result = await call(client, "slack_read_channel", READ)
     assert result["status"] == "upstream_error"
     assert result["reason"] == "unreachable" and result["retryable"] is True
+
+
+async def test_a_grant_reconnected_while_the_call_failed_gets_no_new_link(runtime, settings, slack_sim):
+    """The owner completed a link while this call was finding the old grant dead: no second consent is asked for."""
+    from server.execute import Caller
+
+    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())  # active: just reconnected
+    before = magic_link_rows(runtime)
+
+    result = await runtime.executor.reauth_result(Caller("acme", "alice"), runtime.connectors["slack"], account,
+                                                  "refresh_token_revoked")
+
+    assert (result.status, result.reason, result.retryable) == ("upstream_error", "reconnected_meanwhile", True)
+    assert magic_link_rows(runtime) == before
+    assert runtime.vault.get_account(account.id).status == "active"

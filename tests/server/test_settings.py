@@ -44,6 +44,29 @@ def test_a_malformed_config_file_names_the_file(isolated_environment):
         Settings()
 
 
+@pytest.mark.parametrize(("deadline", "cap"), [("30", "30"), ("45", "30"), ("10", "5")])
+def test_a_refresh_deadline_not_shorter_than_the_lease_cap_is_refused(isolated_environment, monkeypatch, deadline, cap):
+    monkeypatch.setenv("GRANTKEEPER_REFRESH_TIMEOUT_SECONDS", deadline)
+    monkeypatch.setenv("GRANTKEEPER_LEASE_MAX_SECONDS", cap)
+    monkeypatch.setenv("GRANTKEEPER_LEASE_SECONDS", "1")
+    with pytest.raises(ValueError, match=r"GRANTKEEPER_REFRESH_TIMEOUT_SECONDS .* must be shorter than "
+                                         r"GRANTKEEPER_LEASE_MAX_SECONDS") as refused:
+        Settings()
+    assert isinstance(refused.value.errors()[0]["ctx"]["error"], ConfigError)
+
+
+def test_a_lease_period_longer_than_its_cap_is_refused(isolated_environment, monkeypatch):
+    monkeypatch.setenv("GRANTKEEPER_LEASE_SECONDS", "40")
+    with pytest.raises(ValueError, match=r"GRANTKEEPER_LEASE_SECONDS .* must not be longer than "
+                                         r"GRANTKEEPER_LEASE_MAX_SECONDS"):
+        Settings()
+
+
+def test_the_default_refresh_fits_its_lease(isolated_environment):
+    settings = Settings()
+    assert settings.lease_seconds < settings.refresh_timeout_seconds < settings.lease_max_seconds
+
+
 @pytest.mark.parametrize(("name", "value"), [
     ("HTTP_HEADER_TIMEOUT_SECONDS", "0"), ("HTTP_HEADER_TIMEOUT_SECONDS", "-1"), ("HTTP_HEADER_TIMEOUT_SECONDS", "soon"),
     ("HTTP_KEEP_ALIVE_SECONDS", "0"), ("HTTP_MAX_HEADER_BYTES", "10"), ("HTTP_MAX_HEADER_BYTES", "1e12"),

@@ -1,6 +1,7 @@
 """A grantkeeper worker process for contention and crash tests: opens the shared vault from GRANTKEEPER_*
 settings, says `ready`, waits for `go` on stdin, then either makes N concurrent tool calls (`--mode calls`) or
-runs the refresh scheduler until nothing is due (`--mode scheduler`), or (`--mode lifecycle`) probes every account
+runs the refresh scheduler until nothing is due (`--mode scheduler`), runs the scheduler beside `--lanes` lanes of
+one tool call after another, `--calls` in all (`--mode soak`), or (`--mode lifecycle`) probes every account
 N times at once with its webhook deliverer running, says `probed`, and on `drain` delivers until the outbox has
 nothing pending; then prints what it saw as JSON."""
 
@@ -47,6 +48,38 @@ async def work(calls: int, tool: str, arguments: dict) -> dict:
     finally:
         await runtime.aclose()
     return {"statuses": statuses, "latencies": latencies}
+
+
+async def soak(calls: int, lanes: int, tool: str, arguments: dict) -> dict:
+    """Fleet mode under load: the refresh scheduler runs (as in `serve`) while lanes of calls go one after another."""
+    settings = Settings()
+    configure_logging("warning", "json")
+    runtime = Runtime.open(settings)
+    server, _ = build_server(runtime)
+    statuses: list[str] = []
+    reasons: list[str] = []
+    try:
+        async with Client(server, raise_exceptions=True) as client:
+            print("ready", flush=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
+
+            async def lane(count: int) -> None:
+                for _ in range(count):
+                    result = await client.call_tool(tool, arguments)
+                    content = result.structured_content or {}
+                    statuses.append(content.get("status", "no_structured_content"))
+                    if content.get("reason"):
+                        reasons.append(content["reason"])
+
+            async with anyio.create_task_group() as background:
+                background.start_soon(refresh_scheduler(runtime).run)
+                async with anyio.create_task_group() as group:
+                    for number in range(lanes):
+                        group.start_soon(lane, calls // lanes + (1 if number < calls % lanes else 0))
+                background.cancel_scope.cancel()
+    finally:
+        await runtime.aclose()
+    return {"statuses": statuses, "reasons": reasons}
 
 
 async def schedule() -> dict:
@@ -99,8 +132,9 @@ async def lifecycle(probes: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=["calls", "scheduler", "lifecycle"], default="calls")
+    parser.add_argument("--mode", choices=["calls", "scheduler", "soak", "lifecycle"], default="calls")
     parser.add_argument("--calls", type=int, default=25)
+    parser.add_argument("--lanes", type=int, default=4)
     parser.add_argument("--tool", default="slack_read_channel")
     parser.add_argument("--arguments", default='{"channel": "C0GENERAL", "limit": 1}')
     args = parser.parse_args()
@@ -108,6 +142,8 @@ def main() -> None:
         print(json.dumps(anyio.run(lifecycle, args.calls)), flush=True)
     elif args.mode == "scheduler":
         print(json.dumps(anyio.run(schedule)), flush=True)
+    elif args.mode == "soak":
+        print(json.dumps(anyio.run(soak, args.calls, args.lanes, args.tool, json.loads(args.arguments))), flush=True)
     else:
         print(json.dumps(anyio.run(work, args.calls, args.tool, json.loads(args.arguments))), flush=True)
 

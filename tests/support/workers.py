@@ -23,30 +23,52 @@ def _spawn(env: dict[str, str], args: list[str]) -> subprocess.Popen:
 def _release(workers: list[subprocess.Popen]) -> None:
     """Every worker opened the vault and is ready; then all are let go together (a barrier on stdin)."""
     for worker in workers:
-        line = worker.stdout.readline()
-        if line.strip() != "ready":
-            raise RuntimeError(f"worker did not start: {line!r} {worker.stderr.read()[-2000:]}")
+        wait_until_ready(worker)
     for worker in workers:
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
+        let_go(worker)
+
+
+def wait_until_ready(worker: subprocess.Popen) -> None:
+    line = worker.stdout.readline()
+    if line.strip() != "ready":
+        raise RuntimeError(f"worker did not start: {line!r} {worker.stderr.read()[-2000:]}")
+
+
+def let_go(worker: subprocess.Popen) -> None:
+    worker.stdin.write("go\n")
+    worker.stdin.flush()
+
+
+def start_worker(env: dict[str, str], mode: str = "calls", calls: int = 1, lanes: int = 4) -> subprocess.Popen:
+    """One worker, started and ready but not yet let go (`let_go`), for tests that release workers one by one."""
+    worker = _spawn(env, ["--mode", mode, "--calls", str(calls), "--lanes", str(lanes)])
+    try:
+        wait_until_ready(worker)
+    except BaseException:
+        worker.kill()
+        raise
+    return worker
+
+
+def output_of(worker: subprocess.Popen, timeout: float = 180) -> dict:
+    """What a worker printed as its last line, once it has finished (it must exit cleanly)."""
+    out, err = worker.communicate(timeout=timeout)
+    if worker.returncode != 0:
+        raise RuntimeError(f"worker failed ({worker.returncode}): {err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def run_workers(env: dict[str, str], processes: int, calls: int = 25, tool: str = "slack_read_channel",
                 arguments: str = '{"channel": "C0GENERAL", "limit": 1}', timeout: float = 180,
-                mode: str = "calls") -> list[dict]:
+                mode: str = "calls", lanes: int = 4) -> list[dict]:
     """`mode="calls"`: each makes `calls` concurrent tool calls. `mode="scheduler"`: each runs its refresh
-    scheduler until nothing it can claim is due."""
-    args = ["--mode", mode, "--calls", str(calls), "--tool", tool, "--arguments", arguments]
+    scheduler until nothing it can claim is due. `mode="soak"`: each runs its scheduler beside `lanes` lanes of
+    sequential calls, `calls` in all."""
+    args = ["--mode", mode, "--calls", str(calls), "--lanes", str(lanes), "--tool", tool, "--arguments", arguments]
     workers = [_spawn(env, args) for _ in range(processes)]
     try:
         _release(workers)
-        outputs = []
-        for worker in workers:
-            out, err = worker.communicate(timeout=timeout)
-            if worker.returncode != 0:
-                raise RuntimeError(f"worker failed ({worker.returncode}): {err[-3000:]}")
-            outputs.append(json.loads(out.strip().splitlines()[-1]))
-        return outputs
+        return [output_of(worker, timeout) for worker in workers]
     finally:
         for worker in workers:
             if worker.poll() is None:
