@@ -122,6 +122,37 @@ class ApiSession(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class RevocationRequest:
+    """The one HTTP request that ends a grant at its provider (offboarding). `url` is absolute; `basic_auth` is
+    the OAuth client's id and secret where the provider wants them (GitHub). Never logged: it carries a token."""
+
+    method: str
+    url: str
+    data: dict[str, str] | None = field(default=None, repr=False)
+    json: Any = field(default=None, repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class GrantToEnd:
+    """What the vault held for a grant being ended, and for whom the provider must end it."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    client_id: str | None
+    client_secret: str | None = field(repr=False)
+    # True when the grant was replaced by a reconnect for the same provider account: revoke only this token,
+    # never what would end the user's whole authorization (and with it the grant that replaced it).
+    replaced: bool = False
+
+
+# What Provider.revocation answers for a grant it cannot end through an endpoint of its own.
+RFC7009 = "rfc7009"  # the standard revocation endpoint (`spec.revoke_path`), with the token request's client auth
+UNSUPPORTED = "unsupported"  # nothing to call: the user removes the app at the provider
+
+
 class Provider:
     """A spec plus its classifiers. Subclass per provider; the defaults follow RFC 6749/6750."""
 
@@ -180,6 +211,14 @@ class Provider:
     def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
         """The provider account in words a person recognises, for the re-authorization pages."""
         return provider_account_id
+
+    def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
+        """How to end `grant` at the provider: a request of the provider's own, or RFC7009 / UNSUPPORTED."""
+        return RFC7009 if spec.revoke_path else UNSUPPORTED
+
+    def revocation_accepted(self, response: httpx2.Response) -> bool:
+        """Whether the provider ended the grant (or says it was already gone: nothing is left to end)."""
+        return response.status_code in (200, 204)
 
 
 def retry_after_seconds(response: httpx2.Response) -> float | None:

@@ -14,13 +14,16 @@ from typing import Any
 import httpx2
 
 from providers.base import (
+    UNSUPPORTED,
     ApiCall,
     ApiSession,
     Classification,
+    GrantToEnd,
     HealthProbe,
     OutcomeUnknownError,
     Provider,
     ProviderSpec,
+    RevocationRequest,
     TokenVerdict,
     UnsafeArgument,
     Verdict,
@@ -59,6 +62,19 @@ SECONDARY_LIMIT_FALLBACK_SECONDS = 60.0
 
 class GitHub(Provider):
     spec = SPEC
+
+    def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
+        """Removal deletes the app's grant (every token the user gave this app); a replaced grant only its token,
+        since deleting the grant would end the reconnect that replaced it. Both authenticate as the OAuth app."""
+        if not grant.client_id or not grant.client_secret:
+            return UNSUPPORTED
+        what = "token" if grant.replaced else "grant"
+        return RevocationRequest("DELETE", f"{spec.api_base_url}/applications/{grant.client_id}/{what}",
+                                 json={"access_token": grant.access_token}, headers=dict(spec.api_headers),
+                                 basic_auth=(grant.client_id, grant.client_secret))
+
+    def revocation_accepted(self, response: httpx2.Response) -> bool:
+        return response.status_code in (204, 404)  # 404: GitHub no longer knows the token; nothing is left
 
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         status = response.status_code

@@ -20,13 +20,16 @@ from urllib.parse import quote
 import httpx2
 
 from providers.base import (
+    UNSUPPORTED,
     ApiCall,
     ApiSession,
     Classification,
+    GrantToEnd,
     HealthProbe,
     Provider,
     ProviderSpec,
     RequestRejectedError,
+    RevocationRequest,
     UnsafeArgument,
     Verdict,
     json_body,
@@ -117,6 +120,20 @@ class Google(Provider):
             reason = next(iter(reasons), "") or api_status.lower() or f"http_{status}"
             return Classification(Verdict.INVALID_INPUT, reason, message or "Google rejected the request.")
         return super().classify_api_response(response)
+
+    def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
+        """Google's revoke endpoint; revoking any token of the grant ends the user's authorization of the app. So a
+        grant replaced by a reconnect of the same Google account is left alone: ending it would end its successor."""
+        if grant.replaced:
+            return UNSUPPORTED
+        return RevocationRequest("POST", spec.oauth_base_url + (spec.revoke_path or "/revoke"),
+                                 data={"token": grant.refresh_token or grant.access_token})
+
+    def revocation_accepted(self, response: httpx2.Response) -> bool:
+        if response.status_code == 200:
+            return True
+        body = json_body(response)  # 400 invalid_token: expired or revoked already, nothing left to end
+        return response.status_code == 400 and isinstance(body, dict) and body.get("error") == "invalid_token"
 
     def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
         if not isinstance(body, dict) or not body.get("emailAddress"):

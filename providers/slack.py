@@ -14,10 +14,12 @@ from providers.base import (
     ApiCall,
     ApiSession,
     Classification,
+    GrantToEnd,
     HealthProbe,
     OutcomeUnknownError,
     Provider,
     ProviderSpec,
+    RevocationRequest,
     TokenVerdict,
     Verdict,
     json_body,
@@ -111,6 +113,18 @@ class Slack(Provider):
         if not isinstance(body, dict):
             return None, {}
         return None, {"team_id": body.get("team_id"), "team_name": body.get("team")}
+
+    def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
+        # auth.revoke ends the token it is called with (and, for a rotating grant, its refresh token with it).
+        return RevocationRequest("POST", spec.api_base_url + "/auth.revoke",
+                                 headers={"Authorization": f"Bearer {grant.access_token}"})
+
+    def revocation_accepted(self, response: httpx2.Response) -> bool:
+        body = json_body(response)
+        if response.status_code != 200 or not isinstance(body, dict):
+            return False
+        # A token Slack no longer knows has nothing left to revoke.
+        return body.get("ok") is True or body.get("error") in ("invalid_auth", "token_revoked", "account_inactive")
 
     def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
         team_id, _, user_id = provider_account_id.partition(":")

@@ -13,12 +13,15 @@ from typing import Any
 import httpx2
 
 from providers.base import (
+    UNSUPPORTED,
     ApiCall,
     ApiSession,
     Classification,
+    GrantToEnd,
     HealthProbe,
     Provider,
     ProviderSpec,
+    RevocationRequest,
     Verdict,
     json_body,
     retry_after_seconds,
@@ -104,6 +107,16 @@ class Zendesk(Provider):
             return Classification(Verdict.TRANSIENT, "unavailable", "Zendesk is unavailable for a moment.",
                                   retry_after_seconds(response))
         return super().classify_api_response(response)
+
+    def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
+        # Deleting the token the request is made with ends it (and its refresh token).
+        if not spec.api_base_url:
+            return UNSUPPORTED
+        return RevocationRequest("DELETE", spec.api_base_url + "/api/v2/oauth/tokens/current.json",
+                                 headers={"Authorization": f"Bearer {grant.access_token}"})
+
+    def revocation_accepted(self, response: httpx2.Response) -> bool:
+        return response.status_code in (200, 204, 401)  # 401: Zendesk no longer knows the token
 
     def identity_from_probe(self, body: Any) -> tuple[str | None, dict[str, Any]]:
         user = body.get("user") if isinstance(body, dict) else None

@@ -4,7 +4,9 @@
 
 - the refresh scheduler (server/lifecycle/scheduler.py) keeps grants fresh before they are used;
 - the health monitor (server/lifecycle/health.py) validates accounts at start, then probes them on a schedule;
-- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used;
+- the housekeeper (server/housekeeping.py) prunes magic links that can no longer be used, and old audit rows and
+  lifecycle events;
+- offboarding (server/lifecycle/offboarding.py) retries upstream revocations a provider has not yet accepted;
 - the webhook deliverer (server/monitoring/webhooks.py) sends the outbox of signed webhooks.
 
 Neither blocks the transport: the server answers from its first moment while the startup validation runs.
@@ -57,6 +59,7 @@ async def run_background(runtime: Runtime) -> None:
         if settings.health_checks_enabled:
             group.start_soon(health_monitor(runtime).run)
         group.start_soon(housekeeper(runtime).run)
+        group.start_soon(runtime.offboarding.run)
         if settings.webhooks_enabled:
             group.start_soon(webhook_deliverer(runtime).run)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import re
 import sys
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +15,7 @@ import anyio
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
+from server.monitoring.audit import AuditTrail
 from server.monitoring.logging import configure_logging, get_logger
 from server.settings import ConfigError, Settings
 from server.vault.crypto import VaultKeyError
@@ -49,6 +53,14 @@ def main(argv: list[str] | None = None) -> int:
 
 class CliError(Exception):
     pass
+
+
+def cli_actor() -> str:
+    """Who the audit trail says acted from this command line: the operating-system user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
 
 
 def _config_message(exc: Exception) -> str:
@@ -91,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     link.add_argument("connector", help="connector name, as in the tool names (slack, github, ...)")
     link.add_argument("--org", help=ORG_HELP)
     link.add_argument("--user", help=USER_HELP)
+    link.add_argument("--label", default="default", help="which of the user's accounts for this service")
     link.set_defaults(handler=cmd_link)
 
     keys = commands.add_parser("keys", help="API keys for HTTP callers").add_subparsers(metavar="ACTION")
@@ -98,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--org", help=ORG_HELP)
     create.add_argument("--user", help=USER_HELP)
     create.add_argument("--description", help="a note shown by `keys list`, such as which agent holds the key")
+    create.add_argument("--admin", action="store_true",
+                        help="the key may also use the operator's console (/dashboard), for headless use")
     create.set_defaults(handler=cmd_keys_create)
     key_list = keys.add_parser("list", help="list keys (never the keys themselves)")
     key_list.add_argument("--org", help=ORG_HELP)
@@ -139,6 +154,34 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--user", help=USER_HELP)
     listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=cmd_accounts_list)
+    for action, help_text in (("disable", "stop agents using an account until it is enabled again"),
+                              ("enable", "let agents use a disabled account again"),
+                              ("remove", "offboard an account: end its grant at the provider and wipe its credentials")):
+        sub = accounts.add_parser(action, help=help_text)
+        sub.add_argument("account", metavar="ACCOUNT", help="its id, or org/user/connector[/label]")
+        sub.set_defaults(handler=cmd_account_action, action=action)
+
+    status = commands.add_parser("status", help="every account and its health; exits 1 when any needs action")
+    status.add_argument("--org", help=ORG_HELP)
+    status.add_argument("--user", help=USER_HELP)
+    status.add_argument("--json", action="store_true", help=JSON_HELP)
+    status.set_defaults(handler=cmd_status)
+
+    events = commands.add_parser("events", help="lifecycle events, newest last")
+    events.add_argument("--account", help="its id, or org/user/connector[/label]")
+    events.add_argument("--since", help="30m, 2h, 7d, or an ISO-8601 time")
+    events.add_argument("--severity", choices=["info", "warning", "error", "critical"], help="at least this severe")
+    events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
+    events.add_argument("--interval", type=float, default=1.0, help="seconds between reads when following")
+    events.set_defaults(handler=cmd_events)
+
+    audit = commands.add_parser("audit", help="the audit trail: administrative actions and tool calls")
+    audit.add_argument("--since", help="30m, 2h, 7d, or an ISO-8601 time")
+    audit.add_argument("--actor", help="only this actor (e.g. acme/alice, cli:root, key:<id>)")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true", help=JSON_HELP)
+    audit.set_defaults(handler=cmd_audit)
 
     check = commands.add_parser("check", help="validate every account against its provider")
     check.add_argument("--org", help=ORG_HELP)
@@ -352,7 +395,10 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
     from server.execute import Caller
     from server.runtime import Runtime
+    from server.vault.models import LABEL_PATTERN
 
+    if not re.fullmatch(LABEL_PATTERN, args.label):
+        raise CliError("--label must be lower-case letters, digits, '-' or '_' (at most 64)")
     runtime = Runtime.open(settings)
     if args.connector not in runtime.connectors:
         anyio.run(runtime.aclose)
@@ -364,11 +410,13 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
     async def issue() -> Any:
         try:
-            return await runtime.executor.connect_link(caller, args.connector, issued_by="operator")
+            return await runtime.executor.connect_link(caller, args.connector, args.label, issued_by="operator")
         finally:
             await runtime.aclose()
 
     account, link = anyio.run(issue)
+    AuditTrail(runtime.vault.engine).record_sync(cli_actor(), "link_created", account_id=account.id,
+                                          target=account.display_name, link_id=link.link_id)
     print(link.url)
     print(f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
           f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC. A grantkeeper server must be serving "
@@ -385,9 +433,12 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     if not org or not user or "/" in org + user:
         raise CliError("--org and --user must be non-empty, without '/'")
     vault, _ = open_vault(settings)
-    issued = create_api_key(vault, org=org, user=user, description=args.description)
+    issued = create_api_key(vault, org=org, user=user, description=args.description, admin=args.admin)
+    AuditTrail(vault.engine).record_sync(cli_actor(), "key_created", target=f"{org}/{user}", key_id=issued.record.id,
+                                  key_prefix=issued.record.prefix, admin=args.admin)
     print(issued.key)
-    print(f"API key {issued.record.prefix}… (id {issued.record.id}) acts as {user} (org {org}). It is shown only "
+    role = " It may also use the operator's console (/dashboard)." if args.admin else ""
+    print(f"API key {issued.record.prefix}… (id {issued.record.id}) acts as {user} (org {org}).{role} It is shown only "
           "now; store it in your agent's secret store. Send it as 'Authorization: Bearer <key>'.", file=sys.stderr)
     return EXIT_OK
 
@@ -396,7 +447,8 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
-    rows = [{"id": k.id, "prefix": k.prefix, "org": k.org, "user": k.user, "description": k.description,
+    rows = [{"id": k.id, "prefix": k.prefix, "org": k.org, "user": k.user, "admin": k.admin,
+             "description": k.description,
              "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
             for k in vault.list_api_keys(args.org, args.user)]
     if args.json:
@@ -406,6 +458,7 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for row in rows:
             state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+            state += ", admin" if row["admin"] else ""
             print(f"{row['id']}  {row['prefix']}…  {row['org']}/{row['user']:<20} {state}"
                   + (f"  {row['description']}" if row["description"] else ""))
     return EXIT_OK
@@ -421,6 +474,8 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     if len(matched) > 1:
         raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: "
                        + ", ".join(k.id for k in matched))
+    AuditTrail(vault.engine).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
+                                  key_id=matched[0].id, key_prefix=matched[0].prefix)
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
     return EXIT_OK
 
@@ -568,6 +623,8 @@ def cmd_sessions_revoke(settings: Settings, args: argparse.Namespace) -> int:
     ended += revoke_grants(engine, grant_id=args.session_id, org=args.org, user=args.user)
     if not ended:
         raise CliError("no live session matched")
+    target = args.session_id or "/".join(part for part in (args.org, args.user) if part)
+    AuditTrail(engine).record_sync(cli_actor(), "session_revoked", target=target, session=str(ended))
     print(f"revoked {ended} session(s)")
     return EXIT_OK
 
@@ -634,6 +691,143 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
     anyio.run(check_all)
     return EXIT_UNHEALTHY if unhealthy else EXIT_OK
+
+
+# ---- the console on the command line -----------------------------------------------------------------
+def find_account_ref(vault: Any, ref: str) -> Any:
+    """An account by id or by org/user/connector[/label]."""
+    parts = ref.split("/")
+    if len(ref) > 700 or not ref:
+        raise CliError("ACCOUNT must be an account id or org/user/connector[/label]")
+    if len(parts) in (3, 4):
+        account = vault.find_account(*parts[:3], parts[3] if len(parts) == 4 else "default")
+    elif len(parts) == 1:
+        try:
+            account = vault.get_account(ref)
+        except LookupError:
+            account = None
+    else:
+        raise CliError("ACCOUNT must be an account id or org/user/connector[/label]")
+    if account is None:
+        raise CliError(f"no account {ref!r} (see grantkeeper status)")
+    return account
+
+
+def cmd_account_action(settings: Settings, args: argparse.Namespace) -> int:
+    from server.console.actions import AccountActions
+    from server.runtime import Runtime
+
+    runtime = Runtime.open(settings)
+
+    async def act() -> str:
+        try:
+            account = await anyio.to_thread.run_sync(find_account_ref, runtime.vault, args.account)
+            actions = AccountActions(runtime)
+            if args.action == "remove":
+                removed = await actions.remove(account, actor=cli_actor())
+                upstream = {"done": "ended at the provider", "pending": "the provider could not be reached; a running "
+                            "server retries ending it", "unsupported": "the provider offers no revocation: remove "
+                            "the app there", "nothing": "no grant was left to end"}[removed.revocation]
+                return f"removed {account.display_name}: credentials wiped, agents are told it was removed; grant {upstream}"
+            outcome = await getattr(actions, args.action)(account, actor=cli_actor())
+            if not outcome.ok:
+                raise CliError(outcome.message)
+            return outcome.message
+        finally:
+            await runtime.aclose()
+
+    print(anyio.run(act))
+    return EXIT_OK
+
+
+def _relative(moment: datetime | None, now: datetime) -> str:
+    if moment is None:
+        return "-"
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    text = f"{span / 86400:.0f}d" if span >= 86400 else f"{span / 3600:.0f}h" if span >= 3600 else f"{span / 60:.0f}m"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from server.connectors import load_connectors
+    from server.console.overview import account_rows
+    from server.runtime import open_vault
+
+    vault, _ = open_vault(settings)
+    rows = account_rows(vault, load_connectors(settings), org=args.org, user=args.user)
+    needing = [row for row in rows if row.needs_action]
+    if args.json:
+        print(json.dumps({"needs_action": len(needing), "accounts": [row.as_json() for row in rows]}, indent=2))
+    elif not rows:
+        print("no accounts")
+    else:
+        now = datetime.now(UTC)
+        header = f"{'ACCOUNT':<36} {'STATUS':<22} {'ACCESS EXPIRES':<15} {'LAST REFRESH':<15} {'FAILS':<5} NEXT ACTION"
+        print(header)
+        for row in rows:
+            outcome = f" {row.last_refresh_outcome}" if row.last_refresh_outcome else ""
+            refresh = f"{_relative(row.last_refresh_at, now)}{outcome}"
+            mark = "!" if row.needs_action else " "
+            print(f"{row.name:<36} {row.status:<22} {_relative(row.access_expires_at, now):<15} {refresh:<15} "
+                  f"{row.consecutive_failures:<5} {mark} {row.next_action}")
+        print(f"{len(needing)} of {len(rows)} account(s) need action" if needing else f"all {len(rows)} account(s) fine")
+    return EXIT_UNHEALTHY if needing else EXIT_OK
+
+
+def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
+    from server.console.history import BadTimeFilter, event_line, last_event_id, lifecycle_events, parse_since
+    from server.runtime import open_vault
+
+    if not 1 <= args.limit <= 1000:
+        raise CliError("--limit must be between 1 and 1000")
+    if not 0.05 <= args.interval <= 3600:
+        raise CliError("--interval must be between 0.05 and 3600 seconds")
+    vault, _ = open_vault(settings)
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except BadTimeFilter as exc:
+        raise CliError(str(exc)) from None
+    account_ids = [find_account_ref(vault, args.account).id] if args.account else None
+    query = {"account_ids": account_ids, "min_severity": args.severity}
+    last = last_event_id(vault)  # where following starts: nothing that happens from here on is missed
+    for event in reversed(lifecycle_events(vault, since=since, limit=args.limit, **query)):
+        print(event_line(event))
+    if not args.follow:
+        return EXIT_OK
+    print("following new events (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    while True:
+        for event in lifecycle_events(vault, after_id=last, limit=1000, **query):
+            print(event_line(event), flush=True)
+            last = event.id
+        time.sleep(args.interval)  # polling the database: events come from every worker of the fleet
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from server.console.history import BadTimeFilter, parse_since
+    from server.runtime import open_vault
+
+    if not 1 <= args.limit <= 10000:
+        raise CliError("--limit must be between 1 and 10000")
+    vault, _ = open_vault(settings)
+    try:
+        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
+    except BadTimeFilter as exc:
+        raise CliError(str(exc)) from None
+    rows = list(reversed(AuditTrail(vault.engine).rows(since=since, actor=args.actor, limit=args.limit)))
+    if args.json:
+        print(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
+                           "status": r.status, "duration_ms": r.duration_ms, "detail": r.detail} for r in rows], indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no audit rows")
+    for r in rows:
+        extra = " ".join(f"{k}={v}" for k, v in sorted((r.detail or {}).items()))
+        took = f" {r.duration_ms}ms" if r.duration_ms is not None else ""
+        print(f"{r.at:%Y-%m-%dT%H:%M:%SZ}  {r.actor:<24} {r.action:<16} {r.target or '-':<36} {r.status or ''}{took} "
+              f"{extra}".rstrip())
+    return EXIT_OK
 
 
 # ---- demo --------------------------------------------------------------------------------------------

@@ -35,6 +35,17 @@ T = TypeVar("T", bound=BaseModel)
 ACCOUNT_CACHE_SECONDS = 2.0
 
 
+DEFAULT_LABEL = "default"
+
+
+class AccountGone(failures.GrantGone):
+    """The grant of a known account (or of the default account, not yet created) cannot be used."""
+
+    def __init__(self, reason: str, message: str, account: ConnectedAccount | None):
+        super().__init__(reason, message)
+        self.account = account
+
+
 @dataclass(frozen=True)
 class Caller:
     org: str
@@ -206,7 +217,7 @@ class Executor:
         self.events = events
         self.pools = pools
         self.log = get_logger("grantkeeper.execute")
-        self._accounts: RevalidatingCache[tuple[str, str, str], ConnectedAccount] = RevalidatingCache(
+        self._accounts: RevalidatingCache[tuple[str, str, str, str], ConnectedAccount] = RevalidatingCache(
             ACCOUNT_CACHE_SECONDS, self._find_account,
             # Only working accounts are kept: any other status is read again on the next call.
             cacheable=lambda account: account.status == AccountStatus.ACTIVE)
@@ -216,20 +227,23 @@ class Executor:
 
     # ---- the call -----------------------------------------------------------------------------------
     async def run(self, caller: Caller, connector_name: str,
-                  operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
-        """Run `operation` against the caller's account and return its Ok model or a failure result."""
+                  operation: Callable[[ProviderSession], Awaitable[T]], *, label: str | None = None) -> BaseModel:
+        """Run `operation` against the caller's account labelled `label` (None: the default account) and return
+        its Ok model or a failure result."""
         connector = self.connectors[connector_name]
+        label = label or DEFAULT_LABEL
+        named = f"{caller.org}/{caller.user}/{connector_name}" + ("" if label == DEFAULT_LABEL else f"/{label}")
         if connector.missing_base_url:
-            return self._not_configured(connector, f"{caller.org}/{caller.user}/{connector_name}")
+            return self._not_configured(connector, named)
         try:
             with tracing.span("resolve_account", connector=connector_name) as span:
-                account = await self.resolve(caller, connector)
+                account = await self.resolve(caller, connector, label)
                 tracing.annotate(span, account_id=account.id)
                 tracing.annotate_call(account_id=account.id)
-        except failures.GrantGone as gone:
-            return await self.reauth_result(caller, connector, None, gone.reason)
+        except AccountGone as gone:
+            return await self.reauth_result(caller, connector, gone.account, gone.reason)
         except failures.ToolFailure as failure:
-            return failure_result(failure, connector=connector_name, account=f"{caller.org}/{caller.user}/{connector_name}")
+            return failure_result(failure, connector=connector_name, account=named)
         return await self.run_on_account(account, connector, operation)
 
     async def run_on_account(self, account: ConnectedAccount, connector: Connector,
@@ -308,21 +322,33 @@ class Executor:
 
         return await self.run_on_account(account, connector, operation)
 
-    async def resolve(self, caller: Caller, connector: Connector) -> ConnectedAccount:
-        account = await self._accounts.get((caller.org, caller.user, connector.name))
+    async def resolve(self, caller: Caller, connector: Connector, label: str = "default") -> ConnectedAccount:
+        account = await self._accounts.get((caller.org, caller.user, connector.name, label))
+        if account is None and label != DEFAULT_LABEL:
+            # Only the default account is created on first use; another label must be connected by name first.
+            labels = await self._db(self._labels, caller, connector.name)
+            existing = ", ".join(labels) if labels else "none yet"
+            raise failures.InvalidInput(
+                "unknown_account_label",
+                f"There is no {connector.spec.display_name} account labelled {label!r}; the caller's labels are: "
+                f"{existing}. Omit `account` for the default one, or connect this one with accounts_connect.")
         if account is None or account.status == AccountStatus.PENDING:
-            raise failures.GrantGone("not_connected", "No account is connected yet.")
+            raise AccountGone("not_connected", "No account is connected yet.", account)
         if account.status == AccountStatus.REAUTH_REQUIRED:
-            raise failures.GrantGone(account.status_reason or "reauth_required", "The account must be reconnected.")
+            raise AccountGone(account.status_reason or "reauth_required", "The account must be reconnected.", account)
         if account.status == AccountStatus.DISABLED:
             raise failures.AdminActionRequired("account_disabled", "The account was disabled by an operator.")
         return account
 
-    async def _find_account(self, key: tuple[str, str, str]) -> ConnectedAccount | None:
+    def _labels(self, caller: Caller, connector_name: str) -> list[str]:
+        return [account.label for account in self.vault.list_accounts(caller.org, caller.user)
+                if account.connector == connector_name]
+
+    async def _find_account(self, key: tuple[str, str, str, str]) -> ConnectedAccount | None:
         return await self._db(self.vault.find_account, *key)
 
     def forget_account(self, account: ConnectedAccount) -> None:
-        self._accounts.forget((account.org, account.user, account.connector))
+        self._accounts.forget((account.org, account.user, account.connector, account.label))
         self.tokens.forget(account.id)
 
     async def _set_status(self, account: ConnectedAccount, status: AccountStatus, reason: str | None) -> None:
@@ -377,7 +403,7 @@ class Executor:
             shown = account.display_name if account else f"{caller.org}/{caller.user}/{connector.name}"
             return failure_result(failures.AdminActionRequired("client_not_configured", missing),
                                   connector=connector.name, account=shown)
-        if account is None or reason == "not_connected":
+        if account is None:
             account = await self._db(self._pending_account, caller, connector.name)
         if reason != "not_connected" and (await self._db(self.vault.get_account, account.id)).status == AccountStatus.ACTIVE:
             return failure_result(failures.UpstreamFailure(
@@ -397,22 +423,23 @@ class Executor:
         result._link_id = link.link_id
         return result
 
-    async def connect_link(self, caller: Caller, connector_name: str, *,
+    async def connect_link(self, caller: Caller, connector_name: str, label: str = "default", *,
                            issued_by: str = "agent") -> tuple[ConnectedAccount, MagicLinkIssued]:
-        """A link with which the caller connects (or reconnects) their own account for `connector_name`."""
-        account = await self._db(self._pending_account, caller, connector_name)
+        """A link with which the caller connects (or reconnects) their own account for `connector_name`, the one
+        labelled `label` (created, pending, when it does not exist yet)."""
+        account = await self._db(self._pending_account, caller, connector_name, label)
         purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
         return account, await self.issue_link(account, purpose, "requested", issued_by=issued_by)
 
-    def _pending_account(self, caller: Caller, connector_name: str) -> ConnectedAccount:
-        account = self.vault.find_account(caller.org, caller.user, connector_name)
+    def _pending_account(self, caller: Caller, connector_name: str, label: str = DEFAULT_LABEL) -> ConnectedAccount:
+        account = self.vault.find_account(caller.org, caller.user, connector_name, label)
         if account is not None:
             return account
         try:
-            return self.vault.create_account(org=caller.org, user=caller.user, connector=connector_name,
+            return self.vault.create_account(org=caller.org, user=caller.user, connector=connector_name, label=label,
                                              status=AccountStatus.PENDING)
         except AccountExistsError:  # created by a concurrent call
-            return self.vault.find_account(caller.org, caller.user, connector_name)
+            return self.vault.find_account(caller.org, caller.user, connector_name, label)
 
     async def issue_link(self, account: ConnectedAccount, purpose: str, reason: str | None, *,
                          issued_by: str = "agent") -> MagicLinkIssued:

@@ -1,6 +1,7 @@
 """Clean-up every `serve` runs in the background: magic-link rows that can no longer be used are deleted once
 past their retention (a link is minted for every `reauth_required` answer, so without this they only grow), and
-so are spent identity rows (server/identity/housekeeping.py).
+so are spent identity rows (server/identity/housekeeping.py), and audit rows and lifecycle events once older than
+GRANTKEEPER_AUDIT_RETENTION_DAYS / _EVENT_RETENTION_DAYS.
 
 Any number of workers may run it at once: deleting rows another worker already deleted is a no-op.
 """
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from server.identity.housekeeping import prune_identity_rows
+from server.monitoring.audit import prune_history, retention_cutoffs
 from server.monitoring.logging import get_logger
 from server.settings import Settings
 from server.vault import Vault
@@ -35,12 +37,21 @@ class Housekeeper:
                                              flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
         return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)
 
+    def prune_history_once(self) -> dict[str, int]:
+        """Prune audit rows and lifecycle events past their retention now; blocking. Returns counts per table."""
+        audit_before, events_before = retention_cutoffs(self.clock(), self.settings.audit_retention_days,
+                                                        self.settings.event_retention_days)
+        return prune_history(self.vault, audit_before=audit_before, events_before=events_before)
+
     async def run(self) -> None:
         """A pass at start, then one every `housekeeping_interval_seconds`, until cancelled. A failed pass (the
         database away) is logged and tried again next time; it never stops the server."""
         while True:
             try:
                 pruned = await anyio.to_thread.run_sync(self.prune_once)
+                history = await anyio.to_thread.run_sync(self.prune_history_once)
+                if any(history.values()):
+                    self.log.info("history_pruned", **history)
             except Exception:
                 self.log.warning("housekeeping_pass_failed", exc_info=True)
                 pruned = 0

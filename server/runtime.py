@@ -10,8 +10,10 @@ import httpx2
 from server.connectors import Connector, load_connectors
 from server.elicitations import ElicitationWatch
 from server.execute import Caller, Executor
+from server.lifecycle.offboarding import Offboarding
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.alerts import AlertPolicy
+from server.monitoring.audit import AuditTrail
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import Metrics
@@ -33,6 +35,8 @@ class Runtime:
     pools: ConnectorPools
     # For what is not a connector's API call (an OpenID issuer's key set at callback time); API calls use `pools`.
     http: httpx2.AsyncClient
+    offboarding: Offboarding
+    audit: AuditTrail
     created_key_file: bool = False
     elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
     metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry, served at /metrics
@@ -51,7 +55,10 @@ class Runtime:
         http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
                                   limits=httpx2.Limits(max_connections=settings.api_max_connections),
                                   headers={"User-Agent": USER_AGENT}, follow_redirects=False)
-        return cls(settings, vault, connectors, events, tokens, executor, pools, http, key_created, metrics=metrics)
+        # Revocations go out on the general client: bounded by their own deadline and answer size (offboarding.py).
+        offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
+        return cls(settings, vault, connectors, events, tokens, executor, pools, http, offboarding,
+                   AuditTrail(vault.engine), key_created, metrics=metrics)
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())

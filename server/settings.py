@@ -218,6 +218,10 @@ class Settings(BaseSettings):
     # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
     magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
     housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
+    # The operator's console (docs/ARCHITECTURE.md "Operator's console"): history kept, then pruned by housekeeping.
+    audit_retention_days: float = Field(default=365, gt=0, le=36500)  # audit rows (admin actions, tool calls)
+    event_retention_days: float = Field(default=90, gt=0, le=36500)  # lifecycle events
+    revocation_retry_seconds: float = Field(default=60, gt=0, le=86400)  # how often pending revocations are retried
     mcp_session_idle_seconds: float = Field(default=1800, gt=0)  # a streamable HTTP session idle this long is closed
     http_header_timeout_seconds: float = Field(default=10, gt=0)  # a request's head must be in within this
     http_body_timeout_seconds: float = Field(default=30, gt=0)  # and its body within this of the head

@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Route
 
 from server.app import build_server
+from server.console.pages import ConsolePages, signed_in_viewer
 from server.identity.link_guard import LinkDecision, LinkGuard
 from server.identity.mcp_auth import build_mcp_auth
 from server.identity.signin import SignIn, login_url
@@ -325,11 +326,13 @@ def _ping(runtime: Runtime) -> None:
 
 def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
                   metrics: bool = True, client_documents_http: Any = None) -> Starlette:
-    """The pages, plus the MCP transports named in `transports` ("http" → /mcp, "sse" → /sse + /messages/) and
-    whatever authorizes their callers (server/identity/mcp_auth.py), and `/metrics` unless it has a listener of its
-    own (`metrics_app`). Build it once the public URL is known."""
+    """The pages (magic links, sign-in, the operator's console), plus the MCP transports named in `transports`
+    ("http" → /mcp, "sse" → /sse + /messages/) and whatever authorizes their callers (server/identity/mcp_auth.py),
+    and `/metrics` unless it has a listener of its own (`metrics_app`). Build it once the public URL is known."""
     pages = LinkPages(runtime, remote=bool(transports))
-    routes = [*pages.routes(), *([metrics_route(runtime.settings, runtime.metrics)] if metrics else [])]
+    console = ConsolePages(runtime, render, session_viewer=signed_in_viewer(pages.sign_in) if pages.sign_in else None,
+                           sign_in_url=login_url if pages.sign_in else None)
+    routes = [*pages.routes(), *console.routes(), *([metrics_route(runtime.settings, runtime.metrics)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
     unknown = set(transports) - set(TRANSPORTS)

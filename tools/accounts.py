@@ -12,7 +12,7 @@ from server.lifecycle import refreshless
 from server.results import Ok, failure_result, to_call_result
 from server.vault import NO_REFRESH_TOKEN
 from server.vault.models import utcnow
-from tools import Toolset
+from tools import Toolset, requested_label
 
 
 class AccountHealth(BaseModel):
@@ -66,9 +66,11 @@ class AccountsOk(Ok):
 
 def register(toolset: Toolset) -> None:
     @toolset.tool("accounts.list", title="List my connected accounts", ok=AccountsOk, read_only=True,
-                  idempotent=True)
+                  idempotent=True, per_account=False)
     async def list_accounts(ctx: Context = None):
-        """List the caller's connected accounts (Slack, GitHub, …) and whether each one currently works."""
+        """List the caller's connected accounts (Slack, GitHub, …), their labels, and whether each one currently works.
+
+        Pass a label as the `account` argument of a service's tools to use that account instead of the default."""
         caller = toolset.caller(ctx)
         vault = toolset.runtime.vault
 
@@ -108,12 +110,13 @@ def register(toolset: Toolset) -> None:
     ):
         """Get a single-use link with which the user connects (or reconnects) their own account for a service.
 
-        Show the link to the user; once they approve access at the service, that service's tools work."""
+        Show the link to the user; once they approve access at the service, that service's tools work. To connect
+        a second account of the same service, give it a label as `account` (e.g. 'oss')."""
         caller = toolset.caller(ctx)
         if missing := toolset.runtime.connectors[connector].missing_client:
             return to_call_result(failure_result(failures.AdminActionRequired("client_not_configured", missing),
                                                  connector=connector, account=f"{caller.org}/{caller.user}/{connector}"))
-        account, link = await toolset.runtime.executor.connect_link(caller, connector)
+        account, link = await toolset.runtime.executor.connect_link(caller, connector, requested_label() or "default")
         display = toolset.runtime.connectors[connector].spec.display_name
         return to_call_result(ConnectLinkOk(
             connector=connector, account=account.display_name, magic_link=link.url, link_expires_at=link.expires_at,

@@ -206,7 +206,15 @@ async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator
 
         async def report_steadily() -> None:
             until = progress.started + plan.lifetimes * plan.lifetime
-            while time.monotonic() < until:
+            hard_stop = until + max(30 * plan.lifetime, 30.0)
+
+            def more_to_show() -> bool:
+                # Reports keep coming while GitHub waits for its owner, so the agent is seen reading and queueing
+                # then — however late the timeline let it notice the revocation.
+                revoked = "github_revoked" in progress.faults
+                return "github" in agent.blocks or (revoked and agent.stats.read_while_github_blocked == 0)
+
+            while time.monotonic() < until or (time.monotonic() < hard_stop and more_to_show()):
                 reporters.post_one()
                 await anyio.sleep(plan.report_every)
 

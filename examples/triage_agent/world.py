@@ -152,7 +152,8 @@ class Owner:
                 with anyio.fail_after(RECONNECT_DEADLINE_SECONDS):
                     async with link_user() as person:
                         page = await person.reconnect(self.links[-1])
-                outcome = "reconnected" if page.status_code == 200 and "reconnected" in page.text \
+                # The page's own verdict: a refusal's wording can mention a reconnect too ("reconnected meanwhile").
+                outcome = "reconnected" if page.status_code == 200 and 'data-outcome="reconnected"' in page.text \
                     else f"HTTP {page.status_code}"
             except (TimeoutError, AssertionError, OSError) as exc:
                 outcome = f"failed: {type(exc).__name__} {str(exc)[:200]}"

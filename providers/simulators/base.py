@@ -117,7 +117,8 @@ class ProviderSimulator:
         self.grants = GrantStore(policy, self.counters, reuse_detection=reuse_detection)
         self.log = logging.getLogger(f"grantkeeper.simulators.{type(self).__name__}")
         self._data_lock = threading.RLock()  # guards subclass data (messages, issues)
-        self.app = Starlette(routes=[*self.api_routes(), *self._oauth_routes(), *self._control_routes()])
+        self.app = Starlette(routes=[*self.api_routes(), *self.revocation_routes(), *self._oauth_routes(),
+                                     *self._control_routes()])
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A simulator is itself an ASGI app, so it can be handed straight to SimulatorServer.
@@ -177,6 +178,22 @@ class ProviderSimulator:
 
     def extra_control_routes(self) -> list[BaseRoute]:
         return []
+
+    def revocation_routes(self) -> list[BaseRoute]:
+        """The provider's own way for a client to end a grant (Slack auth.revoke, GitHub grant deletion, …)."""
+        return []
+
+    def revocation_fault(self, endpoint: str) -> Response | None:
+        """Revocation requests meet outages and the failures injected with `fail()` (for any endpoint or this one),
+        so a test can make offboarding find the provider down and watch it retried later."""
+        if self.faults.in_outage():
+            self.counters.incr("server_errors")
+            return self.server_error_response(503)
+        failure = self.faults.take_failure(endpoint)
+        if failure is None:
+            return None
+        self.counters.incr("server_errors")
+        return self.server_error_response(failure.status)
 
     # -- request pipelines ------------------------------------------------
 

@@ -34,6 +34,7 @@ class Counters:
         "connection_resets",
         "hostile_answers",  # hang, trickle, gzip bomb, endless body or garbled answer started
         "answers_abandoned",  # the client went away before a hanging, trickling or endless answer was over
+        "revocations",  # grants ended by a revocation request from the client (offboarding)
     )
 
     def __init__(self) -> None:

@@ -599,6 +599,34 @@ class GitHubSimulator(ProviderSimulator):
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "search_lag": self.search_lag}
 
+    def revocation_routes(self) -> list[BaseRoute]:
+        return [Route("/applications/{client_id}/grant", self._delete_authorization, methods=["DELETE"]),
+                Route("/applications/{client_id}/token", self._delete_authorization, methods=["DELETE"])]
+
+    async def _delete_authorization(self, request: Request) -> Response:
+        """DELETE /applications/{client_id}/grant (the user's authorization of the app) or …/token (one token),
+        authenticated as the app with Basic auth, the token in a JSON body. 204; 404 for a token it does not know.
+        Here a grant is one authorization, so both end the token's grant."""
+        endpoint = "DELETE /applications/{client_id}/" + request.url.path.rsplit("/", 1)[-1]
+        self.counters.hit(endpoint)
+        if (fault := self.revocation_fault(endpoint)) is not None:
+            return fault
+        credentials = basic_credentials(request)
+        if credentials is None or request.path_params["client_id"] != self.client_id \
+                or not self.client_authenticated(*credentials):
+            return JSONResponse({"message": "Requires authentication"}, status_code=401)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return JSONResponse({"message": "Problems parsing JSON"}, status_code=400)
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            return JSONResponse({"message": "Validation Failed"}, status_code=422)
+        if self.grants.grant_for_token(token) is None:
+            return JSONResponse({"message": "Not Found"}, status_code=404)
+        self.grants.end_by_client(token)
+        return Response(status_code=204)
+
     def extra_control_routes(self) -> list[BaseRoute]:
         return [Route("/_sim/issues", self._control_issues, methods=["GET", "POST"])]
 

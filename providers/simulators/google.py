@@ -720,6 +720,22 @@ class GoogleSimulator(ProviderSimulator):
         return {**super().stats(), "publishing_status": self.publishing_status,
                 "user_quota_per_minute": self.quota.units_per_minute, "sent_messages": sent, "events": events}
 
+    def revocation_routes(self) -> list[BaseRoute]:
+        return [Route("/revoke", self._revoke, methods=["POST"])]
+
+    async def _revoke(self, request: Request) -> Response:
+        """oauth2.googleapis.com/revoke: `token` (access or refresh) in the form; revoking either ends the grant.
+        200, or 400 invalid_token for one that is expired, revoked or unknown."""
+        self.counters.hit("revoke")
+        if (fault := self.revocation_fault("revoke")) is not None:
+            return fault
+        token = (await read_params(request)).get("token")
+        grant = self.grants.grant_for_token(token) if token else None
+        if grant is None or not self.grants.end_by_client(token):
+            return JSONResponse({"error": "invalid_token", "error_description": "Token expired or revoked"},
+                                status_code=400)
+        return JSONResponse({})
+
     def extra_control_routes(self) -> list[BaseRoute]:
         return [Route("/_sim/messages", self._control_messages, methods=["GET", "POST"]),
                 Route("/_sim/events", self._control_events, methods=["GET"])]

@@ -381,6 +381,19 @@ class GrantStore:
         """Revoke a grant family (found by any of its tokens or its id), or every grant."""
         return self._set_state(GrantState.REVOKED, token, grant_id)
 
+    def end_by_client(self, token: str | None) -> bool:
+        """The client revoked `token`: its grant ends. True when that ended a live grant (counted as a revocation);
+        False for an unknown token or a grant already ended."""
+        if not token:
+            return False
+        with self._lock:
+            grant = self.grant_for_token(token)
+            if grant is None or grant.state is not GrantState.ACTIVE:
+                return False
+            grant.state = GrantState.REVOKED
+        self.counters.incr("revocations")
+        return True
+
     def deactivate(self, *, token: str | None = None, grant_id: str | None = None) -> int:
         """Mark the account behind a grant (or every grant) as deleted/deactivated."""
         return self._set_state(GrantState.INACTIVE, token, grant_id)

@@ -424,6 +424,8 @@ class OAuth2Simulator(ProviderSimulator):
     async def _revoke(self, request: Request) -> Response:
         """RFC 7009 §2: 200 whatever the token was; revoking any token of a grant ends the grant."""
         self.counters.hit("revoke")
+        if (fault := self.revocation_fault("revoke")) is not None:
+            return fault
         params = await read_params(request)
         _, refusal = self._client(request, params)
         if refusal is not None:
@@ -431,8 +433,7 @@ class OAuth2Simulator(ProviderSimulator):
         hint = params.get("token_type_hint")
         if hint is not None and hint not in ("access_token", "refresh_token"):
             return oauth_error("unsupported_token_type", "token_type_hint must be access_token or refresh_token.")
-        if params.get("token"):
-            self.grants.revoke(token=params["token"])
+        self.grants.end_by_client(params.get("token"))
         return Response(status_code=200)
 
     def denied_params(self) -> dict[str, str]:

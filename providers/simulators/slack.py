@@ -450,6 +450,22 @@ class SlackSimulator(ProviderSimulator):
 
     # -- control API extras ------------------------------------------------
 
+    def revocation_routes(self) -> list[BaseRoute]:
+        return [Route("/api/auth.revoke", self._auth_revoke, methods=["GET", "POST"])]
+
+    async def _auth_revoke(self, request: Request) -> Response:
+        """auth.revoke: ends the token it is called with; `test=1` only checks it."""
+        self.counters.hit("auth.revoke")
+        if (fault := self.revocation_fault("auth.revoke")) is not None:
+            return fault
+        params = await read_params(request)
+        token = bearer_token(request) or params.get("token")
+        if not self.grants.check_access_token(token).ok:
+            return JSONResponse({"ok": False, "error": "invalid_auth"})
+        if params.get("test") in ("1", "true"):
+            return JSONResponse({"ok": True, "revoked": False})
+        return JSONResponse({"ok": True, "revoked": self.grants.end_by_client(token)})
+
     def extra_control_routes(self) -> list[BaseRoute]:
         return [Route("/_sim/messages", self._control_messages, methods=["GET", "POST"])]
 

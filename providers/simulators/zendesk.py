@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .base import FaultError, ProviderSimulator, basic_credentials
+from .base import FaultError, ProviderSimulator, basic_credentials, bearer_token
 from .faults import RateLimitFault
 from .grants import Grant, TokenCheck, TokenPolicy, TokenStatus
 
@@ -534,6 +534,21 @@ class ZendeskSimulator(ProviderSimulator):
             tickets = len(self._tickets)
         return {**super().stats(), "idempotency": self.idempotency_stats(), "token_request_formats": formats,
                 "tickets": tickets, "requests_per_minute": self.rate.per_minute}
+
+    def revocation_routes(self) -> list[BaseRoute]:
+        return [Route(path, self._delete_current_token, methods=["DELETE"])
+                for path in ("/api/v2/oauth/tokens/current", "/api/v2/oauth/tokens/current.json")]
+
+    async def _delete_current_token(self, request: Request) -> Response:
+        """DELETE /api/v2/oauth/tokens/current.json: the token making the request is revoked. 204; 401 otherwise."""
+        self.counters.hit("DELETE /oauth/tokens/current")
+        if (fault := self.revocation_fault("DELETE /oauth/tokens/current")) is not None:
+            return fault
+        token = bearer_token(request)
+        if not self.grants.check_access_token(token).ok:
+            return JSONResponse({"error": "invalid_token", "error_description": _INVALID_TOKEN}, status_code=401)
+        self.grants.end_by_client(token)
+        return Response(status_code=204)
 
     def extra_control_routes(self) -> list[BaseRoute]:
         return [Route("/_sim/tickets", self._control_tickets, methods=["GET", "POST"])]

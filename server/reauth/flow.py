@@ -26,9 +26,17 @@ from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
 from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
 from server.runtime import Runtime
-from server.vault import NO_REFRESH_TOKEN, ConnectedAccount, ReauthorizationOutcome, VaultIntegrityError, VaultKeyError
+from server.vault import (
+    NO_REFRESH_TOKEN,
+    ConnectedAccount,
+    ReauthorizationOutcome,
+    TokenSecrets,
+    VaultIntegrityError,
+    VaultKeyError,
+)
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
+from server.vault.revocations import PendingRevocation
 from server.vault.store import refreshless_reason
 
 FLOW_FIELD = "flow"
@@ -141,6 +149,19 @@ class ReauthFlow:
             self.log.warning("reauthorization_exchange_failed", account=account.display_name, provider_error=exc.error)
             raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
 
+        try:
+            return await self._accept(link, account, connector, flow, grant, context)
+        except ReauthRefused as refused:
+            # Tokens the provider issued for a connect we refuse are ended there, not just dropped. When the same
+            # provider account may hold the grant that won (a race, a disabled account), only this token goes.
+            same_account = refused.refusal in (Refusal.FLOW_FINISHED, Refusal.ACCOUNT_DISABLED)
+            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token),
+                                                       same_account=same_account)
+            raise
+
+    async def _accept(self, link: MagicLink, account: ConnectedAccount, connector: Connector, flow: dict[str, Any],
+                      grant: Any, context: dict[str, Any]) -> Reconnected:
+        """Check whose grant this is and install it; any refusal here comes after the provider issued tokens."""
         provider_account_id, identity = grant.provider_account_id, grant.identity
         if connector.spec.openid:
             subject = await self._verified_subject(connector, grant.id_token, flow.get("nonce") or "", account, context)
@@ -158,9 +179,15 @@ class ReauthFlow:
 
         write = self.runtime.tokens.credential_write(connector, grant, utcnow())
         scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
+        replaced: list[PendingRevocation] = []
+        revocations = self.runtime.offboarding.revocations
+
+        def queue_replaced(session: Any, secrets: TokenSecrets) -> None:
+            replaced.append(revocations.pending_in(session, account.id, account.connector, "replaced", secrets))
+
         outcome = await self._db(self.runtime.vault.complete_magic_link_flow, link,
                                  provider_account_id=provider_account_id, identity=identity, scopes=scopes,
-                                 write=write)
+                                 write=write, on_replaced=queue_replaced)
         if outcome is ReauthorizationOutcome.ALREADY_COMPLETED:
             raise ReauthRefused(Refusal.FLOW_FINISHED, **context)
         if outcome is ReauthorizationOutcome.ACCOUNT_DISABLED:
@@ -175,6 +202,8 @@ class ReauthFlow:
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
                                          provider_account_id=provider_account_id)
+        for pending in replaced:  # the grant this reconnect replaced ends at the provider too
+            await self.runtime.offboarding.end_replaced(account, pending)
         await self.runtime.elicitations.completed(account.display_name)
         if refreshless_reason(write):
             # Not a silent dead end: the operator is warned now, the user is told on the page and offered a

@@ -41,6 +41,10 @@ def _ts(**kwargs: Any) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kwargs))
 
 
+# What an account's label may be (`work`, `oss`): tools take it as their `account` argument, the CLI as --label.
+LABEL_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+
+
 class AccountStatus(StrEnum):
     PENDING = "pending"  # created for a connect link, no credentials yet
     ACTIVE = "active"
@@ -71,6 +75,9 @@ class ConnectedAccount(SQLModel, table=True):
     # Fleet mode: the health checker claims accounts whose check is due (server/lifecycle/health.py).
     health_due_at: datetime | None = _ts(nullable=True, default=utcnow)
     health_checked_at: datetime | None = _ts(nullable=True)
+    # Offboarding: the account stays (agents are told `reauth_required`, reason `removed`), its credentials go.
+    removed_at: datetime | None = _ts(nullable=True)
+    removed_by: str | None = Field(default=None, max_length=200)
 
     @property
     def display_name(self) -> str:
@@ -138,6 +145,7 @@ class ApiKey(SQLModel, table=True):
     description: str | None = Field(default=None, max_length=200)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     revoked_at: datetime | None = _ts(nullable=True)
+    admin: bool = Field(default=False)  # may use the console (/dashboard) as an administrator
 
 
 class LifecycleEvent(SQLModel, table=True):
@@ -204,3 +212,46 @@ class WebhookMessage(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(nullable=False, default=utcnow)
     delivered_at: datetime | None = _ts(nullable=True)
+
+
+class RevocationState(StrEnum):
+    PENDING = "pending"  # not yet accepted by the provider; retried from the database
+    DONE = "done"
+    UNSUPPORTED = "unsupported"  # the provider offers no way to revoke: the user must remove the app there
+
+
+class Revocation(SQLModel, table=True):
+    """A grant to end at its provider (an account removed, a grant replaced by a reconnect, a refused connect).
+    The token to revoke is sealed here until the provider accepts, then wiped; the row stays as the record."""
+
+    __tablename__ = "revocation"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    account_id: str = Field(max_length=32, index=True)
+    connector: str = Field(max_length=64)
+    purpose: str = Field(max_length=16)  # removed | replaced | refused
+    key_id: str | None = Field(default=None, max_length=64)
+    ciphertext: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    created_at: datetime = _ts(nullable=False, default=utcnow)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _ts(nullable=True, index=True)
+    lease_until: datetime | None = _ts(nullable=True)
+    state: str = Field(default=RevocationState.PENDING.value, max_length=16)
+    last_error: str | None = Field(default=None, max_length=200)
+    completed_at: datetime | None = _ts(nullable=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what: administrative actions and tool calls. Never an argument value, a result body or a secret."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _ts(nullable=False, default=utcnow, index=True)
+    actor: str = Field(max_length=400, index=True)
+    action: str = Field(max_length=64)
+    account_id: str | None = Field(default=None, max_length=32)
+    target: str | None = Field(default=None, max_length=400)
+    status: str | None = Field(default=None, max_length=32)
+    duration_ms: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

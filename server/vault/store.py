@@ -216,8 +216,10 @@ class Vault:
             return list(session.exec(statement))
 
     def set_status(self, account_id: str, status: AccountStatus, reason: str | None = None) -> bool:
-        """Returns whether the status changed (so the caller records one event per change, not per call)."""
-        conditions = [ConnectedAccount.id == account_id,
+        """Returns whether the status changed (so the caller records one event per change, not per call). A removed
+        account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
+        completed reconnect brings it back."""
+        conditions = [ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
                       or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason))]
         if status == AccountStatus.REAUTH_REQUIRED:
             conditions.append(col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))  # the first reason stays
@@ -412,7 +414,8 @@ class Vault:
                 return False
             session.execute(
                 update(ConnectedAccount)
-                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))
+                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
+                       col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()
@@ -539,13 +542,14 @@ class Vault:
 
     def complete_magic_link_flow(
         self, link: MagicLink, *, provider_account_id: str, identity: dict[str, Any], scopes: Iterable[str],
-        write: CredentialWrite,
+        write: CredentialWrite, on_replaced: Callable[[Session, TokenSecrets], None] | None = None,
     ) -> ReauthorizationOutcome:
         """In one transaction: finish the link's flow (once), check the provider account is the account's own,
         install the new credentials, make the account active and retire the account's other open links.
 
         Every step is a compare-and-set, so a replayed callback or a concurrent one for another provider account
-        changes nothing."""
+        changes nothing. `on_replaced` is handed the grant being replaced, in the same transaction (offboarding
+        queues it for revocation there, so it can never be lost between the two)."""
         now = utcnow()
         with Session(self.engine) as session:
             finished = session.execute(
@@ -569,7 +573,7 @@ class Vault:
                 )
                 .values(provider_account_id=provider_account_id, provider_identity=identity,
                         scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value,
-                        status_reason=refreshless_reason(write), updated_at=now)
+                        status_reason=refreshless_reason(write), updated_at=now, removed_at=None, removed_by=None)
             )
             if claimed.rowcount != 1:
                 session.rollback()
@@ -577,6 +581,12 @@ class Vault:
                 if account is not None and account.status == AccountStatus.DISABLED.value:
                     return ReauthorizationOutcome.ACCOUNT_DISABLED
                 return ReauthorizationOutcome.IDENTITY_MISMATCH
+            replaced = session.get(Credential, link.account_id)
+            if replaced is not None and on_replaced is not None:
+                try:
+                    on_replaced(session, self._open_secrets(replaced))
+                except (VaultIntegrityError, VaultKeyError):
+                    pass  # a credential that will not open cannot be revoked; it is replaced all the same
             self._install_credential(session, link.account_id, write)
             session.execute(
                 update(MagicLink)
@@ -609,8 +619,9 @@ class Vault:
                 return pruned
 
     # ---- API keys ------------------------------------------------------------------------------------
-    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None) -> ApiKey:
-        row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description)
+    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None,
+                       admin: bool = False) -> ApiKey:
+        row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description, admin=admin)
         with Session(self.engine, expire_on_commit=False) as session:
             session.add(row)
             session.commit()

@@ -41,6 +41,8 @@ def _agent(client, tmp_path: Path, clock: Clock, **config) -> TriageAgent:
 async def test_reports_are_queued_while_github_needs_its_owner_and_filed_after_the_reconnect(
         runtime, settings, slack_sim, github_sim, tmp_path):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
+    # The agent's first-time GitHub link is opened over HTTP without sign-in; who may open it is tests/identity's.
+    runtime.settings.allow_unverified_connect_links = True
     slack_sim.add_channel(OPS_CHANNEL, "triage-ops")
     reporters = Reporters(slack_sim, chatter_every=3)
     for _ in range(4):

@@ -20,6 +20,7 @@ from server.vault.models import Credential, new_id
 def seed_account(
     settings: Settings, vault: Vault, connector: str, tokens: TokenSet, *, org: str = "acme", user: str = "alice",
     expired: bool = False, lifetime_used: float | None = None, provider_account_id: str | None = None,
+    label: str = "default",
 ) -> ConnectedAccount:
     """Store `tokens` for org/user. `expired`: our copy says the access token already expired.
     `lifetime_used`: the fraction of the token's lifetime that has already passed.
@@ -43,8 +44,8 @@ def seed_account(
         # Without jitter, so the test knows which side of the due time it is on.
         write = type(write)(**{**write.__dict__,
                                "refresh_due_at": issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)})
-    account = vault.find_account(org, user, connector) or vault.create_account(
-        org=org, user=user, connector=connector, scopes=tokens.scopes, provider_account_id=provider_account_id,
+    account = vault.find_account(org, user, connector, label) or vault.create_account(
+        org=org, user=user, connector=connector, label=label, scopes=tokens.scopes, provider_account_id=provider_account_id,
         provider_identity=dict(tokens.identity) if provider_account_id else None)
     vault.put_credential(account.id, write)
     return account

@@ -104,3 +104,22 @@ async def test_with_both_connected_each_key_uses_only_its_own_grants(runtime, se
     assert alices["github_create_issue"]["issue"]["author"] == "alice"
     assert {a["provider_account_id"] for a in listing["accounts"]} == {"T0SIMTEAM:U0ALICE", "3"}
     assert (bobs["status"], bobs["account"]) == ("reauth_required", "acme/bob/slack")
+
+
+async def test_naming_another_users_label_reaches_nothing(runtime, settings, slack_sim, github_sim, web):
+    """Bob's accounts carry the label `work`; Alice naming that label on every tool gets invalid_input (she has no
+    such account), never Bob's grant."""
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(BOB_SLACK), user="bob",
+                 provider_account_id="T0SIMTEAM:U0BOB", label="work")
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(BOB_GITHUB), user="bob",
+                 provider_account_id="2", label="work")
+    before = vault_rows(runtime)
+    alice = create_api_key(runtime.vault, org="acme", user="alice").key
+    async with http_session(web, alice) as session:
+        results = {name: await call_structured(session, name, {**arguments, "account": "work"})
+                   for name, arguments in TOOL_ARGUMENTS.items() if name.startswith(("slack_", "github_"))}
+    assert {name: (r["status"], r["reason"]) for name, r in results.items()} == dict.fromkeys(
+        results, ("invalid_input", "unknown_account_label"))
+    assert slack_sim.counters.api_requests == github_sim.counters.api_requests == 0
+    after = vault_rows(runtime)
+    assert after["connected_account"] == before["connected_account"] and after["credential"] == before["credential"]
