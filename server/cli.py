@@ -171,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--account", help="its id, or org/user/connector[/label]")
     events.add_argument("--since", help="30m, 2h, 7d, or an ISO-8601 time")
     events.add_argument("--severity", choices=["info", "warning", "error", "critical"], help="at least this severe")
-    events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--limit", type=int, default=100, help="show at most this many, newest last (default 100)")
     events.add_argument("--follow", action="store_true", help="keep printing new events until interrupted")
     events.add_argument("--interval", type=float, default=1.0, help="seconds between reads when following")
     events.set_defaults(handler=cmd_events)
@@ -179,7 +179,7 @@ def _parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit trail: administrative actions and tool calls")
     audit.add_argument("--since", help="30m, 2h, 7d, or an ISO-8601 time")
     audit.add_argument("--actor", help="only this actor (e.g. acme/alice, cli:root, key:<id>)")
-    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--limit", type=int, default=100, help="show at most this many rows (default 100)")
     audit.add_argument("--json", action="store_true", help=JSON_HELP)
     audit.set_defaults(handler=cmd_audit)
 
