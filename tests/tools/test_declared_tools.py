@@ -3,32 +3,16 @@ simulator on loopback: schemas, refresh and retry, the declared error vocabulary
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import anyio
 import pytest
 
 from providers.simulators import OAuth2Simulator, SimulatorServer, redact
-from tests.support.custom import ACME_CLIENT, acme_declaration, opened_runtime, write_config
+from tests.support.custom import acme_declaration, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 FAILURE_STATUSES = {"reauth_required", "admin_action_required", "rate_limited", "upstream_error", "invalid_input"}
-
-
-@pytest.fixture
-def declare(env, oauth2_server: SimulatorServer, isolated_environment, monkeypatch) -> Callable[..., OAuth2Simulator]:
-    """Serve a fresh simulator (with `simulator` options) and declare `acme` for it in config.toml."""
-    for key, value in ACME_CLIENT.items():
-        monkeypatch.setenv(key, value)
-
-    def declare(*, extra: str = "", **simulator: object) -> OAuth2Simulator:
-        oauth2_server.app = OAuth2Simulator(**simulator)
-        write_config(isolated_environment, acme_declaration(oauth2_server.url, extra=extra))
-        return oauth2_server.app
-
-    return declare
 
 
 # ---- what the agent sees -----------------------------------------------------------------------------

@@ -4,12 +4,9 @@ the same refresh and retry path as every tool, and answers are cut at the size l
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
-from providers.simulators import OAuth2Simulator, SimulatorServer
-from tests.support.custom import ACME_CLIENT, acme_declaration, opened_runtime, write_config
+from tests.support.custom import opened_runtime
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
@@ -42,19 +39,6 @@ HOSTILE_PATHS = [
     "/./projects",
     "/" + "a" * 3000,
 ]
-
-
-@pytest.fixture
-def declare(env, oauth2_server: SimulatorServer, isolated_environment, monkeypatch) -> Callable[..., OAuth2Simulator]:
-    for key, value in ACME_CLIENT.items():
-        monkeypatch.setenv(key, value)
-
-    def declare(*, extra: str = "", **simulator: object) -> OAuth2Simulator:
-        oauth2_server.app = OAuth2Simulator(**simulator)
-        write_config(isolated_environment, acme_declaration(oauth2_server.url, extra=extra))
-        return oauth2_server.app
-
-    return declare
 
 
 async def test_every_connector_gets_a_read_only_request_tool_by_default(declare):
