@@ -52,12 +52,19 @@ async def time_to_initialize(params: StdioServerParameters) -> float:
 async def measure(runs: int) -> tuple[list[float], list[float]]:
     with tempfile.TemporaryDirectory() as home:
         env = {key: value for key, value in os.environ.items() if not key.startswith("GRANTKEEPER_")}
-        grantkeeper_env = {**env, "GRANTKEEPER_HOME": home, "GRANTKEEPER_VAULT_KEY": VAULT_KEY,
-                           "GRANTKEEPER_LISTEN_PORT": "0", "GRANTKEEPER_LOG_LEVEL": "warning",
-                           "GRANTKEEPER_SLACK_CLIENT_ID": "bench", "GRANTKEEPER_SLACK_CLIENT_SECRET": "bench"}
+        grantkeeper_env = {
+            **env,
+            "GRANTKEEPER_HOME": home,
+            "GRANTKEEPER_VAULT_KEY": VAULT_KEY,
+            "GRANTKEEPER_LISTEN_PORT": "0",
+            "GRANTKEEPER_LOG_LEVEL": "warning",
+            "GRANTKEEPER_SLACK_CLIENT_ID": "bench",
+            "GRANTKEEPER_SLACK_CLIENT_SECRET": "bench",
+        }
         bare = StdioServerParameters(command=sys.executable, args=["-c", BARE_SERVER], env=env, cwd=str(ROOT))
-        grantkeeper = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=grantkeeper_env,
-                                            cwd=str(ROOT))
+        grantkeeper = StdioServerParameters(
+            command=sys.executable, args=["-m", "server", "serve"], env=grantkeeper_env, cwd=str(ROOT)
+        )
         await time_to_initialize(grantkeeper)  # the first start creates the vault schema: not a cold start's cost
         bare_times, grantkeeper_times = [], []
         for _ in range(runs):  # interleaved, so both see the same machine load
@@ -73,8 +80,10 @@ def main() -> None:
     bare, grantkeeper = anyio.run(measure, args.runs)
     b, g = statistics.median(bare), statistics.median(grantkeeper)
     print(f"bare MCPServer (one tool)  median {b * 1000:7.1f} ms  (min {min(bare) * 1000:.1f}, max {max(bare) * 1000:.1f})")
-    print(f"grantkeeper serve (stdio)  median {g * 1000:7.1f} ms  (min {min(grantkeeper) * 1000:.1f}, "
-          f"max {max(grantkeeper) * 1000:.1f})")
+    print(
+        f"grantkeeper serve (stdio)  median {g * 1000:7.1f} ms  (min {min(grantkeeper) * 1000:.1f}, "
+        f"max {max(grantkeeper) * 1000:.1f})"
+    )
     print(f"ratio g/b {g / b:.2f} (goal <= 1.3), {args.runs} runs each")
 
 

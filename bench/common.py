@@ -33,8 +33,11 @@ def bench_environment(database: str, **settings: str) -> Iterator[Bench]:
     if database == "postgresql" and (reason := postgres_unreachable_reason()):
         raise SystemExit(f"cannot run on PostgreSQL: {reason}")
     slack = SlackSimulator()
-    with SimulatorServer(slack) as slack_server, SimulatorServer(GitHubSimulator()) as github_server, \
-            tempfile.TemporaryDirectory() as home:
+    with (
+        SimulatorServer(slack) as slack_server,
+        SimulatorServer(GitHubSimulator()) as github_server,
+        tempfile.TemporaryDirectory() as home,
+    ):
         env = {
             "GRANTKEEPER_HOME": str(Path(home) / "home"),
             "GRANTKEEPER_VAULT_KEY": BENCH_VAULT_KEY,
@@ -51,7 +54,7 @@ def bench_environment(database: str, **settings: str) -> Iterator[Bench]:
             "GRANTKEEPER_GITHUB_OAUTH_BASE_URL": github_server.url,
             **{f"GRANTKEEPER_{k.upper()}": v for k, v in settings.items()},
         }
-        with (postgres_schema() if database == "postgresql" else _no_schema()) as url:
+        with postgres_schema() if database == "postgresql" else _no_schema() as url:
             if url:
                 env["GRANTKEEPER_DATABASE_URL"] = url
             saved = dict(os.environ)

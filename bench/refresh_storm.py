@@ -29,11 +29,13 @@ def storm(database: str, processes: int, calls: int) -> None:
         statuses = collections.Counter(s for o in outputs for s in o["statuses"])
         latencies = [seconds * 1000 for o in outputs for seconds in o["latencies"]]
         counters = bench.slack.counters
-        print(f"{database:<10} {processes} processes x {calls} calls: "
-              f"token-endpoint hits {counters.token_requests}, reuse detections {counters.reuse_detections}, "
-              f"statuses {dict(statuses)}, "
-              f"latency p50 {quantile(latencies, 0.50):.0f} ms, p99 {quantile(latencies, 0.99):.0f} ms, "
-              f"max {max(latencies):.0f} ms (wall {wall:.1f} s incl. release)")
+        print(
+            f"{database:<10} {processes} processes x {calls} calls: "
+            f"token-endpoint hits {counters.token_requests}, reuse detections {counters.reuse_detections}, "
+            f"statuses {dict(statuses)}, "
+            f"latency p50 {quantile(latencies, 0.50):.0f} ms, p99 {quantile(latencies, 0.99):.0f} ms, "
+            f"max {max(latencies):.0f} ms (wall {wall:.1f} s incl. release)"
+        )
 
 
 def main() -> None:
@@ -42,7 +44,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50)
     args = parser.parse_args()
-    for database in (["sqlite", "postgresql"] if args.database == "both" else [args.database]):
+    for database in ["sqlite", "postgresql"] if args.database == "both" else [args.database]:
         storm(database, args.processes, args.calls)
 
 

@@ -30,10 +30,24 @@ def scale(database: str, accounts: int, due: int, workers: int, concurrency: int
         runtime = Runtime.open(settings)
         vault = runtime.vault
         started = time.perf_counter()
-        seed_many(settings, vault, "slack", ((f"xoxe.xoxb-bench-{i}", f"xoxe-1-bench-{i}") for i in range(accounts - due)),
-                  lifetime=43200, lifetime_used=0.1, user_prefix="idle")
-        seed_many(settings, vault, "slack", [bench.slack.issue_grant() for _ in range(due)],
-                  lifetime=43200, lifetime_used=0.8, user_prefix="due")
+        seed_many(
+            settings,
+            vault,
+            "slack",
+            ((f"xoxe.xoxb-bench-{i}", f"xoxe-1-bench-{i}") for i in range(accounts - due)),
+            lifetime=43200,
+            lifetime_used=0.1,
+            user_prefix="idle",
+        )
+        seed_many(
+            settings,
+            vault,
+            "slack",
+            [bench.slack.issue_grant() for _ in range(due)],
+            lifetime=43200,
+            lifetime_used=0.8,
+            user_prefix="due",
+        )
         seeded = time.perf_counter() - started
         with vault.engine.connect() as connection:
             connection.exec_driver_sql("ANALYZE")
@@ -53,13 +67,17 @@ def scale(database: str, accounts: int, due: int, workers: int, concurrency: int
         seconds = max(o["seconds"] for o in outputs)
         index_line = next((line for line in plan if "ix_credential_refresh_due_at" in line), plan[0]).strip()
         print(f"{database}: {accounts:,} accounts, {due:,} due; seeded in {seeded:.1f} s")
-        print(f"  due scan (claim query, LIMIT {settings.scheduler_batch_size}, {len(rows)} rows): "
-              f"median {statistics.median(scans):.2f} ms, p99 {quantile(scans, 0.99):.2f} ms over {SCAN_REPEATS} runs; "
-              f"plan: {index_line}")
-        print(f"  refresh: {refreshed:,} refreshed by {workers} worker(s) x concurrency {concurrency} in {seconds:.1f} s "
-              f"= {refreshed / seconds:.0f} refreshes/s; token-endpoint hits {bench.slack.counters.token_requests}, "
-              f"reuse detections {bench.slack.counters.reuse_detections}, failed "
-              f"{sum(o['failed'] + o['lease_lost'] for o in outputs)}")
+        print(
+            f"  due scan (claim query, LIMIT {settings.scheduler_batch_size}, {len(rows)} rows): "
+            f"median {statistics.median(scans):.2f} ms, p99 {quantile(scans, 0.99):.2f} ms over {SCAN_REPEATS} runs; "
+            f"plan: {index_line}"
+        )
+        print(
+            f"  refresh: {refreshed:,} refreshed by {workers} worker(s) x concurrency {concurrency} in {seconds:.1f} s "
+            f"= {refreshed / seconds:.0f} refreshes/s; token-endpoint hits {bench.slack.counters.token_requests}, "
+            f"reuse detections {bench.slack.counters.reuse_detections}, failed "
+            f"{sum(o['failed'] + o['lease_lost'] for o in outputs)}"
+        )
         peaks = ", ".join(f"{o['peak_rss_mb']:.0f} MB" for o in outputs)
         print(f"  peak memory (RSS) per scheduler worker: {peaks}")
 
@@ -72,7 +90,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    for database in (["sqlite", "postgresql"] if args.database == "both" else [args.database]):
+    for database in ["sqlite", "postgresql"] if args.database == "both" else [args.database]:
         scale(database, args.accounts, args.due, args.workers, args.concurrency)
 
 

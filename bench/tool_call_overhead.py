@@ -52,13 +52,16 @@ def bare_server(http: httpx2.AsyncClient, url: str, token: str) -> MCPServer:
 
     @server.tool(name="slack_read_channel")
     async def read_channel(channel: str, limit: int = 20) -> Annotated[CallToolResult, result_model(ReadChannelOk)]:
-        response = await http.get(url, params={"channel": channel, "limit": limit},
-                                  headers={"Authorization": f"Bearer {token}"})
+        response = await http.get(url, params={"channel": channel, "limit": limit}, headers={"Authorization": f"Bearer {token}"})
         body = response.json()
-        return to_call_result(ReadChannelOk(
-            channel=channel, messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
-            has_more=bool(body.get("has_more")),
-            next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None))
+        return to_call_result(
+            ReadChannelOk(
+                channel=channel,
+                messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
+                has_more=bool(body.get("has_more")),
+                next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
+            )
+        )
 
     return server
 
@@ -86,7 +89,10 @@ async def measure(calls: int, rounds: int) -> None:
                 assert result.structured_content["status"] == "ok", result.structured_content
 
             contenders: dict[str, Callable[[], Awaitable[None]]] = {
-                "a direct httpx2": direct, "b bare MCPServer": lambda: via(bare), "c grantkeeper": lambda: via(ours)}
+                "a direct httpx2": direct,
+                "b bare MCPServer": lambda: via(bare),
+                "c grantkeeper": lambda: via(ours),
+            }
             samples: dict[str, list[float]] = {name: [] for name in contenders}
             for run in contenders.values():  # warm-up
                 for _ in range(100):
@@ -104,12 +110,14 @@ async def measure(calls: int, rounds: int) -> None:
 
     print(f"{'':18}{'calls':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
     for name, values in samples.items():
-        print(f"{name:18}{len(values):>7}{percentile(values, .5) * 1e3:>10.3f}{percentile(values, .99) * 1e3:>10.3f}"
-              f"{statistics.fmean(values) * 1e3:>10.3f}")
+        print(
+            f"{name:18}{len(values):>7}{percentile(values, 0.5) * 1e3:>10.3f}{percentile(values, 0.99) * 1e3:>10.3f}"
+            f"{statistics.fmean(values) * 1e3:>10.3f}"
+        )
     a, b, c = (samples[name] for name in contenders)
     for label, num, den in (("c/b", c, b), ("c/a", c, a), ("b/a", b, a)):
-        p50 = percentile(num, .5) / percentile(den, .5)
-        p99 = percentile(num, .99) / percentile(den, .99)
+        p50 = percentile(num, 0.5) / percentile(den, 0.5)
+        p99 = percentile(num, 0.99) / percentile(den, 0.99)
         print(f"{label}: p50 {p50:.3f}   p99 {p99:.3f}   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from providers import github, google, slack, zendesk
 from providers.base import Provider, ProviderSpec
 
-BUILTIN: dict[str, Provider] = {
-    p.spec.name: p for p in (slack.PROVIDER, github.PROVIDER, google.PROVIDER, zendesk.PROVIDER)
-}
+BUILTIN: dict[str, Provider] = {p.spec.name: p for p in (slack.PROVIDER, github.PROVIDER, google.PROVIDER, zendesk.PROVIDER)}
 
 
 def builtin(name: str) -> Provider:

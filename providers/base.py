@@ -188,8 +188,7 @@ class Provider:
     def token_error_code(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
         """(error code, description) of a token-endpoint error body. RFC 6749 §5.2 says `error`; servers also nest
         it (`{"error": {"code": …}}`), list it (`{"errors": [{"code": …}]}`) or give only a description."""
-        for path in ("error", "error.code", "error.type", "error.error", "errors.0.code", "errors.0.error",
-                     "code", "error_code"):
+        for path in ("error", "error.code", "error.type", "error.error", "errors.0.code", "errors.0.error", "code", "error_code"):
             value = dotted_value(body, path)
             if isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 return str(value)[:64], _description(body)
@@ -293,8 +292,9 @@ def safe_segment(name: str, value: str, *, max_length: int = 1024) -> str:
     if value in (".", ".."):
         raise UnsafeArgument(f"{name} may not be '.' or '..'")
     if any(c in "/\\%" or _is_control(c) for c in value):
-        raise UnsafeArgument(f"{name} may not contain '/', '\\', '%' or control characters (it is one segment of the "
-                             "request path)")
+        raise UnsafeArgument(
+            f"{name} may not contain '/', '\\', '%' or control characters (it is one segment of the request path)"
+        )
     return value
 
 

@@ -71,8 +71,18 @@ MAX_ARRAY_ITEMS = 1000
 # How deep object and array parameters may nest: enough for real API bodies, bounded for the schema builder.
 MAX_NESTING = 4
 # Authorize parameters grantkeeper sets itself; a declaration may not replace them.
-RESERVED_AUTHORIZE_PARAMS = {"response_type", "client_id", "redirect_uri", "state", "scope", "code_challenge",
-                             "code_challenge_method", "nonce", "request", "request_uri"}
+RESERVED_AUTHORIZE_PARAMS = {
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+    "nonce",
+    "request",
+    "request_uri",
+}
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -132,8 +142,10 @@ class ParamDeclaration(_Declaration):
             try:
                 TypeAdapter(Annotated[str, Field(pattern=pattern)])
             except SchemaError:
-                raise ValueError("uses a regular-expression feature the argument validator lacks (look-around or "
-                                 "backreferences); input schemas should keep to what every JSON Schema engine knows") from None
+                raise ValueError(
+                    "uses a regular-expression feature the argument validator lacks (look-around or "
+                    "backreferences); input schemas should keep to what every JSON Schema engine knows"
+                ) from None
         return pattern
 
     @model_validator(mode="after")
@@ -176,10 +188,15 @@ class ParamDeclaration(_Declaration):
         """The argument's type with its constraints, as pydantic (and so the tool's input schema) sees it."""
         if self.type == "array":
             assert self.items is not None
-            constraints = {"description": self.description or None, "min_length": self.min_items,
-                           "max_length": self.max_items or MAX_ARRAY_ITEMS}
-            return Annotated[list[self.items.value_annotation(depth + 1)],  # type: ignore[misc]
-                             Field(**{k: v for k, v in constraints.items() if v is not None})]
+            constraints = {
+                "description": self.description or None,
+                "min_length": self.min_items,
+                "max_length": self.max_items or MAX_ARRAY_ITEMS,
+            }
+            return Annotated[
+                list[self.items.value_annotation(depth + 1)],  # type: ignore[misc]
+                Field(**{k: v for k, v in constraints.items() if v is not None}),
+            ]
         if self.type == "object":
             return Annotated[self._object_model(depth), Field(description=self.description or None)]
         if self.enum is not None:
@@ -193,8 +210,10 @@ class ParamDeclaration(_Declaration):
         elif self.type in ("integer", "number"):
             constraints |= {"ge": self.minimum, "le": self.maximum}
         if self.type == "integer":
-            constraints = {k: (int(v) if k in ("ge", "le") and v is not None and float(v).is_integer() else v)
-                           for k, v in constraints.items()}
+            constraints = {
+                k: (int(v) if k in ("ge", "le") and v is not None and float(v).is_integer() else v)
+                for k, v in constraints.items()
+            }
         return Annotated[base, Field(**{k: v for k, v in constraints.items() if v is not None})]
 
     def _object_model(self, depth: int) -> type[BaseModel]:
@@ -208,8 +227,7 @@ class ParamDeclaration(_Declaration):
             else:
                 fields[member.name] = (annotation | None, None)
             if member.api_name:
-                fields[member.name] = (fields[member.name][0],
-                                       Field(fields[member.name][1], serialization_alias=member.api_name))
+                fields[member.name] = (fields[member.name][0], Field(fields[member.name][1], serialization_alias=member.api_name))
         name = "".join(part.capitalize() for part in self.name.split("_")) or "Object"
         return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
@@ -238,7 +256,7 @@ def _check_structure(param: ParamDeclaration, depth: int = 0) -> None:
         raise ValueError(f"array and object parameters nest at most {MAX_NESTING} deep")
     if param.type == "array":
         if param.items is None:
-            raise ValueError("an array parameter needs items (e.g. items = { type = \"string\" })")
+            raise ValueError('an array parameter needs items (e.g. items = { type = "string" })')
         if param.min_items is not None and param.max_items is not None and param.min_items > param.max_items:
             raise ValueError("min_items is greater than max_items")
         _check_structure(param.items, depth + 1)
@@ -357,9 +375,9 @@ class ToolDeclaration(_Declaration):
             elif param.name in placeholders:
                 raise ValueError(f"parameter {param.name!r} is a path placeholder but declared in = {param.location!r}")
             if param.type == "object" and self.body_encoding == "form":
-                raise ValueError(f"parameter {param.name!r}: a form body has no objects; use body_encoding = \"json\"")
+                raise ValueError(f'parameter {param.name!r}: a form body has no objects; use body_encoding = "json"')
             if param.location == "body" and self.method not in _BODY_METHODS:
-                raise ValueError(f"parameter {param.name!r}: {self.method} requests carry no body; use in = \"query\"")
+                raise ValueError(f'parameter {param.name!r}: {self.method} requests carry no body; use in = "query"')
         for location in ("query", "body"):
             wire = [p.wire_name for p in self.params if p.location == location]
             clash = sorted({w for w in wire if wire.count(w) > 1})
@@ -485,7 +503,7 @@ class ProbeDeclaration(_Declaration):
     @model_validator(mode="after")
     def _body_only_for_post(self) -> ProbeDeclaration:
         if self.body is not None and self.method != "POST":
-            raise ValueError("a probe body needs method = \"POST\"")
+            raise ValueError('a probe body needs method = "POST"')
         return self
 
 
@@ -603,16 +621,24 @@ class DeclaredProvider(Provider):
 
     @classmethod
     def from_declaration(
-        cls, name: str, declaration: ProviderDeclaration, *, authorize_url: str, token_url: str,
-        revoke_url: str | None = None, client_auth_method: str | None = None, jwks_uri: str | None = None,
-        authorization_response_iss: bool = False, offline_access_supported: bool = True,
+        cls,
+        name: str,
+        declaration: ProviderDeclaration,
+        *,
+        authorize_url: str,
+        token_url: str,
+        revoke_url: str | None = None,
+        client_auth_method: str | None = None,
+        jwks_uri: str | None = None,
+        authorization_response_iss: bool = False,
+        offline_access_supported: bool = True,
     ) -> DeclaredProvider:
         """Endpoints are full URLs (resolved from the declaration and discovery). Those under `oauth_base_url` are
         kept as paths, so GRANTKEEPER_<NAME>_OAUTH_BASE_URL can move them as it does for built-in providers."""
         base = (declaration.oauth_base_url or "").rstrip("/")
 
         def as_path(url: str | None) -> str | None:
-            return url[len(base):] if url is not None and base and url.startswith(base + "/") else url
+            return url[len(base) :] if url is not None and base and url.startswith(base + "/") else url
 
         probe = declaration.health_probe
         spec = ProviderSpec(
@@ -640,8 +666,11 @@ class DeclaredProvider(Provider):
             issuer=declaration.issuer,
             jwks_uri=declaration.jwks_url or jwks_uri,
             authorization_response_iss=authorization_response_iss,
-            request_offline_access=(declaration.offline_access if declaration.offline_access is not None
-                                    else declaration.openid and offline_access_supported),
+            request_offline_access=(
+                declaration.offline_access
+                if declaration.offline_access is not None
+                else declaration.openid and offline_access_supported
+            ),
         )
         return cls(spec, declaration)
 
@@ -659,8 +688,11 @@ class DeclaredProvider(Provider):
         if status == 401 and challenge == "invalid_token":
             return Classification(Verdict.EXPIRED, "invalid_token", f"{self.spec.display_name} did not accept the token.")
         if status == 403 and challenge == "insufficient_scope":
-            return Classification(Verdict.FORBIDDEN, "insufficient_scope",
-                                  f"The {self.spec.display_name} grant lacks a scope this call needs; reconnect with it.")
+            return Classification(
+                Verdict.FORBIDDEN,
+                "insufficient_scope",
+                f"The {self.spec.display_name} grant lacks a scope this call needs; reconnect with it.",
+            )
         return super().classify_api_response(response)
 
     def token_error_code(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -675,8 +707,11 @@ class DeclaredProvider(Provider):
         if error == "unspecified_error" and description:
             for rule in self.declaration.errors.token_descriptions:
                 if rule.contains.lower() in description.lower():
-                    return {"refresh_token_rejected": TokenVerdict.REJECTED, "client_rejected":
-                            TokenVerdict.CLIENT_MISCONFIGURED, "temporary": TokenVerdict.TRANSIENT}[rule.means]
+                    return {
+                        "refresh_token_rejected": TokenVerdict.REJECTED,
+                        "client_rejected": TokenVerdict.CLIENT_MISCONFIGURED,
+                        "temporary": TokenVerdict.TRANSIENT,
+                    }[rule.means]
         return self.classify_token_error(error, http_status)
 
     def classify_token_error(self, error: str, http_status: int | None) -> TokenVerdict:
@@ -717,8 +752,9 @@ def _safe_code(value: Any) -> str:
 
 
 # ---- one declared tool call --------------------------------------------------------------------------
-def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url: str,
-               idempotency_key: str | None = None) -> ApiCall:
+def build_call(
+    tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url: str, idempotency_key: str | None = None
+) -> ApiCall:
     """The request a declared tool makes with validated `arguments`.
 
     Path arguments are percent-encoded as one segment each ('/', '?', '#', '%' and ':' included), and the
@@ -740,15 +776,19 @@ def build_call(tool: ToolDeclaration, arguments: dict[str, Any], *, api_base_url
     headers = {}
     if tool.idempotency_header and idempotency_key:
         headers[tool.idempotency_header] = idempotency_key
-    query = {k: [_query_value(i) for i in v] if isinstance(v, list) else _query_value(v)
-             for k, v in by_location["query"].items()} or None
+    query = {
+        k: [_query_value(i) for i in v] if isinstance(v, list) else _query_value(v) for k, v in by_location["query"].items()
+    } or None
     body = by_location["body"]
     has_body = any(p.location == "body" for p in tool.params)
     return ApiCall(
-        tool.method, path, params=query,
+        tool.method,
+        path,
+        params=query,
         json=body if has_body and tool.body_encoding == "json" else None,
         data={k: _query_value(v) for k, v in body.items()} if has_body and tool.body_encoding == "form" else None,
-        headers=headers, idempotent=tool.is_idempotent,
+        headers=headers,
+        idempotent=tool.is_idempotent,
     )
 
 

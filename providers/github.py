@@ -69,9 +69,13 @@ class GitHub(Provider):
         if not grant.client_id or not grant.client_secret:
             return UNSUPPORTED
         what = "token" if grant.replaced else "grant"
-        return RevocationRequest("DELETE", f"{spec.api_base_url}/applications/{grant.client_id}/{what}",
-                                 json={"access_token": grant.access_token}, headers=dict(spec.api_headers),
-                                 basic_auth=(grant.client_id, grant.client_secret))
+        return RevocationRequest(
+            "DELETE",
+            f"{spec.api_base_url}/applications/{grant.client_id}/{what}",
+            json={"access_token": grant.access_token},
+            headers=dict(spec.api_headers),
+            basic_auth=(grant.client_id, grant.client_secret),
+        )
 
     def revocation_accepted(self, response: httpx2.Response) -> bool:
         return response.status_code in (204, 404)  # 404: GitHub no longer knows the token; nothing is left
@@ -90,8 +94,7 @@ class GitHub(Provider):
                 return Classification(Verdict.RATE_LIMITED, "rate_limited", "GitHub is rate limiting these calls.", limited)
             return Classification(Verdict.FORBIDDEN, "forbidden", message or "GitHub refused: missing permission.")
         if status == 404:
-            return Classification(Verdict.NOT_FOUND, "not_found",
-                                  "GitHub says not found (or the app has no access to it).")
+            return Classification(Verdict.NOT_FOUND, "not_found", "GitHub says not found (or the app has no access to it).")
         if status == 410:
             return Classification(Verdict.INVALID_INPUT, "gone", message or "Issues are disabled for this repository.")
         if status == 422:
@@ -166,8 +169,15 @@ def idempotency_marker(key: str) -> str:
 
 
 async def create_issue(
-    api: ApiSession, *, owner: str, repo: str, title: str, body: str | None = None,
-    labels: list[str] | None = None, assignees: list[str] | None = None, idempotency_key: str,
+    api: ApiSession,
+    *,
+    owner: str,
+    repo: str,
+    title: str,
+    body: str | None = None,
+    labels: list[str] | None = None,
+    assignees: list[str] | None = None,
+    idempotency_key: str,
     check_existing: bool,
 ) -> tuple[dict[str, Any], bool]:
     """Create an issue at most once per idempotency key. Returns (issue, created_now).
@@ -210,8 +220,13 @@ async def _search_marker(api: ApiSession, owner: str, repo: str, key: str) -> di
 
 
 async def _scan_recent(api: ApiSession, owner: str, repo: str, key: str, since: datetime) -> dict[str, Any] | None:
-    params = {"state": "all", "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"), "per_page": 100,
-              "sort": "created", "direction": "desc"}
+    params = {
+        "state": "all",
+        "since": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "per_page": 100,
+        "sort": "created",
+        "direction": "desc",
+    }
     response = await api.send(ApiCall("GET", f"/repos/{owner}/{repo}/issues", params=params))
     for item in response.json():
         if isinstance(item, dict) and idempotency_marker(key) in (item.get("body") or ""):

@@ -101,17 +101,22 @@ class Google(Provider):
             return Classification(Verdict.AUTH_FAILED, "auth_error", "Google did not accept the token.")
         if status in (403, 429):
             if reasons & _DAILY_REASONS:
-                return Classification(Verdict.RATE_LIMITED, next(iter(reasons & _DAILY_REASONS)),
-                                      "Google's daily quota for this is used up.",
-                                      retry_after_seconds(response) or DAILY_LIMIT_WAIT_SECONDS)
+                return Classification(
+                    Verdict.RATE_LIMITED,
+                    next(iter(reasons & _DAILY_REASONS)),
+                    "Google's daily quota for this is used up.",
+                    retry_after_seconds(response) or DAILY_LIMIT_WAIT_SECONDS,
+                )
             if status == 429 or "usageLimits" in domains or reasons & _BACKOFF_REASONS:
                 reason = next(iter(reasons & _BACKOFF_REASONS), "rate_limited")
                 # No Retry-After is documented: None makes the server back off exponentially.
-                return Classification(Verdict.RATE_LIMITED, reason, "Google is rate limiting these calls.",
-                                      retry_after_seconds(response))
+                return Classification(
+                    Verdict.RATE_LIMITED, reason, "Google is rate limiting these calls.", retry_after_seconds(response)
+                )
             reason = next(iter(reasons), "forbidden") or "forbidden"
-            return Classification(Verdict.FORBIDDEN, reason,
-                                  message or "Google refused: the grant lacks a scope or permission for this.")
+            return Classification(
+                Verdict.FORBIDDEN, reason, message or "Google refused: the grant lacks a scope or permission for this."
+            )
         if status == 404:
             return Classification(Verdict.NOT_FOUND, "not_found", message or "Google says it does not exist.")
         if status == 409 and "duplicate" in reasons:
@@ -126,8 +131,11 @@ class Google(Provider):
         grant replaced by a reconnect of the same Google account is left alone: ending it would end its successor."""
         if grant.replaced:
             return UNSUPPORTED
-        return RevocationRequest("POST", spec.oauth_base_url + (spec.revoke_path or "/revoke"),
-                                 data={"token": grant.refresh_token or grant.access_token})
+        return RevocationRequest(
+            "POST",
+            spec.oauth_base_url + (spec.revoke_path or "/revoke"),
+            data={"token": grant.refresh_token or grant.access_token},
+        )
 
     def revocation_accepted(self, response: httpx2.Response) -> bool:
         if response.status_code == 200:
@@ -167,8 +175,7 @@ async def _bounded(calls: list[Awaitable[T]], limit: int) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-async def search_messages(api: ApiSession, *, query: str, max_results: int,
-                          page_token: str | None = None) -> dict[str, Any]:
+async def search_messages(api: ApiSession, *, query: str, max_results: int, page_token: str | None = None) -> dict[str, Any]:
     """One `messages.list`, then `messages.get?format=metadata` for each id (at most `max_results`, a few at a
     time). A message deleted between the two calls is left out rather than failing the search."""
     params: dict[str, Any] = {"q": query, "maxResults": max_results}
@@ -183,8 +190,11 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int,
             raise ValueError("Gmail listed a message id that is not one path segment") from None  # malformed answer
 
     async def metadata(message_id: str) -> dict[str, Any] | None:
-        call = ApiCall("GET", f"{GMAIL}/messages/{quote(message_id, safe='')}",
-                       params={"format": "metadata", "metadataHeaders": list(METADATA_HEADERS)})
+        call = ApiCall(
+            "GET",
+            f"{GMAIL}/messages/{quote(message_id, safe='')}",
+            params={"format": "metadata", "metadataHeaders": list(METADATA_HEADERS)},
+        )
         try:
             return (await api.send(call)).json()
         except RequestRejectedError as refused:
@@ -193,8 +203,11 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int,
             raise
 
     messages = await _bounded([metadata(i) for i in ids], METADATA_CONCURRENCY)
-    return {"messages": [m for m in messages if m is not None], "next_page_token": listing.get("nextPageToken"),
-            "result_size_estimate": listing.get("resultSizeEstimate", 0)}
+    return {
+        "messages": [m for m in messages if m is not None],
+        "next_page_token": listing.get("nextPageToken"),
+        "result_size_estimate": listing.get("resultSizeEstimate", 0),
+    }
 
 
 def header(message: dict[str, Any], name: str) -> str | None:
@@ -212,7 +225,7 @@ def rfc822_raw(*, to: list[str], subject: str, body: str, cc: list[str] | None =
     safe_header_text("subject", subject)
     for address in [*to, *(cc or [])]:
         safe_header_text("an address", address, max_length=254)
-        if any(c in address for c in ",;<>\"\\") or address.count("@") != 1:
+        if any(c in address for c in ',;<>"\\') or address.count("@") != 1:
             raise UnsafeArgument("an address must be one plain address, e.g. alice@example.com", "invalid_address")
     message = EmailMessage()
     message["To"] = ", ".join(to)
@@ -224,8 +237,7 @@ def rfc822_raw(*, to: list[str], subject: str, body: str, cc: list[str] | None =
     return base64.urlsafe_b64encode(message.as_bytes()).decode("ascii")
 
 
-async def send_message(api: ApiSession, *, to: list[str], subject: str, body: str,
-                       cc: list[str] | None = None) -> dict[str, Any]:
+async def send_message(api: ApiSession, *, to: list[str], subject: str, body: str, cc: list[str] | None = None) -> dict[str, Any]:
     raw = rfc822_raw(to=to, subject=subject, body=body, cc=cc)
     # messages.send has no idempotency key: a repeat after an unclear failure could send twice.
     response = await api.send(ApiCall("POST", f"{GMAIL}/messages/send", json={"raw": raw}, idempotent=False))
@@ -243,16 +255,22 @@ def _calendar(calendar_id: str) -> str:
     return f"/calendar/v3/calendars/{quote(calendar_id, safe='@.')}"
 
 
-async def create_event(api: ApiSession, *, calendar_id: str, event: dict[str, Any], idempotency_key: str,
-                       send_updates: str = "none") -> tuple[dict[str, Any], bool]:
+async def create_event(
+    api: ApiSession, *, calendar_id: str, event: dict[str, Any], idempotency_key: str, send_updates: str = "none"
+) -> tuple[dict[str, Any], bool]:
     """Insert an event at most once per idempotency key. Returns (event, created_now).
 
     The event id is derived from the key, so the insert itself is idempotent: repeating it (after a lost answer,
     or as a new call with the same key) gets 409 `duplicate`, and the event already there is fetched instead.
     """
     event_id = event_id_for(idempotency_key)
-    call = ApiCall("POST", f"{_calendar(calendar_id)}/events", params={"sendUpdates": send_updates},
-                   json={**event, "id": event_id}, idempotent=True)
+    call = ApiCall(
+        "POST",
+        f"{_calendar(calendar_id)}/events",
+        params={"sendUpdates": send_updates},
+        json={**event, "id": event_id},
+        idempotent=True,
+    )
     try:
         return (await api.send(call)).json(), True
     except RequestRejectedError as refused:
@@ -262,10 +280,23 @@ async def create_event(api: ApiSession, *, calendar_id: str, event: dict[str, An
     return existing.json(), False
 
 
-async def list_events(api: ApiSession, *, calendar_id: str, time_min: str, time_max: str, max_results: int,
-                      page_token: str | None = None, query: str | None = None) -> dict[str, Any]:
-    params: dict[str, Any] = {"timeMin": time_min, "timeMax": time_max, "maxResults": max_results,
-                              "singleEvents": "true", "orderBy": "startTime"}
+async def list_events(
+    api: ApiSession,
+    *,
+    calendar_id: str,
+    time_min: str,
+    time_max: str,
+    max_results: int,
+    page_token: str | None = None,
+    query: str | None = None,
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "timeMin": time_min,
+        "timeMax": time_max,
+        "maxResults": max_results,
+        "singleEvents": "true",
+        "orderBy": "startTime",
+    }
     if page_token:
         params["pageToken"] = page_token
     if query:

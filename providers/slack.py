@@ -80,8 +80,9 @@ class Slack(Provider):
 
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         if response.status_code == 429:
-            return Classification(Verdict.RATE_LIMITED, "ratelimited", "Slack is rate limiting these calls.",
-                                  retry_after_seconds(response))
+            return Classification(
+                Verdict.RATE_LIMITED, "ratelimited", "Slack is rate limiting these calls.", retry_after_seconds(response)
+            )
         if response.status_code != 200:
             return super().classify_api_response(response)
         body = json_body(response)
@@ -116,8 +117,9 @@ class Slack(Provider):
 
     def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
         # auth.revoke ends the token it is called with (and, for a rotating grant, its refresh token with it).
-        return RevocationRequest("POST", spec.api_base_url + "/auth.revoke",
-                                 headers={"Authorization": f"Bearer {grant.access_token}"})
+        return RevocationRequest(
+            "POST", spec.api_base_url + "/auth.revoke", headers={"Authorization": f"Bearer {grant.access_token}"}
+        )
 
     def revocation_accepted(self, response: httpx2.Response) -> bool:
         body = json_body(response)
@@ -136,8 +138,13 @@ PROVIDER = Slack()
 
 
 async def conversations_history(
-    api: ApiSession, *, channel: str, limit: int, cursor: str | None = None,
-    oldest: str | None = None, latest: str | None = None,
+    api: ApiSession,
+    *,
+    channel: str,
+    limit: int,
+    cursor: str | None = None,
+    oldest: str | None = None,
+    latest: str | None = None,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"channel": channel, "limit": limit}
     for name, value in (("cursor", cursor), ("oldest", oldest), ("latest", latest)):
@@ -162,13 +169,21 @@ def idempotency_metadata(key: str) -> dict[str, Any]:
 
 def carries_key(message: Any, key: str) -> bool:
     metadata = message.get("metadata") if isinstance(message, dict) else None
-    return (isinstance(metadata, dict) and metadata.get("event_type") == IDEMPOTENCY_EVENT_TYPE
-            and isinstance(metadata.get("event_payload"), dict)
-            and metadata["event_payload"].get("idempotency_key") == key)
+    return (
+        isinstance(metadata, dict)
+        and metadata.get("event_type") == IDEMPOTENCY_EVENT_TYPE
+        and isinstance(metadata.get("event_payload"), dict)
+        and metadata["event_payload"].get("idempotency_key") == key
+    )
 
 
 async def post_message(
-    api: ApiSession, *, channel: str, text: str, thread_ts: str | None = None, idempotency_key: str,
+    api: ApiSession,
+    *,
+    channel: str,
+    text: str,
+    thread_ts: str | None = None,
+    idempotency_key: str,
     check_existing: bool,
 ) -> tuple[dict[str, Any], bool]:
     """Post at most once per idempotency key. Returns (Slack's answer, posted_now).
@@ -205,8 +220,12 @@ async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key
         params: dict[str, Any] = {"channel": channel, "ts": thread_ts, "limit": SCAN_LIMIT, "include_all_metadata": "true"}
         call = ApiCall("GET", "/conversations.replies", params=params)
     else:
-        params = {"channel": channel, "limit": SCAN_LIMIT, "include_all_metadata": "true",
-                  "oldest": f"{time.time() - LOST_POST_WINDOW_SECONDS:.6f}"}
+        params = {
+            "channel": channel,
+            "limit": SCAN_LIMIT,
+            "include_all_metadata": "true",
+            "oldest": f"{time.time() - LOST_POST_WINDOW_SECONDS:.6f}",
+        }
         call = ApiCall("GET", "/conversations.history", params=params)
     for _ in range(SCAN_MAX_PAGES):
         body = (await api.send(call)).json()

@@ -86,34 +86,40 @@ class Zendesk(Provider):
             return Classification(Verdict.AUTH_FAILED, error or "invalid_token", "Zendesk did not accept the token.")
         if status == 429:
             # The body is text/plain ("Number of allowed API requests per minute exceeded").
-            return Classification(Verdict.RATE_LIMITED, "rate_limited", "Zendesk is rate limiting these calls.",
-                                  retry_after_seconds(response))
+            return Classification(
+                Verdict.RATE_LIMITED, "rate_limited", "Zendesk is rate limiting these calls.", retry_after_seconds(response)
+            )
         if status == 403:
-            return Classification(Verdict.FORBIDDEN, error or "forbidden",
-                                  description or "Zendesk refused: the user or the grant lacks permission.")
+            return Classification(
+                Verdict.FORBIDDEN, error or "forbidden", description or "Zendesk refused: the user or the grant lacks permission."
+            )
         if status == 400 and error == "IdempotentRequestError":
-            return Classification(Verdict.INVALID_INPUT, "idempotency_key_reused",
-                                  "This idempotency key was already used for a different request; use a new key "
-                                  "for a different ticket.")
+            return Classification(
+                Verdict.INVALID_INPUT,
+                "idempotency_key_reused",
+                "This idempotency key was already used for a different request; use a new key for a different ticket.",
+            )
         if status == 422:
-            return Classification(Verdict.INVALID_INPUT, error or "record_invalid",
-                                  _record_invalid_message(body, description))
+            return Classification(Verdict.INVALID_INPUT, error or "record_invalid", _record_invalid_message(body, description))
         if status == 404:
             return Classification(Verdict.NOT_FOUND, "not_found", description or "Zendesk says it does not exist.")
         if status == 400:
-            return Classification(Verdict.INVALID_INPUT, error or "bad_request", description or
-                                  "Zendesk rejected the request.")
+            return Classification(Verdict.INVALID_INPUT, error or "bad_request", description or "Zendesk rejected the request.")
         if status == 503 and retry_after_seconds(response) is not None:
-            return Classification(Verdict.TRANSIENT, "unavailable", "Zendesk is unavailable for a moment.",
-                                  retry_after_seconds(response))
+            return Classification(
+                Verdict.TRANSIENT, "unavailable", "Zendesk is unavailable for a moment.", retry_after_seconds(response)
+            )
         return super().classify_api_response(response)
 
     def revocation(self, spec: ProviderSpec, grant: GrantToEnd) -> RevocationRequest | str:
         # Deleting the token the request is made with ends it (and its refresh token).
         if not spec.api_base_url:
             return UNSUPPORTED
-        return RevocationRequest("DELETE", spec.api_base_url + "/api/v2/oauth/tokens/current.json",
-                                 headers={"Authorization": f"Bearer {grant.access_token}"})
+        return RevocationRequest(
+            "DELETE",
+            spec.api_base_url + "/api/v2/oauth/tokens/current.json",
+            headers={"Authorization": f"Bearer {grant.access_token}"},
+        )
 
     def revocation_accepted(self, response: httpx2.Response) -> bool:
         return response.status_code in (200, 204, 401)  # 401: Zendesk no longer knows the token
@@ -122,8 +128,12 @@ class Zendesk(Provider):
         user = body.get("user") if isinstance(body, dict) else None
         if not isinstance(user, dict) or user.get("id") is None:
             return None, {}
-        return str(user["id"]), {"user_id": user["id"], "name": user.get("name"), "email": user.get("email"),
-                                 "role": user.get("role")}
+        return str(user["id"]), {
+            "user_id": user["id"],
+            "name": user.get("name"),
+            "email": user.get("email"),
+            "role": user.get("role"),
+        }
 
     def describe_identity(self, provider_account_id: str, identity: dict[str, Any]) -> str:
         who = identity.get("email") or identity.get("name")
@@ -139,15 +149,15 @@ async def create_ticket(api: ApiSession, *, ticket: dict[str, Any], idempotency_
     The Idempotency-Key header makes the POST safe to repeat, so the server may retry it after an unclear
     failure; a replay comes back as the original answer with `x-idempotency-lookup: hit`.
     """
-    call = ApiCall("POST", "/api/v2/tickets", json={"ticket": ticket},
-                   headers={IDEMPOTENCY_HEADER: idempotency_key}, idempotent=True)
+    call = ApiCall(
+        "POST", "/api/v2/tickets", json={"ticket": ticket}, headers={IDEMPOTENCY_HEADER: idempotency_key}, idempotent=True
+    )
     response = await api.send(call)
     replayed = response.headers.get(IDEMPOTENCY_LOOKUP_HEADER, "").lower() == "hit"
     return response.json()["ticket"], not replayed
 
 
-async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = None,
-                       sort: str | None = None) -> dict[str, Any]:
+async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = None, sort: str | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {"page[size]": page_size}
     if after:
         params["page[after]"] = after

@@ -46,20 +46,25 @@ class ToolServer(MCPServer):
 
 def invalid_arguments(tool: str, error: ValidationError) -> CallToolResult:
     # Argument names and expectations only, never the values: they are the caller's data.
-    problems = [f"{'.'.join(str(part) for part in problem['loc'])[:80] or 'arguments'}: {problem['msg'][:200]}"
-                for problem in error.errors(include_input=False, include_url=False)[:MAX_ARGUMENT_PROBLEMS]]
+    problems = [
+        f"{'.'.join(str(part) for part in problem['loc'])[:80] or 'arguments'}: {problem['msg'][:200]}"
+        for problem in error.errors(include_input=False, include_url=False)[:MAX_ARGUMENT_PROBLEMS]
+    ]
     connector = tool.split(".", 1)[0] if "." in tool else None
-    return to_call_result(InvalidInput(
-        connector=connector if connector != "accounts" else None, reason="invalid_arguments",
-        next_step=f"Fix the arguments and call again ({'; '.join(problems)})."))
+    return to_call_result(
+        InvalidInput(
+            connector=connector if connector != "accounts" else None,
+            reason="invalid_arguments",
+            next_step=f"Fix the arguments and call again ({'; '.join(problems)}).",
+        )
+    )
 
 
 def build_server(runtime: Runtime, **server_options) -> tuple[MCPServer, Toolset]:
     # The SDK logs every request at INFO; one line per call is noise for operators and a cost on the hot path.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
     services = ", ".join(connector.spec.display_name for connector in runtime.connectors.values())
-    server = ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS.format(services=services),
-                       **server_options)
+    server = ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS.format(services=services), **server_options)
     toolset = Toolset(server, runtime, stdio_identity=server_options.get("token_verifier") is None)
     register_all(toolset)
     server.canonical_names = toolset.registered

@@ -28,13 +28,13 @@ class IssuedKey:
     record: ApiKey
 
 
-def create_api_key(vault: Vault, *, org: str, user: str, description: str | None = None,
-                   admin: bool = False) -> IssuedKey:
+def create_api_key(vault: Vault, *, org: str, user: str, description: str | None = None, admin: bool = False) -> IssuedKey:
     """A new key for org/user. The returned `key` is the only copy; the vault keeps its SHA-256. `admin`: the key
     may also use the operator's console (/dashboard), for headless use."""
     key = KEY_PREFIX + new_secret_token()
-    record = vault.create_api_key(key=key, prefix=key[:SHOWN_PREFIX_LENGTH], org=org, user=user,
-                                  description=description, admin=admin)
+    record = vault.create_api_key(
+        key=key, prefix=key[:SHOWN_PREFIX_LENGTH], org=org, user=user, description=description, admin=admin
+    )
     return IssuedKey(key, record)
 
 
@@ -49,7 +49,10 @@ class ApiKeyVerifier(TokenVerifier):
         if record is None:
             return None
         # client_id + subject identify the principal: the SDK refuses to let one key use another key's session.
-        return AccessToken(token=token, client_id=f"grantkeeper-key:{record.id}", scopes=[TOOLS_SCOPE],
-                           subject=f"{record.org}/{record.user}",
-                           claims={"org": record.org, "user": record.user, "key_id": record.id,
-                                   "admin": bool(record.admin)})
+        return AccessToken(
+            token=token,
+            client_id=f"grantkeeper-key:{record.id}",
+            scopes=[TOOLS_SCOPE],
+            subject=f"{record.org}/{record.user}",
+            claims={"org": record.org, "user": record.user, "key_id": record.id, "admin": bool(record.admin)},
+        )

@@ -51,8 +51,12 @@ async def run_background(runtime: Runtime) -> None:
     housekeeper until cancelled."""
     settings = runtime.settings
     log = get_logger("grantkeeper.background")
-    log.info("background_started", scheduler=settings.scheduler_enabled, health_checks=settings.health_checks_enabled,
-             webhooks=settings.webhooks_enabled)
+    log.info(
+        "background_started",
+        scheduler=settings.scheduler_enabled,
+        health_checks=settings.health_checks_enabled,
+        webhooks=settings.webhooks_enabled,
+    )
     async with anyio.create_task_group() as group:
         if settings.scheduler_enabled:
             group.start_soon(refresh_scheduler(runtime).run)

@@ -48,7 +48,7 @@ async def read_bounded(response: httpx2.Response, limit: int, *, cut: bool = Fal
                 await response.aclose()
                 if not cut:
                     raise ResponseTooLarge(limit)
-                buffer += chunk[:max(room, 0)]
+                buffer += chunk[: max(room, 0)]
                 return BoundedBody(bytes(buffer), cut=True, whole_size=None if encoded else declared)
             buffer += chunk
     return BoundedBody(bytes(buffer), whole_size=len(buffer))
@@ -58,5 +58,6 @@ def with_body(response: httpx2.Response, body: BoundedBody) -> httpx2.Response:
     """A response carrying the already-read, decoded `body`, for classifiers and operations to read freely."""
     headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _WIRE_HEADERS]
     extensions = {"body_cut": body.cut, "body_size": body.whole_size}
-    return httpx2.Response(response.status_code, headers=headers, content=body.content, request=response.request,
-                           extensions=extensions)
+    return httpx2.Response(
+        response.status_code, headers=headers, content=body.content, request=response.request, extensions=extensions
+    )

@@ -13,9 +13,14 @@ V = TypeVar("V")
 
 
 class RevalidatingCache(Generic[K, V]):
-    def __init__(self, ttl: float, load: Callable[[K], Awaitable[V | None]], *,
-                 accept: Callable[[V, V], bool] = lambda old, new: True,
-                 cacheable: Callable[[V], bool] = lambda value: True):
+    def __init__(
+        self,
+        ttl: float,
+        load: Callable[[K], Awaitable[V | None]],
+        *,
+        accept: Callable[[V, V], bool] = lambda old, new: True,
+        cacheable: Callable[[V], bool] = lambda value: True,
+    ):
         """`accept(old, new)`: may a re-read value replace the cached one. `cacheable(value)`: values that fail
         it are returned but never kept, so the next get reads again."""
         self.ttl = ttl

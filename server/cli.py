@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grantkeeper: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OperationalError as exc:
-        print(f"grantkeeper: database unavailable ({type(exc.orig).__name__}); check GRANTKEEPER_DATABASE_URL",
-              file=sys.stderr)
+        print(f"grantkeeper: database unavailable ({type(exc.orig).__name__}); check GRANTKEEPER_DATABASE_URL", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -90,13 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the MCP server (stdio for Claude Desktop)")
-    serve.add_argument("--transport", choices=["stdio", "sse", "http"], default="stdio",
-                       help="stdio (plus a loopback listener for magic-link pages); http: streamable HTTP at /mcp "
-                            "and SSE at /sse; sse: SSE only. HTTP callers need an API key (grantkeeper keys create)")
+    serve.add_argument(
+        "--transport",
+        choices=["stdio", "sse", "http"],
+        default="stdio",
+        help="stdio (plus a loopback listener for magic-link pages); http: streamable HTTP at /mcp "
+        "and SSE at /sse; sse: SSE only. HTTP callers need an API key (grantkeeper keys create)",
+    )
     serve.add_argument("--host", help="listen address (default GRANTKEEPER_LISTEN_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default GRANTKEEPER_LISTEN_PORT, 8765; 0 picks one)")
-    serve.add_argument("--require-healthy", action="store_true",
-                       help="check every account first and refuse to start if any needs re-authorization")
+    serve.add_argument(
+        "--require-healthy",
+        action="store_true",
+        help="check every account first and refuse to start if any needs re-authorization",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     link = commands.add_parser("link", help="print a single-use link that connects (or reconnects) an account")
@@ -111,8 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--org", help=ORG_HELP)
     create.add_argument("--user", help=USER_HELP)
     create.add_argument("--description", help="a note shown by `keys list`, such as which agent holds the key")
-    create.add_argument("--admin", action="store_true",
-                        help="the key may also use the operator's console (/dashboard), for headless use")
+    create.add_argument(
+        "--admin", action="store_true", help="the key may also use the operator's console (/dashboard), for headless use"
+    )
     create.set_defaults(handler=cmd_keys_create)
     key_list = keys.add_parser("list", help="list keys (never the keys themselves)")
     key_list.add_argument("--org", help=ORG_HELP)
@@ -124,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=cmd_keys_revoke)
 
     sessions = commands.add_parser("sessions", help="signed-in browser sessions and MCP client sessions").add_subparsers(
-        metavar="ACTION")
+        metavar="ACTION"
+    )
     session_list = sessions.add_parser("list", help="live sessions: kind, who, which client, since when, last used")
     session_list.add_argument("--all", action="store_true", help="include ended and revoked sessions")
     session_list.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -137,9 +145,9 @@ def _parser() -> argparse.ArgumentParser:
 
     vault = commands.add_parser("vault", help="the vault key").add_subparsers(metavar="ACTION")
     vault.add_parser("new-key", help="print a new vault key to put first in GRANTKEEPER_VAULT_KEY").set_defaults(
-        handler=cmd_vault_new_key)
-    vault.add_parser("rekey", help="re-seal every secret under the first configured key").set_defaults(
-        handler=cmd_vault_rekey)
+        handler=cmd_vault_new_key
+    )
+    vault.add_parser("rekey", help="re-seal every secret under the first configured key").set_defaults(handler=cmd_vault_rekey)
 
     accounts = commands.add_parser("accounts", help="connected accounts").add_subparsers(metavar="ACTION")
     add = accounts.add_parser("add", help="import tokens you already hold (JSON on stdin)")
@@ -154,9 +162,11 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--user", help=USER_HELP)
     listing.add_argument("--json", action="store_true", help=JSON_HELP)
     listing.set_defaults(handler=cmd_accounts_list)
-    for action, help_text in (("disable", "stop agents using an account until it is enabled again"),
-                              ("enable", "let agents use a disabled account again"),
-                              ("remove", "offboard an account: end its grant at the provider and wipe its credentials")):
+    for action, help_text in (
+        ("disable", "stop agents using an account until it is enabled again"),
+        ("enable", "let agents use a disabled account again"),
+        ("remove", "offboard an account: end its grant at the provider and wipe its credentials"),
+    ):
         sub = accounts.add_parser(action, help=help_text)
         sub.add_argument("account", metavar="ACCOUNT", help="its id, or org/user/connector[/label]")
         sub.set_defaults(handler=cmd_account_action, action=action)
@@ -188,8 +198,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--user", help=USER_HELP)
     check.set_defaults(handler=cmd_check)
 
-    hooks = commands.add_parser("webhooks", help="signed webhooks (Standard Webhooks) to your own systems"
-                                ).add_subparsers(metavar="ACTION")
+    hooks = commands.add_parser("webhooks", help="signed webhooks (Standard Webhooks) to your own systems").add_subparsers(
+        metavar="ACTION"
+    )
     hook_add = hooks.add_parser("add", help="add an endpoint; its signing secret is printed once")
     hook_add.add_argument("url", help="https URL (plain http only on loopback)")
     hook_add.add_argument("--events", help="comma-separated event types (default: all); see `webhooks list`")
@@ -209,8 +220,11 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only messages for this endpoint")
     replay.set_defaults(handler=cmd_webhooks_replay)
 
-    demo = commands.add_parser("demo", help="run the example triage agent against the built-in provider simulators "
-                                             "through a timeline of token expiry, faults and a revocation")
+    demo = commands.add_parser(
+        "demo",
+        help="run the example triage agent against the built-in provider simulators "
+        "through a timeline of token expiry, faults and a revocation",
+    )
     demo.add_argument("--fast", action="store_true", help="a shorter run (under a minute) instead of 100+ token lifetimes")
     demo.set_defaults(handler=cmd_demo)
     return parser
@@ -236,8 +250,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
                 print(refusal_message(unhealthy), file=sys.stderr)
                 return EXIT_UNHEALTHY
             # The scheduler and health checks run beside the transport; startup validation never delays it.
-            await serve_with_background(
-                runtime, lambda: serve_transport(runtime, args.transport, host=args.host, port=args.port))
+            await serve_with_background(runtime, lambda: serve_transport(runtime, args.transport, host=args.host, port=args.port))
             return EXIT_OK
         finally:
             await runtime.aclose()
@@ -251,7 +264,7 @@ def _read_import(stream: Any) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
-        raise CliError("stdin is not JSON; expected {\"access_token\": …, \"refresh_token\": …, \"expires_in\": …}") from None
+        raise CliError('stdin is not JSON; expected {"access_token": …, "refresh_token": …, "expires_in": …}') from None
     if not isinstance(data, dict) or not isinstance(data.get("access_token"), str) or not data["access_token"]:
         raise CliError("the JSON on stdin needs a non-empty string access_token")
     for name in ("refresh_token", "scope", "token_type", "provider_account_id"):
@@ -290,37 +303,63 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     if data.get("expires_at") is not None:
         expires_in = (data["expires_at"] - now).total_seconds()
     grant = TokenGrant(
-        access_token=data["access_token"], refresh_token=data.get("refresh_token"),
-        token_type=data.get("token_type") or "bearer", expires_in=expires_in,
-        refresh_expires_in=data.get("refresh_token_expires_in"), scope=data.get("scope"),
-        provider_account_id=data.get("provider_account_id"), identity={},
+        access_token=data["access_token"],
+        refresh_token=data.get("refresh_token"),
+        token_type=data.get("token_type") or "bearer",
+        expires_in=expires_in,
+        refresh_expires_in=data.get("refresh_token_expires_in"),
+        scope=data.get("scope"),
+        provider_account_id=data.get("provider_account_id"),
+        identity={},
     )
     tokens = TokenManager(settings, vault, connectors, EventRecorder(vault))
     # An expires_at in the past gives a negative lifetime: stored as expired, so the first call refreshes.
     write = tokens.credential_write(connectors[args.connector], grant, now)
     scopes = (data.get("scope") or "").replace(",", " ").split()
     try:
-        account = vault.create_account(org=org, user=user, connector=args.connector, label=args.label,
-                                       provider_account_id=grant.provider_account_id, scopes=scopes)
+        account = vault.create_account(
+            org=org,
+            user=user,
+            connector=args.connector,
+            label=args.label,
+            provider_account_id=grant.provider_account_id,
+            scopes=scopes,
+        )
     except AccountExistsError:
         existing = vault.find_account(org, user, args.connector, args.label)
         if not args.replace and existing.status != AccountStatus.PENDING:
             raise CliError(f"account {org}/{user}/{args.connector} exists; pass --replace to replace its tokens") from None
         account = existing
-        vault.update_identity(account.id, grant.provider_account_id or account.provider_account_id,
-                              account.provider_identity, scopes or account.scopes.split())
+        vault.update_identity(
+            account.id,
+            grant.provider_account_id or account.provider_account_id,
+            account.provider_identity,
+            scopes or account.scopes.split(),
+        )
     vault.put_credential(account.id, write)
     vault.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
     from server.monitoring.webhook_events import lifecycle_webhook
 
-    vault.record_event("account_imported", account_id=account.id, connector=args.connector,
-                       webhook=lifecycle_webhook("account_imported", account, "info", {}))
+    vault.record_event(
+        "account_imported",
+        account_id=account.id,
+        connector=args.connector,
+        webhook=lifecycle_webhook("account_imported", account, "info", {}),
+    )
     print(f"stored {account.display_name} (account id {account.id})")
     if refreshless_reason(write):
-        vault.record_event("refresh_token_missing", account_id=account.id, severity="warning", reason=NO_REFRESH_TOKEN,
-                           needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None)
-        print(f"warning: no refresh token, so {account.display_name} "
-              f"{refreshless.describe(write.access_expires_at).removeprefix('no refresh token: ')}", file=sys.stderr)
+        vault.record_event(
+            "refresh_token_missing",
+            account_id=account.id,
+            severity="warning",
+            reason=NO_REFRESH_TOKEN,
+            needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None,
+        )
+        print(
+            f"warning: no refresh token, so {account.display_name} "
+            f"{refreshless.describe(write.access_expires_at).removeprefix('no refresh token: ')}",
+            file=sys.stderr,
+        )
     known = grant.provider_account_id or (account.provider_account_id if args.replace else None)
     if not known:
         _learn_provider_identity(settings, vault.get_account(account.id), expired=bool(expires_in and expires_in <= 0))
@@ -333,8 +372,10 @@ def _learn_provider_identity(settings: Settings, account: Any, *, expired: bool)
     from server.execute import ProbeOk
     from server.runtime import Runtime
 
-    unknown = ("provider account unknown: a reconnect link for it will record whoever completes it; pass "
-               "provider_account_id in the JSON to pin it")
+    unknown = (
+        "provider account unknown: a reconnect link for it will record whoever completes it; pass "
+        "provider_account_id in the JSON to pin it"
+    )
     if expired:
         print(f"{unknown} (the imported token is expired, so it was not asked)", file=sys.stderr)
         return
@@ -348,8 +389,7 @@ def _learn_provider_identity(settings: Settings, account: Any, *, expired: bool)
 
     result = anyio.run(probe)
     if isinstance(result, ProbeOk) and result.provider_account_id:
-        runtime.vault.update_identity(account.id, result.provider_account_id, account.provider_identity,
-                                      account.scopes.split())
+        runtime.vault.update_identity(account.id, result.provider_account_id, account.provider_identity, account.scopes.split())
         print(f"provider account {result.provider_account_id}")
     elif isinstance(result, ProbeOk):
         print(f"{unknown} (the provider's check does not name one)", file=sys.stderr)
@@ -366,13 +406,18 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
     for account in vault.list_accounts(args.org, args.user):
         timings = vault.credential_timings(account.id) or {}
         needs_user_at = refreshless.needs_user_at(account, timings)
-        rows.append({
-            "account": account.display_name, "id": account.id, "status": account.status,
-            "reason": account.status_reason, "provider_account_id": account.provider_account_id,
-            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in timings.items()},
-            "needs_user_at": needs_user_at.isoformat() if needs_user_at else None,
-            "_note": refreshless.describe(needs_user_at) if needs_user_at else None,
-        })
+        rows.append(
+            {
+                "account": account.display_name,
+                "id": account.id,
+                "status": account.status,
+                "reason": account.status_reason,
+                "provider_account_id": account.provider_account_id,
+                **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in timings.items()},
+                "needs_user_at": needs_user_at.isoformat() if needs_user_at else None,
+                "_note": refreshless.describe(needs_user_at) if needs_user_at else None,
+            }
+        )
     notes = [row.pop("_note") for row in rows]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -381,9 +426,11 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
     else:
         for row, note in zip(rows, notes, strict=True):
             if note:
-                print(f"{row['account']:<40} {row['status']}, {note} (send a reconnect link: grantkeeper link "
-                      f"{row['account'].split('/')[2]} --org {row['account'].split('/')[0]} "
-                      f"--user {row['account'].split('/')[1]})")
+                print(
+                    f"{row['account']:<40} {row['status']}, {note} (send a reconnect link: grantkeeper link "
+                    f"{row['account'].split('/')[2]} --org {row['account'].split('/')[0]} "
+                    f"--user {row['account'].split('/')[1]})"
+                )
                 continue
             reason = f" ({row['reason']})" if row["reason"] else ""
             expiry = f"  expires {row['access_expires_at']}" if row.get("access_expires_at") else ""
@@ -415,12 +462,16 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
             await runtime.aclose()
 
     account, link = anyio.run(issue)
-    AuditTrail(runtime.vault.engine).record_sync(cli_actor(), "link_created", account_id=account.id,
-                                          target=account.display_name, link_id=link.link_id)
+    AuditTrail(runtime.vault.engine).record_sync(
+        cli_actor(), "link_created", account_id=account.id, target=account.display_name, link_id=link.link_id
+    )
     print(link.url)
-    print(f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
-          f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC. A grantkeeper server must be serving "
-          f"{settings.public_url} for it to open.", file=sys.stderr)
+    print(
+        f"Open it as {caller.user} (org {caller.org}) to connect {account.display_name}; it works once and "
+        f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC. A grantkeeper server must be serving "
+        f"{settings.public_url} for it to open.",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -434,12 +485,21 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError("--org and --user must be non-empty, without '/'")
     vault, _ = open_vault(settings)
     issued = create_api_key(vault, org=org, user=user, description=args.description, admin=args.admin)
-    AuditTrail(vault.engine).record_sync(cli_actor(), "key_created", target=f"{org}/{user}", key_id=issued.record.id,
-                                  key_prefix=issued.record.prefix, admin=args.admin)
+    AuditTrail(vault.engine).record_sync(
+        cli_actor(),
+        "key_created",
+        target=f"{org}/{user}",
+        key_id=issued.record.id,
+        key_prefix=issued.record.prefix,
+        admin=args.admin,
+    )
     print(issued.key)
     role = " It may also use the operator's console (/dashboard)." if args.admin else ""
-    print(f"API key {issued.record.prefix}… (id {issued.record.id}) acts as {user} (org {org}).{role} It is shown only "
-          "now; store it in your agent's secret store. Send it as 'Authorization: Bearer <key>'.", file=sys.stderr)
+    print(
+        f"API key {issued.record.prefix}… (id {issued.record.id}) acts as {user} (org {org}).{role} It is shown only "
+        "now; store it in your agent's secret store. Send it as 'Authorization: Bearer <key>'.",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -447,10 +507,19 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
-    rows = [{"id": k.id, "prefix": k.prefix, "org": k.org, "user": k.user, "admin": k.admin,
-             "description": k.description,
-             "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
-            for k in vault.list_api_keys(args.org, args.user)]
+    rows = [
+        {
+            "id": k.id,
+            "prefix": k.prefix,
+            "org": k.org,
+            "user": k.user,
+            "admin": k.admin,
+            "description": k.description,
+            "created_at": k.created_at.isoformat(),
+            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        }
+        for k in vault.list_api_keys(args.org, args.user)
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -459,8 +528,10 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
         for row in rows:
             state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
             state += ", admin" if row["admin"] else ""
-            print(f"{row['id']}  {row['prefix']}…  {row['org']}/{row['user']:<20} {state}"
-                  + (f"  {row['description']}" if row["description"] else ""))
+            print(
+                f"{row['id']}  {row['prefix']}…  {row['org']}/{row['user']:<20} {state}"
+                + (f"  {row['description']}" if row["description"] else "")
+            )
     return EXIT_OK
 
 
@@ -472,10 +543,14 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     if not matched:
         raise CliError(f"no active API key with id or prefix {args.key!r}")
     if len(matched) > 1:
-        raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: "
-                       + ", ".join(k.id for k in matched))
-    AuditTrail(vault.engine).record_sync(cli_actor(), "key_revoked", target=f"{matched[0].org}/{matched[0].user}",
-                                  key_id=matched[0].id, key_prefix=matched[0].prefix)
+        raise CliError(f"{len(matched)} active keys start with {args.key!r}; revoke by id: " + ", ".join(k.id for k in matched))
+    AuditTrail(vault.engine).record_sync(
+        cli_actor(),
+        "key_revoked",
+        target=f"{matched[0].org}/{matched[0].user}",
+        key_id=matched[0].id,
+        key_prefix=matched[0].prefix,
+    )
     print(f"revoked {matched[0].prefix}… (id {matched[0].id}) of {matched[0].org}/{matched[0].user}")
     return EXIT_OK
 
@@ -494,9 +569,12 @@ def cmd_webhooks_add(settings: Settings, args: argparse.Namespace) -> int:
     vault, _ = open_vault(settings)
     endpoint, secret = vault.outbox.add_endpoint(args.url, events, enabled=not args.disabled)
     print(secret)
-    print(f"webhook endpoint {endpoint.id} -> {printable_url(endpoint.url)} for {', '.join(endpoint.event_types)}. "
-          "The signing secret above is shown only now; give it to the receiver to verify "
-          "webhook-signature (Standard Webhooks).", file=sys.stderr)
+    print(
+        f"webhook endpoint {endpoint.id} -> {printable_url(endpoint.url)} for {', '.join(endpoint.event_types)}. "
+        "The signing secret above is shown only now; give it to the receiver to verify "
+        "webhook-signature (Standard Webhooks).",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -507,10 +585,17 @@ def cmd_webhooks_list(settings: Settings, args: argparse.Namespace) -> int:
 
     vault, _ = open_vault(settings)
     counts = vault.outbox.message_counts()
-    rows = [{"id": e.id, "url": printable_url(e.url), "events": e.event_types, "enabled": e.enabled,
-             "created_at": e.created_at.isoformat(),
-             "messages": {status: counts.get((e.id, status), 0) for status in ("pending", "delivered", "dead")}}
-            for e in vault.outbox.list_endpoints()]
+    rows = [
+        {
+            "id": e.id,
+            "url": printable_url(e.url),
+            "events": e.event_types,
+            "enabled": e.enabled,
+            "created_at": e.created_at.isoformat(),
+            "messages": {status: counts.get((e.id, status), 0) for status in ("pending", "delivered", "dead")},
+        }
+        for e in vault.outbox.list_endpoints()
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
@@ -518,8 +603,10 @@ def cmd_webhooks_list(settings: Settings, args: argparse.Namespace) -> int:
         print("no webhook endpoints (grantkeeper webhooks add URL)")
     for row in rows:
         m = row["messages"]
-        print(f"{row['id']}  {row['url']}  {'enabled' if row['enabled'] else 'disabled'}  "
-              f"pending {m['pending']}, delivered {m['delivered']}, dead {m['dead']}  [{', '.join(row['events'])}]")
+        print(
+            f"{row['id']}  {row['url']}  {'enabled' if row['enabled'] else 'disabled'}  "
+            f"pending {m['pending']}, delivered {m['delivered']}, dead {m['dead']}  [{', '.join(row['events'])}]"
+        )
     print(f"event types: {', '.join(EVENT_TYPES)}", file=sys.stderr)
     return EXIT_OK
 
@@ -552,8 +639,15 @@ def cmd_webhooks_test(settings: Settings, args: argparse.Namespace) -> int:
 
     async def send() -> int:
         async with httpx2.AsyncClient(follow_redirects=False) as http:
-            return await send_signed(http, endpoint.url, vault.outbox.endpoint_secret(endpoint), message_id, body,
-                                     at=now, timeout=settings.webhook_timeout_seconds)
+            return await send_signed(
+                http,
+                endpoint.url,
+                vault.outbox.endpoint_secret(endpoint),
+                message_id,
+                body,
+                at=now,
+                timeout=settings.webhook_timeout_seconds,
+            )
 
     try:
         status = anyio.run(send)
@@ -592,13 +686,34 @@ def cmd_sessions_list(settings: Settings, args: argparse.Namespace) -> int:
     from server.identity.authorization_server import list_grants
 
     browsers, engine = _session_stores(settings)
-    rows = [{"kind": "browser", "id": row.id, "org": row.org, "user": row.user, "client": None,
-             "admin": row.is_admin, "since": _when(row.created_at), "last_used": _when(row.last_seen_at),
-             "ended": _when(row.revoked_at)} for row in browsers.listing(include_ended=args.all)]
-    rows += [{"kind": "mcp", "id": row.id, "org": row.org, "user": row.user,
-              "client": row.client_name or row.client_id, "admin": None, "since": _when(row.created_at),
-              "last_used": _when(row.last_used_at), "ended": _when(row.revoked_at)}
-             for row in list_grants(engine, include_revoked=args.all)]
+    rows = [
+        {
+            "kind": "browser",
+            "id": row.id,
+            "org": row.org,
+            "user": row.user,
+            "client": None,
+            "admin": row.is_admin,
+            "since": _when(row.created_at),
+            "last_used": _when(row.last_seen_at),
+            "ended": _when(row.revoked_at),
+        }
+        for row in browsers.listing(include_ended=args.all)
+    ]
+    rows += [
+        {
+            "kind": "mcp",
+            "id": row.id,
+            "org": row.org,
+            "user": row.user,
+            "client": row.client_name or row.client_id,
+            "admin": None,
+            "since": _when(row.created_at),
+            "last_used": _when(row.last_used_at),
+            "ended": _when(row.revoked_at),
+        }
+        for row in list_grants(engine, include_revoked=args.all)
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
     elif not rows:
@@ -608,8 +723,7 @@ def cmd_sessions_list(settings: Settings, args: argparse.Namespace) -> int:
             who = f"{row['org']}/{row['user']}" + (" (admin)" if row["admin"] else "")
             client = f"  client {row['client']}" if row["client"] else ""
             ended = f"  ended {row['ended']}" if row["ended"] else ""
-            print(f"{row['id']}  {row['kind']:<7} {who:<30} since {row['since']}  last used {row['last_used']}"
-                  f"{client}{ended}")
+            print(f"{row['id']}  {row['kind']:<7} {who:<30} since {row['since']}  last used {row['last_used']}{client}{ended}")
     return EXIT_OK
 
 
@@ -634,8 +748,11 @@ def cmd_vault_new_key(settings: Settings, args: argparse.Namespace) -> int:
     from server.vault.crypto import new_key_spec
 
     print(new_key_spec())
-    print("Put it first in GRANTKEEPER_VAULT_KEY (new,old), restart the workers, then run `grantkeeper vault rekey`; "
-          "drop the old key once rekey reports nothing left.", file=sys.stderr)
+    print(
+        "Put it first in GRANTKEEPER_VAULT_KEY (new,old), restart the workers, then run `grantkeeper vault rekey`; "
+        "drop the old key once rekey reports nothing left.",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -644,11 +761,12 @@ def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
 
     vault, _ = open_vault(settings)
     counts = vault.reseal_with_primary_key()
-    print(f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
-          f"{counts['magic_link_flows']} link flow(s); {counts['credentials_current']} credential(s) already were")
+    print(
+        f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
+        f"{counts['magic_link_flows']} link flow(s); {counts['credentials_current']} credential(s) already were"
+    )
     if counts["unreadable"]:
-        print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are",
-              file=sys.stderr)
+        print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are", file=sys.stderr)
         return EXIT_UNHEALTHY
     return EXIT_OK
 
@@ -668,8 +786,9 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
         try:
             accounts = await anyio.to_thread.run_sync(runtime.vault.list_accounts, args.org, args.user)
             if not accounts:
-                print("no accounts to check; connect one with `grantkeeper link CONNECTOR` or "
-                      "`grantkeeper accounts add CONNECTOR`")
+                print(
+                    "no accounts to check; connect one with `grantkeeper link CONNECTOR` or `grantkeeper accounts add CONNECTOR`"
+                )
             for account in accounts:
                 if account.status in (AccountStatus.PENDING, AccountStatus.DISABLED):
                     print(f"{account.display_name:<40} skipped ({account.status})")
@@ -678,8 +797,10 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                 if isinstance(result, Ok):
                     timings = await anyio.to_thread.run_sync(runtime.vault.credential_timings, account.id)
                     needs_user_at = refreshless.needs_user_at(account, timings)
-                    print(f"{account.display_name:<40} ok" +
-                          (f", but {refreshless.describe(needs_user_at)}" if needs_user_at else ""))
+                    print(
+                        f"{account.display_name:<40} ok"
+                        + (f", but {refreshless.describe(needs_user_at)}" if needs_user_at else "")
+                    )
                     continue
                 unhealthy += 1
                 if isinstance(result, ReauthRequired):
@@ -725,9 +846,12 @@ def cmd_account_action(settings: Settings, args: argparse.Namespace) -> int:
             actions = AccountActions(runtime)
             if args.action == "remove":
                 removed = await actions.remove(account, actor=cli_actor())
-                upstream = {"done": "ended at the provider", "pending": "the provider could not be reached; a running "
-                            "server retries ending it", "unsupported": "the provider offers no revocation: remove "
-                            "the app there", "nothing": "no grant was left to end"}[removed.revocation]
+                upstream = {
+                    "done": "ended at the provider",
+                    "pending": "the provider could not be reached; a running server retries ending it",
+                    "unsupported": "the provider offers no revocation: remove the app there",
+                    "nothing": "no grant was left to end",
+                }[removed.revocation]
                 return f"removed {account.display_name}: credentials wiped, agents are told it was removed; grant {upstream}"
             outcome = await getattr(actions, args.action)(account, actor=cli_actor())
             if not outcome.ok:
@@ -769,8 +893,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             outcome = f" {row.last_refresh_outcome}" if row.last_refresh_outcome else ""
             refresh = f"{_relative(row.last_refresh_at, now)}{outcome}"
             mark = "!" if row.needs_action else " "
-            print(f"{row.name:<36} {row.status:<22} {_relative(row.access_expires_at, now):<15} {refresh:<15} "
-                  f"{row.consecutive_failures:<5} {mark} {row.next_action}")
+            print(
+                f"{row.name:<36} {row.status:<22} {_relative(row.access_expires_at, now):<15} {refresh:<15} "
+                f"{row.consecutive_failures:<5} {mark} {row.next_action}"
+            )
         print(f"{len(needing)} of {len(rows)} account(s) need action" if needing else f"all {len(rows)} account(s) fine")
     return EXIT_UNHEALTHY if needing else EXIT_OK
 
@@ -817,16 +943,33 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     rows = list(reversed(AuditTrail(vault.engine).rows(since=since, actor=args.actor, limit=args.limit)))
     if args.json:
-        print(json.dumps([{"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target,
-                           "status": r.status, "duration_ms": r.duration_ms, "detail": r.detail} for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "at": r.at.isoformat(),
+                        "actor": r.actor,
+                        "action": r.action,
+                        "target": r.target,
+                        "status": r.status,
+                        "duration_ms": r.duration_ms,
+                        "detail": r.detail,
+                    }
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     if not rows:
         print("no audit rows")
     for r in rows:
         extra = " ".join(f"{k}={v}" for k, v in sorted((r.detail or {}).items()))
         took = f" {r.duration_ms}ms" if r.duration_ms is not None else ""
-        print(f"{r.at:%Y-%m-%dT%H:%M:%SZ}  {r.actor:<24} {r.action:<16} {r.target or '-':<36} {r.status or ''}{took} "
-              f"{extra}".rstrip())
+        print(
+            f"{r.at:%Y-%m-%dT%H:%M:%SZ}  {r.actor:<24} {r.action:<16} {r.target or '-':<36} {r.status or ''}{took} "
+            f"{extra}".rstrip()
+        )
     return EXIT_OK
 
 

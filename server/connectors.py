@@ -106,11 +106,13 @@ def load_connectors(settings: Settings) -> dict[str, Connector]:
         if overrides.oauth_base_url and spec.authorize_base_url:
             # An overridden OAuth host (a simulator, a proxy) serves the authorize page too.
             spec = spec.model_copy(update={"authorize_base_url": overrides.oauth_base_url})
-        private_key = _read_private_key(name, overrides.client_private_key_file) if spec.client_auth_method == \
-            "private_key_jwt" else None
+        private_key = (
+            _read_private_key(name, overrides.client_private_key_file) if spec.client_auth_method == "private_key_jwt" else None
+        )
         max_response_bytes = overrides.max_response_bytes or spec.max_response_bytes or settings.max_response_bytes
-        connectors[name] = Connector(provider, spec, overrides.client_id, overrides.client_secret, private_key,
-                                     max_response_bytes)
+        connectors[name] = Connector(
+            provider, spec, overrides.client_id, overrides.client_secret, private_key, max_response_bytes
+        )
     return connectors
 
 

@@ -71,8 +71,10 @@ def read_declarations(settings: Settings) -> dict[str, tuple[str, ProviderDeclar
     for name, (source, body) in raw.items():
         where = f"{source}: custom provider {name!r}"
         if not isinstance(name, str) or not PROVIDER_NAME.match(name):
-            problems.append(f"{where}: the name must be lowercase letters, digits and _, starting with a letter "
-                            "(it becomes the tool prefix and GRANTKEEPER_<NAME>_CLIENT_ID)")
+            problems.append(
+                f"{where}: the name must be lowercase letters, digits and _, starting with a letter "
+                "(it becomes the tool prefix and GRANTKEEPER_<NAME>_CLIENT_ID)"
+            )
             continue
         if name in providers.BUILTIN or name in RESERVED_NAMES:
             kind = "the built-in provider" if name in providers.BUILTIN else "the reserved tool namespace"
@@ -90,9 +92,11 @@ def read_declarations(settings: Settings) -> dict[str, tuple[str, ProviderDeclar
         secrets_here = sorted(_SECRET_FIELDS & set(body))
         if secrets_here:
             upper = name.upper()
-            problems.append(f"{where}: {', '.join(secrets_here)} do not belong in a provider declaration; set "
-                            f"GRANTKEEPER_{upper}_CLIENT_ID and GRANTKEEPER_{upper}_CLIENT_SECRET in the environment "
-                            f"(or [providers.{name}] in config.toml)")
+            problems.append(
+                f"{where}: {', '.join(secrets_here)} do not belong in a provider declaration; set "
+                f"GRANTKEEPER_{upper}_CLIENT_ID and GRANTKEEPER_{upper}_CLIENT_SECRET in the environment "
+                f"(or [providers.{name}] in config.toml)"
+            )
             continue
         try:
             declaration = ProviderDeclaration.model_validate(body, context={"provider": name})
@@ -163,8 +167,17 @@ def _describe_errors(exc: ValidationError, body: Any) -> list[str]:
 def _url_problems(name: str, declaration: ProviderDeclaration) -> list[str]:
     """Every URL the server will contact must be https, or http on loopback, and carry no credentials."""
     problems = []
-    for field in ("api_base_url", "oauth_base_url", "authorize_url", "token_url", "revoke_url", "issuer",
-                  "discovery_url", "jwks_url", "refresh_url"):
+    for field in (
+        "api_base_url",
+        "oauth_base_url",
+        "authorize_url",
+        "token_url",
+        "revoke_url",
+        "issuer",
+        "discovery_url",
+        "jwks_url",
+        "refresh_url",
+    ):
         value = getattr(declaration, field)
         if value is None:
             continue
@@ -222,24 +235,35 @@ def fetch_metadata(name: str, declaration: ProviderDeclaration) -> Authorization
     url = declaration.discovery_url or metadata_url(declaration.issuer, openid=declaration.openid)
     where = f"custom provider {name!r}: discovery at {url}"
     try:
-        with httpx2.Client(timeout=DISCOVERY_TIMEOUT_SECONDS, follow_redirects=False,
-                           headers={"Accept": "application/json", "User-Agent": "grantkeeper/0.1"}) as client, \
-                client.stream("GET", url) as response:
+        with (
+            httpx2.Client(
+                timeout=DISCOVERY_TIMEOUT_SECONDS,
+                follow_redirects=False,
+                headers={"Accept": "application/json", "User-Agent": "grantkeeper/0.1"},
+            ) as client,
+            client.stream("GET", url) as response,
+        ):
             body = _read_metadata(response, where) if response.status_code == 200 else b""
     except httpx2.HTTPError as exc:
-        raise ConfigError(f"{where} failed: {type(exc).__name__}; is the issuer right and reachable? (or set "
-                          "authorize_url and token_url and drop issuer)") from None
+        raise ConfigError(
+            f"{where} failed: {type(exc).__name__}; is the issuer right and reachable? (or set "
+            "authorize_url and token_url and drop issuer)"
+        ) from None
     if response.status_code != 200:
-        raise ConfigError(f"{where} answered HTTP {response.status_code}; the server may not support RFC 8414 "
-                          "(set authorize_url and token_url instead of issuer)")
+        raise ConfigError(
+            f"{where} answered HTTP {response.status_code}; the server may not support RFC 8414 "
+            "(set authorize_url and token_url instead of issuer)"
+        )
     try:
         metadata = AuthorizationServerMetadata.model_validate(json.loads(body))
     except (ValueError, ValidationError):
         raise ConfigError(f"{where} did not return RFC 8414 metadata (a JSON object with an issuer)") from None
     if metadata.issuer != declaration.issuer:
-        raise ConfigError(f"{where} names issuer {metadata.issuer[:200]!r}, but issuer is configured as "
-                          f"{declaration.issuer!r}; RFC 8414 §3.3 requires them to be identical, so this metadata "
-                          "is not used (wrong server, or an impersonation attempt)")
+        raise ConfigError(
+            f"{where} names issuer {metadata.issuer[:200]!r}, but issuer is configured as "
+            f"{declaration.issuer!r}; RFC 8414 §3.3 requires them to be identical, so this metadata "
+            "is not used (wrong server, or an impersonation attempt)"
+        )
     if declaration.openid and metadata.jwks_uri is None and declaration.jwks_url is None:
         raise ConfigError(f"{where} has no jwks_uri, so id_tokens cannot be verified; set jwks_url")
     for field in ("authorization_endpoint", "token_endpoint", "revocation_endpoint", "jwks_uri"):
@@ -252,8 +276,9 @@ def fetch_metadata(name: str, declaration: ProviderDeclaration) -> Authorization
     return metadata
 
 
-def _provider(name: str, source: str, declaration: ProviderDeclaration,
-              metadata: AuthorizationServerMetadata | None) -> DeclaredProvider:
+def _provider(
+    name: str, source: str, declaration: ProviderDeclaration, metadata: AuthorizationServerMetadata | None
+) -> DeclaredProvider:
     where = f"{source}: custom provider {name!r}"
     authorize = declaration.endpoint("authorize") or (metadata.authorization_endpoint if metadata else None)
     token = declaration.endpoint("token") or (metadata.token_endpoint if metadata else None)
@@ -269,14 +294,24 @@ def _provider(name: str, source: str, declaration: ProviderDeclaration,
         if auth_method is None:
             auth_method = next((m for m in SUPPORTED_AUTH_METHODS if m in supported), None)
             if auth_method is None:
-                raise ConfigError(f"{where}: the token endpoint supports none of {', '.join(SUPPORTED_AUTH_METHODS)} "
-                                  f"(it offers {', '.join(supported)[:200]})")
+                raise ConfigError(
+                    f"{where}: the token endpoint supports none of {', '.join(SUPPORTED_AUTH_METHODS)} "
+                    f"(it offers {', '.join(supported)[:200]})"
+                )
         elif auth_method not in supported:
-            raise ConfigError(f"{where}: client_auth_method {auth_method!r} is not among the server's "
-                              f"token_endpoint_auth_methods_supported ({', '.join(supported)[:200]})")
+            raise ConfigError(
+                f"{where}: client_auth_method {auth_method!r} is not among the server's "
+                f"token_endpoint_auth_methods_supported ({', '.join(supported)[:200]})"
+            )
     scopes_supported = metadata.scopes_supported if metadata else None
     return DeclaredProvider.from_declaration(
-        name, declaration, authorize_url=authorize, token_url=token, revoke_url=revoke, client_auth_method=auth_method,
+        name,
+        declaration,
+        authorize_url=authorize,
+        token_url=token,
+        revoke_url=revoke,
+        client_auth_method=auth_method,
         jwks_uri=metadata.jwks_uri if metadata else None,
         authorization_response_iss=bool(metadata and metadata.authorization_response_iss_parameter_supported),
-        offline_access_supported=scopes_supported is None or "offline_access" in scopes_supported)
+        offline_access_supported=scopes_supported is None or "offline_access" in scopes_supported,
+    )

@@ -4,8 +4,9 @@ agent, examples/triage_agent/demo.py), the tests and agent developers use them."
 from __future__ import annotations
 
 
-def simulator_environment(slack_url: str, github_url: str, *, google_url: str | None = None,
-                          zendesk_url: str | None = None) -> dict[str, str]:
+def simulator_environment(
+    slack_url: str, github_url: str, *, google_url: str | None = None, zendesk_url: str | None = None
+) -> dict[str, str]:
     """Settings that point grantkeeper at simulators (the demo, the tests and agent developers use them)."""
     extra: dict[str, str] = {}
     if google_url:

@@ -72,8 +72,7 @@ class ProviderSession:
     classifies it. `write_sent` says whether a non-idempotent request may have reached the provider in this call.
     """
 
-    def __init__(self, executor: Executor, account: ConnectedAccount, connector: Connector,
-                 deadline: float | None = None):
+    def __init__(self, executor: Executor, account: ConnectedAccount, connector: Connector, deadline: float | None = None):
         self.executor = executor
         self.account = account
         self.connector = connector
@@ -114,8 +113,9 @@ class ProviderSession:
     def _worth_retrying(self, error: BaseException) -> bool:
         if isinstance(error, failures.RateLimited):
             # A wait that would outlast the tool call's deadline is the agent's to decide: it gets rate_limited.
-            return error.retry_after is None or (error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds
-                                                 and error.retry_after < self.time_left())
+            return error.retry_after is None or (
+                error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds and error.retry_after < self.time_left()
+            )
         return isinstance(error, failures.UpstreamFailure) and error.retryable and self.time_left() > 0
 
     def _delay(self, error: BaseException | None, failed_attempts: int) -> float:
@@ -127,8 +127,12 @@ class ProviderSession:
         return random.uniform(0, ceiling)
 
     def _note_retry(self, failed_attempts: int, error: BaseException | None) -> None:
-        self.executor.log.info("provider_call_retry", account=self.account.display_name, attempt=failed_attempts,
-                               reason=getattr(error, "reason", type(error).__name__))
+        self.executor.log.info(
+            "provider_call_retry",
+            account=self.account.display_name,
+            attempt=failed_attempts,
+            reason=getattr(error, "reason", type(error).__name__),
+        )
 
     async def _send_once(self, call: ApiCall, attempt: int) -> httpx2.Response:
         with tracing.span("provider_request", connector=self.connector.name, attempt=attempt, retry=attempt > 1):
@@ -175,17 +179,23 @@ class ProviderSession:
             raise failures.UpstreamFailure("timeout", message, retryable=True) from None
         except ResponseTooLarge as too_large:
             raise failures.UpstreamFailure(
-                "response_too_large", f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
-                retryable=False, outcome_unknown=not call.idempotent) from None
+                "response_too_large",
+                f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
+                retryable=False,
+                outcome_unknown=not call.idempotent,
+            ) from None
         except httpx2.DecodingError:
-            raise failures.UpstreamFailure("malformed_response", f"{name} sent an answer that could not be decoded.",
-                                           retryable=False, outcome_unknown=not call.idempotent) from None
+            raise failures.UpstreamFailure(
+                "malformed_response",
+                f"{name} sent an answer that could not be decoded.",
+                retryable=False,
+                outcome_unknown=not call.idempotent,
+            ) from None
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
             raise failures.UpstreamFailure("unreachable", f"{name} could not be reached.", retryable=True) from None
         except httpx2.TransportError as exc:
             if call.idempotent or not sent:
-                raise failures.UpstreamFailure(_transport_reason(exc), f"{name} did not answer.",
-                                               retryable=True) from None
+                raise failures.UpstreamFailure(_transport_reason(exc), f"{name} did not answer.", retryable=True) from None
             raise failures.OutcomeUnknown(_transport_reason(exc), f"{name} did not answer.") from None
         return await self.executor.outcome(self.account, connector, call, verdict, response)
 
@@ -197,8 +207,7 @@ def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers:
         if not (value.isascii() and value.isprintable()) or value != value.strip():
             raise failures.InvalidInput("invalid_header_value", f"The {key} header value is not plain text.")
     try:
-        return client.build_request(call.method, url, params=call.params, json=call.json, data=call.data,
-                                    headers=headers)
+        return client.build_request(call.method, url, params=call.params, json=call.json, data=call.data, headers=headers)
     except httpx2.InvalidURL:
         raise failures.InvalidInput("request_too_large", "The arguments make a request URL too long to send.") from None
 
@@ -208,8 +217,15 @@ def _transport_reason(exc: Exception) -> str:
 
 
 class Executor:
-    def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], tokens: TokenManager,
-                 events: EventRecorder, pools: ConnectorPools):
+    def __init__(
+        self,
+        settings: Settings,
+        vault: Vault,
+        connectors: dict[str, Connector],
+        tokens: TokenManager,
+        events: EventRecorder,
+        pools: ConnectorPools,
+    ):
         self.settings = settings
         self.vault = vault
         self.connectors = connectors
@@ -218,16 +234,24 @@ class Executor:
         self.pools = pools
         self.log = get_logger("grantkeeper.execute")
         self._accounts: RevalidatingCache[tuple[str, str, str, str], ConnectedAccount] = RevalidatingCache(
-            ACCOUNT_CACHE_SECONDS, self._find_account,
+            ACCOUNT_CACHE_SECONDS,
+            self._find_account,
             # Only working accounts are kept: any other status is read again on the next call.
-            cacheable=lambda account: account.status == AccountStatus.ACTIVE)
+            cacheable=lambda account: account.status == AccountStatus.ACTIVE,
+        )
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     # ---- the call -----------------------------------------------------------------------------------
-    async def run(self, caller: Caller, connector_name: str,
-                  operation: Callable[[ProviderSession], Awaitable[T]], *, label: str | None = None) -> BaseModel:
+    async def run(
+        self,
+        caller: Caller,
+        connector_name: str,
+        operation: Callable[[ProviderSession], Awaitable[T]],
+        *,
+        label: str | None = None,
+    ) -> BaseModel:
         """Run `operation` against the caller's account labelled `label` (None: the default account) and return
         its Ok model or a failure result."""
         connector = self.connectors[connector_name]
@@ -246,8 +270,9 @@ class Executor:
             return failure_result(failure, connector=connector_name, account=named)
         return await self.run_on_account(account, connector, operation)
 
-    async def run_on_account(self, account: ConnectedAccount, connector: Connector,
-                             operation: Callable[[ProviderSession], Awaitable[T]]) -> BaseModel:
+    async def run_on_account(
+        self, account: ConnectedAccount, connector: Connector, operation: Callable[[ProviderSession], Awaitable[T]]
+    ) -> BaseModel:
         if connector.missing_base_url:
             return self._not_configured(connector, account.display_name)
         deadline = self.settings.tool_call_deadline_seconds
@@ -269,37 +294,63 @@ class Executor:
         except failures.ToolFailure as failure:
             return failure_result(failure, connector=connector.name, account=account.display_name)
         except UnsafeArgument as refused:
-            return failure_result(failures.InvalidInput(refused.reason, str(refused)),
-                                  connector=connector.name, account=account.display_name)
+            return failure_result(
+                failures.InvalidInput(refused.reason, str(refused)), connector=connector.name, account=account.display_name
+            )
         except TimeoutError:
             # The whole call, retries and waits included, ran out of time: the agent may try again later.
-            return failure_result(failures.UpstreamFailure(
-                "timeout", f"{name} did not answer within this tool call's deadline ({deadline:g} s).",
-                retryable=True, outcome_unknown=session.write_sent), connector=connector.name, account=account.display_name)
+            return failure_result(
+                failures.UpstreamFailure(
+                    "timeout",
+                    f"{name} did not answer within this tool call's deadline ({deadline:g} s).",
+                    retryable=True,
+                    outcome_unknown=session.write_sent,
+                ),
+                connector=connector.name,
+                account=account.display_name,
+            )
         except VaultIntegrityError:
             self.forget_account(account)
             await self.events.record("vault_integrity_failed", account, severity="critical")
-            return failure_result(failures.AdminActionRequired(
-                "vault_integrity_failed", "The stored credential failed its integrity check and was not used."),
-                connector=connector.name, account=account.display_name)
+            return failure_result(
+                failures.AdminActionRequired(
+                    "vault_integrity_failed", "The stored credential failed its integrity check and was not used."
+                ),
+                connector=connector.name,
+                account=account.display_name,
+            )
         except ValidationError:
             self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
-            return failure_result(failures.UpstreamFailure(
-                "malformed_response", f"{name} answered in an unexpected shape.",
-                retryable=False, outcome_unknown=session.write_sent), connector=connector.name, account=account.display_name)
+            return failure_result(
+                failures.UpstreamFailure(
+                    "malformed_response",
+                    f"{name} answered in an unexpected shape.",
+                    retryable=False,
+                    outcome_unknown=session.write_sent,
+                ),
+                connector=connector.name,
+                account=account.display_name,
+            )
         except Exception as exc:
             # Never a stack trace to the agent; the operator's log has it (redacted). An answer the operation could
             # not read (not JSON, missing fields) is the provider's odd answer, and only a write that may have
             # reached the provider leaves the outcome unknown.
             if session.answered and isinstance(exc, ValueError | KeyError | TypeError | AttributeError | IndexError):
                 self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
-                failure = failures.UpstreamFailure("malformed_response", f"{name} answered in an unexpected shape.",
-                                                   retryable=False, outcome_unknown=session.write_sent)
+                failure = failures.UpstreamFailure(
+                    "malformed_response",
+                    f"{name} answered in an unexpected shape.",
+                    retryable=False,
+                    outcome_unknown=session.write_sent,
+                )
             else:
                 self.log.error("tool_call_failed", account=account.display_name, exc_info=True)
                 failure = failures.UpstreamFailure(
-                    "internal_error", "grantkeeper hit an internal error; the operator's log has the details.",
-                    retryable=False, outcome_unknown=session.write_sent)
+                    "internal_error",
+                    "grantkeeper hit an internal error; the operator's log has the details.",
+                    retryable=False,
+                    outcome_unknown=session.write_sent,
+                )
             return failure_result(failure, connector=connector.name, account=account.display_name)
 
     @staticmethod
@@ -331,7 +382,8 @@ class Executor:
             raise failures.InvalidInput(
                 "unknown_account_label",
                 f"There is no {connector.spec.display_name} account labelled {label!r}; the caller's labels are: "
-                f"{existing}. Omit `account` for the default one, or connect this one with accounts_connect.")
+                f"{existing}. Omit `account` for the default one, or connect this one with accounts_connect.",
+            )
         if account is None or account.status == AccountStatus.PENDING:
             raise AccountGone("not_connected", "No account is connected yet.", account)
         if account.status == AccountStatus.REAUTH_REQUIRED:
@@ -341,8 +393,9 @@ class Executor:
         return account
 
     def _labels(self, caller: Caller, connector_name: str) -> list[str]:
-        return [account.label for account in self.vault.list_accounts(caller.org, caller.user)
-                if account.connector == connector_name]
+        return [
+            account.label for account in self.vault.list_accounts(caller.org, caller.user) if account.connector == connector_name
+        ]
 
     async def _find_account(self, key: tuple[str, str, str, str]) -> ConnectedAccount | None:
         return await self._db(self.vault.find_account, *key)
@@ -358,8 +411,9 @@ class Executor:
             await self.events.record("status_changed", account, severity=severity, status=status.value, reason=reason)
 
     # ---- classified answers -------------------------------------------------------------------------
-    async def outcome(self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Classification,
-                      response: httpx2.Response) -> httpx2.Response:
+    async def outcome(
+        self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Classification, response: httpx2.Response
+    ) -> httpx2.Response:
         """Return an OK response, or raise the failure its classification calls for."""
         name = connector.spec.display_name
         match verdict.verdict:
@@ -380,8 +434,9 @@ class Executor:
                 raise failures.RateLimited(verdict.reason, verdict.message, verdict.retry_after)
             case Verdict.TRANSIENT:
                 if call.idempotent:
-                    raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} is having trouble.",
-                                                   retryable=True)
+                    raise failures.UpstreamFailure(
+                        verdict.reason, verdict.message or f"{name} is having trouble.", retryable=True
+                    )
                 raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} is having trouble.")
             case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
                 raise failures.InvalidInput(verdict.reason, verdict.message)
@@ -390,25 +445,30 @@ class Executor:
                     # An answer that is not the provider's shape (Slack's) tells nothing about a write: the operation
                     # may look for it, as after a lost answer.
                     raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} sent an odd answer.")
-                raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.",
-                                               retryable=False)
+                raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.", retryable=False)
 
     # ---- re-authorization ---------------------------------------------------------------------------
-    async def reauth_result(self, caller: Caller, connector: Connector, account: ConnectedAccount | None,
-                            reason: str) -> BaseModel:
+    async def reauth_result(
+        self, caller: Caller, connector: Connector, account: ConnectedAccount | None, reason: str
+    ) -> BaseModel:
         """`reauth_required` with a fresh link for the account's owner — unless the owner reconnected it while this
         call was failing: then a link would only ask them to consent once more, and the agent should call again.
         Without an OAuth client no link could complete, so the operator's action is asked for instead."""
         if missing := connector.missing_client:
             shown = account.display_name if account else f"{caller.org}/{caller.user}/{connector.name}"
-            return failure_result(failures.AdminActionRequired("client_not_configured", missing),
-                                  connector=connector.name, account=shown)
+            return failure_result(
+                failures.AdminActionRequired("client_not_configured", missing), connector=connector.name, account=shown
+            )
         if account is None:
             account = await self._db(self._pending_account, caller, connector.name)
         if reason != "not_connected" and (await self._db(self.vault.get_account, account.id)).status == AccountStatus.ACTIVE:
-            return failure_result(failures.UpstreamFailure(
-                "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.",
-                retryable=True), connector=connector.name, account=account.display_name)
+            return failure_result(
+                failures.UpstreamFailure(
+                    "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.", retryable=True
+                ),
+                connector=connector.name,
+                account=account.display_name,
+            )
         link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)
         who = f"{account.user} (org {account.org})"
         result = ReauthRequired(
@@ -417,14 +477,17 @@ class Executor:
             reason=reason,
             magic_link=link.url,
             link_expires_at=link.expires_at,
-            next_step=(f"Ask {who} to open the link and approve access at {connector.spec.display_name}, "
-                       "then call this tool again. Do not retry before that; it will fail the same way."),
+            next_step=(
+                f"Ask {who} to open the link and approve access at {connector.spec.display_name}, "
+                "then call this tool again. Do not retry before that; it will fail the same way."
+            ),
         )
         result._link_id = link.link_id
         return result
 
-    async def connect_link(self, caller: Caller, connector_name: str, label: str = "default", *,
-                           issued_by: str = "agent") -> tuple[ConnectedAccount, MagicLinkIssued]:
+    async def connect_link(
+        self, caller: Caller, connector_name: str, label: str = "default", *, issued_by: str = "agent"
+    ) -> tuple[ConnectedAccount, MagicLinkIssued]:
         """A link with which the caller connects (or reconnects) their own account for `connector_name`, the one
         labelled `label` (created, pending, when it does not exist yet)."""
         account = await self._db(self._pending_account, caller, connector_name, label)
@@ -436,15 +499,24 @@ class Executor:
         if account is not None:
             return account
         try:
-            return self.vault.create_account(org=caller.org, user=caller.user, connector=connector_name, label=label,
-                                             status=AccountStatus.PENDING)
+            return self.vault.create_account(
+                org=caller.org, user=caller.user, connector=connector_name, label=label, status=AccountStatus.PENDING
+            )
         except AccountExistsError:  # created by a concurrent call
             return self.vault.find_account(caller.org, caller.user, connector_name, label)
 
-    async def issue_link(self, account: ConnectedAccount, purpose: str, reason: str | None, *,
-                         issued_by: str = "agent") -> MagicLinkIssued:
+    async def issue_link(
+        self, account: ConnectedAccount, purpose: str, reason: str | None, *, issued_by: str = "agent"
+    ) -> MagicLinkIssued:
         token = new_secret_token()
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
-        record = await self._db(self.vault.create_magic_link, token=token, account=account, purpose=purpose,
-                                reason=reason, ttl=ttl, issued_by=issued_by)
+        record = await self._db(
+            self.vault.create_magic_link,
+            token=token,
+            account=account,
+            purpose=purpose,
+            reason=reason,
+            ttl=ttl,
+            issued_by=issued_by,
+        )
         return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at, record.id)

@@ -29,8 +29,9 @@ class RateLimited(ToolFailure):
 
 
 class UpstreamFailure(ToolFailure):
-    def __init__(self, reason: str, message: str, *, retryable: bool, outcome_unknown: bool = False,
-                 retry_after: float | None = None):
+    def __init__(
+        self, reason: str, message: str, *, retryable: bool, outcome_unknown: bool = False, retry_after: float | None = None
+    ):
         super().__init__(reason, message)
         self.retryable = retryable
         self.outcome_unknown = outcome_unknown

@@ -22,8 +22,14 @@ from server.vault.models import utcnow
 
 
 class Housekeeper:
-    def __init__(self, settings: Settings, vault: Vault, *, clock: Callable[[], datetime] = utcnow,
-                 after_pass: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        vault: Vault,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        after_pass: Callable[[int], None] | None = None,
+    ):
         self.settings = settings
         self.vault = vault
         self.clock = clock
@@ -33,14 +39,16 @@ class Housekeeper:
     def prune_once(self) -> int:
         """Prune now; blocking. Returns the number of rows deleted (magic links, then identity rows)."""
         now, retention = self.clock(), timedelta(seconds=self.settings.magic_link_retention_seconds)
-        links = self.vault.prune_magic_links(now=now, retention=retention,
-                                             flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds))
+        links = self.vault.prune_magic_links(
+            now=now, retention=retention, flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds)
+        )
         return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)
 
     def prune_history_once(self) -> dict[str, int]:
         """Prune audit rows and lifecycle events past their retention now; blocking. Returns counts per table."""
-        audit_before, events_before = retention_cutoffs(self.clock(), self.settings.audit_retention_days,
-                                                        self.settings.event_retention_days)
+        audit_before, events_before = retention_cutoffs(
+            self.clock(), self.settings.audit_retention_days, self.settings.event_retention_days
+        )
         return prune_history(self.vault, audit_before=audit_before, events_before=events_before)
 
     async def run(self) -> None:

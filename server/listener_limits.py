@@ -27,17 +27,21 @@ class ListenerLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ListenerLimits:
-        return cls(header_timeout_seconds=settings.http_header_timeout_seconds,
-                   body_timeout_seconds=settings.http_body_timeout_seconds,
-                   keep_alive_seconds=settings.http_keep_alive_seconds,
-                   max_header_bytes=settings.http_max_header_bytes,
-                   max_concurrency=settings.http_max_concurrency)
+        return cls(
+            header_timeout_seconds=settings.http_header_timeout_seconds,
+            body_timeout_seconds=settings.http_body_timeout_seconds,
+            keep_alive_seconds=settings.http_keep_alive_seconds,
+            max_header_bytes=settings.http_max_header_bytes,
+            max_concurrency=settings.http_max_concurrency,
+        )
 
     def uvicorn_options(self) -> dict[str, Any]:
-        return {"http": deadline_protocol(self.header_timeout_seconds, self.body_timeout_seconds),
-                "timeout_keep_alive": self.keep_alive_seconds,
-                "h11_max_incomplete_event_size": self.max_header_bytes,
-                "limit_concurrency": self.max_concurrency}
+        return {
+            "http": deadline_protocol(self.header_timeout_seconds, self.body_timeout_seconds),
+            "timeout_keep_alive": self.keep_alive_seconds,
+            "h11_max_incomplete_event_size": self.max_header_bytes,
+            "limit_concurrency": self.max_concurrency,
+        }
 
 
 class DeadlineProtocol(H11Protocol):
@@ -89,5 +93,6 @@ class DeadlineProtocol(H11Protocol):
 
 
 def deadline_protocol(header_seconds: float, body_seconds: float) -> type[DeadlineProtocol]:
-    return type("DeadlineProtocol", (DeadlineProtocol,),
-                {"header_timeout_seconds": header_seconds, "body_timeout_seconds": body_seconds})
+    return type(
+        "DeadlineProtocol", (DeadlineProtocol,), {"header_timeout_seconds": header_seconds, "body_timeout_seconds": body_seconds}
+    )

@@ -29,9 +29,10 @@ class ConnectorPool:
         self.max_connections = settings.api_max_connections
         self.client = httpx2.AsyncClient(
             timeout=settings.api_timeout_seconds,
-            limits=httpx2.Limits(max_connections=self.max_connections,
-                                 max_keepalive_connections=self.max_connections),
-            headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+            limits=httpx2.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
         self._gate = asyncio.Semaphore(self.max_connections)  # acquiring a free one costs no trip round the loop
         self._waits = 0
         self._in_flight = 0

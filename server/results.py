@@ -52,9 +52,7 @@ class UpstreamError(BaseModel):
     connector: str
     reason: str
     retryable: bool = Field(description="whether calling again later may succeed")
-    outcome_unknown: bool = Field(
-        default=False, description="a write may or may not have happened; check before repeating it"
-    )
+    outcome_unknown: bool = Field(default=False, description="a write may or may not have happened; check before repeating it")
     retry_after_seconds: float | None = Field(default=None, description="when calling again may help, when known")
     next_step: str
 
@@ -98,8 +96,10 @@ def to_call_result(result: BaseModel) -> CallToolResult:
 def _describe_failure(result: BaseModel) -> str:
     match result:
         case ReauthRequired():
-            return (f"The {result.connector} account {result.account} needs to be reconnected ({result.reason}). "
-                    f"{result.next_step} Link: {result.magic_link} (expires {result.link_expires_at:%Y-%m-%d %H:%M} UTC)")
+            return (
+                f"The {result.connector} account {result.account} needs to be reconnected ({result.reason}). "
+                f"{result.next_step} Link: {result.magic_link} (expires {result.link_expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
         case RateLimited():
             wait = f" Retry after {result.retry_after_seconds:.0f} s." if result.retry_after_seconds is not None else ""
             return f"{result.connector} is rate limiting these calls.{wait}"
@@ -111,27 +111,44 @@ def failure_result(failure: failures.ToolFailure, *, connector: str, account: st
     """Every failure except GrantGone (which needs a magic link minted by the server) as its result."""
     match failure:
         case failures.AdminActionRequired():
-            return AdminActionRequired(connector=connector, account=account, reason=failure.reason,
-                                       next_step=f"{failure.message} Ask an administrator to fix it; "
-                                                 "retrying will not help until then.")
+            return AdminActionRequired(
+                connector=connector,
+                account=account,
+                reason=failure.reason,
+                next_step=f"{failure.message} Ask an administrator to fix it; retrying will not help until then.",
+            )
         case failures.RateLimited():
-            return RateLimited(connector=connector, retry_after_seconds=failure.retry_after,
-                               next_step="Wait, then call again." if failure.retry_after is None else
-                               f"Wait {failure.retry_after:.0f} seconds, then call again.")
+            return RateLimited(
+                connector=connector,
+                retry_after_seconds=failure.retry_after,
+                next_step="Wait, then call again."
+                if failure.retry_after is None
+                else f"Wait {failure.retry_after:.0f} seconds, then call again.",
+            )
         case failures.UpstreamFailure():
             if failure.outcome_unknown:
-                step = (f"{failure.message} The change may or may not have been made: check before repeating it "
-                        "(or repeat with the same idempotency key where the tool takes one).")
+                step = (
+                    f"{failure.message} The change may or may not have been made: check before repeating it "
+                    "(or repeat with the same idempotency key where the tool takes one)."
+                )
             elif failure.retryable and failure.retry_after is not None:
                 step = f"{failure.message} Try again in {max(1, round(failure.retry_after))} seconds."
             elif failure.retryable:
                 step = f"{failure.message} Try again in a little while."
             else:
                 step = failure.message
-            return UpstreamError(connector=connector, reason=failure.reason, retryable=failure.retryable,
-                                 outcome_unknown=failure.outcome_unknown, retry_after_seconds=failure.retry_after,
-                                 next_step=step)
+            return UpstreamError(
+                connector=connector,
+                reason=failure.reason,
+                retryable=failure.retryable,
+                outcome_unknown=failure.outcome_unknown,
+                retry_after_seconds=failure.retry_after,
+                next_step=step,
+            )
         case failures.InvalidInput():
-            return InvalidInput(connector=connector, reason=failure.reason,
-                                next_step=f"{failure.message} Change the arguments; the same call will fail again.")
+            return InvalidInput(
+                connector=connector,
+                reason=failure.reason,
+                next_step=f"{failure.message} Change the arguments; the same call will fail again.",
+            )
     raise TypeError(f"no result for {type(failure).__name__}")

@@ -52,13 +52,28 @@ class Runtime:
         tokens = TokenManager(settings, vault, connectors, events)
         pools = ConnectorPools(settings)  # one per connector: a hanging provider holds only its own connections
         executor = Executor(settings, vault, connectors, tokens, events, pools)
-        http = httpx2.AsyncClient(timeout=settings.api_timeout_seconds,
-                                  limits=httpx2.Limits(max_connections=settings.api_max_connections),
-                                  headers={"User-Agent": USER_AGENT}, follow_redirects=False)
+        http = httpx2.AsyncClient(
+            timeout=settings.api_timeout_seconds,
+            limits=httpx2.Limits(max_connections=settings.api_max_connections),
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
         # Revocations go out on the general client: bounded by their own deadline and answer size (offboarding.py).
         offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)
-        return cls(settings, vault, connectors, events, tokens, executor, pools, http, offboarding,
-                   AuditTrail(vault.engine), key_created, metrics=metrics)
+        return cls(
+            settings,
+            vault,
+            connectors,
+            events,
+            tokens,
+            executor,
+            pools,
+            http,
+            offboarding,
+            AuditTrail(vault.engine),
+            key_created,
+            metrics=metrics,
+        )
 
     def stdio_caller(self) -> Caller:
         return Caller(self.settings.org, self.settings.user or getpass.getuser())
@@ -80,14 +95,17 @@ def open_vault(settings: Settings) -> tuple[Vault, bool]:
     if not settings.vault_key and not settings.effective_database_url.startswith("sqlite") and not key_file.exists():
         # Workers sharing a database must share one key; a key file made by each would seal secrets the others
         # cannot open.
-        raise VaultKeyError("a shared database needs GRANTKEEPER_VAULT_KEY (make one: grantkeeper vault new-key); "
-                            "no key file is created for it")
+        raise VaultKeyError(
+            "a shared database needs GRANTKEEPER_VAULT_KEY (make one: grantkeeper vault new-key); no key file is created for it"
+        )
     keyring, created = load_or_create_keyring(settings.vault_key, key_file)
     if created:
         get_logger("grantkeeper").warning(
-            "vault_key_created", path=str(key_file),
+            "vault_key_created",
+            path=str(key_file),
             notice="A new vault key was generated. Back it up: without it the stored grants cannot be decrypted. "
-                   "Set GRANTKEEPER_VAULT_KEY to manage the key yourself.")
+            "Set GRANTKEEPER_VAULT_KEY to manage the key yourself.",
+        )
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
     return Vault(engine, keyring), created

@@ -15,8 +15,15 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "GRANTKEEPER_"
-PROVIDER_FIELDS = ("client_id", "client_secret", "api_base_url", "oauth_base_url", "client_private_key_file",
-                   "proxy_methods", "max_response_bytes")
+PROVIDER_FIELDS = (
+    "client_id",
+    "client_secret",
+    "api_base_url",
+    "oauth_base_url",
+    "client_private_key_file",
+    "proxy_methods",
+    "max_response_bytes",
+)
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 # The guarded proxy tool (`<connector>.request`) reads by default; writes are the operator's choice per connector.
 DEFAULT_PROXY_METHODS = ("GET", "HEAD")
@@ -266,8 +273,9 @@ class Settings(BaseSettings):
             return None
         scheme = value.split("://", 1)[0].lower() if "://" in value else ""
         if scheme not in DATABASE_SCHEMES:
-            raise ConfigError("GRANTKEEPER_DATABASE_URL must be a sqlite:/// or postgresql:// URL "
-                              "(other databases are not supported)")
+            raise ConfigError(
+                "GRANTKEEPER_DATABASE_URL must be a sqlite:/// or postgresql:// URL (other databases are not supported)"
+            )
         return value
 
     @field_validator("alert_webhook_url")
@@ -289,11 +297,13 @@ class Settings(BaseSettings):
         if self.refresh_timeout_seconds >= self.lease_max_seconds:
             raise ConfigError(
                 f"GRANTKEEPER_REFRESH_TIMEOUT_SECONDS ({self.refresh_timeout_seconds:g}) must be shorter than "
-                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g}): a refresh may not outlast its lease")
+                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g}): a refresh may not outlast its lease"
+            )
         if self.lease_seconds > self.lease_max_seconds:
             raise ConfigError(
                 f"GRANTKEEPER_LEASE_SECONDS ({self.lease_seconds:g}) must not be longer than "
-                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g})")
+                f"GRANTKEEPER_LEASE_MAX_SECONDS ({self.lease_max_seconds:g})"
+            )
         return self
 
     @model_validator(mode="after")
@@ -326,8 +336,10 @@ class Settings(BaseSettings):
             if not self.oidc_client_id:
                 raise ConfigError("GRANTKEEPER_OIDC_ISSUER is set but GRANTKEEPER_OIDC_CLIENT_ID is not")
         if self.mcp_authorization == "grantkeeper" and not self.oidc_issuer:
-            raise ConfigError("GRANTKEEPER_MCP_AUTHORIZATION=grantkeeper needs sign-in: set GRANTKEEPER_OIDC_ISSUER, "
-                              "GRANTKEEPER_OIDC_CLIENT_ID and GRANTKEEPER_OIDC_CLIENT_SECRET")
+            raise ConfigError(
+                "GRANTKEEPER_MCP_AUTHORIZATION=grantkeeper needs sign-in: set GRANTKEEPER_OIDC_ISSUER, "
+                "GRANTKEEPER_OIDC_CLIENT_ID and GRANTKEEPER_OIDC_CLIENT_SECRET"
+            )
         if self.mcp_authorization == "external":
             if not self.mcp_external_issuer:
                 raise ConfigError("GRANTKEEPER_MCP_AUTHORIZATION=external needs GRANTKEEPER_MCP_EXTERNAL_ISSUER")

@@ -78,73 +78,115 @@ UNCHANGED = "Nothing was changed."
 NEW_LINK = "ask your agent to call the tool again; it will give you a new link."
 ASK_AGAIN = NEW_LINK[0].upper() + NEW_LINK[1:]
 REFUSALS: dict[Refusal, Wording] = {
-    Refusal.LINK_UNKNOWN: Wording(404, "This link is not valid",
-                                  "The link is incomplete, was altered, or belongs to another grantkeeper server.",
-                                  "Check that you opened the whole link. " + ASK_AGAIN),
-    Refusal.LINK_EXPIRED: Wording(410, "This link has expired",
-                                  "Links are valid for a limited time so that a leaked link is soon useless.",
-                                  ASK_AGAIN),
-    Refusal.LINK_USED: Wording(410, "This link was already used",
-                               "Each link works once. It was opened before, or the account was reconnected with "
-                               "another link.", "If the agent still reports a problem, " + NEW_LINK),
-    Refusal.ACCOUNT_DISABLED: Wording(403, "This account is disabled",
-                                      "An administrator disabled the {provider} connection {account}.",
-                                      "Ask your grantkeeper administrator to enable it."),
-    Refusal.CLIENT_NOT_CONFIGURED: Wording(503, "{provider} is not set up on this server",
-                                           "The server has no {provider} OAuth client id and secret configured.",
-                                           "Tell your grantkeeper administrator; the link stays valid until it "
-                                           "expires."),
-    Refusal.STATE_MISSING: Wording(400, "This sign-in cannot be completed",
-                                   "The request came back from the provider without its state parameter.",
-                                   ASK_AGAIN),
-    Refusal.STATE_UNKNOWN: Wording(400, "This sign-in cannot be completed",
-                                   "The request does not belong to any sign-in started here. It may have been "
-                                   "altered or forged.", ASK_AGAIN),
-    Refusal.FLOW_FINISHED: Wording(409, "This sign-in is already finished",
-                                   "The {provider} sign-in for {account} was completed before; a sign-in counts once.",
-                                   "If the agent still reports a problem, " + NEW_LINK),
-    Refusal.FLOW_EXPIRED: Wording(410, "This sign-in took too long",
-                                  "The {provider} sign-in for {account} was started too long ago.", ASK_AGAIN),
-    Refusal.OTHER_BROWSER: Wording(403, "Finish in the browser that opened the link",
-                                   "This {provider} sign-in was started in another browser (or its cookie was "
-                                   "cleared), so it cannot be completed here.",
-                                   "Finish in the browser where you opened the link, or " + NEW_LINK),
-    Refusal.ACCESS_DENIED: Wording(403, "Access was not granted",
-                                   "{provider} says access was declined, so {account} was not connected.",
-                                   "If you declined by mistake, go back and choose Allow, or "
-                                   + NEW_LINK),
-    Refusal.PROVIDER_ERROR: Wording(502, "{provider} did not complete the sign-in",
-                                    "{provider} returned the error “{error}”.", ASK_AGAIN),
-    Refusal.CODE_MISSING: Wording(400, "This sign-in cannot be completed",
-                                  "{provider} sent the browser back without an authorization code.", ASK_AGAIN),
-    Refusal.EXCHANGE_FAILED: Wording(502, "{provider} did not accept the sign-in",
-                                     "Exchanging the authorization code failed ({error}).", ASK_AGAIN),
-    Refusal.IDENTITY_UNKNOWN: Wording(502, "Could not confirm the {provider} account",
-                                      "{provider} did not say which account approved access, so it was not "
-                                      "connected.", ASK_AGAIN),
-    Refusal.ISSUER_MISMATCH: Wording(400, "This sign-in cannot be completed",
-                                     "The answer did not come from {provider}'s sign-in server (its issuer did not "
-                                     "match), so it was not used.", ASK_AGAIN),
-    Refusal.ID_TOKEN_INVALID: Wording(502, "Could not confirm the {provider} account",
-                                      "{provider}'s identity token failed its checks ({error}), so the account was "
-                                      "not connected.", ASK_AGAIN),
-    Refusal.IDENTITY_MISMATCH: Wording(403, "That is a different {provider} account",
-                                       "You approved access as {presented}, but {account} is connected to "
-                                       "{expected}. A link only reconnects its own account, so the other account "
-                                       "was not attached.",
-                                       "Go back, sign in to {provider} as {expected} and approve again. A link "
-                                       "cannot swap in a different {provider} account; for that, ask your "
-                                       "grantkeeper administrator."),
-    Refusal.CROSS_SITE: Wording(403, "This request came from another site",
-                                "The Continue button was pressed on a page that is not this grantkeeper server's. "
-                                "Another site cannot connect or reconnect accounts through your browser.",
-                                "If you meant to connect an account, open the link you were given yourself and "
-                                "press Continue there."),
-    Refusal.FORM_TOKEN_INVALID: Wording(403, "This form cannot be used",
-                                        "The form did not carry the token this server gave the page in your "
-                                        "browser: the page was opened in another browser, its cookies were "
-                                        "cleared, or the form was not this server's.",
-                                        "Open the link again in this browser and press Continue."),
+    Refusal.LINK_UNKNOWN: Wording(
+        404,
+        "This link is not valid",
+        "The link is incomplete, was altered, or belongs to another grantkeeper server.",
+        "Check that you opened the whole link. " + ASK_AGAIN,
+    ),
+    Refusal.LINK_EXPIRED: Wording(
+        410, "This link has expired", "Links are valid for a limited time so that a leaked link is soon useless.", ASK_AGAIN
+    ),
+    Refusal.LINK_USED: Wording(
+        410,
+        "This link was already used",
+        "Each link works once. It was opened before, or the account was reconnected with another link.",
+        "If the agent still reports a problem, " + NEW_LINK,
+    ),
+    Refusal.ACCOUNT_DISABLED: Wording(
+        403,
+        "This account is disabled",
+        "An administrator disabled the {provider} connection {account}.",
+        "Ask your grantkeeper administrator to enable it.",
+    ),
+    Refusal.CLIENT_NOT_CONFIGURED: Wording(
+        503,
+        "{provider} is not set up on this server",
+        "The server has no {provider} OAuth client id and secret configured.",
+        "Tell your grantkeeper administrator; the link stays valid until it expires.",
+    ),
+    Refusal.STATE_MISSING: Wording(
+        400, "This sign-in cannot be completed", "The request came back from the provider without its state parameter.", ASK_AGAIN
+    ),
+    Refusal.STATE_UNKNOWN: Wording(
+        400,
+        "This sign-in cannot be completed",
+        "The request does not belong to any sign-in started here. It may have been altered or forged.",
+        ASK_AGAIN,
+    ),
+    Refusal.FLOW_FINISHED: Wording(
+        409,
+        "This sign-in is already finished",
+        "The {provider} sign-in for {account} was completed before; a sign-in counts once.",
+        "If the agent still reports a problem, " + NEW_LINK,
+    ),
+    Refusal.FLOW_EXPIRED: Wording(
+        410, "This sign-in took too long", "The {provider} sign-in for {account} was started too long ago.", ASK_AGAIN
+    ),
+    Refusal.OTHER_BROWSER: Wording(
+        403,
+        "Finish in the browser that opened the link",
+        "This {provider} sign-in was started in another browser (or its cookie was cleared), so it cannot be completed here.",
+        "Finish in the browser where you opened the link, or " + NEW_LINK,
+    ),
+    Refusal.ACCESS_DENIED: Wording(
+        403,
+        "Access was not granted",
+        "{provider} says access was declined, so {account} was not connected.",
+        "If you declined by mistake, go back and choose Allow, or " + NEW_LINK,
+    ),
+    Refusal.PROVIDER_ERROR: Wording(
+        502, "{provider} did not complete the sign-in", "{provider} returned the error “{error}”.", ASK_AGAIN
+    ),
+    Refusal.CODE_MISSING: Wording(
+        400, "This sign-in cannot be completed", "{provider} sent the browser back without an authorization code.", ASK_AGAIN
+    ),
+    Refusal.EXCHANGE_FAILED: Wording(
+        502, "{provider} did not accept the sign-in", "Exchanging the authorization code failed ({error}).", ASK_AGAIN
+    ),
+    Refusal.IDENTITY_UNKNOWN: Wording(
+        502,
+        "Could not confirm the {provider} account",
+        "{provider} did not say which account approved access, so it was not connected.",
+        ASK_AGAIN,
+    ),
+    Refusal.ISSUER_MISMATCH: Wording(
+        400,
+        "This sign-in cannot be completed",
+        "The answer did not come from {provider}'s sign-in server (its issuer did not match), so it was not used.",
+        ASK_AGAIN,
+    ),
+    Refusal.ID_TOKEN_INVALID: Wording(
+        502,
+        "Could not confirm the {provider} account",
+        "{provider}'s identity token failed its checks ({error}), so the account was not connected.",
+        ASK_AGAIN,
+    ),
+    Refusal.IDENTITY_MISMATCH: Wording(
+        403,
+        "That is a different {provider} account",
+        "You approved access as {presented}, but {account} is connected to "
+        "{expected}. A link only reconnects its own account, so the other account "
+        "was not attached.",
+        "Go back, sign in to {provider} as {expected} and approve again. A link "
+        "cannot swap in a different {provider} account; for that, ask your "
+        "grantkeeper administrator.",
+    ),
+    Refusal.CROSS_SITE: Wording(
+        403,
+        "This request came from another site",
+        "The Continue button was pressed on a page that is not this grantkeeper server's. "
+        "Another site cannot connect or reconnect accounts through your browser.",
+        "If you meant to connect an account, open the link you were given yourself and press Continue there.",
+    ),
+    Refusal.FORM_TOKEN_INVALID: Wording(
+        403,
+        "This form cannot be used",
+        "The form did not carry the token this server gave the page in your "
+        "browser: the page was opened in another browser, its cookies were "
+        "cleared, or the form was not this server's.",
+        "Open the link again in this browser and press Continue.",
+    ),
 }
 
 
@@ -161,14 +203,23 @@ def refusal_page(refused: ReauthRefused) -> HTMLResponse:
         provider = connector.spec.display_name
     else:
         provider = account.connector.capitalize() if account else "the provider"
-    values = {"provider": provider, "account": account.display_name if account else "the account",
-              "presented": context.get("presented", ""), "expected": context.get("expected", ""),
-              "error": context.get("error", "")}
+    values = {
+        "provider": provider,
+        "account": account.display_name if account else "the account",
+        "presented": context.get("presented", ""),
+        "expected": context.get("expected", ""),
+        "error": context.get("error", ""),
+    }
     # The footer names the provider only when it is known ("keeps your account grant", not "your the provider grant").
-    return render("message.html", wording.status, outcome=refused.refusal.value,
-                  provider_name=provider if account or connector else None,
-                  title=wording.title.format(**values), paragraphs=[wording.message.format(**values), UNCHANGED],
-                  next_step=wording.next_step.format(**values))
+    return render(
+        "message.html",
+        wording.status,
+        outcome=refused.refusal.value,
+        provider_name=provider if account or connector else None,
+        title=wording.title.format(**values),
+        paragraphs=[wording.message.format(**values), UNCHANGED],
+        next_step=wording.next_step.format(**values),
+    )
 
 
 def owner_of(account: Any) -> str:
@@ -187,7 +238,8 @@ class LinkPages:
         self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=self._secure)
 
     def routes(self) -> list[BaseRoute]:
-        return [*(self.sign_in.routes() if self.sign_in else []),
+        return [
+            *(self.sign_in.routes() if self.sign_in else []),
             Route("/connect/{token}", self.show_link, methods=["GET"]),
             Route("/connect/{token}", self.begin, methods=["POST"]),
             Route(CALLBACK_PATH, self.callback, methods=["GET"]),
@@ -205,16 +257,30 @@ class LinkPages:
         connector = self.flow.connector_for(account)
         provider = connector.spec.display_name
         connecting = link.purpose == "connect"
-        why = (f"An AI agent asked to connect a {provider} account for {owner_of(account)}." if connecting else
-               f"The {provider} grant for {account.display_name} stopped working"
-               f"{f' ({link.reason})' if link.reason else ''}, so the agent cannot use it until it is reconnected.")
-        expected = (connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
-                    if account.provider_account_id else None)
+        why = (
+            f"An AI agent asked to connect a {provider} account for {owner_of(account)}."
+            if connecting
+            else f"The {provider} grant for {account.display_name} stopped working"
+            f"{f' ({link.reason})' if link.reason else ''}, so the agent cannot use it until it is reconnected."
+        )
+        expected = (
+            connector.provider.describe_identity(account.provider_account_id, account.provider_identity or {})
+            if account.provider_account_id
+            else None
+        )
         issued = self.forms.issue(request, _form_scope(link))
-        page = render("connect.html", verb="Connect" if connecting else "Reconnect", provider_name=provider,
-                      why=why, account_name=account.display_name, owner=owner_of(account), expected=expected,
-                      expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC", form_token_field=FORM_TOKEN_FIELD,
-                      form_token=issued.form_token)
+        page = render(
+            "connect.html",
+            verb="Connect" if connecting else "Reconnect",
+            provider_name=provider,
+            why=why,
+            account_name=account.display_name,
+            owner=owner_of(account),
+            expected=expected,
+            expires_at=f"{link.expires_at:%Y-%m-%d %H:%M} UTC",
+            form_token_field=FORM_TOKEN_FIELD,
+            form_token=issued.form_token,
+        )
         self.forms.set_cookie(page, issued)
         return page
 
@@ -223,8 +289,12 @@ class LinkPages:
         and only then is the link spent. Every refusal before `flow.begin` writes nothing."""
         reason = cross_site_reason(request, allowed_origins(self.runtime.settings.public_url, request))
         if reason is not None:
-            log.warning("cross_site_request_refused", reason=reason, origin=request.headers.get("origin", "")[:200],
-                        sec_fetch_site=request.headers.get("sec-fetch-site", "")[:32])
+            log.warning(
+                "cross_site_request_refused",
+                reason=reason,
+                origin=request.headers.get("origin", "")[:200],
+                sec_fetch_site=request.headers.get("sec-fetch-site", "")[:32],
+            )
             return refusal_page(ReauthRefused(Refusal.CROSS_SITE))
         token = request.path_params["token"]
         try:
@@ -233,8 +303,11 @@ class LinkPages:
             return refusal_page(refused)
         form = await read_small_form(request)
         if not self.forms.verify(request, _form_scope(view.link), (form or {}).get(FORM_TOKEN_FIELD)):
-            log.warning("form_token_refused", account=view.account.display_name,
-                        reason="unreadable_form" if form is None else "token_mismatch")
+            log.warning(
+                "form_token_refused",
+                account=view.account.display_name,
+                reason="unreadable_form" if form is None else "token_mismatch",
+            )
             return refusal_page(ReauthRefused(Refusal.FORM_TOKEN_INVALID, account=view.account))
         if (refusal := await self._guarded(request, view)) is not None:
             return refusal
@@ -243,8 +316,15 @@ class LinkPages:
         except ReauthRefused as refused:
             return refusal_page(refused)
         response = RedirectResponse(started.authorize_url, 303, headers=PAGE_HEADERS)
-        response.set_cookie(started.cookie_name, started.cookie_value, max_age=started.cookie_max_age,
-                            path=self._cookie_path(), secure=self._secure(), httponly=True, samesite="lax")
+        response.set_cookie(
+            started.cookie_name,
+            started.cookie_value,
+            max_age=started.cookie_max_age,
+            path=self._cookie_path(),
+            secure=self._secure(),
+            httponly=True,
+            samesite="lax",
+        )
         return response
 
     async def _guarded(self, request: Request, view: Any) -> Response | None:
@@ -256,25 +336,44 @@ class LinkPages:
             return RedirectResponse(login_url(request.url.path), 303, headers=PAGE_HEADERS)
         if decision is LinkDecision.WRONG_PERSON:
             assert signed_in is not None
-            log.warning("link_refused_wrong_person", account=view.account.display_name,
-                        signed_in_org=signed_in.person.org, signed_in_user=signed_in.person.user)
-            return render("message.html", 403, outcome="wrong_person", provider_name=provider,
-                          title="This link is for someone else",
-                          paragraphs=[f"This link connects {provider} for {owner_of(view.account)}, but you are "
-                                      f"signed in as {signed_in.person.display}. If someone sent you this link, "
-                                      "they may be trying to act as you.", UNCHANGED],
-                          next_step="Close this page. If you need the connection yourself, ask your own agent "
-                                    "for a link.")
+            log.warning(
+                "link_refused_wrong_person",
+                account=view.account.display_name,
+                signed_in_org=signed_in.person.org,
+                signed_in_user=signed_in.person.user,
+            )
+            return render(
+                "message.html",
+                403,
+                outcome="wrong_person",
+                provider_name=provider,
+                title="This link is for someone else",
+                paragraphs=[
+                    f"This link connects {provider} for {owner_of(view.account)}, but you are "
+                    f"signed in as {signed_in.person.display}. If someone sent you this link, "
+                    "they may be trying to act as you.",
+                    UNCHANGED,
+                ],
+                next_step="Close this page. If you need the connection yourself, ask your own agent for a link.",
+            )
         if decision is LinkDecision.UNVERIFIED_REFUSED:
             log.warning("link_refused_unverified", account=view.account.display_name)
-            return render("message.html", 403, outcome="admin_action_required", provider_name=provider,
-                          title="This server cannot check who you are",
-                          paragraphs=["A connect link made by an agent can only be completed by the person it is "
-                                      "for, and this server has no sign-in configured to check that. The link was "
-                                      "not used.", UNCHANGED],
-                          next_step="Ask your grantkeeper administrator to set up sign-in (GRANTKEEPER_OIDC_ISSUER, "
-                                    "GRANTKEEPER_OIDC_CLIENT_ID, GRANTKEEPER_OIDC_CLIENT_SECRET), or to issue the "
-                                    "link with `grantkeeper link`.")
+            return render(
+                "message.html",
+                403,
+                outcome="admin_action_required",
+                provider_name=provider,
+                title="This server cannot check who you are",
+                paragraphs=[
+                    "A connect link made by an agent can only be completed by the person it is "
+                    "for, and this server has no sign-in configured to check that. The link was "
+                    "not used.",
+                    UNCHANGED,
+                ],
+                next_step="Ask your grantkeeper administrator to set up sign-in (GRANTKEEPER_OIDC_ISSUER, "
+                "GRANTKEEPER_OIDC_CLIENT_ID, GRANTKEEPER_OIDC_CLIENT_SECRET), or to issue the "
+                "link with `grantkeeper link`.",
+            )
         return None
 
     async def callback(self, request: Request) -> Response:
@@ -284,19 +383,26 @@ class LinkPages:
             return refusal_page(refused)
         provider = done.connector.spec.display_name
         verb = "connected" if done.purpose == "connect" else "reconnected"
-        paragraphs = [f"{done.account.display_name} is {verb} for {owner_of(done.account)}, "
-                      f"signed in as {done.provider_account}."]
+        paragraphs = [
+            f"{done.account.display_name} is {verb} for {owner_of(done.account)}, signed in as {done.provider_account}."
+        ]
         if done.needs_user_at is not None:
-            paragraphs.append(f"{provider} did not grant lasting access (no refresh token), so this connection stops "
-                              f"working at {done.needs_user_at:%Y-%m-%d %H:%M} UTC. You will be offered a link to "
-                              "reconnect before then.")
+            paragraphs.append(
+                f"{provider} did not grant lasting access (no refresh token), so this connection stops "
+                f"working at {done.needs_user_at:%Y-%m-%d %H:%M} UTC. You will be offered a link to "
+                "reconnect before then."
+            )
         response = render(
-            "message.html", outcome="reconnected", provider_name=provider, title=f"{provider} is {verb}",
-            paragraphs=paragraphs, next_step="Close this tab and go back to your agent: its next call will work.")
+            "message.html",
+            outcome="reconnected",
+            provider_name=provider,
+            title=f"{provider} is {verb}",
+            paragraphs=paragraphs,
+            next_step="Close this tab and go back to your agent: its next call will work.",
+        )
         for name in request.cookies:
             if name.startswith("gk_flow_"):
-                response.delete_cookie(name, path=self._cookie_path(), secure=self._secure(), httponly=True,
-                                       samesite="lax")
+                response.delete_cookie(name, path=self._cookie_path(), secure=self._secure(), httponly=True, samesite="lax")
         return response
 
     async def healthz(self, request: Request) -> Response:
@@ -304,8 +410,7 @@ class LinkPages:
             await anyio.to_thread.run_sync(_ping, self.runtime)
         except Exception:
             log.warning("healthz_database_unreachable", exc_info=True)
-            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503,
-                                headers={"Cache-Control": "no-store"})
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, 503, headers={"Cache-Control": "no-store"})
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
     def _cookie_path(self) -> str:
@@ -324,14 +429,24 @@ def _ping(runtime: Runtime) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: str = "127.0.0.1",
-                  metrics: bool = True, client_documents_http: Any = None) -> Starlette:
+def build_web_app(
+    runtime: Runtime,
+    *,
+    transports: Collection[str] = (),
+    host: str = "127.0.0.1",
+    metrics: bool = True,
+    client_documents_http: Any = None,
+) -> Starlette:
     """The pages (magic links, sign-in, the operator's console), plus the MCP transports named in `transports`
     ("http" → /mcp, "sse" → /sse + /messages/) and whatever authorizes their callers (server/identity/mcp_auth.py),
     and `/metrics` unless it has a listener of its own (`metrics_app`). Build it once the public URL is known."""
     pages = LinkPages(runtime, remote=bool(transports))
-    console = ConsolePages(runtime, render, session_viewer=signed_in_viewer(pages.sign_in) if pages.sign_in else None,
-                           sign_in_url=login_url if pages.sign_in else None)
+    console = ConsolePages(
+        runtime,
+        render,
+        session_viewer=signed_in_viewer(pages.sign_in) if pages.sign_in else None,
+        sign_in_url=login_url if pages.sign_in else None,
+    )
     routes = [*pages.routes(), *console.routes(), *([metrics_route(runtime.settings, runtime.metrics)] if metrics else [])]
     if not transports:
         return Starlette(routes=routes)
@@ -346,9 +461,13 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
     security = transport_security(runtime.settings, host)
     lifespan = None
     if "http" in transports:
-        mcp_app = server.streamable_http_app(streamable_http_path="/mcp", transport_security=security, host=host,
-                                             stateless_http=runtime.settings.http_stateless,
-                                             session_idle_timeout=runtime.settings.mcp_session_idle_seconds)
+        mcp_app = server.streamable_http_app(
+            streamable_http_path="/mcp",
+            transport_security=security,
+            host=host,
+            stateless_http=runtime.settings.http_stateless,
+            session_idle_timeout=runtime.settings.mcp_session_idle_seconds,
+        )
         routes += mcp_app.routes
 
         @contextlib.asynccontextmanager
@@ -357,11 +476,9 @@ def build_web_app(runtime: Runtime, *, transports: Collection[str] = (), host: s
                 yield
 
     if "sse" in transports:
-        routes += server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security,
-                                 host=host).routes
+        routes += server.sse_app(sse_path="/sse", message_path="/messages/", transport_security=security, host=host).routes
     # The SDK's bearer middleware: it reads the key on every request; /mcp and /sse then insist on one (401).
-    middleware = [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)),
-                  Middleware(AuthContextMiddleware)]
+    middleware = [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)), Middleware(AuthContextMiddleware)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 
@@ -370,10 +487,12 @@ def metrics_route(settings: Settings, metrics: Metrics) -> Route:
     GRANTKEEPER_METRICS_TOKEN set, only for `Authorization: Bearer <that token>`."""
 
     async def prometheus_metrics(request: Request) -> Response:
-        if settings.metrics_token and not bearer_matches(request.headers.get("authorization", ""),
-                                                         settings.metrics_token):
-            return JSONResponse({"error": "unauthorized"}, 401,
-                                headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"})
+        if settings.metrics_token and not bearer_matches(request.headers.get("authorization", ""), settings.metrics_token):
+            return JSONResponse(
+                {"error": "unauthorized"},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"},
+            )
         return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     return Route("/metrics", prometheus_metrics, methods=["GET"])
@@ -392,8 +511,7 @@ def transport_security(settings: Settings, host: str) -> TransportSecuritySettin
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", public.netloc],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*",
-                         f"{public.scheme}://{public.netloc}"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", f"{public.scheme}://{public.netloc}"],
     )
 
 
@@ -431,16 +549,25 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def listening(app: Any, host: str, port: int, limits: ListenerLimits | None = None, *,
-                    sock: socket.socket | None = None) -> AsyncIterator[Listener]:
+async def listening(
+    app: Any, host: str, port: int, limits: ListenerLimits | None = None, *, sock: socket.socket | None = None
+) -> AsyncIterator[Listener]:
     """Serve `app` with uvicorn in this event loop until the block ends (on `sock` if already bound). Access logs
     stay off: request lines carry magic-link tokens and OAuth codes. `limits`: against slow and greedy clients
     (server/listener_limits.py)."""
     sock = sock or bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
-    config = uvicorn.Config(app, host=bound_host, port=bound_port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5, server_header=False,
-                            **(limits or ListenerLimits()).uvicorn_options())
+    config = uvicorn.Config(
+        app,
+        host=bound_host,
+        port=bound_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+        **(limits or ListenerLimits()).uvicorn_options(),
+    )
     ready, stopped = anyio.Event(), anyio.Event()
     server = _EmbeddedServer(config, ready)
 
@@ -493,13 +620,15 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
     async with contextlib.AsyncExitStack() as metrics_stack:
         if metrics_apart:
             metrics = await metrics_stack.enter_async_context(
-                listening(metrics_app(settings, runtime.metrics), "127.0.0.1", settings.metrics_port, limits))
+                listening(metrics_app(settings, runtime.metrics), "127.0.0.1", settings.metrics_port, limits)
+            )
             log.info("metrics_listener_started", url=f"{metrics.url}/metrics")
         await _serve_transport(runtime, transport, host, port, limits, metrics=not metrics_apart)
 
 
-async def _serve_transport(runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *,
-                           metrics: bool) -> None:
+async def _serve_transport(
+    runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *, metrics: bool
+) -> None:
     settings = runtime.settings
     if transport == "stdio":
         async with contextlib.AsyncExitStack() as stack:
@@ -509,14 +638,24 @@ async def _serve_transport(runtime: Runtime, transport: str, host: str, port: in
             except OSError as exc:
                 if "public_url" in settings.model_fields_set:
                     # The operator named where links are served (a shared page server); they keep pointing there.
-                    log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
-                                notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.")
+                    log.warning(
+                        "page_listener_unavailable",
+                        host=host,
+                        port=port,
+                        error=str(exc),
+                        notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.",
+                    )
                     listener = None
                 else:
                     # Whatever holds the port is not known to be ours: a link to it could land on another process's
                     # server. Take a free port instead; links follow it (adopt_public_url below).
-                    log.warning("page_listener_unavailable", host=host, port=port, error=str(exc),
-                                notice="Serving the link pages on a free port instead; links point there.")
+                    log.warning(
+                        "page_listener_unavailable",
+                        host=host,
+                        port=port,
+                        error=str(exc),
+                        notice="Serving the link pages on a free port instead; links point there.",
+                    )
                     listener = await stack.enter_async_context(listening(app, host, 0, limits))
             if listener is not None:
                 adopt_public_url(settings, listener.url)
@@ -532,16 +671,21 @@ async def _serve_transport(runtime: Runtime, transport: str, host: str, port: in
     async with listening(app, host, port, limits, sock=sock) as listener:
         adopt_public_url(settings, listener.url)
         if host in ("0.0.0.0", "::") and "public_url" not in settings.model_fields_set:
-            log.warning("public_url_guessed", public_url=settings.public_url,
-                        notice="Set GRANTKEEPER_PUBLIC_URL to the address browsers reach this server at.")
+            log.warning(
+                "public_url_guessed",
+                public_url=settings.public_url,
+                notice="Set GRANTKEEPER_PUBLIC_URL to the address browsers reach this server at.",
+            )
         public_host = urlsplit(settings.public_url).hostname or ""
         if settings.public_url.startswith("http://") and not is_loopback(public_host):
-            log.warning("public_url_not_https", public_url=settings.public_url,
-                        notice="Magic links and OAuth callbacks would cross the network in clear text; serve "
-                               "them over https (a TLS-terminating proxy) and set GRANTKEEPER_PUBLIC_URL to it.")
+            log.warning(
+                "public_url_not_https",
+                public_url=settings.public_url,
+                notice="Magic links and OAuth callbacks would cross the network in clear text; serve "
+                "them over https (a TLS-terminating proxy) and set GRANTKEEPER_PUBLIC_URL to it.",
+            )
         endpoints = {"mcp": f"{listener.url}/mcp"} if "http" in transports else {}
-        log.info("http_server_started", url=listener.url, public_url=settings.public_url,
-                 sse=f"{listener.url}/sse", **endpoints)
+        log.info("http_server_started", url=listener.url, public_url=settings.public_url, sse=f"{listener.url}/sse", **endpoints)
         await until_signalled_or_closed(listener)
     log.info("http_server_stopped")
 

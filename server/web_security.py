@@ -125,8 +125,7 @@ class FormGuard:
 
     def set_cookie(self, response: Response, issued: IssuedToken) -> None:
         if issued.new_nonce:
-            response.set_cookie(self.cookie_name, issued.nonce, path="/", secure=self._secure(), httponly=True,
-                                samesite="lax")
+            response.set_cookie(self.cookie_name, issued.nonce, path="/", secure=self._secure(), httponly=True, samesite="lax")
 
     def verify(self, request: Request, scope: str, submitted: str | None) -> bool:
         nonce = request.cookies.get(self.cookie_name, "")
@@ -146,8 +145,7 @@ def bearer_matches(authorization: str, expected: str) -> bool:
     """Whether an `Authorization` header is `Bearer <expected>`, compared in constant time (both sides hashed
     first, so not even the length of the expected token shows in the timing)."""
     scheme, _, presented = authorization.partition(" ")
-    same = hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(),
-                               hashlib.sha256(expected.encode()).digest())
+    same = hmac.compare_digest(hashlib.sha256(presented.strip().encode()).digest(), hashlib.sha256(expected.encode()).digest())
     return same and scheme.lower() == "bearer"
 
 

@@ -98,12 +98,19 @@ def database_url() -> str | None:
 
 
 @pytest.fixture
-def env(isolated_environment: Path, slack_server: SimulatorServer, github_server: SimulatorServer,
-        google_server: SimulatorServer, zendesk_server: SimulatorServer,
-        monkeypatch: pytest.MonkeyPatch, database_url: str | None) -> dict[str, str]:
+def env(
+    isolated_environment: Path,
+    slack_server: SimulatorServer,
+    github_server: SimulatorServer,
+    google_server: SimulatorServer,
+    zendesk_server: SimulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str | None,
+) -> dict[str, str]:
     values = {
-        **simulator_environment(slack_server.url, github_server.url, google_url=google_server.url,
-                                zendesk_url=zendesk_server.url),
+        **simulator_environment(
+            slack_server.url, github_server.url, google_url=google_server.url, zendesk_url=zendesk_server.url
+        ),
         "GRANTKEEPER_HOME": str(isolated_environment),
         "GRANTKEEPER_VAULT_KEY": TEST_VAULT_KEY,
         "GRANTKEEPER_ORG": "acme",
@@ -148,8 +155,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     skipped = databases.SKIPPED_FOR_POSTGRES
     if skipped:
-        terminalreporter.write_sep("!", f"WARNING: {len(skipped)} PostgreSQL test(s) SKIPPED — "
-                                        f"{databases.postgres_unreachable_reason()}", red=True, bold=True)
+        terminalreporter.write_sep(
+            "!",
+            f"WARNING: {len(skipped)} PostgreSQL test(s) SKIPPED — {databases.postgres_unreachable_reason()}",
+            red=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")

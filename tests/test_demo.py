@@ -13,8 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_fast_files_every_report_once_through_expiry_faults_and_a_revocation(isolated_environment):
-    done = subprocess.run([sys.executable, "-m", "server", "demo", "--fast"], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "demo", "--fast"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = done.stdout
     assert done.returncode == 0, out[-4000:] + done.stderr[-3000:]
     assert "PASS: nothing lost, nothing done twice." in out
@@ -31,8 +37,14 @@ def test_demo_fast_files_every_report_once_through_expiry_faults_and_a_revocatio
     assert "plaintext tokens in the vault file" in out and ": none" in out
     triggers = re.search(r"refreshes by trigger │ (.*?) *│", out)
     assert triggers and "reactive" in triggers[1], out[-3000:]
-    for fault in ("kill every access token", "429 burst", "fail 30 % of refreshes", "answer is lost",
-                  "Slack is down", "revoked at GitHub"):
+    for fault in (
+        "kill every access token",
+        "429 burst",
+        "fail 30 % of refreshes",
+        "answer is lost",
+        "Slack is down",
+        "revoked at GitHub",
+    ):
         assert fault in out
     for prefix in ("xoxe.xoxb-1-", "xoxe-1-", "ghu_", "ghr_"):
         assert prefix not in out and prefix not in done.stderr

@@ -38,10 +38,15 @@ class UnauthenticatedCaller(PermissionError):
     pass
 
 
-AccountLabel = Annotated[str | None, Field(
-    default=None, pattern=f"^{LABEL_PATTERN}$",
-    description="which of the caller's accounts for this service, by its label (see accounts_list), e.g. 'work'; "
-                "omitted: the default account")]
+AccountLabel = Annotated[
+    str | None,
+    Field(
+        default=None,
+        pattern=f"^{LABEL_PATTERN}$",
+        description="which of the caller's accounts for this service, by its label (see accounts_list), e.g. 'work'; "
+        "omitted: the default account",
+    ),
+]
 # The `account` argument of the call being run. Every tool gets the argument from `Toolset.tool`, so a tool added
 # anywhere (declared providers, proxies) takes it without knowing; `Toolset.run` reads it here.
 _requested_label: ContextVar[str | None] = ContextVar("requested_label", default=None)
@@ -55,8 +60,10 @@ def with_account_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
     parameters = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
     label = inspect.Parameter("account", inspect.Parameter.KEYWORD_ONLY, annotation=AccountLabel, default=None)
     # Keyword-only, before the context parameter, which stays last.
-    parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
-                  else p for p in parameters]
+    parameters = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else p
+        for p in parameters
+    ]
     parameters.insert(next((i for i, p in enumerate(parameters) if p.name == "ctx"), len(parameters)), label)
 
     @functools.wraps(fn)
@@ -81,16 +88,31 @@ class Toolset:
     stdio_identity: bool = True
     registered: dict[str, str] = field(default_factory=dict)  # exposed name -> canonical name
 
-    def tool(self, name: str, *, title: str, ok: type[Ok], read_only: bool, destructive: bool = False,
-             idempotent: bool = False, per_account: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def tool(
+        self,
+        name: str,
+        *,
+        title: str,
+        ok: type[Ok],
+        read_only: bool,
+        destructive: bool = False,
+        idempotent: bool = False,
+        per_account: bool = True,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         """Register `fn` as a tool. `per_account`: it acts on one account and takes the optional `account` label."""
+
         def register(fn: Callable[..., Any]) -> Callable[..., Any]:
             fn.__annotations__["return"] = Annotated[CallToolResult, result_model(ok)]
             if per_account:
                 fn = with_account_argument(fn)
             exposed = exposed_name(name, self.runtime.settings.tool_names)
-            annotations = ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
-                                          idempotent_hint=idempotent, open_world_hint=True)
+            annotations = ToolAnnotations(
+                title=title,
+                read_only_hint=read_only,
+                destructive_hint=destructive,
+                idempotent_hint=idempotent,
+                open_world_hint=True,
+            )
             self.server.tool(name=exposed, title=title, description=fn.__doc__, annotations=annotations)(fn)
             self.registered[exposed] = name
             return fn
@@ -111,8 +133,9 @@ class Toolset:
         token = get_access_token()
         return f"key:{(token.claims or {}).get('key_id', '?')}" if token is not None else "stdio"
 
-    async def run(self, ctx: Context | None, connector: str,
-                  operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str) -> CallToolResult:
+    async def run(
+        self, ctx: Context | None, connector: str, operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str
+    ) -> CallToolResult:
         started = time.perf_counter()
         caller, label = self.caller(ctx), requested_label()
         with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
@@ -122,8 +145,14 @@ class Toolset:
         self.runtime.metrics.record_tool_call(tool, status, elapsed)
         # The audit row names the call, never its arguments or its answer.
         target = f"{caller.org}/{caller.user}/{connector}" + (f"/{label}" if label and label != "default" else "")
-        await self.runtime.audit.record_tool_call(f"{caller.org}/{caller.user}", target=target, status=status,
-                                                  duration_ms=round(elapsed * 1000), tool=tool, via=self.via())
+        await self.runtime.audit.record_tool_call(
+            f"{caller.org}/{caller.user}",
+            target=target,
+            status=status,
+            duration_ms=round(elapsed * 1000),
+            tool=tool,
+            via=self.via(),
+        )
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             elicitation = url_elicitation(result)
             session = ctx.session if ctx is not None else None
@@ -151,12 +180,17 @@ def declares_url_elicitation(ctx: Context | None) -> bool:
 
 def url_elicitation(result: ReauthRequired) -> UrlElicitationRequiredError:
     """The JSON-RPC error -32042 carrying the magic link, for clients that open URLs themselves."""
-    message = (f"{result.connector} needs the account owner: open the link to reconnect {result.account} "
-               f"({result.reason}), then call the tool again. The link works once and expires "
-               f"{result.link_expires_at:%Y-%m-%d %H:%M} UTC.")
+    message = (
+        f"{result.connector} needs the account owner: open the link to reconnect {result.account} "
+        f"({result.reason}), then call the tool again. The link works once and expires "
+        f"{result.link_expires_at:%Y-%m-%d %H:%M} UTC."
+    )
     return UrlElicitationRequiredError(
-        [ElicitRequestURLParams(mode="url", message=message, url=result.magic_link,
-                                elicitation_id=result._link_id or f"reauth-{result.connector}")],
+        [
+            ElicitRequestURLParams(
+                mode="url", message=message, url=result.magic_link, elicitation_id=result._link_id or f"reauth-{result.connector}"
+            )
+        ],
         message=f"Reconnecting {result.connector} requires the user",
     )
 

@@ -27,9 +27,11 @@ class AccountHealth(BaseModel):
     last_refresh_at: datetime | None = None
     last_refresh_outcome: str | None = None
     needs_user_at: datetime | None = Field(
-        default=None, description="connected without a refresh token: when the account stops working without its user")
+        default=None, description="connected without a refresh token: when the account stops working without its user"
+    )
     reconnect_link: str | None = Field(
-        default=None, description="single-use link to reconnect before `needs_user_at`, offered as it approaches")
+        default=None, description="single-use link to reconnect before `needs_user_at`, offered as it approaches"
+    )
     link_expires_at: datetime | None = None
 
     def describe(self) -> str:
@@ -49,8 +51,10 @@ class ConnectLinkOk(Ok):
     next_step: str
 
     def summary(self) -> str:
-        return (f"Open this link to connect {self.account}: {self.magic_link} "
-                f"(works once, expires {self.link_expires_at:%Y-%m-%d %H:%M} UTC). {self.next_step}")
+        return (
+            f"Open this link to connect {self.account}: {self.magic_link} "
+            f"(works once, expires {self.link_expires_at:%Y-%m-%d %H:%M} UTC). {self.next_step}"
+        )
 
 
 class AccountsOk(Ok):
@@ -65,8 +69,9 @@ class AccountsOk(Ok):
 
 
 def register(toolset: Toolset) -> None:
-    @toolset.tool("accounts.list", title="List my connected accounts", ok=AccountsOk, read_only=True,
-                  idempotent=True, per_account=False)
+    @toolset.tool(
+        "accounts.list", title="List my connected accounts", ok=AccountsOk, read_only=True, idempotent=True, per_account=False
+    )
     async def list_accounts(ctx: Context = None):
         """List the caller's connected accounts (Slack, GitHub, …), their labels, and whether each one currently works.
 
@@ -78,32 +83,40 @@ def register(toolset: Toolset) -> None:
             rows = []
             for account in vault.list_accounts(caller.org, caller.user):
                 credential = vault.credential_timings(account.id)
-                rows.append(AccountHealth(
-                    connector=account.connector, label=account.label, status=account.status,
-                    reason=account.status_reason, provider_account_id=account.provider_account_id,
-                    scopes=[s for s in account.scopes.replace(",", " ").split() if s],
-                    needs_user_at=refreshless.needs_user_at(account, credential),
-                    **(credential or {}),
-                ))
+                rows.append(
+                    AccountHealth(
+                        connector=account.connector,
+                        label=account.label,
+                        status=account.status,
+                        reason=account.status_reason,
+                        provider_account_id=account.provider_account_id,
+                        scopes=[s for s in account.scopes.replace(",", " ").split() if s],
+                        needs_user_at=refreshless.needs_user_at(account, credential),
+                        **(credential or {}),
+                    )
+                )
             return rows
 
         accounts = await anyio.to_thread.run_sync(read)
         executor, now = toolset.runtime.executor, utcnow()
         for health in accounts:
-            configured = toolset.runtime.connectors[health.connector].configured if health.connector in \
-                toolset.runtime.connectors else False
+            configured = (
+                toolset.runtime.connectors[health.connector].configured
+                if health.connector in toolset.runtime.connectors
+                else False
+            )
             if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
                 # The caller is verified and the account is their own: the same link accounts.connect would give.
-                account = await anyio.to_thread.run_sync(vault.find_account, caller.org, caller.user, health.connector,
-                                                         health.label)
+                account = await anyio.to_thread.run_sync(
+                    vault.find_account, caller.org, caller.user, health.connector, health.label
+                )
                 link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
                 health.reconnect_link, health.link_expires_at = link.url, link.expires_at
         return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
 
     connectors = tuple(sorted(toolset.runtime.connectors))
 
-    @toolset.tool("accounts.connect", title="Connect one of my accounts", ok=ConnectLinkOk, read_only=False,
-                  idempotent=False)
+    @toolset.tool("accounts.connect", title="Connect one of my accounts", ok=ConnectLinkOk, read_only=False, idempotent=False)
     async def connect(
         connector: Annotated[Literal[connectors], Field(description="which service to connect")],  # type: ignore[valid-type]
         ctx: Context = None,
@@ -114,10 +127,21 @@ def register(toolset: Toolset) -> None:
         a second account of the same service, give it a label as `account` (e.g. 'oss')."""
         caller = toolset.caller(ctx)
         if missing := toolset.runtime.connectors[connector].missing_client:
-            return to_call_result(failure_result(failures.AdminActionRequired("client_not_configured", missing),
-                                                 connector=connector, account=f"{caller.org}/{caller.user}/{connector}"))
+            return to_call_result(
+                failure_result(
+                    failures.AdminActionRequired("client_not_configured", missing),
+                    connector=connector,
+                    account=f"{caller.org}/{caller.user}/{connector}",
+                )
+            )
         account, link = await toolset.runtime.executor.connect_link(caller, connector, requested_label() or "default")
         display = toolset.runtime.connectors[connector].spec.display_name
-        return to_call_result(ConnectLinkOk(
-            connector=connector, account=account.display_name, magic_link=link.url, link_expires_at=link.expires_at,
-            next_step=f"Ask {caller.user} to open it and approve access at {display}, then use the {display} tools."))
+        return to_call_result(
+            ConnectLinkOk(
+                connector=connector,
+                account=account.display_name,
+                magic_link=link.url,
+                link_expires_at=link.expires_at,
+                next_step=f"Ask {caller.user} to open it and approve access at {display}, then use the {display} tools.",
+            )
+        )

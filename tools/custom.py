@@ -29,8 +29,10 @@ from tools import Toolset, exposed_name
 
 IdempotencyKey = Annotated[
     str | None,
-    Field(pattern=r"^[A-Za-z0-9_.:-]{8,128}$",
-          description="repeat a call with the same key and the provider applies it at most once"),
+    Field(
+        pattern=r"^[A-Za-z0-9_.:-]{8,128}$",
+        description="repeat a call with the same key and the provider applies it at most once",
+    ),
 ]
 
 
@@ -49,8 +51,11 @@ class DeclaredCallOk(Ok):
         """`response` was read only up to the tool's limit (ApiCall.cut_at_bound); its extensions say whether it
         was cut there and, when known, how large the whole body was."""
         content = response.content
-        common = {"http_status": response.status_code, "content_type": response.headers.get("content-type"),
-                  "size_bytes": response.extensions.get("body_size")}
+        common = {
+            "http_status": response.status_code,
+            "content_type": response.headers.get("content-type"),
+            "size_bytes": response.extensions.get("body_size"),
+        }
         if response.extensions.get("body_cut"):
             return cls(**common, text=content.decode("utf-8", "ignore"), truncated=True)
         body = json_body(response) if content else None
@@ -79,10 +84,11 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
     canonical = f"{provider_name}.{tool.name}"
     exposed = exposed_name(canonical, toolset.runtime.settings.tool_names)
     if exposed in toolset.registered:
-        raise ConfigError(f"custom provider {provider_name!r}: tool {canonical!r} would be exposed as {exposed!r}, "
-                          f"which {toolset.registered[exposed]!r} already uses; rename one of them")
-    ok_model = create_model(f"{_camel(provider_name)}{_camel(tool.name)}Ok", __base__=DeclaredCallOk,
-                            __module__=__name__)
+        raise ConfigError(
+            f"custom provider {provider_name!r}: tool {canonical!r} would be exposed as {exposed!r}, "
+            f"which {toolset.registered[exposed]!r} already uses; rename one of them"
+        )
+    ok_model = create_model(f"{_camel(provider_name)}{_camel(tool.name)}Ok", __base__=DeclaredCallOk, __module__=__name__)
     declaration = toolset.runtime.connectors[provider_name].provider.declaration
     limit = tool.max_response_bytes or declaration.max_response_bytes
 
@@ -93,8 +99,13 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
             call = build_call(tool, arguments, api_base_url=connector.spec.api_base_url, idempotency_key=key)
         except UnsafeArgument as refused:
             toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
-            return to_call_result(InvalidInput(connector=provider_name, reason=refused.reason,
-                                               next_step=f"{refused}. Change the arguments; the same call will fail again."))
+            return to_call_result(
+                InvalidInput(
+                    connector=provider_name,
+                    reason=refused.reason,
+                    next_step=f"{refused}. Change the arguments; the same call will fail again.",
+                )
+            )
         # Read at most `limit` bytes of the answer and cut it there: the same bounded read as every provider call.
         call = dataclasses.replace(call, max_response_bytes=limit, cut_at_bound=True)
 
@@ -106,24 +117,39 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
     parameters, annotations = [], {}
     for param in tool.params:
         annotation, default = param.argument()
-        parameters.append(inspect.Parameter(param.name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                            default=inspect.Parameter.empty if default is ... else default))
+        parameters.append(
+            inspect.Parameter(
+                param.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=annotation,
+                default=inspect.Parameter.empty if default is ... else default,
+            )
+        )
         annotations[param.name] = annotation
     if tool.idempotency_header:
-        parameters.append(inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY,
-                                            annotation=IdempotencyKey, default=None))
+        parameters.append(
+            inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKey, default=None)
+        )
         annotations["idempotency_key"] = IdempotencyKey
     parameters.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None))
     annotations["ctx"] = Context
     # The MCP server reads the signature (input schema) and the annotations (which argument is the context).
     call_declared_tool.__signature__ = inspect.Signature(
-        parameters, return_annotation=Annotated[CallToolResult, result_model(ok_model)])
+        parameters, return_annotation=Annotated[CallToolResult, result_model(ok_model)]
+    )
     call_declared_tool.__annotations__ = annotations
     call_declared_tool.__name__ = call_declared_tool.__qualname__ = exposed.replace(".", "_")
     call_declared_tool.__doc__ = tool.description + (
-        "\n\nSafe to retry with the same idempotency_key." if tool.idempotency_header else "")
-    toolset.tool(canonical, title=tool.display_title, ok=ok_model, read_only=tool.is_read_only,
-                 destructive=tool.is_destructive, idempotent=tool.is_idempotent)(call_declared_tool)
+        "\n\nSafe to retry with the same idempotency_key." if tool.idempotency_header else ""
+    )
+    toolset.tool(
+        canonical,
+        title=tool.display_title,
+        ok=ok_model,
+        read_only=tool.is_read_only,
+        destructive=tool.is_destructive,
+        idempotent=tool.is_idempotent,
+    )(call_declared_tool)
 
 
 def _camel(name: str) -> str:

@@ -13,8 +13,9 @@ from tools import Toolset
 
 # Checked by providers/github.split_repository (each half one safe path segment), so a refusal is `invalid_input`.
 Repository = Annotated[str, Field(max_length=140, description="owner/name, e.g. octocat/hello-world")]
-IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
-                                      description="repeat a call with the same key and at most one issue is created")]
+IdempotencyKey = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="repeat a call with the same key and at most one issue is created")
+]
 
 
 class IssueSummary(BaseModel):
@@ -28,7 +29,10 @@ class IssueSummary(BaseModel):
     @classmethod
     def from_github(cls, item: dict[str, Any]) -> "IssueSummary":
         return cls(
-            number=item["number"], title=item["title"], state=item.get("state", "open"), html_url=item["html_url"],
+            number=item["number"],
+            title=item["title"],
+            state=item.get("state", "open"),
+            html_url=item["html_url"],
             author=(item.get("user") or {}).get("login"),
             labels=[label["name"] if isinstance(label, dict) else str(label) for label in item.get("labels") or []],
         )
@@ -57,8 +61,7 @@ class SearchIssuesOk(Ok):
 
 
 def register(toolset: Toolset) -> None:
-    @toolset.tool("github.create_issue", title="Create a GitHub issue", ok=CreateIssueOk, read_only=False,
-                  idempotent=True)
+    @toolset.tool("github.create_issue", title="Create a GitHub issue", ok=CreateIssueOk, read_only=False, idempotent=True)
     async def create_issue(
         repo: Repository,
         title: Annotated[str, Field(min_length=1, max_length=256)],
@@ -74,15 +77,21 @@ def register(toolset: Toolset) -> None:
 
         async def operation(api: ProviderSession) -> CreateIssueOk:
             owner, name = github.split_repository(repo)
-            issue, created = await github.create_issue(api, owner=owner, repo=name, title=title, body=body,
-                                                       labels=list(labels), idempotency_key=key,
-                                                       check_existing=idempotency_key is not None)
+            issue, created = await github.create_issue(
+                api,
+                owner=owner,
+                repo=name,
+                title=title,
+                body=body,
+                labels=list(labels),
+                idempotency_key=key,
+                check_existing=idempotency_key is not None,
+            )
             return CreateIssueOk(issue=IssueSummary.from_github(issue), created=created, idempotency_key=key)
 
         return await toolset.run(ctx, "github", operation, tool="github.create_issue")
 
-    @toolset.tool("github.search_issues", title="Search GitHub issues", ok=SearchIssuesOk, read_only=True,
-                  idempotent=True)
+    @toolset.tool("github.search_issues", title="Search GitHub issues", ok=SearchIssuesOk, read_only=True, idempotent=True)
     async def search_issues(
         query: Annotated[str, Field(min_length=1, max_length=256, description="GitHub search syntax, e.g. 'is:open bug'")],
         repo: Repository | None = None,
@@ -95,7 +104,8 @@ def register(toolset: Toolset) -> None:
         async def operation(api: ProviderSession) -> SearchIssuesOk:
             result = await github.search_issues(api, query=query, repo=repo, per_page=per_page, page=page)
             return SearchIssuesOk(
-                query=github.issue_search_query(query, repo), total_count=result.get("total_count", 0),
+                query=github.issue_search_query(query, repo),
+                total_count=result.get("total_count", 0),
                 incomplete_results=bool(result.get("incomplete_results")),
                 items=[IssueSummary.from_github(item) for item in result.get("items", [])],
             )

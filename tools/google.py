@@ -13,15 +13,21 @@ from server.execute import ProviderSession
 from server.results import Ok
 from tools import Toolset
 
-EmailAddress = Annotated[str, Field(pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$", max_length=254,
-                                    description="a plain address, e.g. alice@example.com")]
+EmailAddress = Annotated[
+    str,
+    Field(
+        pattern=r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$",
+        max_length=254,
+        description="a plain address, e.g. alice@example.com",
+    ),
+]
 # Line breaks and control characters (CR, LF, VT, NEL, U+2028…) are refused by providers/google.rfc822_raw, and a
 # calendar id that is not one safe path segment by providers/google._calendar, both as `invalid_input`.
 HeaderText = Annotated[str, Field(min_length=1, max_length=998)]
-CalendarId = Annotated[str, Field(max_length=254,
-                                  description="'primary' (the user's own calendar) or a calendar's id")]
-IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
-                                      description="repeat a call with the same key and at most one event is created")]
+CalendarId = Annotated[str, Field(max_length=254, description="'primary' (the user's own calendar) or a calendar's id")]
+IdempotencyKey = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="repeat a call with the same key and at most one event is created")
+]
 PageToken = Annotated[str, Field(max_length=2000, description="from a previous call's next_page_token")]
 
 
@@ -37,10 +43,16 @@ class GmailMessage(BaseModel):
 
     @classmethod
     def from_gmail(cls, message: dict[str, Any]) -> "GmailMessage":
-        return cls(id=message["id"], thread_id=message.get("threadId"), subject=google.header(message, "Subject"),
-                   sender=google.header(message, "From"), to=google.header(message, "To"),
-                   date=google.header(message, "Date"), snippet=message.get("snippet") or "",
-                   label_ids=list(message.get("labelIds") or []))
+        return cls(
+            id=message["id"],
+            thread_id=message.get("threadId"),
+            subject=google.header(message, "Subject"),
+            sender=google.header(message, "From"),
+            to=google.header(message, "To"),
+            date=google.header(message, "Date"),
+            snippet=message.get("snippet") or "",
+            label_ids=list(message.get("labelIds") or []),
+        )
 
 
 class SearchMessagesOk(Ok):
@@ -50,10 +62,10 @@ class SearchMessagesOk(Ok):
     next_page_token: str | None = Field(default=None, description="pass as page_token for the next page")
 
     def summary(self) -> str:
-        lines = [f"{len(self.messages)} message(s) match {self.query!r}"
-                 + (" (more available)" if self.next_page_token else "")]
-        lines += [f"[{m.id}] {m.date or '?'} from {m.sender or '?'}: {m.subject or '(no subject)'} — {m.snippet}"
-                  for m in self.messages]
+        lines = [f"{len(self.messages)} message(s) match {self.query!r}" + (" (more available)" if self.next_page_token else "")]
+        lines += [
+            f"[{m.id}] {m.date or '?'} from {m.sender or '?'}: {m.subject or '(no subject)'} — {m.snippet}" for m in self.messages
+        ]
         return "\n".join(lines)
 
 
@@ -81,10 +93,16 @@ class CalendarEvent(BaseModel):
         def moment(value: Any) -> str | None:
             return (value.get("dateTime") or value.get("date")) if isinstance(value, dict) else None
 
-        return cls(id=event["id"], status=event.get("status"), summary=event.get("summary"),
-                   start=moment(event.get("start")), end=moment(event.get("end")), html_link=event.get("htmlLink"),
-                   organizer=(event.get("organizer") or {}).get("email"),
-                   attendees=[a["email"] for a in event.get("attendees") or [] if isinstance(a, dict) and "email" in a])
+        return cls(
+            id=event["id"],
+            status=event.get("status"),
+            summary=event.get("summary"),
+            start=moment(event.get("start")),
+            end=moment(event.get("end")),
+            html_link=event.get("htmlLink"),
+            organizer=(event.get("organizer") or {}).get("email"),
+            attendees=[a["email"] for a in event.get("attendees") or [] if isinstance(a, dict) and "email" in a],
+        )
 
 
 class CreateEventOk(Ok):
@@ -116,11 +134,11 @@ def _same_moment(returned: str | None, wanted: datetime) -> bool:
 
 
 def register(toolset: Toolset) -> None:
-    @toolset.tool("gmail.search_messages", title="Search Gmail", ok=SearchMessagesOk, read_only=True,
-                  idempotent=True)
+    @toolset.tool("gmail.search_messages", title="Search Gmail", ok=SearchMessagesOk, read_only=True, idempotent=True)
     async def search_messages(
-        query: Annotated[str, Field(min_length=1, max_length=500,
-                                    description="Gmail search syntax, e.g. 'from:bob@example.com is:unread'")],
+        query: Annotated[
+            str, Field(min_length=1, max_length=500, description="Gmail search syntax, e.g. 'from:bob@example.com is:unread'")
+        ],
         max_results: Annotated[int, Field(ge=1, le=25, description="messages per page (each costs one more call)")] = 10,
         page_token: PageToken | None = None,
         ctx: Context = None,
@@ -129,9 +147,12 @@ def register(toolset: Toolset) -> None:
 
         async def operation(api: ProviderSession) -> SearchMessagesOk:
             found = await google.search_messages(api, query=query, max_results=max_results, page_token=page_token)
-            return SearchMessagesOk(query=query, messages=[GmailMessage.from_gmail(m) for m in found["messages"]],
-                                    result_size_estimate=int(found.get("result_size_estimate") or 0),
-                                    next_page_token=found.get("next_page_token"))
+            return SearchMessagesOk(
+                query=query,
+                messages=[GmailMessage.from_gmail(m) for m in found["messages"]],
+                result_size_estimate=int(found.get("result_size_estimate") or 0),
+                next_page_token=found.get("next_page_token"),
+            )
 
         return await toolset.run(ctx, "google", operation, tool="gmail.search_messages")
 
@@ -154,8 +175,9 @@ def register(toolset: Toolset) -> None:
 
         return await toolset.run(ctx, "google", operation, tool="gmail.send_message")
 
-    @toolset.tool("calendar.create_event", title="Create a Google Calendar event", ok=CreateEventOk, read_only=False,
-                  idempotent=True)
+    @toolset.tool(
+        "calendar.create_event", title="Create a Google Calendar event", ok=CreateEventOk, read_only=False, idempotent=True
+    )
     async def create_event(
         summary: Annotated[str, Field(min_length=1, max_length=1024)],
         start: Annotated[AwareDatetime, Field(description="RFC 3339 with a UTC offset, e.g. 2026-05-04T10:00:00+02:00")],
@@ -175,26 +197,31 @@ def register(toolset: Toolset) -> None:
         async def operation(api: ProviderSession) -> CreateEventOk:
             if end <= start:
                 raise failures.InvalidInput("time_range_empty", "The event must end after it starts.")
-            event: dict[str, Any] = {"summary": summary, "start": {"dateTime": start.isoformat()},
-                                     "end": {"dateTime": end.isoformat()}}
+            event: dict[str, Any] = {
+                "summary": summary,
+                "start": {"dateTime": start.isoformat()},
+                "end": {"dateTime": end.isoformat()},
+            }
             if description:
                 event["description"] = description
             if attendees:
                 event["attendees"] = [{"email": address} for address in attendees]
-            found, created = await google.create_event(api, calendar_id=calendar_id, event=event, idempotency_key=key,
-                                                       send_updates="all" if notify_attendees else "none")
+            found, created = await google.create_event(
+                api, calendar_id=calendar_id, event=event, idempotency_key=key, send_updates="all" if notify_attendees else "none"
+            )
             result = CalendarEvent.from_google(found)
-            if not created and not (result.summary == summary and _same_moment(result.start, start)
-                                    and _same_moment(result.end, end)):
-                raise failures.InvalidInput("idempotency_key_reused",
-                                            "An event with this idempotency key exists with other details; "
-                                            "use a new key for a different event.")
+            if not created and not (
+                result.summary == summary and _same_moment(result.start, start) and _same_moment(result.end, end)
+            ):
+                raise failures.InvalidInput(
+                    "idempotency_key_reused",
+                    "An event with this idempotency key exists with other details; use a new key for a different event.",
+                )
             return CreateEventOk(event=result, created=created, idempotency_key=key)
 
         return await toolset.run(ctx, "google", operation, tool="calendar.create_event")
 
-    @toolset.tool("calendar.list_events", title="List Google Calendar events", ok=ListEventsOk, read_only=True,
-                  idempotent=True)
+    @toolset.tool("calendar.list_events", title="List Google Calendar events", ok=ListEventsOk, read_only=True, idempotent=True)
     async def list_events(
         time_min: Annotated[AwareDatetime, Field(description="window start, RFC 3339 with a UTC offset")],
         time_max: Annotated[AwareDatetime, Field(description="window end (exclusive)")],
@@ -209,11 +236,19 @@ def register(toolset: Toolset) -> None:
         async def operation(api: ProviderSession) -> ListEventsOk:
             if time_max <= time_min:
                 raise failures.InvalidInput("time_range_empty", "time_max must be after time_min.")
-            found = await google.list_events(api, calendar_id=calendar_id, time_min=time_min.isoformat(),
-                                             time_max=time_max.isoformat(), max_results=max_results,
-                                             page_token=page_token, query=query)
-            return ListEventsOk(calendar_id=calendar_id,
-                                events=[CalendarEvent.from_google(e) for e in found.get("items") or []],
-                                next_page_token=found.get("nextPageToken"))
+            found = await google.list_events(
+                api,
+                calendar_id=calendar_id,
+                time_min=time_min.isoformat(),
+                time_max=time_max.isoformat(),
+                max_results=max_results,
+                page_token=page_token,
+                query=query,
+            )
+            return ListEventsOk(
+                calendar_id=calendar_id,
+                events=[CalendarEvent.from_google(e) for e in found.get("items") or []],
+                next_page_token=found.get("nextPageToken"),
+            )
 
         return await toolset.run(ctx, "google", operation, tool="calendar.list_events")

@@ -30,8 +30,8 @@ MAX_QUERY_PARAMETERS = 50
 
 QueryValue = str | int | float | bool
 Query = Annotated[
-    dict[Annotated[str, Field(min_length=1, max_length=128)],
-         QueryValue | Annotated[list[QueryValue], Field(max_length=100)]] | None,
+    dict[Annotated[str, Field(min_length=1, max_length=128)], QueryValue | Annotated[list[QueryValue], Field(max_length=100)]]
+    | None,
     Field(max_length=MAX_QUERY_PARAMETERS, description="query parameters; a list repeats the parameter"),
 ]
 
@@ -56,8 +56,10 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
     canonical = f"{connector_name}.request"
     exposed = exposed_name(canonical, runtime.settings.tool_names)
     if exposed in toolset.registered:
-        raise ConfigError(f"{canonical!r} would be exposed as {exposed!r}, which {toolset.registered[exposed]!r} already "
-                          f"uses; rename that tool, or set GRANTKEEPER_{connector_name.upper()}_PROXY_METHODS=none")
+        raise ConfigError(
+            f"{canonical!r} would be exposed as {exposed!r}, which {toolset.registered[exposed]!r} already "
+            f"uses; rename that tool, or set GRANTKEEPER_{connector_name.upper()}_PROXY_METHODS=none"
+        )
     declaration = getattr(connector.provider, "declaration", None)
     limit = declaration.max_response_bytes if declaration is not None else DEFAULT_MAX_RESPONSE_BYTES
     display = connector.spec.display_name
@@ -65,16 +67,23 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
 
     async def request(
         method: Annotated[Method, Field(description="HTTP method; the operator allows " + ", ".join(methods))],
-        path: Annotated[str, Field(min_length=1, max_length=2048,
-                                   description=f"path under the {display} API, e.g. /users/me (no query string)")],
+        path: Annotated[
+            str,
+            Field(min_length=1, max_length=2048, description=f"path under the {display} API, e.g. /users/me (no query string)"),
+        ],
         query: Query = None,
         body: Annotated[Any, Field(description="JSON body, for POST, PUT, PATCH or DELETE")] = None,
         ctx: Context = None,
     ):
         def refuse(reason: str, why: str):
             toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
-            return to_call_result(InvalidInput(connector=connector_name, reason=reason,
-                                               next_step=f"{why}. Change the arguments; the same call will fail again."))
+            return to_call_result(
+                InvalidInput(
+                    connector=connector_name,
+                    reason=reason,
+                    next_step=f"{why}. Change the arguments; the same call will fail again.",
+                )
+            )
 
         current = runtime.connectors[connector_name]
         try:
@@ -86,8 +95,15 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
         if body is not None and len(json.dumps(body)) > MAX_BODY_BYTES:
             return refuse("body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         # Read at most `limit` bytes of the answer and cut it there (the bounded read every provider call uses).
-        call = ApiCall(method, checked, params=query or None, json=body, idempotent=method in IDEMPOTENT_METHODS,
-                       max_response_bytes=limit, cut_at_bound=True)
+        call = ApiCall(
+            method,
+            checked,
+            params=query or None,
+            json=body,
+            idempotent=method in IDEMPOTENT_METHODS,
+            max_response_bytes=limit,
+            cut_at_bound=True,
+        )
 
         async def operation(api: ProviderSession) -> ProxyCallOk:
             return ProxyCallOk.from_response(await api.send(call))
@@ -99,7 +115,14 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
         f"Send one request to the {display} API for an endpoint no other {display} tool covers, as the caller's "
         f"connected account. Allowed methods: {', '.join(methods)}. The path stays under the API's base URL; the "
         "answer is the provider's HTTP status and body (cut when large). A POST or PATCH that fails ambiguously is "
-        "not repeated and answers outcome_unknown: check before trying again.")
+        "not repeated and answers outcome_unknown: check before trying again."
+    )
     writes = [m for m in methods if m not in ("GET", "HEAD")]
-    toolset.tool(canonical, title=f"{display} API request", ok=ProxyCallOk, read_only=not writes,
-                 destructive=bool(writes), idempotent=all(m in IDEMPOTENT_METHODS for m in methods))(request)
+    toolset.tool(
+        canonical,
+        title=f"{display} API request",
+        ok=ProxyCallOk,
+        read_only=not writes,
+        destructive=bool(writes),
+        idempotent=all(m in IDEMPOTENT_METHODS for m in methods),
+    )(request)

@@ -11,12 +11,15 @@ from server.execute import ProviderSession
 from server.results import Ok
 from tools import Toolset
 
-ChannelId = Annotated[str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$",
-                                 description="Slack channel id, e.g. C0123456789 (not the #name)")]
-Timestamp = Annotated[str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$",
-                                 description="Slack message timestamp, e.g. 1512085950.000216")]
-IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
-                                      description="repeat a call with the same key and at most one message is posted")]
+ChannelId = Annotated[
+    str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$", description="Slack channel id, e.g. C0123456789 (not the #name)")
+]
+Timestamp = Annotated[
+    str, Field(pattern=r"^\d{9,11}(\.\d{1,6})?$", description="Slack message timestamp, e.g. 1512085950.000216")
+]
+IdempotencyKey = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$", description="repeat a call with the same key and at most one message is posted")
+]
 
 
 class SlackMessage(BaseModel):
@@ -62,8 +65,9 @@ def register(toolset: Toolset) -> None:
         """Read recent messages from a Slack channel the connected Slack account can see."""
 
         async def operation(api: ProviderSession) -> ReadChannelOk:
-            body = await slack.conversations_history(api, channel=channel, limit=limit, cursor=cursor,
-                                                     oldest=oldest, latest=latest)
+            body = await slack.conversations_history(
+                api, channel=channel, limit=limit, cursor=cursor, oldest=oldest, latest=latest
+            )
             return ReadChannelOk(
                 channel=channel,
                 messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
@@ -88,9 +92,14 @@ def register(toolset: Toolset) -> None:
         key = idempotency_key or uuid.uuid4().hex
 
         async def operation(api: ProviderSession) -> PostMessageOk:
-            body, posted = await slack.post_message(api, channel=channel, text=text, thread_ts=thread_ts,
-                                                    idempotency_key=key, check_existing=idempotency_key is not None)
-            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts, posted=posted,
-                                 idempotency_key=key)
+            body, posted = await slack.post_message(
+                api,
+                channel=channel,
+                text=text,
+                thread_ts=thread_ts,
+                idempotency_key=key,
+                check_existing=idempotency_key is not None,
+            )
+            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts, posted=posted, idempotency_key=key)
 
         return await toolset.run(ctx, "slack", operation, tool="slack.post_message")

@@ -11,9 +11,13 @@ from server.execute import ProviderSession
 from server.results import Ok
 from tools import Toolset
 
-IdempotencyKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{8,64}$",
-                                      description="repeat a call with the same key (within 2 hours) and at most one "
-                                                  "ticket is created")]
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9_-]{8,64}$",
+        description="repeat a call with the same key (within 2 hours) and at most one ticket is created",
+    ),
+]
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./:-]{1,80}$")]
 
 
@@ -31,10 +35,18 @@ class TicketSummary(BaseModel):
 
     @classmethod
     def from_zendesk(cls, ticket: dict[str, Any]) -> "TicketSummary":
-        return cls(id=ticket["id"], subject=ticket.get("subject"), status=ticket.get("status"),
-                   priority=ticket.get("priority"), type=ticket.get("type"), requester_id=ticket.get("requester_id"),
-                   tags=list(ticket.get("tags") or []), created_at=ticket.get("created_at"),
-                   updated_at=ticket.get("updated_at"), url=ticket.get("url"))
+        return cls(
+            id=ticket["id"],
+            subject=ticket.get("subject"),
+            status=ticket.get("status"),
+            priority=ticket.get("priority"),
+            type=ticket.get("type"),
+            requester_id=ticket.get("requester_id"),
+            tags=list(ticket.get("tags") or []),
+            created_at=ticket.get("created_at"),
+            updated_at=ticket.get("updated_at"),
+            url=ticket.get("url"),
+        )
 
 
 class CreateTicketOk(Ok):
@@ -59,8 +71,7 @@ class ListTicketsOk(Ok):
 
 
 def register(toolset: Toolset) -> None:
-    @toolset.tool("zendesk.create_ticket", title="Create a Zendesk ticket", ok=CreateTicketOk, read_only=False,
-                  idempotent=True)
+    @toolset.tool("zendesk.create_ticket", title="Create a Zendesk ticket", ok=CreateTicketOk, read_only=False, idempotent=True)
     async def create_ticket(
         subject: Annotated[str, Field(min_length=1, max_length=255)],
         body: Annotated[str, Field(min_length=1, max_length=65_000, description="the first comment")],
@@ -84,13 +95,11 @@ def register(toolset: Toolset) -> None:
 
         async def operation(api: ProviderSession) -> CreateTicketOk:
             created_ticket, created = await zendesk.create_ticket(api, ticket=ticket, idempotency_key=key)
-            return CreateTicketOk(ticket=TicketSummary.from_zendesk(created_ticket), created=created,
-                                  idempotency_key=key)
+            return CreateTicketOk(ticket=TicketSummary.from_zendesk(created_ticket), created=created, idempotency_key=key)
 
         return await toolset.run(ctx, "zendesk", operation, tool="zendesk.create_ticket")
 
-    @toolset.tool("zendesk.list_tickets", title="List Zendesk tickets", ok=ListTicketsOk, read_only=True,
-                  idempotent=True)
+    @toolset.tool("zendesk.list_tickets", title="List Zendesk tickets", ok=ListTicketsOk, read_only=True, idempotent=True)
     async def list_tickets(
         page_size: Annotated[int, Field(ge=1, le=100)] = 25,
         after_cursor: Annotated[str | None, Field(max_length=500, description="a previous call's next_cursor")] = None,
@@ -100,11 +109,13 @@ def register(toolset: Toolset) -> None:
         """List tickets in the connected Zendesk, a page at a time (oldest first unless newest_first)."""
 
         async def operation(api: ProviderSession) -> ListTicketsOk:
-            page = await zendesk.list_tickets(api, page_size=page_size, after=after_cursor,
-                                              sort="-id" if newest_first else None)
+            page = await zendesk.list_tickets(api, page_size=page_size, after=after_cursor, sort="-id" if newest_first else None)
             meta = page.get("meta") or {}
             has_more = bool(meta.get("has_more"))
-            return ListTicketsOk(tickets=[TicketSummary.from_zendesk(t) for t in page.get("tickets") or []],
-                                 has_more=has_more, next_cursor=meta.get("after_cursor") if has_more else None)
+            return ListTicketsOk(
+                tickets=[TicketSummary.from_zendesk(t) for t in page.get("tickets") or []],
+                has_more=has_more,
+                next_cursor=meta.get("after_cursor") if has_more else None,
+            )
 
         return await toolset.run(ctx, "zendesk", operation, tool="zendesk.list_tickets")

@@ -26,15 +26,24 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m examples.triage_agent", description=__doc__)
     parser.add_argument("--channel", required=True, help="Slack channel id to watch, e.g. C0123BUGS")
     parser.add_argument("--repo", required=True, help="GitHub repository owner/name for the issues")
-    parser.add_argument("--state", type=Path, default=Path("triage-agent-state.json"),
-                        help="where the cursor and the queue are kept (default: %(default)s)")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=Path("triage-agent-state.json"),
+        help="where the cursor and the queue are kept (default: %(default)s)",
+    )
     parser.add_argument("--owner-channel", help="Slack channel id for 'please reconnect' notices")
     parser.add_argument("--poll-seconds", type=float, default=5.0)
     parser.add_argument("--reauth-check-seconds", type=float, default=10.0)
     parser.add_argument("--url", help="grantkeeper's streamable HTTP endpoint, e.g. http://127.0.0.1:8765/mcp")
     parser.add_argument("--api-key-env", default="TRIAGE_API_KEY", help="variable holding the API key for --url")
-    parser.add_argument("--exit-when-idle", type=int, metavar="ROUNDS", default=0,
-                        help="exit after this many rounds in a row with nothing queued and nothing new (0: never)")
+    parser.add_argument(
+        "--exit-when-idle",
+        type=int,
+        metavar="ROUNDS",
+        default=0,
+        help="exit after this many rounds in a row with nothing queued and nothing new (0: never)",
+    )
     parser.add_argument("--json", action="store_true", help="print events and the final counts as JSON lines")
     return parser
 
@@ -52,13 +61,18 @@ def _printer(as_json: bool):
 
 
 async def _run(args: argparse.Namespace) -> int:
-    config = AgentConfig(channel=args.channel, repo=args.repo, state_path=args.state, owner_channel=args.owner_channel,
-                         poll_seconds=args.poll_seconds, reauth_check_seconds=args.reauth_check_seconds)
+    config = AgentConfig(
+        channel=args.channel,
+        repo=args.repo,
+        state_path=args.state,
+        owner_channel=args.owner_channel,
+        poll_seconds=args.poll_seconds,
+        reauth_check_seconds=args.reauth_check_seconds,
+    )
     if args.url:
         key = os.environ.get(args.api_key_env)
         if not key:
-            print(f"triage-agent: set {args.api_key_env} to a grantkeeper API key (grantkeeper keys create)",
-                  file=sys.stderr)
+            print(f"triage-agent: set {args.api_key_env} to a grantkeeper API key (grantkeeper keys create)", file=sys.stderr)
             return 2
         opened = http_session(args.url, key)
     else:

@@ -30,8 +30,9 @@ NOTICE_PREFIX = ":warning: triage-agent:"
 class ToolSession(Protocol):
     """What the agent needs of an MCP client session (`mcp.ClientSession` is one)."""
 
-    async def call_tool(self, name: str, arguments: dict[str, Any] | None = None,
-                        read_timeout_seconds: float | None = None) -> Any: ...
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any] | None = None, read_timeout_seconds: float | None = None
+    ) -> Any: ...
 
 
 @dataclass
@@ -90,8 +91,15 @@ Observer = Callable[[str, dict[str, Any]], None]
 
 
 class TriageAgent:
-    def __init__(self, session: ToolSession, config: AgentConfig, *, classifier: Classifier | None = None,
-                 observe: Observer | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        session: ToolSession,
+        config: AgentConfig,
+        *,
+        classifier: Classifier | None = None,
+        observe: Observer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.session = session
         self.config = config
         self.classifier = classifier or RuleClassifier()
@@ -157,8 +165,9 @@ class TriageAgent:
             if is_reply or text.startswith(NOTICE_PREFIX) or self.state.knows(self.config.channel, message["ts"]):
                 continue
             if await self.classifier.is_bug_report(text):
-                report = Report(self.config.channel, message["ts"], message.get("user"), text,
-                                read_while_github_blocked=github_blocked)
+                report = Report(
+                    self.config.channel, message["ts"], message.get("user"), text, read_while_github_blocked=github_blocked
+                )
                 self.state.queue.append(report)
                 self.stats.reports_seen += 1
                 self.stats.read_while_github_blocked += github_blocked
@@ -184,11 +193,21 @@ class TriageAgent:
 
     async def _file(self, report: Report) -> None:
         title = issue_title(report.text)
-        body = (f"Reported in Slack by <@{report.user or 'unknown'}> (channel {report.channel}, message {report.ts}):"
-                f"\n\n> " + report.text[:MAX_QUOTED].replace("\n", "\n> ") + "\n\nFiled by the triage agent.")
-        result = await self._call(GITHUB, "github_create_issue", {
-            "repo": self.config.repo, "title": title, "body": body, "labels": list(self.config.labels),
-            "idempotency_key": "issue-" + report.key})
+        body = (
+            f"Reported in Slack by <@{report.user or 'unknown'}> (channel {report.channel}, message {report.ts}):"
+            f"\n\n> " + report.text[:MAX_QUOTED].replace("\n", "\n> ") + "\n\nFiled by the triage agent."
+        )
+        result = await self._call(
+            GITHUB,
+            "github_create_issue",
+            {
+                "repo": self.config.repo,
+                "title": title,
+                "body": body,
+                "labels": list(self.config.labels),
+                "idempotency_key": "issue-" + report.key,
+            },
+        )
         if result["status"] == "ok":
             issue = result["issue"]
             report.issue_number, report.issue_url = issue["number"], issue["html_url"]
@@ -203,9 +222,11 @@ class TriageAgent:
 
     async def _reply(self, report: Report) -> None:
         text = f"Thanks! Filed as GitHub issue #{report.issue_number}: {report.issue_url}"
-        result = await self._call(SLACK, "slack_post_message", {
-            "channel": report.channel, "text": text, "thread_ts": report.ts,
-            "idempotency_key": "reply-" + report.key})
+        result = await self._call(
+            SLACK,
+            "slack_post_message",
+            {"channel": report.channel, "text": text, "thread_ts": report.ts, "idempotency_key": "reply-" + report.key},
+        )
         if result["status"] == "ok":
             report.replied_ts = result["ts"]
             if result.get("posted", True):
@@ -232,8 +253,14 @@ class TriageAgent:
         except Exception as exc:  # the transport, a timeout, a malformed answer: back off, never crash
             self.stats.exceptions += 1
             self.observe("call_raised", {"tool": tool, "error": type(exc).__name__})
-            content = {"status": "upstream_error", "connector": connector, "reason": type(exc).__name__,
-                       "retryable": True, "outcome_unknown": True, "next_step": "try again later"}
+            content = {
+                "status": "upstream_error",
+                "connector": connector,
+                "reason": type(exc).__name__,
+                "retryable": True,
+                "outcome_unknown": True,
+                "next_step": "try again later",
+            }
         status = content["status"]
         self.stats.calls[f"{tool} {status}"] += 1
         if status == "ok":
@@ -251,8 +278,11 @@ class TriageAgent:
                 wait = self.config.reauth_check_seconds
             case "rate_limited":
                 hint = result.get("retry_after_seconds")
-                wait = min(float(hint), self.config.longest_wait_seconds) if isinstance(hint, (int, float)) and hint > 0 \
+                wait = (
+                    min(float(hint), self.config.longest_wait_seconds)
+                    if isinstance(hint, (int, float)) and hint > 0
                     else self._backoff(failures)
+                )
                 self.stats.retries += 1
             case "upstream_error" if result.get("retryable") or result.get("outcome_unknown"):
                 wait = self._backoff(failures)
@@ -261,10 +291,16 @@ class TriageAgent:
                 wait = self.config.reauth_check_seconds
             case _:  # invalid input, a non-retryable refusal: this report's problem, not the connector's
                 return
-        block = Block(status, str(result.get("reason") or status), previous.since if previous else now, now + wait,
-                      failures, result.get("magic_link") or (previous.link if previous else None),
-                      previous.notified if previous else False,
-                      status == "reauth_required" or (previous is not None and previous.needed_owner))
+        block = Block(
+            status,
+            str(result.get("reason") or status),
+            previous.since if previous else now,
+            now + wait,
+            failures,
+            result.get("magic_link") or (previous.link if previous else None),
+            previous.notified if previous else False,
+            status == "reauth_required" or (previous is not None and previous.needed_owner),
+        )
         self.blocks[connector] = block
         self.observe("blocked", {"connector": connector, "status": status, "reason": block.reason, "wait": wait})
         if block.link and block.link != (previous.link if previous else None):
@@ -272,8 +308,10 @@ class TriageAgent:
         if status == "reauth_required" and not block.notified:
             block.notified = True
             self.stats.reauth_notices += 1
-            self.observe("reauth_required", {"connector": connector, "link": block.link, "account": result.get("account"),
-                                             "reason": block.reason})
+            self.observe(
+                "reauth_required",
+                {"connector": connector, "link": block.link, "account": result.get("account"), "reason": block.reason},
+            )
             self._pending_notice = (connector, result)
 
     def _backoff(self, failures: int) -> float:
@@ -299,11 +337,14 @@ class TriageAgent:
         self._pending_notice = None
         if not self.config.owner_channel or connector == SLACK or not self._may_call(SLACK):
             return
-        text = (f"{NOTICE_PREFIX} {connector} account {result.get('account')} needs its owner to reconnect it "
-                f"({result.get('reason')}). Reports keep being read and queued meanwhile. Open: {result.get('magic_link')}")
+        text = (
+            f"{NOTICE_PREFIX} {connector} account {result.get('account')} needs its owner to reconnect it "
+            f"({result.get('reason')}). Reports keep being read and queued meanwhile. Open: {result.get('magic_link')}"
+        )
         key = "notice-" + message_key(connector, str(result.get("link_expires_at")))
-        posted = await self._call(SLACK, "slack_post_message",
-                                  {"channel": self.config.owner_channel, "text": text, "idempotency_key": key})
+        posted = await self._call(
+            SLACK, "slack_post_message", {"channel": self.config.owner_channel, "text": text, "idempotency_key": key}
+        )
         if posted["status"] == "ok":
             self.stats.reauth_notices_posted += 1
 
@@ -311,14 +352,15 @@ class TriageAgent:
 def _refused(result: dict[str, Any]) -> bool:
     """A result that will not change by calling again with the same arguments."""
     status = result["status"]
-    return status == "invalid_input" or (status == "upstream_error" and not result.get("retryable")
-                                          and not result.get("outcome_unknown"))
+    return status == "invalid_input" or (
+        status == "upstream_error" and not result.get("retryable") and not result.get("outcome_unknown")
+    )
 
 
 def issue_title(text: str) -> str:
     first = next((line.strip() for line in text.splitlines() if line.strip()), "Bug report from Slack")
     for prefix in ("bug:", "bug -", "[bug]"):
         if first.lower().startswith(prefix):
-            first = first[len(prefix):].strip() or first
+            first = first[len(prefix) :].strip() or first
     first = first[:1].upper() + first[1:]
     return first if len(first) <= MAX_TITLE else first[: MAX_TITLE - 1] + "…"

@@ -22,9 +22,11 @@ NOT_A_REPORT = re.compile(r"^\s*(thanks|thank you|fixed|resolved|closing|\+1|lgt
 LLM_TIMEOUT_SECONDS = 15.0
 LLM_MAX_RESPONSE_BYTES = 64 * 1024
 LLM_MAX_MESSAGE_CHARS = 4000
-PROMPT = ("You triage a #bug-reports channel. Answer with exactly one word, yes or no: is the following message "
-          "a report of a software bug (something broken, failing, crashing, erroring or behaving wrongly)?\n\n"
-          "Message:\n{text}")
+PROMPT = (
+    "You triage a #bug-reports channel. Answer with exactly one word, yes or no: is the following message "
+    "a report of a software bug (something broken, failing, crashing, erroring or behaving wrongly)?\n\n"
+    "Message:\n{text}"
+)
 
 
 class Classifier(Protocol):
@@ -53,11 +55,19 @@ class LlmSettings:
         env = os.environ if environ is None else environ
         api = env.get("TRIAGE_LLM", "").strip().lower()
         if api == "anthropic" and env.get("ANTHROPIC_API_KEY"):
-            return cls("anthropic", env["ANTHROPIC_API_KEY"], env.get("TRIAGE_LLM_MODEL", "claude-haiku-4-5"),
-                       env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"))
+            return cls(
+                "anthropic",
+                env["ANTHROPIC_API_KEY"],
+                env.get("TRIAGE_LLM_MODEL", "claude-haiku-4-5"),
+                env.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            )
         if api == "openai" and env.get("OPENAI_API_KEY"):
-            return cls("openai", env["OPENAI_API_KEY"], env.get("TRIAGE_LLM_MODEL", "gpt-4o-mini"),
-                       env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"))
+            return cls(
+                "openai",
+                env["OPENAI_API_KEY"],
+                env.get("TRIAGE_LLM_MODEL", "gpt-4o-mini"),
+                env.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+            )
         return None
 
 

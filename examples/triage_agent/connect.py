@@ -17,8 +17,9 @@ HTTP_TIMEOUT = httpx2.Timeout(30, read=120)
 
 
 @asynccontextmanager
-async def stdio_session(env: dict[str, str] | None = None, cwd: str | None = None,
-                        errlog: TextIO = sys.stderr) -> AsyncIterator[ClientSession]:
+async def stdio_session(
+    env: dict[str, str] | None = None, cwd: str | None = None, errlog: TextIO = sys.stderr
+) -> AsyncIterator[ClientSession]:
     """Start `grantkeeper serve` (this Python's copy) as a child and talk MCP over its stdin/stdout. Its settings
     (GRANTKEEPER_*) come from `env`; the grants stay in that process and its vault."""
     params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env, cwd=cwd)

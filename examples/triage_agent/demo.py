@@ -82,22 +82,32 @@ def run_demo(fast: bool = False) -> int:
     plan = Plan.choose(fast)
     # Not a terminal (CI, a pipe): plain timestamped lines instead of the live view, wide enough not to wrap.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    with tempfile.TemporaryDirectory(prefix="grantkeeper-demo-") as home, \
-            SimulatorServer(SlackSimulator()) as slack_server, SimulatorServer(GitHubSimulator()) as github_server:
+    with (
+        tempfile.TemporaryDirectory(prefix="grantkeeper-demo-") as home,
+        SimulatorServer(SlackSimulator()) as slack_server,
+        SimulatorServer(GitHubSimulator()) as github_server,
+    ):
         slack, github = slack_server.app, github_server.app
         prepare(slack, github, plan.lifetime, [(BUG_CHANNEL, BUG_CHANNEL_NAME), (OPS_CHANNEL, OPS_CHANNEL_NAME)])
         env = _server_environment(home, slack_server.url, github_server.url, plan.lifetime)
-        console.print(f"[bold]grantkeeper demo[/] — a triage agent files Slack bug reports as GitHub issues, through "
-                      f"grantkeeper, while its tokens expire every {plan.lifetime:g} s and the providers misbehave.")
-        console.print(f"   Slack simulator {slack_server.url}  ·  GitHub simulator {github_server.url}  ·  "
-                      f"vault {home}\n")
-        console.print("alice connects her accounts (tokens she already holds, imported with "
-                      "`grantkeeper accounts add`):")
-        for stored in _import_tokens(env, {connector: simulator.issue_grant(access_ttl=plan.lifetime)
-                                           for connector, simulator in (("slack", slack), ("github", github))}):
+        console.print(
+            f"[bold]grantkeeper demo[/] — a triage agent files Slack bug reports as GitHub issues, through "
+            f"grantkeeper, while its tokens expire every {plan.lifetime:g} s and the providers misbehave."
+        )
+        console.print(f"   Slack simulator {slack_server.url}  ·  GitHub simulator {github_server.url}  ·  vault {home}\n")
+        console.print("alice connects her accounts (tokens she already holds, imported with `grantkeeper accounts add`):")
+        for stored in _import_tokens(
+            env,
+            {
+                connector: simulator.issue_grant(access_ttl=plan.lifetime)
+                for connector, simulator in (("slack", slack), ("github", github))
+            },
+        ):
             console.print("   " + stored.replace("\n", "; "))
-        console.print(f"The agent runs as an MCP client of `grantkeeper serve` (stdio), watches #{BUG_CHANNEL_NAME}, "
-                      f"files to {REPO} and never sees a token.\n")
+        console.print(
+            f"The agent runs as an MCP client of `grantkeeper serve` (stdio), watches #{BUG_CHANNEL_NAME}, "
+            f"files to {REPO} and never sees a token.\n"
+        )
         with (Path(home) / "server.log").open("w") as server_log:
             outcome = anyio.run(_run, plan, env, home, slack, github, server_log, console)
         vault_bytes = b"".join(p.read_bytes() for p in Path(home).glob("grantkeeper.db*"))
@@ -109,9 +119,13 @@ def run_demo(fast: bool = False) -> int:
 def _server_environment(home: str, slack_url: str, github_url: str, lifetime: float) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("GRANTKEEPER_")}
     return {
-        **env, **simulator_environment(slack_url, github_url),
-        "GRANTKEEPER_HOME": home, "GRANTKEEPER_ORG": "acme", "GRANTKEEPER_USER": "alice",
-        "GRANTKEEPER_LOG_LEVEL": "warning", "GRANTKEEPER_LOG_FORMAT": "console",
+        **env,
+        **simulator_environment(slack_url, github_url),
+        "GRANTKEEPER_HOME": home,
+        "GRANTKEEPER_ORG": "acme",
+        "GRANTKEEPER_USER": "alice",
+        "GRANTKEEPER_LOG_LEVEL": "warning",
+        "GRANTKEEPER_LOG_FORMAT": "console",
         "GRANTKEEPER_LISTEN_PORT": "0",  # the reconnect pages, beside stdio on a free loopback port
         # Short lifetimes need proportionally short windows: must refresh in the last tenth of a lifetime.
         "GRANTKEEPER_MANDATORY_REFRESH_SECONDS": f"{lifetime * 0.1:g}",
@@ -130,10 +144,21 @@ def _import_tokens(env: dict[str, str], grants: dict[str, Any]) -> list[str]:
     """`grantkeeper accounts add <connector>` for each grant, side by side."""
     children = {}
     for connector, tokens in grants.items():
-        payload = {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-                   "expires_in": tokens.expires_in, "refresh_token_expires_in": tokens.refresh_token_expires_in}
-        child = subprocess.Popen([sys.executable, "-m", "server", "accounts", "add", connector], env=env, cwd=ROOT,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        payload = {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_in": tokens.expires_in,
+            "refresh_token_expires_in": tokens.refresh_token_expires_in,
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "server", "accounts", "add", connector],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         children[connector] = (child, json.dumps(payload))
     stored = []
     for connector, (child, payload) in children.items():
@@ -164,8 +189,9 @@ class Outcome:
         return injected - sum(stats["faults"]["failures_pending"] for stats in self.simulator_stats.values())
 
 
-async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator, github: GitHubSimulator,
-               server_log: Any, console: Console) -> Outcome:
+async def _run(
+    plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator, github: GitHubSimulator, server_log: Any, console: Console
+) -> Outcome:
     from server.runtime import open_vault
     from server.settings import Settings
 
@@ -179,8 +205,10 @@ async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator
         owner.observe(kind, detail)
         if kind == "reauth_required":
             progress.github_blocked_at = time.monotonic()
-            _say(f"{detail['connector']} answered reauth_required ({detail['reason']}): the agent prints the link for "
-                 f"the owner and posts it to #{OPS_CHANNEL_NAME}; it keeps reading Slack and queues the reports")
+            _say(
+                f"{detail['connector']} answered reauth_required ({detail['reason']}): the agent prints the link for "
+                f"the owner and posts it to #{OPS_CHANNEL_NAME}; it keeps reading Slack and queues the reports"
+            )
         elif kind == "reconnected":
             progress.reconnected_after = detail["blocked_seconds"]
             _say(f"{detail['connector']} works again after {detail['blocked_seconds']:.1f} s: the agent drains its queue")
@@ -196,9 +224,16 @@ async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator
         if not live_view:
             console.print(f"{time.monotonic() - progress.started:6.1f}s  {line}")
 
-    config = AgentConfig(channel=BUG_CHANNEL, repo=REPO, state_path=Path(home) / "triage-agent.json",
-                         owner_channel=OPS_CHANNEL, poll_seconds=plan.lifetime / 3, reauth_check_seconds=plan.lifetime,
-                         backoff_first_seconds=0.25, backoff_max_seconds=2 * plan.lifetime)
+    config = AgentConfig(
+        channel=BUG_CHANNEL,
+        repo=REPO,
+        state_path=Path(home) / "triage-agent.json",
+        owner_channel=OPS_CHANNEL,
+        poll_seconds=plan.lifetime / 3,
+        reauth_check_seconds=plan.lifetime,
+        backoff_first_seconds=0.25,
+        backoff_max_seconds=2 * plan.lifetime,
+    )
     async with stdio_session(env=env, cwd=str(ROOT), errlog=server_log) as session:
         progress.started = time.monotonic()  # the clock starts with the agent, not with the server's start-up
         agent = TriageAgent(session, config, observe=observe)
@@ -235,8 +270,13 @@ async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator
             async with anyio.create_task_group() as group:
                 group.start_soon(run_agent)
                 group.start_soon(owner.run)
-                group.start_soon(play, fault_timeline(slack, github, plan.lifetime, cycles=plan.fault_cycles),
-                                 plan.lifetime, on_fault, time.monotonic)
+                group.start_soon(
+                    play,
+                    fault_timeline(slack, github, plan.lifetime, cycles=plan.fault_cycles),
+                    plan.lifetime,
+                    on_fault,
+                    time.monotonic,
+                )
                 group.start_soon(refresh_view, live if live_view else None)
                 await report_steadily()
                 _say("reports stop coming; the agent finishes its queue")
@@ -248,11 +288,19 @@ async def _run(plan: Plan, env: dict[str, str], home: str, slack: SlackSimulator
                 group.cancel_scope.cancel()
             if live_view:
                 live.update(_view(plan, agent, reporters, progress, slack, github, vault))
-    statuses = {a.connector: str(a.status.value if hasattr(a.status, "value") else a.status)
-                for a in vault.list_accounts("acme", "alice")}
-    return Outcome(agent=agent, audit=audit(slack, github, reporters.seeded), owner=owner, progress=progress,
-                   elapsed=time.monotonic() - progress.started, statuses=statuses, refreshes=refreshes_by_trigger(vault),
-                   simulator_stats={"slack": slack.stats(), "github": github.stats()})
+    statuses = {
+        a.connector: str(a.status.value if hasattr(a.status, "value") else a.status) for a in vault.list_accounts("acme", "alice")
+    }
+    return Outcome(
+        agent=agent,
+        audit=audit(slack, github, reporters.seeded),
+        owner=owner,
+        progress=progress,
+        elapsed=time.monotonic() - progress.started,
+        statuses=statuses,
+        refreshes=refreshes_by_trigger(vault),
+        simulator_stats={"slack": slack.stats(), "github": github.stats()},
+    )
 
 
 class _NoLive:
@@ -270,16 +318,26 @@ def _caught_up(agent: TriageAgent, reporters: Reporters) -> bool:
 
 def _progress_line(agent: TriageAgent, reporters: Reporters) -> str:
     s = agent.stats
-    return (f"messages posted {len(reporters.seeded)}, bug reports seen {s.reports_seen}, issues "
-            f"{s.issues_created + s.issues_found_existing}, replies {s.replies_posted + s.replies_found_existing}, "
-            f"queued {agent.pending}, retries {s.retries}")
+    return (
+        f"messages posted {len(reporters.seeded)}, bug reports seen {s.reports_seen}, issues "
+        f"{s.issues_created + s.issues_found_existing}, replies {s.replies_posted + s.replies_found_existing}, "
+        f"queued {agent.pending}, retries {s.retries}"
+    )
 
 
-def _view(plan: Plan, agent: TriageAgent, reporters: Reporters, progress: Progress, slack: SlackSimulator,
-          github: GitHubSimulator, vault: Any) -> Group:
+def _view(
+    plan: Plan,
+    agent: TriageAgent,
+    reporters: Reporters,
+    progress: Progress,
+    slack: SlackSimulator,
+    github: GitHubSimulator,
+    vault: Any,
+) -> Group:
     elapsed = time.monotonic() - progress.started
-    accounts = Table(title=f"Accounts — {elapsed:.0f} s, {elapsed / plan.lifetime:.0f} token lifetimes of "
-                           f"{plan.lifetime:g} s", expand=True)
+    accounts = Table(
+        title=f"Accounts — {elapsed:.0f} s, {elapsed / plan.lifetime:.0f} token lifetimes of {plan.lifetime:g} s", expand=True
+    )
     for column in ("account", "vault status", "agent sees", "refreshes ok", "refresh failures", "reuse detected"):
         accounts.add_column(column)
     statuses = {a.connector: str(getattr(a.status, "value", a.status)) for a in vault.list_accounts("acme", "alice")}
@@ -289,16 +347,24 @@ def _view(plan: Plan, agent: TriageAgent, reporters: Reporters, progress: Progre
         status = statuses.get(connector, "?")
         colour = "green" if status == "active" else "red"
         counters = simulator.counters
-        accounts.add_row(f"acme/alice/{connector}", f"[{colour}]{status}[/]", sees, str(counters.refreshes_ok),
-                         str(counters.refresh_failures), str(counters.reuse_detections))
+        accounts.add_row(
+            f"acme/alice/{connector}",
+            f"[{colour}]{status}[/]",
+            sees,
+            str(counters.refreshes_ok),
+            str(counters.refresh_failures),
+            str(counters.reuse_detections),
+        )
     work = Table.grid(padding=(0, 2))
     s = agent.stats
-    for label, value in (("messages posted in #bug-reports", len(reporters.seeded)),
-                         ("bug reports seen", s.reports_seen),
-                         ("GitHub issues filed", s.issues_created + s.issues_found_existing),
-                         ("thread replies posted", s.replies_posted + s.replies_found_existing),
-                         ("queued (waiting for a connector)", agent.pending),
-                         ("calls waited out (rate limit, outage)", s.retries)):
+    for label, value in (
+        ("messages posted in #bug-reports", len(reporters.seeded)),
+        ("bug reports seen", s.reports_seen),
+        ("GitHub issues filed", s.issues_created + s.issues_found_existing),
+        ("thread replies posted", s.replies_posted + s.replies_found_existing),
+        ("queued (waiting for a connector)", agent.pending),
+        ("calls waited out (rate limit, outage)", s.retries),
+    ):
         work.add_row(label, str(value))
     return Group(accounts, Panel(work, title="Agent"), Panel("\n".join(progress.log) or "…", title="What happened"))
 
@@ -313,27 +379,41 @@ def _summarise(console: Console, plan: Plan, outcome: Outcome) -> int:
     rate_limited = sum(n for key, n in stats.calls.items() if key.endswith(" rate_limited"))
     upstream = sum(n for key, n in stats.calls.items() if key.endswith(" upstream_error"))
     checks = [
-        (not found.lost, f"every bug report filed and answered: {found.bug_reports} reports → {found.issues} issues, "
-                         f"{found.replies} thread replies" + (f" (LOST: {len(found.lost)})" if found.lost else "")),
-        (not found.duplicate_issues and not found.duplicate_replies,
-         f"no duplicates: {found.duplicate_issues} duplicate issues, {found.duplicate_replies} duplicate replies, "
-         f"though {outcome.answers_lost} write answer(s) were lost by the providers and found again by their "
-         "idempotency markers"),
+        (
+            not found.lost,
+            f"every bug report filed and answered: {found.bug_reports} reports → {found.issues} issues, "
+            f"{found.replies} thread replies" + (f" (LOST: {len(found.lost)})" if found.lost else ""),
+        ),
+        (
+            not found.duplicate_issues and not found.duplicate_replies,
+            f"no duplicates: {found.duplicate_issues} duplicate issues, {found.duplicate_replies} duplicate replies, "
+            f"though {outcome.answers_lost} write answer(s) were lost by the providers and found again by their "
+            "idempotency markers",
+        ),
         (not found.chatter_filed, f"chatter left alone: {found.chatter} messages, {found.chatter_filed} filed"),
         (not lost_grants, "no grant lost: " + ", ".join(f"{c} {s}" for c, s in sorted(outcome.statuses.items()))),
-        (outcome.owner.reconsents == outcome.progress.faults.count("github_revoked") == stats.reconnects >= 1,
-         f"revocation recovered through the link: {outcome.owner.reconsents} re-consent(s), agent resumed after "
-         f"{outcome.progress.reconnected_after or 0:.1f} s" + "".join(
-             f" [{o}]" for o in outcome.owner.outcomes if o != "reconnected")),
-        (stats.read_while_github_blocked > 0,
-         f"reports read while GitHub was disconnected: {stats.read_while_github_blocked}, filed after the reconnect"),
+        (
+            outcome.owner.reconsents == outcome.progress.faults.count("github_revoked") == stats.reconnects >= 1,
+            f"revocation recovered through the link: {outcome.owner.reconsents} re-consent(s), agent resumed after "
+            f"{outcome.progress.reconnected_after or 0:.1f} s"
+            + "".join(f" [{o}]" for o in outcome.owner.outcomes if o != "reconnected"),
+        ),
+        (
+            stats.read_while_github_blocked > 0,
+            f"reports read while GitHub was disconnected: {stats.read_while_github_blocked}, filed after the reconnect",
+        ),
         (reuse == 0, f"refresh-token reuse detected at the providers: {reuse}"),
         (stats.exceptions == 0, f"tool calls that raised instead of answering: {stats.exceptions}"),
-        (not outcome.leaked, f"plaintext tokens in the vault file ({outcome.vault_bytes} bytes): "
-                             f"{'SOME' if outcome.leaked else 'none'}"),
+        (
+            not outcome.leaked,
+            f"plaintext tokens in the vault file ({outcome.vault_bytes} bytes): {'SOME' if outcome.leaked else 'none'}",
+        ),
     ]
-    table = Table(title=f"Summary — {outcome.elapsed:.0f} s, {lifetimes:.0f} token lifetimes of {plan.lifetime:g} s "
-                        "for each provider", show_header=False, expand=False)
+    table = Table(
+        title=f"Summary — {outcome.elapsed:.0f} s, {lifetimes:.0f} token lifetimes of {plan.lifetime:g} s for each provider",
+        show_header=False,
+        expand=False,
+    )
     table.add_column(justify="right")
     table.add_column()
     for label, value in (
@@ -343,16 +423,21 @@ def _summarise(console: Console, plan: Plan, outcome: Outcome) -> int:
         ("duplicates", found.duplicate_issues + found.duplicate_replies),
         ("refreshes by trigger", ", ".join(f"{t} {n}" for t, n in sorted(refreshes.items())) or "none"),
         ("retries (waited out)", f"{stats.retries} ({rate_limited} rate_limited, {upstream} upstream_error answers)"),
-        ("reauthorizations", f"{outcome.owner.reconsents} (notices posted to #{OPS_CHANNEL_NAME}: "
-                             f"{stats.reauth_notices_posted})"),
+        (
+            "reauthorizations",
+            f"{outcome.owner.reconsents} (notices posted to #{OPS_CHANNEL_NAME}: {stats.reauth_notices_posted})",
+        ),
         ("time blocked", blocked),
     ):
         table.add_row(label, str(value))
     console.print()
     console.print(table)
-    console.print("  refreshes: proactive = due (75 % of the lifetime) when the agent called, scheduled = by the "
-                  "background scheduler, reactive = the provider said expired mid-call, expiry = already expired "
-                  "when called", style="dim")
+    console.print(
+        "  refreshes: proactive = due (75 % of the lifetime) when the agent called, scheduled = by the "
+        "background scheduler, reactive = the provider said expired mid-call, expiry = already expired "
+        "when called",
+        style="dim",
+    )
     for ok, line in checks:
         console.print(f"  {'[green]✔[/]' if ok else '[red]✘[/]'} {line}")
     passed = all(ok for ok, _ in checks)

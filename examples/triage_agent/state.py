@@ -69,8 +69,13 @@ class AgentState:
         del self.done[:-DONE_REMEMBERED]
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION, "cursor": self.cursor, "queue": [asdict(r) for r in self.queue],
-                "done": self.done, "failed": [asdict(r) for r in self.failed]}
+        return {
+            "version": STATE_VERSION,
+            "cursor": self.cursor,
+            "queue": [asdict(r) for r in self.queue],
+            "done": self.done,
+            "failed": [asdict(r) for r in self.failed],
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> AgentState:
@@ -80,13 +85,18 @@ class AgentState:
         if cursor is not None and not (isinstance(cursor, str) and SLACK_TS.match(cursor)):
             raise StateError("the cursor in the state file is not a Slack timestamp")
         try:
-            state = cls(cursor=cursor, queue=[Report(**r) for r in data.get("queue") or []],
-                        done=[str(k) for k in data.get("done") or []],
-                        failed=[Report(**r) for r in data.get("failed") or []])
+            state = cls(
+                cursor=cursor,
+                queue=[Report(**r) for r in data.get("queue") or []],
+                done=[str(k) for k in data.get("done") or []],
+                failed=[Report(**r) for r in data.get("failed") or []],
+            )
         except TypeError as exc:
             raise StateError(f"malformed state file ({exc})") from None
-        if not all(isinstance(r.channel, str) and isinstance(r.ts, str) and SLACK_TS.match(r.ts)
-                   and isinstance(r.text, str) for r in [*state.queue, *state.failed]):
+        if not all(
+            isinstance(r.channel, str) and isinstance(r.ts, str) and SLACK_TS.match(r.ts) and isinstance(r.text, str)
+            for r in [*state.queue, *state.failed]
+        ):
             raise StateError("a queued report in the state file is malformed")
         return state
 

@@ -90,8 +90,9 @@ class Fault:
     apply: Callable[[], Any]
 
 
-def fault_timeline(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, *,
-                   revoke: bool = True, cycles: int = 1, period: float = 30) -> list[Fault]:
+def fault_timeline(
+    slack: SlackSimulator, github: GitHubSimulator, lifetime: float, *, revoke: bool = True, cycles: int = 1, period: float = 30
+) -> list[Fault]:
     """The faults a long-running agent meets, in order; `cycles` times, one every `period` token lifetimes."""
     once = _one_cycle(slack, github, lifetime, revoke=revoke)
     return [Fault(f.at + n * period, f.name, f.description, f.apply) for n in range(cycles) for f in once]
@@ -99,27 +100,49 @@ def fault_timeline(slack: SlackSimulator, github: GitHubSimulator, lifetime: flo
 
 def _one_cycle(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, *, revoke: bool) -> list[Fault]:
     timeline = [
-        Fault(2, "tokens_killed", "Both providers kill every access token in the middle of the agent's calls",
-              lambda: (slack.expire_access_tokens(), github.expire_access_tokens())),
-        Fault(3, "rate_limit_burst", "A 429 burst: Slack and GitHub each refuse the next 5 calls (Retry-After: 1)",
-              lambda: (slack.rate_limit(count=5, retry_after=1), github.rate_limit(count=5, retry_after=1))),
-        Fault(4, "token_endpoint_flaky", "Both token endpoints fail 30 % of refreshes for 3 token lifetimes",
-              lambda: (slack.token_endpoint_flaky(0.3, 3 * lifetime, seed=13),
-                       github.token_endpoint_flaky(0.3, 3 * lifetime, seed=31))),
-        Fault(5, "answers_lost", "GitHub creates the next issue but the answer is lost (502); Slack does the same "
-                                 "with the next post",
-              lambda: (github.fail(1, 502, after_processing=True, endpoint=CREATE_ISSUE_ENDPOINT),
-                       slack.fail(1, 502, after_processing=True, endpoint="chat.postMessage"))),
-        Fault(8, "slack_outage", "Slack is down (API and token endpoint, 503) for 4 token lifetimes",
-              lambda: slack.outage(4 * lifetime)),
+        Fault(
+            2,
+            "tokens_killed",
+            "Both providers kill every access token in the middle of the agent's calls",
+            lambda: (slack.expire_access_tokens(), github.expire_access_tokens()),
+        ),
+        Fault(
+            3,
+            "rate_limit_burst",
+            "A 429 burst: Slack and GitHub each refuse the next 5 calls (Retry-After: 1)",
+            lambda: (slack.rate_limit(count=5, retry_after=1), github.rate_limit(count=5, retry_after=1)),
+        ),
+        Fault(
+            4,
+            "token_endpoint_flaky",
+            "Both token endpoints fail 30 % of refreshes for 3 token lifetimes",
+            lambda: (
+                slack.token_endpoint_flaky(0.3, 3 * lifetime, seed=13),
+                github.token_endpoint_flaky(0.3, 3 * lifetime, seed=31),
+            ),
+        ),
+        Fault(
+            5,
+            "answers_lost",
+            "GitHub creates the next issue but the answer is lost (502); Slack does the same with the next post",
+            lambda: (
+                github.fail(1, 502, after_processing=True, endpoint=CREATE_ISSUE_ENDPOINT),
+                slack.fail(1, 502, after_processing=True, endpoint="chat.postMessage"),
+            ),
+        ),
+        Fault(
+            8,
+            "slack_outage",
+            "Slack is down (API and token endpoint, 503) for 4 token lifetimes",
+            lambda: slack.outage(4 * lifetime),
+        ),
     ]
     if revoke:
         timeline.append(Fault(13, "github_revoked", "The GitHub grant is revoked at GitHub", lambda: github.revoke()))
     return timeline
 
 
-async def play(timeline: list[Fault], lifetime: float, on_fault: Callable[[Fault], None],
-               clock: Callable[[], float]) -> None:
+async def play(timeline: list[Fault], lifetime: float, on_fault: Callable[[Fault], None], clock: Callable[[], float]) -> None:
     """Apply each fault at its time, measured from the moment this starts."""
     started = clock()
     for fault in sorted(timeline, key=lambda f: f.at):
@@ -153,8 +176,11 @@ class Owner:
                     async with link_user() as person:
                         page = await person.reconnect(self.links[-1])
                 # The page's own verdict: a refusal's wording can mention a reconnect too ("reconnected meanwhile").
-                outcome = "reconnected" if page.status_code == 200 and 'data-outcome="reconnected"' in page.text \
+                outcome = (
+                    "reconnected"
+                    if page.status_code == 200 and 'data-outcome="reconnected"' in page.text
                     else f"HTTP {page.status_code}"
+                )
             except (TimeoutError, AssertionError, OSError) as exc:
                 outcome = f"failed: {type(exc).__name__} {str(exc)[:200]}"
             self.outcomes.append(outcome)
@@ -183,13 +209,15 @@ def audit(slack: SlackSimulator, github: GitHubSimulator, seeded: list[Seeded], 
     """Count, at the simulators, what became of every message people posted."""
     issues = github.issues(repo)
     by_channel = {channel: slack.messages(channel) for channel in {s.channel for s in seeded}}
-    result = Audit(bug_reports=sum(s.is_bug for s in seeded), chatter=sum(not s.is_bug for s in seeded),
-                   issues=0, replies=0)
+    result = Audit(bug_reports=sum(s.is_bug for s in seeded), chatter=sum(not s.is_bug for s in seeded), issues=0, replies=0)
     for report in seeded:
         marker = f"(channel {report.channel}, message {report.ts})"
         filed = sum(marker in (issue.get("body") or "") for issue in issues)
-        replies = sum(1 for m in by_channel[report.channel]
-                      if m.get("thread_ts") == report.ts and m["ts"] != report.ts and m.get("user") == slack.bot_user_id)
+        replies = sum(
+            1
+            for m in by_channel[report.channel]
+            if m.get("thread_ts") == report.ts and m["ts"] != report.ts and m.get("user") == slack.bot_user_id
+        )
         if not report.is_bug:
             result.chatter_filed += filed
             continue

@@ -21,8 +21,9 @@ class CatalogError(ValueError):
 
 def names() -> list[str]:
     """Every entry shipped with grantkeeper, by name."""
-    return sorted(item.name.removesuffix(".toml") for item in resources.files(__package__).iterdir()
-                  if item.name.endswith(".toml"))
+    return sorted(
+        item.name.removesuffix(".toml") for item in resources.files(__package__).iterdir() if item.name.endswith(".toml")
+    )
 
 
 def load(name: str) -> dict[str, Any]:

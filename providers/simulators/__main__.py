@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-    python -m providers.simulators slack|github|google|zendesk|oauth2|oidc|all [--host 127.0.0.1] [--port N]
+python -m providers.simulators slack|github|google|zendesk|oauth2|oidc|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from .server import SimulatorServer
 from .slack import SlackSimulator
 from .zendesk import ZendeskSimulator
 
-SIMULATORS = {"slack": SlackSimulator, "github": GitHubSimulator, "google": GoogleSimulator,
-              "zendesk": ZendeskSimulator}
+SIMULATORS = {"slack": SlackSimulator, "github": GitHubSimulator, "google": GoogleSimulator, "zendesk": ZendeskSimulator}
 
 
 # Where each simulator serves its provider's API below its root, as the real API base does (Slack: slack.com/api).
@@ -30,8 +29,12 @@ API_PATHS = {"slack": "/api"}
 def settings_for(name: str, simulator: ProviderSimulator, url: str) -> list[str]:
     """The grantkeeper settings that point a connector at this simulator."""
     prefix = f"GRANTKEEPER_{name.upper()}"
-    return [f"{prefix}_CLIENT_ID={simulator.client_id}", f"{prefix}_CLIENT_SECRET={simulator.client_secret}",
-            f"{prefix}_API_BASE_URL={url}{API_PATHS.get(name, '')}", f"{prefix}_OAUTH_BASE_URL={url}"]
+    return [
+        f"{prefix}_CLIENT_ID={simulator.client_id}",
+        f"{prefix}_CLIENT_SECRET={simulator.client_secret}",
+        f"{prefix}_API_BASE_URL={url}{API_PATHS.get(name, '')}",
+        f"{prefix}_OAUTH_BASE_URL={url}",
+    ]
 
 
 def _describe(simulator: ProviderSimulator, url: str) -> str:
@@ -66,8 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     # "all" means the built-in providers; oauth2 is the generic one that declared providers are tried against.
     chosen = list(SIMULATORS) if args.provider == "all" else [args.provider]
-    simulators: list[ProviderSimulator] = [
-        OAuth2Simulator() if name == "oauth2" else SIMULATORS[name]() for name in chosen]
+    simulators: list[ProviderSimulator] = [OAuth2Simulator() if name == "oauth2" else SIMULATORS[name]() for name in chosen]
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -92,14 +94,19 @@ def _serve_identity_provider(args: argparse.Namespace, stop: threading.Event) ->
     with SimulatorServer(simulator, args.host, args.port, log_level=args.log_level) as server:
         simulator.issuer = server.url
         people = ", ".join(f"{key} <{claims.get('email')}>" for key, claims in simulator.people.items())
-        print("\n".join([
-            f"OpenID Connect provider simulator: {server.url}",
-            f"  client_id={simulator.client_id} client_secret={simulator.client_secret}",
-            f"  discovery: {server.url}/.well-known/openid-configuration",
-            f"  people:    {people}",
-            f"  control:   {server.url}/_sim/stats, /_sim/rotate-keys, /_sim/people, /_sim/forge",
-            "Press Ctrl+C to stop.",
-        ]), flush=True)
+        print(
+            "\n".join(
+                [
+                    f"OpenID Connect provider simulator: {server.url}",
+                    f"  client_id={simulator.client_id} client_secret={simulator.client_secret}",
+                    f"  discovery: {server.url}/.well-known/openid-configuration",
+                    f"  people:    {people}",
+                    f"  control:   {server.url}/_sim/stats, /_sim/rotate-keys, /_sim/people, /_sim/forge",
+                    "Press Ctrl+C to stop.",
+                ]
+            ),
+            flush=True,
+        )
         try:
             stop.wait()
         except KeyboardInterrupt:

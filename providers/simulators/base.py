@@ -117,8 +117,9 @@ class ProviderSimulator:
         self.grants = GrantStore(policy, self.counters, reuse_detection=reuse_detection)
         self.log = logging.getLogger(f"grantkeeper.simulators.{type(self).__name__}")
         self._data_lock = threading.RLock()  # guards subclass data (messages, issues)
-        self.app = Starlette(routes=[*self.api_routes(), *self.revocation_routes(), *self._oauth_routes(),
-                                     *self._control_routes()])
+        self.app = Starlette(
+            routes=[*self.api_routes(), *self.revocation_routes(), *self._oauth_routes(), *self._control_routes()]
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # A simulator is itself an ASGI app, so it can be handed straight to SimulatorServer.
@@ -268,7 +269,7 @@ class ProviderSimulator:
         async def one_byte_at_a_time():
             self.counters.incr("slow_answers")
             for index in range(len(body)):
-                yield body[index:index + 1]
+                yield body[index : index + 1]
                 await asyncio.sleep(pause)
 
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
@@ -322,8 +323,15 @@ class ProviderSimulator:
         return RedirectResponse(add_query(redirect_uri, {"code": code, "state": state}), 302)
 
     def _consent_page(self, params: dict[str, str]) -> HTMLResponse:
-        hidden_keys = ("client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method",
-                       *self.authorize_passthrough)
+        hidden_keys = (
+            "client_id",
+            "redirect_uri",
+            "state",
+            "scope",
+            "code_challenge",
+            "code_challenge_method",
+            *self.authorize_passthrough,
+        )
         html = _templates.get_template("consent.html").render(
             provider_title=self.provider_title,
             app_name=self.app_name,
@@ -333,8 +341,7 @@ class ProviderSimulator:
             action=self.authorize_path,
             hidden={key: params[key] for key in hidden_keys if params.get(key)},
             identity_fields=[
-                {"name": key, "label": label, "value": self.default_identity.get(key, "")}
-                for key, label in self.identity_fields
+                {"name": key, "label": label, "value": self.default_identity.get(key, "")} for key, label in self.identity_fields
             ],
         )
         return HTMLResponse(html)
@@ -366,8 +373,7 @@ class ProviderSimulator:
     def rate_limit(self, count: int = 1, retry_after: int | None = 1, status: int | None = None) -> None:
         self.faults.rate_limit(count, retry_after, status)
 
-    def fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False,
-             endpoint: str | None = None) -> None:
+    def fail(self, count: int = 1, status: int = 503, *, after_processing: bool = False, endpoint: str | None = None) -> None:
         self.faults.fail(count, status, after_processing, endpoint)
 
     def outage(self, seconds: float) -> None:
@@ -405,9 +411,15 @@ class ProviderSimulator:
     def token_endpoint_latency(self, seconds: float) -> None:
         self.faults.token_endpoint_latency(seconds)
 
-    def token_endpoint_answer(self, count: int = 1, *, set_fields: dict[str, Any] | None = None,
-                              drop_fields: tuple[str, ...] = (), body: str | None = None,
-                              after_processing: bool = True) -> None:
+    def token_endpoint_answer(
+        self,
+        count: int = 1,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        drop_fields: tuple[str, ...] = (),
+        body: str | None = None,
+        after_processing: bool = True,
+    ) -> None:
         """Change the next `count` token answers: JSON fields set or dropped, or the whole body replaced (then
         `after_processing=False` answers without processing the request)."""
         self.faults.token_endpoint_answer(count, set_fields, tuple(drop_fields), body, after_processing)
@@ -484,20 +496,29 @@ class ProviderSimulator:
                 int(count), _optional_int(retry_after), _optional_int(status)
             ),
             "fail": lambda count=1, status=503, after_processing=False, endpoint=None: self.fail(
-                int(count), int(status), after_processing=bool(after_processing),
-                endpoint=None if endpoint is None else str(endpoint)),
+                int(count),
+                int(status),
+                after_processing=bool(after_processing),
+                endpoint=None if endpoint is None else str(endpoint),
+            ),
             "outage": lambda seconds: self.outage(float(seconds)),
             "token_endpoint_flaky": lambda rate, seconds, seed=0: self.token_endpoint_flaky(
-                float(rate), float(seconds), int(seed)),
+                float(rate), float(seconds), int(seed)
+            ),
             "latency": lambda seconds: self.latency(float(seconds)),
             "token_endpoint_fail": lambda count=1, status=503, after_processing=False: self.token_endpoint_fail(
                 int(count), int(status), after_processing=bool(after_processing)
             ),
             "token_endpoint_latency": lambda seconds: self.token_endpoint_latency(float(seconds)),
-            "token_endpoint_answer": lambda count=1, set_fields=None, drop_fields=(), body=None, after_processing=True:
-                self.token_endpoint_answer(int(count), set_fields=dict(set_fields or {}), drop_fields=tuple(drop_fields),
-                                           body=None if body is None else str(body),
-                                           after_processing=bool(after_processing)),
+            "token_endpoint_answer": lambda count=1, set_fields=None, drop_fields=(), body=None, after_processing=True: (
+                self.token_endpoint_answer(
+                    int(count),
+                    set_fields=dict(set_fields or {}),
+                    drop_fields=tuple(drop_fields),
+                    body=None if body is None else str(body),
+                    after_processing=bool(after_processing),
+                )
+            ),
             "token_endpoint_drip": lambda count=1, seconds=5.0: self.token_endpoint_drip(int(count), float(seconds)),
             "reset_connections": lambda count=1: self.reset_connections(int(count)),
             "chaos": lambda **chances: self.chaos(**{k: float(v) for k, v in chances.items()}),
@@ -592,7 +613,12 @@ class _DroppedConnection(Response):
         super().__init__(b"")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b'{"ok": tr', "more_body": True})
         raise ConnectionResetError("simulated connection reset")

@@ -126,6 +126,8 @@ class Chaos:
     hang_seconds: float = 5.0
     slow_seconds: float = 1.0
     api_latency_seconds: float = 0.3
+
+
 AnswerKind = Literal["hang", "trickle", "gzip_bomb", "huge", "garbled"]
 
 
@@ -218,12 +220,16 @@ class Faults:
         with self._lock:
             self.token_endpoint_latency_seconds = max(0.0, seconds)
 
-    def token_endpoint_answer(self, count: int = 1, set_fields: dict[str, Any] | None = None,
-                              drop_fields: tuple[str, ...] = (), body: str | None = None,
-                              after_processing: bool = True) -> None:
+    def token_endpoint_answer(
+        self,
+        count: int = 1,
+        set_fields: dict[str, Any] | None = None,
+        drop_fields: tuple[str, ...] = (),
+        body: str | None = None,
+        after_processing: bool = True,
+    ) -> None:
         with self._lock:
-            self._token_answers = [TokenAnswerFault(dict(set_fields or {}), tuple(drop_fields), body,
-                                                    after_processing)] * count
+            self._token_answers = [TokenAnswerFault(dict(set_fields or {}), tuple(drop_fields), body, after_processing)] * count
 
     def token_endpoint_drip(self, count: int = 1, seconds: float = 5.0) -> None:
         """The next `count` token answers are processed, then trickled one byte at a time over `seconds`: each
@@ -258,6 +264,7 @@ class Faults:
         with self._lock:
             chaos = self._roll("api_slow")
             return max(self.api_latency, chaos.api_latency_seconds if chaos else 0.0)
+
     def answer(self, kind: AnswerKind, count: int = 1, *, size: int = 0, interval: float = 0.05) -> None:
         """Answer `count` more API requests with a hostile answer of `kind` (`HostileResponse`), queued after any
         hostile answers still pending, so different kinds can follow one another."""
@@ -364,8 +371,7 @@ class HostileResponse(Response):
 
     @staticmethod
     async def _start(send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), *headers]})
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), *headers]})
 
     async def _hang(self, send: Send, gone: asyncio.Event) -> bool:
         await gone.wait()  # nothing is ever sent: not even the status line

@@ -555,8 +555,7 @@ class GitHubSimulator(ProviderSimulator):
                 for repo in self._repos.values()
                 if not repo.missing
                 for issue in repo.issues
-                if search.matches(repo.full_name, issue)
-                and (visible_before is None or issue["created_at"] < visible_before)
+                if search.matches(repo.full_name, issue) and (visible_before is None or issue["created_at"] < visible_before)
             ]
         sort = request.query_params.get("sort")
         sort_key = {"updated": "updated_at", "comments": "comments"}.get(sort or "", "created_at")
@@ -600,8 +599,10 @@ class GitHubSimulator(ProviderSimulator):
         return {**super().stats(), "search_lag": self.search_lag}
 
     def revocation_routes(self) -> list[BaseRoute]:
-        return [Route("/applications/{client_id}/grant", self._delete_authorization, methods=["DELETE"]),
-                Route("/applications/{client_id}/token", self._delete_authorization, methods=["DELETE"])]
+        return [
+            Route("/applications/{client_id}/grant", self._delete_authorization, methods=["DELETE"]),
+            Route("/applications/{client_id}/token", self._delete_authorization, methods=["DELETE"]),
+        ]
 
     async def _delete_authorization(self, request: Request) -> Response:
         """DELETE /applications/{client_id}/grant (the user's authorization of the app) or …/token (one token),
@@ -612,8 +613,11 @@ class GitHubSimulator(ProviderSimulator):
         if (fault := self.revocation_fault(endpoint)) is not None:
             return fault
         credentials = basic_credentials(request)
-        if credentials is None or request.path_params["client_id"] != self.client_id \
-                or not self.client_authenticated(*credentials):
+        if (
+            credentials is None
+            or request.path_params["client_id"] != self.client_id
+            or not self.client_authenticated(*credentials)
+        ):
             return JSONResponse({"message": "Requires authentication"}, status_code=401)
         try:
             body = json.loads(await request.body() or b"{}")

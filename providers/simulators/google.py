@@ -44,8 +44,12 @@ _CALENDAR = "https://www.googleapis.com/auth/calendar"
 _SCOPES_FOR = {
     "gmail.read": {GMAIL_READONLY, _GMAIL_MODIFY, _MAIL},
     "gmail.send": {GMAIL_SEND, "https://www.googleapis.com/auth/gmail.compose", _GMAIL_MODIFY, _MAIL},
-    "calendar.read": {CALENDAR_EVENTS, _CALENDAR, "https://www.googleapis.com/auth/calendar.readonly",
-                      "https://www.googleapis.com/auth/calendar.events.readonly"},
+    "calendar.read": {
+        CALENDAR_EVENTS,
+        _CALENDAR,
+        "https://www.googleapis.com/auth/calendar.readonly",
+        "https://www.googleapis.com/auth/calendar.events.readonly",
+    },
     "calendar.write": {CALENDAR_EVENTS, _CALENDAR},
 }
 # Gmail quota units per method (developers.google.com/gmail/api/reference/quota).
@@ -59,15 +63,27 @@ _MISSING_CREDENTIALS_MESSAGE = (
     "Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other "
     "valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project."
 )
-_API_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-               409: "ALREADY_EXISTS", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
+_API_STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
 
 
-def google_error(code: int, message: str, reason: str, domain: str = "global", *, status: str | None = None,
-                 **item: Any) -> JSONResponse:
+def google_error(
+    code: int, message: str, reason: str, domain: str = "global", *, status: str | None = None, **item: Any
+) -> JSONResponse:
     """Google's JSON error envelope (v1 `errors[]` plus the v2 `status`)."""
-    error: dict[str, Any] = {"code": code, "message": message,
-                             "errors": [{"message": message, "domain": domain, "reason": reason, **item}]}
+    error: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "errors": [{"message": message, "domain": domain, "reason": reason, **item}],
+    }
     api_status = status if status is not None else _API_STATUS.get(code)
     if api_status:
         error["status"] = api_status
@@ -75,8 +91,9 @@ def google_error(code: int, message: str, reason: str, domain: str = "global", *
 
 
 def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status,
-                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return JSONResponse(
+        {"error": error, "error_description": description}, status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
 
 
 def _parse_rfc3339(value: str) -> datetime:
@@ -131,10 +148,15 @@ class MailMessage:
         return " ".join(self.body.split())[:200]
 
     def to_json(self, fmt: str, wanted_headers: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = {"id": self.message_id, "threadId": self.thread_id, "labelIds": list(self.label_ids),
-                                  "snippet": self.snippet, "sizeEstimate": len(self.body) + 300,
-                                  "historyId": str(1000 + int(self.internal_date // 1000) % 100000),
-                                  "internalDate": str(self.internal_date)}
+        result: dict[str, Any] = {
+            "id": self.message_id,
+            "threadId": self.thread_id,
+            "labelIds": list(self.label_ids),
+            "snippet": self.snippet,
+            "sizeEstimate": len(self.body) + 300,
+            "historyId": str(1000 + int(self.internal_date // 1000) % 100000),
+            "internalDate": str(self.internal_date),
+        }
         if fmt == "minimal":
             return result
         headers = self.headers
@@ -145,9 +167,11 @@ class MailMessage:
             result["payload"] = {"partId": "", "mimeType": "text/plain", "filename": "", "headers": copy.deepcopy(headers)}
             return result
         result["payload"] = {
-            "partId": "", "mimeType": "text/plain", "filename": "", "headers": copy.deepcopy(headers),
-            "body": {"size": len(self.body.encode()),
-                     "data": base64.urlsafe_b64encode(self.body.encode()).decode().rstrip("=")},
+            "partId": "",
+            "mimeType": "text/plain",
+            "filename": "",
+            "headers": copy.deepcopy(headers),
+            "body": {"size": len(self.body.encode()), "data": base64.urlsafe_b64encode(self.body.encode()).decode().rstrip("=")},
         }
         return result
 
@@ -199,9 +223,11 @@ class MailSearch:
                 return False
         if not self.labels & {"SENT", "TRASH", "SPAM", "ANYWHERE"} and ({"TRASH", "SPAM"} & labels):
             return False  # like Gmail, trash and spam are left out unless asked for
-        fields = {"from": message.header("From").lower(), "to": (message.header("To") + " " +
-                                                                  message.header("Cc")).lower(),
-                  "subject": message.header("Subject").lower()}
+        fields = {
+            "from": message.header("From").lower(),
+            "to": (message.header("To") + " " + message.header("Cc")).lower(),
+            "subject": message.header("Subject").lower(),
+        }
         if not all(s in fields["from"] for s in self.senders):
             return False
         if not all(r in fields["to"] for r in self.recipients):
@@ -289,27 +315,45 @@ class GoogleSimulator(ProviderSimulator):
     def _seed(self) -> None:
         owner = self.default_identity["email"]
         for sender, subject, body, labels in [
-            ("Bob Builder <bob@example.com>", "Quarterly report", "The Q3 numbers are attached. Revenue is up 12%.",
-             ["INBOX", "UNREAD"]),
+            (
+                "Bob Builder <bob@example.com>",
+                "Quarterly report",
+                "The Q3 numbers are attached. Revenue is up 12%.",
+                ["INBOX", "UNREAD"],
+            ),
             ("Carol <carol@example.org>", "Lunch on Friday?", "Shall we try the new ramen place at noon?", ["INBOX"]),
-            ("Dependabot <noreply@github.com>", "Security alert: urllib3", "A moderate severity advisory affects "
-             "urllib3 in acme/webshop.", ["INBOX", "UNREAD", "CATEGORY_UPDATES"]),
+            (
+                "Dependabot <noreply@github.com>",
+                "Security alert: urllib3",
+                "A moderate severity advisory affects urllib3 in acme/webshop.",
+                ["INBOX", "UNREAD", "CATEGORY_UPDATES"],
+            ),
         ]:
             self.seed_message(owner, sender=sender, subject=subject, body=body, labels=labels)
 
     # -- data -------------------------------------------------------------
 
-    def seed_message(self, mailbox: str, *, sender: str, subject: str, body: str, to: str | None = None,
-                     labels: list[str] | None = None) -> dict[str, Any]:
+    def seed_message(
+        self, mailbox: str, *, sender: str, subject: str, body: str, to: str | None = None, labels: list[str] | None = None
+    ) -> dict[str, Any]:
         """Put a message in a mailbox without the API (an incoming mail)."""
         now = self.grants.now()
-        headers = [{"name": "From", "value": sender}, {"name": "To", "value": to or mailbox},
-                   {"name": "Subject", "value": subject},
-                   {"name": "Date", "value": format_datetime(datetime.fromtimestamp(now, UTC))},
-                   {"name": "Message-ID", "value": f"<{secrets.token_hex(8)}@mail.example>"}]
+        headers = [
+            {"name": "From", "value": sender},
+            {"name": "To", "value": to or mailbox},
+            {"name": "Subject", "value": subject},
+            {"name": "Date", "value": format_datetime(datetime.fromtimestamp(now, UTC))},
+            {"name": "Message-ID", "value": f"<{secrets.token_hex(8)}@mail.example>"},
+        ]
         with self._data_lock:
-            message = MailMessage(self._new_message_id(), "", list(labels or ["INBOX"]), headers, body,
-                                  int(now * 1000) + len(self._mailbox(mailbox)))
+            message = MailMessage(
+                self._new_message_id(),
+                "",
+                list(labels or ["INBOX"]),
+                headers,
+                body,
+                int(now * 1000) + len(self._mailbox(mailbox)),
+            )
             message.thread_id = message.message_id
             self._mailbox(mailbox).append(message)
             return message.to_json("full", [])
@@ -330,8 +374,18 @@ class GoogleSimulator(ProviderSimulator):
         """What the API sent from a mailbox: headers and plain-text body, oldest first."""
         with self._data_lock:
             box = self._mailbox(mailbox or self.default_identity["email"])
-            return [{"id": m.message_id, "from": m.header("From"), "to": m.header("To"), "cc": m.header("Cc"),
-                     "subject": m.header("Subject"), "body": m.body} for m in box if "SENT" in m.label_ids]
+            return [
+                {
+                    "id": m.message_id,
+                    "from": m.header("From"),
+                    "to": m.header("To"),
+                    "cc": m.header("Cc"),
+                    "subject": m.header("Subject"),
+                    "body": m.body,
+                }
+                for m in box
+                if "SENT" in m.label_ids
+            ]
 
     def events(self, calendar: str | None = None) -> list[dict[str, Any]]:
         with self._data_lock:
@@ -343,8 +397,7 @@ class GoogleSimulator(ProviderSimulator):
         if status not in ("production", "testing"):
             raise ValueError("publishing status is 'production' or 'testing'")
         self.publishing_status = status
-        self.grants.policy = replace(self.grants.policy,
-                                     refresh_ttl=TESTING_REFRESH_TTL if status == "testing" else None)
+        self.grants.policy = replace(self.grants.policy, refresh_ttl=TESTING_REFRESH_TTL if status == "testing" else None)
 
     def set_user_quota(self, units_per_minute: int) -> None:
         self.quota.units_per_minute = max(0, units_per_minute)
@@ -388,7 +441,9 @@ class GoogleSimulator(ProviderSimulator):
         elif grant_type == "authorization_code":
             code = params.get("code")
             result = self.grants.redeem_authorization_code(
-                code, client_id=client_id, redirect_uri=params.get("redirect_uri"),
+                code,
+                client_id=client_id,
+                redirect_uri=params.get("redirect_uri"),
                 code_verifier=params.get("code_verifier"),
             )
             self.log_grant_event("code exchange", result)
@@ -415,19 +470,20 @@ class GoogleSimulator(ProviderSimulator):
             if tokens.refresh_token_expires_in is not None:
                 payload["refresh_token_expires_in"] = tokens.refresh_token_expires_in
         # A refresh answers without refresh_token: the client keeps the one it has (it is not rotated).
-        return JSONResponse({k: v for k, v in payload.items() if v is not None},
-                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return JSONResponse(
+            {k: v for k, v in payload.items() if v is not None}, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
 
     # -- API pipeline hooks ------------------------------------------------
 
     def auth_error_response(self, check: TokenCheck) -> Response:
         if check.status is TokenStatus.MISSING:
-            response = google_error(401, _MISSING_CREDENTIALS_MESSAGE, "required", location="Authorization",
-                                    locationType="header")
+            response = google_error(
+                401, _MISSING_CREDENTIALS_MESSAGE, "required", location="Authorization", locationType="header"
+            )
         else:
             # Expired, revoked, unknown: Google says the same thing for all of them.
-            response = google_error(401, _AUTH_REQUIRED_MESSAGE, "authError", location="Authorization",
-                                    locationType="header")
+            response = google_error(401, _AUTH_REQUIRED_MESSAGE, "authError", location="Authorization", locationType="header")
         response.headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/", error="invalid_token"'
         return response
 
@@ -477,8 +533,9 @@ class GoogleSimulator(ProviderSimulator):
     def _insufficient_scope(grant: Grant, need: str) -> Response | None:
         if set(grant.scopes) & _SCOPES_FOR[need]:
             return None
-        return google_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
-                            status="PERMISSION_DENIED")
+        return google_error(
+            403, "Request had insufficient authentication scopes.", "insufficientPermissions", status="PERMISSION_DENIED"
+        )
 
     def _mailbox_owner(self, request: Request, grant: Grant) -> str | Response:
         user_id = request.path_params["user_id"]
@@ -496,8 +553,9 @@ class GoogleSimulator(ProviderSimulator):
         with self._data_lock:
             box = self._mailbox(owner)
             total = len(box)
-        return JSONResponse({"emailAddress": owner, "messagesTotal": total, "threadsTotal": total,
-                             "historyId": str(1000 + total)})
+        return JSONResponse(
+            {"emailAddress": owner, "messagesTotal": total, "threadsTotal": total, "historyId": str(1000 + total)}
+        )
 
     async def _list_messages(self, request: Request, grant: Grant) -> Response:
         if (refusal := self._insufficient_scope(grant, "gmail.read")) is not None:
@@ -513,9 +571,8 @@ class GoogleSimulator(ProviderSimulator):
             return google_error(400, "Invalid pageToken", "invalidArgument")
         search = MailSearch.parse(query.get("q", ""))
         with self._data_lock:
-            matches = sorted((m for m in self._mailbox(owner) if search.matches(m)),
-                             key=lambda m: m.internal_date, reverse=True)
-        page = matches[offset: offset + max_results]
+            matches = sorted((m for m in self._mailbox(owner) if search.matches(m)), key=lambda m: m.internal_date, reverse=True)
+        page = matches[offset : offset + max_results]
         body: dict[str, Any] = {"resultSizeEstimate": len(matches)}
         if page:
             body["messages"] = [{"id": m.message_id, "threadId": m.thread_id} for m in page]
@@ -552,8 +609,9 @@ class GoogleSimulator(ProviderSimulator):
             return google_error(400, "Invalid JSON payload received.", "parseError")
         raw = payload.get("raw") if isinstance(payload, dict) else None
         if not raw:
-            return google_error(400, "'raw' RFC822 payload message string or uploading message via /upload/* URL "
-                                     "required", "invalidArgument")
+            return google_error(
+                400, "'raw' RFC822 payload message string or uploading message via /upload/* URL required", "invalidArgument"
+            )
         try:
             parsed = message_from_bytes(_b64url_decode(str(raw)), policy=policy.default)
         except (ValueError, binascii.Error):
@@ -565,12 +623,16 @@ class GoogleSimulator(ProviderSimulator):
         text = part.get_content() if part is not None else ""
         now = self.grants.now()
         headers = [{"name": "From", "value": owner}]
-        headers += [{"name": name, "value": str(parsed[name])} for name in ("To", "Cc", "Subject", "Message-ID")
-                    if parsed.get(name) is not None]
+        headers += [
+            {"name": name, "value": str(parsed[name])}
+            for name in ("To", "Cc", "Subject", "Message-ID")
+            if parsed.get(name) is not None
+        ]
         headers.append({"name": "Date", "value": format_datetime(datetime.fromtimestamp(now, UTC))})
         with self._data_lock:
-            message = MailMessage(self._new_message_id(), "", ["SENT"], headers, text.rstrip("\n"),
-                                  int(now * 1000) + len(self._mailbox(owner)))
+            message = MailMessage(
+                self._new_message_id(), "", ["SENT"], headers, text.rstrip("\n"), int(now * 1000) + len(self._mailbox(owner))
+            )
             message.thread_id = message.message_id
             self._mailbox(owner).append(message)
         return JSONResponse({"id": message.message_id, "threadId": message.thread_id, "labelIds": ["SENT"]})
@@ -585,8 +647,11 @@ class GoogleSimulator(ProviderSimulator):
     def _event_json(self, calendar: str, event_id: str, body: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any]:
         stamp = datetime.fromtimestamp(self.grants.now(), UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
         person = {"email": owner.get("email"), "self": True}
-        attendees = [{"email": a.get("email"), "responseStatus": "needsAction"}
-                     for a in body.get("attendees") or [] if isinstance(a, dict) and a.get("email")]
+        attendees = [
+            {"email": a.get("email"), "responseStatus": "needsAction"}
+            for a in body.get("attendees") or []
+            if isinstance(a, dict) and a.get("email")
+        ]
         event = {
             "kind": "calendar#event",
             "etag": f'"{secrets.randbits(52)}"',
@@ -634,8 +699,7 @@ class GoogleSimulator(ProviderSimulator):
         except ValueError:
             return google_error(400, "Bad Request", "badRequest", status="")
         if start is None or end is None:
-            return google_error(400, "Start and end times must either both be date or both be dateTime.", "invalid",
-                                status="")
+            return google_error(400, "Start and end times must either both be date or both be dateTime.", "invalid", status="")
         if end <= start:
             return google_error(400, "The specified time range is empty.", "timeRangeEmpty", status="")
         with self._data_lock:
@@ -669,8 +733,7 @@ class GoogleSimulator(ProviderSimulator):
         query = request.query_params
         single = query.get("singleEvents", "false").lower() == "true"
         if query.get("orderBy") == "startTime" and not single:
-            return google_error(400, "The requested ordering is not available for the particular query.",
-                                "badRequest", status="")
+            return google_error(400, "The requested ordering is not available for the particular query.", "badRequest", status="")
         try:
             time_min = _parse_rfc3339(query["timeMin"]) if query.get("timeMin") else None
             time_max = _parse_rfc3339(query["timeMax"]) if query.get("timeMax") else None
@@ -694,9 +757,14 @@ class GoogleSimulator(ProviderSimulator):
             chosen.append((start, event))
         if query.get("orderBy") == "startTime":
             chosen.sort(key=lambda pair: pair[0])
-        page = [event for _, event in chosen[offset: offset + max_results]]
-        body: dict[str, Any] = {"kind": "calendar#events", "summary": calendar, "timeZone": "UTC",
-                                "accessRole": "owner", "items": page}
+        page = [event for _, event in chosen[offset : offset + max_results]]
+        body: dict[str, Any] = {
+            "kind": "calendar#events",
+            "summary": calendar,
+            "timeZone": "UTC",
+            "accessRole": "owner",
+            "items": page,
+        }
         if offset + max_results < len(chosen):
             body["nextPageToken"] = _encode_page_token(offset + max_results)
         return JSONResponse(body)
@@ -717,8 +785,13 @@ class GoogleSimulator(ProviderSimulator):
         with self._data_lock:
             sent = sum(1 for box in self._mailboxes.values() for m in box if "SENT" in m.label_ids)
             events = sum(len(c) for c in self._calendars.values())
-        return {**super().stats(), "publishing_status": self.publishing_status,
-                "user_quota_per_minute": self.quota.units_per_minute, "sent_messages": sent, "events": events}
+        return {
+            **super().stats(),
+            "publishing_status": self.publishing_status,
+            "user_quota_per_minute": self.quota.units_per_minute,
+            "sent_messages": sent,
+            "events": events,
+        }
 
     def revocation_routes(self) -> list[BaseRoute]:
         return [Route("/revoke", self._revoke, methods=["POST"])]
@@ -732,13 +805,14 @@ class GoogleSimulator(ProviderSimulator):
         token = (await read_params(request)).get("token")
         grant = self.grants.grant_for_token(token) if token else None
         if grant is None or not self.grants.end_by_client(token):
-            return JSONResponse({"error": "invalid_token", "error_description": "Token expired or revoked"},
-                                status_code=400)
+            return JSONResponse({"error": "invalid_token", "error_description": "Token expired or revoked"}, status_code=400)
         return JSONResponse({})
 
     def extra_control_routes(self) -> list[BaseRoute]:
-        return [Route("/_sim/messages", self._control_messages, methods=["GET", "POST"]),
-                Route("/_sim/events", self._control_events, methods=["GET"])]
+        return [
+            Route("/_sim/messages", self._control_messages, methods=["GET", "POST"]),
+            Route("/_sim/events", self._control_events, methods=["GET"]),
+        ]
 
     async def _control_messages(self, request: Request) -> Response:
         mailbox = request.query_params.get("mailbox")
@@ -750,9 +824,14 @@ class GoogleSimulator(ProviderSimulator):
             return JSONResponse({"error": str(exc)}, 400)
         if not body.get("subject") or not body.get("from"):
             return JSONResponse({"error": "from and subject are required"}, 400)
-        message = self.seed_message(body.get("mailbox") or self.default_identity["email"], sender=body["from"],
-                                    subject=body["subject"], body=body.get("body", ""), to=body.get("to"),
-                                    labels=body.get("labels"))
+        message = self.seed_message(
+            body.get("mailbox") or self.default_identity["email"],
+            sender=body["from"],
+            subject=body["subject"],
+            body=body.get("body", ""),
+            to=body.get("to"),
+            labels=body.get("labels"),
+        )
         return JSONResponse(message, 201)
 
     async def _control_events(self, request: Request) -> Response:

@@ -123,8 +123,7 @@ class OAuth2Simulator(ProviderSimulator):
         self.refresh_tokens: RefreshTokenPolicy = refresh_tokens or ("offline_consent" if oidc else "always")
         self.iss_parameter = oidc if iss_parameter is None else iss_parameter
         self.client_public_key = RSAKey.import_key(client_public_key) if client_public_key else None
-        self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "sim-1", "use": "sig", "alg": "RS256"}) \
-            if oidc else None
+        self.signing_key = RSAKey.generate_key(2048, parameters={"kid": "sim-1", "use": "sig", "alg": "RS256"}) if oidc else None
         self.id_token_fault: str | None = None
         self.jwks_fault: str | None = None
         self._key_generation = 1
@@ -154,12 +153,16 @@ class OAuth2Simulator(ProviderSimulator):
             app_name=app_name,
             default_identity=default_identity or DEFAULT_OAUTH2_IDENTITY,
             default_scopes=default_scopes if default_scopes is not None else DEFAULT_OAUTH2_SCOPES,
-            policy=TokenPolicy(access_prefix="at_", refresh_prefix="rt_", access_ttl=access_ttl, refresh_ttl=refresh_ttl,
-                               rotation_kills_access_token=rotation),
+            policy=TokenPolicy(
+                access_prefix="at_",
+                refresh_prefix="rt_",
+                access_ttl=access_ttl,
+                refresh_ttl=refresh_ttl,
+                rotation_kills_access_token=rotation,
+            ),
             reuse_detection=reuse_detection,
         )
-        self.grants = RotationSwitchStore(self.grants.policy, self.counters, reuse_detection=reuse_detection,
-                                          rotate=rotation)
+        self.grants = RotationSwitchStore(self.grants.policy, self.counters, reuse_detection=reuse_detection, rotate=rotation)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -249,23 +252,29 @@ class OAuth2Simulator(ProviderSimulator):
         base = str(request.base_url).rstrip("/")
         oidc: dict[str, Any] = {}
         if self.oidc:
-            oidc = {"jwks_uri": base + JWKS_PATH, "subject_types_supported": ["public"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "scopes_supported": ["openid", "offline_access", *self.default_scopes]}
+            oidc = {
+                "jwks_uri": base + JWKS_PATH,
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "scopes_supported": ["openid", "offline_access", *self.default_scopes],
+            }
         if self.iss_parameter:
             oidc["authorization_response_iss_parameter_supported"] = True
-        return JSONResponse({**oidc,
-            "issuer": self.issuer_for(request),
-            "authorization_endpoint": base + self.authorize_path,
-            "token_endpoint": base + self.token_path,
-            "revocation_endpoint": base + self.revocation_path,
-            "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
-            "token_endpoint_auth_methods_supported": list(self.auth_methods),
-            "revocation_endpoint_auth_methods_supported": list(self.auth_methods),
-            "code_challenge_methods_supported": ["S256"],
-            **({} if self.oidc else {"scopes_supported": self.default_scopes}),
-        })
+        return JSONResponse(
+            {
+                **oidc,
+                "issuer": self.issuer_for(request),
+                "authorization_endpoint": base + self.authorize_path,
+                "token_endpoint": base + self.token_path,
+                "revocation_endpoint": base + self.revocation_path,
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "token_endpoint_auth_methods_supported": list(self.auth_methods),
+                "revocation_endpoint_auth_methods_supported": list(self.auth_methods),
+                "code_challenge_methods_supported": ["S256"],
+                **({} if self.oidc else {"scopes_supported": self.default_scopes}),
+            }
+        )
 
     def _client(self, request: Request, params: dict[str, str]) -> tuple[str | None, Response | None]:
         """RFC 6749 §2.3.1: the authenticated client id, or the error to answer with."""
@@ -295,8 +304,9 @@ class OAuth2Simulator(ProviderSimulator):
         if KEY_AUTH_METHOD not in self.auth_methods or params.get("client_assertion_type") != ASSERTION_TYPE:
             return None, refused
         try:
-            token = jwt.decode(params.get("client_assertion", ""), self.client_public_key,
-                               algorithms=["RS256", "RS384", "RS512", "PS256"])
+            token = jwt.decode(
+                params.get("client_assertion", ""), self.client_public_key, algorithms=["RS256", "RS384", "RS512", "PS256"]
+            )
         except (JoseError, ValueError):
             return None, refused
         claims = token.claims
@@ -304,11 +314,17 @@ class OAuth2Simulator(ProviderSimulator):
         audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
         now = self.grants.now()
         jti = claims.get("jti")
-        if (claims.get("iss") != self.client_id or claims.get("sub") != self.client_id
-                or not ({endpoint, self.issuer_for(request)} & set(audiences))
-                or not isinstance(claims.get("exp"), int | float) or claims["exp"] <= now
-                or not isinstance(jti, str) or not jti or jti in self._assertion_ids
-                or params.get("client_id", self.client_id) != self.client_id):
+        if (
+            claims.get("iss") != self.client_id
+            or claims.get("sub") != self.client_id
+            or not ({endpoint, self.issuer_for(request)} & set(audiences))
+            or not isinstance(claims.get("exp"), int | float)
+            or claims["exp"] <= now
+            or not isinstance(jti, str)
+            or not jti
+            or jti in self._assertion_ids
+            or params.get("client_id", self.client_id) != self.client_id
+        ):
             return None, refused
         with self._requests_lock:
             self._assertion_ids.add(jti)
@@ -320,7 +336,8 @@ class OAuth2Simulator(ProviderSimulator):
         with self._data_lock:
             self._key_generation += 1
             self.signing_key = RSAKey.generate_key(
-                2048, parameters={"kid": f"sim-{self._key_generation}", "use": "sig", "alg": "RS256"})
+                2048, parameters={"kid": f"sim-{self._key_generation}", "use": "sig", "alg": "RS256"}
+            )
 
     def authorization_granted(self, code: str, params: dict[str, str]) -> None:
         with self._data_lock:
@@ -341,16 +358,23 @@ class OAuth2Simulator(ProviderSimulator):
         if self.refresh_tokens == "never":
             return False
         if self.refresh_tokens == "offline_consent":
-            return "offline_access" in request_params.get("scope", "").split() and \
-                "consent" in request_params.get("prompt", "").split()
+            return (
+                "offline_access" in request_params.get("scope", "").split()
+                and "consent" in request_params.get("prompt", "").split()
+            )
         return True
 
     def _id_token(self, request: Request, tokens: Any, request_params: dict[str, str]) -> str:
         assert self.signing_key is not None
         now = int(self.grants.now())
         claims: dict[str, Any] = {
-            "iss": self.issuer_for(request), "sub": str(tokens.identity.get("sub")), "aud": self.client_id,
-            "iat": now, "exp": now + 300, "auth_time": now, "name": tokens.identity.get("name"),
+            "iss": self.issuer_for(request),
+            "sub": str(tokens.identity.get("sub")),
+            "aud": self.client_id,
+            "iat": now,
+            "exp": now + 300,
+            "auth_time": now,
+            "name": tokens.identity.get("name"),
         }
         if request_params.get("nonce"):
             claims["nonce"] = request_params["nonce"]
@@ -393,8 +417,11 @@ class OAuth2Simulator(ProviderSimulator):
             with self._data_lock:
                 request_params = self._code_requests.pop(params.get("code") or "", {})
             result = self.grants.redeem_authorization_code(
-                params.get("code"), client_id=client_id or "", redirect_uri=params.get("redirect_uri"),
-                code_verifier=params.get("code_verifier"))
+                params.get("code"),
+                client_id=client_id or "",
+                redirect_uri=params.get("redirect_uri"),
+                code_verifier=params.get("code_verifier"),
+            )
             self.log_grant_event("code exchange", result)
             if not result.ok:
                 return oauth_error("invalid_grant", "The authorization code is invalid, used or expired.")
@@ -404,8 +431,7 @@ class OAuth2Simulator(ProviderSimulator):
             return oauth_error("unsupported_grant_type", f"grant_type {grant_type[:40]!r} is not supported.")
         tokens = result.tokens
         assert tokens is not None
-        payload: dict[str, Any] = {"access_token": tokens.access_token, "token_type": "Bearer",
-                                   "scope": " ".join(tokens.scopes)}
+        payload: dict[str, Any] = {"access_token": tokens.access_token, "token_type": "Bearer", "scope": " ".join(tokens.scopes)}
         if tokens.expires_in is not None:
             payload["expires_in"] = tokens.expires_in
         if grant_type == "authorization_code":
@@ -455,13 +481,15 @@ class OAuth2Simulator(ProviderSimulator):
             return JSONResponse(body, status)
         description = "The access token expired" if check.status is TokenStatus.EXPIRED else "The access token is invalid"
         challenge = f'{realm}, error="invalid_token", error_description="{description}"'
-        return JSONResponse({"error": "invalid_token", "error_description": description}, 401,
-                            headers={"WWW-Authenticate": challenge})
+        return JSONResponse(
+            {"error": "invalid_token", "error_description": description}, 401, headers={"WWW-Authenticate": challenge}
+        )
 
     def rate_limited_response(self, request: Request, fault: RateLimitFault, check: TokenCheck) -> Response:
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-        return JSONResponse({"error": "rate_limited", "error_description": "Too many requests."},
-                            fault.status or 429, headers=headers)
+        return JSONResponse(
+            {"error": "rate_limited", "error_description": "Too many requests."}, fault.status or 429, headers=headers
+        )
 
     # -- API ------------------------------------------------------------------
 
@@ -529,8 +557,12 @@ class OAuth2Simulator(ProviderSimulator):
             self.json_bodies.append(copy.deepcopy(body))
         if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not body["name"].strip():
             return JSONResponse({"error": "validation_failed", "error_description": "name is required"}, 422)
-        project = self.add_project(body["name"], description=body.get("description"), owner=grant.identity.get("sub"),
-                                   status=str(body.get("status", "active")))
+        project = self.add_project(
+            body["name"],
+            description=body.get("description"),
+            owner=grant.identity.get("sub"),
+            status=str(body.get("status", "active")),
+        )
         if key is not None:
             with self._data_lock:
                 self._idempotent_replies[key] = (201, project)
@@ -554,15 +586,21 @@ class OAuth2Simulator(ProviderSimulator):
 
     # -- data -----------------------------------------------------------------
 
-    def add_project(self, name: str, *, description: str | None = None, owner: str | None = None,
-                    status: str = "active") -> dict[str, Any]:
+    def add_project(
+        self, name: str, *, description: str | None = None, owner: str | None = None, status: str = "active"
+    ) -> dict[str, Any]:
         """Add a project directly (seeding); also used by the API handler."""
         with self._data_lock:
             project_id = f"p-{len(self._projects) + 1}"
             while project_id in self._projects:
                 project_id += "x"
-            project = {"id": project_id, "name": name, "description": description, "status": status,
-                       "owner": owner or self.default_identity.get("sub")}
+            project = {
+                "id": project_id,
+                "name": name,
+                "description": description,
+                "status": status,
+                "owner": owner or self.default_identity.get("sub"),
+            }
             self._projects[project_id] = project
             return copy.deepcopy(project)
 
@@ -580,7 +618,7 @@ class OAuth2Simulator(ProviderSimulator):
             body = await self.control_body(request)
             name = body["name"]
         except (FaultError, KeyError) as exc:
-            return JSONResponse({"error": f"expected {{\"name\": …}}: {exc}"}, 400)
+            return JSONResponse({"error": f'expected {{"name": …}}: {exc}'}, 400)
         return JSONResponse(self.add_project(str(name), description=body.get("description")), 201)
 
 

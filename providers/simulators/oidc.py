@@ -56,9 +56,17 @@ padding:.4rem 1.2rem}</style></head>
 {% endfor %}<button type="submit" id="deny" name="decision" value="deny">Cancel</button>
 </form></body></html>""")
 
+
 def _person(key: str, name: str, domain: str, org: str, groups: list[str]) -> dict[str, Any]:
-    return {"sub": f"u-{key}", "preferred_username": key, "email": f"{key}@{domain}", "email_verified": True,
-            "name": name, "groups": groups, "org": org}
+    return {
+        "sub": f"u-{key}",
+        "preferred_username": key,
+        "email": f"{key}@{domain}",
+        "email_verified": True,
+        "name": name,
+        "groups": groups,
+        "org": org,
+    }
 
 
 DEFAULT_PEOPLE: dict[str, dict[str, Any]] = {
@@ -75,8 +83,7 @@ def _b64(data: bytes) -> str:
 
 
 def new_signing_key() -> RSAKey:
-    return RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"},
-                               private=True)
+    return RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}, private=True)
 
 
 @dataclass
@@ -130,19 +137,21 @@ class OIDCSimulator:
         # be attacked through the real flow.
         self.bend_next_id_token: dict[str, Any] = {}
         self.issued_id_tokens: list[str] = []
-        self.app = Starlette(routes=[
-            Route(DISCOVERY_PATH, self.discovery, methods=["GET"]),
-            Route("/jwks", self.jwks, methods=["GET"]),
-            Route("/authorize", self.authorize_page, methods=["GET"]),
-            Route("/authorize", self.authorize_decision, methods=["POST"]),
-            Route("/token", self.token, methods=["POST"]),
-            Route("/userinfo", self.userinfo, methods=["GET", "POST"]),
-            Route("/_sim/stats", self.stats_endpoint, methods=["GET"]),
-            Route("/_sim/rotate-keys", self.rotate_endpoint, methods=["POST"]),
-            Route("/_sim/people", self.people_endpoint, methods=["POST"]),
-            Route("/_sim/forge", self.forge_endpoint, methods=["POST"]),
-            Route("/_sim/bend-next-id-token", self.bend_endpoint, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route(DISCOVERY_PATH, self.discovery, methods=["GET"]),
+                Route("/jwks", self.jwks, methods=["GET"]),
+                Route("/authorize", self.authorize_page, methods=["GET"]),
+                Route("/authorize", self.authorize_decision, methods=["POST"]),
+                Route("/token", self.token, methods=["POST"]),
+                Route("/userinfo", self.userinfo, methods=["GET", "POST"]),
+                Route("/_sim/stats", self.stats_endpoint, methods=["GET"]),
+                Route("/_sim/rotate-keys", self.rotate_endpoint, methods=["POST"]),
+                Route("/_sim/people", self.people_endpoint, methods=["POST"]),
+                Route("/_sim/forge", self.forge_endpoint, methods=["POST"]),
+                Route("/_sim/bend-next-id-token", self.bend_endpoint, methods=["POST"]),
+            ]
+        )
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
@@ -193,8 +202,13 @@ class OIDCSimulator:
         positive: not yet valid; `alg="none"`: unsigned; `bad_signature`: one signature byte flipped;
         `unknown_kid`: signed by a key the JWKS never published."""
         now = int(self.clock())
-        claims: dict[str, Any] = {**self.people[person], "iss": iss or self.issuer_for(), "aud": aud or self.client_id,
-                                  "iat": now, "exp": now + (self.id_token_ttl if expires_in is None else expires_in)}
+        claims: dict[str, Any] = {
+            **self.people[person],
+            "iss": iss or self.issuer_for(),
+            "aud": aud or self.client_id,
+            "iat": now,
+            "exp": now + (self.id_token_ttl if expires_in is None else expires_in),
+        }
         if not_before_in is not None:
             claims["nbf"] = now + not_before_in
         if nonce is not None:
@@ -215,22 +229,24 @@ class OIDCSimulator:
     # ---- protocol --------------------------------------------------------------------------------------
     async def discovery(self, request: Request) -> Response:
         issuer = self.issuer_for(request)
-        return JSONResponse({
-            "issuer": issuer,
-            "authorization_endpoint": f"{issuer}/authorize",
-            "token_endpoint": f"{issuer}/token",
-            "userinfo_endpoint": f"{issuer}/userinfo",
-            "jwks_uri": f"{issuer}/jwks",
-            "response_types_supported": ["code"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "scopes_supported": ["openid", "email", "profile", "groups"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "code_challenge_methods_supported": ["S256"],
-            "grant_types_supported": ["authorization_code"],
-            "claims_supported": ["sub", "email", "email_verified", "name", "groups", "org"],
-            "authorization_response_iss_parameter_supported": self.send_iss_in_response,
-        })
+        return JSONResponse(
+            {
+                "issuer": issuer,
+                "authorization_endpoint": f"{issuer}/authorize",
+                "token_endpoint": f"{issuer}/token",
+                "userinfo_endpoint": f"{issuer}/userinfo",
+                "jwks_uri": f"{issuer}/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "scopes_supported": ["openid", "email", "profile", "groups"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "code_challenge_methods_supported": ["S256"],
+                "grant_types_supported": ["authorization_code"],
+                "claims_supported": ["sub", "email", "email_verified", "name", "groups", "org"],
+                "authorization_response_iss_parameter_supported": self.send_iss_in_response,
+            }
+        )
 
     async def jwks(self, request: Request) -> Response:
         self.counters.hit("jwks")
@@ -258,12 +274,28 @@ class OIDCSimulator:
         params = dict(request.query_params)
         if error := self._authorize_error(params):
             return HTMLResponse(f"<h1>Bad request</h1><p id='error'>{escape(error)}</p>", 400)
-        hidden = {key: params[key] for key in ("client_id", "redirect_uri", "response_type", "state", "nonce", "scope",
-                                                "code_challenge", "code_challenge_method") if key in params}
+        hidden = {
+            key: params[key]
+            for key in (
+                "client_id",
+                "redirect_uri",
+                "response_type",
+                "state",
+                "nonce",
+                "scope",
+                "code_challenge",
+                "code_challenge_method",
+            )
+            if key in params
+        }
         with self._lock:
             people = {key: dict(claims) for key, claims in self.people.items()}
-        return HTMLResponse(_page.render(title=self.provider_title, client_id=params["client_id"], hidden=hidden,
-                                         people=people, action="/authorize"), headers=_NO_STORE)
+        return HTMLResponse(
+            _page.render(
+                title=self.provider_title, client_id=params["client_id"], hidden=hidden, people=people, action="/authorize"
+            ),
+            headers=_NO_STORE,
+        )
 
     async def authorize_decision(self, request: Request) -> Response:
         params = await read_params(request)
@@ -278,9 +310,15 @@ class OIDCSimulator:
         else:
             code = secrets.token_urlsafe(24)
             with self._lock:
-                self._codes[code] = _PendingCode(params["client_id"], params["redirect_uri"], params["code_challenge"],
-                                                 params.get("nonce"), person, params.get("scope", "openid"),
-                                                 self.clock() + 60)
+                self._codes[code] = _PendingCode(
+                    params["client_id"],
+                    params["redirect_uri"],
+                    params["code_challenge"],
+                    params.get("nonce"),
+                    person,
+                    params.get("scope", "openid"),
+                    self.clock() + 60,
+                )
             answer["code"] = code
         return RedirectResponse(_add_query(params["redirect_uri"], answer), 302, headers=_NO_STORE)
 
@@ -301,9 +339,13 @@ class OIDCSimulator:
             return JSONResponse({"error": "unsupported_grant_type"}, 400, headers=_NO_STORE)
         with self._lock:
             pending = self._codes.pop(params.get("code", ""), None)  # single use, even when the checks fail
-        if (pending is None or pending.client_id != client.client_id or pending.expires_at < self.clock()
-                or pending.redirect_uri != params.get("redirect_uri")
-                or not hmac.compare_digest(pending.code_challenge, pkce_s256(params.get("code_verifier", "")))):
+        if (
+            pending is None
+            or pending.client_id != client.client_id
+            or pending.expires_at < self.clock()
+            or pending.redirect_uri != params.get("redirect_uri")
+            or not hmac.compare_digest(pending.code_challenge, pkce_s256(params.get("code_verifier", "")))
+        ):
             return JSONResponse({"error": "invalid_grant"}, 400, headers=_NO_STORE)
         access_token = secrets.token_urlsafe(32)
         with self._lock:
@@ -314,8 +356,16 @@ class OIDCSimulator:
         options["extra"] = {"azp": client.client_id, **options.get("extra", {})}
         id_token = self.forge(pending.person, **options)
         self.issued_id_tokens.append(id_token)  # so tests can search logs and pages for it
-        return JSONResponse({"access_token": access_token, "token_type": "Bearer", "expires_in": 3600,
-                             "id_token": id_token, "scope": pending.scope}, headers=_NO_STORE)
+        return JSONResponse(
+            {
+                "access_token": access_token,
+                "token_type": "Bearer",
+                "expires_in": 3600,
+                "id_token": id_token,
+                "scope": pending.scope,
+            },
+            headers=_NO_STORE,
+        )
 
     async def userinfo(self, request: Request) -> Response:
         person = self._access.get(bearer_token(request) or "")
@@ -370,8 +420,10 @@ async def sign_in_over_http(client: httpx2.AsyncClient, authorize_url: str, pers
     if f'id="person-{person}"' not in page.text:
         raise AssertionError(f"no {person!r} on the login page")
     # Exactly what the browser submits: the page's hidden fields and the button pressed.
-    form = {html.unescape(name): html.unescape(value)
-            for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)}
+    form = {
+        html.unescape(name): html.unescape(value)
+        for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page.text)
+    }
     form["person"] = person
     parts = urlsplit(authorize_url)
     answer = await client.post(urlunsplit(parts._replace(query="", path="/authorize")), data=form)

@@ -63,8 +63,11 @@ def parse_metadata(raw: str | None) -> tuple[dict[str, Any] | None, str | None]:
         return None, "invalid_metadata_format"
     if not isinstance(metadata, dict) or set(metadata) - {"event_type", "event_payload"}:
         return None, "invalid_metadata_format"
-    if not isinstance(metadata.get("event_type"), str) or not metadata["event_type"] \
-            or not isinstance(metadata.get("event_payload"), dict):
+    if (
+        not isinstance(metadata.get("event_type"), str)
+        or not metadata["event_type"]
+        or not isinstance(metadata.get("event_payload"), dict)
+    ):
         return None, "invalid_metadata_schema"
     return {"event_type": metadata["event_type"], "event_payload": metadata["event_payload"]}, None
 
@@ -167,9 +170,7 @@ class SlackSimulator(ProviderSimulator):
         with self._data_lock:
             self._channels.setdefault(channel_id, Channel(channel_id, name))
 
-    def seed_message(
-        self, channel: str, text: str, *, user: str = "U0SIMUSER", ts: str | None = None
-    ) -> dict[str, Any]:
+    def seed_message(self, channel: str, text: str, *, user: str = "U0SIMUSER", ts: str | None = None) -> dict[str, Any]:
         """Put a message in a channel without going through the API (the channel is created if needed)."""
         with self._data_lock:
             if self._find_channel(channel) is None:
@@ -321,9 +322,7 @@ class SlackSimulator(ProviderSimulator):
             return refusal
         params = await read_params(request)
         if not params.get("channel"):
-            return slack_error(
-                "invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: channel"]}
-            )
+            return slack_error("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: channel"]})
         try:
             limit = int(params.get("limit") or 100)
         except ValueError:
@@ -396,8 +395,7 @@ class SlackSimulator(ProviderSimulator):
             if parent is None:
                 return slack_error("thread_not_found")
             thread = [m for m in channel.messages if m is parent or m.get("thread_ts") == parent["ts"] != m["ts"]]
-            matching = [_shown(m, with_metadata) for m in thread
-                        if resume_at is None or Decimal(m["ts"]) >= resume_at]
+            matching = [_shown(m, with_metadata) for m in thread if resume_at is None or Decimal(m["ts"]) >= resume_at]
         page, rest = matching[:limit], matching[limit:]
         return JSONResponse(
             {

@@ -27,24 +27,33 @@ from .base import FaultError, ProviderSimulator, basic_credentials, bearer_token
 from .faults import RateLimitFault
 from .grants import Grant, TokenCheck, TokenPolicy, TokenStatus
 
-DEFAULT_ZENDESK_IDENTITY = {"user_id": 1900000000001, "name": "Alice Agent", "email": "alice@acme.example",
-                            "role": "agent"}
+DEFAULT_ZENDESK_IDENTITY = {"user_id": 1900000000001, "name": "Alice Agent", "email": "alice@acme.example", "role": "agent"}
 DEFAULT_ZENDESK_SCOPES = ["read", "write"]
 IDEMPOTENCY_RETENTION_SECONDS = 2 * 3600
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_PAGE_SIZE = 100
-_INVALID_GRANT = ("The provided authorization grant is invalid, expired, revoked, does not match the redirection "
-                  "URI used in the authorization request, or was issued to another client.")
-_INVALID_CLIENT = ("Client authentication failed due to unknown client, no client authentication included, or "
-                   "unsupported authentication method.")
-_INVALID_REQUEST = ("The request is missing a required parameter, includes an unsupported parameter value, or is "
-                    "otherwise malformed.")
+_INVALID_GRANT = (
+    "The provided authorization grant is invalid, expired, revoked, does not match the redirection "
+    "URI used in the authorization request, or was issued to another client."
+)
+_INVALID_CLIENT = (
+    "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method."
+)
+_INVALID_REQUEST = (
+    "The request is missing a required parameter, includes an unsupported parameter value, or is otherwise malformed."
+)
 _INVALID_TOKEN = "The access token provided is expired, revoked, malformed or invalid for other reasons."
 _RATE_LIMIT_TEXT = "Number of allowed API requests per minute exceeded"
 _PRIORITIES = ("low", "normal", "high", "urgent")
 _TYPES = ("problem", "incident", "question", "task")
-_SORTS = {"id": ("id", False), "-id": ("id", True), "updated_at": ("updated_at", False),
-          "-updated_at": ("updated_at", True), "status": ("status", False), "-status": ("status", True)}
+_SORTS = {
+    "id": ("id", False),
+    "-id": ("id", True),
+    "updated_at": ("updated_at", False),
+    "-updated_at": ("updated_at", True),
+    "status": ("status", False),
+    "-status": ("status", True),
+}
 
 
 def zendesk_error(error: str, description: str, status: int, **extra: Any) -> JSONResponse:
@@ -52,8 +61,9 @@ def zendesk_error(error: str, description: str, status: int, **extra: Any) -> JS
 
 
 def oauth_error(error: str, description: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status,
-                        headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return JSONResponse(
+        {"error": error, "error_description": description}, status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+    )
 
 
 def _iso(timestamp: float) -> str:
@@ -167,10 +177,20 @@ class ZendeskSimulator(ProviderSimulator):
     def _base_url(self, request: Request | None = None) -> str:
         return str(request.base_url).rstrip("/") if request else f"https://{self.subdomain}.zendesk.com"
 
-    def add_ticket(self, subject: str | None, description: str, *, requester: dict[str, Any] | None = None,
-                   status: str = "new", priority: str | None = None, ticket_type: str | None = None,
-                   tags: list[str] | None = None, public: bool = True, external_id: str | None = None,
-                   base_url: str | None = None) -> dict[str, Any]:
+    def add_ticket(
+        self,
+        subject: str | None,
+        description: str,
+        *,
+        requester: dict[str, Any] | None = None,
+        status: str = "new",
+        priority: str | None = None,
+        ticket_type: str | None = None,
+        tags: list[str] | None = None,
+        public: bool = True,
+        external_id: str | None = None,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
         """Add a ticket directly (seeding); also used by the API handler."""
         user = requester or self.default_identity
         now = self.grants.now()
@@ -239,15 +259,19 @@ class ZendeskSimulator(ProviderSimulator):
         return f"{identity.get('name')} <{identity.get('email')}> (user {identity.get('user_id')})"
 
     def denied_params(self) -> dict[str, str]:
-        return {"error": "access_denied",
-                "error_description": "The resource owner or authorization server denied the request."}
+        return {"error": "access_denied", "error_description": "The resource owner or authorization server denied the request."}
 
     async def token_endpoint(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
         raw = await request.body()
         params: dict[str, Any]
-        body_format = ("json" if content_type.startswith("application/json") else
-                       "form" if content_type.startswith("application/x-www-form-urlencoded") else "other")
+        body_format = (
+            "json"
+            if content_type.startswith("application/json")
+            else "form"
+            if content_type.startswith("application/x-www-form-urlencoded")
+            else "other"
+        )
         with self._data_lock:
             self.token_request_formats.append(body_format)
         if body_format == "json":
@@ -274,13 +298,16 @@ class ZendeskSimulator(ProviderSimulator):
             self.log_grant_event("refresh", result, presented)
         elif grant_type == "authorization_code":
             result = self.grants.redeem_authorization_code(
-                params.get("code"), client_id=client_id or "", redirect_uri=params.get("redirect_uri"),
+                params.get("code"),
+                client_id=client_id or "",
+                redirect_uri=params.get("redirect_uri"),
                 code_verifier=params.get("code_verifier"),
             )
             self.log_grant_event("code exchange", result)
         else:
-            return oauth_error("unsupported_grant_type",
-                               "The authorization grant type is not supported by the authorization server.", 400)
+            return oauth_error(
+                "unsupported_grant_type", "The authorization grant type is not supported by the authorization server.", 400
+            )
         if not result.ok:
             return oauth_error("invalid_grant", _INVALID_GRANT, 400)
         tokens = result.tokens
@@ -293,8 +320,9 @@ class ZendeskSimulator(ProviderSimulator):
             "refresh_token": tokens.refresh_token,
             "refresh_token_expires_in": tokens.refresh_token_expires_in,
         }
-        return JSONResponse({k: v for k, v in payload.items() if v is not None},
-                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        return JSONResponse(
+            {k: v for k, v in payload.items() if v is not None}, headers={"Cache-Control": "no-store", "Pragma": "no-cache"}
+        )
 
     # -- API pipeline hooks ------------------------------------------------
 
@@ -303,16 +331,19 @@ class ZendeskSimulator(ProviderSimulator):
             return JSONResponse({"error": "Couldn't authenticate you"}, 401)
         if check.status is TokenStatus.INACTIVE:
             # A suspended user: the token is fine, the person may not act [U: Zendesk's exact answer].
-            return zendesk_error("Forbidden", "You do not have access to this page. Please contact the account "
-                                 "owner of this help desk for further help.", 403)
+            return zendesk_error(
+                "Forbidden",
+                "You do not have access to this page. Please contact the account owner of this help desk for further help.",
+                403,
+            )
         response = oauth_error("invalid_token", _INVALID_TOKEN, 401)
         response.headers["WWW-Authenticate"] = (
-            f'Bearer realm="Doorkeeper", error="invalid_token", error_description="{_INVALID_TOKEN}"')
+            f'Bearer realm="Doorkeeper", error="invalid_token", error_description="{_INVALID_TOKEN}"'
+        )
         return response
 
     def _limited(self, retry_after: int) -> Response:
-        return Response(_RATE_LIMIT_TEXT, status_code=429, media_type="text/plain",
-                        headers={"Retry-After": str(retry_after)})
+        return Response(_RATE_LIMIT_TEXT, status_code=429, media_type="text/plain", headers={"Retry-After": str(retry_after)})
 
     def rate_limited_response(self, request: Request, fault: RateLimitFault, check: TokenCheck) -> Response:
         response = self._limited(fault.retry_after if fault.retry_after is not None else 60)
@@ -361,25 +392,32 @@ class ZendeskSimulator(ProviderSimulator):
     def _needs_write(grant: Grant) -> Response | None:
         if {"write", "tickets:write"} & set(grant.scopes):
             return None
-        return zendesk_error("Forbidden", "You do not have access to this page. Please contact the account owner "
-                             "of this help desk for further help.", 403)
+        return zendesk_error(
+            "Forbidden",
+            "You do not have access to this page. Please contact the account owner of this help desk for further help.",
+            403,
+        )
 
     async def _me(self, request: Request, grant: Grant) -> Response:
         identity = grant.identity
         user_id = identity.get("user_id")
-        return JSONResponse({"user": {
-            "id": user_id,
-            "url": f"{self._base_url(request)}/api/v2/users/{user_id}.json",
-            "name": identity.get("name"),
-            "email": identity.get("email"),
-            "role": identity.get("role", "agent"),
-            "active": True,
-            "verified": True,
-            "suspended": False,
-            "time_zone": "UTC",
-            "locale": "en-US",
-            "created_at": "2020-01-02T03:04:05Z",
-        }})
+        return JSONResponse(
+            {
+                "user": {
+                    "id": user_id,
+                    "url": f"{self._base_url(request)}/api/v2/users/{user_id}.json",
+                    "name": identity.get("name"),
+                    "email": identity.get("email"),
+                    "role": identity.get("role", "agent"),
+                    "active": True,
+                    "verified": True,
+                    "suspended": False,
+                    "time_zone": "UTC",
+                    "locale": "en-US",
+                    "created_at": "2020-01-02T03:04:05Z",
+                }
+            }
+        )
 
     async def _create_ticket(self, request: Request, grant: Grant) -> Response:
         if (refusal := self._needs_write(grant)) is not None:
@@ -413,18 +451,17 @@ class ZendeskSimulator(ProviderSimulator):
                 return None
             if stored.fingerprint != _fingerprint(body):
                 self._idempotency["mismatches"] += 1
-                return zendesk_error("IdempotentRequestError",
-                                     "Request parameters don't match the given idempotency key", 400)
+                return zendesk_error("IdempotentRequestError", "Request parameters don't match the given idempotency key", 400)
             self._idempotency["hits"] += 1
-            return Response(stored.body, status_code=stored.status, media_type="application/json",
-                            headers={"x-idempotency-lookup": "hit"})
+            return Response(
+                stored.body, status_code=stored.status, media_type="application/json", headers={"x-idempotency-lookup": "hit"}
+            )
 
     def _remember(self, key: str, body: Any, response: Response) -> None:
         # Only a ticket that was created is replayed; a refused request may be corrected and sent again. [U]
         if 200 <= response.status_code < 300:
             with self._data_lock:
-                self._replays[key] = _Replay(_fingerprint(body), response.status_code, bytes(response.body),
-                                             self.grants.now())
+                self._replays[key] = _Replay(_fingerprint(body), response.status_code, bytes(response.body), self.grants.now())
 
     def _create_ticket_from(self, request: Request, grant: Grant, body: Any) -> Response:
         ticket = body.get("ticket") if isinstance(body, dict) else None
@@ -442,17 +479,33 @@ class ZendeskSimulator(ProviderSimulator):
         if problems:
             return zendesk_error("RecordInvalid", "Record validation errors", 422, details=problems)
         created = self.add_ticket(
-            ticket.get("subject"), description, requester=grant.identity, priority=ticket.get("priority"),
-            ticket_type=ticket.get("type"), tags=[str(t) for t in ticket.get("tags") or []],
-            public=bool(comment.get("public", True)), external_id=ticket.get("external_id"),
+            ticket.get("subject"),
+            description,
+            requester=grant.identity,
+            priority=ticket.get("priority"),
+            ticket_type=ticket.get("type"),
+            tags=[str(t) for t in ticket.get("tags") or []],
+            public=bool(comment.get("public", True)),
+            external_id=ticket.get("external_id"),
             base_url=self._base_url(request),
         )
-        audit = {"id": secrets.randbits(40), "ticket_id": created["id"], "created_at": created["created_at"],
-                 "author_id": grant.identity.get("user_id"), "metadata": {"system": {"client": "grantkeeper"}},
-                 "events": [{"id": secrets.randbits(40), "type": "Comment", "body": description,
-                             "public": created["is_public"], "author_id": grant.identity.get("user_id")}]}
-        return JSONResponse({"ticket": created, "audit": audit}, 201,
-                            headers={"location": created["url"]})
+        audit = {
+            "id": secrets.randbits(40),
+            "ticket_id": created["id"],
+            "created_at": created["created_at"],
+            "author_id": grant.identity.get("user_id"),
+            "metadata": {"system": {"client": "grantkeeper"}},
+            "events": [
+                {
+                    "id": secrets.randbits(40),
+                    "type": "Comment",
+                    "body": description,
+                    "public": created["is_public"],
+                    "author_id": grant.identity.get("user_id"),
+                }
+            ],
+        }
+        return JSONResponse({"ticket": created, "audit": audit}, 201, headers={"location": created["url"]})
 
     async def _get_ticket(self, request: Request, grant: Grant) -> Response:
         with self._data_lock:
@@ -476,8 +529,7 @@ class ZendeskSimulator(ProviderSimulator):
         except ValueError:
             return zendesk_error("InvalidPaginationParameter", "page[size] is not a number", 400)
         if not 1 <= size <= MAX_PAGE_SIZE:
-            return zendesk_error("InvalidPaginationParameter",
-                                 f"page[size] must be between 1 and {MAX_PAGE_SIZE}", 400)
+            return zendesk_error("InvalidPaginationParameter", f"page[size] must be between 1 and {MAX_PAGE_SIZE}", 400)
         after = query.get("page[after]")
         if after:
             try:
@@ -487,18 +539,21 @@ class ZendeskSimulator(ProviderSimulator):
             if cursor["s"] != sort:
                 return zendesk_error("InvalidPaginationParameter", "the cursor belongs to another sort order", 400)
             mark = (cursor["v"], cursor["id"])
-            tickets = [t for t in tickets if ((t[field_name], t["id"]) < mark if descending
-                                              else (t[field_name], t["id"]) > mark)]
+            tickets = [t for t in tickets if ((t[field_name], t["id"]) < mark if descending else (t[field_name], t["id"]) > mark)]
         page, rest = tickets[:size], tickets[size:]
         base = f"{self._base_url(request)}/api/v2/tickets.json?page[size]={size}"
         after_cursor = encode_cursor(sort, page[-1]) if page else None
         before_cursor = encode_cursor(sort, page[0]) if page else None
-        return JSONResponse({
-            "tickets": page,
-            "meta": {"has_more": bool(rest), "after_cursor": after_cursor, "before_cursor": before_cursor},
-            "links": {"next": f"{base}&page[after]={after_cursor}" if rest else None,
-                      "prev": f"{base}&page[before]={before_cursor}" if after and page else None},
-        })
+        return JSONResponse(
+            {
+                "tickets": page,
+                "meta": {"has_more": bool(rest), "after_cursor": after_cursor, "before_cursor": before_cursor},
+                "links": {
+                    "next": f"{base}&page[after]={after_cursor}" if rest else None,
+                    "prev": f"{base}&page[before]={before_cursor}" if after and page else None,
+                },
+            }
+        )
 
     def _offset_page(self, request: Request, tickets: list[dict[str, Any]]) -> Response:
         try:
@@ -506,12 +561,17 @@ class ZendeskSimulator(ProviderSimulator):
             page = max(int(request.query_params.get("page", 1)), 1)
         except ValueError:
             return zendesk_error("InvalidPaginationParameter", "page and per_page must be numbers", 400)
-        chunk = tickets[(page - 1) * per_page: page * per_page]
+        chunk = tickets[(page - 1) * per_page : page * per_page]
         base = f"{self._base_url(request)}/api/v2/tickets.json?per_page={per_page}"
         has_next = page * per_page < len(tickets)
-        return JSONResponse({"tickets": chunk, "count": len(tickets),
-                             "next_page": f"{base}&page={page + 1}" if has_next else None,
-                             "previous_page": f"{base}&page={page - 1}" if page > 1 else None})
+        return JSONResponse(
+            {
+                "tickets": chunk,
+                "count": len(tickets),
+                "next_page": f"{base}&page={page + 1}" if has_next else None,
+                "previous_page": f"{base}&page={page - 1}" if page > 1 else None,
+            }
+        )
 
     # -- control API extras ------------------------------------------------
 
@@ -532,12 +592,19 @@ class ZendeskSimulator(ProviderSimulator):
         with self._data_lock:
             formats = {fmt: self.token_request_formats.count(fmt) for fmt in set(self.token_request_formats)}
             tickets = len(self._tickets)
-        return {**super().stats(), "idempotency": self.idempotency_stats(), "token_request_formats": formats,
-                "tickets": tickets, "requests_per_minute": self.rate.per_minute}
+        return {
+            **super().stats(),
+            "idempotency": self.idempotency_stats(),
+            "token_request_formats": formats,
+            "tickets": tickets,
+            "requests_per_minute": self.rate.per_minute,
+        }
 
     def revocation_routes(self) -> list[BaseRoute]:
-        return [Route(path, self._delete_current_token, methods=["DELETE"])
-                for path in ("/api/v2/oauth/tokens/current", "/api/v2/oauth/tokens/current.json")]
+        return [
+            Route(path, self._delete_current_token, methods=["DELETE"])
+            for path in ("/api/v2/oauth/tokens/current", "/api/v2/oauth/tokens/current.json")
+        ]
 
     async def _delete_current_token(self, request: Request) -> Response:
         """DELETE /api/v2/oauth/tokens/current.json: the token making the request is revoked. 204; 401 otherwise."""
@@ -562,7 +629,12 @@ class ZendeskSimulator(ProviderSimulator):
             return JSONResponse({"error": str(exc)}, 400)
         if not body.get("description") and not body.get("subject"):
             return JSONResponse({"error": "subject or description is required"}, 400)
-        ticket = self.add_ticket(body.get("subject"), body.get("description") or body["subject"],
-                                 status=body.get("status", "new"), priority=body.get("priority"),
-                                 tags=body.get("tags"), base_url=self._base_url(request))
+        ticket = self.add_ticket(
+            body.get("subject"),
+            body.get("description") or body["subject"],
+            status=body.get("status", "new"),
+            priority=body.get("priority"),
+            tags=body.get("tags"),
+            base_url=self._base_url(request),
+        )
         return JSONResponse(ticket, 201)

@@ -28,11 +28,11 @@ class AccountActions:
         self.runtime = runtime
 
     async def _audit(self, actor: str, action: str, account: ConnectedAccount, **detail: str | None) -> None:
-        await self.runtime.audit.record(actor, action, account_id=account.id, target=account.display_name,
-                                        connector=account.connector, **detail)
+        await self.runtime.audit.record(
+            actor, action, account_id=account.id, target=account.display_name, connector=account.connector, **detail
+        )
 
-    async def reconnect_link(self, account: ConnectedAccount, *, actor: str,
-                             issued_by: str = "operator") -> MagicLinkIssued:
+    async def reconnect_link(self, account: ConnectedAccount, *, actor: str, issued_by: str = "operator") -> MagicLinkIssued:
         purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
         # The dashboard's link is an operator's; /accounts passes "agent", since an API key there may be an agent's
         # (server/identity/link_guard.py refuses agent-made first-time connect links over HTTP without sign-in).
@@ -44,8 +44,9 @@ class AccountActions:
         monitor = HealthMonitor(self.runtime.settings, self.runtime.vault, self.runtime.executor, self.runtime.events)
         report = await monitor.check(account, trigger="console")
         await self._audit(actor, "check_now", account, outcome=report.outcome, reason=report.reason)
-        return Outcome(report.healthy, f"{account.display_name}: {report.outcome}"
-                                       + (f" ({report.reason})" if report.reason else ""))
+        return Outcome(
+            report.healthy, f"{account.display_name}: {report.outcome}" + (f" ({report.reason})" if report.reason else "")
+        )
 
     async def refresh_now(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         tokens = self.runtime.tokens
@@ -63,16 +64,25 @@ class AccountActions:
 
     async def disable(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         changed = await anyio.to_thread.run_sync(
-            self.runtime.vault.set_status, account.id, AccountStatus.DISABLED, DISABLED_REASON)
+            self.runtime.vault.set_status, account.id, AccountStatus.DISABLED, DISABLED_REASON
+        )
         self.runtime.executor.forget_account(account)
         if changed:
-            await self.runtime.events.record("status_changed", account, severity="warning",
-                                             status=AccountStatus.DISABLED.value, reason=DISABLED_REASON, by=actor)
+            await self.runtime.events.record(
+                "status_changed",
+                account,
+                severity="warning",
+                status=AccountStatus.DISABLED.value,
+                reason=DISABLED_REASON,
+                by=actor,
+            )
         await self._audit(actor, "account_disabled", account)
         if changed:
             return Outcome(True, f"{account.display_name} disabled")
-        return Outcome(account.status == AccountStatus.DISABLED,
-                       f"{account.display_name} unchanged ({account.status}{', removed' if account.removed_at else ''})")
+        return Outcome(
+            account.status == AccountStatus.DISABLED,
+            f"{account.display_name} unchanged ({account.status}{', removed' if account.removed_at else ''})",
+        )
 
     async def enable(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         """Back to work if it still holds a grant (the next check or call tells whether it is good), else pending."""

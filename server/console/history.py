@@ -41,12 +41,19 @@ def parse_since(value: str, now: datetime) -> datetime:
 def severity_at_least(minimum: str | None) -> list[str]:
     if minimum is None:
         return list(SEVERITIES)
-    return list(SEVERITIES[SEVERITIES.index(minimum):])
+    return list(SEVERITIES[SEVERITIES.index(minimum) :])
 
 
-def lifecycle_events(vault: Vault, *, account_ids: list[str] | None = None, connector: str | None = None,
-                     min_severity: str | None = None, since: datetime | None = None, after_id: int | None = None,
-                     limit: int = 100) -> list[LifecycleEvent]:
+def lifecycle_events(
+    vault: Vault,
+    *,
+    account_ids: list[str] | None = None,
+    connector: str | None = None,
+    min_severity: str | None = None,
+    since: datetime | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[LifecycleEvent]:
     """Newest first; oldest first when reading on from `after_id` (following)."""
     limit = max(1, min(limit, MAX_EVENTS))
     statement = select(LifecycleEvent).where(col(LifecycleEvent.severity).in_(severity_at_least(min_severity)))
@@ -71,8 +78,9 @@ def last_event_id(vault: Vault) -> int:
 
 
 def describe_detail(event: LifecycleEvent) -> str:
-    return " ".join(f"{key}={value}" for key, value in sorted((event.detail or {}).items())
-                    if key not in _HIDDEN_DETAIL and value is not None)
+    return " ".join(
+        f"{key}={value}" for key, value in sorted((event.detail or {}).items()) if key not in _HIDDEN_DETAIL and value is not None
+    )
 
 
 def event_line(event: LifecycleEvent) -> str:

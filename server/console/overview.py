@@ -55,13 +55,24 @@ class AccountRow:
         return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(self).items()}
 
 
-def account_rows(vault: Vault, connectors: dict[str, Connector], *, org: str | None = None,
-                 user: str | None = None) -> list[AccountRow]:
+def account_rows(
+    vault: Vault, connectors: dict[str, Connector], *, org: str | None = None, user: str | None = None
+) -> list[AccountRow]:
     accounts = vault.list_accounts(org, user)
     with Session(vault.engine) as session:
-        credentials = {row.account_id: row for row in session.exec(
-            select(Credential.account_id, Credential.access_expires_at, Credential.refresh_expires_at,
-                   Credential.last_refresh_at, Credential.last_refresh_outcome, Credential.consecutive_failures))}
+        credentials = {
+            row.account_id: row
+            for row in session.exec(
+                select(
+                    Credential.account_id,
+                    Credential.access_expires_at,
+                    Credential.refresh_expires_at,
+                    Credential.last_refresh_at,
+                    Credential.last_refresh_outcome,
+                    Credential.consecutive_failures,
+                )
+            )
+        }
     revocations = Revocations(vault).latest_by_account()
     rows = []
     for account in accounts:
@@ -69,20 +80,31 @@ def account_rows(vault: Vault, connectors: dict[str, Connector], *, org: str | N
         revocation = revocations.get(account.id)
         connector = connectors.get(account.connector)
         needs_action, next_action = next_step(account, connector, credential)
-        rows.append(AccountRow(
-            id=account.id, org=account.org, user=account.user, connector=account.connector, label=account.label,
-            name=account.display_name, status=account.status, reason=account.status_reason,
-            needs_action=needs_action, next_action=next_action,
-            access_expires_at=credential.access_expires_at if credential else None,
-            refresh_expires_at=credential.refresh_expires_at if credential else None,
-            last_refresh_at=credential.last_refresh_at if credential else None,
-            last_refresh_outcome=credential.last_refresh_outcome if credential else None,
-            consecutive_failures=credential.consecutive_failures if credential else 0,
-            health_checked_at=account.health_checked_at, removed_at=account.removed_at, removed_by=account.removed_by,
-            revocation=revocation.state if revocation else None,
-            revocation_attempts=revocation.attempts if revocation else 0,
-            revocation_error=revocation.last_error if revocation else None,
-        ))
+        rows.append(
+            AccountRow(
+                id=account.id,
+                org=account.org,
+                user=account.user,
+                connector=account.connector,
+                label=account.label,
+                name=account.display_name,
+                status=account.status,
+                reason=account.status_reason,
+                needs_action=needs_action,
+                next_action=next_action,
+                access_expires_at=credential.access_expires_at if credential else None,
+                refresh_expires_at=credential.refresh_expires_at if credential else None,
+                last_refresh_at=credential.last_refresh_at if credential else None,
+                last_refresh_outcome=credential.last_refresh_outcome if credential else None,
+                consecutive_failures=credential.consecutive_failures if credential else 0,
+                health_checked_at=account.health_checked_at,
+                removed_at=account.removed_at,
+                removed_by=account.removed_by,
+                revocation=revocation.state if revocation else None,
+                revocation_attempts=revocation.attempts if revocation else 0,
+                revocation_error=revocation.last_error if revocation else None,
+            )
+        )
     return rows
 
 
@@ -108,16 +130,20 @@ def next_step(account: ConnectedAccount, connector: Connector | None, credential
             if reason == "vault_integrity_failed":
                 return True, "the stored credential failed its integrity check: check GRANTKEEPER_VAULT_KEY, or reconnect"
             if reason in ("client_misconfigured", "invalid_client"):
-                return True, (f"check GRANTKEEPER_{connector.name.upper()}_CLIENT_ID and _CLIENT_SECRET: "
-                              f"{provider} refused the OAuth client")
+                return True, (
+                    f"check GRANTKEEPER_{connector.name.upper()}_CLIENT_ID and _CLIENT_SECRET: "
+                    f"{provider} refused the OAuth client"
+                )
             return True, f"an administrator must act at {provider} ({reason or 'no reason recorded'})"
     if not connector.configured:
         return True, f"set GRANTKEEPER_{connector.name.upper()}_CLIENT_ID and _CLIENT_SECRET"
     if reason == NO_REFRESH_TOKEN:
         return False, f"reconnect before the access token expires: {provider} gave no refresh token"
     if credential is not None and credential.consecutive_failures:
-        return False, (f"refreshes are failing ({credential.consecutive_failures} in a row, last "
-                       f"{credential.last_refresh_outcome}); retried automatically — watch {provider}'s status")
+        return False, (
+            f"refreshes are failing ({credential.consecutive_failures} in a row, last "
+            f"{credential.last_refresh_outcome}); retried automatically — watch {provider}'s status"
+        )
     return False, "nothing to do"
 
 

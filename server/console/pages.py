@@ -52,9 +52,13 @@ class Viewer:
 
 
 class ConsolePages:
-    def __init__(self, runtime: Runtime, render: Callable[..., Response],
-                 session_viewer: Callable[[Request], Awaitable[Viewer | None]] | None = None,
-                 sign_in_url: Callable[[str], str] | None = None):
+    def __init__(
+        self,
+        runtime: Runtime,
+        render: Callable[..., Response],
+        session_viewer: Callable[[Request], Awaitable[Viewer | None]] | None = None,
+        sign_in_url: Callable[[str], str] | None = None,
+    ):
         """`render(template, status, **values)`: the web app's page renderer. `session_viewer`: the signed-in
         person of a request, where browser sign-in is set up; `sign_in_url(next)`: where to send someone who is not."""
         self.runtime = runtime
@@ -62,8 +66,9 @@ class ConsolePages:
         self.session_viewer = session_viewer
         self.sign_in_url = sign_in_url
         self.actions = AccountActions(runtime)
-        self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE),
-                               secure=lambda: runtime.settings.public_url.startswith("https://"))
+        self.forms = FormGuard(
+            runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=lambda: runtime.settings.public_url.startswith("https://")
+        )
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -89,14 +94,24 @@ class ConsolePages:
     def _unauthenticated(self, request: Request) -> Response:
         if self.sign_in_url is not None:
             return RedirectResponse(self.sign_in_url(request.url.path), 303, headers=PAGE_HEADERS)
-        return self.render("message.html", 401, outcome="unauthenticated", title="Sign in first",
-                           paragraphs=["This page is for people this server knows."],
-                           next_step="Send an API key as 'Authorization: Bearer <key>' (grantkeeper keys create).")
+        return self.render(
+            "message.html",
+            401,
+            outcome="unauthenticated",
+            title="Sign in first",
+            paragraphs=["This page is for people this server knows."],
+            next_step="Send an API key as 'Authorization: Bearer <key>' (grantkeeper keys create).",
+        )
 
     def _forbidden(self) -> Response:
-        return self.render("message.html", 403, outcome="forbidden", title="Administrators only",
-                           paragraphs=["The console shows every account; only administrators may see it."],
-                           next_step="Your own accounts are at /accounts.")
+        return self.render(
+            "message.html",
+            403,
+            outcome="forbidden",
+            title="Administrators only",
+            paragraphs=["The console shows every account; only administrators may see it."],
+            next_step="Your own accounts are at /accounts.",
+        )
 
     async def _checked(self, request: Request, viewer: Viewer) -> Response | None:
         """None when the POST came from our own page in this browser; the refusal page otherwise. Nothing is
@@ -106,21 +121,27 @@ class ConsolePages:
         if reason is None and self.forms.verify(request, _scope(viewer), (form or {}).get(FORM_TOKEN_FIELD)):
             return None
         log.warning("console_post_refused", actor=viewer.actor, reason=reason or "form_token")
-        return self.render("message.html", 403, outcome="form_refused", title="This form cannot be used",
-                           paragraphs=["The request did not come from this server's own page in your browser, so "
-                                       "nothing was changed."],
-                           next_step="Open the page again and use its buttons.")
+        return self.render(
+            "message.html",
+            403,
+            outcome="form_refused",
+            title="This form cannot be used",
+            paragraphs=["The request did not come from this server's own page in your browser, so nothing was changed."],
+            next_step="Open the page again and use its buttons.",
+        )
 
     def _page(self, request: Request, viewer: Viewer, template: str, status: int = 200, **values: Any) -> Response:
         issued = self.forms.issue(request, _scope(viewer))
-        page = self.render(template, status, viewer=viewer, form_token_field=FORM_TOKEN_FIELD,
-                           form_token=issued.form_token, **values)
+        page = self.render(
+            template, status, viewer=viewer, form_token_field=FORM_TOKEN_FIELD, form_token=issued.form_token, **values
+        )
         self.forms.set_cookie(page, issued)
         return page
 
     # ---- the dashboard --------------------------------------------------------------------------------
-    async def dashboard(self, request: Request, *, notice: str | None = None, fresh_link: str | None = None,
-                        status: int = 200) -> Response:
+    async def dashboard(
+        self, request: Request, *, notice: str | None = None, fresh_link: str | None = None, status: int = 200
+    ) -> Response:
         viewer = await self.viewer(request)
         if viewer is None:
             return self._unauthenticated(request)
@@ -133,15 +154,31 @@ class ConsolePages:
         def read() -> tuple[list, list, list]:
             rows = account_rows(self.runtime.vault, self.runtime.connectors)
             ids = [row.id for row in rows if filters["account"] in (row.id, row.name)] if filters["account"] else None
-            events = lifecycle_events(self.runtime.vault, account_ids=ids, connector=filters["connector"] or None,
-                                      min_severity=filters["severity"] or None, limit=50)
+            events = lifecycle_events(
+                self.runtime.vault,
+                account_ids=ids,
+                connector=filters["connector"] or None,
+                min_severity=filters["severity"] or None,
+                limit=50,
+            )
             return rows, open_incidents(self.runtime.vault), events
 
         rows, incidents, events = await anyio.to_thread.run_sync(read)
-        return self._page(request, viewer, "dashboard.html", status, rows=rows, incidents=incidents,
-                          events=[(event, event_line(event)) for event in events], filters=filters,
-                          severities=SEVERITIES, connectors=sorted(self.runtime.connectors), notice=notice,
-                          fresh_link=fresh_link, refresh_seconds=None if fresh_link else REFRESH_SECONDS)
+        return self._page(
+            request,
+            viewer,
+            "dashboard.html",
+            status,
+            rows=rows,
+            incidents=incidents,
+            events=[(event, event_line(event)) for event in events],
+            filters=filters,
+            severities=SEVERITIES,
+            connectors=sorted(self.runtime.connectors),
+            notice=notice,
+            fresh_link=fresh_link,
+            refresh_seconds=None if fresh_link else REFRESH_SECONDS,
+        )
 
     async def admin_action(self, request: Request) -> Response:
         viewer = await self.viewer(request)
@@ -158,15 +195,21 @@ class ConsolePages:
         if action == "link":
             link = await self.actions.reconnect_link(account, actor=viewer.actor)
             # Shown once, to the administrator who asked; the page is not cached and does not reload itself.
-            return await self.dashboard(request, notice=f"Reconnect link for {account.display_name} (works once, "
-                                                        f"expires {link.expires_at:%Y-%m-%d %H:%M} UTC):",
-                                        fresh_link=link.url)
+            return await self.dashboard(
+                request,
+                notice=f"Reconnect link for {account.display_name} (works once, expires {link.expires_at:%Y-%m-%d %H:%M} UTC):",
+                fresh_link=link.url,
+            )
         if action == "remove":
             removed = await self.actions.remove(account, actor=viewer.actor)
             notice = f"{account.display_name} removed; upstream revocation: {removed.revocation}."
         else:
-            method = {"check": self.actions.check_now, "refresh": self.actions.refresh_now,
-                      "disable": self.actions.disable, "enable": self.actions.enable}[action]
+            method = {
+                "check": self.actions.check_now,
+                "refresh": self.actions.refresh_now,
+                "disable": self.actions.disable,
+                "enable": self.actions.enable,
+            }[action]
             notice = (await method(account, actor=viewer.actor)).message
         return await self.dashboard(request, notice=notice)
 
@@ -184,7 +227,8 @@ class ConsolePages:
         if viewer is None:
             return self._unauthenticated(request)
         rows = await anyio.to_thread.run_sync(
-            lambda: account_rows(self.runtime.vault, self.runtime.connectors, org=viewer.org, user=viewer.user))
+            lambda: account_rows(self.runtime.vault, self.runtime.connectors, org=viewer.org, user=viewer.user)
+        )
         connectors = [(name, connector.spec.display_name) for name, connector in sorted(self.runtime.connectors.items())]
         return self._page(request, viewer, "accounts.html", status, rows=rows, connectors=connectors, notice=notice)
 
@@ -200,8 +244,14 @@ class ConsolePages:
         from server.execute import Caller
 
         account, link = await self.runtime.executor.connect_link(Caller(viewer.org, viewer.user), connector)
-        await self.runtime.audit.record(viewer.actor, "link_created", account_id=account.id,
-                                        target=account.display_name, link_id=link.link_id, purpose="connect")
+        await self.runtime.audit.record(
+            viewer.actor,
+            "link_created",
+            account_id=account.id,
+            target=account.display_name,
+            link_id=link.link_id,
+            purpose="connect",
+        )
         return RedirectResponse(link.url, 303, headers=PAGE_HEADERS)  # their own link, straight to its page
 
     async def owner_action(self, request: Request) -> Response:
@@ -214,16 +264,16 @@ class ConsolePages:
         action = request.path_params["action"]
         # Someone else's account reads exactly like one that does not exist.
         if account is None or not viewer.owns(account) or action not in OWNER_ACTIONS:
-            return await self.own_accounts(request, notice="No such account or action; nothing was changed.",
-                                           status=404)
+            return await self.own_accounts(request, notice="No such account or action; nothing was changed.", status=404)
         if action == "reconnect":
             if account.status == AccountStatus.DISABLED:
                 return await self.own_accounts(request, notice="An administrator disabled this account.", status=409)
             link = await self.actions.reconnect_link(account, actor=viewer.actor, issued_by="agent")
             return RedirectResponse(link.url, 303, headers=PAGE_HEADERS)
         removed = await self.actions.remove(account, actor=viewer.actor)
-        return await self.own_accounts(request, notice=f"{account.display_name} removed; upstream revocation: "
-                                                       f"{removed.revocation}.")
+        return await self.own_accounts(
+            request, notice=f"{account.display_name} removed; upstream revocation: {removed.revocation}."
+        )
 
 
 def signed_in_viewer(sign_in: SignIn) -> Callable[[Request], Awaitable[Viewer | None]]:
@@ -235,8 +285,13 @@ def signed_in_viewer(sign_in: SignIn) -> Callable[[Request], Awaitable[Viewer | 
         if signed_in is None:
             return None
         person = signed_in.person
-        return Viewer(person.org, person.user, bool(person.is_admin), f"session:{person.org}/{person.user}",
-                      f"session:{signed_in.session_id}")
+        return Viewer(
+            person.org,
+            person.user,
+            bool(person.is_admin),
+            f"session:{person.org}/{person.user}",
+            f"session:{signed_in.session_id}",
+        )
 
     return viewer
 

@@ -84,10 +84,12 @@ class GrantkeeperAuthorizationServer:
             return None
         secret = None
         if row.secret_key_id and row.secret_ciphertext:
-            secret = self.vault.open("mcp_client", row.client_id, "secret",
-                                     Sealed(row.secret_key_id, row.secret_ciphertext))["secret"]
-        return OAuthClientInformationFull.model_validate({**row.client_metadata, "client_id": row.client_id,
-                                                          "client_secret": secret})
+            secret = self.vault.open("mcp_client", row.client_id, "secret", Sealed(row.secret_key_id, row.secret_ciphertext))[
+                "secret"
+            ]
+        return OAuthClientInformationFull.model_validate(
+            {**row.client_metadata, "client_id": row.client_id, "client_secret": secret}
+        )
 
     def _client_row(self, client_id: str) -> McpClient | None:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -117,12 +119,19 @@ class GrantkeeperAuthorizationServer:
             raise AuthorizeError("invalid_scope", f"the only scope is '{TOOLS_SCOPE}'")
         request_token = new_secret_token()
         row = McpAuthorization(
-            request_hash=hash_token(request_token), client_id=client.client_id or "",
-            params={"state": params.state, "scopes": scopes, "code_challenge": params.code_challenge,
-                    "redirect_uri": str(params.redirect_uri),
-                    "redirect_uri_provided_explicitly": params.redirect_uri_provided_explicitly,
-                    "resource": self.resource, "client_name": client.client_name},
-            expires_at=utcnow() + REQUEST_TTL)
+            request_hash=hash_token(request_token),
+            client_id=client.client_id or "",
+            params={
+                "state": params.state,
+                "scopes": scopes,
+                "code_challenge": params.code_challenge,
+                "redirect_uri": str(params.redirect_uri),
+                "redirect_uri_provided_explicitly": params.redirect_uri_provided_explicitly,
+                "resource": self.resource,
+                "client_name": client.client_name,
+            },
+            expires_at=utcnow() + REQUEST_TTL,
+        )
         await self._db(self._insert, row)
         return f"{self.settings.public_url}{CONSENT_PATH}?request={request_token}"
 
@@ -130,8 +139,7 @@ class GrantkeeperAuthorizationServer:
         if not request_token or len(request_token) > 128:
             return None
         with Session(self.engine, expire_on_commit=False) as session:
-            row = session.exec(select(McpAuthorization)
-                               .where(McpAuthorization.request_hash == hash_token(request_token))).first()
+            row = session.exec(select(McpAuthorization).where(McpAuthorization.request_hash == hash_token(request_token))).first()
         if row is None or row.decided_at is not None or row.expires_at <= utcnow():
             return None
         return row
@@ -143,54 +151,73 @@ class GrantkeeperAuthorizationServer:
         with Session(self.engine, expire_on_commit=False) as session:
             decided = session.exec(
                 update(McpAuthorization)
-                .where(McpAuthorization.request_hash == hash_token(request_token),
-                       McpAuthorization.decided_at.is_(None), McpAuthorization.expires_at > now)
-                .values(decided_at=now, org=org, user=user, code_hash=hash_token(code) if code else None,
-                        expires_at=now + CODE_TTL))
+                .where(
+                    McpAuthorization.request_hash == hash_token(request_token),
+                    McpAuthorization.decided_at.is_(None),
+                    McpAuthorization.expires_at > now,
+                )
+                .values(
+                    decided_at=now, org=org, user=user, code_hash=hash_token(code) if code else None, expires_at=now + CODE_TTL
+                )
+            )
             session.commit()
             if decided.rowcount != 1:
                 return None
-            row = session.exec(select(McpAuthorization)
-                               .where(McpAuthorization.request_hash == hash_token(request_token))).one()
+            row = session.exec(select(McpAuthorization).where(McpAuthorization.request_hash == hash_token(request_token))).one()
         return row, code
 
     # ---- codes ------------------------------------------------------------------------------------
-    async def load_authorization_code(self, client: OAuthClientInformationFull,
-                                      authorization_code: str) -> AuthorizationCode | None:
+    async def load_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: str
+    ) -> AuthorizationCode | None:
         if not authorization_code or len(authorization_code) > 128:
             return None
         row = await self._db(self._code_row, authorization_code)
         if row is None or row.client_id != client.client_id or row.used_at is not None or row.org is None:
             return None
         params = row.params
-        return AuthorizationCode(code=authorization_code, scopes=params["scopes"], expires_at=_epoch(row.expires_at),
-                                 client_id=row.client_id, code_challenge=params["code_challenge"],
-                                 redirect_uri=params["redirect_uri"],
-                                 redirect_uri_provided_explicitly=params["redirect_uri_provided_explicitly"],
-                                 resource=params["resource"], subject=f"{row.org}/{row.user}")
+        return AuthorizationCode(
+            code=authorization_code,
+            scopes=params["scopes"],
+            expires_at=_epoch(row.expires_at),
+            client_id=row.client_id,
+            code_challenge=params["code_challenge"],
+            redirect_uri=params["redirect_uri"],
+            redirect_uri_provided_explicitly=params["redirect_uri_provided_explicitly"],
+            resource=params["resource"],
+            subject=f"{row.org}/{row.user}",
+        )
 
     def _code_row(self, code: str) -> McpAuthorization | None:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.exec(select(McpAuthorization).where(McpAuthorization.code_hash == hash_token(code))).first()
 
-    async def exchange_authorization_code(self, client: OAuthClientInformationFull,
-                                          authorization_code: AuthorizationCode) -> OAuthToken:
+    async def exchange_authorization_code(
+        self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
+    ) -> OAuthToken:
         return await self._db(self._exchange_code, client, authorization_code)
 
     def _exchange_code(self, client: OAuthClientInformationFull, code: AuthorizationCode) -> OAuthToken:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
-            spent = session.exec(update(McpAuthorization)
-                                 .where(McpAuthorization.code_hash == hash_token(code.code),
-                                        McpAuthorization.used_at.is_(None))
-                                 .values(used_at=now))
+            spent = session.exec(
+                update(McpAuthorization)
+                .where(McpAuthorization.code_hash == hash_token(code.code), McpAuthorization.used_at.is_(None))
+                .values(used_at=now)
+            )
             if spent.rowcount != 1:
                 raise TokenError("invalid_grant", "authorization code was already used")
-            row = session.exec(select(McpAuthorization)
-                               .where(McpAuthorization.code_hash == hash_token(code.code))).one()
-            grant = McpGrant(client_id=row.client_id, client_name=(row.params.get("client_name") or "")[:200] or None,
-                             org=row.org or "", user=row.user or "", scopes=" ".join(code.scopes),
-                             resource=code.resource, created_at=now, last_used_at=now)
+            row = session.exec(select(McpAuthorization).where(McpAuthorization.code_hash == hash_token(code.code))).one()
+            grant = McpGrant(
+                client_id=row.client_id,
+                client_name=(row.params.get("client_name") or "")[:200] or None,
+                org=row.org or "",
+                user=row.user or "",
+                scopes=" ".join(code.scopes),
+                resource=code.resource,
+                created_at=now,
+                last_used_at=now,
+            )
             session.add(grant)
             session.flush()
             token = self._issue(session, grant, now)
@@ -201,10 +228,24 @@ class GrantkeeperAuthorizationServer:
     def _issue(self, session: Session, grant: McpGrant, now: datetime) -> OAuthToken:
         access, refresh = ACCESS_PREFIX + new_secret_token(), REFRESH_PREFIX + new_secret_token()
         access_ttl = self.settings.mcp_access_token_seconds
-        session.add(McpToken(token_hash=hash_token(access), grant_id=grant.id, kind="access", created_at=now,
-                             expires_at=now + timedelta(seconds=access_ttl)))
-        session.add(McpToken(token_hash=hash_token(refresh), grant_id=grant.id, kind="refresh", created_at=now,
-                             expires_at=now + timedelta(seconds=self.settings.mcp_refresh_token_seconds)))
+        session.add(
+            McpToken(
+                token_hash=hash_token(access),
+                grant_id=grant.id,
+                kind="access",
+                created_at=now,
+                expires_at=now + timedelta(seconds=access_ttl),
+            )
+        )
+        session.add(
+            McpToken(
+                token_hash=hash_token(refresh),
+                grant_id=grant.id,
+                kind="refresh",
+                created_at=now,
+                expires_at=now + timedelta(seconds=self.settings.mcp_refresh_token_seconds),
+            )
+        )
         return OAuthToken(access_token=access, expires_in=access_ttl, scope=grant.scopes, refresh_token=refresh)
 
     # ---- refresh ----------------------------------------------------------------------------------
@@ -224,26 +265,41 @@ class GrantkeeperAuthorizationServer:
         if row.used_at is not None:
             self._revoke_for_reuse(grant)
             return None
-        return RefreshToken(token=refresh_token, client_id=grant.client_id, scopes=grant.scopes.split(),
-                            expires_at=_epoch(row.expires_at), resource=grant.resource,
-                            subject=f"{grant.org}/{grant.user}")
+        return RefreshToken(
+            token=refresh_token,
+            client_id=grant.client_id,
+            scopes=grant.scopes.split(),
+            expires_at=_epoch(row.expires_at),
+            resource=grant.resource,
+            subject=f"{grant.org}/{grant.user}",
+        )
 
     def _revoke_for_reuse(self, grant: McpGrant) -> None:
         """A spent refresh token came back: someone holds a copy. End the grant for everyone (RFC 9700)."""
         self.reuse_detections += 1
         self.revoke_grants(grant_id=grant.id, reason="refresh_token_reused")
-        self.log.warning("mcp_refresh_token_reused", grant_id=grant.id, client_id=grant.client_id, org=grant.org,
-                         user=grant.user, notice="The MCP client session was revoked; the person must sign in again.")
+        self.log.warning(
+            "mcp_refresh_token_reused",
+            grant_id=grant.id,
+            client_id=grant.client_id,
+            org=grant.org,
+            user=grant.user,
+            notice="The MCP client session was revoked; the person must sign in again.",
+        )
 
-    async def exchange_refresh_token(self, client: OAuthClientInformationFull, refresh_token: RefreshToken,
-                                     scopes: list[str]) -> OAuthToken:
+    async def exchange_refresh_token(
+        self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
+    ) -> OAuthToken:
         return await self._db(self._rotate, refresh_token)
 
     def _rotate(self, refresh_token: RefreshToken) -> OAuthToken:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
-            spent = session.exec(update(McpToken).where(McpToken.token_hash == hash_token(refresh_token.token),
-                                                        McpToken.used_at.is_(None)).values(used_at=now))
+            spent = session.exec(
+                update(McpToken)
+                .where(McpToken.token_hash == hash_token(refresh_token.token), McpToken.used_at.is_(None))
+                .values(used_at=now)
+            )
             row = session.get(McpToken, hash_token(refresh_token.token))
             grant = session.get(McpGrant, row.grant_id) if row else None
             if spent.rowcount != 1 or grant is None:
@@ -273,10 +329,15 @@ class GrantkeeperAuthorizationServer:
             if grant.last_used_at is None or now - grant.last_used_at > LAST_USED_EVERY:
                 session.exec(update(McpGrant).where(McpGrant.id == grant.id).values(last_used_at=now))
                 session.commit()
-        return AccessToken(token=token, client_id=grant.client_id, scopes=grant.scopes.split(),
-                           expires_at=_epoch(row.expires_at), resource=grant.resource,
-                           subject=f"{grant.org}/{grant.user}",
-                           claims={"org": grant.org, "user": grant.user, "grant_id": grant.id})
+        return AccessToken(
+            token=token,
+            client_id=grant.client_id,
+            scopes=grant.scopes.split(),
+            expires_at=_epoch(row.expires_at),
+            resource=grant.resource,
+            subject=f"{grant.org}/{grant.user}",
+            claims={"org": grant.org, "user": grant.user, "grant_id": grant.id},
+        )
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
         row = await self._db(self._token_row, token.token)
@@ -298,8 +359,14 @@ def list_grants(engine: Any, *, include_revoked: bool = False) -> list[McpGrant]
     return rows if include_revoked else [row for row in rows if row.revoked_at is None]
 
 
-def revoke_grants(engine: Any, *, grant_id: str | None = None, org: str | None = None, user: str | None = None,
-                  reason: str = "revoked_by_operator") -> int:
+def revoke_grants(
+    engine: Any,
+    *,
+    grant_id: str | None = None,
+    org: str | None = None,
+    user: str | None = None,
+    reason: str = "revoked_by_operator",
+) -> int:
     """Revoke one MCP client session by id, or every live one of org (and user). Its tokens stop working at once."""
     conditions = [McpGrant.revoked_at.is_(None)]
     if grant_id:

@@ -14,8 +14,14 @@ MAX_BEARER_LENGTH = 16 * 1024
 
 
 class CallerVerifier(TokenVerifier):
-    def __init__(self, api_keys: ApiKeyVerifier, *, authorization_server: GrantkeeperAuthorizationServer | None = None,
-                 external: ExternalTokenVerifier | None = None, resource: str):
+    def __init__(
+        self,
+        api_keys: ApiKeyVerifier,
+        *,
+        authorization_server: GrantkeeperAuthorizationServer | None = None,
+        external: ExternalTokenVerifier | None = None,
+        resource: str,
+    ):
         self.api_keys = api_keys
         self.authorization_server = authorization_server
         self.external = external

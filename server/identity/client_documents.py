@@ -44,8 +44,13 @@ class _Cached:
 
 
 class ClientDocuments:
-    def __init__(self, http: httpx2.AsyncClient, *, clock: Callable[[], float] = time.monotonic,
-                 resolve: Callable[[str], list[str]] | None = None):
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        resolve: Callable[[str], list[str]] | None = None,
+    ):
         self.http = http
         self.clock = clock
         self.resolve = resolve or _resolve
@@ -72,8 +77,13 @@ class ClientDocuments:
             raise ClientDocumentError("the client metadata document lists no redirect_uris")
         try:
             client = OAuthClientInformationFull.model_validate(
-                {**document, "token_endpoint_auth_method": "none",
-                 "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]})
+                {
+                    **document,
+                    "token_endpoint_auth_method": "none",
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                }
+            )
         except ValidationError:
             raise ClientDocumentError("the client metadata document is not valid client metadata") from None
         lifetime = _cache_seconds(fetched.headers.get("cache-control", ""))

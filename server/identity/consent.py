@@ -41,9 +41,14 @@ class ConsentPages:
         return [Route(CONSENT_PATH, self.show, methods=["GET"]), Route(CONSENT_PATH, self.answer, methods=["POST"])]
 
     def _gone(self) -> Response:
-        return self.render("message.html", 400, outcome="consent_unknown", title="This sign-in request is not valid",
-                           paragraphs=["It expired, was already answered, or was altered. Nothing was granted."],
-                           next_step="Start again from your MCP client.")
+        return self.render(
+            "message.html",
+            400,
+            outcome="consent_unknown",
+            title="This sign-in request is not valid",
+            paragraphs=["It expired, was already answered, or was altered. Nothing was granted."],
+            next_step="Start again from your MCP client.",
+        )
 
     async def show(self, request: Request) -> Response:
         request_token = request.query_params.get("request", "")
@@ -52,15 +57,23 @@ class ConsentPages:
             return self._gone()
         signed_in = await self.sign_in.current(request)
         if signed_in is None:
-            return RedirectResponse(login_url(f"{CONSENT_PATH}?request={request_token}"), 303,
-                                    headers={"Cache-Control": "no-store"})
+            return RedirectResponse(
+                login_url(f"{CONSENT_PATH}?request={request_token}"), 303, headers={"Cache-Control": "no-store"}
+            )
         params: dict[str, Any] = pending.params
         issued = self.sign_in.forms.issue(request, _scope(request_token, signed_in.session_id))
-        page = self.render("consent.html", outcome="consent", client_name=params.get("client_name") or "An MCP client",
-                           client_id=pending.client_id, redirect_host=urlsplit(params["redirect_uri"]).netloc,
-                           person=signed_in.person.display, request_token=request_token,
-                           form_token_field=FORM_TOKEN_FIELD, form_token=issued.form_token,
-                           action=f"{self.sign_in.path(CONSENT_PATH)}?request={request_token}")
+        page = self.render(
+            "consent.html",
+            outcome="consent",
+            client_name=params.get("client_name") or "An MCP client",
+            client_id=pending.client_id,
+            redirect_host=urlsplit(params["redirect_uri"]).netloc,
+            person=signed_in.person.display,
+            request_token=request_token,
+            form_token_field=FORM_TOKEN_FIELD,
+            form_token=issued.form_token,
+            action=f"{self.sign_in.path(CONSENT_PATH)}?request={request_token}",
+        )
         self.sign_in.forms.set_cookie(page, issued)
         return page
 
@@ -76,7 +89,8 @@ class ConsentPages:
         decision = form.get("decision")
         person = signed_in.person
         decided = await anyio.to_thread.run_sync(
-            lambda: self.server.decide(request_token, org=person.org, user=person.user, allow=decision == "allow"))
+            lambda: self.server.decide(request_token, org=person.org, user=person.user, allow=decision == "allow")
+        )
         if decided is None:
             return self._gone()
         row, code = decided
@@ -85,6 +99,5 @@ class ConsentPages:
             answer |= {"error": "access_denied", "error_description": "The person declined."}
         else:
             answer["code"] = code
-        self.log.info("mcp_consent", client_id=row.client_id, org=person.org, user=person.user,
-                      allowed=code is not None)
+        self.log.info("mcp_consent", client_id=row.client_id, org=person.org, user=person.user, allowed=code is not None)
         return RedirectResponse(_with_query(row.params["redirect_uri"], answer), 302, headers={"Cache-Control": "no-store"})

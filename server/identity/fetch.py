@@ -23,8 +23,9 @@ class Fetched:
     headers: httpx2.Headers
 
 
-async def fetch_json(http: httpx2.AsyncClient, url: str, *, deadline: float = 5.0,
-                     max_bytes: int = MAX_DOCUMENT_BYTES) -> Fetched:
+async def fetch_json(
+    http: httpx2.AsyncClient, url: str, *, deadline: float = 5.0, max_bytes: int = MAX_DOCUMENT_BYTES
+) -> Fetched:
     """GET `url` and parse a JSON object, within `deadline` seconds in total and `max_bytes` of body."""
     try:
         with anyio.fail_after(deadline):

@@ -37,20 +37,25 @@ class McpAuth:
     external: ExternalTokenVerifier | None = None
 
 
-def build_mcp_auth(runtime: Runtime, sign_in: SignIn | None, render: Render,
-                   documents_http: httpx2.AsyncClient | None = None) -> McpAuth:
+def build_mcp_auth(
+    runtime: Runtime, sign_in: SignIn | None, render: Render, documents_http: httpx2.AsyncClient | None = None
+) -> McpAuth:
     settings = runtime.settings
     resource = mcp_resource_url(settings)
     api_keys = ApiKeyVerifier(runtime.vault)
     mode = settings.mcp_authorization
     if mode == "api_keys":
         # Keys are checked locally and there is no authorization server to advertise: a plain `Bearer` challenge.
-        return McpAuth(CallerVerifier(api_keys, resource=resource),
-                       AuthSettings(issuer_url=settings.public_url, resource_server_url=None,
-                                    required_scopes=[TOOLS_SCOPE]))
-    auth_settings = AuthSettings(issuer_url=settings.mcp_external_issuer if mode == "external" else settings.public_url,
-                                 resource_server_url=resource, required_scopes=[TOOLS_SCOPE],
-                                 validate_token_resource=False)  # CallerVerifier checks the audience itself
+        return McpAuth(
+            CallerVerifier(api_keys, resource=resource),
+            AuthSettings(issuer_url=settings.public_url, resource_server_url=None, required_scopes=[TOOLS_SCOPE]),
+        )
+    auth_settings = AuthSettings(
+        issuer_url=settings.mcp_external_issuer if mode == "external" else settings.public_url,
+        resource_server_url=resource,
+        required_scopes=[TOOLS_SCOPE],
+        validate_token_resource=False,
+    )  # CallerVerifier checks the audience itself
     if mode == "external":
         external = ExternalTokenVerifier(settings, runtime.http, resource)
         return McpAuth(CallerVerifier(api_keys, external=external, resource=resource), auth_settings, external=external)
@@ -58,22 +63,29 @@ def build_mcp_auth(runtime: Runtime, sign_in: SignIn | None, render: Render,
     assert sign_in is not None  # Settings refuses `grantkeeper` without sign-in
     documents = ClientDocuments(documents_http or runtime.http)
     server = GrantkeeperAuthorizationServer(runtime.vault, settings, documents)
-    registration = ClientRegistrationOptions(enabled=settings.mcp_dynamic_registration, valid_scopes=[TOOLS_SCOPE],
-                                             default_scopes=[TOOLS_SCOPE])
+    registration = ClientRegistrationOptions(
+        enabled=settings.mcp_dynamic_registration, valid_scopes=[TOOLS_SCOPE], default_scopes=[TOOLS_SCOPE]
+    )
     revocation = RevocationOptions(enabled=True)
     issuer = auth_settings.issuer_url  # (its model keeps a path-less URL without a trailing slash)
     routes: list[BaseRoute] = []
-    for route in create_auth_routes(server, issuer, client_registration_options=registration,
-                                    revocation_options=revocation):
+    for route in create_auth_routes(server, issuer, client_registration_options=registration, revocation_options=revocation):
         if isinstance(route, Route) and route.path == METADATA_PATH:
-            route = Route(METADATA_PATH, endpoint=cors_middleware(_metadata_handler(issuer, registration, revocation),
-                                                                  ["GET", "OPTIONS"]), methods=["GET", "OPTIONS"])
+            route = Route(
+                METADATA_PATH,
+                endpoint=cors_middleware(_metadata_handler(issuer, registration, revocation), ["GET", "OPTIONS"]),
+                methods=["GET", "OPTIONS"],
+            )
         elif isinstance(route, Route) and route.path == "/authorize":
             route = Route("/authorize", endpoint=ClientDocumentGate(route.app, documents), methods=["GET", "POST"])
         routes.append(route)
     routes += ConsentPages(server, sign_in, render).routes()
-    return McpAuth(CallerVerifier(api_keys, authorization_server=server, resource=resource), auth_settings, routes,
-                   authorization_server=server)
+    return McpAuth(
+        CallerVerifier(api_keys, authorization_server=server, resource=resource),
+        auth_settings,
+        routes,
+        authorization_server=server,
+    )
 
 
 def _metadata_handler(issuer: AnyHttpUrl, registration: ClientRegistrationOptions, revocation: RevocationOptions):
@@ -101,8 +113,9 @@ class ClientDocumentGate:
             try:
                 await self.documents.client(client_id)
             except ClientDocumentError as refused:
-                response: Response = JSONResponse({"error": "invalid_client", "error_description": str(refused)}, 400,
-                                                  headers={"Cache-Control": "no-store"})
+                response: Response = JSONResponse(
+                    {"error": "invalid_client", "error_description": str(refused)}, 400, headers={"Cache-Control": "no-store"}
+                )
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -72,12 +72,18 @@ class OidcClient:
     async def start(self, *, redirect_uri: str, state: str, nonce: str, code_verifier: str) -> str:
         metadata = await self.metadata()
         return prepare_grant_uri(
-            metadata["authorization_endpoint"], client_id=self.settings.oidc_client_id, response_type="code",
-            redirect_uri=redirect_uri, scope=self.settings.oidc_scopes, state=state, nonce=nonce,
-            code_challenge=create_s256_code_challenge(code_verifier), code_challenge_method="S256")
+            metadata["authorization_endpoint"],
+            client_id=self.settings.oidc_client_id,
+            response_type="code",
+            redirect_uri=redirect_uri,
+            scope=self.settings.oidc_scopes,
+            state=state,
+            nonce=nonce,
+            code_challenge=create_s256_code_challenge(code_verifier),
+            code_challenge_method="S256",
+        )
 
-    async def finish(self, query: Mapping[str, str], *, redirect_uri: str, nonce: str,
-                     code_verifier: str) -> dict[str, Any]:
+    async def finish(self, query: Mapping[str, str], *, redirect_uri: str, nonce: str, code_verifier: str) -> dict[str, Any]:
         """The verified id_token claims for the authorization response in `query`; `SignInFailed` otherwise."""
         metadata = await self.metadata()
         presented_iss = query.get("iss")
@@ -98,8 +104,9 @@ class OidcClient:
         algorithms = [alg for alg in offered if alg in ID_TOKEN_ALGORITHMS]
         assert self._jwks is not None
         try:
-            claims = await verify_jwt(id_token, self._jwks, issuer=self.issuer, audience=self.settings.oidc_client_id or "",
-                                      algorithms=algorithms)
+            claims = await verify_jwt(
+                id_token, self._jwks, issuer=self.issuer, audience=self.settings.oidc_client_id or "", algorithms=algorithms
+            )
         except JwtRejected as exc:
             raise SignInFailed(f"id_token_{exc.reason}") from None
         if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
@@ -111,18 +118,20 @@ class OidcClient:
             raise SignInFailed("id_token_no_subject")
         return claims
 
-    async def _exchange(self, metadata: dict[str, Any], *, code: str, redirect_uri: str,
-                        code_verifier: str) -> dict[str, Any]:
+    async def _exchange(self, metadata: dict[str, Any], *, code: str, redirect_uri: str, code_verifier: str) -> dict[str, Any]:
         methods = metadata.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         method = "client_secret_basic" if "client_secret_basic" in methods else "client_secret_post"
-        client = AsyncOAuth2Client(client_id=self.settings.oidc_client_id, client_secret=self.settings.oidc_client_secret,
-                                   token_endpoint_auth_method=method, redirect_uri=redirect_uri,
-                                   timeout=self.settings.refresh_timeout_seconds)
+        client = AsyncOAuth2Client(
+            client_id=self.settings.oidc_client_id,
+            client_secret=self.settings.oidc_client_secret,
+            token_endpoint_auth_method=method,
+            redirect_uri=redirect_uri,
+            timeout=self.settings.refresh_timeout_seconds,
+        )
         try:
             async with client:
                 with anyio.fail_after(self.settings.refresh_timeout_seconds):
-                    return dict(await client.fetch_token(metadata["token_endpoint"], code=code,
-                                                         code_verifier=code_verifier))
+                    return dict(await client.fetch_token(metadata["token_endpoint"], code=code, code_verifier=code_verifier))
         except OAuthError:
             raise SignInFailed("code_rejected") from None
         except (httpx2.HTTPError, TimeoutError, ValueError):

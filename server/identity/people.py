@@ -62,6 +62,7 @@ def person_from_claims(claims: dict[str, Any], settings: Settings) -> Person:
     groups = {str(group) for group in groups_value} if isinstance(groups_value, list) else set()
     if settings.oidc_required_group and settings.oidc_required_group not in groups:
         raise SignInRefused("your account is not in the group allowed to sign in here")
-    is_admin = bool((email and email.lower() in _csv(settings.admin_emails))
-                    or (settings.admin_group and settings.admin_group in groups))
+    is_admin = bool(
+        (email and email.lower() in _csv(settings.admin_emails)) or (settings.admin_group and settings.admin_group in groups)
+    )
     return Person(org=org, user=user, subject=subject, email=email, is_admin=is_admin)

@@ -22,8 +22,9 @@ class ExternalTokenVerifier:
         self.http = http
         self.resource = resource
         self.issuer = settings.mcp_external_issuer or ""
-        self.algorithms = [alg.strip() for alg in settings.mcp_external_algorithms.split(",")
-                           if alg.strip() and alg.strip().lower() != "none"]
+        self.algorithms = [
+            alg.strip() for alg in settings.mcp_external_algorithms.split(",") if alg.strip() and alg.strip().lower() != "none"
+        ]
         self._keys: JwksCache | None = None
         self.log = get_logger("grantkeeper.resource_server")
         self.rejections: dict[str, int] = {}
@@ -44,8 +45,9 @@ class ExternalTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            claims = await verify_jwt(token, await self._jwks(), issuer=self.issuer, audience=self.resource,
-                                      algorithms=self.algorithms)
+            claims = await verify_jwt(
+                token, await self._jwks(), issuer=self.issuer, audience=self.resource, algorithms=self.algorithms
+            )
             person = person_from_claims(claims, self.settings)
         except JwtRejected as rejected:
             self.rejections[rejected.reason] = self.rejections.get(rejected.reason, 0) + 1
@@ -56,10 +58,15 @@ class ExternalTokenVerifier:
             return None
         scopes = claims.get("scope", "")
         granted = scopes.split() if isinstance(scopes, str) else []
-        return AccessToken(token=token, client_id=str(claims.get("client_id") or claims.get("azp") or "external"),
-                           scopes=[TOOLS_SCOPE] if TOOLS_SCOPE in granted or not granted else granted,
-                           expires_at=int(claims["exp"]), resource=self.resource, subject=f"{person.org}/{person.user}",
-                           claims={"org": person.org, "user": person.user, "iss": self.issuer})
+        return AccessToken(
+            token=token,
+            client_id=str(claims.get("client_id") or claims.get("azp") or "external"),
+            scopes=[TOOLS_SCOPE] if TOOLS_SCOPE in granted or not granted else granted,
+            expires_at=int(claims["exp"]),
+            resource=self.resource,
+            subject=f"{person.org}/{person.user}",
+            claims={"org": person.org, "user": person.user, "iss": self.issuer},
+        )
 
 
 def _metadata_url(issuer: str) -> str:

@@ -42,9 +42,17 @@ class SessionStore:
         """A new session for `person`; returns the cookie value (the only copy)."""
         value = new_secret_token()
         now = utcnow()
-        row = BrowserSession(session_hash=hash_token(value), org=person.org, user=person.user, subject=person.subject,
-                             email=person.email, is_admin=person.is_admin, created_at=now, last_seen_at=now,
-                             expires_at=now + timedelta(seconds=self.settings.session_absolute_seconds))
+        row = BrowserSession(
+            session_hash=hash_token(value),
+            org=person.org,
+            user=person.user,
+            subject=person.subject,
+            email=person.email,
+            is_admin=person.is_admin,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(seconds=self.settings.session_absolute_seconds),
+        )
         with Session(self.engine) as session:
             session.add(row)
             session.commit()
@@ -68,9 +76,11 @@ class SessionStore:
 
     def end(self, value: str) -> bool:
         with Session(self.engine) as session:
-            result = session.exec(update(BrowserSession).where(BrowserSession.session_hash == hash_token(value),
-                                                               BrowserSession.revoked_at.is_(None))
-                                  .values(revoked_at=utcnow()))
+            result = session.exec(
+                update(BrowserSession)
+                .where(BrowserSession.session_hash == hash_token(value), BrowserSession.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
             session.commit()
             return result.rowcount > 0
 

@@ -48,8 +48,14 @@ Render = Callable[..., Response]
 
 def safe_next(value: str | None) -> str:
     """Only a path on this server: never `//evil`, `/\\evil` or an absolute URL (an open redirect)."""
-    if not value or len(value) > MAX_NEXT_LENGTH or not value.startswith("/") or value.startswith("//") \
-            or "\\" in value or any(ord(ch) < 0x20 for ch in value):
+    if (
+        not value
+        or len(value) > MAX_NEXT_LENGTH
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or any(ord(ch) < 0x20 for ch in value)
+    ):
         return "/login"
     return value
 
@@ -79,10 +85,12 @@ class SignIn:
         self.log = get_logger("grantkeeper.signin")
 
     def routes(self) -> list[BaseRoute]:
-        return [Route(LOGIN_PATH, self.login, methods=["GET"]),
-                Route(CALLBACK_PATH, self.callback, methods=["GET"]),
-                Route(LOGOUT_PATH, self.logout_page, methods=["GET"]),
-                Route(LOGOUT_PATH, self.logout, methods=["POST"])]
+        return [
+            Route(LOGIN_PATH, self.login, methods=["GET"]),
+            Route(CALLBACK_PATH, self.callback, methods=["GET"]),
+            Route(LOGOUT_PATH, self.logout_page, methods=["GET"]),
+            Route(LOGOUT_PATH, self.logout, methods=["POST"]),
+        ]
 
     async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
@@ -114,11 +122,21 @@ class SignIn:
             url = await self.oidc.start(redirect_uri=self.redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
         except SignInFailed as failed:
             return self._failure(failed.reason)
-        await self._db(self._save_flow, state, {"nonce": nonce, "code_verifier": verifier, "next": next_path,
-                                                "binding_hash": hash_token(binding)})
+        await self._db(
+            self._save_flow,
+            state,
+            {"nonce": nonce, "code_verifier": verifier, "next": next_path, "binding_hash": hash_token(binding)},
+        )
         response = RedirectResponse(url, 303, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-        response.set_cookie(FLOW_COOKIE, binding, max_age=int(FLOW_TTL.total_seconds()), path=self.path(CALLBACK_PATH),
-                            secure=self.secure, httponly=True, samesite="lax")
+        response.set_cookie(
+            FLOW_COOKIE,
+            binding,
+            max_age=int(FLOW_TTL.total_seconds()),
+            path=self.path(CALLBACK_PATH),
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
         return response
 
     def _save_flow(self, state: str, flow: dict[str, str]) -> None:
@@ -136,8 +154,9 @@ class SignIn:
             row = session.exec(select(SignInFlow).where(SignInFlow.state_hash == hash_token(state))).first()
             if row is None or row.used_at is not None or row.expires_at <= now:
                 return None
-            spent = session.exec(update(SignInFlow).where(SignInFlow.id == row.id, SignInFlow.used_at.is_(None))
-                                 .values(used_at=now))
+            spent = session.exec(
+                update(SignInFlow).where(SignInFlow.id == row.id, SignInFlow.used_at.is_(None)).values(used_at=now)
+            )
             session.commit()
             if spent.rowcount != 1:
                 return None
@@ -161,39 +180,56 @@ class SignIn:
         if not hmac.compare_digest(hash_token(binding), flow.binding_hash):
             return self._failure("other_browser")
         try:
-            claims = await self.oidc.finish(query, redirect_uri=self.redirect_uri, nonce=flow.nonce,
-                                            code_verifier=flow.code_verifier)
+            claims = await self.oidc.finish(
+                query, redirect_uri=self.redirect_uri, nonce=flow.nonce, code_verifier=flow.code_verifier
+            )
             person = person_from_claims(claims, self.settings)
         except SignInFailed as failed:
             self.log.warning("sign_in_failed", reason=failed.reason)
             return self._failure(failed.reason)
         except SignInRefused as refused:
             self.log.warning("sign_in_refused", reason=refused.reason)
-            return self.render("message.html", 403, outcome="signin_refused", title="You cannot sign in here",
-                               paragraphs=[f"The identity provider confirmed who you are, but {refused.reason}."],
-                               next_step="Ask your grantkeeper administrator for access.")
+            return self.render(
+                "message.html",
+                403,
+                outcome="signin_refused",
+                title="You cannot sign in here",
+                paragraphs=[f"The identity provider confirmed who you are, but {refused.reason}."],
+                next_step="Ask your grantkeeper administrator for access.",
+            )
         value = await self._db(self.sessions.create, person)
         self.log.info("signed_in", org=person.org, user=person.user, admin=person.is_admin)
-        response = RedirectResponse(flow.next if flow.next != LOGIN_PATH else LOGIN_PATH, 303,
-                                    headers={"Cache-Control": "no-store"})
-        response.set_cookie(cookie_name(self.settings), value, max_age=self.settings.session_absolute_seconds,
-                            path="/", secure=self.secure, httponly=True, samesite="lax")
-        response.delete_cookie(FLOW_COOKIE, path=self.path(CALLBACK_PATH), secure=self.secure, httponly=True,
-                               samesite="lax")
+        response = RedirectResponse(
+            flow.next if flow.next != LOGIN_PATH else LOGIN_PATH, 303, headers={"Cache-Control": "no-store"}
+        )
+        response.set_cookie(
+            cookie_name(self.settings),
+            value,
+            max_age=self.settings.session_absolute_seconds,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
+        response.delete_cookie(FLOW_COOKIE, path=self.path(CALLBACK_PATH), secure=self.secure, httponly=True, samesite="lax")
         return response
 
     # ---- /logout --------------------------------------------------------------------------------------
     async def logout_page(self, request: Request) -> Response:
         signed_in = await self.current(request)
         if signed_in is None:
-            return self.render("message.html", outcome="signed_out", title="You are not signed in", paragraphs=[],
-                               next_step=None)
+            return self.render("message.html", outcome="signed_out", title="You are not signed in", paragraphs=[], next_step=None)
         return self._signed_in_page(signed_in, request)
 
     def form_refused(self, what: str) -> Response:
-        return self.render("message.html", 403, outcome="csrf_refused", title=f"{what} was not confirmed",
-                           paragraphs=["This request did not come from grantkeeper's own page. Nothing was changed."],
-                           next_step="Go back to the page and press its button there.")
+        return self.render(
+            "message.html",
+            403,
+            outcome="csrf_refused",
+            title=f"{what} was not confirmed",
+            paragraphs=["This request did not come from grantkeeper's own page. Nothing was changed."],
+            next_step="Go back to the page and press its button there.",
+        )
 
     async def checked_form(self, request: Request, scope: str) -> dict[str, str] | None:
         """The form of a state-changing POST if it came from our own page in this browser, else None."""
@@ -210,23 +246,36 @@ class SignIn:
         if signed_in is None or value is None or await self.checked_form(request, f"logout:{signed_in.session_id}") is None:
             return self.form_refused("Sign-out")
         await self._db(self.sessions.end, value)
-        response = self.render("message.html", outcome="signed_out", title="You are signed out",
-                               paragraphs=["Your grantkeeper session has ended."], next_step=None)
+        response = self.render(
+            "message.html",
+            outcome="signed_out",
+            title="You are signed out",
+            paragraphs=["Your grantkeeper session has ended."],
+            next_step=None,
+        )
         response.delete_cookie(cookie_name(self.settings), path="/", secure=self.secure, httponly=True, samesite="lax")
         return response
 
     # ---- pages ----------------------------------------------------------------------------------------
     def _signed_in_page(self, signed_in: SignedIn, request: Request) -> Response:
         issued = self.forms.issue(request, f"logout:{signed_in.session_id}")
-        page = self.render("signed_in.html", outcome="signed_in", person=signed_in.person.display,
-                           form_token_field=FORM_TOKEN_FIELD, form_token=issued.form_token,
-                           logout=self.path(LOGOUT_PATH))
+        page = self.render(
+            "signed_in.html",
+            outcome="signed_in",
+            person=signed_in.person.display,
+            form_token_field=FORM_TOKEN_FIELD,
+            form_token=issued.form_token,
+            logout=self.path(LOGOUT_PATH),
+        )
         self.forms.set_cookie(page, issued)
         return page
 
     def _failure(self, reason: str) -> Response:
-        return self.render("message.html", 400 if reason.startswith(("state", "other", "iss", "code")) else 502,
-                           outcome="signin_failed", title="Sign-in did not complete",
-                           paragraphs=[f"The sign-in could not be confirmed ({reason}). Nothing was changed."],
-                           next_step="Start again from the link or page you were opening.")
-
+        return self.render(
+            "message.html",
+            400 if reason.startswith(("state", "other", "iss", "code")) else 502,
+            outcome="signin_failed",
+            title="Sign-in did not complete",
+            paragraphs=[f"The sign-in could not be confirmed ({reason}). Nothing was changed."],
+            next_step="Start again from the link or page you were opening.",
+        )

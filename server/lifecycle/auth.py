@@ -22,7 +22,6 @@ Send = Callable[[httpx2.Request], Awaitable[httpx2.Response]]
 
 
 class VaultAuth:
-
     def __init__(self, tokens: TokenManager, account: ConnectedAccount, connector: Connector, events: EventRecorder):
         self.tokens = tokens
         self.account = account
@@ -38,8 +37,9 @@ class VaultAuth:
         classification = self.connector.provider.classify_api_response(response)
         if classification.verdict not in REFRESH_AND_RETRY:
             return response, classification
-        await self.events.record("api_auth_failure", self.account, severity="warning",
-                                 provider_error=classification.reason, version=snapshot.version)
+        await self.events.record(
+            "api_auth_failure", self.account, severity="warning", provider_error=classification.reason, version=snapshot.version
+        )
         snapshot = await self.tokens.refresh(self.account, snapshot.version, trigger="reactive")
         request.headers["Authorization"] = f"Bearer {snapshot.access_token}"
         with tracing.side_span("provider_retry", connector=self.connector.name, trigger="reactive") as span:

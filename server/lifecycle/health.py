@@ -51,8 +51,9 @@ class Unhealthy:
 
 
 class HealthMonitor:
-    def __init__(self, settings: Settings, vault: Vault, executor: Executor, events: EventRecorder, *,
-                 pacer: ProviderPacer | None = None):
+    def __init__(
+        self, settings: Settings, vault: Vault, executor: Executor, events: EventRecorder, *, pacer: ProviderPacer | None = None
+    ):
         self.settings = settings
         self.vault = vault
         self.executor = executor
@@ -68,8 +69,14 @@ class HealthMonitor:
         if report.healthy:
             await self.warn_if_expiring(account)
         await anyio.to_thread.run_sync(self.vault.schedule.record_health_check, account.id, utcnow())
-        await self.events.record("health_checked", account, severity=SEVERITY.get(report.outcome, "warning"),
-                                 trigger=trigger, outcome=report.outcome, reason=report.reason)
+        await self.events.record(
+            "health_checked",
+            account,
+            severity=SEVERITY.get(report.outcome, "warning"),
+            trigger=trigger,
+            outcome=report.outcome,
+            reason=report.reason,
+        )
         if report.healthy:
             await self._warn_if_reconnect_due(account)
         return report
@@ -87,13 +94,18 @@ class HealthMonitor:
         if utcnow() < expires_at - timedelta(seconds=ahead):
             return False
         previous = await anyio.to_thread.run_sync(
-            lambda: self.vault.events(account_id=account.id, kind="refresh_token_expiring", limit=1))
+            lambda: self.vault.events(account_id=account.id, kind="refresh_token_expiring", limit=1)
+        )
         if previous and previous[0].detail.get("refresh_expires_at") == expires_at.isoformat():
             return False  # already announced for this refresh token
         await self.events.record(
-            "refresh_token_expiring", account, severity="warning", reason="refresh_token_expiring",
+            "refresh_token_expiring",
+            account,
+            severity="warning",
+            reason="refresh_token_expiring",
             refresh_expires_at=expires_at.isoformat(),
-            next_step=f"grantkeeper link {account.connector} --org {account.org} --user {account.user}")
+            next_step=f"grantkeeper link {account.connector} --org {account.org} --user {account.user}",
+        )
         return True
 
     async def _warn_if_reconnect_due(self, account: ConnectedAccount) -> None:
@@ -104,8 +116,9 @@ class HealthMonitor:
         at = refreshless.needs_user_at(fresh, timings)
         if refreshless.reconnect_due(self.settings, at, utcnow()):
             assert at is not None
-            await self.events.record("reconnect_due", fresh, severity="warning", reason=fresh.status_reason,
-                                     needs_user_at=at.isoformat())
+            await self.events.record(
+                "reconnect_due", fresh, severity="warning", reason=fresh.status_reason, needs_user_at=at.isoformat()
+            )
 
     async def check_all(self, accounts: list[ConnectedAccount], *, trigger: str) -> list[HealthReport]:
         reports: list[HealthReport] = []
@@ -132,8 +145,7 @@ class HealthMonitor:
         batch = self.settings.scheduler_batch_size
         while True:
             now = utcnow()
-            accounts = await anyio.to_thread.run_sync(self.vault.schedule.claim_due_health_checks, now, batch,
-                                                      now + interval)
+            accounts = await anyio.to_thread.run_sync(self.vault.schedule.claim_due_health_checks, now, batch, now + interval)
             if not accounts:
                 return reports
             reports += await self.check_all(accounts, trigger=trigger)
@@ -162,8 +174,11 @@ class HealthMonitor:
         reports = await self.run_due(trigger="startup")
         unhealthy = await self.unhealthy_accounts()
         await self.events.record(
-            "startup_validated", None, severity="warning" if unhealthy else "info",
-            checked=len(reports), ok=sum(r.healthy for r in reports),
+            "startup_validated",
+            None,
+            severity="warning" if unhealthy else "info",
+            checked=len(reports),
+            ok=sum(r.healthy for r in reports),
             needs_reauthorization=[u.account for u in unhealthy if u.status == AccountStatus.REAUTH_REQUIRED.value],
             needs_admin=[u.account for u in unhealthy if u.status == AccountStatus.ADMIN_ACTION_REQUIRED.value],
         )

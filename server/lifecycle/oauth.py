@@ -138,8 +138,7 @@ def _normalised_error(connector: Connector, response: httpx2.Response) -> httpx2
     if code is None:
         return response
     normalised = {"error": code, **({"error_description": description} if description else {})}
-    return httpx2.Response(response.status_code, json=normalised, headers={"Cache-Control": "no-store"},
-                           request=response.request)
+    return httpx2.Response(response.status_code, json=normalised, headers={"Cache-Control": "no-store"}, request=response.request)
 
 
 def _headers(connector: Connector) -> dict[str, str]:
@@ -151,19 +150,26 @@ async def refresh_grant(connector: Connector, refresh_token: str, deadline: floa
     """Present `refresh_token`; the whole exchange ends within `deadline` seconds, answered or not."""
     with tracing.span("token_request", connector=connector.name):
         async with _client(connector, deadline) as client:
-            token = await _answer(connector, deadline, client.refresh_token(
-                connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)))
+            token = await _answer(
+                connector,
+                deadline,
+                client.refresh_token(connector.refresh_url, refresh_token=refresh_token, headers=_headers(connector)),
+            )
         return _grant(connector, token, presented_refresh_token=refresh_token)
 
 
-def authorization_url(connector: Connector, *, redirect_uri: str, state: str, code_verifier: str,
-                      nonce: str | None = None) -> str:
+def authorization_url(
+    connector: Connector, *, redirect_uri: str, state: str, code_verifier: str, nonce: str | None = None
+) -> str:
     """The provider's authorize URL for the authorization-code flow with PKCE (S256). For OpenID Connect it
     carries `openid`, the nonce, and — so that a refresh token is issued (OIDC Core §11) — `offline_access` with
     `prompt=consent` unless the declaration chose another prompt."""
     spec = connector.spec
-    extra: dict[str, Any] = {**spec.authorize_params, "code_challenge": create_s256_code_challenge(code_verifier),
-                             "code_challenge_method": "S256"}
+    extra: dict[str, Any] = {
+        **spec.authorize_params,
+        "code_challenge": create_s256_code_challenge(code_verifier),
+        "code_challenge_method": "S256",
+    }
     scopes = list(spec.scopes)
     if spec.openid:
         scopes = ["openid", *(s for s in scopes if s != "openid")]
@@ -175,16 +181,23 @@ def authorization_url(connector: Connector, *, redirect_uri: str, state: str, co
         extra.setdefault("prompt", "consent")
     if scopes:
         extra["scope"] = spec.scope_separator.join(scopes)
-    return prepare_grant_uri(connector.authorize_url, client_id=connector.client_id, response_type="code",
-                             redirect_uri=redirect_uri, state=state, **extra)
+    return prepare_grant_uri(
+        connector.authorize_url,
+        client_id=connector.client_id,
+        response_type="code",
+        redirect_uri=redirect_uri,
+        state=state,
+        **extra,
+    )
 
 
-async def exchange_code(
-    connector: Connector, *, code: str, redirect_uri: str, code_verifier: str, timeout: float
-) -> TokenGrant:
+async def exchange_code(connector: Connector, *, code: str, redirect_uri: str, code_verifier: str, timeout: float) -> TokenGrant:
     async with _client(connector, timeout, redirect_uri=redirect_uri) as client:
-        token = await _answer(connector, timeout, client.fetch_token(
-            connector.token_url, code=code, code_verifier=code_verifier, headers=_headers(connector)))
+        token = await _answer(
+            connector,
+            timeout,
+            client.fetch_token(connector.token_url, code=code, code_verifier=code_verifier, headers=_headers(connector)),
+        )
     grant = _grant(connector, token, presented_refresh_token=None)
     if grant.defect is not None:
         # Nothing is lost by refusing it: the person simply follows a new link.
@@ -214,8 +227,7 @@ async def _answer(connector: Connector, deadline: float, request: Any) -> dict[s
     if status >= 500 or status == 429:
         # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token
         # may be spent, so a later refusal of it is an interrupted refresh, not a revocation.
-        raise TokenEndpointError(TokenVerdict.TRANSIENT, f"http_{status}", maybe_applied=status >= 500,
-                                 http_status=status)
+        raise TokenEndpointError(TokenVerdict.TRANSIENT, f"http_{status}", maybe_applied=status >= 500, http_status=status)
     try:
         response = _normalised_error(connector, response)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
@@ -260,8 +272,9 @@ def _grant(connector: Connector, token: dict[str, Any], presented_refresh_token:
     if access_token is None:
         if presented_refresh_token is None or new_refresh is None:
             # Nothing worth storing: it may still have rotated (a rotating provider) and that is what we say.
-            raise TokenEndpointError(TokenVerdict.UNKNOWN, "access_token_unusable",
-                                     maybe_applied=rotating and presented_refresh_token is not None)
+            raise TokenEndpointError(
+                TokenVerdict.UNKNOWN, "access_token_unusable", maybe_applied=rotating and presented_refresh_token is not None
+            )
         defect = "access_token_unusable"
     try:
         account_id, identity = connector.provider.identity_from_token_response(token)
@@ -307,8 +320,7 @@ def lifetime(value: Any, longest: float) -> float | None:
     return min(seconds, longest)
 
 
-async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token",
-                       timeout: float) -> bool:
+async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str = "refresh_token", timeout: float) -> bool:
     """RFC 7009 revocation at the connector's revocation endpoint (declared or discovered), authenticated like a
     token request, within one total deadline. True when the server accepted it (§2.2: 200, whatever the token
     was). For offboarding."""
@@ -317,8 +329,9 @@ async def revoke_grant(connector: Connector, token: str, *, token_type_hint: str
     try:
         async with _client(connector, timeout) as client:
             with anyio.fail_after(timeout):
-                response = await client.revoke_token(connector.revoke_url, token=token,
-                                                     token_type_hint=token_type_hint, headers=_headers(connector))
+                response = await client.revoke_token(
+                    connector.revoke_url, token=token, token_type_hint=token_type_hint, headers=_headers(connector)
+                )
     except (httpx2.HTTPError, TimeoutError, ResponseTooLarge, UnsupportedEncoding):
         return False
     return response.status_code == 200

@@ -39,9 +39,17 @@ class Removed:
 
 
 class Offboarding:
-    def __init__(self, settings: Settings, vault: Vault, connectors: dict[str, Connector], events: EventRecorder,
-                 http: httpx2.AsyncClient, *, forget: Callable[[ConnectedAccount], None] = lambda account: None,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        settings: Settings,
+        vault: Vault,
+        connectors: dict[str, Connector],
+        events: EventRecorder,
+        http: httpx2.AsyncClient,
+        *,
+        forget: Callable[[ConnectedAccount], None] = lambda account: None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.settings = settings
         self.vault = vault
         self.connectors = connectors
@@ -55,8 +63,7 @@ class Offboarding:
     async def remove(self, account: ConnectedAccount, *, actor: str) -> Removed:
         """Wipe the account's credentials (agents get `reauth_required`, reason `removed`, from now on), record who
         removed it, then end the grant at the provider, now or later."""
-        removal: Removal = await anyio.to_thread.run_sync(
-            lambda: self.revocations.remove_account(account.id, actor=actor))
+        removal: Removal = await anyio.to_thread.run_sync(lambda: self.revocations.remove_account(account.id, actor=actor))
         self.forget(account)
         await self.events.record("account_removed", removal.account, severity="warning", removed_by=actor)
         if removal.revocation is None:
@@ -72,8 +79,9 @@ class Offboarding:
             return RevocationState.PENDING
         return await self.attempt(pending, account)
 
-    async def end_refused(self, account: ConnectedAccount, secrets: TokenSecrets, *,
-                          same_account: bool = False) -> RevocationState:
+    async def end_refused(
+        self, account: ConnectedAccount, secrets: TokenSecrets, *, same_account: bool = False
+    ) -> RevocationState:
         """Tokens from a connect that was refused (another provider account than the one on record, an identity
         that could not be verified): ended at the provider, not just dropped. `same_account`: the account's own
         provider account may hold a live grant beside it, so only this token is ended. Tried at once without
@@ -83,18 +91,18 @@ class Offboarding:
         accepted, error = await self._call(transient)
         if accepted is not None:
             return RevocationState.DONE if accepted else RevocationState.UNSUPPORTED
-        pending = await anyio.to_thread.run_sync(
-            lambda: self.revocations.queue(account.id, account.connector, purpose, secrets))
-        await anyio.to_thread.run_sync(lambda: self.revocations.finish(
-            pending.id, RevocationState.PENDING, error=error, retry_at=self.clock() + FIRST_RETRY))
-        await self.events.record("upstream_revocation_failed", account, severity="warning", purpose=purpose,
-                                 error=error, attempts=1)
+        pending = await anyio.to_thread.run_sync(lambda: self.revocations.queue(account.id, account.connector, purpose, secrets))
+        await anyio.to_thread.run_sync(
+            lambda: self.revocations.finish(pending.id, RevocationState.PENDING, error=error, retry_at=self.clock() + FIRST_RETRY)
+        )
+        await self.events.record(
+            "upstream_revocation_failed", account, severity="warning", purpose=purpose, error=error, attempts=1
+        )
         return RevocationState.PENDING
 
     async def retry_due(self) -> int:
         """One pass over the revocations whose retry is due; returns how many were attempted."""
-        due = await anyio.to_thread.run_sync(
-            lambda: self.revocations.claim_due(self.clock(), ATTEMPT_LEASE))
+        due = await anyio.to_thread.run_sync(lambda: self.revocations.claim_due(self.clock(), ATTEMPT_LEASE))
         for pending in due:
             try:
                 account = await anyio.to_thread.run_sync(self.vault.get_account, pending.account_id)
@@ -122,13 +130,20 @@ class Offboarding:
         else:
             state = RevocationState.PENDING
             retry_at = self.clock() + min(LONGEST_RETRY, FIRST_RETRY * 2 ** min(pending.attempts, 16))
-        await anyio.to_thread.run_sync(
-            lambda: self.revocations.finish(pending.id, state, error=error, retry_at=retry_at))
-        kind = {RevocationState.DONE: "upstream_revocation_completed",
-                RevocationState.UNSUPPORTED: "upstream_revocation_unsupported"}.get(state, "upstream_revocation_failed")
+        await anyio.to_thread.run_sync(lambda: self.revocations.finish(pending.id, state, error=error, retry_at=retry_at))
+        kind = {
+            RevocationState.DONE: "upstream_revocation_completed",
+            RevocationState.UNSUPPORTED: "upstream_revocation_unsupported",
+        }.get(state, "upstream_revocation_failed")
         severity = "info" if state is RevocationState.DONE else "warning"
-        await self.events.record(kind, account, severity=severity, purpose=pending.purpose,
-                                 attempts=pending.attempts + 1, **({"error": error} if error else {}))
+        await self.events.record(
+            kind,
+            account,
+            severity=severity,
+            purpose=pending.purpose,
+            attempts=pending.attempts + 1,
+            **({"error": error} if error else {}),
+        )
         return state
 
     async def _call(self, pending: PendingRevocation) -> tuple[bool | None, str | None]:
@@ -137,8 +152,13 @@ class Offboarding:
         connector = self.connectors.get(pending.connector)
         if connector is None:
             return False, "connector_not_configured"
-        grant = GrantToEnd(pending.secrets.access_token, pending.secrets.refresh_token, connector.client_id,
-                           connector.client_secret, replaced=pending.purpose in ("replaced", SUPERSEDED))
+        grant = GrantToEnd(
+            pending.secrets.access_token,
+            pending.secrets.refresh_token,
+            connector.client_id,
+            connector.client_secret,
+            replaced=pending.purpose in ("replaced", SUPERSEDED),
+        )
         how = connector.provider.revocation(connector.spec, grant)
         timeout = self.settings.refresh_timeout_seconds
         if how == UNSUPPORTED or (how == RFC7009 and connector.revoke_url is None):
@@ -146,8 +166,7 @@ class Offboarding:
             return False, "would_end_the_new_grant" if grant.replaced else "provider_has_no_revocation"
         if how == RFC7009:
             hint = "refresh_token" if grant.refresh_token else "access_token"
-            ok = await revoke_grant(connector, grant.refresh_token or grant.access_token, token_type_hint=hint,
-                                    timeout=timeout)
+            ok = await revoke_grant(connector, grant.refresh_token or grant.access_token, token_type_hint=hint, timeout=timeout)
             return (True, None) if ok else (None, "refused_or_unreachable")
         assert isinstance(how, RevocationRequest)
         try:
@@ -161,8 +180,9 @@ class Offboarding:
     async def _send(self, request: RevocationRequest, timeout: float) -> httpx2.Response:
         """The provider's revocation request under a total deadline, its answer read up to a size bound."""
         with anyio.fail_after(timeout):
-            built = self.http.build_request(request.method, request.url, data=request.data, json=request.json,
-                                            headers=request.headers)
+            built = self.http.build_request(
+                request.method, request.url, data=request.data, json=request.json, headers=request.headers
+            )
             if request.basic_auth is not None:
                 pair = ":".join(request.basic_auth).encode()
                 built.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()

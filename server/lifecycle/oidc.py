@@ -99,8 +99,9 @@ class IdTokenVerifier:
         if cached is not None and not fresh and time.monotonic() - cached[0] < JWKS_CACHE_SECONDS:
             return cached[1]
         try:
-            async with self.http.stream("GET", uri, timeout=JWKS_TIMEOUT_SECONDS,
-                                        headers={"Accept": "application/json"}) as response:
+            async with self.http.stream(
+                "GET", uri, timeout=JWKS_TIMEOUT_SECONDS, headers={"Accept": "application/json"}
+            ) as response:
                 if response.status_code != 200:
                     raise IdTokenRejected("jwks_unavailable")
                 content = b""

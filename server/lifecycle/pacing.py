@@ -15,8 +15,13 @@ import anyio
 
 
 class ProviderPacer:
-    def __init__(self, rate: float, *, clock: Callable[[], float] = anyio.current_time,
-                 sleep: Callable[[float], Awaitable[None]] = anyio.sleep):
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = anyio.current_time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ):
         self.interval = 1.0 / rate if rate > 0 else 0.0  # rate 0: no pacing
         self._clock = clock
         self._sleep = sleep

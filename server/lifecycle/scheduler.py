@@ -44,9 +44,16 @@ class SchedulerStats:
 
 
 class RefreshScheduler:
-    def __init__(self, settings: Settings, vault: Vault, tokens: TokenManager, *, pacer: ProviderPacer | None = None,
-                 clock: Callable[[], datetime] = utcnow,
-                 wait: Callable[[float | None, anyio.Event], Awaitable[None]] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        vault: Vault,
+        tokens: TokenManager,
+        *,
+        pacer: ProviderPacer | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        wait: Callable[[float | None, anyio.Event], Awaitable[None]] | None = None,
+    ):
         self.settings = settings
         self.vault = vault
         self.tokens = tokens
@@ -69,8 +76,13 @@ class RefreshScheduler:
     # ---- loops ---------------------------------------------------------------------------------------
     async def run(self) -> None:
         """Run until cancelled. Refreshes already talking to a provider finish before cancellation completes."""
-        self.log.info("scheduler_started", owner=self.tokens.owner, concurrency=self.settings.scheduler_concurrency,
-                      batch_size=self.settings.scheduler_batch_size, provider_rate=self.settings.scheduler_provider_rate)
+        self.log.info(
+            "scheduler_started",
+            owner=self.tokens.owner,
+            concurrency=self.settings.scheduler_concurrency,
+            batch_size=self.settings.scheduler_batch_size,
+            provider_rate=self.settings.scheduler_provider_rate,
+        )
         async with anyio.create_task_group() as group:
             while True:
                 self._slot_freed = anyio.Event()
@@ -106,8 +118,12 @@ class RefreshScheduler:
             return True
         wanted = min(free, self.settings.scheduler_batch_size)
         claims: list[ClaimedRefresh] = await anyio.to_thread.run_sync(
-            self.vault.schedule.claim_due_refreshes, self.tokens.owner, self.clock(), wanted,
-            timedelta(seconds=self.settings.lease_seconds))
+            self.vault.schedule.claim_due_refreshes,
+            self.tokens.owner,
+            self.clock(),
+            wanted,
+            timedelta(seconds=self.settings.lease_seconds),
+        )
         for claim in claims:
             self._in_flight += 1
             self.stats.claimed += 1

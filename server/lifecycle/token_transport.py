@@ -26,8 +26,11 @@ class _BoundedStream(httpx2.AsyncByteStream):
     def __init__(self, inner: httpx2.AsyncByteStream, encoding: str, limit: int):
         self._inner = inner
         self._limit = limit
-        self._decoder = None if encoding == "identity" else (
-            zlib.decompressobj(_GZIP_OR_ZLIB) if encoding in ("gzip", "x-gzip") else zlib.decompressobj())
+        self._decoder = (
+            None
+            if encoding == "identity"
+            else (zlib.decompressobj(_GZIP_OR_ZLIB) if encoding in ("gzip", "x-gzip") else zlib.decompressobj())
+        )
         self._raw = 0
         self._decoded = 0
 
@@ -69,8 +72,13 @@ class BoundedTransport(httpx2.AsyncBaseTransport):
             raise ResponseTooLarge(f"declared {declared} bytes")
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in (b"content-encoding", b"content-length")]
         assert isinstance(response.stream, httpx2.AsyncByteStream)
-        return httpx2.Response(response.status_code, headers=headers, request=request, extensions=response.extensions,
-                               stream=_BoundedStream(response.stream, encoding, self._limit))
+        return httpx2.Response(
+            response.status_code,
+            headers=headers,
+            request=request,
+            extensions=response.extensions,
+            stream=_BoundedStream(response.stream, encoding, self._limit),
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()

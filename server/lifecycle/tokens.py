@@ -76,8 +76,8 @@ class TokenManager:
         self.due_listeners: list[Callable[[datetime], None]] = []
         # Versions only grow, so a re-read never replaces a newer snapshot with an older one.
         self._cache: RevalidatingCache[str, CredentialSnapshot] = RevalidatingCache(
-            settings.token_cache_seconds, self._read,
-            accept=lambda old, new: new.version >= old.version)
+            settings.token_cache_seconds, self._read, accept=lambda old, new: new.version >= old.version
+        )
         self._inflight: dict[str, asyncio.Future[CredentialSnapshot]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -139,9 +139,16 @@ class TokenManager:
         """Replace the token at `stale_version` (or pick up the one another worker already put there)."""
         future = self._inflight.get(account.id)
         if future is None:
-            future = asyncio.ensure_future(tracing.traced(
-                "refresh", self._span_attributes(account, trigger), self._refresh_once_per_grant, account, stale_version,
-                trigger))
+            future = asyncio.ensure_future(
+                tracing.traced(
+                    "refresh",
+                    self._span_attributes(account, trigger),
+                    self._refresh_once_per_grant,
+                    account,
+                    stale_version,
+                    trigger,
+                )
+            )
             self._inflight[account.id] = future
             future.add_done_callback(lambda done: self._settle(account.id, done))
         snapshot = await asyncio.shield(future)
@@ -152,12 +159,14 @@ class TokenManager:
             return await self.refresh(account, stale_version, trigger=trigger)
         return snapshot
 
-    async def refresh_claimed(self, account: ConnectedAccount, version: int, *, trigger: str = "scheduled"
-                              ) -> CredentialSnapshot | None:
+    async def refresh_claimed(
+        self, account: ConnectedAccount, version: int, *, trigger: str = "scheduled"
+    ) -> CredentialSnapshot | None:
         """Refresh a row this worker already leased (the scheduler's batch claim) through the same path as every
         other refresh. None when the lease was lost before the provider call (nothing was sent)."""
-        future = asyncio.ensure_future(tracing.traced(
-            "refresh", self._span_attributes(account, trigger), self._refresh_claimed, account, version, trigger))
+        future = asyncio.ensure_future(
+            tracing.traced("refresh", self._span_attributes(account, trigger), self._refresh_claimed, account, version, trigger)
+        )
         if account.id not in self._inflight:
             # In-process callers that need this grant now wait for this refresh instead of polling the row.
             self._inflight[account.id] = future
@@ -213,8 +222,9 @@ class TokenManager:
             if await self._db(self.vault.try_lease, account.id, row.version, self.owner, lease_for):
                 break
             if time.monotonic() > give_up_at:
-                raise UpstreamFailure("refresh_in_progress", "Another worker is refreshing this grant and has not "
-                                      "finished.", retryable=True)
+                raise UpstreamFailure(
+                    "refresh_in_progress", "Another worker is refreshing this grant and has not finished.", retryable=True
+                )
             # Losers poll the row until the winner's version lands, and look again the moment a lease runs out
             # (its owner stopped renewing it: it died), so a takeover is not late by a whole poll interval.
             wait = delay
@@ -248,13 +258,11 @@ class TokenManager:
         if row.refresh_token is None:
             # A rotating provider's answer without a successor is recorded as such (see `_answer_to_store`).
             missing = row.last_refresh_outcome == "refresh_token_missing"
-            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "access_token_expired",
-                                          trigger)
+            return await self._grant_dead(account, row, "refresh_token_missing" if missing else "access_token_expired", trigger)
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
-                           retry_at=self._retry_at(row))
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row))
             raise AdminActionRequired("client_not_configured", connector.missing_client or "")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
@@ -269,8 +277,7 @@ class TokenManager:
         # From here the provider may have rotated: store what it answered before anything else can fail.
         write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
-            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write,
-                                       outcome=outcome)
+            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome)
         except Exception:
             committed = None
         else:
@@ -281,29 +288,40 @@ class TokenManager:
             raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
         self._remember(committed)
         if grant.defect is not None:
-            await self.events.record("refresh_answer_defective", account, severity="error", trigger=trigger,
-                                     defect=grant.defect, version=committed.version)
+            await self.events.record(
+                "refresh_answer_defective",
+                account,
+                severity="error",
+                trigger=trigger,
+                defect=grant.defect,
+                version=committed.version,
+            )
             if committed.refresh_token is None:
                 # Works until its access token expires, then needs its user: listed and offered a link as such.
                 await self._db(self.vault.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
             if grant.access_token is None:
-                raise UpstreamFailure("token_response_unusable", f"{connector.spec.display_name} answered the refresh "
-                                      "with an unusable access token; its new refresh token was kept.", retryable=True)
+                raise UpstreamFailure(
+                    "token_response_unusable",
+                    f"{connector.spec.display_name} answered the refresh "
+                    "with an unusable access token; its new refresh token was kept.",
+                    retryable=True,
+                )
         else:
             recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
-            await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version,
-                                     **recovered)
+            await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version, **recovered)
         return committed
 
-    def _answer_to_store(self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot, issued_at: datetime
-                         ) -> tuple[CredentialWrite, str]:
+    def _answer_to_store(
+        self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot, issued_at: datetime
+    ) -> tuple[CredentialWrite, str]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
         if grant.access_token is not None:
             return self.credential_write(connector, grant, issued_at), grant.defect or "ok"
         kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
-        return dataclasses.replace(kept, access_expires_at=row.access_expires_at,
-                                   refresh_due_at=self._retry_at(row)), grant.defect or "defective"
+        return dataclasses.replace(
+            kept, access_expires_at=row.access_expires_at, refresh_due_at=self._retry_at(row)
+        ), grant.defect or "defective"
 
     @contextlib.asynccontextmanager
     async def _lease_heartbeat(self, account: ConnectedAccount, version: int) -> AsyncIterator[None]:
@@ -336,7 +354,11 @@ class TokenManager:
                 return
 
     async def _refresh_refused(
-        self, account: ConnectedAccount, row: CredentialSnapshot, trigger: str, interrupted: bool,
+        self,
+        account: ConnectedAccount,
+        row: CredentialSnapshot,
+        trigger: str,
+        interrupted: bool,
         error: TokenEndpointError,
     ) -> CredentialSnapshot:
         if error.verdict is TokenVerdict.REJECTED:
@@ -347,26 +369,38 @@ class TokenManager:
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed",
-                           retry_at=self._retry_at(row))
-            await self.events.record("refresh_failed", account, severity="critical", trigger=trigger,
-                                     provider_error=error.error)
-            raise AdminActionRequired("client_credentials_rejected",
-                                      "The provider rejected this server's OAuth client credentials.")
+            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row))
+            await self.events.record("refresh_failed", account, severity="critical", trigger=trigger, provider_error=error.error)
+            raise AdminActionRequired(
+                "client_credentials_rejected", "The provider rejected this server's OAuth client credentials."
+            )
         # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
         outcome = "ambiguous" if error.maybe_applied else "failed"
         retry_at = self._retry_at(row)
         await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
-        await self.events.record("refresh_failed", account, severity="warning", trigger=trigger,
-                                 provider_error=error.error, outcome=outcome, retry_at=retry_at.isoformat())
-        raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint is not answering.",
-                              retryable=True, retry_after=(retry_at - utcnow()).total_seconds())
+        await self.events.record(
+            "refresh_failed",
+            account,
+            severity="warning",
+            trigger=trigger,
+            provider_error=error.error,
+            outcome=outcome,
+            retry_at=retry_at.isoformat(),
+        )
+        raise UpstreamFailure(
+            "token_endpoint_unavailable",
+            "The provider's token endpoint is not answering.",
+            retryable=True,
+            retry_after=(retry_at - utcnow()).total_seconds(),
+        )
 
-    async def _grant_dead(self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str,
-                          **detail: Any) -> CredentialSnapshot:
-        marked = await self._db(self.vault.mark_grant_dead, account.id, self.owner, row.version,
-                                AccountStatus.REAUTH_REQUIRED, reason)
+    async def _grant_dead(
+        self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str, **detail: Any
+    ) -> CredentialSnapshot:
+        marked = await self._db(
+            self.vault.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
+        )
         self.forget(account.id)
         if not marked:
             # We no longer hold the lease at this version: whoever does decides (or already decided).
@@ -410,8 +444,12 @@ class TokenManager:
             return
         wait = (row.refresh_due_at - utcnow()).total_seconds()
         if wait > 0:
-            raise UpstreamFailure("token_endpoint_unavailable", "The provider's token endpoint failed a moment ago; "
-                                  "grantkeeper waits before asking it again.", retryable=True, retry_after=wait)
+            raise UpstreamFailure(
+                "token_endpoint_unavailable",
+                "The provider's token endpoint failed a moment ago; grantkeeper waits before asking it again.",
+                retryable=True,
+                retry_after=wait,
+            )
 
     @staticmethod
     def _retry_at(row: CredentialSnapshot) -> datetime:

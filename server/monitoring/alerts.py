@@ -21,9 +21,14 @@ from server.vault import ConnectedAccount, Vault
 FAILURES_BEFORE_ALERT = 3
 WEBHOOK_TIMEOUT_SECONDS = 5.0
 # Events that open an incident at once, with the alert's severity.
-IMMEDIATE = {"reauth_required": "critical", "vault_integrity_failed": "critical", "refresh_commit_failed": "critical",
-             # Connected without a refresh token: it works now, but will need its user at expiry.
-             "refresh_token_missing": "warning", "reconnect_due": "warning"}
+IMMEDIATE = {
+    "reauth_required": "critical",
+    "vault_integrity_failed": "critical",
+    "refresh_commit_failed": "critical",
+    # Connected without a refresh token: it works now, but will need its user at expiry.
+    "refresh_token_missing": "warning",
+    "reconnect_due": "warning",
+}
 RECOVERED = {"refresh_succeeded", "reauthorized"}
 
 
@@ -36,8 +41,9 @@ class AlertPolicy:
         self._failures: dict[str, int] = {}
         self._deliveries: set[asyncio.Task[None]] = set()
 
-    async def observe(self, kind: str, account: str | None, detail: dict[str, Any],
-                      subject: ConnectedAccount | None = None) -> bool:
+    async def observe(
+        self, kind: str, account: str | None, detail: dict[str, Any], subject: ConnectedAccount | None = None
+    ) -> bool:
         """Open or resolve the account's incident for this event; True when that queued a signed webhook
         (`alert.opened` / `alert.resolved`, in the transaction that opened or closed the incident)."""
         if account is None:
@@ -71,8 +77,14 @@ class AlertPolicy:
         return False
 
     def _send(self, account: str, incident: str, severity: str, summary: str, detail: dict[str, Any]) -> None:
-        alert = {"alert": incident, "severity": severity, "account": account, "summary": summary,
-                 "reason": detail.get("reason"), "at": datetime.now(UTC).isoformat()}
+        alert = {
+            "alert": incident,
+            "severity": severity,
+            "account": account,
+            "summary": summary,
+            "reason": detail.get("reason"),
+            "at": datetime.now(UTC).isoformat(),
+        }
         self.log.warning("alert", **alert)
         if self.webhook_url:
             task = asyncio.get_running_loop().create_task(self._deliver(alert))

@@ -17,8 +17,23 @@ from server.vault import Vault
 from server.vault.models import AuditEvent, LifecycleEvent
 
 # Detail keys an audit row may carry; anything else given is dropped, so a careless caller cannot log a value.
-ALLOWED_DETAIL = frozenset({"tool", "via", "connector", "label", "reason", "key_id", "key_prefix", "admin", "outcome",
-                            "revocation", "link_id", "purpose", "session"})
+ALLOWED_DETAIL = frozenset(
+    {
+        "tool",
+        "via",
+        "connector",
+        "label",
+        "reason",
+        "key_id",
+        "key_prefix",
+        "admin",
+        "outcome",
+        "revocation",
+        "link_id",
+        "purpose",
+        "session",
+    }
+)
 
 
 class AuditTrail:
@@ -27,11 +42,26 @@ class AuditTrail:
         self.log = get_logger("grantkeeper.audit")
 
     @staticmethod
-    def _row(actor: str, action: str, *, account_id: str | None = None, target: str | None = None,
-             status: str | None = None, duration_ms: int | None = None, **detail: Any) -> AuditEvent:
+    def _row(
+        actor: str,
+        action: str,
+        *,
+        account_id: str | None = None,
+        target: str | None = None,
+        status: str | None = None,
+        duration_ms: int | None = None,
+        **detail: Any,
+    ) -> AuditEvent:
         kept = {key: str(value)[:200] for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
-        return AuditEvent(actor=actor[:400], action=action[:64], account_id=account_id,
-                          target=target[:400] if target else None, status=status, duration_ms=duration_ms, detail=kept)
+        return AuditEvent(
+            actor=actor[:400],
+            action=action[:64],
+            account_id=account_id,
+            target=target[:400] if target else None,
+            status=status,
+            duration_ms=duration_ms,
+            detail=kept,
+        )
 
     def _write(self, rows: list[AuditEvent]) -> None:
         with Session(self.engine) as session:
@@ -54,8 +84,15 @@ class AuditTrail:
         except Exception:
             self.log.warning("audit_write_failed", action="tool_call", exc_info=True)
 
-    def rows(self, *, since: datetime | None = None, actor: str | None = None, action: str | None = None,
-             after_id: int | None = None, limit: int = 200) -> list[AuditEvent]:
+    def rows(
+        self,
+        *,
+        since: datetime | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        after_id: int | None = None,
+        limit: int = 200,
+    ) -> list[AuditEvent]:
         """Newest first (oldest first when following with `after_id`)."""
         with Session(self.engine, expire_on_commit=False) as session:
             statement = select(AuditEvent)
@@ -75,8 +112,7 @@ class AuditTrail:
 def prune_history(vault: Vault, *, audit_before: datetime, events_before: datetime, batch: int = 1000) -> dict[str, int]:
     """Delete audit rows and lifecycle events older than their retention, in batches (no long lock)."""
     counts = {"audit_events": 0, "lifecycle_events": 0}
-    for name, table, cutoff in (("audit_events", AuditEvent, audit_before),
-                                ("lifecycle_events", LifecycleEvent, events_before)):
+    for name, table, cutoff in (("audit_events", AuditEvent, audit_before), ("lifecycle_events", LifecycleEvent, events_before)):
         while True:
             with Session(vault.engine) as session:
                 ids = list(session.exec(select(table.id).where(table.at < cutoff).limit(batch)))

@@ -29,8 +29,7 @@ class EventRecorder:
 
     async def record(self, kind: str, account: ConnectedAccount | None, severity: str = "info", **detail: Any) -> None:
         queued = await anyio.to_thread.run_sync(self.record_sync, kind, account, severity, detail)
-        queued = await self.alerts.observe(kind, account.display_name if account else None, detail,
-                                           subject=account) or queued
+        queued = await self.alerts.observe(kind, account.display_name if account else None, detail, subject=account) or queued
         if queued:
             for listener in self.webhook_listeners:
                 listener()
@@ -41,6 +40,7 @@ class EventRecorder:
         self.metrics.record_event(kind, account.connector if account else "")
         self.log.log(LEVELS.get(severity, logging.INFO), kind, severity=severity, **context, **detail)
         webhook = lifecycle_webhook(kind, account, severity, detail)
-        self.vault.record_event(kind, account_id=account.id if account else None, severity=severity,
-                                webhook=webhook, **context, **detail)
+        self.vault.record_event(
+            kind, account_id=account.id if account else None, severity=severity, webhook=webhook, **context, **detail
+        )
         return webhook is not None

@@ -14,10 +14,26 @@ from providers import BUILTIN
 from server.monitoring.tracing import current_ids
 
 REDACTED = "[redacted]"
-SECRET_KEYS = frozenset({
-    "access_token", "refresh_token", "client_secret", "token", "authorization", "code", "code_verifier",
-    "password", "secret", "vault_key", "api_key", "key", "state", "magic_link", "cookie", "csrf_token",
-})
+SECRET_KEYS = frozenset(
+    {
+        "access_token",
+        "refresh_token",
+        "client_secret",
+        "token",
+        "authorization",
+        "code",
+        "code_verifier",
+        "password",
+        "secret",
+        "vault_key",
+        "api_key",
+        "key",
+        "state",
+        "magic_link",
+        "cookie",
+        "csrf_token",
+    }
+)
 # Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own keys
 # and secrets carried in URLs.
 SECRET_PATTERNS = [
@@ -28,8 +44,12 @@ SECRET_PATTERNS = [
     (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
     (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
-    (re.compile(r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"),
-     r"\1" + REDACTED),
+    (
+        re.compile(
+            r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"
+        ),
+        r"\1" + REDACTED,
+    ),
 ]
 
 

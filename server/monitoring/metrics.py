@@ -15,12 +15,18 @@ CALL_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.tool_calls = Counter("grantkeeper_tool_calls", "Tool calls by tool and result status", ["tool", "status"],
-                                  registry=self.registry)
-        self.tool_seconds = Histogram("grantkeeper_tool_call_seconds", "Tool call latency", ["tool"],
-                                      registry=self.registry, buckets=CALL_SECONDS_BUCKETS)
-        self.lifecycle_events = Counter("grantkeeper_lifecycle_events", "Lifecycle events by kind and connector",
-                                        ["kind", "connector"], registry=self.registry)
+        self.tool_calls = Counter(
+            "grantkeeper_tool_calls", "Tool calls by tool and result status", ["tool", "status"], registry=self.registry
+        )
+        self.tool_seconds = Histogram(
+            "grantkeeper_tool_call_seconds", "Tool call latency", ["tool"], registry=self.registry, buckets=CALL_SECONDS_BUCKETS
+        )
+        self.lifecycle_events = Counter(
+            "grantkeeper_lifecycle_events",
+            "Lifecycle events by kind and connector",
+            ["kind", "connector"],
+            registry=self.registry,
+        )
         # The labelled children, looked up once per label set rather than per call (the hot path).
         self._counters: dict[tuple[str, str], Any] = {}
         self._timers: dict[str, Any] = {}

@@ -20,10 +20,23 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 T = TypeVar("T")
 PREFIX = "grantkeeper."
-ATTRIBUTES = frozenset({
-    "tool", "connector", "account_id", "status", "trigger", "failure_class", "reason", "attempt", "retry",
-    "verdict", "http_status", "outcome", "version",
-})
+ATTRIBUTES = frozenset(
+    {
+        "tool",
+        "connector",
+        "account_id",
+        "status",
+        "trigger",
+        "failure_class",
+        "reason",
+        "attempt",
+        "retry",
+        "verdict",
+        "http_status",
+        "outcome",
+        "version",
+    }
+)
 _call_span: ContextVar[Span | None] = ContextVar("grantkeeper_call_span", default=None)
 
 

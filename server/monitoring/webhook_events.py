@@ -22,8 +22,22 @@ EVENT_TYPES = (
     "alert.resolved",
 )
 TEST_EVENT_TYPE = "webhook.test"  # sent by `grantkeeper webhooks test` only, never queued
-DETAIL_KEYS = ("reason", "trigger", "status", "purpose", "previous_reason", "provider_error", "outcome",
-               "after_failures", "retry_at", "link_id", "link_expires_at", "refresh_expires_at", "next_step", "needs_user_at")
+DETAIL_KEYS = (
+    "reason",
+    "trigger",
+    "status",
+    "purpose",
+    "previous_reason",
+    "provider_error",
+    "outcome",
+    "after_failures",
+    "retry_at",
+    "link_id",
+    "link_expires_at",
+    "refresh_expires_at",
+    "next_step",
+    "needs_user_at",
+)
 
 
 def webhook_type(kind: str, detail: dict[str, Any]) -> str | None:
@@ -34,32 +48,49 @@ def webhook_type(kind: str, detail: dict[str, Any]) -> str | None:
         return "account.recovered" if detail.get("after_failures") else None
     if kind == "status_changed":
         return "account.recovered" if detail.get("status") == "active" else None
-    return {"account_imported": "account.connected", "reauth_required": "account.reauth_required",
-            "refresh_failed": "account.refresh_failed", "account_removed": "account.removed",
-            "refresh_token_expiring": "account.reauth_required", "reconnect_due": "account.reauth_required"}.get(kind)
+    return {
+        "account_imported": "account.connected",
+        "reauth_required": "account.reauth_required",
+        "refresh_failed": "account.refresh_failed",
+        "account_removed": "account.removed",
+        "refresh_token_expiring": "account.reauth_required",
+        "reconnect_due": "account.reauth_required",
+    }.get(kind)
 
 
 def account_data(account: ConnectedAccount) -> dict[str, Any]:
-    return {"id": account.id, "org": account.org, "user": account.user, "connector": account.connector,
-            "label": account.label}
+    return {"id": account.id, "org": account.org, "user": account.user, "connector": account.connector, "label": account.label}
 
 
-def lifecycle_webhook(kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]
-                      ) -> WebhookEvent | None:
+def lifecycle_webhook(kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> WebhookEvent | None:
     event_type = webhook_type(kind, detail)
     if event_type is None:
         return None
-    data: dict[str, Any] = {"event": kind, "severity": severity,
-                            **{key: _plain(detail[key]) for key in DETAIL_KEYS if detail.get(key) is not None}}
+    data: dict[str, Any] = {
+        "event": kind,
+        "severity": severity,
+        **{key: _plain(detail[key]) for key in DETAIL_KEYS if detail.get(key) is not None},
+    }
     if account is not None:
         data["account"] = account_data(account)
     return WebhookEvent(event_type, account.id if account else None, data)
 
 
-def alert_webhook(opened: bool, account: ConnectedAccount | None, display_name: str, incident: str, severity: str,
-                  summary: str, reason: Any = None) -> WebhookEvent:
-    data: dict[str, Any] = {"alert": incident, "severity": severity, "summary": summary,
-                            "account": account_data(account) if account else {"name": display_name}}
+def alert_webhook(
+    opened: bool,
+    account: ConnectedAccount | None,
+    display_name: str,
+    incident: str,
+    severity: str,
+    summary: str,
+    reason: Any = None,
+) -> WebhookEvent:
+    data: dict[str, Any] = {
+        "alert": incident,
+        "severity": severity,
+        "summary": summary,
+        "account": account_data(account) if account else {"name": display_name},
+    }
     if reason is not None:
         data["reason"] = _plain(reason)
     return WebhookEvent("alert.opened" if opened else "alert.resolved", account.id if account else None, data)

@@ -63,12 +63,17 @@ def message_body(payload: dict[str, Any]) -> str:
 
 
 def signed_headers(secret: str, message_id: str, body: str, at: datetime) -> dict[str, str]:
-    return {"webhook-id": message_id, "webhook-timestamp": str(int(at.timestamp())),
-            "webhook-signature": Webhook(secret).sign(message_id, at, body), "content-type": "application/json"}
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(message_id, at, body),
+        "content-type": "application/json",
+    }
 
 
-async def send_signed(http: httpx2.AsyncClient, url: str, secret: str, message_id: str, body: str, *, at: datetime,
-                      timeout: float) -> int:
+async def send_signed(
+    http: httpx2.AsyncClient, url: str, secret: str, message_id: str, body: str, *, at: datetime, timeout: float
+) -> int:
     """One attempt; returns the 2xx status or raises DeliveryFailed."""
     try:
         check_webhook_url(url)
@@ -76,8 +81,9 @@ async def send_signed(http: httpx2.AsyncClient, url: str, secret: str, message_i
         raise DeliveryFailed("url_refused") from None
     try:
         with anyio.fail_after(timeout):
-            async with http.stream("POST", url, content=body.encode(), headers=signed_headers(secret, message_id, body, at),
-                                   follow_redirects=False) as response:
+            async with http.stream(
+                "POST", url, content=body.encode(), headers=signed_headers(secret, message_id, body, at), follow_redirects=False
+            ) as response:
                 read = 0
                 async for chunk in response.aiter_raw():
                     read += len(chunk)
@@ -105,8 +111,7 @@ class DeliveryStats:
 
 
 class WebhookDeliverer:
-    def __init__(self, settings: Settings, vault: Vault, *, clock: Callable[[], datetime] = utcnow,
-                 owner: str | None = None):
+    def __init__(self, settings: Settings, vault: Vault, *, clock: Callable[[], datetime] = utcnow, owner: str | None = None):
         self.settings = settings
         self.vault = vault
         self.clock = clock
@@ -151,7 +156,8 @@ class WebhookDeliverer:
     async def deliver_due(self, http: httpx2.AsyncClient) -> bool:
         """Claim one batch and deliver it (messages of different accounts in parallel). True when any was claimed."""
         claimed: list[ClaimedMessage] = await anyio.to_thread.run_sync(
-            self.vault.outbox.claim_due, self.owner, self.clock(), BATCH_SIZE, self.lease_for)
+            self.vault.outbox.claim_due, self.owner, self.clock(), BATCH_SIZE, self.lease_for
+        )
         async with anyio.create_task_group() as group:
             for message in claimed:
                 group.start_soon(self._deliver, http, message)
@@ -159,11 +165,22 @@ class WebhookDeliverer:
 
     async def _deliver(self, http: httpx2.AsyncClient, message: ClaimedMessage) -> None:
         crash_point(CRASH_BEFORE_SEND)
-        context = {"webhook_id": message.message_id, "endpoint": message.endpoint_id, "type": message.event_type,
-                   "attempt": message.attempts + 1}
+        context = {
+            "webhook_id": message.message_id,
+            "endpoint": message.endpoint_id,
+            "type": message.event_type,
+            "attempt": message.attempts + 1,
+        }
         try:
-            await send_signed(http, message.url, message.secret, message.message_id, message_body(message.payload),
-                              at=self.clock(), timeout=self.settings.webhook_timeout_seconds)
+            await send_signed(
+                http,
+                message.url,
+                message.secret,
+                message.message_id,
+                message_body(message.payload),
+                at=self.clock(),
+                timeout=self.settings.webhook_timeout_seconds,
+            )
         except DeliveryFailed as failure:
             retry_at = self._retry_at(message.attempts + 1)
             await anyio.to_thread.run_sync(self.vault.outbox.mark_failed, message.id, self.owner, failure.reason, retry_at)

@@ -105,16 +105,24 @@ class ReauthFlow:
         redirect_uri = self.redirect_uri
         # OpenID Connect: the nonce binds the id_token to this flow (OIDC Core §3.1.2.1); sealed with the state.
         nonce = new_secret_token() if connector.spec.openid else None
-        sealed = self.runtime.vault.seal("magic_link", view.link.id, FLOW_FIELD, {
-            "code_verifier": verifier, "browser_binding": hash_token(binding), "redirect_uri": redirect_uri,
-            "nonce": nonce,
-        })
+        sealed = self.runtime.vault.seal(
+            "magic_link",
+            view.link.id,
+            FLOW_FIELD,
+            {
+                "code_verifier": verifier,
+                "browser_binding": hash_token(binding),
+                "redirect_uri": redirect_uri,
+                "nonce": nonce,
+            },
+        )
         if not await self._db(self.runtime.vault.begin_magic_link_flow, view.link.id, state=state, sealed_flow=sealed):
             raise ReauthRefused(Refusal.LINK_USED, account=view.account)  # a concurrent open won, or it just expired
         self.log.info("reauthorization_started", account=view.account.display_name, purpose=view.link.purpose)
         return FlowStarted(
-            authorize_url=authorization_url(connector, redirect_uri=redirect_uri, state=state, code_verifier=verifier,
-                                            nonce=nonce),
+            authorize_url=authorization_url(
+                connector, redirect_uri=redirect_uri, state=state, code_verifier=verifier, nonce=nonce
+            ),
             cookie_name=flow_cookie_name(view.link),
             cookie_value=binding,
             cookie_max_age=int(self.flow_ttl.total_seconds()),
@@ -142,9 +150,13 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.CODE_MISSING, **context)
 
         try:
-            grant = await exchange_code(connector, code=code, redirect_uri=flow["redirect_uri"],
-                                        code_verifier=flow["code_verifier"],
-                                        timeout=self.runtime.settings.refresh_timeout_seconds)
+            grant = await exchange_code(
+                connector,
+                code=code,
+                redirect_uri=flow["redirect_uri"],
+                code_verifier=flow["code_verifier"],
+                timeout=self.runtime.settings.refresh_timeout_seconds,
+            )
         except TokenEndpointError as exc:
             self.log.warning("reauthorization_exchange_failed", account=account.display_name, provider_error=exc.error)
             raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
@@ -155,12 +167,20 @@ class ReauthFlow:
             # Tokens the provider issued for a connect we refuse are ended there, not just dropped. When the same
             # provider account may hold the grant that won (a race, a disabled account), only this token goes.
             same_account = refused.refusal in (Refusal.FLOW_FINISHED, Refusal.ACCOUNT_DISABLED)
-            await self.runtime.offboarding.end_refused(account, TokenSecrets(grant.access_token, grant.refresh_token),
-                                                       same_account=same_account)
+            await self.runtime.offboarding.end_refused(
+                account, TokenSecrets(grant.access_token, grant.refresh_token), same_account=same_account
+            )
             raise
 
-    async def _accept(self, link: MagicLink, account: ConnectedAccount, connector: Connector, flow: dict[str, Any],
-                      grant: Any, context: dict[str, Any]) -> Reconnected:
+    async def _accept(
+        self,
+        link: MagicLink,
+        account: ConnectedAccount,
+        connector: Connector,
+        flow: dict[str, Any],
+        grant: Any,
+        context: dict[str, Any],
+    ) -> Reconnected:
         """Check whose grant this is and install it; any refusal here comes after the provider issued tokens."""
         provider_account_id, identity = grant.provider_account_id, grant.identity
         if connector.spec.openid:
@@ -174,8 +194,9 @@ class ReauthFlow:
         presented = connector.provider.describe_identity(provider_account_id, identity)
         if account.provider_account_id is not None and account.provider_account_id != provider_account_id:
             self._refuse_mismatch(account, provider_account_id)
-            raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
-                                expected=self._expected(account, connector), **context)
+            raise ReauthRefused(
+                Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(account, connector), **context
+            )
 
         write = self.runtime.tokens.credential_write(connector, grant, utcnow())
         scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
@@ -185,9 +206,15 @@ class ReauthFlow:
         def queue_replaced(session: Any, secrets: TokenSecrets) -> None:
             replaced.append(revocations.pending_in(session, account.id, account.connector, "replaced", secrets))
 
-        outcome = await self._db(self.runtime.vault.complete_magic_link_flow, link,
-                                 provider_account_id=provider_account_id, identity=identity, scopes=scopes,
-                                 write=write, on_replaced=queue_replaced)
+        outcome = await self._db(
+            self.runtime.vault.complete_magic_link_flow,
+            link,
+            provider_account_id=provider_account_id,
+            identity=identity,
+            scopes=scopes,
+            write=write,
+            on_replaced=queue_replaced,
+        )
         if outcome is ReauthorizationOutcome.ALREADY_COMPLETED:
             raise ReauthRefused(Refusal.FLOW_FINISHED, **context)
         if outcome is ReauthorizationOutcome.ACCOUNT_DISABLED:
@@ -195,13 +222,15 @@ class ReauthFlow:
         if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
             self._refuse_mismatch(account, provider_account_id)
             fresh = await self._db(self.runtime.vault.get_account, account.id)
-            raise ReauthRefused(Refusal.IDENTITY_MISMATCH, presented=presented,
-                                expected=self._expected(fresh, connector), **context)
+            raise ReauthRefused(
+                Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(fresh, connector), **context
+            )
 
         # This process serves agents too: drop what it cached about the account so the next call uses the new grant.
         self.runtime.executor.forget_account(account)
-        await self.runtime.events.record("reauthorized", account, purpose=link.purpose, previous_reason=link.reason,
-                                         provider_account_id=provider_account_id)
+        await self.runtime.events.record(
+            "reauthorized", account, purpose=link.purpose, previous_reason=link.reason, provider_account_id=provider_account_id
+        )
         for pending in replaced:  # the grant this reconnect replaced ends at the provider too
             await self.runtime.offboarding.end_replaced(account, pending)
         await self.runtime.elicitations.completed(account.display_name)
@@ -209,8 +238,12 @@ class ReauthFlow:
             # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
             # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.
             await self.runtime.events.record(
-                "refresh_token_missing", account, severity="warning", reason=NO_REFRESH_TOKEN,
-                needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None)
+                "refresh_token_missing",
+                account,
+                severity="warning",
+                reason=NO_REFRESH_TOKEN,
+                needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None,
+            )
             return Reconnected(account, connector, presented, link.purpose, write.access_expires_at)
         return Reconnected(account, connector, presented, link.purpose)
 
@@ -221,12 +254,14 @@ class ReauthFlow:
         if issuer is None or (iss is None and not connector.spec.authorization_response_iss):
             return
         if iss is None or not hmac.compare_digest(iss.encode(), issuer.encode()):
-            self.log.warning("reauthorization_issuer_mismatch", account=context["account"].display_name,
-                             issuer_present=iss is not None)
+            self.log.warning(
+                "reauthorization_issuer_mismatch", account=context["account"].display_name, issuer_present=iss is not None
+            )
             raise ReauthRefused(Refusal.ISSUER_MISMATCH, **context)
 
-    async def _verified_subject(self, connector: Connector, id_token: str | None, nonce: str,
-                                account: ConnectedAccount, context: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def _verified_subject(
+        self, connector: Connector, id_token: str | None, nonce: str, account: ConnectedAccount, context: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         if not id_token:
             self.log.warning("reauthorization_id_token_invalid", account=account.display_name, reason="missing")
             raise ReauthRefused(Refusal.ID_TOKEN_INVALID, error="missing", **context)
@@ -235,8 +270,9 @@ class ReauthFlow:
         except IdTokenRejected as rejected:
             self.log.warning("reauthorization_id_token_invalid", account=account.display_name, reason=rejected.reason)
             raise ReauthRefused(Refusal.ID_TOKEN_INVALID, error=rejected.reason, **context) from None
-        identity = {key: claims[key] for key in ("sub", "name", "email", "preferred_username")
-                    if isinstance(claims.get(key), str)}
+        identity = {
+            key: claims[key] for key in ("sub", "name", "email", "preferred_username") if isinstance(claims.get(key), str)
+        }
         return claims["sub"], identity
 
     async def _flow_for(self, state: str | None) -> tuple[MagicLink, ConnectedAccount, dict[str, Any]]:
@@ -248,8 +284,7 @@ class ReauthFlow:
         if link is None or link.flow_ciphertext is None or link.flow_key_id is None:
             raise ReauthRefused(Refusal.STATE_UNKNOWN)
         try:
-            flow = self.runtime.vault.open("magic_link", link.id, FLOW_FIELD,
-                                           Sealed(link.flow_key_id, link.flow_ciphertext))
+            flow = self.runtime.vault.open("magic_link", link.id, FLOW_FIELD, Sealed(link.flow_key_id, link.flow_ciphertext))
         except (VaultIntegrityError, VaultKeyError):
             self.log.error("reauthorization_flow_unreadable", link_id=link.id)
             raise ReauthRefused(Refusal.STATE_UNKNOWN) from None
@@ -263,8 +298,11 @@ class ReauthFlow:
             return None, {}
         pool = self.runtime.pools[connector.name]
         request = pool.client.build_request(
-            probe.method, connector.api_url(probe.path), json=probe.body,
-            headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"})
+            probe.method,
+            connector.api_url(probe.path),
+            json=probe.body,
+            headers={**connector.spec.api_headers, "Authorization": f"Bearer {access_token}"},
+        )
         try:
             async with pool.connection() as client:
                 with anyio.fail_after(self.runtime.settings.api_timeout_seconds):
@@ -287,7 +325,9 @@ class ReauthFlow:
     def _refuse_mismatch(self, account: ConnectedAccount, presented_id: str) -> None:
         # A warning for the operator: someone completed a link with a different provider account. Not a vault
         # write, so a refused attempt leaves the vault exactly as it was.
-        self.log.warning("reauthorization_identity_mismatch", account=account.display_name,
-                         expected_provider_account_id=account.provider_account_id,
-                         presented_provider_account_id=presented_id)
-
+        self.log.warning(
+            "reauthorization_identity_mismatch",
+            account=account.display_name,
+            expected_provider_account_id=account.provider_account_id,
+            presented_provider_account_id=presented_id,
+        )

@@ -69,14 +69,23 @@ def enqueue(session: Session, event: WebhookEvent, now: datetime | None = None) 
         # has one writer anyway), so an account's messages get their ids in the order their transactions commit.
         session.execute(select(ConnectedAccount.id).where(ConnectedAccount.id == event.account_id).with_for_update())
     endpoints = session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(col(WebhookEndpoint.enabled).is_(True))).all()
+        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(col(WebhookEndpoint.enabled).is_(True))
+    ).all()
     payload = {"type": event.type, "timestamp": now.isoformat(), "data": event.data}
     written = 0
     for endpoint_id, event_types in endpoints:
         if event.type in (event_types or []):
-            session.add(WebhookMessage(message_id=new_message_id(), endpoint_id=endpoint_id,
-                                       order_key=event.account_id or "", event_type=event.type, payload=payload,
-                                       next_attempt_at=now, created_at=now))
+            session.add(
+                WebhookMessage(
+                    message_id=new_message_id(),
+                    endpoint_id=endpoint_id,
+                    order_key=event.account_id or "",
+                    event_type=event.type,
+                    payload=payload,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
             written += 1
     return written
 
@@ -89,8 +98,12 @@ def _waits_for_an_earlier_message():
     earlier = aliased(WebhookMessage)
     return (
         select(earlier.id)
-        .where(earlier.endpoint_id == WebhookMessage.endpoint_id, earlier.order_key == WebhookMessage.order_key,
-               earlier.status == PENDING, earlier.id < WebhookMessage.id)
+        .where(
+            earlier.endpoint_id == WebhookMessage.endpoint_id,
+            earlier.order_key == WebhookMessage.order_key,
+            earlier.status == PENDING,
+            earlier.id < WebhookMessage.id,
+        )
         .exists()
     )
 
@@ -99,8 +112,12 @@ def due_messages(now: datetime, limit: int):
     """Pending messages due now, unleased, with no earlier pending message for the same endpoint and account."""
     return (
         select(WebhookMessage.id)
-        .where(WebhookMessage.status == PENDING, WebhookMessage.next_attempt_at <= now, _lease_free(now),
-               ~_waits_for_an_earlier_message())
+        .where(
+            WebhookMessage.status == PENDING,
+            WebhookMessage.next_attempt_at <= now,
+            _lease_free(now),
+            ~_waits_for_an_earlier_message(),
+        )
         .order_by(WebhookMessage.id)
         .limit(limit)
     )
@@ -115,8 +132,9 @@ class Outbox:
     def add_endpoint(self, url: str, event_types: list[str], enabled: bool = True) -> tuple[WebhookEndpoint, str]:
         """Create an endpoint; returns it and its signing secret (the only time the secret leaves the vault)."""
         secret = new_signing_secret()
-        endpoint = WebhookEndpoint(url=url, key_id="", secret_ciphertext=b"", event_types=sorted(set(event_types)),
-                                   enabled=enabled)
+        endpoint = WebhookEndpoint(
+            url=url, key_id="", secret_ciphertext=b"", event_types=sorted(set(event_types)), enabled=enabled
+        )
         sealed = self.keyring.seal(secret.encode(), associated_data("webhook_endpoint", endpoint.id, SECRET_FIELD))
         endpoint.key_id, endpoint.secret_ciphertext = sealed.key_id, sealed.blob
         with Session(self.engine, expire_on_commit=False) as session:
@@ -147,12 +165,14 @@ class Outbox:
     def message_counts(self) -> dict[tuple[str, str], int]:
         """(endpoint id, status) -> number of messages."""
         with Session(self.engine) as session:
-            rows = session.execute(select(WebhookMessage.endpoint_id, WebhookMessage.status, func.count())
-                                   .group_by(WebhookMessage.endpoint_id, WebhookMessage.status)).all()
+            rows = session.execute(
+                select(WebhookMessage.endpoint_id, WebhookMessage.status, func.count()).group_by(
+                    WebhookMessage.endpoint_id, WebhookMessage.status
+                )
+            ).all()
             return {(endpoint, status): count for endpoint, status, count in rows}
 
-    def messages(self, endpoint_id: str | None = None, status: str | None = None, limit: int = 1000
-                 ) -> list[WebhookMessage]:
+    def messages(self, endpoint_id: str | None = None, status: str | None = None, limit: int = 1000) -> list[WebhookMessage]:
         with Session(self.engine, expire_on_commit=False) as session:
             statement = select(WebhookMessage).order_by(WebhookMessage.id).limit(limit)
             if endpoint_id is not None:
@@ -169,39 +189,66 @@ class Outbox:
             return []
         inner = due_messages(now, limit).with_for_update(skip_locked=True, of=WebhookMessage)
         with Session(self.engine, expire_on_commit=False) as session:
-            ids = session.execute(
-                update(WebhookMessage)
-                .where(col(WebhookMessage.id).in_(inner.scalar_subquery()), WebhookMessage.status == PENDING,
-                       _lease_free(now))
-                .values(lease_owner=owner, lease_until=now + lease_for)
-                .returning(WebhookMessage.id)
-            ).scalars().all()
+            ids = (
+                session.execute(
+                    update(WebhookMessage)
+                    .where(
+                        col(WebhookMessage.id).in_(inner.scalar_subquery()), WebhookMessage.status == PENDING, _lease_free(now)
+                    )
+                    .values(lease_owner=owner, lease_until=now + lease_for)
+                    .returning(WebhookMessage.id)
+                )
+                .scalars()
+                .all()
+            )
             session.commit()
             if not ids:
                 return []
             rows = session.execute(
                 select(WebhookMessage, WebhookEndpoint)
                 .join(WebhookEndpoint, col(WebhookEndpoint.id) == WebhookMessage.endpoint_id)
-                .where(col(WebhookMessage.id).in_(list(ids))).order_by(WebhookMessage.id)).all()
-        return [ClaimedMessage(message.id, message.message_id, message.event_type, message.payload, message.attempts,
-                               endpoint.id, endpoint.url, self.endpoint_secret(endpoint))
-                for message, endpoint in rows]
+                .where(col(WebhookMessage.id).in_(list(ids)))
+                .order_by(WebhookMessage.id)
+            ).all()
+        return [
+            ClaimedMessage(
+                message.id,
+                message.message_id,
+                message.event_type,
+                message.payload,
+                message.attempts,
+                endpoint.id,
+                endpoint.url,
+                self.endpoint_secret(endpoint),
+            )
+            for message, endpoint in rows
+        ]
 
     def mark_delivered(self, message_id: int, owner: str, now: datetime) -> bool:
         with Session(self.engine) as session:
             result = session.execute(
                 update(WebhookMessage)
-                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner,
-                       WebhookMessage.status == PENDING)
-                .values(status=DELIVERED, delivered_at=now, attempts=WebhookMessage.attempts + 1, lease_owner=None,
-                        lease_until=None, last_error=None))
+                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner, WebhookMessage.status == PENDING)
+                .values(
+                    status=DELIVERED,
+                    delivered_at=now,
+                    attempts=WebhookMessage.attempts + 1,
+                    lease_owner=None,
+                    lease_until=None,
+                    last_error=None,
+                )
+            )
             session.commit()
             return result.rowcount == 1
 
     def mark_failed(self, message_id: int, owner: str, error: str, retry_at: datetime | None) -> bool:
         """Record a failed attempt: the next one at `retry_at`, or dead-lettered when it is None."""
-        values: dict[str, Any] = {"attempts": WebhookMessage.attempts + 1, "lease_owner": None, "lease_until": None,
-                                  "last_error": error[:64]}
+        values: dict[str, Any] = {
+            "attempts": WebhookMessage.attempts + 1,
+            "lease_owner": None,
+            "lease_until": None,
+            "last_error": error[:64],
+        }
         if retry_at is None:
             values["status"] = DEAD
         else:
@@ -209,9 +256,9 @@ class Outbox:
         with Session(self.engine) as session:
             result = session.execute(
                 update(WebhookMessage)
-                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner,
-                       WebhookMessage.status == PENDING)
-                .values(**values))
+                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner, WebhookMessage.status == PENDING)
+                .values(**values)
+            )
             session.commit()
             return result.rowcount == 1
 
@@ -219,24 +266,28 @@ class Outbox:
         """When the next pending message may be claimable: its attempt time, or when its lease runs out."""
         with Session(self.engine) as session:
             attempt = session.execute(
-                select(func.min(WebhookMessage.next_attempt_at))
-                .where(WebhookMessage.status == PENDING, _lease_free(now), ~_waits_for_an_earlier_message())).scalar()
+                select(func.min(WebhookMessage.next_attempt_at)).where(
+                    WebhookMessage.status == PENDING, _lease_free(now), ~_waits_for_an_earlier_message()
+                )
+            ).scalar()
             lease = session.execute(
-                select(func.min(WebhookMessage.lease_until))
-                .where(WebhookMessage.status == PENDING, WebhookMessage.lease_until >= now)).scalar()
+                select(func.min(WebhookMessage.lease_until)).where(
+                    WebhookMessage.status == PENDING, WebhookMessage.lease_until >= now
+                )
+            ).scalar()
         times = [t for t in (attempt, lease) if t is not None]
         if not times:
             return None
         earliest = min(times)
         return earliest if earliest.tzinfo else earliest.replace(tzinfo=now.tzinfo)
 
-    def replay(self, *, message_id: str | None = None, endpoint_id: str | None = None, now: datetime | None = None
-               ) -> int:
+    def replay(self, *, message_id: str | None = None, endpoint_id: str | None = None, now: datetime | None = None) -> int:
         """Make dead (or, by id, already delivered) messages pending again, with a fresh retry budget. They keep
         their `webhook-id`, so a receiver that already has one drops the copy."""
         now = now or utcnow()
-        statement = update(WebhookMessage).values(status=PENDING, attempts=0, next_attempt_at=now, lease_owner=None,
-                                                  lease_until=None, last_error=None)
+        statement = update(WebhookMessage).values(
+            status=PENDING, attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None, last_error=None
+        )
         if message_id is not None:
             statement = statement.where(WebhookMessage.message_id == message_id, WebhookMessage.status != PENDING)
         else:

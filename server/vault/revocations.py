@@ -49,20 +49,21 @@ class Revocations:
         self.engine = vault.engine
 
     def _seal(self, row_id: str, secrets: TokenSecrets) -> Sealed:
-        return self.vault.seal("revocation", row_id, SEALED_FIELD,
-                               {"access_token": secrets.access_token, "refresh_token": secrets.refresh_token})
+        return self.vault.seal(
+            "revocation", row_id, SEALED_FIELD, {"access_token": secrets.access_token, "refresh_token": secrets.refresh_token}
+        )
 
     def _open(self, row: Revocation) -> TokenSecrets:
         data = self.vault.open("revocation", row.id, SEALED_FIELD, Sealed(row.key_id or "", row.ciphertext or b""))
         return TokenSecrets(data["access_token"], data.get("refresh_token"))
 
-    def pending_in(self, session: Session, account_id: str, connector: str, purpose: str,
-                   secrets: TokenSecrets) -> PendingRevocation:
+    def pending_in(
+        self, session: Session, account_id: str, connector: str, purpose: str, secrets: TokenSecrets
+    ) -> PendingRevocation:
         """Queue a revocation inside the caller's transaction."""
         return self._new(session, account_id, connector, purpose, secrets)
 
-    def _new(self, session: Session, account_id: str, connector: str, purpose: str,
-             secrets: TokenSecrets) -> PendingRevocation:
+    def _new(self, session: Session, account_id: str, connector: str, purpose: str, secrets: TokenSecrets) -> PendingRevocation:
         row = Revocation(account_id=account_id, connector=connector, purpose=purpose, next_attempt_at=utcnow())
         sealed = self._seal(row.id, secrets)
         row.key_id, row.ciphertext = sealed.key_id, sealed.blob
@@ -82,15 +83,15 @@ class Revocations:
             credential = session.get(Credential, account_id)
             pending = None
             if credential is not None:
-                pending = self._new(session, account_id, account.connector, REMOVED,
-                                    self.vault._open_secrets(credential))
+                pending = self._new(session, account_id, account.connector, REMOVED, self.vault._open_secrets(credential))
                 session.execute(delete(Credential).where(Credential.account_id == account_id))
             account.status, account.status_reason = AccountStatus.REAUTH_REQUIRED.value, REMOVED
             account.removed_at, account.removed_by, account.updated_at = now, actor[:200], now
             account.health_due_at = None
             session.add(account)
-            session.execute(update(MagicLink).where(MagicLink.account_id == account_id,
-                                                    col(MagicLink.used_at).is_(None)).values(used_at=now))
+            session.execute(
+                update(MagicLink).where(MagicLink.account_id == account_id, col(MagicLink.used_at).is_(None)).values(used_at=now)
+            )
             session.commit()
         return Removal(account, pending)
 
@@ -107,29 +108,42 @@ class Revocations:
         with Session(self.engine) as session:
             result = session.execute(
                 update(Revocation)
-                .where(Revocation.id == revocation_id, Revocation.state == RevocationState.PENDING.value,
-                       or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now))
-                .values(lease_until=now + lease_for))
+                .where(
+                    Revocation.id == revocation_id,
+                    Revocation.state == RevocationState.PENDING.value,
+                    or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now),
+                )
+                .values(lease_until=now + lease_for)
+            )
             session.commit()
             return result.rowcount == 1
 
     def claim_due(self, now: datetime, lease_for: timedelta, limit: int = 20) -> list[PendingRevocation]:
         """Pending revocations whose next attempt is due, each claimed by this caller."""
         with Session(self.engine) as session:
-            rows = list(session.exec(
-                select(Revocation).where(Revocation.state == RevocationState.PENDING.value,
-                                         col(Revocation.next_attempt_at) <= now,
-                                         or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now))
-                .order_by(Revocation.next_attempt_at).limit(limit)))
+            rows = list(
+                session.exec(
+                    select(Revocation)
+                    .where(
+                        Revocation.state == RevocationState.PENDING.value,
+                        col(Revocation.next_attempt_at) <= now,
+                        or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now),
+                    )
+                    .order_by(Revocation.next_attempt_at)
+                    .limit(limit)
+                )
+            )
         claimed = []
         for row in rows:
             if self.claim(row.id, lease_for):
-                claimed.append(PendingRevocation(row.id, row.account_id, row.connector, row.purpose, row.attempts,
-                                                 self._open(row)))
+                claimed.append(
+                    PendingRevocation(row.id, row.account_id, row.connector, row.purpose, row.attempts, self._open(row))
+                )
         return claimed
 
-    def finish(self, revocation_id: str, state: RevocationState, *, error: str | None = None,
-               retry_at: datetime | None = None) -> None:
+    def finish(
+        self, revocation_id: str, state: RevocationState, *, error: str | None = None, retry_at: datetime | None = None
+    ) -> None:
         """Record an attempt. Done or unsupported: the sealed token is wiped. Still pending: tried at `retry_at`."""
         now = utcnow()
         values: dict = {"lease_until": None, "attempts": Revocation.attempts + 1, "last_error": error}
@@ -153,8 +167,9 @@ class Revocations:
 
     def for_account(self, account_id: str) -> list[Revocation]:
         with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(session.exec(select(Revocation).where(Revocation.account_id == account_id)
-                                     .order_by(col(Revocation.created_at))))
+            rows = list(
+                session.exec(select(Revocation).where(Revocation.account_id == account_id).order_by(col(Revocation.created_at)))
+            )
         for row in rows:
             row.ciphertext = None
         return rows

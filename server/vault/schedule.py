@@ -88,8 +88,9 @@ class Schedule:
             if not claimed:
                 return []
             versions = dict(claimed)
-            accounts = session.execute(
-                select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(versions)))).scalars().all()
+            accounts = (
+                session.execute(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(versions)))).scalars().all()
+            )
             return [ClaimedRefresh(account, versions[account.id]) for account in accounts]
 
     def next_refresh_due(self, now: datetime) -> datetime | None:
@@ -110,22 +111,26 @@ class Schedule:
             return []
         inner = due_health_checks(now, limit).with_for_update(skip_locked=True)
         with Session(self.engine, expire_on_commit=False) as session:
-            ids = session.execute(
-                update(ConnectedAccount)
-                .where(col(ConnectedAccount.id).in_(inner.scalar_subquery()), ConnectedAccount.health_due_at <= now)
-                .values(health_due_at=next_due)
-                .returning(ConnectedAccount.id)
-            ).scalars().all()
+            ids = (
+                session.execute(
+                    update(ConnectedAccount)
+                    .where(col(ConnectedAccount.id).in_(inner.scalar_subquery()), ConnectedAccount.health_due_at <= now)
+                    .values(health_due_at=next_due)
+                    .returning(ConnectedAccount.id)
+                )
+                .scalars()
+                .all()
+            )
             session.commit()
             if not ids:
                 return []
-            return list(session.execute(
-                select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(ids)))).scalars().all())
+            return list(session.execute(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(ids)))).scalars().all())
 
     def record_health_check(self, account_id: str, checked_at: datetime) -> None:
         with Session(self.engine) as session:
-            session.execute(update(ConnectedAccount).where(ConnectedAccount.id == account_id)
-                            .values(health_checked_at=checked_at))
+            session.execute(
+                update(ConnectedAccount).where(ConnectedAccount.id == account_id).values(health_checked_at=checked_at)
+            )
             session.commit()
 
     def make_stale_checks_due(self, now: datetime, checked_before: datetime) -> int:
@@ -134,10 +139,11 @@ class Schedule:
         with Session(self.engine) as session:
             result = session.execute(
                 update(ConnectedAccount)
-                .where(ConnectedAccount.status == AccountStatus.ACTIVE.value,
-                       or_(col(ConnectedAccount.health_checked_at).is_(None),
-                           ConnectedAccount.health_checked_at < checked_before),
-                       or_(col(ConnectedAccount.health_due_at).is_(None), ConnectedAccount.health_due_at > now))
+                .where(
+                    ConnectedAccount.status == AccountStatus.ACTIVE.value,
+                    or_(col(ConnectedAccount.health_checked_at).is_(None), ConnectedAccount.health_checked_at < checked_before),
+                    or_(col(ConnectedAccount.health_due_at).is_(None), ConnectedAccount.health_due_at > now),
+                )
                 .values(health_due_at=now)
             )
             session.commit()
@@ -146,9 +152,16 @@ class Schedule:
     def accounts_needing_people(self) -> list[ConnectedAccount]:
         """Accounts whose owner must re-authorize or an administrator must act (by the status index)."""
         with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.execute(
-                select(ConnectedAccount)
-                .where(col(ConnectedAccount.status).in_([AccountStatus.REAUTH_REQUIRED.value,
-                                                         AccountStatus.ADMIN_ACTION_REQUIRED.value]))
-                .order_by(ConnectedAccount.org, ConnectedAccount.user, ConnectedAccount.connector)
-            ).scalars().all())
+            return list(
+                session.execute(
+                    select(ConnectedAccount)
+                    .where(
+                        col(ConnectedAccount.status).in_(
+                            [AccountStatus.REAUTH_REQUIRED.value, AccountStatus.ADMIN_ACTION_REQUIRED.value]
+                        )
+                    )
+                    .order_by(ConnectedAccount.org, ConnectedAccount.user, ConnectedAccount.connector)
+                )
+                .scalars()
+                .all()
+            )

@@ -219,14 +219,16 @@ class Vault:
         """Returns whether the status changed (so the caller records one event per change, not per call). A removed
         account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
         completed reconnect brings it back."""
-        conditions = [ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
-                      or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason))]
+        conditions = [
+            ConnectedAccount.id == account_id,
+            col(ConnectedAccount.removed_at).is_(None),
+            or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason)),
+        ]
         if status == AccountStatus.REAUTH_REQUIRED:
             conditions.append(col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))  # the first reason stays
         with Session(self.engine) as session:
             result = session.execute(
-                update(ConnectedAccount).where(*conditions)
-                .values(status=status.value, status_reason=reason, updated_at=utcnow())
+                update(ConnectedAccount).where(*conditions).values(status=status.value, status_reason=reason, updated_at=utcnow())
             )
             session.commit()
             return result.rowcount == 1
@@ -259,9 +261,14 @@ class Vault:
             row = session.get(Credential, account_id)
             if row is None:
                 return None
-            return {"access_expires_at": row.access_expires_at, "refresh_due_at": row.refresh_due_at,
-                    "issued_at": row.issued_at, "refresh_expires_at": row.refresh_expires_at,
-                    "last_refresh_at": row.last_refresh_at, "last_refresh_outcome": row.last_refresh_outcome}
+            return {
+                "access_expires_at": row.access_expires_at,
+                "refresh_due_at": row.refresh_due_at,
+                "issued_at": row.issued_at,
+                "refresh_expires_at": row.refresh_expires_at,
+                "last_refresh_at": row.last_refresh_at,
+                "last_refresh_outcome": row.last_refresh_outcome,
+            }
 
     def put_credential(self, account_id: str, write: CredentialWrite) -> CredentialSnapshot:
         """Install credentials from outside the refresh path (import, re-authorization): a new version, lease cleared."""
@@ -275,8 +282,9 @@ class Vault:
         sealed = self._seal_secrets(account_id, write.secrets)
         row = session.get(Credential, account_id)
         if row is None:
-            row = Credential(account_id=account_id, key_id=sealed.key_id, ciphertext=sealed.blob, version=0,
-                             issued_at=write.issued_at)
+            row = Credential(
+                account_id=account_id, key_id=sealed.key_id, ciphertext=sealed.blob, version=0, issued_at=write.issued_at
+            )
         row.version += 1
         self._apply(row, sealed, write)
         row.lease_owner = row.lease_until = None
@@ -293,9 +301,15 @@ class Vault:
     @staticmethod
     def _written_values(sealed: Sealed, write: CredentialWrite) -> dict[str, Any]:
         """The credential columns a new token grant sets, wherever it comes from."""
-        return {"key_id": sealed.key_id, "ciphertext": sealed.blob, "token_type": write.token_type,
-                "issued_at": write.issued_at, "access_expires_at": write.access_expires_at,
-                "refresh_due_at": write.refresh_due_at, "refresh_expires_at": write.refresh_expires_at}
+        return {
+            "key_id": sealed.key_id,
+            "ciphertext": sealed.blob,
+            "token_type": write.token_type,
+            "issued_at": write.issued_at,
+            "access_expires_at": write.access_expires_at,
+            "refresh_due_at": write.refresh_due_at,
+            "refresh_expires_at": write.refresh_expires_at,
+        }
 
     def try_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta) -> bool:
         """Compare-and-set: take the refresh lease if the row is still at `version`, nobody holds a live lease and
@@ -316,8 +330,9 @@ class Vault:
             session.commit()
             return result.rowcount == 1
 
-    def renew_lease(self, account_id: str, version: int, owner: str, lease_for: timedelta,
-                    not_after: datetime | None = None) -> bool:
+    def renew_lease(
+        self, account_id: str, version: int, owner: str, lease_for: timedelta, not_after: datetime | None = None
+    ) -> bool:
         """Extend a lease we still hold (same owner, same version) to `lease_for` from now, never past `not_after`:
         before the provider call, and as the heartbeat while it is in flight. Every takeover, commit, release or
         death writes the owner or the version, so a matching row means nobody else took it, even if it ran out.
@@ -327,8 +342,7 @@ class Vault:
         with Session(self.engine) as session:
             result = session.execute(
                 update(Credential)
-                .where(Credential.account_id == account_id, Credential.version == version,
-                       Credential.lease_owner == owner)
+                .where(Credential.account_id == account_id, Credential.version == version, Credential.lease_owner == owner)
                 .values(lease_until=until)
             )
             session.commit()
@@ -339,14 +353,14 @@ class Vault:
         with Session(self.engine) as session:
             session.execute(
                 update(Credential)
-                .where(Credential.account_id == account_id, Credential.version == version,
-                       Credential.lease_owner == owner)
+                .where(Credential.account_id == account_id, Credential.version == version, Credential.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
             session.commit()
 
-    def commit_refresh(self, account_id: str, owner: str, version: int, write: CredentialWrite, *,
-                       outcome: str = "ok") -> CredentialSnapshot | None:
+    def commit_refresh(
+        self, account_id: str, owner: str, version: int, write: CredentialWrite, *, outcome: str = "ok"
+    ) -> CredentialSnapshot | None:
         """Store rotated tokens as version+1, but only while we still hold the lease. None means the lease was lost.
         `outcome` other than ok: what the provider answered was stored because it must not be lost (a rotated
         refresh token), but the answer was defective; it counts as a failure."""
@@ -375,9 +389,7 @@ class Vault:
                 return None
         return self.read_credential(account_id)
 
-    def release_lease(
-        self, account_id: str, owner: str, *, outcome: str, retry_at: datetime | None = None
-    ) -> None:
+    def release_lease(self, account_id: str, owner: str, *, outcome: str, retry_at: datetime | None = None) -> None:
         """Give the lease back after a failed refresh; `retry_at` pushes the next proactive attempt out."""
         values: dict[str, Any] = {
             "lease_owner": None,
@@ -403,19 +415,26 @@ class Vault:
         with Session(self.engine) as session:
             result = session.execute(
                 update(Credential)
-                .where(Credential.account_id == account_id, Credential.lease_owner == owner,
-                       Credential.version == version)
-                .values(lease_owner=None, lease_until=None, last_refresh_at=now, last_refresh_outcome=DEAD_OUTCOME,
-                        consecutive_failures=Credential.consecutive_failures + 1,
-                        refresh_due_at=None)  # nothing left to refresh: the scheduler must not claim it again
+                .where(Credential.account_id == account_id, Credential.lease_owner == owner, Credential.version == version)
+                .values(
+                    lease_owner=None,
+                    lease_until=None,
+                    last_refresh_at=now,
+                    last_refresh_outcome=DEAD_OUTCOME,
+                    consecutive_failures=Credential.consecutive_failures + 1,
+                    refresh_due_at=None,
+                )  # nothing left to refresh: the scheduler must not claim it again
             )
             if result.rowcount != 1:
                 session.rollback()
                 return False
             session.execute(
                 update(ConnectedAccount)
-                .where(ConnectedAccount.id == account_id, col(ConnectedAccount.removed_at).is_(None),
-                       col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))
+                .where(
+                    ConnectedAccount.id == account_id,
+                    col(ConnectedAccount.removed_at).is_(None),
+                    col(ConnectedAccount.status).not_in(TERMINAL_STATUSES),
+                )
                 .values(status=status.value, status_reason=reason, updated_at=now)
             )
             session.commit()
@@ -443,8 +462,9 @@ class Vault:
         with Session(self.engine) as session:
             names = session.exec(select(AlertIncident.incident).where(AlertIncident.account == account)).all()
             for name in names:
-                result = session.execute(delete(AlertIncident).where(AlertIncident.account == account,
-                                                                     AlertIncident.incident == name))
+                result = session.execute(
+                    delete(AlertIncident).where(AlertIncident.account == account, AlertIncident.incident == name)
+                )
                 if result.rowcount == 1 and webhook is not None:
                     enqueue(session, webhook(name))
                 session.commit()
@@ -462,27 +482,35 @@ class Vault:
         counts = {"credentials": 0, "magic_link_flows": 0, "unreadable": 0, "credentials_current": 0}
         with Session(self.engine) as session:
             counts["credentials_current"] = session.execute(
-                select(func.count()).select_from(Credential).where(Credential.key_id == primary)).scalar_one()
+                select(func.count()).select_from(Credential).where(Credential.key_id == primary)
+            ).scalar_one()
             credentials = session.execute(
-                select(Credential.account_id, Credential.version, Credential.key_id, Credential.ciphertext)
-                .where(Credential.key_id != primary)).all()
+                select(Credential.account_id, Credential.version, Credential.key_id, Credential.ciphertext).where(
+                    Credential.key_id != primary
+                )
+            ).all()
             flows = session.execute(
-                select(MagicLink.id, MagicLink.flow_key_id, MagicLink.flow_ciphertext)
-                .where(col(MagicLink.flow_key_id).is_not(None), MagicLink.flow_key_id != primary)).all()
+                select(MagicLink.id, MagicLink.flow_key_id, MagicLink.flow_ciphertext).where(
+                    col(MagicLink.flow_key_id).is_not(None), MagicLink.flow_key_id != primary
+                )
+            ).all()
         for account_id, version, key_id, blob in credentials:
             aad = associated_data("credential", account_id, CREDENTIAL_FIELD)
             resealed = self._reseal(Sealed(key_id, blob), aad, counts)
             if resealed is not None:
                 counts["credentials"] += self._update_where(
-                    update(Credential).where(Credential.account_id == account_id, Credential.version == version,
-                                             Credential.key_id == key_id)
-                    .values(key_id=resealed.key_id, ciphertext=resealed.blob))
+                    update(Credential)
+                    .where(Credential.account_id == account_id, Credential.version == version, Credential.key_id == key_id)
+                    .values(key_id=resealed.key_id, ciphertext=resealed.blob)
+                )
         for link_id, key_id, blob in flows:
             resealed = self._reseal(Sealed(key_id, blob), associated_data("magic_link", link_id, "flow"), counts)
             if resealed is not None:
                 counts["magic_link_flows"] += self._update_where(
-                    update(MagicLink).where(MagicLink.id == link_id, MagicLink.flow_key_id == key_id)
-                    .values(flow_key_id=resealed.key_id, flow_ciphertext=resealed.blob))
+                    update(MagicLink)
+                    .where(MagicLink.id == link_id, MagicLink.flow_key_id == key_id)
+                    .values(flow_key_id=resealed.key_id, flow_ciphertext=resealed.blob)
+                )
         return counts
 
     def _reseal(self, sealed: Sealed, aad: bytes, counts: dict[str, int]) -> Sealed | None:
@@ -500,7 +528,13 @@ class Vault:
 
     # ---- magic links ---------------------------------------------------------------------------------
     def create_magic_link(
-        self, *, token: str, account: ConnectedAccount, purpose: str, reason: str | None, ttl: timedelta,
+        self,
+        *,
+        token: str,
+        account: ConnectedAccount,
+        purpose: str,
+        reason: str | None,
+        ttl: timedelta,
         issued_by: str = "agent",
     ) -> MagicLink:
         link = MagicLink(
@@ -534,15 +568,25 @@ class Vault:
             result = session.execute(
                 update(MagicLink)
                 .where(MagicLink.id == link_id, col(MagicLink.used_at).is_(None), MagicLink.expires_at > now)
-                .values(used_at=now, flow_state_hash=hash_token(state), flow_key_id=sealed_flow.key_id,
-                        flow_ciphertext=sealed_flow.blob)
+                .values(
+                    used_at=now,
+                    flow_state_hash=hash_token(state),
+                    flow_key_id=sealed_flow.key_id,
+                    flow_ciphertext=sealed_flow.blob,
+                )
             )
             session.commit()
             return result.rowcount == 1
 
     def complete_magic_link_flow(
-        self, link: MagicLink, *, provider_account_id: str, identity: dict[str, Any], scopes: Iterable[str],
-        write: CredentialWrite, on_replaced: Callable[[Session, TokenSecrets], None] | None = None,
+        self,
+        link: MagicLink,
+        *,
+        provider_account_id: str,
+        identity: dict[str, Any],
+        scopes: Iterable[str],
+        write: CredentialWrite,
+        on_replaced: Callable[[Session, TokenSecrets], None] | None = None,
     ) -> ReauthorizationOutcome:
         """In one transaction: finish the link's flow (once), check the provider account is the account's own,
         install the new credentials, make the account active and retire the account's other open links.
@@ -554,8 +598,7 @@ class Vault:
         with Session(self.engine) as session:
             finished = session.execute(
                 update(MagicLink)
-                .where(MagicLink.id == link.id, col(MagicLink.used_at).is_not(None),
-                       col(MagicLink.completed_at).is_(None))
+                .where(MagicLink.id == link.id, col(MagicLink.used_at).is_not(None), col(MagicLink.completed_at).is_(None))
                 .values(completed_at=now)
             )
             if finished.rowcount != 1:
@@ -568,12 +611,21 @@ class Vault:
                     ConnectedAccount.org == link.org,
                     ConnectedAccount.user == link.user,
                     ConnectedAccount.status != AccountStatus.DISABLED.value,
-                    or_(col(ConnectedAccount.provider_account_id).is_(None),
-                        ConnectedAccount.provider_account_id == provider_account_id),
+                    or_(
+                        col(ConnectedAccount.provider_account_id).is_(None),
+                        ConnectedAccount.provider_account_id == provider_account_id,
+                    ),
                 )
-                .values(provider_account_id=provider_account_id, provider_identity=identity,
-                        scopes=" ".join(scopes), status=AccountStatus.ACTIVE.value,
-                        status_reason=refreshless_reason(write), updated_at=now, removed_at=None, removed_by=None)
+                .values(
+                    provider_account_id=provider_account_id,
+                    provider_identity=identity,
+                    scopes=" ".join(scopes),
+                    status=AccountStatus.ACTIVE.value,
+                    status_reason=refreshless_reason(write),
+                    updated_at=now,
+                    removed_at=None,
+                    removed_by=None,
+                )
             )
             if claimed.rowcount != 1:
                 session.rollback()
@@ -619,8 +671,9 @@ class Vault:
                 return pruned
 
     # ---- API keys ------------------------------------------------------------------------------------
-    def create_api_key(self, *, key: str, prefix: str, org: str, user: str, description: str | None,
-                       admin: bool = False) -> ApiKey:
+    def create_api_key(
+        self, *, key: str, prefix: str, org: str, user: str, description: str | None, admin: bool = False
+    ) -> ApiKey:
         row = ApiKey(key_hash=hash_token(key), prefix=prefix, org=org, user=user, description=description, admin=admin)
         with Session(self.engine, expire_on_commit=False) as session:
             session.add(row)
@@ -647,9 +700,13 @@ class Vault:
         """Revoke the live key with this id or printed prefix; returns what was revoked (empty: none matched).
         A prefix that matches several keys revokes none of them and returns them all, unrevoked."""
         with Session(self.engine, expire_on_commit=False) as session:
-            matches = list(session.exec(select(ApiKey).where(
-                or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix),
-                col(ApiKey.revoked_at).is_(None))))
+            matches = list(
+                session.exec(
+                    select(ApiKey).where(
+                        or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix), col(ApiKey.revoked_at).is_(None)
+                    )
+                )
+            )
             if len(matches) != 1:
                 return matches
             matches[0].revoked_at = utcnow()
@@ -658,8 +715,9 @@ class Vault:
             return matches
 
     # ---- events --------------------------------------------------------------------------------------
-    def record_event(self, kind: str, *, account_id: str | None, severity: str = "info",
-                     webhook: WebhookEvent | None = None, **detail: Any) -> None:
+    def record_event(
+        self, kind: str, *, account_id: str | None, severity: str = "info", webhook: WebhookEvent | None = None, **detail: Any
+    ) -> None:
         """Store the event and, in the same transaction, the webhook messages that report it."""
         with Session(self.engine) as session:
             session.add(LifecycleEvent(kind=kind, account_id=account_id, severity=severity, detail=detail))

@@ -20,19 +20,27 @@ MARKER = "confidential-quarterly-numbers-7731"
 
 
 async def test_tool_calls_are_audited_without_arguments_or_results(runtime, settings, github_sim, web):
-    seed_account(settings, runtime.vault, "github", github_sim.issue_grant({"login": "alice", "id": 3}),
-                 provider_account_id="3", label="work")
+    seed_account(
+        settings,
+        runtime.vault,
+        "github",
+        github_sim.issue_grant({"login": "alice", "id": 3}),
+        provider_account_id="3",
+        label="work",
+    )
     key = create_api_key(runtime.vault, org="acme", user="alice")
     async with http_session(web, key.key) as session:
-        created = await call_structured(session, "github_create_issue",
-                                        {"repo": "acme/app", "title": MARKER, "body": MARKER, "account": "work"})
+        created = await call_structured(
+            session, "github_create_issue", {"repo": "acme/app", "title": MARKER, "body": MARKER, "account": "work"}
+        )
         missing = await call_structured(session, "github_search_issues", {"query": MARKER})
 
     assert created["status"] == "ok" and missing["status"] == "reauth_required"
     rows = list(reversed(runtime.audit.rows(action="tool_call")))
     assert [(r.actor, r.target, r.status, r.detail["tool"]) for r in rows] == [
         ("acme/alice", "acme/alice/github/work", "ok", "github.create_issue"),
-        ("acme/alice", "acme/alice/github", "reauth_required", "github.search_issues")]
+        ("acme/alice", "acme/alice/github", "reauth_required", "github.search_issues"),
+    ]
     assert all(r.duration_ms is not None and r.duration_ms >= 0 for r in rows)
     assert {r.detail["via"] for r in rows} == {f"key:{key.record.id}"}
     dumped = json.dumps([r.model_dump(mode="json") for r in runtime.audit.rows(limit=1000)])
@@ -40,8 +48,14 @@ async def test_tool_calls_are_audited_without_arguments_or_results(runtime, sett
 
 
 async def test_unknown_detail_keys_are_never_stored(runtime):
-    await runtime.audit.record("cli:root", "account_removed", target="acme/alice/slack", revocation="done",
-                               access_token="should-not-be-here", body=MARKER)
+    await runtime.audit.record(
+        "cli:root",
+        "account_removed",
+        target="acme/alice/slack",
+        revocation="done",
+        access_token="should-not-be-here",
+        body=MARKER,
+    )
     [row] = runtime.audit.rows()
     assert row.detail == {"revocation": "done"}
 
@@ -53,10 +67,11 @@ def test_housekeeping_prunes_audit_rows_and_events_past_their_retention(runtime_
     settings.audit_retention_days, settings.event_retention_days = 30, 7
     now = utcnow()
 
-    assert Housekeeper(settings, vault, clock=lambda: now).prune_history_once() == {
-        "audit_events": 0, "lifecycle_events": 0}
+    assert Housekeeper(settings, vault, clock=lambda: now).prune_history_once() == {"audit_events": 0, "lifecycle_events": 0}
     eight_days_on = Housekeeper(settings, vault, clock=lambda: now + timedelta(days=8)).prune_history_once()
     assert eight_days_on == {"audit_events": 0, "lifecycle_events": 1}
     assert Housekeeper(settings, vault, clock=lambda: now + timedelta(days=31)).prune_history_once() == {
-        "audit_events": 1, "lifecycle_events": 0}
+        "audit_events": 1,
+        "lifecycle_events": 0,
+    }
     assert runtime_sync.audit.rows() == []

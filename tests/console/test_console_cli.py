@@ -32,8 +32,9 @@ async def revoked_slack(runtime, settings, slack_sim):
     return account
 
 
-async def test_status_exits_non_zero_until_the_account_is_reconnected(runtime, settings, slack_sim, github_sim, web,
-                                                                      user, cli, capsys):
+async def test_status_exits_non_zero_until_the_account_is_reconnected(
+    runtime, settings, slack_sim, github_sim, web, user, cli, capsys
+):
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id="1")
     account = await revoked_slack(runtime, settings, slack_sim)
 
@@ -44,8 +45,7 @@ async def test_status_exits_non_zero_until_the_account_is_reconnected(runtime, s
     assert cli("status", "--json") == 1
     listing = json.loads(capsys.readouterr().out)
     assert listing["needs_action"] == 1
-    assert {a["name"]: a["needs_action"] for a in listing["accounts"]} == {"acme/alice/github": False,
-                                                                          "acme/alice/slack": True}
+    assert {a["name"]: a["needs_action"] for a in listing["accounts"]} == {"acme/alice/github": False, "acme/alice/slack": True}
 
     _, link = await runtime.executor.connect_link(Caller("acme", "alice"), "slack")
     await user.reconnect(link.url)
@@ -95,17 +95,20 @@ async def test_events_filters_by_account_and_severity(runtime, settings, slack_s
     assert cli("events", "--since", "2999-01-01T00:00") == 0 and capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("argv", [
-    ("events", "--since", "yesterday-ish"),
-    ("events", "--since", "9" * 500),
-    ("events", "--limit", "100000000"),
-    ("events", "--interval", "-1"),
-    ("events", "--account", "../../etc/passwd"),
-    ("events", "--account", "a" * 5000),
-    ("accounts", "remove", "acme/alice/nothing"),
-    ("accounts", "disable", "x/y"),
-    ("audit", "--since", "\x00"),
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("events", "--since", "yesterday-ish"),
+        ("events", "--since", "9" * 500),
+        ("events", "--limit", "100000000"),
+        ("events", "--interval", "-1"),
+        ("events", "--account", "../../etc/passwd"),
+        ("events", "--account", "a" * 5000),
+        ("accounts", "remove", "acme/alice/nothing"),
+        ("accounts", "disable", "x/y"),
+        ("audit", "--since", "\x00"),
+    ],
+)
 def test_hostile_arguments_are_clear_errors(runtime_sync, cli, capsys, argv):
     assert cli(*argv) == 2
     err = capsys.readouterr().err
@@ -114,9 +117,14 @@ def test_hostile_arguments_are_clear_errors(runtime_sync, cli, capsys, argv):
 
 async def test_events_follow_prints_a_refresh_that_happens_while_it_runs(runtime, settings, slack_sim, env):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
-    process = subprocess.Popen([sys.executable, "-m", "server", "events", "--follow", "--interval", "0.1"],
-                               cwd=str(ROOT), env={**os.environ, **env}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "events", "--follow", "--interval", "0.1"],
+        cwd=str(ROOT),
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: queue.Queue[tuple[str, str]] = queue.Queue()
     for name, stream in (("out", process.stdout), ("err", process.stderr)):
         threading.Thread(target=lambda n=name, s=stream: [lines.put((n, line)) for line in s], daemon=True).start()

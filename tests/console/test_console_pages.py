@@ -37,8 +37,12 @@ def client(web: str, key: str | None) -> httpx2.AsyncClient:
 
 async def test_who_may_see_the_dashboard(runtime, web, seeded):
     account, admin, alice, _ = seeded
-    async with client(web, None) as anonymous, client(web, alice) as person, client(web, admin) as operator, \
-            client(web, "gk_" + "x" * 40) as unknown:
+    async with (
+        client(web, None) as anonymous,
+        client(web, alice) as person,
+        client(web, admin) as operator,
+        client(web, "gk_" + "x" * 40) as unknown,
+    ):
         assert (await anonymous.get("/dashboard")).status_code == 401
         assert (await unknown.get("/dashboard")).status_code == 401
         forbidden = await person.get("/dashboard")
@@ -63,8 +67,9 @@ async def test_forged_posts_change_nothing(runtime, web, seeded):
             await operator.post(url, data={"csrf_token": person_token}),  # another viewer's
             await operator.post(url, data={"csrf_token": token}, headers={"Origin": "https://evil.example"}),
             await operator.post(url, data={"csrf_token": token}, headers={"Sec-Fetch-Site": "cross-site"}),
-            await operator.post(url, content=b"csrf_token=" + b"A" * 100_000,
-                                headers={"Content-Type": "application/x-www-form-urlencoded"}),
+            await operator.post(
+                url, content=b"csrf_token=" + b"A" * 100_000, headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ),
             await person.post(url, data={"csrf_token": person_token}),  # not an administrator
         ]
         assert [r.status_code for r in attempts] == [403] * len(attempts)
@@ -75,8 +80,15 @@ async def test_forged_posts_change_nothing(runtime, web, seeded):
         assert runtime.vault.get_account(account.id).status == "disabled"
 
 
-@pytest.mark.parametrize("path", ["/dashboard/accounts/{id}/explode", "/dashboard/accounts/nope/remove",
-                                  "/dashboard/accounts/" + "9" * 500 + "/remove", "/dashboard/accounts/..%2F..%2Fx/remove"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/accounts/{id}/explode",
+        "/dashboard/accounts/nope/remove",
+        "/dashboard/accounts/" + "9" * 500 + "/remove",
+        "/dashboard/accounts/..%2F..%2Fx/remove",
+    ],
+)
 async def test_unknown_accounts_and_actions_are_refused(runtime, web, seeded, path):
     account, admin, _, _ = seeded
     async with client(web, admin) as operator:

@@ -40,9 +40,11 @@ async def browser() -> AsyncIterator[Browser]:
 
 async def row(page: Page, account_id: str) -> dict[str, str]:
     selector = f"#account-{account_id}"
-    return {"status": await page.get_attribute(selector, "data-status"),
-            "needs_action": await page.get_attribute(selector, "data-needs-action"),
-            "next_action": await page.inner_text(f"{selector} .next-action")}
+    return {
+        "status": await page.get_attribute(selector, "data-status"),
+        "needs_action": await page.get_attribute(selector, "data-needs-action"),
+        "next_action": await page.inner_text(f"{selector} .next-action"),
+    }
 
 
 async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_sim, web, browser, cli, capsys):
@@ -114,16 +116,25 @@ async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_
     events = json.dumps([e.model_dump(mode="json") for e in runtime.vault.events(limit=1000)])
     cookies = [c["value"] for context in (admin, owner, person) for c in await context.cookies()]
     secrets = {
-        "first access token": first_grant.access_token, "first refresh token": first_grant.refresh_token,
-        "reconnected access token": reconnected.access_token, "reconnected refresh token": reconnected.refresh_token,
-        "refreshed access token": refreshed.access_token, "refreshed refresh token": refreshed.refresh_token,
-        "client secret": settings.provider("slack").client_secret, "link token": urlsplit(link).path.rsplit("/", 1)[1],
-        "admin key": admin_key, "user key": alice_key, **{f"cookie {i}": value for i, value in enumerate(cookies)},
+        "first access token": first_grant.access_token,
+        "first refresh token": first_grant.refresh_token,
+        "reconnected access token": reconnected.access_token,
+        "reconnected refresh token": reconnected.refresh_token,
+        "refreshed access token": refreshed.access_token,
+        "refreshed refresh token": refreshed.refresh_token,
+        "client secret": settings.provider("slack").client_secret,
+        "link token": urlsplit(link).path.rsplit("/", 1)[1],
+        "admin key": admin_key,
+        "user key": alice_key,
+        **{f"cookie {i}": value for i, value in enumerate(cookies)},
     }
-    haystacks = {"dashboard html": "\n".join(pages), "audit rows": audit, "events": events,
-                 "cli output": cli_output.out + cli_output.err}
-    leaks = [(what, where) for what, secret in secrets.items() if secret
-             for where, text in haystacks.items() if secret in text]
+    haystacks = {
+        "dashboard html": "\n".join(pages),
+        "audit rows": audit,
+        "events": events,
+        "cli output": cli_output.out + cli_output.err,
+    }
+    leaks = [(what, where) for what, secret in secrets.items() if secret for where, text in haystacks.items() if secret in text]
     assert leaks == []
     assert len([c for c in cookies if c]) >= 2  # the search above did cover cookie values
     for context in (admin, owner, person):

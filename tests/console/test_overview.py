@@ -24,8 +24,7 @@ def test_next_actions_in_words(runtime_sync, settings, slack_sim, github_sim):
     rows = {row.id: row for row in account_rows(vault, load_connectors(settings))}
 
     assert (rows[healthy.id].needs_action, rows[healthy.id].next_action) == (False, "nothing to do")
-    assert (rows[revoked.id].needs_action, rows[revoked.id].next_action) == (
-        True, "reconnect — the user revoked access at Slack")
+    assert (rows[revoked.id].needs_action, rows[revoked.id].next_action) == (True, "reconnect — the user revoked access at Slack")
     assert rows[inactive.id].needs_action and "at GitHub (account_inactive)" in rows[inactive.id].next_action
     assert not rows[disabled.id].needs_action and rows[disabled.id].next_action.startswith("disabled")
 

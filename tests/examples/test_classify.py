@@ -28,8 +28,12 @@ class ModelServer:
         self.mode = "ok"
         self.requests: list[dict] = []
         self.release = threading.Event()
-        self.app = Starlette(routes=[Route("/v1/messages", self.anthropic, methods=["POST"]),
-                                     Route("/v1/chat/completions", self.openai, methods=["POST"])])
+        self.app = Starlette(
+            routes=[
+                Route("/v1/messages", self.anthropic, methods=["POST"]),
+                Route("/v1/chat/completions", self.openai, methods=["POST"]),
+            ]
+        )
 
     async def _answer(self, request: Request, authorized: bool) -> str | Response:
         body = json.loads(await request.body())
@@ -127,8 +131,7 @@ async def test_a_wrong_key_falls_back_and_huge_messages_are_cut(model):
 
 
 async def test_an_unreachable_model_falls_back():
-    classifier = LlmClassifier(LlmSettings("openai", KEY, "m", "http://127.0.0.1:9/v1"),
-                               http=httpx2.AsyncClient(timeout=2))
+    classifier = LlmClassifier(LlmSettings("openai", KEY, "m", "http://127.0.0.1:9/v1"), http=httpx2.AsyncClient(timeout=2))
     try:
         assert await classifier.is_bug_report("Login is broken")
     finally:

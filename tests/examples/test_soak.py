@@ -39,8 +39,13 @@ class Worker:
 
     def __init__(self, env: dict[str, str], log: Path):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "0"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.log = log
         self.url: str | None = None
         self.started = threading.Event()
@@ -63,7 +68,9 @@ class Worker:
 @pytest.fixture
 def workers(env, tmp_path):
     fleet_env = {
-        **os.environ, "GRANTKEEPER_LOG_FORMAT": "json", "GRANTKEEPER_LOG_LEVEL": "info",
+        **os.environ,
+        "GRANTKEEPER_LOG_FORMAT": "json",
+        "GRANTKEEPER_LOG_LEVEL": "info",
         "GRANTKEEPER_MANDATORY_REFRESH_SECONDS": f"{LIFETIME * 0.15:g}",
         "GRANTKEEPER_TOKEN_CACHE_SECONDS": f"{LIFETIME * 0.1:g}",
         "GRANTKEEPER_SCHEDULER_POLL_SECONDS": f"{LIFETIME * 3:g}",
@@ -80,7 +87,8 @@ def workers(env, tmp_path):
 
 
 async def test_two_workers_three_agents_a_hundred_token_lifetimes_of_faults_lose_and_repeat_nothing(
-        runtime_sync, settings, slack_sim, github_server, workers, tmp_path):
+    runtime_sync, settings, slack_sim, github_server, workers, tmp_path
+):
     # Every idempotent create searches first; GitHub's 30 searches a minute would make this a test of waiting.
     github_server.app = github_sim = GitHubSimulator(search_limit=SEARCHES_PER_MINUTE)
     vault = runtime_sync.vault
@@ -102,17 +110,29 @@ async def test_two_workers_three_agents_a_hundred_token_lifetimes_of_faults_lose
         slack_sim.add_channel(channel, channel.lower())
         github_sim.add_repo(repo)
     owner = Owner(delay_seconds=4 * LIFETIME)  # alice, answering the first link any of her agents shows her
-    timeline = [*fault_timeline(slack_sim, github_sim, LIFETIME, revoke=False),
-                Fault(13, "alice_github_revoked", "alice's GitHub grant is revoked",
-                      lambda: github_sim.revoke(grant_id=grants["alice"].grant_id))]
+    timeline = [
+        *fault_timeline(slack_sim, github_sim, LIFETIME, revoke=False),
+        Fault(
+            13,
+            "alice_github_revoked",
+            "alice's GitHub grant is revoked",
+            lambda: github_sim.revoke(grant_id=grants["alice"].grant_id),
+        ),
+    ]
     connected: dict[int, TriageAgent] = {}
     stop, everyone_connected = anyio.Event(), anyio.Event()
 
     async def run_agent(index: int) -> None:
         user, worker, channel, repo = plan[index]
-        config = AgentConfig(channel=channel, repo=repo, state_path=tmp_path / f"agent-{index}.json",
-                             poll_seconds=LIFETIME / 2, reauth_check_seconds=LIFETIME, backoff_first_seconds=0.2,
-                             backoff_max_seconds=2 * LIFETIME)
+        config = AgentConfig(
+            channel=channel,
+            repo=repo,
+            state_path=tmp_path / f"agent-{index}.json",
+            poll_seconds=LIFETIME / 2,
+            reauth_check_seconds=LIFETIME,
+            backoff_first_seconds=0.2,
+            backoff_max_seconds=2 * LIFETIME,
+        )
         async with http_session(f"{worker.url}/mcp", keys[user]) as session:
             observe = owner.observe if user == "alice" else None
             agent = TriageAgent(session, config, observe=observe)
@@ -147,14 +167,18 @@ async def test_two_workers_three_agents_a_hundred_token_lifetimes_of_faults_lose
         group.cancel_scope.cancel()
 
     triggers = refreshes_by_trigger(vault)
-    print(f"\nsoak: {rotations()} token lifetimes; refreshes by trigger: {dict(sorted(triggers.items()))}; "
-          f"slack {slack_sim.counters.snapshot()}; github {github_sim.counters.snapshot()}")
+    print(
+        f"\nsoak: {rotations()} token lifetimes; refreshes by trigger: {dict(sorted(triggers.items()))}; "
+        f"slack {slack_sim.counters.snapshot()}; github {github_sim.counters.snapshot()}"
+    )
     for agent in agents:
         print(f"agent {agent.config.channel}: {agent.stats.as_dict()}")
 
     for agent, reporter in zip(agents, reporters, strict=True):
-        print(f"agent {agent.config.channel}: pending {agent.pending}, cursor {agent.state.cursor} of "
-              f"{reporter.seeded[-1].ts}, blocks {agent.blocks}")
+        print(
+            f"agent {agent.config.channel}: pending {agent.pending}, cursor {agent.state.cursor} of "
+            f"{reporter.seeded[-1].ts}, blocks {agent.blocks}"
+        )
     print(f"drained {drained_after:.1f} s after the last report")
     assert all(agent.stats.exceptions == 0 for agent in agents)
     statuses = {key.split(" ")[1] for agent in agents for key in agent.stats.calls}

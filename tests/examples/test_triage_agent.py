@@ -34,12 +34,16 @@ class Clock:
 
 
 def _agent(client, tmp_path: Path, clock: Clock, **config) -> TriageAgent:
-    return TriageAgent(client, AgentConfig(channel=BUG_CHANNEL, repo=REPO, state_path=tmp_path / "state.json",
-                                           owner_channel=OPS_CHANNEL, **config), clock=clock)
+    return TriageAgent(
+        client,
+        AgentConfig(channel=BUG_CHANNEL, repo=REPO, state_path=tmp_path / "state.json", owner_channel=OPS_CHANNEL, **config),
+        clock=clock,
+    )
 
 
 async def test_reports_are_queued_while_github_needs_its_owner_and_filed_after_the_reconnect(
-        runtime, settings, slack_sim, github_sim, tmp_path):
+    runtime, settings, slack_sim, github_sim, tmp_path
+):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     # The agent's first-time GitHub link is opened over HTTP without sign-in; who may open it is tests/identity's.
     runtime.settings.allow_unverified_connect_links = True
@@ -73,7 +77,8 @@ async def test_reports_are_queued_while_github_needs_its_owner_and_filed_after_t
 
 
 async def test_rate_limits_and_outages_are_waited_out_with_the_results_hints(
-        runtime, settings, slack_sim, github_sim, tmp_path, monkeypatch):
+    runtime, settings, slack_sim, github_sim, tmp_path, monkeypatch
+):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant())
     reporters = Reporters(slack_sim, chatter_every=1000)
@@ -122,18 +127,45 @@ def test_titles_are_one_short_line():
     assert len(issue_title("error " * 100)) == MAX_TITLE
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"version": 99}', b'{"version": 1, "queue": [{"x": 1}]}',
-                                     b"\xff\xfe", b'{"version": 1, "queue": "abc"}',
-                                     b'{"version": 1, "cursor": "../../etc"}', b'{"version": 1, "cursor": 17}',
-                                     b'{"version": 1, "queue": [{"channel": "C1", "ts": "x", "user": null, "text": ""}]}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"[]",
+        b'{"version": 99}',
+        b'{"version": 1, "queue": [{"x": 1}]}',
+        b"\xff\xfe",
+        b'{"version": 1, "queue": "abc"}',
+        b'{"version": 1, "cursor": "../../etc"}',
+        b'{"version": 1, "cursor": 17}',
+        b'{"version": 1, "queue": [{"channel": "C1", "ts": "x", "user": null, "text": ""}]}',
+    ],
+)
 def test_a_state_file_that_cannot_be_trusted_stops_the_agent_before_any_call(tmp_path, content):
     path = tmp_path / "state.json"
     path.write_bytes(content)
     with pytest.raises(StateError):
         StateFile(path).load()
-    done = subprocess.run([sys.executable, "-m", "examples.triage_agent", "--channel", BUG_CHANNEL, "--repo", REPO,
-                           "--state", str(path), "--url", "http://127.0.0.1:9/mcp"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, "TRIAGE_API_KEY": "gk_test"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.triage_agent",
+            "--channel",
+            BUG_CHANNEL,
+            "--repo",
+            REPO,
+            "--state",
+            str(path),
+            "--url",
+            "http://127.0.0.1:9/mcp",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRIAGE_API_KEY": "gk_test"},
+    )
     assert done.returncode != 0 and path.read_bytes() == content  # left as it was, for a person to look at
 
 
@@ -156,8 +188,24 @@ def test_state_is_replaced_atomically_and_leaves_no_temporary_files(tmp_path):
 
 
 def test_the_command_line_wants_the_api_key_in_a_variable_not_an_argument(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "examples.triage_agent", "--channel", BUG_CHANNEL, "--repo", REPO,
-                           "--state", str(tmp_path / "s.json"), "--url", "http://127.0.0.1:9/mcp"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60,
-                          env={k: v for k, v in os.environ.items() if k != "TRIAGE_API_KEY"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "examples.triage_agent",
+            "--channel",
+            BUG_CHANNEL,
+            "--repo",
+            REPO,
+            "--state",
+            str(tmp_path / "s.json"),
+            "--url",
+            "http://127.0.0.1:9/mcp",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "TRIAGE_API_KEY"},
+    )
     assert done.returncode == 2 and "TRIAGE_API_KEY" in done.stderr

@@ -20,11 +20,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start_agent(state: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "GRANTKEEPER_LISTEN_PORT": "0", "GRANTKEEPER_LOG_LEVEL": "warning"}
-    command = [sys.executable, "-m", "examples.triage_agent", "--channel", BUG_CHANNEL, "--repo", REPO,
-               "--state", str(state), "--poll-seconds", "0.2", "--json", "--exit-when-idle", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "examples.triage_agent",
+        "--channel",
+        BUG_CHANNEL,
+        "--repo",
+        REPO,
+        "--state",
+        str(state),
+        "--poll-seconds",
+        "0.2",
+        "--json",
+        "--exit-when-idle",
+        "3",
+    ]
     # Its own process group, so one SIGKILL takes the agent and the `grantkeeper serve` it started.
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("a"), text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("a"), text=True, start_new_session=True
+    )
 
 
 def _kill_when(agent: subprocess.Popen, hold: HoldAnswer) -> list[dict]:
@@ -36,7 +51,8 @@ def _kill_when(agent: subprocess.Popen, hold: HoldAnswer) -> list[dict]:
 
 
 def test_sigkill_mid_write_then_restart_files_and_answers_every_report_exactly_once(
-        tmp_path, runtime_sync, settings, slack_server, github_server, slack_sim, github_sim):
+    tmp_path, runtime_sync, settings, slack_server, github_server, slack_sim, github_sim
+):
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant())
     seed_account(settings, runtime_sync.vault, "github", github_sim.issue_grant())
     reporters = Reporters(slack_sim, BUG_CHANNEL, chatter_every=1000)

@@ -31,14 +31,19 @@ def idp(idp_server: SimulatorServer) -> OIDCSimulator:
 @pytest.fixture
 def sign_in_env(idp: OIDCSimulator) -> dict[str, str]:
     """Sign-in settings: org from the `org` claim, user from `preferred_username` (alice, bob, …)."""
-    return {"GRANTKEEPER_OIDC_ISSUER": idp.issuer or "", "GRANTKEEPER_OIDC_CLIENT_ID": idp.client_id,
-            "GRANTKEEPER_OIDC_CLIENT_SECRET": idp.client_secret, "GRANTKEEPER_OIDC_ORG_CLAIM": "org",
-            "GRANTKEEPER_OIDC_USER_CLAIM": "preferred_username"}
+    return {
+        "GRANTKEEPER_OIDC_ISSUER": idp.issuer or "",
+        "GRANTKEEPER_OIDC_CLIENT_ID": idp.client_id,
+        "GRANTKEEPER_OIDC_CLIENT_SECRET": idp.client_secret,
+        "GRANTKEEPER_OIDC_ORG_CLAIM": "org",
+        "GRANTKEEPER_OIDC_USER_CLAIM": "preferred_username",
+    }
 
 
 @pytest.fixture
-def env(env: dict[str, str], sign_in_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest) -> dict[str, str]:
+def env(
+    env: dict[str, str], sign_in_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> dict[str, str]:
     if request.node.get_closest_marker("no_sign_in"):
         return env
     for key, value in sign_in_env.items():

@@ -29,11 +29,11 @@ async def sign_in(page: Page, web: str, person: str) -> None:
     assert await outcome(page) == "signed_in"
 
 
-async def test_mallorys_links_are_refused_in_alices_browser_and_nothing_changes(runtime, settings, slack_sim, web,
-                                                                               chromium):
+async def test_mallorys_links_are_refused_in_alices_browser_and_nothing_changes(runtime, settings, slack_sim, web, chromium):
     _, connect = await runtime.executor.connect_link(Caller("acme", "mallory"), "slack")
-    github = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), user="mallory",
-                          provider_account_id="T0SIMTEAM:U0MALLORY")
+    github = seed_account(
+        settings, runtime.vault, "slack", slack_sim.issue_grant(), user="mallory", provider_account_id="T0SIMTEAM:U0MALLORY"
+    )
     reconnect = await runtime.executor.issue_link(github, "reauth", "refresh_token_revoked")
     page = await (await chromium.new_context()).new_page()
     await sign_in(page, web, "alice")

@@ -67,8 +67,9 @@ async def test_opening_a_link_signed_out_asks_to_sign_in_then_continues_for_its_
 
 
 @pytest.mark.no_sign_in
-async def test_without_sign_in_an_agents_first_connect_link_is_refused_over_http(runtime, settings, github_sim, web,
-                                                                                browser_factory):
+async def test_without_sign_in_an_agents_first_connect_link_is_refused_over_http(
+    runtime, settings, github_sim, web, browser_factory
+):
     link = await agent_connect_link(runtime, "alice")
     before = vault_rows(runtime)
     browser = browser_factory()

@@ -102,10 +102,24 @@ async def test_signed_in_console_lifecycle(runtime, settings, slack_sim, web, ch
     printed = capsys.readouterr()
     cookies = [c["value"] for context in (admin_context, bob_context) for c in await context.cookies()]
     assert any(c["name"].endswith("gk_session") for c in await admin_context.cookies())
-    secrets = [first.access_token, first.refresh_token, reconnected.access_token, reconnected.refresh_token,
-               refreshed.access_token, refreshed.refresh_token, settings.provider("slack").client_secret,
-               urlsplit(link).path.rsplit("/", 1)[1], *cookies]
-    haystack = "\n".join([*pages, printed.out, printed.err,
-                          json.dumps([r.model_dump(mode="json") for r in runtime.audit.rows(limit=1000)]),
-                          json.dumps([e.model_dump(mode="json") for e in runtime.vault.events(limit=1000)])])
+    secrets = [
+        first.access_token,
+        first.refresh_token,
+        reconnected.access_token,
+        reconnected.refresh_token,
+        refreshed.access_token,
+        refreshed.refresh_token,
+        settings.provider("slack").client_secret,
+        urlsplit(link).path.rsplit("/", 1)[1],
+        *cookies,
+    ]
+    haystack = "\n".join(
+        [
+            *pages,
+            printed.out,
+            printed.err,
+            json.dumps([r.model_dump(mode="json") for r in runtime.audit.rows(limit=1000)]),
+            json.dumps([e.model_dump(mode="json") for e in runtime.vault.events(limit=1000)]),
+        ]
+    )
     assert [s for s in secrets if s and s in haystack] == []

@@ -22,17 +22,19 @@ def test_spent_identity_rows_are_pruned_and_live_ones_kept(runtime_sync):
     old, later = now - retention - timedelta(hours=1), now + timedelta(hours=1)
     with Session(vault.engine) as session:
         session.add(McpGrant(id="g" * 32, client_id="c", org="acme", user="alice"))
-        session.add_all([
-            SignInFlow(state_hash="a" * 64, key_id="k", ciphertext=b"x", expires_at=now - timedelta(seconds=1)),
-            SignInFlow(state_hash="b" * 64, key_id="k", ciphertext=b"x", expires_at=later),
-            McpAuthorization(request_hash="c" * 64, client_id="c", expires_at=now - timedelta(seconds=1)),
-            McpAuthorization(request_hash="d" * 64, client_id="c", expires_at=later),
-            McpToken(token_hash="e" * 64, grant_id="g" * 32, kind="access", expires_at=old),
-            McpToken(token_hash="f" * 64, grant_id="g" * 32, kind="refresh", expires_at=later, used_at=now),
-            BrowserSession(session_hash="1" * 64, org="acme", user="alice", subject="s", expires_at=old),
-            BrowserSession(session_hash="2" * 64, org="acme", user="bob", subject="s", expires_at=later, revoked_at=old),
-            BrowserSession(session_hash="3" * 64, org="acme", user="carol", subject="s", expires_at=later),
-        ])
+        session.add_all(
+            [
+                SignInFlow(state_hash="a" * 64, key_id="k", ciphertext=b"x", expires_at=now - timedelta(seconds=1)),
+                SignInFlow(state_hash="b" * 64, key_id="k", ciphertext=b"x", expires_at=later),
+                McpAuthorization(request_hash="c" * 64, client_id="c", expires_at=now - timedelta(seconds=1)),
+                McpAuthorization(request_hash="d" * 64, client_id="c", expires_at=later),
+                McpToken(token_hash="e" * 64, grant_id="g" * 32, kind="access", expires_at=old),
+                McpToken(token_hash="f" * 64, grant_id="g" * 32, kind="refresh", expires_at=later, used_at=now),
+                BrowserSession(session_hash="1" * 64, org="acme", user="alice", subject="s", expires_at=old),
+                BrowserSession(session_hash="2" * 64, org="acme", user="bob", subject="s", expires_at=later, revoked_at=old),
+                BrowserSession(session_hash="3" * 64, org="acme", user="carol", subject="s", expires_at=later),
+            ]
+        )
         session.commit()
 
     pruned = Housekeeper(runtime_sync.settings, vault).prune_once()

@@ -12,15 +12,24 @@ pytestmark = pytest.mark.no_sign_in  # these tests set the sign-in settings them
 ISSUER = {"oidc_issuer": "http://127.0.0.1:9", "oidc_client_id": "c", "oidc_client_secret": "s"}
 
 
-@pytest.mark.parametrize("values, names", [
-    ({"oidc_issuer": "http://idp.example.com", "oidc_client_id": "c"}, "GRANTKEEPER_OIDC_ISSUER"),
-    ({"oidc_issuer": "https://idp.example.com"}, "GRANTKEEPER_OIDC_CLIENT_ID"),
-    ({"mcp_authorization": "grantkeeper"}, "GRANTKEEPER_OIDC_ISSUER"),
-    ({"mcp_authorization": "external"}, "GRANTKEEPER_MCP_EXTERNAL_ISSUER"),
-    ({"mcp_authorization": "external", "mcp_external_issuer": "https://as.example", "mcp_external_algorithms": "RS256,none"},
-     "GRANTKEEPER_MCP_EXTERNAL_ALGORITHMS"),
-    ({"mcp_authorization": "external", "mcp_external_issuer": "http://as.example"}, "GRANTKEEPER_MCP_EXTERNAL_ISSUER"),
-])
+@pytest.mark.parametrize(
+    "values, names",
+    [
+        ({"oidc_issuer": "http://idp.example.com", "oidc_client_id": "c"}, "GRANTKEEPER_OIDC_ISSUER"),
+        ({"oidc_issuer": "https://idp.example.com"}, "GRANTKEEPER_OIDC_CLIENT_ID"),
+        ({"mcp_authorization": "grantkeeper"}, "GRANTKEEPER_OIDC_ISSUER"),
+        ({"mcp_authorization": "external"}, "GRANTKEEPER_MCP_EXTERNAL_ISSUER"),
+        (
+            {
+                "mcp_authorization": "external",
+                "mcp_external_issuer": "https://as.example",
+                "mcp_external_algorithms": "RS256,none",
+            },
+            "GRANTKEEPER_MCP_EXTERNAL_ALGORITHMS",
+        ),
+        ({"mcp_authorization": "external", "mcp_external_issuer": "http://as.example"}, "GRANTKEEPER_MCP_EXTERNAL_ISSUER"),
+    ],
+)
 def test_incoherent_identity_settings_are_refused(env, values, names):
     with pytest.raises((ConfigError, ValueError), match=names):
         Settings(**values)

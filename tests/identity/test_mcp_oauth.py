@@ -54,9 +54,15 @@ class ClientDocumentHost:
 
     async def document(self, request: Request) -> Response:
         name = request.path_params["name"]
-        good = {"client_id": self.url(name), "client_name": "Test Agent", "redirect_uris": [REDIRECT_URI],
-                "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
-                "response_types": ["code"], "scope": "tools"}
+        good = {
+            "client_id": self.url(name),
+            "client_name": "Test Agent",
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "scope": "tools",
+        }
         if name == "wrong-id":
             return JSONResponse({**good, "client_id": self.url("client")})
         if name == "huge":
@@ -149,9 +155,14 @@ async def oauth_session(web: str, provider: OAuthClientProvider) -> AsyncIterato
 
 
 def client_metadata() -> OAuthClientMetadata:
-    return OAuthClientMetadata(client_name="Test Agent", redirect_uris=[REDIRECT_URI], token_endpoint_auth_method="none",
-                               grant_types=["authorization_code", "refresh_token"], response_types=["code"],
-                               scope="tools")
+    return OAuthClientMetadata(
+        client_name="Test Agent",
+        redirect_uris=[REDIRECT_URI],
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        scope="tools",
+    )
 
 
 def rows(runtime, model: Any) -> list[Any]:
@@ -175,11 +186,11 @@ async def test_discovery_starts_from_a_401(web):
 
 
 async def run_the_whole_loop(runtime, settings, slack_sim, web, chromium, *, client_metadata_url: str | None):
-    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), user="bob",
-                 provider_account_id="T0SIMTEAM:U0SIMUSER")
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), user="bob", provider_account_id="T0SIMTEAM:U0SIMUSER")
     storage, person = MemoryStorage(), PersonAtChromium(chromium, "bob")
-    provider = OAuthClientProvider(f"{web}/mcp", client_metadata(), storage, person.redirect, person.callback,
-                                   client_metadata_url=client_metadata_url)
+    provider = OAuthClientProvider(
+        f"{web}/mcp", client_metadata(), storage, person.redirect, person.callback, client_metadata_url=client_metadata_url
+    )
     async with oauth_session(web, provider) as session:
         names = {tool.name for tool in (await session.list_tools()).tools}
         assert {"slack_read_channel", "accounts_list"} <= names
@@ -203,15 +214,20 @@ async def run_the_whole_loop(runtime, settings, slack_sim, web, chromium, *, cli
     # Someone replays the spent refresh token: refused, and the whole MCP session is revoked.
     async with httpx2.AsyncClient(timeout=10) as client:
         client_id = storage.client.client_id
-        replay = await client.post(f"{web}/token", data={"grant_type": "refresh_token", "refresh_token": spent_refresh,
-                                                         "client_id": client_id})
+        replay = await client.post(
+            f"{web}/token", data={"grant_type": "refresh_token", "refresh_token": spent_refresh, "client_id": client_id}
+        )
         assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
-        current = await client.post(f"{web}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                    headers={"Authorization": f"Bearer {storage.tokens.access_token}",
-                                             "Accept": "application/json, text/event-stream"})
+        current = await client.post(
+            f"{web}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Authorization": f"Bearer {storage.tokens.access_token}", "Accept": "application/json, text/event-stream"},
+        )
         assert current.status_code == 401
-        rotated = await client.post(f"{web}/token", data={"grant_type": "refresh_token", "client_id": client_id,
-                                                          "refresh_token": storage.tokens.refresh_token})
+        rotated = await client.post(
+            f"{web}/token",
+            data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": storage.tokens.refresh_token},
+        )
         assert rotated.status_code == 400
     revoked = [row for row in rows(runtime, McpGrant) if row.revoked_reason == "refresh_token_reused"]
     assert len(revoked) == 1
@@ -222,8 +238,7 @@ async def run_the_whole_loop(runtime, settings, slack_sim, web, chromium, *, cli
     return storage
 
 
-async def test_the_sdk_client_signs_in_with_a_client_metadata_document(runtime, settings, slack_sim, web, documents,
-                                                                      chromium):
+async def test_the_sdk_client_signs_in_with_a_client_metadata_document(runtime, settings, slack_sim, web, documents, chromium):
     host, _ = documents
     storage = await run_the_whole_loop(runtime, settings, slack_sim, web, chromium, client_metadata_url=host.url())
     assert storage.client.client_id == host.url()
@@ -237,22 +252,31 @@ async def test_the_sdk_client_signs_in_with_dynamic_registration(runtime, settin
 
 
 def authorize_params(client_id: str, **extra: str) -> dict[str, str]:
-    return {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI, "state": "s1",
-            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "code_challenge_method": "S256",
-            "scope": "tools", **extra}
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT_URI,
+        "state": "s1",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+        "scope": "tools",
+        **extra,
+    }
 
 
-@pytest.mark.parametrize("document, says", [
-    ("http://example.com/client.json", "must use https"),
-    ("https://10.1.2.3/client.json", "private or reserved network"),
-    ("https://127.0.0.1:1/", "must have a path"),
-    ("wrong-id", "client_id is not its own URL"),
-    ("huge", "larger than"),
-    ("slow", "did not answer within"),
-    ("secretive", "authenticates with 'none'"),
-])
-async def test_bad_client_metadata_documents_get_clear_errors_and_register_nothing(runtime, web, documents, document,
-                                                                                   says):
+@pytest.mark.parametrize(
+    "document, says",
+    [
+        ("http://example.com/client.json", "must use https"),
+        ("https://10.1.2.3/client.json", "private or reserved network"),
+        ("https://127.0.0.1:1/", "must have a path"),
+        ("wrong-id", "client_id is not its own URL"),
+        ("huge", "larger than"),
+        ("slow", "did not answer within"),
+        ("secretive", "authenticates with 'none'"),
+    ],
+)
+async def test_bad_client_metadata_documents_get_clear_errors_and_register_nothing(runtime, web, documents, document, says):
     host, _ = documents
     client_id = document if "://" in document else host.url(document)
     async with httpx2.AsyncClient(timeout=30) as client:
@@ -265,8 +289,9 @@ async def test_bad_client_metadata_documents_get_clear_errors_and_register_nothi
 async def test_a_redirect_uri_the_document_does_not_list_is_refused(runtime, web, documents):
     host, _ = documents
     async with httpx2.AsyncClient(timeout=10) as client:
-        answer = await client.get(f"{web}/authorize", params=authorize_params(
-            host.url(), redirect_uri="http://127.0.0.1:9/oauth/callback/evil"))
+        answer = await client.get(
+            f"{web}/authorize", params=authorize_params(host.url(), redirect_uri="http://127.0.0.1:9/oauth/callback/evil")
+        )
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
     assert rows(runtime, McpAuthorization) == []
 
@@ -274,8 +299,7 @@ async def test_a_redirect_uri_the_document_does_not_list_is_refused(runtime, web
 async def test_a_token_for_another_resource_is_not_issued(runtime, web, documents):
     host, _ = documents
     async with httpx2.AsyncClient(timeout=10) as client:
-        answer = await client.get(f"{web}/authorize", params=authorize_params(
-            host.url(), resource="https://other.example/mcp"))
+        answer = await client.get(f"{web}/authorize", params=authorize_params(host.url(), resource="https://other.example/mcp"))
     assert answer.status_code == 302 and query_of(answer.headers["location"])["error"] == "invalid_target"
     assert rows(runtime, McpAuthorization) == []
 
@@ -289,12 +313,16 @@ async def test_the_consent_answer_needs_the_pages_csrf_token(runtime, web, docum
     request_token = query_of(consent_url)["request"]
     page = await bob.client.get(consent_url)
     assert "Test Agent" in page.text and "bob (org acme)" in page.text
-    forged = await bob.client.post(f"{web}/oauth/consent", params={"request": request_token},
-                                  data={"csrf_token": "f" * 64, "decision": "allow"})
+    forged = await bob.client.post(
+        f"{web}/oauth/consent", params={"request": request_token}, data={"csrf_token": "f" * 64, "decision": "allow"}
+    )
     assert forged.status_code == 403
     assert all(row.code_hash is None for row in rows(runtime, McpAuthorization))
-    declined = await bob.client.post(f"{web}/oauth/consent", params={"request": request_token}, data={
-        "csrf_token": page.text.split('name="csrf_token" value="')[1].split('"')[0], "decision": "deny"})
+    declined = await bob.client.post(
+        f"{web}/oauth/consent",
+        params={"request": request_token},
+        data={"csrf_token": page.text.split('name="csrf_token" value="')[1].split('"')[0], "decision": "deny"},
+    )
     answer = query_of(declined.headers["location"])
     assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", "s1", web)
 

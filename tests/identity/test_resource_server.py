@@ -39,23 +39,36 @@ async def test_a_good_token_acts_as_its_person_on_both_transports(web, idp, sess
     assert (listed["org"], listed["user"]) == ("globex", "carol")
 
 
-@pytest.mark.parametrize("bend", [
-    {"aud": "sim-oidc-client"},  # an id_token presented as an access token
-    {"iss": "https://evil.example"},
-    {"expires_in": -600},
-    {"not_before_in": 600},
-    {"alg": "none"},
-    {"bad_signature": True},
-    {"unknown_kid": True},
-    {"aud": "https://other.example/mcp"},  # minted for another resource
-], ids=["wrong_audience", "wrong_issuer", "expired", "not_yet_valid", "alg_none", "bad_signature", "unknown_kid",
-        "another_resource"])
+@pytest.mark.parametrize(
+    "bend",
+    [
+        {"aud": "sim-oidc-client"},  # an id_token presented as an access token
+        {"iss": "https://evil.example"},
+        {"expires_in": -600},
+        {"not_before_in": 600},
+        {"alg": "none"},
+        {"bad_signature": True},
+        {"unknown_kid": True},
+        {"aud": "https://other.example/mcp"},  # minted for another resource
+    ],
+    ids=[
+        "wrong_audience",
+        "wrong_issuer",
+        "expired",
+        "not_yet_valid",
+        "alg_none",
+        "bad_signature",
+        "unknown_kid",
+        "another_resource",
+    ],
+)
 async def test_bad_tokens_get_401_with_the_challenge(web, idp, bend):
     options = {"aud": f"{web}/mcp", **bend}
     token = idp.forge("alice", **options)
     async with httpx2.AsyncClient(timeout=10) as client:
-        answer = await client.post(f"{web}/mcp", json=PING, headers={
-            "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+        answer = await client.post(
+            f"{web}/mcp", json=PING, headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        )
     assert answer.status_code == 401
     challenge = answer.headers["www-authenticate"]
     assert challenge.startswith("Bearer ") and 'error="invalid_token"' in challenge

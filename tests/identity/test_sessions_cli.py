@@ -21,15 +21,26 @@ async def test_sessions_are_listed_and_revoked(runtime, env, web, browser_factor
     await alice.sign_in(web, "alice")
     await carol.sign_in(web, "carol")
     with Session(runtime.vault.engine) as session:  # an MCP client session, as the authorization server makes one
-        session.add(McpGrant(id="g" * 32, client_id="https://agent.example/client.json", client_name="Agent",
-                             org="acme", user="alice", scopes="tools"))
+        session.add(
+            McpGrant(
+                id="g" * 32,
+                client_id="https://agent.example/client.json",
+                client_name="Agent",
+                org="acme",
+                user="alice",
+                scopes="tools",
+            )
+        )
         session.commit()
 
     listed = grantkeeper(env, "sessions", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert sorted((row["kind"], row["org"], row["user"]) for row in rows) == [
-        ("browser", "acme", "alice"), ("browser", "globex", "carol"), ("mcp", "acme", "alice")]
+        ("browser", "acme", "alice"),
+        ("browser", "globex", "carol"),
+        ("mcp", "acme", "alice"),
+    ]
     assert next(row for row in rows if row["kind"] == "mcp")["client"] == "Agent"
     for browser in (alice, carol):
         assert browser.client.cookies.get(SESSION_COOKIE) not in listed.stdout

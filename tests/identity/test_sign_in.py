@@ -49,16 +49,19 @@ async def test_the_session_cookie_is_httponly_and_lax(web, browser_factory, idp)
     assert "secure" not in header.split(f"{SESSION_COOKIE}=")[1].split(",")[0]  # http://127.0.0.1: not Secure
 
 
-@pytest.mark.parametrize("bend, reason", [
-    ({"aud": "someone-else"}, "id_token_wrong_audience"),
-    ({"iss": "https://evil.example"}, "id_token_wrong_issuer"),
-    ({"expires_in": -600}, "id_token_expired"),
-    ({"not_before_in": 600}, "id_token_not_yet_valid"),
-    ({"alg": "none"}, "id_token_algorithm_not_allowed"),
-    ({"bad_signature": True}, "id_token_bad_signature"),
-    ({"unknown_kid": True}, "id_token_unknown_key"),
-    ({"nonce": "replayed-nonce"}, "id_token_nonce_mismatch"),
-])
+@pytest.mark.parametrize(
+    "bend, reason",
+    [
+        ({"aud": "someone-else"}, "id_token_wrong_audience"),
+        ({"iss": "https://evil.example"}, "id_token_wrong_issuer"),
+        ({"expires_in": -600}, "id_token_expired"),
+        ({"not_before_in": 600}, "id_token_not_yet_valid"),
+        ({"alg": "none"}, "id_token_algorithm_not_allowed"),
+        ({"bad_signature": True}, "id_token_bad_signature"),
+        ({"unknown_kid": True}, "id_token_unknown_key"),
+        ({"nonce": "replayed-nonce"}, "id_token_nonce_mismatch"),
+    ],
+)
 async def test_a_bad_id_token_opens_no_session(runtime, web, browser_factory, idp: OIDCSimulator, bend, reason):
     idp.bend_next_id_token = bend
     page = await browser_factory().sign_in(web, "alice")

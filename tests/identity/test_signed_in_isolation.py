@@ -31,23 +31,55 @@ def env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 async def access_token_for(web: str, person: str, browser) -> str:
     """The OAuth dance over plain HTTP: register, authorize, sign in, consent, exchange the code (PKCE)."""
     client = browser.client
-    registered = (await client.post(f"{web}/register", json={
-        "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none", "client_name": f"{person}'s agent",
-        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"], "scope": "tools"})).json()
+    registered = (
+        await client.post(
+            f"{web}/register",
+            json={
+                "redirect_uris": [REDIRECT_URI],
+                "token_endpoint_auth_method": "none",
+                "client_name": f"{person}'s agent",
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "scope": "tools",
+            },
+        )
+    ).json()
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     await browser.sign_in(web, person)
-    consent = (await client.get(f"{web}/authorize", params={
-        "response_type": "code", "client_id": registered["client_id"], "redirect_uri": REDIRECT_URI, "state": "s",
-        "code_challenge": challenge, "code_challenge_method": "S256", "resource": f"{web}/mcp"})).headers["location"]
+    consent = (
+        await client.get(
+            f"{web}/authorize",
+            params={
+                "response_type": "code",
+                "client_id": registered["client_id"],
+                "redirect_uri": REDIRECT_URI,
+                "state": "s",
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "resource": f"{web}/mcp",
+            },
+        )
+    ).headers["location"]
     page = await client.get(consent)
     csrf = page.text.split('name="csrf_token" value="')[1].split('"')[0]
-    answered = await client.post(f"{web}/oauth/consent", params={"request": query_of(consent)["request"]},
-                                 data={"csrf_token": csrf, "decision": "allow"})
+    answered = await client.post(
+        f"{web}/oauth/consent", params={"request": query_of(consent)["request"]}, data={"csrf_token": csrf, "decision": "allow"}
+    )
     code = query_of(answered.headers["location"])["code"]
-    tokens = (await client.post(f"{web}/token", data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier,
-        "client_id": registered["client_id"], "resource": f"{web}/mcp"})).json()
+    tokens = (
+        await client.post(
+            f"{web}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": verifier,
+                "client_id": registered["client_id"],
+                "resource": f"{web}/mcp",
+            },
+        )
+    ).json()
     return tokens["access_token"]
 
 
@@ -55,20 +87,49 @@ def seed_everyone_but(caller: str, runtime, settings, slack_sim, github_sim, goo
     for number, (name, (org, user)) in enumerate(PEOPLE.items(), start=10):
         if name == caller:
             continue
-        seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant({"team_id": "T0SIMTEAM", "user_id": f"U{number}"}),
-                     org=org, user=user, provider_account_id=f"T0SIMTEAM:U{number}")
-        seed_account(settings, runtime.vault, "github", github_sim.issue_grant({"login": user, "id": number}),
-                     org=org, user=user, provider_account_id=str(number))
-        seed_account(settings, runtime.vault, "google", google_sim.issue_grant({"email": f"{user}@{org}.test"}),
-                     org=org, user=user, provider_account_id=f"{user}@{org}.test")
-        seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant({"user_id": number, "name": user}),
-                     org=org, user=user, provider_account_id=str(number))
+        seed_account(
+            settings,
+            runtime.vault,
+            "slack",
+            slack_sim.issue_grant({"team_id": "T0SIMTEAM", "user_id": f"U{number}"}),
+            org=org,
+            user=user,
+            provider_account_id=f"T0SIMTEAM:U{number}",
+        )
+        seed_account(
+            settings,
+            runtime.vault,
+            "github",
+            github_sim.issue_grant({"login": user, "id": number}),
+            org=org,
+            user=user,
+            provider_account_id=str(number),
+        )
+        seed_account(
+            settings,
+            runtime.vault,
+            "google",
+            google_sim.issue_grant({"email": f"{user}@{org}.test"}),
+            org=org,
+            user=user,
+            provider_account_id=f"{user}@{org}.test",
+        )
+        seed_account(
+            settings,
+            runtime.vault,
+            "zendesk",
+            zendesk_sim.issue_grant({"user_id": number, "name": user}),
+            org=org,
+            user=user,
+            provider_account_id=str(number),
+        )
 
 
 @pytest.mark.parametrize("transport", SESSIONS)
 @pytest.mark.parametrize("caller", PEOPLE)
-async def test_each_caller_reaches_only_their_own_accounts(runtime, settings, slack_sim, github_sim, google_sim,
-                                                           zendesk_sim, web, browser_factory, caller, transport):
+async def test_each_caller_reaches_only_their_own_accounts(
+    runtime, settings, slack_sim, github_sim, google_sim, zendesk_sim, web, browser_factory, caller, transport
+):
     org, user = PEOPLE[caller]
     if caller == "key":
         token = create_api_key(runtime.vault, org=org, user=user).key
@@ -92,5 +153,6 @@ async def test_each_caller_reaches_only_their_own_accounts(runtime, settings, sl
     after = vault_rows(runtime)
     for table in ("credential",):
         assert after[table] == others[table]
-    assert [row for row in after["connected_account"] if (row["org"], row["user"]) != (org, user)] == \
-        [row for row in others["connected_account"] if (row["org"], row["user"]) != (org, user)]
+    assert [row for row in after["connected_account"] if (row["org"], row["user"]) != (org, user)] == [
+        row for row in others["connected_account"] if (row["org"], row["user"]) != (org, user)
+    ]

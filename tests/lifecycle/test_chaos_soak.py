@@ -31,27 +31,43 @@ STRUCTURED = {"ok", "upstream_error", "rate_limited"}
 @pytest.fixture
 def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name, value in {
-        "LEASE_SECONDS": "2", "LEASE_MAX_SECONDS": "12", "REFRESH_TIMEOUT_SECONDS": "5",
-        "MANDATORY_REFRESH_SECONDS": "1", "TOKEN_CACHE_SECONDS": "1", "SCHEDULER_POLL_SECONDS": "0.5",
-        "HEALTH_CHECKS_ENABLED": "false", "RATE_LIMIT_MAX_WAIT_SECONDS": "2",
+        "LEASE_SECONDS": "2",
+        "LEASE_MAX_SECONDS": "12",
+        "REFRESH_TIMEOUT_SECONDS": "5",
+        "MANDATORY_REFRESH_SECONDS": "1",
+        "TOKEN_CACHE_SECONDS": "1",
+        "SCHEDULER_POLL_SECONDS": "0.5",
+        "HEALTH_CHECKS_ENABLED": "false",
+        "RATE_LIMIT_MAX_WAIT_SECONDS": "2",
     }.items():
         monkeypatch.setenv(f"GRANTKEEPER_{name}", value)
     return Settings()
 
 
-def test_two_workers_under_random_provider_faults_lose_no_grant_and_reuse_no_refresh_token(
-        runtime_sync, settings, slack_sim):
+def test_two_workers_under_random_provider_faults_lose_no_grant_and_reuse_no_refresh_token(runtime_sync, settings, slack_sim):
     slack_sim.set_access_ttl(ACCESS_TTL)
     # Each grant comes due for its refresh as the soak starts.
-    accounts = [seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), user=user,
-                             lifetime_used=0.74) for user in USERS]
+    accounts = [
+        seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), user=user, lifetime_used=0.74)
+        for user in USERS
+    ]
     # Some of each fault for certain (the first requests), then at random. (A failed refresh starts a cooldown in
     # which calls are answered `upstream_error` at once, so token-endpoint failures stay a small share.)
     slack_sim.token_endpoint_drip(count=1, seconds=3)  # longer than the lease, inside the deadline
     slack_sim.rate_limit(count=3, retry_after=1)
     slack_sim.reset_connections(count=3)
-    slack_sim.chaos(seed=7, token_errors=0.03, token_hangs=0.02, token_slow=0.15, api_rate_limits=0.1, api_resets=0.05,
-                    api_slow=0.2, hang_seconds=6, slow_seconds=2.2, api_latency_seconds=0.3)
+    slack_sim.chaos(
+        seed=7,
+        token_errors=0.03,
+        token_hangs=0.02,
+        token_slow=0.15,
+        api_rate_limits=0.1,
+        api_resets=0.05,
+        api_slow=0.2,
+        hang_seconds=6,
+        slow_seconds=2.2,
+        api_latency_seconds=0.3,
+    )
     env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}
 
     outputs = run_workers(env, processes=2, calls=CALLS_PER_WORKER, lanes=4, mode="soak")
@@ -59,10 +75,12 @@ def test_two_workers_under_random_provider_faults_lose_no_grant_and_reuse_no_ref
     slack_sim.chaos()  # the provider behaves again, for the checks below
     statuses = [status for output in outputs for status in output["statuses"]]
     counters = slack_sim.counters
-    print(f"\nsoak: {len(statuses)} calls, {statuses.count('ok')} ok; {counters.token_requests} token requests, "
-          f"{counters.refreshes_ok} rotations, {counters.server_errors} token/API 5xx, {counters.slow_answers} slow "
-          f"answers, {counters.rate_limited} 429s, {counters.connection_resets} resets; "
-          f"{counters.reuse_detections} reuse detections")
+    print(
+        f"\nsoak: {len(statuses)} calls, {statuses.count('ok')} ok; {counters.token_requests} token requests, "
+        f"{counters.refreshes_ok} rotations, {counters.server_errors} token/API 5xx, {counters.slow_answers} slow "
+        f"answers, {counters.rate_limited} 429s, {counters.connection_resets} resets; "
+        f"{counters.reuse_detections} reuse detections"
+    )
     assert len(statuses) == 2 * CALLS_PER_WORKER and set(statuses) <= STRUCTURED, sorted(set(statuses))
     assert statuses.count("ok") >= CALLS_PER_WORKER // 2  # the soak did real work
     assert counters.reuse_detections == 0

@@ -45,8 +45,9 @@ def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
 def let_the_lease_run_out(vault, account_id: str) -> None:
     """Instead of sleeping for the lease to expire, move its end into the past."""
     with Session(vault.engine) as session:
-        session.execute(update(Credential).where(Credential.account_id == account_id)
-                        .values(lease_until=utcnow().replace(year=2000)))
+        session.execute(
+            update(Credential).where(Credential.account_id == account_id).values(lease_until=utcnow().replace(year=2000))
+        )
         session.commit()
 
 
@@ -56,8 +57,7 @@ def every_token_the_provider_issued(sim) -> list[str]:
 
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("dies_in", ["tool_call", "scheduler"])
-async def test_worker_killed_mid_refresh_leaves_a_fresh_grant_or_a_reauth_request(
-        runtime, settings, slack_sim, step, dies_in):
+async def test_worker_killed_mid_refresh_leaves_a_fresh_grant_or_a_reauth_request(runtime, settings, slack_sim, step, dies_in):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")} | {CRASH_AT_ENV: step}
 

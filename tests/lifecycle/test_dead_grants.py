@@ -73,8 +73,7 @@ async def test_a_dead_grants_refresh_token_is_never_presented_again_and_its_reas
     assert slack_sim.counters.token_requests == hits  # the dead refresh token was never sent again
     stored = runtime.vault.get_account(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
-    assert [e.detail["reason"] for e in runtime.vault.events(account.id, kind="reauth_required")] == [
-        "refresh_interrupted"]
+    assert [e.detail["reason"] for e in runtime.vault.events(account.id, kind="reauth_required")] == ["refresh_interrupted"]
 
 
 async def test_a_waiting_worker_sees_the_grant_die_and_does_not_present_its_token(runtime, settings, slack_sim):
@@ -110,8 +109,9 @@ def test_a_dead_grant_is_marked_only_by_the_lease_holder_and_keeps_its_first_rea
     account = seed_account(settings, vault, "slack", slack_sim.issue_grant(), expired=True)
     assert vault.try_lease(account.id, 1, "worker-a", timedelta(seconds=5))
 
-    assert vault.mark_grant_dead(account.id, "worker-b", 1, AccountStatus.REAUTH_REQUIRED, "refresh_token_revoked") \
-        is False  # not the lease holder: nothing changes
+    assert (
+        vault.mark_grant_dead(account.id, "worker-b", 1, AccountStatus.REAUTH_REQUIRED, "refresh_token_revoked") is False
+    )  # not the lease holder: nothing changes
     assert vault.get_account(account.id).status == "active"
     assert vault.mark_grant_dead(account.id, "worker-a", 1, AccountStatus.REAUTH_REQUIRED, "refresh_interrupted")
     assert vault.try_lease(account.id, 1, "worker-b", timedelta(seconds=5)) is False  # a dead row is never leased

@@ -17,8 +17,7 @@ SEARCH = {"query": "quarterly", "max_results": 5}
 LIST = {"page_size": 5}
 
 
-async def test_expired_google_token_is_refreshed_without_rotation_and_the_refresh_token_is_kept(
-        runtime, settings, google_sim):
+async def test_expired_google_token_is_refreshed_without_rotation_and_the_refresh_token_is_kept(runtime, settings, google_sim):
     tokens = google_sim.issue_grant()
     account = seed_account(settings, runtime.vault, "google", tokens, expired=True)
 
@@ -41,8 +40,10 @@ async def test_revoked_google_grant_needs_reauth_after_at_most_one_token_request
     google_sim.revoke()  # 401 on the API, 400 invalid_grant "Token has been expired or revoked." on refresh
 
     async with mcp_client(runtime) as client:
-        results = [await call(client, "calendar_list_events", {"time_min": "2026-05-01T00:00:00Z",
-                                                               "time_max": "2026-05-08T00:00:00Z"}) for _ in range(3)]
+        results = [
+            await call(client, "calendar_list_events", {"time_min": "2026-05-01T00:00:00Z", "time_max": "2026-05-08T00:00:00Z"})
+            for _ in range(3)
+        ]
 
     assert [r["status"] for r in results] == ["reauth_required"] * 3
     assert results[0]["reason"] == "refresh_token_revoked"
@@ -86,6 +87,7 @@ async def test_fifty_concurrent_zendesk_calls_on_an_expired_token_make_one_token
     results = []
 
     async with mcp_client(runtime) as client:
+
         async def one_call() -> None:
             results.append(await call(client, "zendesk_list_tickets", {"page_size": 1}))
 

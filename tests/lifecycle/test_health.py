@@ -23,15 +23,13 @@ def kinds(vault, account_id: str) -> list[str]:
     return [event.kind for event in reversed(vault.events(account_id))]
 
 
-async def test_a_grant_revoked_at_slack_is_reported_by_the_health_check_before_any_tool_call(
-        runtime, settings, slack_sim):
+async def test_a_grant_revoked_at_slack_is_reported_by_the_health_check_before_any_tool_call(runtime, settings, slack_sim):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     slack_sim.revoke()
 
     reports = await health_monitor(runtime).run_due()
 
-    assert [(r.account, r.outcome, r.reason) for r in reports] == [("acme/alice/slack", "reauth_required",
-                                                                     "token_revoked")]
+    assert [(r.account, r.outcome, r.reason) for r in reports] == [("acme/alice/slack", "reauth_required", "token_revoked")]
     stored = runtime.vault.get_account(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "token_revoked")
     assert stored.health_checked_at is not None
@@ -91,8 +89,7 @@ async def test_a_healthy_account_is_checked_once_per_interval_across_two_workers
     assert all(due > utcnow() + timedelta(seconds=settings.health_check_interval_seconds - 60) for due in next_due)
 
 
-async def test_startup_validation_checks_stale_accounts_and_names_those_needing_reauthorization(
-        runtime, settings, slack_sim):
+async def test_startup_validation_checks_stale_accounts_and_names_those_needing_reauthorization(runtime, settings, slack_sim):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), user="alice")
     bob_tokens = slack_sim.issue_grant()
     seed_account(settings, runtime.vault, "slack", bob_tokens, user="bob")
@@ -104,12 +101,16 @@ async def test_startup_validation_checks_stale_accounts_and_names_those_needing_
     reports = await health_monitor(runtime).validate_at_startup()
     again = await health_monitor(runtime).validate_at_startup()  # a second worker starting just after
 
-    assert sorted((r.account, r.outcome) for r in reports) == [("acme/alice/slack", "ok"),
-                                                               ("acme/bob/slack", "reauth_required")]
+    assert sorted((r.account, r.outcome) for r in reports) == [("acme/alice/slack", "ok"), ("acme/bob/slack", "reauth_required")]
     assert again == []
     summary = runtime.vault.events(kind="startup_validated")
-    assert summary[-1].detail | {} == {**summary[-1].detail, "checked": 2, "ok": 1,
-                                       "needs_reauthorization": ["acme/bob/slack"], "needs_admin": []}
+    assert summary[-1].detail | {} == {
+        **summary[-1].detail,
+        "checked": 2,
+        "ok": 1,
+        "needs_reauthorization": ["acme/bob/slack"],
+        "needs_admin": [],
+    }
     assert summary[-1].severity == "warning"
     assert slack_sim.counters.endpoint("auth.test") == 2
 

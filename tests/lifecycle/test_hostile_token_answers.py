@@ -39,8 +39,11 @@ async def read_channel(runtime) -> dict:
 def expire_our_copy(vault, account_id: str) -> None:
     """Our stored access token expires (instead of waiting for it to)."""
     with Session(vault.engine) as session:
-        session.execute(update(Credential).where(Credential.account_id == account_id)
-                        .values(access_expires_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Credential)
+            .where(Credential.account_id == account_id)
+            .values(access_expires_at=utcnow() - timedelta(seconds=1))
+        )
         session.commit()
 
 
@@ -52,18 +55,23 @@ def assert_rotated_pair_works(runtime, slack_sim, account_id: str, calls_before:
 
 
 # ---- absurd lifetimes --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("expires_in", "lifetime"), [
-    (1e300, MAX_ACCESS_LIFETIME_SECONDS),
-    (1e21, MAX_ACCESS_LIFETIME_SECONDS),
-    (10 ** 400, SLACK_DEFAULT_LIFETIME),  # an integer too long for int(): read as a float, infinite, so unknown
-    (float("inf"), SLACK_DEFAULT_LIFETIME),  # the bare word Infinity, as some JSON encoders write it
-    ("Infinity", SLACK_DEFAULT_LIFETIME),
-    (-5, SLACK_DEFAULT_LIFETIME),
-    ("abc", SLACK_DEFAULT_LIFETIME),
-    (True, SLACK_DEFAULT_LIFETIME),
-], ids=["1e300", "1e21", "10**400", "Infinity", "Infinity-string", "negative", "text", "boolean"])
+@pytest.mark.parametrize(
+    ("expires_in", "lifetime"),
+    [
+        (1e300, MAX_ACCESS_LIFETIME_SECONDS),
+        (1e21, MAX_ACCESS_LIFETIME_SECONDS),
+        (10**400, SLACK_DEFAULT_LIFETIME),  # an integer too long for int(): read as a float, infinite, so unknown
+        (float("inf"), SLACK_DEFAULT_LIFETIME),  # the bare word Infinity, as some JSON encoders write it
+        ("Infinity", SLACK_DEFAULT_LIFETIME),
+        (-5, SLACK_DEFAULT_LIFETIME),
+        ("abc", SLACK_DEFAULT_LIFETIME),
+        (True, SLACK_DEFAULT_LIFETIME),
+    ],
+    ids=["1e300", "1e21", "10**400", "Infinity", "Infinity-string", "negative", "text", "boolean"],
+)
 async def test_an_absurd_expires_in_is_clamped_and_the_rotated_tokens_are_kept(
-        runtime, settings, slack_sim, expires_in, lifetime):
+    runtime, settings, slack_sim, expires_in, lifetime
+):
     tokens = slack_sim.issue_grant()
     account = seed_account(settings, runtime.vault, "slack", tokens, expired=True)
     slack_sim.token_endpoint_answer(set_fields={"expires_in": expires_in})
@@ -84,8 +92,7 @@ async def test_an_absurd_expires_in_is_clamped_and_the_rotated_tokens_are_kept(
 
 
 # ---- huge tokens -------------------------------------------------------------------------------------------------
-async def test_an_access_token_too_large_to_send_is_refused_but_the_rotated_refresh_token_is_kept(
-        runtime, settings, slack_sim):
+async def test_an_access_token_too_large_to_send_is_refused_but_the_rotated_refresh_token_is_kept(runtime, settings, slack_sim):
     tokens = slack_sim.issue_grant()
     account = seed_account(settings, runtime.vault, "slack", tokens, expired=True)
     # Every attempt of the call (and its retries) gets an access token that fits the answer bound, not a header.
@@ -108,7 +115,8 @@ async def test_an_access_token_too_large_to_send_is_refused_but_the_rotated_refr
 
 
 async def test_a_200_kb_answer_is_refused_unread_and_after_a_rotation_the_grant_says_refresh_interrupted(
-        runtime, settings, slack_sim):
+    runtime, settings, slack_sim
+):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_answer(set_fields={"access_token": "x" * 200_000})
 
@@ -144,8 +152,7 @@ async def test_a_200_kb_answer_from_a_provider_that_does_not_rotate_loses_nothin
 
 
 # ---- a missing refresh token -------------------------------------------------------------------------------------
-async def test_a_rotating_provider_that_sends_no_new_refresh_token_never_gets_the_spent_one_again(
-        runtime, settings, slack_sim):
+async def test_a_rotating_provider_that_sends_no_new_refresh_token_never_gets_the_spent_one_again(runtime, settings, slack_sim):
     tokens = slack_sim.issue_grant()
     account = seed_account(settings, runtime.vault, "slack", tokens, expired=True)
     slack_sim.token_endpoint_answer(drop_fields=("refresh_token",))
@@ -204,8 +211,7 @@ async def test_a_non_json_answer_after_a_rotation_ends_as_refresh_interrupted(ru
 
 
 # ---- answers that never finish -----------------------------------------------------------------------------------
-async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as_maybe_rotated(
-        runtime, settings, slack_sim):
+async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as_maybe_rotated(runtime, settings, slack_sim):
     """Each byte arrives long before the (per-read) timeout; only the total deadline (1 s here) ends it. Without
     that deadline this refresh would wait out the 60 s trickle and succeed."""
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)

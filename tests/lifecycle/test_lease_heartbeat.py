@@ -37,7 +37,8 @@ def worker_env() -> dict[str, str]:
 
 
 def test_a_slow_trickling_answer_keeps_its_lease_so_the_other_process_never_presents_the_spent_token(
-        runtime_sync, settings, slack_sim):
+    runtime_sync, settings, slack_sim
+):
     account = seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_drip(count=1, seconds=TRICKLE_SECONDS)
 
@@ -54,7 +55,8 @@ def test_a_slow_trickling_answer_keeps_its_lease_so_the_other_process_never_pres
 
 
 def test_a_killed_owner_frees_the_grant_within_the_lease_and_the_survivor_says_refresh_interrupted(
-        runtime_sync, settings, slack_sim):
+    runtime_sync, settings, slack_sim
+):
     account = seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_drip(count=1, seconds=600)  # rotated, and its answer will never arrive in time
     owner = start_worker(worker_env(), calls=1)
@@ -80,8 +82,10 @@ def test_a_killed_owner_frees_the_grant_within_the_lease_and_the_survivor_says_r
                 worker.kill()
 
     heartbeat = settings.lease_seconds / 3
-    print(f"\nsurvivor presented the refresh token {measured:.2f} s after the owner was killed "
-          f"(lease {settings.lease_seconds:g} s, renewed every {heartbeat:g} s; cap {settings.lease_max_seconds:g} s)")
+    print(
+        f"\nsurvivor presented the refresh token {measured:.2f} s after the owner was killed "
+        f"(lease {settings.lease_seconds:g} s, renewed every {heartbeat:g} s; cap {settings.lease_max_seconds:g} s)"
+    )
     # A lease renewed just before the kill runs out `lease_seconds` after that renewal, and the survivor looks
     # again the moment it does (the figure printed above); the assertion is on the row, so load cannot flake it.
     assert lease_left <= settings.lease_seconds

@@ -8,8 +8,7 @@ from tests.support.seed import seed_account
 from tests.support.workers import run_workers
 
 
-def test_four_processes_times_fifty_calls_on_an_expired_rotating_token_make_one_token_request(
-        runtime_sync, settings, slack_sim):
+def test_four_processes_times_fifty_calls_on_an_expired_rotating_token_make_one_token_request(runtime_sync, settings, slack_sim):
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), expired=True)
     assert slack_sim.grants.reuse_detection  # a second use of the old refresh token would revoke the grant
     env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}

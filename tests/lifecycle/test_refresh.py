@@ -58,6 +58,7 @@ async def test_fifty_concurrent_calls_on_an_expired_token_make_one_token_request
     results = []
 
     async with mcp_client(runtime) as client:
+
         async def one_call() -> None:
             results.append(await call(client, "slack_read_channel", {"channel": "C0GENERAL", "limit": 1}))
 

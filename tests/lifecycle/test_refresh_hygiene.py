@@ -26,6 +26,7 @@ READ = {"channel": "C0GENERAL", "limit": 1}
 async def fifty_calls(runtime) -> list[dict]:
     results: list[dict] = []
     async with mcp_client(runtime) as client:
+
         async def one() -> None:
             results.append(await call(client, "slack_read_channel", READ))
 
@@ -35,15 +36,13 @@ async def fifty_calls(runtime) -> list[dict]:
     return results
 
 
-async def test_fifty_calls_while_the_token_endpoint_fails_make_one_token_request_per_cooldown(
-        runtime, settings, slack_sim):
+async def test_fifty_calls_while_the_token_endpoint_fails_make_one_token_request_per_cooldown(runtime, settings, slack_sim):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_fail(count=1000, status=503)
 
     first = await fifty_calls(runtime)
     assert slack_sim.counters.token_requests == 1
-    assert {(r["status"], r["reason"], r["retryable"]) for r in first} == {
-        ("upstream_error", "token_endpoint_unavailable", True)}
+    assert {(r["status"], r["reason"], r["retryable"]) for r in first} == {("upstream_error", "token_endpoint_unavailable", True)}
     assert all(0 < r["retry_after_seconds"] <= 60 for r in first)
 
     # Inside the cooldown: the recorded failure, no token request.
@@ -104,7 +103,8 @@ class SimulatedTime:
 
 
 async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refreshed_at_three_quarters_of_its_life(
-        runtime, settings, slack_sim):
+    runtime, settings, slack_sim
+):
     assert settings.scheduler_poll_seconds == 30  # the default, untouched
     tokens = slack_sim.issue_grant(access_ttl=20)
     written: dict[str, str] = {}
@@ -113,9 +113,16 @@ async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refre
     async def on_sleep(time: SimulatedTime) -> None:
         if not written:  # the scheduler has just gone to sleep with nothing due: now a 20 s token arrives
             account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
-            grant = TokenGrant(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
-                               token_type="bearer", expires_in=20, refresh_expires_in=None, scope=None,
-                               provider_account_id=None, identity={})
+            grant = TokenGrant(
+                access_token=tokens.access_token,
+                refresh_token=tokens.refresh_token,
+                token_type="bearer",
+                expires_in=20,
+                refresh_expires_in=None,
+                scope=None,
+                provider_account_id=None,
+                identity={},
+            )
             write = runtime.tokens.credential_write(runtime.connectors["slack"], grant, time.now)
             runtime.vault.put_credential(account.id, write)
             written["id"] = account.id
@@ -163,17 +170,24 @@ def refresh_token_lifetime(vault, account_id: str, *, lifetime: timedelta, left:
     """Give the stored refresh token a fixed lifetime of which `left` remains."""
     now = utcnow()
     with Session(vault.engine) as session:
-        session.execute(update(Credential).where(Credential.account_id == account_id)
-                        .values(issued_at=now + left - lifetime, refresh_expires_at=now + left))
+        session.execute(
+            update(Credential)
+            .where(Credential.account_id == account_id)
+            .values(issued_at=now + left - lifetime, refresh_expires_at=now + left)
+        )
         session.commit()
 
 
-@pytest.mark.parametrize(("lifetime", "quiet_at", "announced_at"), [
-    (timedelta(days=180), timedelta(days=8), timedelta(days=6)),  # GitHub-like: 7 days ahead
-    (timedelta(hours=2), timedelta(minutes=70), timedelta(minutes=50)),  # short: at half its life
-])
+@pytest.mark.parametrize(
+    ("lifetime", "quiet_at", "announced_at"),
+    [
+        (timedelta(days=180), timedelta(days=8), timedelta(days=6)),  # GitHub-like: 7 days ahead
+        (timedelta(hours=2), timedelta(minutes=70), timedelta(minutes=50)),  # short: at half its life
+    ],
+)
 async def test_a_refresh_token_with_a_fixed_end_is_announced_ahead_of_time_once(
-        runtime, settings, slack_sim, lifetime, quiet_at, announced_at):
+    runtime, settings, slack_sim, lifetime, quiet_at, announced_at
+):
     from server.background import health_monitor
 
     runtime.vault.outbox.add_endpoint("https://hooks.example.com/grantkeeper", ["account.reauth_required"])

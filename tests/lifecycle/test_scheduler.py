@@ -53,8 +53,7 @@ async def test_a_second_pass_finds_nothing_due_after_the_first(runtime, settings
     assert slack_sim.counters.token_requests == 1
 
 
-async def test_failed_refresh_in_the_advisory_window_keeps_the_current_token_and_retries_later(
-        runtime, settings, slack_sim):
+async def test_failed_refresh_in_the_advisory_window_keeps_the_current_token_and_retries_later(runtime, settings, slack_sim):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), lifetime_used=0.8)
     before = runtime.vault.read_credential(account.id)
     slack_sim.token_endpoint_fail(count=1, status=503)
@@ -98,6 +97,7 @@ async def test_calls_during_a_scheduled_refresh_wait_for_it_instead_of_refreshin
     results: list[dict] = []
 
     async with mcp_client(runtime) as client:
+
         async def one_call() -> None:
             results.append(await call(client, "slack_read_channel", READ))
 
@@ -112,9 +112,11 @@ async def test_calls_during_a_scheduled_refresh_wait_for_it_instead_of_refreshin
 
 
 async def test_stopping_the_scheduler_finishes_the_refresh_in_flight_and_hands_back_the_rest(
-        runtime, settings, slack_server, slack_sim):
-    ids = seed_many(settings, runtime.vault, "slack", [slack_sim.issue_grant() for _ in range(3)],
-                    lifetime=43200, lifetime_used=0.8)
+    runtime, settings, slack_server, slack_sim
+):
+    ids = seed_many(
+        settings, runtime.vault, "slack", [slack_sim.issue_grant() for _ in range(3)], lifetime=43200, lifetime_used=0.8
+    )
     hold = HoldRequests(slack_sim, "/oauth.v2.access")
     slack_server.app = hold
     settings.scheduler_provider_rate = 0.5  # the second and third claims wait two and four seconds for their turn
@@ -150,10 +152,8 @@ class ConcurrentTokenRequests:
             self.now -= 1
 
 
-async def test_scheduler_never_has_more_refreshes_in_flight_than_its_concurrency(
-        runtime, settings, slack_server, slack_sim):
-    seed_many(settings, runtime.vault, "slack", [slack_sim.issue_grant() for _ in range(12)],
-              lifetime=43200, lifetime_used=0.8)
+async def test_scheduler_never_has_more_refreshes_in_flight_than_its_concurrency(runtime, settings, slack_server, slack_sim):
+    seed_many(settings, runtime.vault, "slack", [slack_sim.issue_grant() for _ in range(12)], lifetime=43200, lifetime_used=0.8)
     counter = ConcurrentTokenRequests(slack_sim, "/api/oauth.v2.access")
     slack_server.app = counter
     slack_sim.token_endpoint_latency(0.05)  # so that refreshes overlap; the bound is checked by counting
@@ -186,8 +186,9 @@ async def test_pacer_spaces_token_requests_per_provider_and_leaves_other_provide
 
 
 def test_two_claims_never_return_the_same_row(runtime_sync, settings, slack_sim):
-    ids = seed_many(settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(10)],
-                    lifetime=3600, lifetime_used=0.9)
+    ids = seed_many(
+        settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(10)], lifetime=3600, lifetime_used=0.9
+    )
     schedule, lease = runtime_sync.vault.schedule, timedelta(seconds=30)
 
     first = schedule.claim_due_refreshes("worker-a", utcnow(), 6, lease)
@@ -201,10 +202,16 @@ def test_two_claims_never_return_the_same_row(runtime_sync, settings, slack_sim)
 
 def test_due_scans_walk_their_index_instead_of_the_table(runtime_sync, settings):
     # Enough accounts, mostly not due, and fresh planner statistics: the plan a real vault gets.
-    seed_many(settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(3000)],
-              lifetime=3600, lifetime_used=0.1)
-    seed_many(settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(5)],
-              lifetime=3600, lifetime_used=0.9, user_prefix="due")
+    seed_many(settings, runtime_sync.vault, "slack", [(f"a{i}", f"r{i}") for i in range(3000)], lifetime=3600, lifetime_used=0.1)
+    seed_many(
+        settings,
+        runtime_sync.vault,
+        "slack",
+        [(f"a{i}", f"r{i}") for i in range(5)],
+        lifetime=3600,
+        lifetime_used=0.9,
+        user_prefix="due",
+    )
     engine = runtime_sync.vault.engine
     with engine.connect() as connection:
         connection.exec_driver_sql("ANALYZE")
@@ -221,10 +228,10 @@ def test_due_scans_walk_their_index_instead_of_the_table(runtime_sync, settings)
         assert word not in refresh_plan + health_plan
 
 
-def test_two_scheduler_processes_over_a_thousand_due_accounts_refresh_each_exactly_once(
-        runtime_sync, settings, slack_sim):
-    ids = seed_many(settings, runtime_sync.vault, "slack", [slack_sim.issue_grant() for _ in range(1000)],
-                    lifetime=43200, lifetime_used=0.8)
+def test_two_scheduler_processes_over_a_thousand_due_accounts_refresh_each_exactly_once(runtime_sync, settings, slack_sim):
+    ids = seed_many(
+        settings, runtime_sync.vault, "slack", [slack_sim.issue_grant() for _ in range(1000)], lifetime=43200, lifetime_used=0.8
+    )
     env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}
     env.update(GRANTKEEPER_SCHEDULER_PROVIDER_RATE="0", GRANTKEEPER_SCHEDULER_CONCURRENCY="16")
 

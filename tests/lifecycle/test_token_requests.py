@@ -67,8 +67,12 @@ async def test_zendesk_refresh_body_is_a_json_object_with_the_client_credentials
     [(headers, body)] = recorder.requests
     assert headers["content-type"] == "application/json"
     assert "authorization" not in headers
-    assert json.loads(body) == {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token,
-                                "client_id": "sim-zendesk-client", "client_secret": "sim-zendesk-secret"}
+    assert json.loads(body) == {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens.refresh_token,
+        "client_id": "sim-zendesk-client",
+        "client_secret": "sim-zendesk-secret",
+    }
     assert grant.refresh_token != tokens.refresh_token and grant.expires_in == 1800
 
 
@@ -76,8 +80,9 @@ async def test_zendesk_code_exchange_is_json_too(settings, zendesk_server, zende
     code = consent_code(zendesk_server.url, "/oauth/authorizations/new", "sim-zendesk-client")
     recorder = zendesk_server.app = Recorder(zendesk_sim)
 
-    grant = await exchange_code(load_connectors(settings)["zendesk"], code=code, redirect_uri=REDIRECT_URI,
-                                code_verifier="v" * 50, timeout=5)
+    grant = await exchange_code(
+        load_connectors(settings)["zendesk"], code=code, redirect_uri=REDIRECT_URI, code_verifier="v" * 50, timeout=5
+    )
 
     [(headers, body)] = recorder.requests
     assert headers["content-type"] == "application/json"
@@ -100,10 +105,10 @@ async def test_google_refresh_is_form_encoded_and_keeps_the_refresh_token(settin
 
 
 async def test_google_offline_code_exchange_yields_a_refresh_token(settings, google_server, google_sim):
-    code = consent_code(google_server.url, "/o/oauth2/v2/auth", "sim-google-client", access_type="offline",
-                        prompt="consent")
-    grant = await exchange_code(load_connectors(settings)["google"], code=code, redirect_uri=REDIRECT_URI,
-                                code_verifier="v" * 50, timeout=5)
+    code = consent_code(google_server.url, "/o/oauth2/v2/auth", "sim-google-client", access_type="offline", prompt="consent")
+    grant = await exchange_code(
+        load_connectors(settings)["google"], code=code, redirect_uri=REDIRECT_URI, code_verifier="v" * 50, timeout=5
+    )
     assert grant.refresh_token and grant.refresh_token.startswith("1//0")
 
 
@@ -117,8 +122,9 @@ class HostileTokenEndpoint:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), *self.headers]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json"), *self.headers]}
+        )
         for chunk in self.chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -141,8 +147,9 @@ def peak_rss_mib() -> float:
 async def test_an_oversized_token_answer_is_refused_after_64_kib_without_being_buffered(settings, slack_server, answer):
     if answer == "gzip_bomb":
         bomb = gzip_bomb(512)  # about 0.5 MB on the wire, 512 MiB inflated
-        endpoint = HostileTokenEndpoint((bomb[i:i + 16384] for i in range(0, len(bomb), 16384)),
-                                        [(b"content-encoding", b"gzip")])
+        endpoint = HostileTokenEndpoint(
+            (bomb[i : i + 16384] for i in range(0, len(bomb), 16384)), [(b"content-encoding", b"gzip")]
+        )
     else:
         endpoint = HostileTokenEndpoint((b'{"access_token": "' + b"a" * 65536 for _ in range(200 * 16)), [])  # 200 MiB
     slack_server.app = endpoint

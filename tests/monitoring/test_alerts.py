@@ -64,8 +64,7 @@ async def test_three_failed_refreshes_raise_one_alert_and_recovery_resolves_it(a
 
     assert (*failed, recovered["status"]) == ("upstream_error", "upstream_error", "upstream_error", "ok")
     assert slack_sim.counters.token_requests == 4
-    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("refresh_failing", "error"),
-                                                                   ("refresh_failing", "resolved")]
+    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("refresh_failing", "error"), ("refresh_failing", "resolved")]
     assert all(a["account"] == "acme/alice/slack" for a in hook.alerts)
 
 
@@ -79,8 +78,7 @@ async def test_a_revoked_grant_is_one_critical_alert_however_often_the_agent_cal
             assert (await call(client, "slack_read_channel", READ))["status"] == "reauth_required"
     await runtime.events.alerts.drain()
 
-    assert [(a["alert"], a["severity"], a["reason"]) for a in hook.alerts] == [
-        ("reauth_required", "critical", "token_revoked")]
+    assert [(a["alert"], a["severity"], a["reason"]) for a in hook.alerts] == [("reauth_required", "critical", "token_revoked")]
     assert "magic" not in str(hook.alerts) and "/connect/" not in str(hook.alerts)
 
 
@@ -113,8 +111,7 @@ async def test_the_web_app_serves_metrics_and_health(runtime, settings, slack_si
     assert health.json() == {"status": "ok"}
 
 
-async def test_two_workers_seeing_the_same_incident_send_one_alert_and_one_resolution(env, slack_sim, receiver,
-                                                                                       monkeypatch):
+async def test_two_workers_seeing_the_same_incident_send_one_alert_and_one_resolution(env, slack_sim, receiver, monkeypatch):
     hook, url = receiver
     monkeypatch.setenv("GRANTKEEPER_ALERT_WEBHOOK_URL", url)
     workers = [Runtime.open(Settings()), Runtime.open(Settings())]
@@ -130,5 +127,7 @@ async def test_two_workers_seeing_the_same_incident_send_one_alert_and_one_resol
         for worker in workers:
             await worker.aclose()
 
-    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [("reauth_required", "critical"),
-                                                                   ("reauth_required", "resolved")]
+    assert [(a["alert"], a["severity"]) for a in hook.alerts] == [
+        ("reauth_required", "critical"),
+        ("reauth_required", "resolved"),
+    ]

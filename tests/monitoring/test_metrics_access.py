@@ -25,9 +25,17 @@ TOKEN = "metrics-token-9d2f1c7e4b"
 async def test_a_metrics_token_is_required_when_set(runtime, slack_sim):
     runtime.settings.metrics_token = TOKEN
     async with web_server(runtime) as url, httpx2.AsyncClient(timeout=10) as client:
-        refused = [await client.get(f"{url}/metrics", headers=headers) for headers in (
-            {}, {"Authorization": "Bearer"}, {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Basic {TOKEN}"},
-            {"Authorization": f"Bearer {TOKEN[:-1]}"}, {"Authorization": "Bearer " + "a" * 10_000})]
+        refused = [
+            await client.get(f"{url}/metrics", headers=headers)
+            for headers in (
+                {},
+                {"Authorization": "Bearer"},
+                {"Authorization": f"Bearer {TOKEN}x"},
+                {"Authorization": f"Basic {TOKEN}"},
+                {"Authorization": f"Bearer {TOKEN[:-1]}"},
+                {"Authorization": "Bearer " + "a" * 10_000},
+            )
+        ]
         allowed = await client.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         health = await client.get(f"{url}/healthz")  # only /metrics is protected
     assert [response.status_code for response in refused] == [401] * 6
@@ -45,9 +53,11 @@ def test_bearer_comparison_takes_only_the_exact_token():
 
 async def test_serve_puts_metrics_on_its_own_loopback_listener(env):
     process = await anyio.open_process(
-        [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "0"], cwd=ROOT,
+        [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "0"],
+        cwd=ROOT,
         env={**os.environ, **env, "GRANTKEEPER_LOG_FORMAT": "json", "GRANTKEEPER_METRICS_PORT": "0"},
-        stderr=subprocess.PIPE)
+        stderr=subprocess.PIPE,
+    )
     started: dict[str, str] = {}
     buffered = b""
     try:

@@ -41,8 +41,9 @@ def ours(finished: list[ReadableSpan]) -> list[ReadableSpan]:
 
 
 def children(finished: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
-    return sorted((s for s in finished if s.parent is not None and s.parent.span_id == parent.context.span_id),
-                  key=lambda s: s.start_time)
+    return sorted(
+        (s for s in finished if s.parent is not None and s.parent.span_id == parent.context.span_id), key=lambda s: s.start_time
+    )
 
 
 def everything_said(finished: list[ReadableSpan]) -> str:
@@ -56,7 +57,8 @@ def everything_said(finished: list[ReadableSpan]) -> str:
 
 
 async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree_without_secrets(
-        runtime, settings, slack_sim, spans):
+    runtime, settings, slack_sim, spans
+):
     tokens = slack_sim.issue_grant()
     account = seed_account(settings, runtime.vault, "slack", tokens)
     slack_sim.expire_access_tokens()  # our copy still looks fresh; Slack answers token_expired
@@ -70,10 +72,15 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
     assert result["status"] == "ok"
     finished = list(spans.get_finished_spans())
     [tool_call] = [s for s in finished if s.name == "grantkeeper.tool_call"]
-    assert {k: tool_call.attributes[k] for k in ("grantkeeper.tool", "grantkeeper.connector", "grantkeeper.status",
-                                                 "grantkeeper.account_id")} == {
-        "grantkeeper.tool": "slack.read_channel", "grantkeeper.connector": "slack", "grantkeeper.status": "ok",
-        "grantkeeper.account_id": account.id}
+    assert {
+        k: tool_call.attributes[k]
+        for k in ("grantkeeper.tool", "grantkeeper.connector", "grantkeeper.status", "grantkeeper.account_id")
+    } == {
+        "grantkeeper.tool": "slack.read_channel",
+        "grantkeeper.connector": "slack",
+        "grantkeeper.status": "ok",
+        "grantkeeper.account_id": account.id,
+    }
     # Under the SDK's server span for tools/call, in the same trace.
     assert tool_call.parent is not None
     assert {s.context.trace_id for s in ours(finished)} == {tool_call.context.trace_id}
@@ -84,8 +91,11 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
     assert (request.attributes["grantkeeper.attempt"], request.attributes["grantkeeper.retry"]) == (1, False)
     refresh, retry = children(finished, request)
     assert refresh.name == "grantkeeper.refresh"
-    assert dict(refresh.attributes) == {"grantkeeper.connector": "slack", "grantkeeper.account_id": account.id,
-                                        "grantkeeper.trigger": "reactive"}
+    assert dict(refresh.attributes) == {
+        "grantkeeper.connector": "slack",
+        "grantkeeper.account_id": account.id,
+        "grantkeeper.trigger": "reactive",
+    }
     assert [s.name for s in children(finished, refresh)] == ["grantkeeper.lease_wait", "grantkeeper.token_request"]
     assert retry.name == "grantkeeper.provider_retry"
     assert (retry.attributes["grantkeeper.http_status"], retry.attributes["grantkeeper.verdict"]) == (200, "ok")
@@ -93,8 +103,14 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
 
     said = everything_said(finished)
     stored = runtime.vault.read_credential(account.id)
-    for secret in (tokens.access_token, tokens.refresh_token, stored.access_token, stored.refresh_token,
-                   settings.provider("slack").client_secret, "C0GENERAL"):
+    for secret in (
+        tokens.access_token,
+        tokens.refresh_token,
+        stored.access_token,
+        stored.refresh_token,
+        settings.provider("slack").client_secret,
+        "C0GENERAL",
+    ):
         assert secret and secret not in said
 
     # The call's log lines carry its trace id.
@@ -105,7 +121,8 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
 
 
 async def test_a_transient_failure_shows_as_a_second_attempt_and_the_failure_class_is_recorded(
-        runtime, settings, slack_sim, spans):
+    runtime, settings, slack_sim, spans
+):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     slack_sim.fail(count=1, status=503)
 
@@ -116,8 +133,7 @@ async def test_a_transient_failure_shows_as_a_second_attempt_and_the_failure_cla
     finished = list(spans.get_finished_spans())
     [tool_call] = [s for s in finished if s.name == "grantkeeper.tool_call"]
     _, first, second = children(finished, tool_call)
-    assert (first.attributes["grantkeeper.attempt"], first.attributes["grantkeeper.failure_class"]) == (
-        1, "UpstreamFailure")
+    assert (first.attributes["grantkeeper.attempt"], first.attributes["grantkeeper.failure_class"]) == (1, "UpstreamFailure")
     assert not first.status.is_ok
     assert (second.attributes["grantkeeper.attempt"], second.attributes["grantkeeper.retry"]) == (2, True)
     assert second.status.is_unset

@@ -87,9 +87,13 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 @pytest.fixture
 def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in {"WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.05", "WEBHOOK_BACKOFF_MAX_SECONDS": "0.2",
-                       "WEBHOOK_MAX_ATTEMPTS": "1000", "WEBHOOK_TIMEOUT_SECONDS": "2",
-                       "WEBHOOK_POLL_SECONDS": "0.2"}.items():
+    for key, value in {
+        "WEBHOOK_BACKOFF_INITIAL_SECONDS": "0.05",
+        "WEBHOOK_BACKOFF_MAX_SECONDS": "0.2",
+        "WEBHOOK_MAX_ATTEMPTS": "1000",
+        "WEBHOOK_TIMEOUT_SECONDS": "2",
+        "WEBHOOK_POLL_SECONDS": "0.2",
+    }.items():
         monkeypatch.setenv(f"GRANTKEEPER_{key}", value)
     return Settings()
 
@@ -146,8 +150,7 @@ def assert_every_event_once_in_order(receiver: Receiver, vault) -> list[WebhookM
     return messages
 
 
-def test_two_workers_deliver_every_event_once_in_order_after_the_receiver_comes_back(
-        runtime_sync, settings, slack_sim, receiver):
+def test_two_workers_deliver_every_event_once_in_order_after_the_receiver_comes_back(runtime_sync, settings, slack_sim, receiver):
     hook, url = receiver
     _, hook.secret = runtime_sync.vault.outbox.add_endpoint(url, list(EVENT_TYPES))
     ids = lifecycle_scenario(settings, runtime_sync.vault, slack_sim)
@@ -184,8 +187,7 @@ def test_two_workers_deliver_every_event_once_in_order_after_the_receiver_comes_
     assert hook.down_hits >= len(heads(messages))
     types = {(m.order_key, m.event_type) for m in messages}
     for user in ("bob", "dave"):
-        assert {(ids[user], kind) for kind in ("account.refresh_failed", "account.reauth_required", "alert.opened")
-                } <= types
+        assert {(ids[user], kind) for kind in ("account.refresh_failed", "account.reauth_required", "alert.opened")} <= types
         revoked = [m.event_type for m in messages if m.order_key == ids[user]]
         assert revoked.index("account.refresh_failed") < revoked.index("account.reauth_required")
     assert sum(o["delivered"] for o in outputs) >= len(messages)
@@ -193,8 +195,7 @@ def test_two_workers_deliver_every_event_once_in_order_after_the_receiver_comes_
         assert payload["data"]["account"]["id"] in ids.values()
 
 
-async def test_tampered_or_replayed_deliveries_are_refused_by_the_receivers_verification(
-        runtime, settings, slack_sim, receiver):
+async def test_tampered_or_replayed_deliveries_are_refused_by_the_receivers_verification(runtime, settings, slack_sim, receiver):
     hook, url = receiver
     _, hook.secret = runtime.vault.outbox.add_endpoint(url, list(EVENT_TYPES))
     tokens = slack_sim.issue_grant()
@@ -231,8 +232,7 @@ async def test_tampered_or_replayed_deliveries_are_refused_by_the_receivers_veri
     assert len(hook.accepted) == stats.delivered  # nothing forged got in
 
 
-def test_a_worker_killed_between_writing_an_event_and_delivering_it_loses_nothing(
-        runtime_sync, settings, slack_sim, receiver):
+def test_a_worker_killed_between_writing_an_event_and_delivering_it_loses_nothing(runtime_sync, settings, slack_sim, receiver):
     hook, url = receiver
     _, hook.secret = runtime_sync.vault.outbox.add_endpoint(url, list(EVENT_TYPES))
     tokens = slack_sim.issue_grant()
@@ -300,8 +300,16 @@ async def test_redirects_are_not_followed_and_answers_are_read_only_so_far(runti
     assert by_error == [("delivered", None), ("pending", "redirect_307")]
 
 
-@pytest.mark.parametrize("url", ["http://example.com/hook", "ftp://127.0.0.1/x", "https://user:pw@example.com/h",
-                                 "not a url", "https://" + "a" * 2100 + ".example/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/hook",
+        "ftp://127.0.0.1/x",
+        "https://user:pw@example.com/h",
+        "not a url",
+        "https://" + "a" * 2100 + ".example/",
+    ],
+)
 def test_webhook_urls_must_be_https_except_on_loopback(url):
     with pytest.raises(ConfigError):
         check_webhook_url(url)
@@ -311,8 +319,9 @@ def test_the_signing_secret_is_shown_once_and_never_again(env, receiver):
     hook, url = receiver
 
     def grantkeeper(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "server", *args], env={**os.environ, **env},
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "server", *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+        )
 
     added = grantkeeper("webhooks", "add", url, "--events", "account.removed,alert.opened")
     assert added.returncode == 0, added.stderr
@@ -321,8 +330,13 @@ def test_the_signing_secret_is_shown_once_and_never_again(env, receiver):
     hook.secret = secret
     endpoint_id = added.stderr.split()[2]
     outputs = [added.stderr]
-    for args in (("webhooks", "list"), ("webhooks", "list", "--json"), ("webhooks", "test", endpoint_id),
-                 ("webhooks", "replay"), ("webhooks", "remove", endpoint_id)):
+    for args in (
+        ("webhooks", "list"),
+        ("webhooks", "list", "--json"),
+        ("webhooks", "test", endpoint_id),
+        ("webhooks", "replay"),
+        ("webhooks", "remove", endpoint_id),
+    ):
         result = grantkeeper(*args)
         assert result.returncode == 0, (args, result.stderr)
         outputs += [result.stdout, result.stderr]
@@ -350,8 +364,7 @@ async def test_the_secret_is_sealed_and_stays_out_of_events_and_logs(runtime, se
     captured = capsys.readouterr()
     for text in (events, payloads, captured.out, captured.err):
         assert hook.secret not in text
-    assert_no_plaintext(database_contents(settings, runtime.vault.engine), [hook.secret,
-                                                                            hook.secret.removeprefix("whsec_")])
+    assert_no_plaintext(database_contents(settings, runtime.vault.engine), [hook.secret, hook.secret.removeprefix("whsec_")])
 
 
 async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(runtime, settings, monkeypatch):

@@ -43,8 +43,9 @@ def revocation_rows(runtime) -> list[Revocation]:
 
 
 @pytest.mark.parametrize("connector", IDENTITIES)
-async def test_remove_ends_the_grant_at_the_provider(runtime, settings, slack_sim, github_sim, google_sim,
-                                                     zendesk_sim, connector):
+async def test_remove_ends_the_grant_at_the_provider(
+    runtime, settings, slack_sim, github_sim, google_sim, zendesk_sim, connector
+):
     sim = sims(slack_sim, github_sim, google_sim, zendesk_sim)[connector]
     identity, provider_account_id = IDENTITIES[connector]
     tokens = sim.issue_grant(identity)
@@ -92,8 +93,9 @@ async def test_an_unreachable_provider_is_retried_from_the_database(runtime, set
 
 
 async def test_removing_twice_calls_the_provider_once(runtime, settings, slack_sim):
-    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(IDENTITIES["slack"][0]),
-                           provider_account_id="T0SIMTEAM:U0ALICE")
+    account = seed_account(
+        settings, runtime.vault, "slack", slack_sim.issue_grant(IDENTITIES["slack"][0]), provider_account_id="T0SIMTEAM:U0ALICE"
+    )
     first = await runtime.offboarding.remove(account, actor="admin:a")
     second = await runtime.offboarding.remove(account, actor="admin:b")
     assert (first.revocation, second.revocation) == ("done", "nothing")
@@ -101,8 +103,7 @@ async def test_removing_twice_calls_the_provider_once(runtime, settings, slack_s
     assert len(revocation_rows(runtime)) == 1
 
 
-async def test_a_declared_providers_grant_ends_at_its_rfc7009_endpoint(env, oauth2_server, isolated_environment,
-                                                                       monkeypatch):
+async def test_a_declared_providers_grant_ends_at_its_rfc7009_endpoint(env, oauth2_server, isolated_environment, monkeypatch):
     from providers.simulators import OAuth2Simulator
 
     sim = oauth2_server.app = OAuth2Simulator()
@@ -137,8 +138,9 @@ async def test_a_removed_account_keeps_saying_removed(runtime, settings, slack_s
     `token_rejected`, nor may enabling bring a removed account back (only its owner's reconnect does)."""
     from server.vault import AccountStatus
 
-    account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(IDENTITIES["slack"][0]),
-                           provider_account_id="T0SIMTEAM:U0ALICE")
+    account = seed_account(
+        settings, runtime.vault, "slack", slack_sim.issue_grant(IDENTITIES["slack"][0]), provider_account_id="T0SIMTEAM:U0ALICE"
+    )
     await runtime.offboarding.remove(account, actor="admin:ops")
 
     assert not runtime.vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected")

@@ -35,8 +35,7 @@ async def test_reconnecting_ends_the_replaced_grant_and_keeps_the_new_one(runtim
 
 
 async def test_tokens_of_a_refused_connect_are_ended_not_just_dropped(runtime, settings, github_sim, web, user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
-                           provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     async with mcp_client(runtime) as client:
         link = (await call(client, "github_search_issues", {"query": "bug"}))["magic_link"]
@@ -53,10 +52,8 @@ async def test_tokens_of_a_refused_connect_are_ended_not_just_dropped(runtime, s
     assert runtime.vault.get_account(account.id).provider_account_id == GITHUB_ALICE
 
 
-async def test_a_connect_refused_for_a_disabled_account_ends_only_its_own_token(runtime, settings, github_sim, web,
-                                                                               user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
-                           provider_account_id=GITHUB_ALICE)
+async def test_a_connect_refused_for_a_disabled_account_ends_only_its_own_token(runtime, settings, github_sim, web, user):
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     _, link = await runtime.executor.connect_link(Caller("acme", "alice"), "github")
     started = await user.start(link.url)
     callback = await user.consent(started.headers["location"])

@@ -23,8 +23,23 @@ from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of, web_server
 
 pytestmark = pytest.mark.anyio
-EXPECTED = {"linear", "notion", "atlassian", "hubspot", "salesforce", "microsoft_graph", "gitlab", "asana", "dropbox",
-            "box", "discord", "intercom", "figma", "airtable", "monday"}
+EXPECTED = {
+    "linear",
+    "notion",
+    "atlassian",
+    "hubspot",
+    "salesforce",
+    "microsoft_graph",
+    "gitlab",
+    "asana",
+    "dropbox",
+    "box",
+    "discord",
+    "intercom",
+    "figma",
+    "airtable",
+    "monday",
+}
 
 
 def declaration_of(name: str) -> ProviderDeclaration:
@@ -60,8 +75,11 @@ def test_an_unknown_or_hostile_catalog_name_is_a_clear_error(hostile, isolated_e
 
 def test_keys_beside_from_catalog_override_the_entry(isolated_environment):
     isolated_environment.mkdir(parents=True, exist_ok=True)
-    write_config(isolated_environment, '[custom_providers.gitlab_work]\nfrom_catalog = "gitlab"\n'
-                                       'api_base_url = "https://gitlab.example.com/api/v4"\nscopes = ["read_user"]\n')
+    write_config(
+        isolated_environment,
+        '[custom_providers.gitlab_work]\nfrom_catalog = "gitlab"\n'
+        'api_base_url = "https://gitlab.example.com/api/v4"\nscopes = ["read_user"]\n',
+    )
     connector = load_connectors(Settings())["gitlab_work"]
     assert connector.spec.api_base_url == "https://gitlab.example.com/api/v4"
     assert connector.spec.scopes == ["read_user"]
@@ -94,8 +112,11 @@ async def test_catalog_entry_conformance(name, env, oauth2_server: SimulatorServ
         overrides["revoke_url"] = f"{url}/oauth/revoke"
     if declaration.refresh_url:
         overrides["refresh_url"] = f"{url}/oauth/token"
-    write_config(isolated_environment, f'[custom_providers.{name}]\nfrom_catalog = "{name}"\n'
-                 + "".join(f'{key} = "{value}"\n' for key, value in overrides.items()))
+    write_config(
+        isolated_environment,
+        f'[custom_providers.{name}]\nfrom_catalog = "{name}"\n'
+        + "".join(f'{key} = "{value}"\n' for key, value in overrides.items()),
+    )
     monkeypatch.setenv(f"GRANTKEEPER_{name.upper()}_CLIENT_ID", "sim-oauth2-client")
     monkeypatch.setenv(f"GRANTKEEPER_{name.upper()}_CLIENT_SECRET", "sim-oauth2-secret")
     # This run is about the provider; who may open an agent's connect link is proven in tests/identity.
@@ -140,4 +161,3 @@ async def test_catalog_entry_conformance(name, env, oauth2_server: SimulatorServ
     assert sim.counters.endpoint("revoke") == (1 if declaration.revoke_url else 0)
     assert probe.status == "reauth_required"
     assert after.status == "reauth_required"
-

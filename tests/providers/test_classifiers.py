@@ -13,8 +13,11 @@ from providers.slack import PROVIDER as SLACK
 
 def test_github_primary_limit_without_retry_after_waits_until_the_reset():
     reset = int(time.time()) + 300
-    response = httpx2.Response(403, json={"message": "API rate limit exceeded for user ID 1."},
-                               headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)})
+    response = httpx2.Response(
+        403,
+        json={"message": "API rate limit exceeded for user ID 1."},
+        headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)},
+    )
     verdict = GITHUB.classify_api_response(response)
     assert verdict.verdict is Verdict.RATE_LIMITED
     assert 295 <= verdict.retry_after <= 302
@@ -42,8 +45,12 @@ def test_slack_unknown_error_code_is_an_upstream_refusal_naming_the_code():
 
 
 def test_slack_http_200_errors_map_to_their_failure_classes():
-    expected = {"token_expired": Verdict.EXPIRED, "invalid_auth": Verdict.AUTH_FAILED,
-                "token_revoked": Verdict.REVOKED, "account_inactive": Verdict.INACTIVE}
+    expected = {
+        "token_expired": Verdict.EXPIRED,
+        "invalid_auth": Verdict.AUTH_FAILED,
+        "token_revoked": Verdict.REVOKED,
+        "account_inactive": Verdict.INACTIVE,
+    }
     for error, verdict in expected.items():
         assert SLACK.classify_api_response(httpx2.Response(200, json={"ok": False, "error": error})).verdict is verdict
 

@@ -20,8 +20,9 @@ from server.settings import Settings
 
 
 def google_error(status: int, reason: str, domain: str = "global") -> httpx2.Response:
-    return httpx2.Response(status, json={"error": {"code": status, "message": reason,
-                                                   "errors": [{"reason": reason, "domain": domain}]}})
+    return httpx2.Response(
+        status, json={"error": {"code": status, "message": reason, "errors": [{"reason": reason, "domain": domain}]}}
+    )
 
 
 def test_google_usage_limits_back_off_and_daily_limits_wait_long():
@@ -48,15 +49,27 @@ def test_google_409_duplicate_and_other_refusals():
 
 
 def test_zendesk_classifier_reads_zendesks_shapes():
-    limited = ZENDESK.classify_api_response(httpx2.Response(
-        429, text="Number of allowed API requests per minute exceeded", headers={"Retry-After": "30"}))
+    limited = ZENDESK.classify_api_response(
+        httpx2.Response(429, text="Number of allowed API requests per minute exceeded", headers={"Retry-After": "30"})
+    )
     assert (limited.verdict, limited.retry_after) == (Verdict.RATE_LIMITED, 30.0)
-    reused = ZENDESK.classify_api_response(httpx2.Response(400, json={
-        "error": "IdempotentRequestError", "description": "Request parameters don't match the given idempotency key"}))
+    reused = ZENDESK.classify_api_response(
+        httpx2.Response(
+            400,
+            json={"error": "IdempotentRequestError", "description": "Request parameters don't match the given idempotency key"},
+        )
+    )
     assert (reused.verdict, reused.reason) == (Verdict.INVALID_INPUT, "idempotency_key_reused")
-    invalid = ZENDESK.classify_api_response(httpx2.Response(422, json={
-        "error": "RecordInvalid", "description": "Record validation errors",
-        "details": {"description": [{"description": "Description: cannot be blank", "error": "BlankValue"}]}}))
+    invalid = ZENDESK.classify_api_response(
+        httpx2.Response(
+            422,
+            json={
+                "error": "RecordInvalid",
+                "description": "Record validation errors",
+                "details": {"description": [{"description": "Description: cannot be blank", "error": "BlankValue"}]},
+            },
+        )
+    )
     assert invalid.verdict is Verdict.INVALID_INPUT and "cannot be blank" in invalid.message
     dead = ZENDESK.classify_api_response(httpx2.Response(401, json={"error": "invalid_token"}))
     assert (dead.verdict, dead.reason) == (Verdict.AUTH_FAILED, "invalid_token")
@@ -84,8 +97,7 @@ def test_google_authorize_page_follows_an_oauth_override_and_keeps_its_parameter
     default = load_connectors(Settings())["google"]
     assert default.authorize_url == "https://accounts.google.com/o/oauth2/v2/auth"
     assert default.token_url == "https://oauth2.googleapis.com/token"
-    assert default.spec.authorize_params == {"access_type": "offline", "prompt": "consent",
-                                             "include_granted_scopes": "true"}
+    assert default.spec.authorize_params == {"access_type": "offline", "prompt": "consent", "include_granted_scopes": "true"}
     monkeypatch.setenv("GRANTKEEPER_GOOGLE_OAUTH_BASE_URL", "http://127.0.0.1:9100")
     moved = load_connectors(Settings())["google"]
     assert moved.authorize_url == "http://127.0.0.1:9100/o/oauth2/v2/auth"
@@ -93,14 +105,14 @@ def test_google_authorize_page_follows_an_oauth_override_and_keeps_its_parameter
 
 
 @pytest.mark.parametrize("api_base_url", [None, "https://acme.zendesk.com"])
-def test_zendesk_has_no_default_host_and_serves_oauth_from_the_one_configured(
-        isolated_environment, monkeypatch, api_base_url):
+def test_zendesk_has_no_default_host_and_serves_oauth_from_the_one_configured(isolated_environment, monkeypatch, api_base_url):
     if api_base_url:
         monkeypatch.setenv("GRANTKEEPER_ZENDESK_API_BASE_URL", api_base_url)
     zendesk = load_connectors(Settings())["zendesk"]
     if api_base_url is None:
-        assert zendesk.missing_base_url == ("Zendesk has no fixed address: set GRANTKEEPER_ZENDESK_API_BASE_URL "
-                                            "(e.g. https://yourcompany.zendesk.com).")
+        assert zendesk.missing_base_url == (
+            "Zendesk has no fixed address: set GRANTKEEPER_ZENDESK_API_BASE_URL (e.g. https://yourcompany.zendesk.com)."
+        )
     else:
         assert zendesk.missing_base_url is None
         assert zendesk.token_url == "https://acme.zendesk.com/oauth/tokens"

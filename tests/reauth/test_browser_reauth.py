@@ -31,8 +31,15 @@ from tests.web.test_stdio_and_cli_links import stdio_server
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]
 
 CHROMIUM = os.environ.get("GRANTKEEPER_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 READ = {"channel": "C0GENERAL", "limit": 1}
 
 try:
@@ -40,8 +47,10 @@ try:
 except ImportError:  # pragma: no cover - depends on the machine
     pytest.skip("browser tests need the playwright package: pip install -e '.[test]'", allow_module_level=True)
 if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
-    pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM}: apt-get install -y chromium "
-                "(or set GRANTKEEPER_TEST_CHROMIUM)", allow_module_level=True)
+    pytest.skip(
+        f"browser tests need Debian's chromium at {CHROMIUM}: apt-get install -y chromium (or set GRANTKEEPER_TEST_CHROMIUM)",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture
@@ -105,14 +114,12 @@ async def test_chromium_reconnects_github_for_an_agent_on_stdio(runtime, setting
     assert again["status"] == "ok"
 
 
-async def test_chromium_declining_or_signing_in_as_someone_else_changes_nothing(runtime, settings, slack_sim, web,
-                                                                              browser):
+async def test_chromium_declining_or_signing_in_as_someone_else_changes_nothing(runtime, settings, slack_sim, web, browser):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
     slack_sim.revoke()
     key = create_api_key(runtime.vault, org="acme", user="alice").key
     async with http_session(web, key) as agent:
-        links = [(await agent.call_tool("slack_read_channel", READ)).structured_content["magic_link"]
-                 for _ in range(2)]
+        links = [(await agent.call_tool("slack_read_channel", READ)).structured_content["magic_link"] for _ in range(2)]
     before = {table: rows for table, rows in vault_rows(runtime).items() if table != "magic_link"}
 
     denied = await click_through(await browser.new_page(), links[0], decision="deny")
@@ -124,17 +131,18 @@ async def test_chromium_declining_or_signing_in_as_someone_else_changes_nothing(
 
 
 @pytest.mark.parametrize("attacker_host", ["localhost", "127.0.0.1"])  # another site; the same site, another port
-async def test_chromium_refuses_a_form_posted_by_another_origins_page(runtime, slack_sim, web, browser,
-                                                                      attacker_host):
+async def test_chromium_refuses_a_form_posted_by_another_origins_page(runtime, slack_sim, web, browser, attacker_host):
     """Mallory's connect link, posted by Mallory's page in the victim's Chromium. Even with the token of the
     victim's own page for that link (as if it had leaked), the browser's Origin / Sec-Fetch-Site give it away."""
     _, issued = await runtime.executor.connect_link(Caller("acme", "mallory"), "slack")
     page = await browser.new_page()
     await page.goto(issued.url)
     token = await page.get_attribute("input[name=csrf_token]", "value")
-    attack = HTMLResponse(f'<form id="f" method="post" action="{issued.url}">'
-                          f'<input type="hidden" name="csrf_token" value="{token}"></form>'
-                          '<script>document.getElementById("f").submit()</script>')
+    attack = HTMLResponse(
+        f'<form id="f" method="post" action="{issued.url}">'
+        f'<input type="hidden" name="csrf_token" value="{token}"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    )
     attacker_site = Starlette(routes=[Route("/", lambda request: attack)])
     before = vault_rows(runtime)
 

@@ -45,16 +45,17 @@ async def assert_refused(runtime, user, link, outcome, **post) -> None:
     assert vault_rows(runtime) == before
 
 
-async def test_a_foreign_origin_is_refused_even_with_a_valid_token_and_the_vault_is_unchanged(
-        runtime, slack_sim, web, user):
+async def test_a_foreign_origin_is_refused_even_with_a_valid_token_and_the_vault_is_unchanged(runtime, slack_sim, web, user):
     link = await attackers_connect_link(runtime)
     token = await page_token(user, link)  # even a browser holding the page's own token and cookie
-    for headers in ({"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
-                    {"Origin": "http://attacker.example"},  # a browser without Fetch metadata
-                    {"Sec-Fetch-Site": "cross-site"},
-                    {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"},  # another port on this host
-                    {"Origin": "null"},  # a sandboxed frame or data: URL
-                    {"Origin": f"{web}.attacker.example", "Sec-Fetch-Site": "same-origin"}):
+    for headers in (
+        {"Origin": "http://attacker.example", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://attacker.example"},  # a browser without Fetch metadata
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://127.0.0.1:1"},  # another port on this host
+        {"Origin": "null"},  # a sandboxed frame or data: URL
+        {"Origin": f"{web}.attacker.example", "Sec-Fetch-Site": "same-origin"},
+    ):
         await assert_refused(runtime, user, link, "cross_site", data={"csrf_token": token}, headers=headers)
     # The link was not spent: its owner's browser still completes it.
     assert (await user.start(link)).status_code == 303
@@ -66,8 +67,11 @@ async def test_a_rebound_host_name_does_not_make_its_own_origin_ours(runtime, sl
     link = await attackers_connect_link(runtime)
     port = urlsplit(web).port
     token = await page_token(user, link)
-    rebound = {"Host": f"rebind.attacker.example:{port}", "Origin": f"http://rebind.attacker.example:{port}",
-               "Sec-Fetch-Site": "same-origin"}
+    rebound = {
+        "Host": f"rebind.attacker.example:{port}",
+        "Origin": f"http://rebind.attacker.example:{port}",
+        "Sec-Fetch-Site": "same-origin",
+    }
     await assert_refused(runtime, user, link, "cross_site", data={"csrf_token": token}, headers=rebound)
     # Opening the page as http://localhost:<port> (another loopback name for the same server) still works.
     via_localhost = {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}", "Sec-Fetch-Site": "same-origin"}
@@ -81,15 +85,25 @@ async def test_a_post_without_the_pages_token_is_refused_and_the_vault_is_unchan
     other_link = await attackers_connect_link(runtime)
     other_token = await page_token(user, other_link)
     mangled = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
-    for data in ({}, {"csrf_token": ""}, {"csrf_token": mangled}, {"csrf_token": other_token},  # another link's
-                 {"csrf_token": token * 50}, {"csrf_token": ["a", "b"]}):
+    for data in (
+        {},
+        {"csrf_token": ""},
+        {"csrf_token": mangled},
+        {"csrf_token": other_token},  # another link's
+        {"csrf_token": token * 50},
+        {"csrf_token": ["a", "b"]},
+    ):
         await assert_refused(runtime, user, link, "form_token_invalid", data=data, headers=same_origin(link))
     # The right token in a JSON or multipart body, or in a huge body, is not our form either.
-    await assert_refused(runtime, user, link, "form_token_invalid", json={"csrf_token": token},
-                         headers=same_origin(link))
-    await assert_refused(runtime, user, link, "form_token_invalid",
-                         content=f"csrf_token={token}&pad=".encode() + b"x" * 5_000_000,
-                         headers={**same_origin(link), "Content-Type": "application/x-www-form-urlencoded"})
+    await assert_refused(runtime, user, link, "form_token_invalid", json={"csrf_token": token}, headers=same_origin(link))
+    await assert_refused(
+        runtime,
+        user,
+        link,
+        "form_token_invalid",
+        content=f"csrf_token={token}&pad=".encode() + b"x" * 5_000_000,
+        headers={**same_origin(link), "Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert (await user.start(link)).status_code == 303
 
 
@@ -100,11 +114,9 @@ async def test_a_token_is_bound_to_the_browser_that_received_the_page(runtime, s
     token = await page_token(user, link)  # the attacker's browser fetched the page and its token
     async with link_user() as victim:
         await page_token(victim, link)  # the victim's browser has its own nonce cookie
-        await assert_refused(runtime, victim, link, "form_token_invalid", data={"csrf_token": token},
-                             headers=same_origin(link))
+        await assert_refused(runtime, victim, link, "form_token_invalid", data={"csrf_token": token}, headers=same_origin(link))
     async with link_user() as fresh:  # a browser that never saw the page has no cookie at all
-        await assert_refused(runtime, fresh, link, "form_token_invalid", data={"csrf_token": token},
-                             headers=same_origin(link))
+        await assert_refused(runtime, fresh, link, "form_token_invalid", data={"csrf_token": token}, headers=same_origin(link))
 
 
 async def test_clients_without_browser_headers_still_need_the_token(runtime, slack_sim, web, user):

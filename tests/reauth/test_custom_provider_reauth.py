@@ -50,6 +50,9 @@ async def test_a_declared_provider_refuses_another_user_on_reconnect(acme):
         async with link_user() as someone_else:
             page = await someone_else.reconnect(gone["magic_link"], sub="user-mallory")
         assert outcome_of(page) == "identity_mismatch"
-        changed = {name: rows for name, rows in vault_rows(runtime).items()
-                   if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
+        changed = {
+            name: rows
+            for name, rows in vault_rows(runtime).items()
+            if name not in ("magic_link", "lifecycle_event") and rows != before[name]
+        }
     assert changed == {}

@@ -17,10 +17,8 @@ SEARCH = {"query": "quarterly", "max_results": 1}
 LIST = {"page_size": 1}
 
 
-async def test_google_reconnect_asks_for_offline_consent_and_the_new_grant_can_refresh(
-        runtime, settings, google_sim, web, user):
-    account = seed_account(settings, runtime.vault, "google", google_sim.issue_grant(),
-                           provider_account_id="alice@example.com")
+async def test_google_reconnect_asks_for_offline_consent_and_the_new_grant_can_refresh(runtime, settings, google_sim, web, user):
+    account = seed_account(settings, runtime.vault, "google", google_sim.issue_grant(), provider_account_id="alice@example.com")
     google_sim.revoke()
     async with mcp_client(runtime) as client:
         result = await call(client, "gmail_search_messages", SEARCH)
@@ -41,8 +39,7 @@ async def test_google_reconnect_asks_for_offline_consent_and_the_new_grant_can_r
 
 
 async def test_google_reconnect_as_another_mailbox_is_refused(runtime, settings, google_sim, web, user):
-    account = seed_account(settings, runtime.vault, "google", google_sim.issue_grant(),
-                           provider_account_id="alice@example.com")
+    account = seed_account(settings, runtime.vault, "google", google_sim.issue_grant(), provider_account_id="alice@example.com")
     google_sim.revoke()
     async with mcp_client(runtime) as client:
         result = await call(client, "gmail_search_messages", SEARCH)
@@ -53,10 +50,8 @@ async def test_google_reconnect_as_another_mailbox_is_refused(runtime, settings,
     assert runtime.vault.get_account(account.id).status == "reauth_required"
 
 
-async def test_zendesk_reconnect_exchanges_the_code_as_json_and_confirms_the_user(
-        runtime, settings, zendesk_sim, web, user):
-    account = seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant(),
-                           provider_account_id="1900000000001")
+async def test_zendesk_reconnect_exchanges_the_code_as_json_and_confirms_the_user(runtime, settings, zendesk_sim, web, user):
+    account = seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant(), provider_account_id="1900000000001")
     zendesk_sim.revoke()
     async with mcp_client(runtime) as client:
         result = await call(client, "zendesk_list_tickets", LIST)

@@ -25,24 +25,27 @@ def test_a_good_claim_set_passes():
     check(exp=NOW - CLOCK_LEEWAY_SECONDS + 1)  # within the leeway
 
 
-@pytest.mark.parametrize(("changes", "reason"), [
-    ({"iss": "https://id.example/"}, "wrong_issuer"),  # identical, not "equivalent"
-    ({"iss": None}, "wrong_issuer"),
-    ({"aud": "other"}, "wrong_audience"),
-    ({"aud": [CLIENT, "other"]}, "wrong_audience"),  # several audiences need azp = the client
-    ({"aud": [CLIENT, "other"], "azp": "other"}, "wrong_audience"),
-    ({"exp": None}, "expired"),
-    ({"exp": "tomorrow"}, "expired"),
-    ({"exp": True}, "expired"),
-    ({"exp": NOW - CLOCK_LEEWAY_SECONDS}, "expired"),
-    ({"iat": NOW + 3600}, "issued_in_future"),
-    ({"nonce": None}, "wrong_nonce"),
-    ({"nonce": "n-2"}, "wrong_nonce"),
-    ({"sub": None}, "no_subject"),
-    ({"sub": ""}, "no_subject"),
-    ({"sub": 42}, "no_subject"),
-    ({"sub": "x" * 256}, "no_subject"),
-])
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"iss": "https://id.example/"}, "wrong_issuer"),  # identical, not "equivalent"
+        ({"iss": None}, "wrong_issuer"),
+        ({"aud": "other"}, "wrong_audience"),
+        ({"aud": [CLIENT, "other"]}, "wrong_audience"),  # several audiences need azp = the client
+        ({"aud": [CLIENT, "other"], "azp": "other"}, "wrong_audience"),
+        ({"exp": None}, "expired"),
+        ({"exp": "tomorrow"}, "expired"),
+        ({"exp": True}, "expired"),
+        ({"exp": NOW - CLOCK_LEEWAY_SECONDS}, "expired"),
+        ({"iat": NOW + 3600}, "issued_in_future"),
+        ({"nonce": None}, "wrong_nonce"),
+        ({"nonce": "n-2"}, "wrong_nonce"),
+        ({"sub": None}, "no_subject"),
+        ({"sub": ""}, "no_subject"),
+        ({"sub": 42}, "no_subject"),
+        ({"sub": "x" * 256}, "no_subject"),
+    ],
+)
 def test_claims_that_do_not_fit_are_refused_with_a_reason(changes, reason):
     with pytest.raises(IdTokenRejected) as refused:
         check(**changes)

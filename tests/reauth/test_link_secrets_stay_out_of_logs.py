@@ -27,8 +27,7 @@ def log_output() -> Iterator[io.StringIO]:
         yield stream
 
 
-async def test_link_token_state_code_and_tokens_never_reach_the_log(runtime, settings, slack_sim, web, user,
-                                                                    log_output):
+async def test_link_token_state_code_and_tokens_never_reach_the_log(runtime, settings, slack_sim, web, user, log_output):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
     slack_sim.revoke()
     async with mcp_client(runtime) as client:

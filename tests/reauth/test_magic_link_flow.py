@@ -30,8 +30,7 @@ async def revoked_slack_link(runtime, settings, slack_sim) -> tuple[str, str]:
     return account.id, result["magic_link"]
 
 
-async def test_reauth_link_reconnects_the_same_slack_account_and_the_next_call_succeeds(
-        runtime, settings, slack_sim, web, user):
+async def test_reauth_link_reconnects_the_same_slack_account_and_the_next_call_succeeds(runtime, settings, slack_sim, web, user):
     account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
     assert link.startswith(f"{web}/connect/")
     version_before = runtime.vault.read_credential(account_id).version
@@ -51,8 +50,7 @@ async def test_reauth_link_reconnects_the_same_slack_account_and_the_next_call_s
 
 
 async def test_github_reauth_confirms_the_user_through_the_user_endpoint(runtime, settings, github_sim, web, user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
-                           provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     async with mcp_client(runtime) as client:
         result = await call(client, "github_search_issues", {"query": "bug"})
@@ -115,8 +113,9 @@ async def test_replayed_link_is_refused_and_changes_nothing(runtime, settings, s
 async def test_expired_link_is_refused_and_changes_nothing(runtime, settings, slack_sim, web, user):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
     token = new_secret_token()
-    runtime.vault.create_magic_link(token=token, account=account, purpose="reauth", reason="token_revoked",
-                                    ttl=timedelta(seconds=-1))
+    runtime.vault.create_magic_link(
+        token=token, account=account, purpose="reauth", reason="token_revoked", ttl=timedelta(seconds=-1)
+    )
     before = vault_rows(runtime)
 
     opened, started = await user.open(f"{web}/connect/{token}"), await user.start(f"{web}/connect/{token}")
@@ -127,12 +126,16 @@ async def test_expired_link_is_refused_and_changes_nothing(runtime, settings, sl
     assert vault_rows(runtime) == before
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),  # one character changed
-    lambda token: token[:20],  # cut short
-    lambda token: new_secret_token(),  # well-formed, never issued
-    lambda token: token[:30] + "*$'<>" + token[35:],  # not token-shaped at all
-], ids=["altered", "truncated", "made-up", "garbage"])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),  # one character changed
+        lambda token: token[:20],  # cut short
+        lambda token: new_secret_token(),  # well-formed, never issued
+        lambda token: token[:30] + "*$'<>" + token[35:],  # not token-shaped at all
+    ],
+    ids=["altered", "truncated", "made-up", "garbage"],
+)
 async def test_unknown_or_tampered_link_is_refused_and_changes_nothing(runtime, settings, slack_sim, web, user, mangle):
     _, link = await revoked_slack_link(runtime, settings, slack_sim)
     base, token = link.rsplit("/", 1)
@@ -194,12 +197,15 @@ async def test_replayed_callback_is_refused_and_changes_nothing(runtime, setting
     assert vault_rows(runtime) == before
 
 
-@pytest.mark.parametrize("identity", [
-    {"user_id": "U0INTRUDER"},  # another user of the same workspace
-    {"team_id": "T0OTHER", "team_name": "Other Co"},  # the same user id in another workspace
-], ids=["other-user", "other-workspace"])
-async def test_a_different_slack_account_is_refused_and_changes_nothing(runtime, settings, slack_sim, web, user,
-                                                                        identity):
+@pytest.mark.parametrize(
+    "identity",
+    [
+        {"user_id": "U0INTRUDER"},  # another user of the same workspace
+        {"team_id": "T0OTHER", "team_name": "Other Co"},  # the same user id in another workspace
+    ],
+    ids=["other-user", "other-workspace"],
+)
+async def test_a_different_slack_account_is_refused_and_changes_nothing(runtime, settings, slack_sim, web, user, identity):
     account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
     started = await user.start(link)
     callback = await user.consent(started.headers["location"], **identity)
@@ -217,8 +223,7 @@ async def test_a_different_slack_account_is_refused_and_changes_nothing(runtime,
 
 
 async def test_a_different_github_user_is_refused_and_changes_nothing(runtime, settings, github_sim, web, user):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
-                           provider_account_id=GITHUB_ALICE)
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     async with mcp_client(runtime) as client:
         link = (await call(client, "github_search_issues", {"query": "bug"}))["magic_link"]
@@ -297,8 +302,7 @@ async def test_two_browsers_pressing_continue_at_once_spend_the_link_once(runtim
     assert sorted(answers) == [303, 410]
 
 
-async def test_once_a_new_account_is_connected_another_open_flow_cannot_attach_a_different_one(
-        runtime, slack_sim, web, user):
+async def test_once_a_new_account_is_connected_another_open_flow_cannot_attach_a_different_one(runtime, slack_sim, web, user):
     async with mcp_client(runtime) as client:
         first = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
         second = (await call(client, "accounts_connect", {"connector": "slack"}))["magic_link"]
@@ -336,7 +340,8 @@ async def test_a_link_for_a_provider_without_client_credentials_is_not_spent(set
 
 
 async def test_without_client_credentials_the_tools_ask_for_the_operator_instead_of_handing_out_a_link(
-        settings, slack_sim, github_sim, monkeypatch):
+    settings, slack_sim, github_sim, monkeypatch
+):
     from server.runtime import Runtime
     from tests.support.seed import seed_account
 

@@ -53,8 +53,7 @@ EXPECTED_REASON = {"unsigned": "bad_signature", "garbage": "malformed"}
 
 
 def unchanged_except_links(before: dict, after: dict) -> dict:
-    return {name: rows for name, rows in after.items()
-            if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
+    return {name: rows for name, rows in after.items() if name not in ("magic_link", "lifecycle_event") and rows != before[name]}
 
 
 async def connect(runtime, client, **identity: str):
@@ -95,8 +94,9 @@ async def test_with_a_health_probe_the_probe_names_the_account_and_the_id_token_
     assert outcome_of(page) == "id_token_invalid"
 
 
-@pytest.mark.parametrize("fault", ["wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce",
-                                   "unsigned", "garbage"])
+@pytest.mark.parametrize(
+    "fault", ["wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce", "unsigned", "garbage"]
+)
 async def test_a_forged_id_token_is_refused_and_nothing_is_written(serve, fault):
     sim = serve()
     sim.id_token_fault = fault
@@ -145,14 +145,12 @@ def _key_pair(directory: Path, name: str) -> tuple[Path, dict]:
     return path, RSAKey.import_key(pem).as_dict(private=False)
 
 
-async def test_private_key_jwt_connects_and_refreshes_and_a_wrong_key_needs_an_administrator(
-        serve, tmp_path, monkeypatch):
+async def test_private_key_jwt_connects_and_refreshes_and_a_wrong_key_needs_an_administrator(serve, tmp_path, monkeypatch):
     key_file, public = _key_pair(tmp_path, "client")
     _, other_public = _key_pair(tmp_path, "other")
     monkeypatch.delenv("GRANTKEEPER_ACME_CLIENT_SECRET")
     monkeypatch.setenv("GRANTKEEPER_ACME_CLIENT_PRIVATE_KEY_FILE", str(key_file))
-    sim = serve(auth_methods=("private_key_jwt",), client_public_key=public,
-                extra='client_auth_method = "private_key_jwt"')
+    sim = serve(auth_methods=("private_key_jwt",), client_public_key=public, extra='client_auth_method = "private_key_jwt"')
     async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
         page = await connect(runtime, client)
         assert outcome_of(page) == "reconnected"
@@ -169,8 +167,9 @@ async def test_private_key_jwt_connects_and_refreshes_and_a_wrong_key_needs_an_a
     assert (result["status"], result["reason"]) == ("admin_action_required", "client_credentials_rejected")
 
 
-@pytest.mark.parametrize(("fault", "reason"), [("huge", "jwks_too_large"), ("malformed", "jwks_malformed"),
-                                               ("error", "jwks_unavailable")])
+@pytest.mark.parametrize(
+    ("fault", "reason"), [("huge", "jwks_too_large"), ("malformed", "jwks_malformed"), ("error", "jwks_unavailable")]
+)
 async def test_a_key_set_that_is_huge_malformed_or_missing_refuses_the_sign_in_and_writes_nothing(serve, fault, reason):
     sim = serve()
     sim.jwks_fault = fault

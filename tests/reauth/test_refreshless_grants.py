@@ -36,8 +36,9 @@ def refusing(env, oauth2_server: SimulatorServer, isolated_environment: Path, mo
 
 
 def grantkeeper(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_a_grant_without_refresh_token_is_warned_about_listed_as_such_and_offered_a_link_ahead(refusing):
@@ -51,8 +52,7 @@ async def test_a_grant_without_refresh_token_is_warned_about_listed_as_such_and_
         incidents = vault_rows(runtime)["alert_incident"]
         works = await call(client, "acme_list_projects", {})
         listing = await client.call_tool("accounts_list", {})
-        await HealthMonitor(runtime.settings, runtime.vault, runtime.executor, runtime.events).check(
-            account, trigger="test")
+        await HealthMonitor(runtime.settings, runtime.vault, runtime.executor, runtime.events).check(account, trigger="test")
         due = [event for event in runtime.vault.events(account_id=account.id, kind="reconnect_due")]
 
         # The link offered ahead of time reconnects; a server that now grants a refresh token ends the warning.

@@ -76,8 +76,7 @@ async def test_url_elicitation_over_streamable_http_carries_a_working_link(runti
         assert (await plain.call_tool("accounts_list", {})).structured_content["status"] == "ok"
 
 
-async def test_a_client_that_got_the_link_is_told_when_the_owner_completes_it(
-        runtime, settings, slack_sim, web, user):
+async def test_a_client_that_got_the_link_is_told_when_the_owner_completes_it(runtime, settings, slack_sim, web, user):
     revoke_alices_slack(runtime, settings, slack_sim)
     server, _ = build_server(runtime)
     completed: list[str] = []

@@ -14,14 +14,27 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def grantkeeper(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, env={**os.environ, **env},
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_accounts_add_imports_tokens_and_list_shows_them_without_secrets(env, slack_sim):
     tokens = slack_sim.issue_grant()
-    payload = json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-                          "expires_in": 43200, "scope": "channels:history,chat:write"})
+    payload = json.dumps(
+        {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_in": 43200,
+            "scope": "channels:history,chat:write",
+        }
+    )
 
     added = grantkeeper(env, "accounts", "add", "slack", stdin=payload)
     listed = grantkeeper(env, "accounts", "list", "--json")
@@ -35,8 +48,11 @@ def test_accounts_add_imports_tokens_and_list_shows_them_without_secrets(env, sl
 
 
 def test_accounts_add_refuses_bad_input_clearly_and_stores_nothing(env):
-    for stdin, message in (("not json", "not JSON"), ('{"refresh_token": "x"}', "access_token"),
-                           ('{"access_token": "xoxe.xoxb-1-abc", "expires_in": -5}', "positive number")):
+    for stdin, message in (
+        ("not json", "not JSON"),
+        ('{"refresh_token": "x"}', "access_token"),
+        ('{"access_token": "xoxe.xoxb-1-abc", "expires_in": -5}', "positive number"),
+    ):
         result = grantkeeper(env, "accounts", "add", "slack", stdin=stdin)
         assert result.returncode == 2
         assert message in result.stderr
@@ -57,8 +73,7 @@ def test_check_passes_on_healthy_grants_and_refreshes_expired_ones(env, slack_si
     expired = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
     for connector, sim in (("slack", slack_sim), ("github", github_sim)):
         tokens = sim.issue_grant()
-        payload = json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token,
-                              "expires_at": expired})
+        payload = json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_at": expired})
         assert grantkeeper(env, "accounts", "add", connector, stdin=payload).returncode == 0
 
     result = grantkeeper(env, "check")
@@ -69,8 +84,7 @@ def test_check_passes_on_healthy_grants_and_refreshes_expired_ones(env, slack_si
 
 
 def test_check_exits_non_zero_naming_each_account_that_needs_reauthorization(env, slack_sim, github_sim):
-    for connector, sim, user in (("slack", slack_sim, "alice"), ("github", github_sim, "alice"),
-                                 ("slack", slack_sim, "bob")):
+    for connector, sim, user in (("slack", slack_sim, "alice"), ("github", github_sim, "alice"), ("slack", slack_sim, "bob")):
         tokens = sim.issue_grant(identity={"user_id": f"U{user.upper()}"} if connector == "slack" else None)
         payload = json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token})
         assert grantkeeper(env, "accounts", "add", connector, "--user", user, stdin=payload).returncode == 0
@@ -97,8 +111,13 @@ def test_bad_configuration_is_a_clear_error_without_echoing_values(env):
 
 def test_accounts_add_pins_the_provider_account_so_a_forwarded_link_cannot_attach_another(env, github_sim):
     tokens = github_sim.issue_grant()
-    added = grantkeeper(env, "accounts", "add", "github", stdin=json.dumps(
-        {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_in": 28800}))
+    added = grantkeeper(
+        env,
+        "accounts",
+        "add",
+        "github",
+        stdin=json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_in": 28800}),
+    )
     listed = json.loads(grantkeeper(env, "accounts", "list", "--json").stdout)
 
     assert added.returncode == 0, added.stderr
@@ -110,18 +129,34 @@ def test_accounts_add_pins_the_provider_account_so_a_forwarded_link_cannot_attac
 def test_accounts_add_says_when_the_provider_account_stays_unknown(env, slack_sim):
     tokens = slack_sim.issue_grant()
     expired = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()
-    added = grantkeeper(env, "accounts", "add", "slack", stdin=json.dumps(
-        {"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_at": expired}))
+    added = grantkeeper(
+        env,
+        "accounts",
+        "add",
+        "slack",
+        stdin=json.dumps({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token, "expires_at": expired}),
+    )
     assert added.returncode == 0
     assert "provider account unknown" in added.stderr and "provider_account_id" in added.stderr
     assert slack_sim.counters.token_requests == 0
 
 
 def test_a_bad_setting_is_exit_2_naming_it_for_every_command(env):
-    commands = [("serve",), ("link", "slack"), ("check",), ("accounts", "list"), ("keys", "list"), ("vault", "rekey"),
-                ("webhooks", "list"), ("sessions", "list")]
-    for setting, value in (("GRANTKEEPER_LOG_LEVEL", "banana"), ("GRANTKEEPER_DATABASE_URL", "mysql://db/grants"),
-                           ("GRANTKEEPER_HOME", "")):
+    commands = [
+        ("serve",),
+        ("link", "slack"),
+        ("check",),
+        ("accounts", "list"),
+        ("keys", "list"),
+        ("vault", "rekey"),
+        ("webhooks", "list"),
+        ("sessions", "list"),
+    ]
+    for setting, value in (
+        ("GRANTKEEPER_LOG_LEVEL", "banana"),
+        ("GRANTKEEPER_DATABASE_URL", "mysql://db/grants"),
+        ("GRANTKEEPER_HOME", ""),
+    ):
         for command in commands:
             result = grantkeeper({**env, setting: value}, *command)
             assert result.returncode == 2, (setting, command, result.stderr)
@@ -162,8 +197,7 @@ def test_check_with_no_accounts_says_so(env):
 def test_version_and_every_option_has_help_text():
     from server.cli import _parser
 
-    version = subprocess.run([sys.executable, "-m", "server", "--version"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=60)
+    version = subprocess.run([sys.executable, "-m", "server", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("grantkeeper ")
 
     def undocumented(parser, path):

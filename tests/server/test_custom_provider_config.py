@@ -60,8 +60,11 @@ def oauth2(oauth2_server: SimulatorServer):
 
 # ---- declared in config.toml or a file ---------------------------------------------------------------
 def test_a_provider_declared_in_config_toml_becomes_a_connector_with_client_credentials_from_the_environment(home):
-    write_config(home, MINIMAL + 'client_auth_method = "client_secret_post"\nscopes = ["read", "write"]\n'
-                 'default_access_ttl_seconds = 1800\nrotates_refresh_token = false\n' + TOOL)
+    write_config(
+        home,
+        MINIMAL + 'client_auth_method = "client_secret_post"\nscopes = ["read", "write"]\n'
+        "default_access_ttl_seconds = 1800\nrotates_refresh_token = false\n" + TOOL,
+    )
 
     acme = load_connectors(Settings())["acme"]
 
@@ -71,13 +74,19 @@ def test_a_provider_declared_in_config_toml_becomes_a_connector_with_client_cred
     assert (acme.client_id, acme.client_secret) == ("sim-oauth2-client", "sim-oauth2-secret")
     assert acme.spec.display_name == "Acme" and acme.spec.client_auth_method == "client_secret_post"
     assert (acme.spec.scopes, acme.spec.default_access_ttl_seconds, acme.spec.rotates_refresh_token) == (
-        ["read", "write"], 1800, False)
+        ["read", "write"],
+        1800,
+        False,
+    )
     assert {"slack", "github"} <= set(load_connectors(Settings()))
 
 
 def test_paths_under_oauth_base_url_follow_its_environment_override_like_built_ins(home, monkeypatch):
-    write_config(home, '[custom_providers.acme]\napi_base_url = "https://api.acme.example"\n'
-                 'oauth_base_url = "https://auth.acme.example"\nauthorize_path = "/authorize"\ntoken_path = "/token"\n')
+    write_config(
+        home,
+        '[custom_providers.acme]\napi_base_url = "https://api.acme.example"\n'
+        'oauth_base_url = "https://auth.acme.example"\nauthorize_path = "/authorize"\ntoken_path = "/token"\n',
+    )
     monkeypatch.setenv("GRANTKEEPER_ACME_OAUTH_BASE_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("GRANTKEEPER_ACME_API_BASE_URL", "http://127.0.0.1:9/api")
 
@@ -90,12 +99,21 @@ def test_paths_under_oauth_base_url_follow_its_environment_override_like_built_i
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
 def test_a_providers_file_named_by_the_environment_is_read_from_the_data_directory(home, monkeypatch, suffix):
-    declaration = {"custom_providers": {"acme": {
-        "api_base_url": "https://api.acme.example", "token_url": "https://auth.acme.example/token",
-        "authorize_url": "https://auth.acme.example/authorize",
-        "tools": [{"name": "me", "description": "Who am I.", "path": "/me"}]}}}
-    text = json.dumps(declaration) if suffix == ".json" else (
-        MINIMAL + '[[custom_providers.acme.tools]]\nname = "me"\ndescription = "Who am I."\npath = "/me"\n')
+    declaration = {
+        "custom_providers": {
+            "acme": {
+                "api_base_url": "https://api.acme.example",
+                "token_url": "https://auth.acme.example/token",
+                "authorize_url": "https://auth.acme.example/authorize",
+                "tools": [{"name": "me", "description": "Who am I.", "path": "/me"}],
+            }
+        }
+    }
+    text = (
+        json.dumps(declaration)
+        if suffix == ".json"
+        else (MINIMAL + '[[custom_providers.acme.tools]]\nname = "me"\ndescription = "Who am I."\npath = "/me"\n')
+    )
     (home / f"providers{suffix}").write_text(text)
     monkeypatch.setenv("GRANTKEEPER_PROVIDERS_FILE", f"providers{suffix}")
 
@@ -122,8 +140,9 @@ async def test_the_example_file_declares_working_tools(home, monkeypatch, oauth2
     monkeypatch.setenv("GRANTKEEPER_VAULT_KEY", "test:" + "a" * 43)
 
     async with opened_runtime() as runtime:
-        seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True, org="personal",
-                     user=runtime.settings.user)
+        seed_account(
+            runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True, org="personal", user=runtime.settings.user
+        )
         async with mcp_client(runtime) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             listed = await call(client, "acme_list_projects", {"status": "active"})
@@ -215,7 +234,8 @@ def test_a_client_auth_method_the_server_does_not_offer_is_refused(home, oauth2)
 def test_the_metadata_url_inserts_the_well_known_suffix_before_the_issuer_path():
     assert metadata_url("https://auth.example") == "https://auth.example/.well-known/oauth-authorization-server"
     assert metadata_url("https://auth.example/tenant/1") == (
-        "https://auth.example/.well-known/oauth-authorization-server/tenant/1")
+        "https://auth.example/.well-known/oauth-authorization-server/tenant/1"
+    )
 
 
 # ---- refusals ----------------------------------------------------------------------------------------
@@ -236,13 +256,16 @@ def test_a_reserved_or_malformed_name_is_refused(home, name):
     assert f"custom provider '{name}'" in message and "name" in message
 
 
-@pytest.mark.parametrize(("field", "value", "problem"), [
-    ("api_base_url", "http://api.acme.example", "api_base_url uses plain http on a non-loopback host"),
-    ("token_url", "http://10.0.0.8/token", "token_url uses plain http on a non-loopback host"),
-    ("authorize_url", "ftp://auth.acme.example/authorize", "authorize_url must be an absolute http(s) URL"),
-    ("api_base_url", "https://user:pw@api.acme.example", "api_base_url must not carry credentials"),
-    ("api_base_url", "https://api.acme.example/v1?key=1", "api_base_url may not have a query"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("api_base_url", "http://api.acme.example", "api_base_url uses plain http on a non-loopback host"),
+        ("token_url", "http://10.0.0.8/token", "token_url uses plain http on a non-loopback host"),
+        ("authorize_url", "ftp://auth.acme.example/authorize", "authorize_url must be an absolute http(s) URL"),
+        ("api_base_url", "https://user:pw@api.acme.example", "api_base_url must not carry credentials"),
+        ("api_base_url", "https://api.acme.example/v1?key=1", "api_base_url may not have a query"),
+    ],
+)
 def test_unsafe_urls_are_refused(home, field, value, problem):
     text = re.sub(rf'^{field} = ".*"$', f'{field} = "{value}"', MINIMAL, flags=re.MULTILINE)
     message = refused(text)
@@ -256,22 +279,27 @@ def test_client_credentials_inside_a_declaration_are_refused_without_echoing_the
     assert "GRANTKEEPER_ACME_CLIENT_SECRET" in message and "s3cr3t-value" not in message
 
 
-@pytest.mark.parametrize(("tool", "problem"), [
-    ('path = "/projects/{id}"', "path placeholder {id} has no parameter of that name"),
-    ('path = "projects"', "must start with '/'"),
-    ('path = "/projects/../admin"', "may not contain '//', '.' or '..' segments"),
-    ('path = "https://evil.example/x"', "must start with '/'"),
-    ('path = "/projects?all=1"', "may not carry a query or fragment"),
-    ('path = "/p"\nparams = [{ name = "q", in = "body" }]', "GET requests carry no body"),
-    ('path = "/p"\nparams = [{ name = "n", type = "integer", default = "ten" }]',
-     "default does not match the parameter's type and constraints"),
-    ('path = "/p"\nparams = [{ name = "n", type = "integer", pattern = "[0-9]+" }]', "pattern applies to string"),
-    ('path = "/p"\nparams = [{ name = "s", pattern = "([a-z" }]', "is not a valid regular expression"),
-    ('path = "/p"\nparams = [{ name = "s", pattern = "(?=a)a" }]', "look-around or backreferences"),
-    ('path = "/p"\nparams = [{ name = "class" }]', "is reserved; choose another name"),
-    ('path = "/p"\nmethod = "TRACE"', "method: Input should be"),
-    ('path = "/p"\nread_only = true\ndestructive = true', "cannot be both read_only and destructive"),
-])
+@pytest.mark.parametrize(
+    ("tool", "problem"),
+    [
+        ('path = "/projects/{id}"', "path placeholder {id} has no parameter of that name"),
+        ('path = "projects"', "must start with '/'"),
+        ('path = "/projects/../admin"', "may not contain '//', '.' or '..' segments"),
+        ('path = "https://evil.example/x"', "must start with '/'"),
+        ('path = "/projects?all=1"', "may not carry a query or fragment"),
+        ('path = "/p"\nparams = [{ name = "q", in = "body" }]', "GET requests carry no body"),
+        (
+            'path = "/p"\nparams = [{ name = "n", type = "integer", default = "ten" }]',
+            "default does not match the parameter's type and constraints",
+        ),
+        ('path = "/p"\nparams = [{ name = "n", type = "integer", pattern = "[0-9]+" }]', "pattern applies to string"),
+        ('path = "/p"\nparams = [{ name = "s", pattern = "([a-z" }]', "is not a valid regular expression"),
+        ('path = "/p"\nparams = [{ name = "s", pattern = "(?=a)a" }]', "look-around or backreferences"),
+        ('path = "/p"\nparams = [{ name = "class" }]', "is reserved; choose another name"),
+        ('path = "/p"\nmethod = "TRACE"', "method: Input should be"),
+        ('path = "/p"\nread_only = true\ndestructive = true', "cannot be both read_only and destructive"),
+    ],
+)
 def test_malformed_tool_declarations_are_refused_with_the_reason(home, tool, problem):
     text = MINIMAL + '[[custom_providers.acme.tools]]\nname = "broken"\ndescription = "x"\n' + tool + "\n"
     message = refused(text)
@@ -280,8 +308,13 @@ def test_malformed_tool_declarations_are_refused_with_the_reason(home, tool, pro
 
 def test_tool_names_that_collide_once_flattened_are_refused(home, env):
     other = MINIMAL.replace("custom_providers.acme", "custom_providers.acme_x")
-    write_config(home, MINIMAL + '[[custom_providers.acme.tools]]\nname = "x_y"\ndescription = "x"\npath = "/a"\n'
-                 + other + '[[custom_providers.acme_x.tools]]\nname = "y"\ndescription = "y"\npath = "/b"\n')
+    write_config(
+        home,
+        MINIMAL
+        + '[[custom_providers.acme.tools]]\nname = "x_y"\ndescription = "x"\npath = "/a"\n'
+        + other
+        + '[[custom_providers.acme_x.tools]]\nname = "y"\ndescription = "y"\npath = "/b"\n',
+    )
     from server.app import build_server
     from server.runtime import Runtime
 
@@ -306,37 +339,51 @@ def test_the_command_line_reports_a_bad_declaration_as_a_configuration_error(hom
 # ---- conformance settings: OpenID Connect, private_key_jwt, the proxy -------------------------------------
 def test_openid_needs_keys_to_verify_id_tokens(home, oauth2):
     _, url = oauth2()  # plain OAuth 2.0: its RFC 8414 document has no jwks_uri
-    problem = refused(MINIMAL.replace('token_url = "https://auth.acme.example/oauth/token"\n'
-                                      'authorize_url = "https://auth.acme.example/oauth/authorize"\n', "")
-                      + f'issuer = "{url}"\nopenid = true\ndiscovery_url = "{url}/.well-known/oauth-authorization-server"\n')
+    problem = refused(
+        MINIMAL.replace(
+            'token_url = "https://auth.acme.example/oauth/token"\nauthorize_url = "https://auth.acme.example/oauth/authorize"\n',
+            "",
+        )
+        + f'issuer = "{url}"\nopenid = true\ndiscovery_url = "{url}/.well-known/oauth-authorization-server"\n'
+    )
     assert "jwks_uri" in problem
 
 
 def test_openid_discovery_reads_the_openid_configuration(home, oauth2):
     _, url = oauth2(oidc=True)
-    write_config(Path(Settings().home), MINIMAL.replace('token_url = "https://auth.acme.example/oauth/token"\n'
-                                                        'authorize_url = "https://auth.acme.example/oauth/authorize"\n', "")
-                 + f'issuer = "{url}"\nopenid = true\n')
+    write_config(
+        Path(Settings().home),
+        MINIMAL.replace(
+            'token_url = "https://auth.acme.example/oauth/token"\nauthorize_url = "https://auth.acme.example/oauth/authorize"\n',
+            "",
+        )
+        + f'issuer = "{url}"\nopenid = true\n',
+    )
     spec = load_connectors(Settings())["acme"].spec
     assert (spec.openid, spec.issuer, spec.jwks_uri) == (True, url, f"{url}/oauth/jwks")
     assert spec.authorization_response_iss and spec.request_offline_access
     assert spec.revoke_path is not None  # the discovered revocation endpoint is kept for offboarding
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    (None, "cannot read"),
-    ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", "not an unencrypted PEM private key"),
-    ("ec", "must be an RSA key"),
-])
-def test_a_private_key_file_that_cannot_sign_is_a_clear_error_without_its_content(home, tmp_path, monkeypatch,
-                                                                                   content, problem):
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n", "not an unencrypted PEM private key"),
+        ("ec", "must be an RSA key"),
+    ],
+)
+def test_a_private_key_file_that_cannot_sign_is_a_clear_error_without_its_content(home, tmp_path, monkeypatch, content, problem):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key_file = tmp_path / "client.pem"
     if content == "ec":
-        content = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        content = (
+            ec.generate_private_key(ec.SECP256R1())
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+        )
     if content is not None:
         key_file.write_text(content)
     monkeypatch.setenv("GRANTKEEPER_ACME_CLIENT_PRIVATE_KEY_FILE", str(key_file))
@@ -345,8 +392,15 @@ def test_a_private_key_file_that_cannot_sign_is_a_clear_error_without_its_conten
     assert "BEGIN" not in message
 
 
-@pytest.mark.parametrize("params", ['{ prompt = "consent\\u0000" }', '{ "bad name" = "x" }',
-                                    '{ prompt = "' + "x" * 600 + '" }', '{ redirect_uri = "https://evil.example" }'])
+@pytest.mark.parametrize(
+    "params",
+    [
+        '{ prompt = "consent\\u0000" }',
+        '{ "bad name" = "x" }',
+        '{ prompt = "' + "x" * 600 + '" }',
+        '{ redirect_uri = "https://evil.example" }',
+    ],
+)
 def test_hostile_authorize_params_are_refused(home, params):
     assert "authorize_params" in refused(MINIMAL + f"authorize_params = {params}\n")
 

@@ -44,8 +44,7 @@ async def test_a_provider_that_never_answers_costs_one_tool_call_deadline_not_at
         async with mcp_client(runtime) as client:
             result = await call(client, "slack_read_channel", READ)
 
-    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": True,
-                      "outcome_unknown": False}
+    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": True, "outcome_unknown": False}
     assert "deadline (1 s)" in result["next_step"]
     assert slack_sim.counters.api_requests == 1  # one attempt, hanging, ended by the deadline
     assert await abandoned(slack_sim, 1)
@@ -59,8 +58,7 @@ async def test_a_trickling_answer_is_cut_at_the_request_deadline_on_every_attemp
         async with mcp_client(runtime) as client:
             result = await call(client, "slack_read_channel", READ)
 
-    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": True,
-                      "outcome_unknown": False}
+    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": True, "outcome_unknown": False}
     assert "within 0.5 s" in result["next_step"]
     assert slack_sim.counters.api_requests == 3 == slack_sim.counters.hostile_answers
     assert await abandoned(slack_sim, 3)
@@ -73,8 +71,7 @@ async def test_a_write_that_hangs_after_it_was_sent_is_outcome_unknown_and_not_r
         async with mcp_client(runtime) as client:
             result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
 
-    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": False,
-                      "outcome_unknown": True}
+    assert result == {**result, "status": "upstream_error", "reason": "timeout", "retryable": False, "outcome_unknown": True}
     assert slack_sim.counters.endpoint("chat.postMessage") == 1  # sent once; the look-ups for it hung as well
     assert await abandoned(slack_sim, slack_sim.counters.api_requests)
 

@@ -50,8 +50,10 @@ async def test_debug_logs_of_a_stdio_tool_call_hold_no_result_body(runtime, sett
     slack_sim.seed_message("C0GENERAL", CONTENT)
     stderr_path = tmp_path / "stderr.log"
     with stderr_path.open("w") as errlog:
-        async with stdio_client(stdio_server(env, GRANTKEEPER_LOG_LEVEL="debug"), errlog=errlog) as streams, \
-                ClientSession(*streams) as agent:
+        async with (
+            stdio_client(stdio_server(env, GRANTKEEPER_LOG_LEVEL="debug"), errlog=errlog) as streams,
+            ClientSession(*streams) as agent,
+        ):
             await agent.initialize()
             result = (await agent.call_tool("slack_read_channel", READ)).structured_content
     assert CONTENT in str(result)

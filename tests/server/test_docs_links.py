@@ -11,8 +11,12 @@ PATH_IN_CODE = re.compile(r"`((?:\.\./|/)[\w./-]+\.(?:md|py|toml|json))`")  # `.
 
 
 def documents() -> list[Path]:
-    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("*.md")),
-            *sorted((ROOT / "providers").rglob("*.md"))]
+    return [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "examples").rglob("*.md")),
+        *sorted((ROOT / "providers").rglob("*.md")),
+    ]
 
 
 def test_docs_link_only_to_files_inside_the_repository_that_exist():

@@ -224,8 +224,9 @@ async def test_unreachable_provider_is_a_retryable_upstream_error(runtime, setti
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     connector = runtime.connectors["slack"]
     dead = connector.spec.model_copy(update={"api_base_url": "http://127.0.0.1:9/api"})
-    monkeypatch.setitem(runtime.connectors, "slack", type(connector)(connector.provider, dead,
-                                                                       connector.client_id, connector.client_secret))
+    monkeypatch.setitem(
+        runtime.connectors, "slack", type(connector)(connector.provider, dead, connector.client_id, connector.client_secret)
+    )
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_read_channel", READ)
     assert result["status"] == "upstream_error"
@@ -239,8 +240,9 @@ async def test_a_grant_reconnected_while_the_call_failed_gets_no_new_link(runtim
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())  # active: just reconnected
     before = magic_link_rows(runtime)
 
-    result = await runtime.executor.reauth_result(Caller("acme", "alice"), runtime.connectors["slack"], account,
-                                                  "refresh_token_revoked")
+    result = await runtime.executor.reauth_result(
+        Caller("acme", "alice"), runtime.connectors["slack"], account, "refresh_token_revoked"
+    )
 
     assert (result.status, result.reason, result.retryable) == ("upstream_error", "reconnected_meanwhile", True)
     assert magic_link_rows(runtime) == before

@@ -31,8 +31,7 @@ async def test_google_usage_limit_is_retried_with_backoff_and_then_succeeds(runt
     assert retries == []  # a rate limit is not an auth problem
 
 
-async def test_google_usage_limit_outlasting_the_retries_is_rate_limited_without_a_wait_time(
-        runtime, settings, google_sim):
+async def test_google_usage_limit_outlasting_the_retries_is_rate_limited_without_a_wait_time(runtime, settings, google_sim):
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     google_sim.rate_limit(count=10, status=429)
 
@@ -59,8 +58,9 @@ async def test_google_grant_without_the_scope_needs_an_administrator_or_a_reconn
     seed_account(settings, runtime.vault, "google", tokens)
 
     async with mcp_client(runtime) as client:
-        result = await call(client, "calendar_list_events", {"time_min": "2026-05-01T00:00:00Z",
-                                                             "time_max": "2026-05-02T00:00:00Z"})
+        result = await call(
+            client, "calendar_list_events", {"time_min": "2026-05-01T00:00:00Z", "time_max": "2026-05-02T00:00:00Z"}
+        )
 
     assert result["status"] == "admin_action_required" and result["reason"] == "insufficientPermissions"
     assert google_sim.counters.token_requests == 0

@@ -17,11 +17,25 @@ from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
-UNDERSCORE = {"slack_read_channel", "slack_post_message", "github_create_issue", "github_search_issues",
-              "gmail_search_messages", "gmail_send_message", "calendar_create_event", "calendar_list_events",
-              "zendesk_create_ticket", "zendesk_list_tickets", "accounts_list", "accounts_connect",
-              # the guarded proxy of every connector (tools/proxy.py)
-              "slack_request", "github_request", "google_request", "zendesk_request"}
+UNDERSCORE = {
+    "slack_read_channel",
+    "slack_post_message",
+    "github_create_issue",
+    "github_search_issues",
+    "gmail_search_messages",
+    "gmail_send_message",
+    "calendar_create_event",
+    "calendar_list_events",
+    "zendesk_create_ticket",
+    "zendesk_list_tickets",
+    "accounts_list",
+    "accounts_connect",
+    # the guarded proxy of every connector (tools/proxy.py)
+    "slack_request",
+    "github_request",
+    "google_request",
+    "zendesk_request",
+}
 STATUSES = {"ok", "reauth_required", "admin_action_required", "rate_limited", "upstream_error", "invalid_input"}
 
 
@@ -61,8 +75,9 @@ async def test_the_dotted_setting_exposes_canonical_names(env, monkeypatch):
 
 async def test_a_real_stdio_subprocess_lists_and_calls_tools(env, settings, slack_sim, runtime_sync):
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), expired=True)
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], cwd=str(ROOT),
-                                   env={**os.environ, **env})
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "server", "serve"], cwd=str(ROOT), env={**os.environ, **env}
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
@@ -86,7 +101,10 @@ async def test_bad_arguments_are_an_invalid_input_result_naming_the_argument_not
         unknown_choice = await call(client, "accounts_connect", {"connector": "../../etc/passwd"})
 
     assert (wrong_type["status"], wrong_type["reason"], wrong_type["connector"]) == (
-        "invalid_input", "invalid_arguments", "slack")
+        "invalid_input",
+        "invalid_arguments",
+        "slack",
+    )
     assert "limit" in wrong_type["next_step"] and "xoxb" not in str(wrong_type)
     assert len(wrong_type["next_step"]) < 1000
     assert missing["status"] == "invalid_input" and "channel" in missing["next_step"]

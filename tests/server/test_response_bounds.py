@@ -22,8 +22,14 @@ PEAK_GROWTH_LIMIT_KIB = 4 * 1024
 
 def run_probe(faults: list[dict]) -> list[dict]:
     env = {**os.environ, "GRANTKEEPER_SLACK_MAX_RESPONSE_BYTES": str(BOUND), "PROBE_FAULTS": json.dumps(faults)}
-    done = subprocess.run([sys.executable, "-m", "tests.support.bounded_read_probe"], env=env, capture_output=True,
-                          text=True, timeout=300, cwd=os.getcwd())
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.bounded_read_probe"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.getcwd(),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(report, indent=1))  # the measured growth, for the reader of the test output
@@ -86,6 +92,11 @@ async def test_an_ordinary_answer_declared_larger_than_the_bound_is_refused_unre
         await runtime.aclose()
 
     assert small["status"] == "ok"  # ~600 bytes with Content-Length: read
-    assert large == {**large, "status": "upstream_error", "reason": "response_too_large", "retryable": False,
-                     "outcome_unknown": False}
+    assert large == {
+        **large,
+        "status": "upstream_error",
+        "reason": "response_too_large",
+        "retryable": False,
+        "outcome_unknown": False,
+    }
     assert "4096 bytes" in large["next_step"]

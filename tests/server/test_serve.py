@@ -27,11 +27,18 @@ def test_serve_require_healthy_refuses_to_start_naming_the_accounts_to_reauthori
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant(), user="bob")
     slack_sim.revoke(grant_id=slack_sim.grants.grants()[0]["grant_id"])
 
-    ended = subprocess.run([sys.executable, "-m", "server", "serve", "--require-healthy"], cwd=ROOT,
-                           env=grantkeeper_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    ended = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--require-healthy"],
+        cwd=ROOT,
+        env=grantkeeper_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert ended.returncode == 1
-    refusal = ended.stderr[ended.stderr.index("grantkeeper: refusing to start"):]
+    refusal = ended.stderr[ended.stderr.index("grantkeeper: refusing to start") :]
     assert "1 account(s) need attention" in refusal
     assert "acme/alice/slack: reauth_required (token_revoked)" in refusal
     assert "acme/bob/slack" not in refusal  # checked and healthy
@@ -42,8 +49,7 @@ async def test_serve_answers_while_startup_validation_is_still_probing(runtime_s
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant())
     hold = HoldRequests(slack_sim, "/auth.test")  # health probes wait until released
     slack_server.app = hold
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=grantkeeper_env(),
-                                   cwd=str(ROOT))
+    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=grantkeeper_env(), cwd=str(ROOT))
     try:
         async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
             await session.initialize()
@@ -58,8 +64,9 @@ async def test_serve_answers_while_startup_validation_is_still_probing(runtime_s
 
 async def test_serve_require_healthy_starts_when_every_account_is_healthy(runtime_sync, settings, slack_sim):
     seed_account(settings, runtime_sync.vault, "slack", slack_sim.issue_grant())
-    params = StdioServerParameters(command=sys.executable, args=["-m", "server", "serve", "--require-healthy"],
-                                   env=grantkeeper_env(), cwd=str(ROOT))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "server", "serve", "--require-healthy"], env=grantkeeper_env(), cwd=str(ROOT)
+    )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         await session.initialize()
         result = await session.call_tool("slack_read_channel", {"channel": "C0GENERAL", "limit": 1})

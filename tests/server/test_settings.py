@@ -11,7 +11,8 @@ def test_config_file_is_read_and_the_environment_wins(isolated_environment, monk
     isolated_environment.mkdir(parents=True, exist_ok=True)
     (isolated_environment / "config.toml").write_text(
         'tool_names = "dotted"\norg = "from-file"\n'
-        '[providers.github]\nclient_id = "file-client"\napi_base_url = "http://127.0.0.1:9999"\n')
+        '[providers.github]\nclient_id = "file-client"\napi_base_url = "http://127.0.0.1:9999"\n'
+    )
     monkeypatch.setenv("GRANTKEEPER_ORG", "from-env")
     monkeypatch.setenv("GRANTKEEPER_GITHUB_CLIENT_SECRET", "env-secret")
 
@@ -20,8 +21,7 @@ def test_config_file_is_read_and_the_environment_wins(isolated_environment, monk
     assert settings.tool_names == "dotted"
     assert settings.org == "from-env"
     github = settings.provider("github")
-    assert (github.client_id, github.client_secret, github.api_base_url) == (
-        "file-client", "env-secret", "http://127.0.0.1:9999")
+    assert (github.client_id, github.client_secret, github.api_base_url) == ("file-client", "env-secret", "http://127.0.0.1:9999")
     assert "env-secret" not in repr(settings)
 
 
@@ -49,16 +49,22 @@ def test_a_refresh_deadline_not_shorter_than_the_lease_cap_is_refused(isolated_e
     monkeypatch.setenv("GRANTKEEPER_REFRESH_TIMEOUT_SECONDS", deadline)
     monkeypatch.setenv("GRANTKEEPER_LEASE_MAX_SECONDS", cap)
     monkeypatch.setenv("GRANTKEEPER_LEASE_SECONDS", "1")
-    with pytest.raises(ValueError, match=r"GRANTKEEPER_REFRESH_TIMEOUT_SECONDS .* must be shorter than "
-                                         r"GRANTKEEPER_LEASE_MAX_SECONDS") as refused:
+    with pytest.raises(
+        ValueError,
+        match=r"GRANTKEEPER_REFRESH_TIMEOUT_SECONDS .* must be shorter than "
+        r"GRANTKEEPER_LEASE_MAX_SECONDS",
+    ) as refused:
         Settings()
     assert isinstance(refused.value.errors()[0]["ctx"]["error"], ConfigError)
 
 
 def test_a_lease_period_longer_than_its_cap_is_refused(isolated_environment, monkeypatch):
     monkeypatch.setenv("GRANTKEEPER_LEASE_SECONDS", "40")
-    with pytest.raises(ValueError, match=r"GRANTKEEPER_LEASE_SECONDS .* must not be longer than "
-                                         r"GRANTKEEPER_LEASE_MAX_SECONDS"):
+    with pytest.raises(
+        ValueError,
+        match=r"GRANTKEEPER_LEASE_SECONDS .* must not be longer than "
+        r"GRANTKEEPER_LEASE_MAX_SECONDS",
+    ):
         Settings()
 
 
@@ -67,12 +73,23 @@ def test_the_default_refresh_fits_its_lease(isolated_environment):
     assert settings.lease_seconds < settings.refresh_timeout_seconds < settings.lease_max_seconds
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("HTTP_HEADER_TIMEOUT_SECONDS", "0"), ("HTTP_HEADER_TIMEOUT_SECONDS", "-1"), ("HTTP_HEADER_TIMEOUT_SECONDS", "soon"),
-    ("HTTP_KEEP_ALIVE_SECONDS", "0"), ("HTTP_MAX_HEADER_BYTES", "10"), ("HTTP_MAX_HEADER_BYTES", "1e12"),
-    ("HTTP_MAX_CONCURRENCY", "0"), ("MCP_SESSION_IDLE_SECONDS", "0"), ("MAGIC_LINK_RETENTION_SECONDS", "-5"),
-    ("HOUSEKEEPING_INTERVAL_SECONDS", "0"), ("METRICS_PORT", "70000"), ("METRICS_PORT", "-1"),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "0"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "-1"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "soon"),
+        ("HTTP_KEEP_ALIVE_SECONDS", "0"),
+        ("HTTP_MAX_HEADER_BYTES", "10"),
+        ("HTTP_MAX_HEADER_BYTES", "1e12"),
+        ("HTTP_MAX_CONCURRENCY", "0"),
+        ("MCP_SESSION_IDLE_SECONDS", "0"),
+        ("MAGIC_LINK_RETENTION_SECONDS", "-5"),
+        ("HOUSEKEEPING_INTERVAL_SECONDS", "0"),
+        ("METRICS_PORT", "70000"),
+        ("METRICS_PORT", "-1"),
+    ],
+)
 def test_absurd_web_limits_are_refused_naming_the_setting(isolated_environment, monkeypatch, name, value):
     from pydantic import ValidationError
 
@@ -87,14 +104,18 @@ def test_the_metrics_token_never_shows_in_the_settings_repr(isolated_environment
     assert "metrics-secret-4c1d" not in repr(Settings())
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("GRANTKEEPER_LOG_LEVEL", "banana", "GRANTKEEPER_LOG_LEVEL must be one of"),
-    ("GRANTKEEPER_DATABASE_URL", "mysql://root:hunter2@db/grants", "GRANTKEEPER_DATABASE_URL must be a sqlite"),
-    ("GRANTKEEPER_PUBLIC_URL", "not-a-url-hunter2", "GRANTKEEPER_PUBLIC_URL must be an absolute"),
-    ("GRANTKEEPER_LEASE_MAX_SECONDS", "5", "GRANTKEEPER_REFRESH_TIMEOUT_SECONDS (10) must be shorter"),
-])
-def test_a_malformed_setting_is_refused_naming_it_without_echoing_the_value(isolated_environment, monkeypatch, name,
-                                                                            value, message):
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GRANTKEEPER_LOG_LEVEL", "banana", "GRANTKEEPER_LOG_LEVEL must be one of"),
+        ("GRANTKEEPER_DATABASE_URL", "mysql://root:hunter2@db/grants", "GRANTKEEPER_DATABASE_URL must be a sqlite"),
+        ("GRANTKEEPER_PUBLIC_URL", "not-a-url-hunter2", "GRANTKEEPER_PUBLIC_URL must be an absolute"),
+        ("GRANTKEEPER_LEASE_MAX_SECONDS", "5", "GRANTKEEPER_REFRESH_TIMEOUT_SECONDS (10) must be shorter"),
+    ],
+)
+def test_a_malformed_setting_is_refused_naming_it_without_echoing_the_value(
+    isolated_environment, monkeypatch, name, value, message
+):
     monkeypatch.setenv(name, value)
     from server.cli import _config_message  # what the command prints
 

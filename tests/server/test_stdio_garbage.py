@@ -15,10 +15,23 @@ from tests.web.test_stdio_and_cli_links import ROOT
 
 pytestmark = pytest.mark.anyio
 SECRET = "gk_line_secret_5f3b9a"
-NOT_JSON = ["{not json", "]", '"unterminated', "\x00\x01 binary", "{" + "a" * 200_000,
-            f'{{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {{"x": "{SECRET}"}}']
-NOT_A_MESSAGE = ['{"jsonrpc": "2.0", "id": 5}', '{"jsonrpc": "1.0", "id": 6, "method": "ping"}', "42", "null",
-                 "[]", '{"jsonrpc": "2.0", "method": 123, "id": 7}', f'{{"secret": "{SECRET}"}}']
+NOT_JSON = [
+    "{not json",
+    "]",
+    '"unterminated',
+    "\x00\x01 binary",
+    "{" + "a" * 200_000,
+    f'{{"jsonrpc": "2.0", "id": 9, "method": "ping", "params": {{"x": "{SECRET}"}}',
+]
+NOT_A_MESSAGE = [
+    '{"jsonrpc": "2.0", "id": 5}',
+    '{"jsonrpc": "1.0", "id": 6, "method": "ping"}',
+    "42",
+    "null",
+    "[]",
+    '{"jsonrpc": "2.0", "method": 123, "id": 7}',
+    f'{{"secret": "{SECRET}"}}',
+]
 BLANK = ["", "   "]
 
 
@@ -30,8 +43,7 @@ def rpc(method: str, id_: int | None = None, **params) -> str:
 async def test_each_unreadable_line_gets_one_json_rpc_error_and_the_session_goes_on(env, tmp_path):
     environment = {**os.environ, **env, "GRANTKEEPER_LISTEN_PORT": "0", "GRANTKEEPER_LOG_LEVEL": "debug"}
     errlog = (tmp_path / "stderr.log").open("w")
-    process = await anyio.open_process([sys.executable, "-m", "server", "serve"], cwd=str(ROOT), env=environment,
-                                       stderr=errlog)
+    process = await anyio.open_process([sys.executable, "-m", "server", "serve"], cwd=str(ROOT), env=environment, stderr=errlog)
     replies: list[dict] = []
     buffer = b""
 
@@ -45,11 +57,13 @@ async def test_each_unreadable_line_gets_one_json_rpc_error_and_the_session_goes
                 replies.extend(json.loads(line) for line in lines if line.strip())
 
     try:
+
         async def send(line: str) -> None:
             await process.stdin.send(line.encode() + b"\n")
 
-        await send(rpc("initialize", 1, protocolVersion="2025-06-18", capabilities={},
-                       clientInfo={"name": "test", "version": "1"}))
+        await send(
+            rpc("initialize", 1, protocolVersion="2025-06-18", capabilities={}, clientInfo={"name": "test", "version": "1"})
+        )
         await until_reply(1)
         await send(rpc("notifications/initialized"))
         for line in [*NOT_JSON, *BLANK, *NOT_A_MESSAGE]:

@@ -21,11 +21,22 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _refresh(client: httpx2.Client, provider: str, path: str, refresh_token: str, *, as_json: bool = False,
-             headers: dict[str, str] | None = None) -> httpx2.Response:
+def _refresh(
+    client: httpx2.Client,
+    provider: str,
+    path: str,
+    refresh_token: str,
+    *,
+    as_json: bool = False,
+    headers: dict[str, str] | None = None,
+) -> httpx2.Response:
     """A refresh-token request the way each provider's clients send it (form or JSON, credentials in the body)."""
-    body = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-            "client_id": f"sim-{provider}-client", "client_secret": f"sim-{provider}-secret"}
+    body = {
+        "grant_type": "refresh_token",
+        "refresh_token": refresh_token,
+        "client_id": f"sim-{provider}-client",
+        "client_secret": f"sim-{provider}-secret",
+    }
     return client.post(path, json=body, headers=headers) if as_json else client.post(path, data=body, headers=headers)
 
 

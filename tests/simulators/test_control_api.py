@@ -108,8 +108,11 @@ def test_hostile_answers_are_set_over_http_and_each_misbehaves_as_named(slack_ht
 
     import httpx2
 
-    for fault in ({"fault": "garble"}, {"fault": "gzip_bomb", "inflated_bytes": 4 * 1024 * 1024},
-                  {"fault": "huge_answer", "size": 1024 * 1024}):
+    for fault in (
+        {"fault": "garble"},
+        {"fault": "gzip_bomb", "inflated_bytes": 4 * 1024 * 1024},
+        {"fault": "huge_answer", "size": 1024 * 1024},
+    ):
         slack_http.post("/_sim/faults", json=fault).raise_for_status()
     assert slack_http.get("/_sim/stats").json()["faults"]["hostile_answers_pending"] == 3
 
@@ -137,8 +140,9 @@ def test_an_unknown_hostile_answer_is_refused(slack_http, slack):
     assert response.status_code == 400
 
 
-def test_the_printed_settings_are_the_ones_the_test_suite_runs_grantkeeper_with(slack_sim, github_sim, slack_server,
-                                                                                 github_server):
+def test_the_printed_settings_are_the_ones_the_test_suite_runs_grantkeeper_with(
+    slack_sim, github_sim, slack_server, github_server
+):
     from providers.simulators.__main__ import settings_for
     from server.demo import simulator_environment
 

@@ -23,8 +23,9 @@ def raw_mail(to: str | None, subject: str, body: str) -> str:
     return base64.urlsafe_b64encode(message.as_bytes()).decode().rstrip("=")
 
 
-def event(event_id: str | None = None, start: str = "2026-05-04T10:00:00+02:00", end: str = "2026-05-04T11:00:00+02:00",
-          **extra: object) -> dict:
+def event(
+    event_id: str | None = None, start: str = "2026-05-04T10:00:00+02:00", end: str = "2026-05-04T11:00:00+02:00", **extra: object
+) -> dict:
     body = {"summary": "Design review", "start": {"dateTime": start}, "end": {"dateTime": end}, **extra}
     if event_id:
         body["id"] = event_id
@@ -67,8 +68,10 @@ def test_revoked_grant_is_invalid_grant_at_the_token_endpoint_and_401_on_the_api
 def test_expired_access_token_gets_the_same_401_as_a_revoked_one(google_http, google):
     grant = google.issue_grant()
     google.expire_access_tokens()
-    assert google_http.get(f"{GMAIL}/profile", headers=bearer(grant.access_token)).json()["error"]["errors"][0][
-        "reason"] == "authError"
+    assert (
+        google_http.get(f"{GMAIL}/profile", headers=bearer(grant.access_token)).json()["error"]["errors"][0]["reason"]
+        == "authError"
+    )
     assert google_http.get(f"{GMAIL}/profile").json()["error"]["errors"][0]["reason"] == "required"
 
 
@@ -84,8 +87,15 @@ def test_testing_apps_get_refresh_tokens_that_die_after_seven_days(google_server
 
 def test_wrong_client_secret_is_invalid_client_401(google_http, google):
     grant = google.issue_grant()
-    response = google_http.post("/token", data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token,
-                                                "client_id": "sim-google-client", "client_secret": "nope"})
+    response = google_http.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": grant.refresh_token,
+            "client_id": "sim-google-client",
+            "client_secret": "nope",
+        },
+    )
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
 
 
@@ -120,9 +130,11 @@ def test_search_lists_ids_and_get_returns_only_the_requested_headers(google_http
     listing = google_http.get(f"{GMAIL}/messages", params={"q": "from:bob quarterly"}, headers=bearer(token)).json()
     assert listing["resultSizeEstimate"] == 1 and list(listing["messages"][0]) == ["id", "threadId"]
 
-    message = google_http.get(f"{GMAIL}/messages/{listing['messages'][0]['id']}",
-                              params={"format": "metadata", "metadataHeaders": ["Subject", "From"]},
-                              headers=bearer(token)).json()
+    message = google_http.get(
+        f"{GMAIL}/messages/{listing['messages'][0]['id']}",
+        params={"format": "metadata", "metadataHeaders": ["Subject", "From"]},
+        headers=bearer(token),
+    ).json()
     assert {h["name"] for h in message["payload"]["headers"]} == {"Subject", "From"}
     assert "Revenue is up" in message["snippet"] and "body" not in message["payload"]
     missing = google_http.get(f"{GMAIL}/messages/0123456789abcdef", headers=bearer(token))
@@ -132,27 +144,35 @@ def test_search_lists_ids_and_get_returns_only_the_requested_headers(google_http
 def test_search_pages_with_next_page_token(google_http, google):
     token = google.issue_grant().access_token
     first = google_http.get(f"{GMAIL}/messages", params={"maxResults": 2}, headers=bearer(token)).json()
-    rest = google_http.get(f"{GMAIL}/messages", params={"maxResults": 2, "pageToken": first["nextPageToken"]},
-                           headers=bearer(token)).json()
+    rest = google_http.get(
+        f"{GMAIL}/messages", params={"maxResults": 2, "pageToken": first["nextPageToken"]}, headers=bearer(token)
+    ).json()
     assert len(first["messages"]) == 2 and len(rest["messages"]) == 1 and "nextPageToken" not in rest
 
 
 def test_send_stores_the_mail_as_sent_from_the_account(google_http, google):
     token = google.issue_grant().access_token
-    sent = google_http.post(f"{GMAIL}/messages/send", json={"raw": raw_mail("bob@example.com", "Hi", "Hello Bob")},
-                            headers=bearer(token))
+    sent = google_http.post(
+        f"{GMAIL}/messages/send", json={"raw": raw_mail("bob@example.com", "Hi", "Hello Bob")}, headers=bearer(token)
+    )
     assert sent.status_code == 200 and sent.json()["labelIds"] == ["SENT"]
-    assert google.sent_messages() == [{"id": sent.json()["id"], "from": "alice@example.com", "to": "bob@example.com",
-                                       "cc": "", "subject": "Hi", "body": "Hello Bob"}]
-    no_recipient = google_http.post(f"{GMAIL}/messages/send", json={"raw": raw_mail(None, "Hi", "x")},
-                                    headers=bearer(token))
+    assert google.sent_messages() == [
+        {
+            "id": sent.json()["id"],
+            "from": "alice@example.com",
+            "to": "bob@example.com",
+            "cc": "",
+            "subject": "Hi",
+            "body": "Hello Bob",
+        }
+    ]
+    no_recipient = google_http.post(f"{GMAIL}/messages/send", json={"raw": raw_mail(None, "Hi", "x")}, headers=bearer(token))
     assert no_recipient.status_code == 400 and no_recipient.json()["error"]["message"] == "Recipient address required"
 
 
 def test_missing_scope_is_403_insufficient_permissions(google_http, google):
     token = google.issue_grant(scopes=["https://www.googleapis.com/auth/gmail.readonly"]).access_token
-    refused = google_http.post(f"{GMAIL}/messages/send", json={"raw": raw_mail("b@example.com", "s", "b")},
-                               headers=bearer(token))
+    refused = google_http.post(f"{GMAIL}/messages/send", json={"raw": raw_mail("b@example.com", "s", "b")}, headers=bearer(token))
     assert refused.status_code == 403
     assert refused.json()["error"]["errors"][0]["reason"] == "insufficientPermissions"
     assert google.sent_messages() == []
@@ -166,8 +186,11 @@ def test_calendar_event_ids_are_client_chosen_and_a_duplicate_is_409(google_http
 
     again = google_http.post(EVENTS, json=event("grantkeeper0001", summary="Another"), headers=bearer(token))
     assert again.status_code == 409
-    assert again.json()["error"]["errors"][0] == {"message": "The requested identifier already exists.",
-                                                  "domain": "global", "reason": "duplicate"}
+    assert again.json()["error"]["errors"][0] == {
+        "message": "The requested identifier already exists.",
+        "domain": "global",
+        "reason": "duplicate",
+    }
     assert google_http.get(f"{EVENTS}/grantkeeper0001", headers=bearer(token)).json()["summary"] == "Design review"
     assert len(google.events()) == 1
 
@@ -176,11 +199,11 @@ def test_calendar_refuses_bad_ids_and_empty_time_ranges(google_http, google):
     token = google.issue_grant().access_token
     bad_id = google_http.post(EVENTS, json=event("Not-Base32hex!"), headers=bearer(token))
     assert bad_id.status_code == 400 and bad_id.json()["error"]["message"] == "Invalid resource id value."
-    backwards = google_http.post(EVENTS, json=event(start="2026-05-04T12:00:00Z", end="2026-05-04T11:00:00Z"),
-                                 headers=bearer(token))
+    backwards = google_http.post(
+        EVENTS, json=event(start="2026-05-04T12:00:00Z", end="2026-05-04T11:00:00Z"), headers=bearer(token)
+    )
     assert backwards.status_code == 400 and backwards.json()["error"]["errors"][0]["reason"] == "timeRangeEmpty"
-    no_end = google_http.post(EVENTS, json={"summary": "x", "start": {"dateTime": "2026-05-04T10:00:00Z"}},
-                              headers=bearer(token))
+    no_end = google_http.post(EVENTS, json={"summary": "x", "start": {"dateTime": "2026-05-04T10:00:00Z"}}, headers=bearer(token))
     assert no_end.status_code == 400 and no_end.json()["error"]["message"] == "Missing end time."
     assert google.events() == []
 
@@ -188,11 +211,19 @@ def test_calendar_refuses_bad_ids_and_empty_time_ranges(google_http, google):
 def test_listing_events_filters_by_window_and_orders_by_start(google_http, google):
     token = google.issue_grant().access_token
     for i, hour in enumerate((15, 9, 12)):
-        google_http.post(EVENTS, json=event(f"evt{i:05d}", start=f"2026-05-04T{hour:02d}:00:00Z",
-                                            end=f"2026-05-04T{hour:02d}:30:00Z", summary=f"at {hour}"),
-                         headers=bearer(token)).raise_for_status()
-    window = {"timeMin": "2026-05-04T10:00:00Z", "timeMax": "2026-05-05T00:00:00Z", "singleEvents": "true",
-              "orderBy": "startTime"}
+        google_http.post(
+            EVENTS,
+            json=event(
+                f"evt{i:05d}", start=f"2026-05-04T{hour:02d}:00:00Z", end=f"2026-05-04T{hour:02d}:30:00Z", summary=f"at {hour}"
+            ),
+            headers=bearer(token),
+        ).raise_for_status()
+    window = {
+        "timeMin": "2026-05-04T10:00:00Z",
+        "timeMax": "2026-05-05T00:00:00Z",
+        "singleEvents": "true",
+        "orderBy": "startTime",
+    }
     listed = google_http.get(EVENTS, params=window, headers=bearer(token)).json()
     assert [e["summary"] for e in listed["items"]] == ["at 12", "at 15"]
     unordered = google_http.get(EVENTS, params={**window, "singleEvents": "false"}, headers=bearer(token))

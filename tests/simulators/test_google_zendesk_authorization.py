@@ -31,16 +31,27 @@ def decide(client, path: str, form: dict[str, str], decision: str, **identity: s
 
 
 def google_exchange(client, code: str, verifier: str | None) -> dict:
-    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-              "client_id": "sim-google-client", "client_secret": "sim-google-secret"}
+    fields = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "client_id": "sim-google-client",
+        "client_secret": "sim-google-secret",
+    }
     if verifier:
         fields["code_verifier"] = verifier
     return client.post("/token", data=fields).json()
 
 
 def zendesk_exchange(client, code: str, verifier: str | None) -> dict:
-    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-              "client_id": "sim-zendesk-client", "client_secret": "sim-zendesk-secret", "scope": "read write"}
+    fields = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "client_id": "sim-zendesk-client",
+        "client_secret": "sim-zendesk-secret",
+        "scope": "read write",
+    }
     if verifier:
         fields["code_verifier"] = verifier
     return client.post("/oauth/tokens", json=fields).json()
@@ -48,8 +59,15 @@ def zendesk_exchange(client, code: str, verifier: str | None) -> dict:
 
 def test_google_offline_consent_returns_a_refresh_token_for_the_chosen_account(google_http, google):
     verifier, challenge = pkce_pair()
-    form = consent_form(google_http, GOOGLE_AUTHORIZE, "sim-google-client", challenge,
-                        scope="https://www.googleapis.com/auth/gmail.readonly", access_type="offline", prompt="consent")
+    form = consent_form(
+        google_http,
+        GOOGLE_AUTHORIZE,
+        "sim-google-client",
+        challenge,
+        scope="https://www.googleapis.com/auth/gmail.readonly",
+        access_type="offline",
+        prompt="consent",
+    )
     query = decide(google_http, GOOGLE_AUTHORIZE, form, "allow", email="bob@example.com", name="Bob")
     assert query["state"] == ["st-9"]
 
@@ -82,8 +100,7 @@ def test_google_wrong_verifier_and_deny(google_http, google):
     _, challenge = pkce_pair()
     form = consent_form(google_http, GOOGLE_AUTHORIZE, "sim-google-client", challenge, access_type="offline")
     code = decide(google_http, GOOGLE_AUTHORIZE, form, "allow")["code"][0]
-    assert google_exchange(google_http, code, "wrong-verifier") == {"error": "invalid_grant",
-                                                                    "error_description": "Bad Request"}
+    assert google_exchange(google_http, code, "wrong-verifier") == {"error": "invalid_grant", "error_description": "Bad Request"}
     denied = decide(google_http, GOOGLE_AUTHORIZE, form, "deny")
     assert denied == {"error": ["access_denied"], "state": ["st-9"]}
 

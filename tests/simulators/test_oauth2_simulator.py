@@ -83,16 +83,20 @@ def test_a_disabled_client_authentication_method_is_invalid_client(serve):
 
 def test_wrong_basic_credentials_get_401_with_a_basic_challenge(serve):
     _sim, client = serve()
-    response = client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x"},
-                           auth=("sim-oauth2-client", "wrong"))
+    response = client.post(
+        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": "x"}, auth=("sim-oauth2-client", "wrong")
+    )
     assert response.status_code == 401 and response.json()["error"] == "invalid_client"
     assert response.headers["www-authenticate"].startswith("Basic")
 
 
 def test_two_client_authentication_methods_at_once_are_refused(serve):
     _sim, client = serve()
-    response = client.post("/oauth/token", auth=CLIENT, data={
-        "grant_type": "refresh_token", "refresh_token": "x", "client_id": CLIENT[0], "client_secret": CLIENT[1]})
+    response = client.post(
+        "/oauth/token",
+        auth=CLIENT,
+        data={"grant_type": "refresh_token", "refresh_token": "x", "client_id": CLIENT[0], "client_secret": CLIENT[1]},
+    )
     assert response.status_code == 400 and response.json()["error"] == "invalid_request"
 
 
@@ -191,8 +195,7 @@ def test_revocation_follows_rfc_7009(serve):
     sim, client = serve()
     tokens = sim.issue_grant()
     assert client.post("/oauth/revoke", data={"token": "never-issued"}, auth=CLIENT).status_code == 200
-    revoked = client.post("/oauth/revoke", data={"token": tokens.refresh_token, "token_type_hint": "refresh_token"},
-                          auth=CLIENT)
+    revoked = client.post("/oauth/revoke", data={"token": tokens.refresh_token, "token_type_hint": "refresh_token"}, auth=CLIENT)
     assert revoked.status_code == 200
     assert client.get("/api/me", headers=bearer(tokens.access_token)).status_code == 401  # the grant ended
     assert client.post("/oauth/revoke", data={"token": "x"}).status_code == 401  # client authentication required
@@ -203,8 +206,14 @@ def test_revocation_follows_rfc_7009(serve):
 def test_consent_and_pkce_code_exchange(serve):
     _sim, client = serve()
     verifier, challenge = pkce_pair()
-    params = {"client_id": CLIENT[0], "redirect_uri": REDIRECT_URI, "state": "st-1", "scope": "projects:read",
-              "code_challenge": challenge, "code_challenge_method": "S256"}
+    params = {
+        "client_id": CLIENT[0],
+        "redirect_uri": REDIRECT_URI,
+        "state": "st-1",
+        "scope": "projects:read",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     page = client.get("/oauth/authorize", params=params)
     assert page.status_code == 200 and 'id="allow"' in page.text and 'id="deny"' in page.text
     assert "Ada Lovelace (user-1)" in page.text
@@ -253,24 +262,40 @@ def test_module_entry_point_serves_the_oauth2_simulator():
 
 
 # ---- OpenID Connect mode -----------------------------------------------------------------------------
-def oidc_code_flow(client: httpx2.Client, *, scope: str, prompt: str | None = None,
-                   nonce: str = "n-1") -> tuple[dict, dict[str, list[str]]]:
+def oidc_code_flow(
+    client: httpx2.Client, *, scope: str, prompt: str | None = None, nonce: str = "n-1"
+) -> tuple[dict, dict[str, list[str]]]:
     """Consent and code exchange; returns the token response and the callback's query."""
     verifier, challenge = pkce_pair()
-    params = {"client_id": CLIENT[0], "redirect_uri": REDIRECT_URI, "state": "st-1", "scope": scope, "nonce": nonce,
-              "code_challenge": challenge, "code_challenge_method": "S256", **({"prompt": prompt} if prompt else {})}
+    params = {
+        "client_id": CLIENT[0],
+        "redirect_uri": REDIRECT_URI,
+        "state": "st-1",
+        "scope": scope,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **({"prompt": prompt} if prompt else {}),
+    }
     allowed = client.post("/oauth/authorize", data={**params, "decision": "allow"})
     query = parse_qs(urlsplit(allowed.headers["location"]).query)
-    exchange = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT_URI,
-                "code_verifier": verifier}
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
     return client.post("/oauth/token", data=exchange, auth=CLIENT).json(), query
 
 
-@pytest.mark.parametrize(("scope", "prompt", "issued"), [
-    ("openid offline_access projects:read", "consent", True),
-    ("openid offline_access projects:read", None, False),  # OIDC Core §11: offline_access needs prompt=consent
-    ("openid projects:read", "consent", False),
-])
+@pytest.mark.parametrize(
+    ("scope", "prompt", "issued"),
+    [
+        ("openid offline_access projects:read", "consent", True),
+        ("openid offline_access projects:read", None, False),  # OIDC Core §11: offline_access needs prompt=consent
+        ("openid projects:read", "consent", False),
+    ],
+)
 def test_oidc_mode_issues_refresh_tokens_by_the_stock_policy(serve, scope, prompt, issued):
     _sim, client = serve(oidc=True)
     tokens, query = oidc_code_flow(client, scope=scope, prompt=prompt)
@@ -306,9 +331,15 @@ def test_private_key_jwt_assertions_are_checked(serve, tmp_path):
     grant = sim.issue_grant()
 
     def refresh_with(assertion: str) -> httpx2.Response:
-        return client.post("/oauth/token", data={
-            "grant_type": "refresh_token", "refresh_token": grant.refresh_token, "client_assertion": assertion,
-            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"})
+        return client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": grant.refresh_token,
+                "client_assertion": assertion,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            },
+        )
 
     good = private_key_jwt_sign(key, CLIENT[0], token_url)
     assert refresh_with(good).status_code == 200
@@ -316,5 +347,9 @@ def test_private_key_jwt_assertions_are_checked(serve, tmp_path):
     assert refresh_with(private_key_jwt_sign(RSAKey.generate_key(2048), CLIENT[0], token_url)).status_code == 401
     assert refresh_with(private_key_jwt_sign(key, "another-client", token_url)).status_code == 401
     assert refresh_with(private_key_jwt_sign(key, CLIENT[0], "https://elsewhere.example/token")).status_code == 401
-    assert client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token},
-                       auth=CLIENT).status_code == 401  # a client secret is not accepted when only keys are
+    assert (
+        client.post(
+            "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token}, auth=CLIENT
+        ).status_code
+        == 401
+    )  # a client secret is not accepted when only keys are

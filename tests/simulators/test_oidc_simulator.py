@@ -28,9 +28,17 @@ def idp() -> Iterator[tuple[OIDCSimulator, str]]:
 
 
 def authorize_url(base: str, challenge: str, **extra: str) -> str:
-    params = {"client_id": "sim-oidc-client", "redirect_uri": REDIRECT_URI, "response_type": "code",
-              "scope": "openid email", "state": "st-1", "nonce": "n-1", "code_challenge": challenge,
-              "code_challenge_method": "S256", **extra}
+    params = {
+        "client_id": "sim-oidc-client",
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "openid email",
+        "state": "st-1",
+        "nonce": "n-1",
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
     return f"{base}/authorize?{urlencode(params)}"
 
 
@@ -48,20 +56,29 @@ async def test_code_flow_with_pkce_nonce_and_iss(idp: tuple[OIDCSimulator, str])
         query = parse_qs(urlsplit(back).query)
         assert query["state"] == ["st-1"] and query["iss"] == [base]
         code = query["code"][0]
-        wrong = await client.post(f"{base}/token", auth=("sim-oidc-client", "sim-oidc-secret"), data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": "x" * 50})
+        wrong = await client.post(
+            f"{base}/token",
+            auth=("sim-oidc-client", "sim-oidc-secret"),
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": "x" * 50},
+        )
         assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
         # The failed attempt spent the code: it cannot be retried with the right verifier either.
-        again = await client.post(f"{base}/token", auth=("sim-oidc-client", "sim-oidc-secret"), data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier})
+        again = await client.post(
+            f"{base}/token",
+            auth=("sim-oidc-client", "sim-oidc-secret"),
+            data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier},
+        )
         assert again.status_code == 400
 
         verifier, challenge = pkce_pair()
         code = parse_qs(urlsplit(await sign_in_over_http(client, authorize_url(base, challenge), "bob")).query)["code"][0]
-        tokens = (await client.post(f"{base}/token", auth=("sim-oidc-client", "sim-oidc-secret"), data={
-            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI,
-            "code_verifier": verifier})).json()
+        tokens = (
+            await client.post(
+                f"{base}/token",
+                auth=("sim-oidc-client", "sim-oidc-secret"),
+                data={"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": verifier},
+            )
+        ).json()
         claims = verify(tokens["id_token"], (await client.get(discovery["jwks_uri"])).json())
         assert claims["email"] == "bob@acme.test" and claims["nonce"] == "n-1" and claims["aud"] == "sim-oidc-client"
         assert claims["iss"] == base
@@ -116,9 +133,12 @@ async def test_forged_claims_are_as_asked(idp: tuple[OIDCSimulator, str]) -> Non
     _, base = idp
     async with httpx2.AsyncClient(timeout=5) as client:
         jwks = (await client.get(f"{base}/jwks")).json()
-        forged = (await client.post(f"{base}/_sim/forge", json={
-            "person": "alice", "aud": "https://other", "iss": "https://evil", "expires_in": -10,
-            "not_before_in": 60})).json()["token"]
+        forged = (
+            await client.post(
+                f"{base}/_sim/forge",
+                json={"person": "alice", "aud": "https://other", "iss": "https://evil", "expires_in": -10, "not_before_in": 60},
+            )
+        ).json()["token"]
         bad = (await client.post(f"{base}/_sim/forge", json={"person": "nobody"})).json()
     claims = verify(forged, jwks)
     assert claims["aud"] == "https://other" and claims["iss"] == "https://evil"

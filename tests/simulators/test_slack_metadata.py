@@ -20,18 +20,23 @@ def test_metadata_is_stored_and_shown_only_when_asked_for(slack_http, slack):
     posted = _post(slack_http, token, text="deploy done", metadata=MARK).json()
     assert posted["ok"] is True and posted["message"]["metadata"] == MARK
 
-    plain = slack_http.get("/api/conversations.history", headers=bearer(token),
-                           params={"channel": "C0GENERAL", "limit": 1}).json()
+    plain = slack_http.get(
+        "/api/conversations.history", headers=bearer(token), params={"channel": "C0GENERAL", "limit": 1}
+    ).json()
     assert plain["messages"][0]["text"] == "deploy done" and "metadata" not in plain["messages"][0]
-    full = slack_http.get("/api/conversations.history", headers=bearer(token),
-                          params={"channel": "C0GENERAL", "limit": 1, "include_all_metadata": "true"}).json()
+    full = slack_http.get(
+        "/api/conversations.history",
+        headers=bearer(token),
+        params={"channel": "C0GENERAL", "limit": 1, "include_all_metadata": "true"},
+    ).json()
     assert full["messages"][0]["metadata"] == MARK
 
 
 def test_form_encoded_metadata_is_a_json_string(slack_http, slack):
     token = slack.issue_grant().access_token
-    answer = slack_http.post("/api/chat.postMessage", headers=bearer(token),
-                             data={"channel": "C0GENERAL", "text": "hi", "metadata": json.dumps(MARK)}).json()
+    answer = slack_http.post(
+        "/api/chat.postMessage", headers=bearer(token), data={"channel": "C0GENERAL", "text": "hi", "metadata": json.dumps(MARK)}
+    ).json()
     assert answer["ok"] is True and answer["message"]["metadata"] == MARK
 
 
@@ -40,15 +45,19 @@ def test_hostile_metadata_is_refused_and_nothing_is_posted(slack_http, slack):
     before = len(slack.messages("C0GENERAL"))
     cases = {
         "invalid_metadata_format": ["not json {", [1, 2], {"event_type": "x", "event_payload": {}, "extra": 1}],
-        "invalid_metadata_schema": [{"event_type": "", "event_payload": {}}, {"event_type": "x", "event_payload": "s"},
-                                    {"event_type": 7, "event_payload": {}}],
+        "invalid_metadata_schema": [
+            {"event_type": "", "event_payload": {}},
+            {"event_type": "x", "event_payload": "s"},
+            {"event_type": 7, "event_payload": {}},
+        ],
         "metadata_too_large": [{"event_type": "x", "event_payload": {"k": "v" * 9000}}],
     }
     for error, values in cases.items():
         for value in values:
             raw = value if isinstance(value, str) else json.dumps(value)
-            answer = slack_http.post("/api/chat.postMessage", headers=bearer(token),
-                                     data={"channel": "C0GENERAL", "text": "hi", "metadata": raw}).json()
+            answer = slack_http.post(
+                "/api/chat.postMessage", headers=bearer(token), data={"channel": "C0GENERAL", "text": "hi", "metadata": raw}
+            ).json()
             assert answer == {"ok": False, "error": error}, (value, answer)
     assert len(slack.messages("C0GENERAL")) == before
 
@@ -60,17 +69,23 @@ def test_replies_return_the_thread_oldest_first_with_metadata_on_request(slack_h
     _post(slack_http, token, text="filed", thread_ts=parent["ts"], metadata=MARK)
     _post(slack_http, token, text="unrelated top-level message")
 
-    thread = slack_http.get("/api/conversations.replies", headers=bearer(token),
-                            params={"channel": "C0GENERAL", "ts": parent["ts"], "include_all_metadata": "1"}).json()
+    thread = slack_http.get(
+        "/api/conversations.replies",
+        headers=bearer(token),
+        params={"channel": "C0GENERAL", "ts": parent["ts"], "include_all_metadata": "1"},
+    ).json()
     assert [m["text"] for m in thread["messages"]] == ["checkout is broken", "looking", "filed"]
     assert thread["messages"][2]["metadata"] == MARK and "metadata" not in thread["messages"][1]
 
-    page = slack_http.get("/api/conversations.replies", headers=bearer(token),
-                          params={"channel": "C0GENERAL", "ts": parent["ts"], "limit": 2}).json()
+    page = slack_http.get(
+        "/api/conversations.replies", headers=bearer(token), params={"channel": "C0GENERAL", "ts": parent["ts"], "limit": 2}
+    ).json()
     assert [m["text"] for m in page["messages"]] == ["checkout is broken", "looking"] and page["has_more"] is True
-    rest = slack_http.get("/api/conversations.replies", headers=bearer(token),
-                          params={"channel": "C0GENERAL", "ts": parent["ts"],
-                                  "cursor": page["response_metadata"]["next_cursor"]}).json()
+    rest = slack_http.get(
+        "/api/conversations.replies",
+        headers=bearer(token),
+        params={"channel": "C0GENERAL", "ts": parent["ts"], "cursor": page["response_metadata"]["next_cursor"]},
+    ).json()
     assert [m["text"] for m in rest["messages"]] == ["filed"] and rest["has_more"] is False
 
 
@@ -119,8 +134,11 @@ def test_a_flaky_token_endpoint_fails_about_the_given_share_and_nothing_else(sla
 
 
 def test_faults_through_the_control_api(slack_http, slack):
-    for spec in ({"fault": "outage", "seconds": 0}, {"fault": "token_endpoint_flaky", "rate": 0.3, "seconds": 1},
-                 {"fault": "fail", "count": 1, "after_processing": True, "endpoint": "chat.postMessage"}):
+    for spec in (
+        {"fault": "outage", "seconds": 0},
+        {"fault": "token_endpoint_flaky", "rate": 0.3, "seconds": 1},
+        {"fault": "fail", "count": 1, "after_processing": True, "endpoint": "chat.postMessage"},
+    ):
         assert slack_http.post("/_sim/faults", json=spec).status_code == 200, spec
     refused = slack_http.post("/_sim/faults", json={"fault": "token_endpoint_flaky", "rate": 3, "seconds": 1})
     assert refused.status_code == 400

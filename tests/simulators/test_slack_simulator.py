@@ -76,9 +76,7 @@ def test_expired_access_token_answers_token_expired_at_200_and_refresh_recovers(
     grant = slack.issue_grant()
     slack_http.post("/_sim/faults", json={"fault": "expire_access_tokens"}).raise_for_status()
 
-    response = slack_http.get(
-        "/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(grant.access_token)
-    )
+    response = slack_http.get("/api/conversations.history", params={"channel": "C0GENERAL"}, headers=bearer(grant.access_token))
     assert response.status_code == 200
     assert response.json() == {"ok": False, "error": "token_expired", "response_metadata": {}}
 

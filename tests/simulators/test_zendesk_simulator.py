@@ -24,16 +24,22 @@ def test_refresh_rotates_and_deletes_the_previous_access_and_refresh_tokens(zend
 
     old = zendesk_http.get("/api/v2/users/me", headers=bearer(first.access_token))
     assert old.status_code == 401
-    assert old.json() == {"error": "invalid_token", "error_description": "The access token provided is expired, "
-                          "revoked, malformed or invalid for other reasons."}
+    assert old.json() == {
+        "error": "invalid_token",
+        "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons.",
+    }
     assert zendesk_http.get("/api/v2/users/me", headers=bearer(body["access_token"])).status_code == 200
     assert zendesk.token_request_formats == ["json"]
 
 
 def test_a_form_encoded_refresh_is_refused_unless_allowed(zendesk_http, zendesk):
     grant = zendesk.issue_grant()
-    fields = {"grant_type": "refresh_token", "refresh_token": grant.refresh_token,
-              "client_id": "sim-zendesk-client", "client_secret": "sim-zendesk-secret"}
+    fields = {
+        "grant_type": "refresh_token",
+        "refresh_token": grant.refresh_token,
+        "client_id": "sim-zendesk-client",
+        "client_secret": "sim-zendesk-secret",
+    }
     refused = zendesk_http.post("/oauth/tokens", data=fields)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_request"
 
@@ -55,8 +61,15 @@ def test_reusing_a_rotated_refresh_token_revokes_the_family(zendesk_http, zendes
 
 def test_refresh_token_dies_after_thirty_days_and_bad_clients_are_401(zendesk_http, zendesk):
     grant = zendesk.issue_grant()
-    wrong = zendesk_http.post("/oauth/tokens", json={"grant_type": "refresh_token", "refresh_token": grant.refresh_token,
-                                                     "client_id": "sim-zendesk-client", "client_secret": "nope"})
+    wrong = zendesk_http.post(
+        "/oauth/tokens",
+        json={
+            "grant_type": "refresh_token",
+            "refresh_token": grant.refresh_token,
+            "client_id": "sim-zendesk-client",
+            "client_secret": "nope",
+        },
+    )
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     zendesk.advance_clock(30 * 24 * 3600 + 1)
     assert zendesk_refresh(zendesk_http, grant.refresh_token).json()["error"] == "invalid_grant"
@@ -110,8 +123,10 @@ def test_a_reused_key_with_another_body_is_an_idempotent_request_error(zendesk_h
     zendesk_http.post(TICKETS, json=new_ticket(), headers=headers).raise_for_status()
     other = zendesk_http.post(TICKETS, json=new_ticket(subject="Something else"), headers=headers)
     assert other.status_code == 400
-    assert other.json() == {"error": "IdempotentRequestError",
-                            "description": "Request parameters don't match the given idempotency key"}
+    assert other.json() == {
+        "error": "IdempotentRequestError",
+        "description": "Request parameters don't match the given idempotency key",
+    }
 
 
 def test_idempotency_keys_are_forgotten_after_two_hours(zendesk_http, zendesk):

@@ -37,8 +37,14 @@ async def main() -> None:
                 httpx2.post(f"{simulator}/_sim/faults", json=fault).raise_for_status()
                 before = peak_kib()
                 result = await call(client, "slack_read_channel", READ)
-                report.append({"fault": fault["fault"], "status": result["status"], "reason": result.get("reason"),
-                               "peak_growth_kib": peak_kib() - before})
+                report.append(
+                    {
+                        "fault": fault["fault"],
+                        "status": result["status"],
+                        "reason": result.get("reason"),
+                        "peak_growth_kib": peak_kib() - before,
+                    }
+                )
     finally:
         await runtime.aclose()
     print(json.dumps(report))

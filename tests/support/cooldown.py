@@ -12,6 +12,7 @@ from server.vault.models import Credential, utcnow
 
 def end_the_cooldown(vault, account_id: str) -> None:
     with Session(vault.engine) as session:
-        session.execute(update(Credential).where(Credential.account_id == account_id)
-                        .values(refresh_due_at=utcnow() - timedelta(seconds=1)))
+        session.execute(
+            update(Credential).where(Credential.account_id == account_id).values(refresh_due_at=utcnow() - timedelta(seconds=1))
+        )
         session.commit()

@@ -59,8 +59,10 @@ def acme_declaration(url: str, *, endpoints: str | None = None, extra: str = "",
     """The TOML of `[custom_providers.acme]` served by the simulator at `url`; `extra` lines go in its table."""
     if endpoints is None:
         endpoints = f'oauth_base_url = "{url}"\nauthorize_path = "/oauth/authorize"\ntoken_path = "/oauth/token"\n'
-    return (f'[custom_providers.acme]\ndisplay_name = "Acme"\napi_base_url = "{url}/api"\n{endpoints}'
-            f'health_probe = {{ path = "/me", account_id_field = "sub" }}\n{extra}\n{tools}')
+    return (
+        f'[custom_providers.acme]\ndisplay_name = "Acme"\napi_base_url = "{url}/api"\n{endpoints}'
+        f'health_probe = {{ path = "/me", account_id_field = "sub" }}\n{extra}\n{tools}'
+    )
 
 
 def write_config(home: Path, text: str) -> Path:

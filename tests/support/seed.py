@@ -18,8 +18,16 @@ from server.vault.models import Credential, new_id
 
 
 def seed_account(
-    settings: Settings, vault: Vault, connector: str, tokens: TokenSet, *, org: str = "acme", user: str = "alice",
-    expired: bool = False, lifetime_used: float | None = None, provider_account_id: str | None = None,
+    settings: Settings,
+    vault: Vault,
+    connector: str,
+    tokens: TokenSet,
+    *,
+    org: str = "acme",
+    user: str = "alice",
+    expired: bool = False,
+    lifetime_used: float | None = None,
+    provider_account_id: str | None = None,
     label: str = "default",
 ) -> ConnectedAccount:
     """Store `tokens` for org/user. `expired`: our copy says the access token already expired.
@@ -34,26 +42,46 @@ def seed_account(
     elif lifetime_used is not None:
         issued_at = now - timedelta(seconds=lifetime * lifetime_used)
     grant = TokenGrant(
-        access_token=tokens.access_token, refresh_token=tokens.refresh_token, token_type="bearer",
-        expires_in=lifetime, refresh_expires_in=tokens.refresh_token_expires_in, scope=" ".join(tokens.scopes),
-        provider_account_id=None, identity={},
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        token_type="bearer",
+        expires_in=lifetime,
+        refresh_expires_in=tokens.refresh_token_expires_in,
+        scope=" ".join(tokens.scopes),
+        provider_account_id=None,
+        identity={},
     )
     manager = TokenManager(settings, vault, connectors, EventRecorder(vault))
     write = manager.credential_write(connectors[connector], grant, issued_at)
     if lifetime_used is not None:
         # Without jitter, so the test knows which side of the due time it is on.
-        write = type(write)(**{**write.__dict__,
-                               "refresh_due_at": issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)})
+        write = type(write)(
+            **{**write.__dict__, "refresh_due_at": issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)}
+        )
     account = vault.find_account(org, user, connector, label) or vault.create_account(
-        org=org, user=user, connector=connector, label=label, scopes=tokens.scopes, provider_account_id=provider_account_id,
-        provider_identity=dict(tokens.identity) if provider_account_id else None)
+        org=org,
+        user=user,
+        connector=connector,
+        label=label,
+        scopes=tokens.scopes,
+        provider_account_id=provider_account_id,
+        provider_identity=dict(tokens.identity) if provider_account_id else None,
+    )
     vault.put_credential(account.id, write)
     return account
 
 
 def seed_many(
-    settings: Settings, vault: Vault, connector: str, grants: Iterable[TokenSet | tuple[str, str]], *,
-    lifetime: float, lifetime_used: float, org: str = "fleet", user_prefix: str = "user", start: int = 0,
+    settings: Settings,
+    vault: Vault,
+    connector: str,
+    grants: Iterable[TokenSet | tuple[str, str]],
+    *,
+    lifetime: float,
+    lifetime_used: float,
+    org: str = "fleet",
+    user_prefix: str = "user",
+    start: int = 0,
     chunk: int = 5000,
 ) -> list[str]:
     """Insert many accounts with sealed credentials in bulk (tests and benchmarks of the fleet).
@@ -80,19 +108,43 @@ def seed_many(
         access, refresh = (grant.access_token, grant.refresh_token) if isinstance(grant, TokenSet) else grant
         account_id = new_id()
         ids.append(account_id)
-        accounts.append({
-            "id": account_id, "org": org, "user": f"{user_prefix}{number:06d}", "connector": connector,
-            "label": "default", "status": AccountStatus.ACTIVE.value, "status_reason": None,
-            "provider_account_id": None, "provider_identity": {}, "scopes": "", "created_at": now, "updated_at": now,
-            "health_due_at": health_due_at, "health_checked_at": None,
-        })
+        accounts.append(
+            {
+                "id": account_id,
+                "org": org,
+                "user": f"{user_prefix}{number:06d}",
+                "connector": connector,
+                "label": "default",
+                "status": AccountStatus.ACTIVE.value,
+                "status_reason": None,
+                "provider_account_id": None,
+                "provider_identity": {},
+                "scopes": "",
+                "created_at": now,
+                "updated_at": now,
+                "health_due_at": health_due_at,
+                "health_checked_at": None,
+            }
+        )
         sealed = vault._seal_secrets(account_id, TokenSecrets(access, refresh))
-        credentials.append({
-            "account_id": account_id, "key_id": sealed.key_id, "ciphertext": sealed.blob, "version": 1,
-            "token_type": "bearer", "issued_at": issued_at, "access_expires_at": issued_at + timedelta(seconds=lifetime),
-            "refresh_due_at": due_at, "refresh_expires_at": None, "lease_owner": None, "lease_until": None,
-            "consecutive_failures": 0, "last_refresh_at": None, "last_refresh_outcome": None,
-        })
+        credentials.append(
+            {
+                "account_id": account_id,
+                "key_id": sealed.key_id,
+                "ciphertext": sealed.blob,
+                "version": 1,
+                "token_type": "bearer",
+                "issued_at": issued_at,
+                "access_expires_at": issued_at + timedelta(seconds=lifetime),
+                "refresh_due_at": due_at,
+                "refresh_expires_at": None,
+                "lease_owner": None,
+                "lease_until": None,
+                "consecutive_failures": 0,
+                "last_refresh_at": None,
+                "last_refresh_outcome": None,
+            }
+        )
         if len(accounts) >= chunk:
             flush()
     if accounts:

@@ -57,7 +57,7 @@ def outcome_of(page: httpx2.Response) -> str:
     """The `data-outcome` grantkeeper's pages carry: reconnected, link_used, identity_mismatch, …"""
     marker = 'data-outcome="'
     start = page.text.index(marker) + len(marker)
-    return page.text[start:page.text.index('"', start)]
+    return page.text[start : page.text.index('"', start)]
 
 
 def vault_rows(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:

@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def _spawn(env: dict[str, str], args: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.support.worker", *args],
-        cwd=ROOT, env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
 
@@ -58,9 +62,16 @@ def output_of(worker: subprocess.Popen, timeout: float = 180) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_workers(env: dict[str, str], processes: int, calls: int = 25, tool: str = "slack_read_channel",
-                arguments: str = '{"channel": "C0GENERAL", "limit": 1}', timeout: float = 180,
-                mode: str = "calls", lanes: int = 4) -> list[dict]:
+def run_workers(
+    env: dict[str, str],
+    processes: int,
+    calls: int = 25,
+    tool: str = "slack_read_channel",
+    arguments: str = '{"channel": "C0GENERAL", "limit": 1}',
+    timeout: float = 180,
+    mode: str = "calls",
+    lanes: int = 4,
+) -> list[dict]:
     """`mode="calls"`: each makes `calls` concurrent tool calls. `mode="scheduler"`: each runs its refresh
     scheduler until nothing it can claim is due. `mode="soak"`: each runs its scheduler beside `lanes` lanes of
     sequential calls, `calls` in all."""

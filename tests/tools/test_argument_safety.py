@@ -15,33 +15,75 @@ pytestmark = pytest.mark.anyio
 # Every built-in provider tool and the arguments that become part of a request path (or, for GitHub's search, the
 # repository half of the query). A new tool must be added here, so its path arguments get the hostile cases below.
 PATH_ARGUMENTS: dict[str, tuple[str, ...]] = {
-    "slack_read_channel": (), "slack_post_message": (),
-    "github_create_issue": ("repo",), "github_search_issues": ("repo",),
-    "gmail_search_messages": (), "gmail_send_message": (),
-    "calendar_create_event": ("calendar_id",), "calendar_list_events": ("calendar_id",),
-    "zendesk_create_ticket": (), "zendesk_list_tickets": (),
+    "slack_read_channel": (),
+    "slack_post_message": (),
+    "github_create_issue": ("repo",),
+    "github_search_issues": ("repo",),
+    "gmail_search_messages": (),
+    "gmail_send_message": (),
+    "calendar_create_event": ("calendar_id",),
+    "calendar_list_events": ("calendar_id",),
+    "zendesk_create_ticket": (),
+    "zendesk_list_tickets": (),
     # The guarded proxy tool of each connector: its whole path is checked by providers/proxy_paths.py.
-    "slack_request": ("path",), "github_request": ("path",), "google_request": ("path",), "zendesk_request": ("path",),
+    "slack_request": ("path",),
+    "github_request": ("path",),
+    "google_request": ("path",),
+    "zendesk_request": ("path",),
 }
 VALID: dict[str, dict] = {
     "github_create_issue": {"repo": "octocat/hello-world", "title": "Bug"},
     "github_search_issues": {"query": "bug", "repo": "octocat/hello-world"},
-    "calendar_create_event": {"summary": "Review", "start": "2026-05-04T10:00:00+02:00",
-                              "end": "2026-05-04T11:00:00+02:00", "calendar_id": "primary"},
-    "calendar_list_events": {"time_min": "2026-05-04T00:00:00Z", "time_max": "2026-05-05T00:00:00Z",
-                             "calendar_id": "primary"},
+    "calendar_create_event": {
+        "summary": "Review",
+        "start": "2026-05-04T10:00:00+02:00",
+        "end": "2026-05-04T11:00:00+02:00",
+        "calendar_id": "primary",
+    },
+    "calendar_list_events": {"time_min": "2026-05-04T00:00:00Z", "time_max": "2026-05-05T00:00:00Z", "calendar_id": "primary"},
 }
 VALID.update({f"{name}_request": {"method": "GET", "path": "/anything"} for name in ("slack", "github", "google", "zendesk")})
-CONNECTOR = {"github": "github", "calendar": "google", "gmail": "google", "google": "google", "slack": "slack",
-             "zendesk": "zendesk"}
+CONNECTOR = {
+    "github": "github",
+    "calendar": "google",
+    "gmail": "google",
+    "google": "google",
+    "slack": "slack",
+    "zendesk": "zendesk",
+}
 
 SEGMENT_ATTACKS = ["..", ".", "", "a/b", "../x", "%2e%2e", "%2F", "a\\b", "a\x00b", "a\nb", "a\x85b", "a\u2028b"]
-REPOSITORY_ATTACKS = ["octocat/..", "octocat/.", "../hello-world", "./hello-world", "octocat/", "/hello-world",
-                      "octocat/a/b", "octocat/%2e%2e", "octocat/a\\b", "octocat/a\x00b", "octo\ncat/x", "octocat",
-                      "octocat/hello world"]
+REPOSITORY_ATTACKS = [
+    "octocat/..",
+    "octocat/.",
+    "../hello-world",
+    "./hello-world",
+    "octocat/",
+    "/hello-world",
+    "octocat/a/b",
+    "octocat/%2e%2e",
+    "octocat/a\\b",
+    "octocat/a\x00b",
+    "octo\ncat/x",
+    "octocat",
+    "octocat/hello world",
+]
 # (An empty proxy path is refused by the tool's input schema, min_length 1, before the tool runs.)
-PATH_ATTACKS = ["/../_sim/stats", "/a/../../_sim/stats", "/%2e%2e/_sim/stats", "/%2E%2E", "/a/%252e%252e/x", "..",
-                "/a\\b", "/a\x00b", "/a\nb", "/a\u2028b", "//evil.example/x", "https://evil.example/x", "/a/%2fb"]
+PATH_ATTACKS = [
+    "/../_sim/stats",
+    "/a/../../_sim/stats",
+    "/%2e%2e/_sim/stats",
+    "/%2E%2E",
+    "/a/%252e%252e/x",
+    "..",
+    "/a\\b",
+    "/a\x00b",
+    "/a\nb",
+    "/a\u2028b",
+    "//evil.example/x",
+    "https://evil.example/x",
+    "/a/%2fb",
+]
 HOSTILE = {"repo": REPOSITORY_ATTACKS, "calendar_id": SEGMENT_ATTACKS, "path": PATH_ATTACKS}
 REASON = {"repo": "unsafe_argument", "calendar_id": "unsafe_argument", "path": "unsafe_path"}
 
@@ -57,12 +99,18 @@ async def test_every_built_in_provider_tool_is_covered(runtime):
     assert built_in == set(PATH_ARGUMENTS)
 
 
-@pytest.mark.parametrize(("tool", "argument", "value"), [
-    (tool, argument, value)
-    for tool, arguments in PATH_ARGUMENTS.items() for argument in arguments for value in HOSTILE[argument]
-])
+@pytest.mark.parametrize(
+    ("tool", "argument", "value"),
+    [
+        (tool, argument, value)
+        for tool, arguments in PATH_ARGUMENTS.items()
+        for argument in arguments
+        for value in HOSTILE[argument]
+    ],
+)
 async def test_traversal_in_a_path_argument_is_invalid_input_with_nothing_sent(
-        runtime, settings, github_sim, google_sim, slack_sim, zendesk_sim, tool, argument, value):
+    runtime, settings, github_sim, google_sim, slack_sim, zendesk_sim, tool, argument, value
+):
     sims = all_sims(github_sim, google_sim, slack_sim, zendesk_sim)
     connector = CONNECTOR[tool.split("_", 1)[0]]
     seed_account(settings, runtime.vault, connector, sims[connector].issue_grant())
@@ -73,7 +121,8 @@ async def test_traversal_in_a_path_argument_is_invalid_input_with_nothing_sent(
     assert result["status"] == "invalid_input", result
     assert result["reason"] == REASON[argument]
     assert {name: (sim.counters.api_requests, sim.counters.token_requests) for name, sim in sims.items()} == {
-        name: (0, 0) for name in sims}
+        name: (0, 0) for name in sims
+    }
 
 
 async def test_a_valid_repository_and_calendar_still_work(runtime, settings, github_sim, google_sim):
@@ -85,9 +134,19 @@ async def test_a_valid_repository_and_calendar_still_work(runtime, settings, git
     assert issue["status"] == "ok" and events["status"] == "ok"
 
 
-@pytest.mark.parametrize("subject", ["vertical\x0btab", "next\x85line", "line\u2028separator",
-                                     "paragraph\u2029separator", "injected\r\nBcc: eve@example.com", "bare\nLF",
-                                     "bare\rCR", "nul\x00byte"])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "vertical\x0btab",
+        "next\x85line",
+        "line\u2028separator",
+        "paragraph\u2029separator",
+        "injected\r\nBcc: eve@example.com",
+        "bare\nLF",
+        "bare\rCR",
+        "nul\x00byte",
+    ],
+)
 async def test_a_subject_that_would_break_its_header_is_refused_before_sending(runtime, settings, google_sim, subject):
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     async with mcp_client(runtime) as client:
@@ -108,7 +167,8 @@ READS = [
 
 @pytest.mark.parametrize(("tool", "arguments"), READS)
 async def test_a_garbled_200_on_a_read_is_malformed_not_outcome_unknown(
-        runtime, settings, github_sim, google_sim, slack_sim, zendesk_sim, tool, arguments):
+    runtime, settings, github_sim, google_sim, slack_sim, zendesk_sim, tool, arguments
+):
     sims = all_sims(github_sim, google_sim, slack_sim, zendesk_sim)
     sim = sims[CONNECTOR[tool.split("_", 1)[0]]]
     seed_account(settings, runtime.vault, CONNECTOR[tool.split("_", 1)[0]], sim.issue_grant())
@@ -146,15 +206,15 @@ async def test_a_post_that_never_connected_is_not_outcome_unknown(runtime, setti
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     connector = runtime.connectors["slack"]
     dead = connector.spec.model_copy(update={"api_base_url": "http://127.0.0.1:9/api"})
-    monkeypatch.setitem(runtime.connectors, "slack", type(connector)(connector.provider, dead, connector.client_id,
-                                                                       connector.client_secret))
+    monkeypatch.setitem(
+        runtime.connectors, "slack", type(connector)(connector.provider, dead, connector.client_id, connector.client_secret)
+    )
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_post_message", {"channel": "C0GENERAL", "text": "deploy done"})
     assert result == {**result, "status": "upstream_error", "reason": "unreachable", "outcome_unknown": False}
 
 
-async def test_a_megabyte_id_on_a_declared_delete_is_invalid_input(env, oauth2_server, isolated_environment,
-                                                                   monkeypatch):
+async def test_a_megabyte_id_on_a_declared_delete_is_invalid_input(env, oauth2_server, isolated_environment, monkeypatch):
     for key, value in ACME_CLIENT.items():
         monkeypatch.setenv(key, value)
     from providers.simulators import OAuth2Simulator
@@ -171,8 +231,9 @@ async def test_a_megabyte_id_on_a_declared_delete_is_invalid_input(env, oauth2_s
 
 
 @pytest.mark.parametrize("message_id", ["..", "../../users/bob/messages", "%2e%2e"])
-async def test_a_message_id_from_the_provider_cannot_steer_the_next_request(runtime, settings, google_sim, monkeypatch,
-                                                                            message_id):
+async def test_a_message_id_from_the_provider_cannot_steer_the_next_request(
+    runtime, settings, google_sim, monkeypatch, message_id
+):
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     monkeypatch.setattr(google_sim, "_new_message_id", lambda: message_id)  # the provider's answer turns hostile
     google_sim.seed_message("alice@example.com", sender="eve@example.com", subject="hostile", body="x")

@@ -21,14 +21,23 @@ async def test_declared_tools_are_listed_with_the_declared_input_schema_and_anno
     async with opened_runtime() as runtime, mcp_client(runtime) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
-    assert {"acme_list_projects", "acme_get_project", "acme_create_project", "acme_create_project_once",
-            "acme_delete_project", "slack_read_channel", "accounts_list"} <= set(tools)
+    assert {
+        "acme_list_projects",
+        "acme_get_project",
+        "acme_create_project",
+        "acme_create_project_once",
+        "acme_delete_project",
+        "slack_read_channel",
+        "accounts_list",
+    } <= set(tools)
     listing = tools["acme_list_projects"]
     assert listing.title == "List Acme projects"
     assert listing.description == "List the projects the connected Acme user can see."
     properties = listing.input_schema["properties"]
-    assert properties["limit"].items() >= {"type": "integer", "minimum": 1, "maximum": 100, "default": 20,
-                                           "description": "at most this many"}.items()
+    assert (
+        properties["limit"].items()
+        >= {"type": "integer", "minimum": 1, "maximum": 100, "default": 20, "description": "at most this many"}.items()
+    )
     assert properties["status"]["anyOf"][0] == {"enum": ["active", "archived"], "type": "string"}
     assert "required" not in listing.input_schema
     assert tools["acme_get_project"].input_schema["required"] == ["project_id"]
@@ -36,8 +45,11 @@ async def test_declared_tools_are_listed_with_the_declared_input_schema_and_anno
     create = tools["acme_create_project"]
     assert create.input_schema["required"] == ["name"] and "summary" in create.input_schema["properties"]
     assert "idempotency_key" in tools["acme_create_project_once"].input_schema["properties"]
-    hints = {name: (t.annotations.read_only_hint, t.annotations.idempotent_hint, t.annotations.destructive_hint)
-             for name, t in tools.items() if name.startswith("acme_") and name != "acme_request"}
+    hints = {
+        name: (t.annotations.read_only_hint, t.annotations.idempotent_hint, t.annotations.destructive_hint)
+        for name, t in tools.items()
+        if name.startswith("acme_") and name != "acme_request"
+    }
     assert hints == {
         "acme_list_projects": (True, True, False),
         "acme_get_project": (True, True, False),
@@ -80,12 +92,13 @@ async def test_a_call_returns_the_http_status_and_json_body(declare):
             missing = await call(client, "acme_get_project", {"project_id": "p-404"})
 
     assert listed["status"] == "ok" and listed["http_status"] == 200 and listed["truncated"] is False
-    assert listed["data"] == {"projects": [{"id": "p-2", "name": "Gemini", "description": None,
-                                            "status": "archived", "owner": "user-1"}], "total": 1}
+    assert listed["data"] == {
+        "projects": [{"id": "p-2", "name": "Gemini", "description": None, "status": "archived", "owner": "user-1"}],
+        "total": 1,
+    }
     assert one["data"]["name"] == "Apollo"
     assert missing["status"] == "invalid_input" and missing["reason"] == "not_found"
-    assert sim.requested_paths()[-3:] == ["/api/projects?limit=5&status=archived", "/api/projects/p-1",
-                                          "/api/projects/p-404"]
+    assert sim.requested_paths()[-3:] == ["/api/projects?limit=5&status=archived", "/api/projects/p-1", "/api/projects/p-404"]
 
 
 async def test_arguments_outside_the_declared_constraints_never_reach_the_provider(declare):
@@ -195,14 +208,14 @@ async def test_a_token_endpoint_using_basic_client_authentication_is_honoured(de
 
 
 # ---- the declared error vocabulary -------------------------------------------------------------------
-EXPIRED_403 = '[[custom_providers.acme.errors.api]]\nstatus = 403\nfield = "error.code"\nequals = "TOKEN_EXPIRED"\n' \
-              'verdict = "expired"\n'
+EXPIRED_403 = (
+    '[[custom_providers.acme.errors.api]]\nstatus = 403\nfield = "error.code"\nequals = "TOKEN_EXPIRED"\nverdict = "expired"\n'
+)
 
 
 @pytest.mark.parametrize(("declared", "expected"), [(True, "ok"), (False, "admin_action_required")])
 async def test_a_declared_api_answer_for_expiry_triggers_refresh_and_retry(declare, declared, expected):
-    sim = declare(extra=EXPIRED_403 if declared else "",
-                  expired_token_response=(403, {"error": {"code": "TOKEN_EXPIRED"}}))
+    sim = declare(extra=EXPIRED_403 if declared else "", expired_token_response=(403, {"error": {"code": "TOKEN_EXPIRED"}}))
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant())
         sim.expire_access_tokens()
@@ -215,8 +228,10 @@ async def test_a_declared_api_answer_for_expiry_triggers_refresh_and_retry(decla
 
 @pytest.mark.parametrize(("declared", "expected"), [(True, "reauth_required"), (False, "upstream_error")])
 async def test_a_declared_refresh_error_code_means_the_refresh_token_is_dead(declare, declared, expected):
-    sim = declare(extra='errors.refresh_token_rejected = ["expired_refresh_token"]' if declared else "",
-                  refresh_error=("expired_refresh_token", 400))
+    sim = declare(
+        extra='errors.refresh_token_rejected = ["expired_refresh_token"]' if declared else "",
+        refresh_error=("expired_refresh_token", 400),
+    )
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True)
         sim.revoke()
@@ -230,8 +245,10 @@ async def test_a_declared_refresh_error_code_means_the_refresh_token_is_dead(dec
 
 
 async def test_a_declared_rule_can_mark_the_account_inactive(declare):
-    sim = declare(extra='[[custom_providers.acme.errors.api]]\nstatus = 403\nfield = "error"\n'
-                        'equals = "account_disabled"\nverdict = "inactive"\nmessage = "The Acme user is disabled."\n')
+    sim = declare(
+        extra='[[custom_providers.acme.errors.api]]\nstatus = 403\nfield = "error"\n'
+        'equals = "account_disabled"\nverdict = "inactive"\nmessage = "The Acme user is disabled."\n'
+    )
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant())
         sim.deactivate()
@@ -304,13 +321,16 @@ async def test_a_rate_limit_with_retry_after_is_waited_out(declare):
 
 
 # ---- path safety ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("project_id", "raw_path"), [
-    ("../../_sim/stats", "/api/projects/..%2F..%2F_sim%2Fstats"),
-    ("..%2F..%2F_sim%2Fstats", "/api/projects/..%252F..%252F_sim%252Fstats"),
-    ("p-1/../../../_sim/faults", "/api/projects/p-1%2F..%2F..%2F..%2F_sim%2Ffaults"),
-    ("p-1?admin=true#top", "/api/projects/p-1%3Fadmin%3Dtrue%23top"),
-    ("https://evil.example/steal", "/api/projects/https%3A%2F%2Fevil.example%2Fsteal"),
-])
+@pytest.mark.parametrize(
+    ("project_id", "raw_path"),
+    [
+        ("../../_sim/stats", "/api/projects/..%2F..%2F_sim%2Fstats"),
+        ("..%2F..%2F_sim%2Fstats", "/api/projects/..%252F..%252F_sim%252Fstats"),
+        ("p-1/../../../_sim/faults", "/api/projects/p-1%2F..%2F..%2F..%2F_sim%2Ffaults"),
+        ("p-1?admin=true#top", "/api/projects/p-1%3Fadmin%3Dtrue%23top"),
+        ("https://evil.example/steal", "/api/projects/https%3A%2F%2Fevil.example%2Fsteal"),
+    ],
+)
 async def test_a_path_argument_stays_one_segment_of_the_declared_path(declare, project_id, raw_path):
     sim = declare()
     async with opened_runtime() as runtime:
@@ -344,22 +364,26 @@ async def test_an_absolute_url_argument_cannot_reach_another_host(declare):
                     await call(client, "acme_get_project", {"project_id": project_id})
         assert elsewhere.app.requests == []
     assert len(sim.requests) == 3
-    assert all(path.startswith("/api/projects/http") or path.startswith("/api/projects/%2F%2F")
-               for path in sim.requested_paths())
+    assert all(path.startswith("/api/projects/http") or path.startswith("/api/projects/%2F%2F") for path in sim.requested_paths())
 
 
 # ---- token errors in other shapes ---------------------------------------------------------------------
-@pytest.mark.parametrize(("extra", "body", "expected"), [
-    ("", {"error": {"code": "invalid_grant", "message": "Refresh token revoked"}}, "reauth_required"),
-    ("", {"errors": [{"code": "invalid_grant"}]}, "reauth_required"),
-    ('errors.token_error_fields = ["status.reason"]', {"status": {"reason": "invalid_grant"}}, "reauth_required"),
-    ('errors.token_descriptions = [{ contains = "has been revoked", means = "refresh_token_rejected" }]',
-     {"error_description": "The refresh token has been revoked."}, "reauth_required"),
-    # A bare description nobody declared: not taken to mean the grant is dead.
-    ("", {"error_description": "The refresh token has been revoked."}, "upstream_error"),
-])
-async def test_token_errors_are_read_from_nested_listed_declared_and_description_only_bodies(declare, extra, body,
-                                                                                          expected):
+@pytest.mark.parametrize(
+    ("extra", "body", "expected"),
+    [
+        ("", {"error": {"code": "invalid_grant", "message": "Refresh token revoked"}}, "reauth_required"),
+        ("", {"errors": [{"code": "invalid_grant"}]}, "reauth_required"),
+        ('errors.token_error_fields = ["status.reason"]', {"status": {"reason": "invalid_grant"}}, "reauth_required"),
+        (
+            'errors.token_descriptions = [{ contains = "has been revoked", means = "refresh_token_rejected" }]',
+            {"error_description": "The refresh token has been revoked."},
+            "reauth_required",
+        ),
+        # A bare description nobody declared: not taken to mean the grant is dead.
+        ("", {"error_description": "The refresh token has been revoked."}, "upstream_error"),
+    ],
+)
+async def test_token_errors_are_read_from_nested_listed_declared_and_description_only_bodies(declare, extra, body, expected):
     sim = declare(extra=extra, refresh_error_body=body)
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True)
@@ -393,23 +417,30 @@ params = [{ name = "status", type = "array", items = { enum = ["active", "archiv
 """
 
 
-async def test_array_and_object_parameters_are_typed_in_the_schema_validated_and_sent_as_json(declare, oauth2_server,
-                                                                                              isolated_environment):
+async def test_array_and_object_parameters_are_typed_in_the_schema_validated_and_sent_as_json(
+    declare, oauth2_server, isolated_environment
+):
     sim = declare()
     write_config(isolated_environment, acme_declaration(oauth2_server.url, tools=STRUCTURED_TOOL))
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant())
         async with mcp_client(runtime) as client:
             tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-            created = await call(client, "acme_create_tagged_project",
-                                 {"name": "Hera", "tags": ["a", "b"], "owner": {"email": "h@olympus", "team_id": 7}})
-            refused = [await client.call_tool("acme_create_tagged_project", arguments) for arguments in (
-                {"name": "X", "tags": ["a", "b", "c", "d"]},  # too many
-                {"name": "X", "tags": ["a" * 21]},  # an item too long
-                {"name": "X", "owner": {"email": "h@o", "x": 1}},  # a member nobody declared
-                {"name": "X", "owner": {"team_id": 3}},  # a required member missing
-                {"name": "X", "tags": "a"},  # not an array
-            )]
+            created = await call(
+                client,
+                "acme_create_tagged_project",
+                {"name": "Hera", "tags": ["a", "b"], "owner": {"email": "h@olympus", "team_id": 7}},
+            )
+            refused = [
+                await client.call_tool("acme_create_tagged_project", arguments)
+                for arguments in (
+                    {"name": "X", "tags": ["a", "b", "c", "d"]},  # too many
+                    {"name": "X", "tags": ["a" * 21]},  # an item too long
+                    {"name": "X", "owner": {"email": "h@o", "x": 1}},  # a member nobody declared
+                    {"name": "X", "owner": {"team_id": 3}},  # a required member missing
+                    {"name": "X", "tags": "a"},  # not an array
+                )
+            ]
             listed = await call(client, "acme_list_by_status", {"status": ["active", "archived"]})
 
     schema = tools["acme_create_tagged_project"].input_schema

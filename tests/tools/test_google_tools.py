@@ -12,8 +12,12 @@ from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 MAIL = {"to": ["bob@example.com"], "cc": ["carol@example.org"], "subject": "Deploy finished", "body": "All green."}
-EVENT = {"summary": "Design review", "start": "2026-05-04T10:00:00+02:00", "end": "2026-05-04T11:00:00+02:00",
-         "attendees": ["bob@example.com"]}
+EVENT = {
+    "summary": "Design review",
+    "start": "2026-05-04T10:00:00+02:00",
+    "end": "2026-05-04T11:00:00+02:00",
+    "attendees": ["bob@example.com"],
+}
 
 
 async def test_search_returns_subject_sender_and_snippet_with_one_call_per_message(runtime, settings, google_sim):
@@ -34,8 +38,9 @@ async def test_search_never_fetches_more_messages_than_asked_and_pages_on(runtim
         google_sim.seed_message("alice@example.com", sender="bulk@example.com", subject=f"Newsletter {i}", body="news")
     async with mcp_client(runtime) as client:
         first = await call(client, "gmail_search_messages", {"query": "from:bulk", "max_results": 25})
-        rest = await call(client, "gmail_search_messages", {"query": "from:bulk", "max_results": 25,
-                                                            "page_token": first["next_page_token"]})
+        rest = await call(
+            client, "gmail_search_messages", {"query": "from:bulk", "max_results": 25, "page_token": first["next_page_token"]}
+        )
         too_many = await client.call_tool("gmail_search_messages", {"query": "x", "max_results": 500})
 
     assert len(first["messages"]) == 25 and len(rest["messages"]) == 5 and rest["next_page_token"] is None
@@ -50,8 +55,14 @@ async def test_send_message_builds_an_rfc822_mail(runtime, settings, google_sim)
 
     assert result["status"] == "ok" and result["label_ids"] == ["SENT"]
     [sent] = google_sim.sent_messages()
-    assert sent == {"id": result["id"], "from": "alice@example.com", "to": "bob@example.com",
-                    "cc": "carol@example.org", "subject": "Deploy finished", "body": "All green."}
+    assert sent == {
+        "id": result["id"],
+        "from": "alice@example.com",
+        "to": "bob@example.com",
+        "cc": "carol@example.org",
+        "subject": "Deploy finished",
+        "body": "All green.",
+    }
 
 
 async def test_a_send_whose_answer_is_lost_is_outcome_unknown_and_sent_exactly_once(runtime, settings, google_sim):
@@ -88,8 +99,7 @@ async def test_creating_an_event_twice_with_one_key_makes_one_event(runtime, set
     assert len(google_sim.events()) == 1
 
 
-async def test_a_lost_event_answer_is_retried_and_finds_the_event_instead_of_duplicating_it(
-        runtime, settings, google_sim):
+async def test_a_lost_event_answer_is_retried_and_finds_the_event_instead_of_duplicating_it(runtime, settings, google_sim):
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     google_sim.fail(count=1, status=503, after_processing=True)
 
@@ -105,8 +115,7 @@ async def test_a_key_reused_for_a_different_event_is_invalid_input(runtime, sett
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     async with mcp_client(runtime) as client:
         await call(client, "calendar_create_event", {**EVENT, "idempotency_key": "shared-key-1"})
-        other = await call(client, "calendar_create_event", {**EVENT, "summary": "Retro",
-                                                             "idempotency_key": "shared-key-1"})
+        other = await call(client, "calendar_create_event", {**EVENT, "summary": "Retro", "idempotency_key": "shared-key-1"})
     assert other["status"] == "invalid_input" and other["reason"] == "idempotency_key_reused"
     assert [e["summary"] for e in google_sim.events()] == ["Design review"]
 
@@ -123,13 +132,19 @@ async def test_list_events_returns_the_window_soonest_first(runtime, settings, g
     seed_account(settings, runtime.vault, "google", google_sim.issue_grant())
     async with mcp_client(runtime) as client:
         for hour, title in ((14, "Later"), (9, "Earlier"), (20, "Outside")):
-            await call(client, "calendar_create_event", {"summary": title, "start": f"2026-05-04T{hour:02d}:00:00Z",
-                                                         "end": f"2026-05-04T{hour:02d}:30:00Z"})
-        result = await call(client, "calendar_list_events", {"time_min": "2026-05-04T08:00:00Z",
-                                                             "time_max": "2026-05-04T18:00:00Z"})
-        unknown = await call(client, "calendar_list_events", {"time_min": "2026-05-04T08:00:00Z",
-                                                              "time_max": "2026-05-04T18:00:00Z",
-                                                              "calendar_id": "team@example.com"})
+            await call(
+                client,
+                "calendar_create_event",
+                {"summary": title, "start": f"2026-05-04T{hour:02d}:00:00Z", "end": f"2026-05-04T{hour:02d}:30:00Z"},
+            )
+        result = await call(
+            client, "calendar_list_events", {"time_min": "2026-05-04T08:00:00Z", "time_max": "2026-05-04T18:00:00Z"}
+        )
+        unknown = await call(
+            client,
+            "calendar_list_events",
+            {"time_min": "2026-05-04T08:00:00Z", "time_max": "2026-05-04T18:00:00Z", "calendar_id": "team@example.com"},
+        )
 
     assert [e["summary"] for e in result["events"]] == ["Earlier", "Later"]
     assert result["events"][0]["organizer"] == "alice@example.com"

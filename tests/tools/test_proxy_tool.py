@@ -60,8 +60,9 @@ async def test_a_get_goes_under_the_api_base_with_its_query_and_returns_the_answ
     async with opened_runtime() as runtime:
         seed_account(runtime.settings, runtime.vault, "acme", sim.issue_grant(), expired=True)
         async with mcp_client(runtime) as client:
-            result = await call(client, "acme_request",
-                                {"method": "GET", "path": "/projects", "query": {"status": "archived", "limit": 5}})
+            result = await call(
+                client, "acme_request", {"method": "GET", "path": "/projects", "query": {"status": "archived", "limit": 5}}
+            )
 
     assert result["status"] == "ok" and result["http_status"] == 200
     assert [p["name"] for p in result["data"]["projects"]] == ["Zeus"]

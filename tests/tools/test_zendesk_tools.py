@@ -9,8 +9,12 @@ from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
-TICKET = {"subject": "Checkout fails on Safari", "body": "Customer cannot pay with Safari 17.", "priority": "high",
-          "tags": ["checkout", "safari"]}
+TICKET = {
+    "subject": "Checkout fails on Safari",
+    "body": "Customer cannot pay with Safari 17.",
+    "priority": "high",
+    "tags": ["checkout", "safari"],
+}
 
 
 def created_tickets(zendesk_sim) -> list[dict]:
@@ -61,8 +65,9 @@ async def test_a_reused_key_with_a_different_ticket_is_invalid_input(runtime, se
     seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant())
     async with mcp_client(runtime) as client:
         await call(client, "zendesk_create_ticket", {**TICKET, "idempotency_key": "ticket-shared-1"})
-        other = await call(client, "zendesk_create_ticket", {**TICKET, "body": "Another problem entirely.",
-                                                             "idempotency_key": "ticket-shared-1"})
+        other = await call(
+            client, "zendesk_create_ticket", {**TICKET, "body": "Another problem entirely.", "idempotency_key": "ticket-shared-1"}
+        )
 
     assert other["status"] == "invalid_input" and other["reason"] == "idempotency_key_reused"
     assert "different request" in other["next_step"]

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def grantkeeper(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server", *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_rekey_moves_every_credential_to_the_new_key_and_the_old_key_can_go(env, slack_sim, github_sim, monkeypatch):

@@ -20,8 +20,7 @@ SECOND = timedelta(seconds=1)
 
 
 def make_link(vault, account, **state) -> str:
-    link = vault.create_magic_link(token=new_secret_token(), account=account, purpose="reauth", reason="test",
-                                   ttl=TTL)
+    link = vault.create_magic_link(token=new_secret_token(), account=account, purpose="reauth", reason="test", ttl=TTL)
     if state:
         with Session(vault.engine) as session:
             session.execute(update(MagicLink).where(MagicLink.id == link.id).values(**state))

@@ -74,9 +74,15 @@ async def test_no_token_reaches_the_database_file_or_the_logs(runtime, settings,
             slack_sim.revoke()
             revoked = await call(client, "slack_read_channel", {"channel": "C0GENERAL"})
         assert revoked["status"] == "reauth_required"
-        secrets = [slack_tokens.access_token, slack_tokens.refresh_token, github_tokens.access_token,
-                   github_tokens.refresh_token, "sim-slack-secret", "sim-github-secret",
-                   revoked["magic_link"].rsplit("/", 1)[1]]
+        secrets = [
+            slack_tokens.access_token,
+            slack_tokens.refresh_token,
+            github_tokens.access_token,
+            github_tokens.refresh_token,
+            "sim-slack-secret",
+            "sim-github-secret",
+            revoked["magic_link"].rsplit("/", 1)[1],
+        ]
         for account in (slack, github):
             current = runtime.vault.read_credential(account.id)
             secrets += [current.access_token, current.refresh_token]

@@ -17,10 +17,8 @@ OSS = {"login": "alice-oss", "id": 32}
 
 
 def seed_two_github_accounts(runtime, settings, github_sim) -> None:
-    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(WORK), provider_account_id="31",
-                 label="work")
-    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(OSS), provider_account_id="32",
-                 label="oss")
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(WORK), provider_account_id="31", label="work")
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(OSS), provider_account_id="32", label="oss")
 
 
 async def test_each_tool_reaches_the_labelled_account(runtime, settings, github_sim, web):
@@ -36,7 +34,9 @@ async def test_each_tool_reaches_the_labelled_account(runtime, settings, github_
     assert (work["issue"]["author"], oss["issue"]["author"]) == ("alice-work", "alice-oss")
     assert proxied["data"]["login"] == "alice-oss"
     assert sorted((a["connector"], a["label"], a["provider_account_id"]) for a in listing["accounts"]) == [
-        ("github", "oss", "32"), ("github", "work", "31")]
+        ("github", "oss", "32"),
+        ("github", "work", "31"),
+    ]
     # Every tool that acts on an account takes the label; the listing itself does not.
     for name, tool in tools.items():
         assert ("account" in tool.input_schema["properties"]) == (name != "accounts_list"), name
@@ -44,8 +44,7 @@ async def test_each_tool_reaches_the_labelled_account(runtime, settings, github_
 
 async def test_without_a_label_the_default_account_is_used(runtime, settings, github_sim, web):
     seed_two_github_accounts(runtime, settings, github_sim)
-    seed_account(settings, runtime.vault, "github", github_sim.issue_grant({"login": "alice", "id": 3}),
-                 provider_account_id="3")
+    seed_account(settings, runtime.vault, "github", github_sim.issue_grant({"login": "alice", "id": 3}), provider_account_id="3")
     key = create_api_key(runtime.vault, org="acme", user="alice").key
     async with http_session(web, key) as session:
         result = await call_structured(session, "github_create_issue", {"repo": "acme/app", "title": "c"})

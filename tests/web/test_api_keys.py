@@ -38,12 +38,19 @@ def test_keys_create_prints_the_key_once_and_stores_only_its_hash(runtime_sync, 
     assert "no active API key" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer gk_not-a-key-at-all-0123456789", "Bearer gk_", "Basic YTpi"],
-                         ids=["no-key", "unknown-key", "bare-prefix", "basic"])
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer gk_not-a-key-at-all-0123456789", "Bearer gk_", "Basic YTpi"],
+    ids=["no-key", "unknown-key", "bare-prefix", "basic"],
+)
 async def test_requests_without_a_valid_key_get_401_on_mcp_and_sse(runtime, web, authorization):
     headers = {"Authorization": authorization} if authorization else {}
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}}}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "probe", "version": "0"}},
+    }
     async with httpx2.AsyncClient(base_url=web, headers=headers, timeout=10) as client:
         mcp = await client.post("/mcp", json=initialize, headers={"Accept": "application/json, text/event-stream"})
         sse = await client.get("/sse", headers={"Accept": "text/event-stream"})

@@ -47,17 +47,25 @@ def seed_bob(runtime, settings, slack_sim, github_sim, google_sim=None, zendesk_
     seed_account(settings, runtime.vault, "slack", slack, user="bob", provider_account_id="T0SIMTEAM:U0BOB")
     seed_account(settings, runtime.vault, "github", github, user="bob", provider_account_id="2")
     if google_sim is not None:
-        seed_account(settings, runtime.vault, "google", google_sim.issue_grant(BOB_GOOGLE), user="bob",
-                     provider_account_id="bob@example.com")
+        seed_account(
+            settings,
+            runtime.vault,
+            "google",
+            google_sim.issue_grant(BOB_GOOGLE),
+            user="bob",
+            provider_account_id="bob@example.com",
+        )
     if zendesk_sim is not None:
-        seed_account(settings, runtime.vault, "zendesk", zendesk_sim.issue_grant(BOB_ZENDESK), user="bob",
-                     provider_account_id="2")
+        seed_account(
+            settings, runtime.vault, "zendesk", zendesk_sim.issue_grant(BOB_ZENDESK), user="bob", provider_account_id="2"
+        )
     return slack.access_token, github.access_token
 
 
 @pytest.mark.parametrize("transport", SESSIONS)
-async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, settings, slack_sim, github_sim,
-                                                                  google_sim, zendesk_sim, web, transport):
+async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(
+    runtime, settings, slack_sim, github_sim, google_sim, zendesk_sim, web, transport
+):
     seed_bob(runtime, settings, slack_sim, github_sim, google_sim, zendesk_sim)
     alice = create_api_key(runtime.vault, org="acme", user="alice").key
     bobs_rows = [row for row in vault_rows(runtime)["connected_account"] if row["user"] == "bob"]
@@ -84,8 +92,7 @@ async def test_alices_key_never_reaches_bobs_accounts_on_any_tool(runtime, setti
 
 async def test_with_both_connected_each_key_uses_only_its_own_grants(runtime, settings, slack_sim, github_sim, web):
     bob_slack, bob_github = seed_bob(runtime, settings, slack_sim, github_sim)
-    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(ALICE_SLACK),
-                 provider_account_id="T0SIMTEAM:U0ALICE")
+    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(ALICE_SLACK), provider_account_id="T0SIMTEAM:U0ALICE")
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant(ALICE_GITHUB), provider_account_id="3")
     # Bob's grants are dead at the providers: any call that used them would come back reauth_required.
     slack_sim.revoke(token=bob_slack)
@@ -94,8 +101,11 @@ async def test_with_both_connected_each_key_uses_only_its_own_grants(runtime, se
     bob = create_api_key(runtime.vault, org="acme", user="bob").key
 
     async with http_session(web, alice) as session:
-        alices = {name: await call_structured(session, name, arguments)
-                  for name, arguments in TOOL_ARGUMENTS.items() if name.startswith(("slack_", "github_"))}
+        alices = {
+            name: await call_structured(session, name, arguments)
+            for name, arguments in TOOL_ARGUMENTS.items()
+            if name.startswith(("slack_", "github_"))
+        }
         listing = await call_structured(session, "accounts_list")
     async with http_session(web, bob) as session:
         bobs = await call_structured(session, "slack_read_channel", TOOL_ARGUMENTS["slack_read_channel"])
@@ -109,17 +119,29 @@ async def test_with_both_connected_each_key_uses_only_its_own_grants(runtime, se
 async def test_naming_another_users_label_reaches_nothing(runtime, settings, slack_sim, github_sim, web):
     """Bob's accounts carry the label `work`; Alice naming that label on every tool gets invalid_input (she has no
     such account), never Bob's grant."""
-    seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(BOB_SLACK), user="bob",
-                 provider_account_id="T0SIMTEAM:U0BOB", label="work")
-    seed_account(settings, runtime.vault, "github", github_sim.issue_grant(BOB_GITHUB), user="bob",
-                 provider_account_id="2", label="work")
+    seed_account(
+        settings,
+        runtime.vault,
+        "slack",
+        slack_sim.issue_grant(BOB_SLACK),
+        user="bob",
+        provider_account_id="T0SIMTEAM:U0BOB",
+        label="work",
+    )
+    seed_account(
+        settings, runtime.vault, "github", github_sim.issue_grant(BOB_GITHUB), user="bob", provider_account_id="2", label="work"
+    )
     before = vault_rows(runtime)
     alice = create_api_key(runtime.vault, org="acme", user="alice").key
     async with http_session(web, alice) as session:
-        results = {name: await call_structured(session, name, {**arguments, "account": "work"})
-                   for name, arguments in TOOL_ARGUMENTS.items() if name.startswith(("slack_", "github_"))}
+        results = {
+            name: await call_structured(session, name, {**arguments, "account": "work"})
+            for name, arguments in TOOL_ARGUMENTS.items()
+            if name.startswith(("slack_", "github_"))
+        }
     assert {name: (r["status"], r["reason"]) for name, r in results.items()} == dict.fromkeys(
-        results, ("invalid_input", "unknown_account_label"))
+        results, ("invalid_input", "unknown_account_label")
+    )
     assert slack_sim.counters.api_requests == github_sim.counters.api_requests == 0
     after = vault_rows(runtime)
     assert after["connected_account"] == before["connected_account"] and after["credential"] == before["credential"]

@@ -32,7 +32,7 @@ async def inspector(*arguments: str) -> tuple[int, dict | None, str]:
         done = await anyio.run_process(["npx", "-y", INSPECTOR, "--cli", *arguments], cwd=ROOT, env=env, check=False)
     out = done.stdout.decode()
     try:
-        parsed = json.loads(out[out.index("{"):]) if "{" in out else None
+        parsed = json.loads(out[out.index("{") :]) if "{" in out else None
     except ValueError:
         parsed = None
     return done.returncode, parsed, done.stderr.decode()[-3000:]
@@ -53,15 +53,15 @@ async def test_inspector_lists_and_calls_a_tool_over_stdio(runtime, settings, en
     assert code == 0, err
     assert {"slack_read_channel", "github_create_issue", "accounts_connect"} <= {t["name"] for t in listed["tools"]}
 
-    code, called, err = await inspector(*command, "--method", "tools/call", "--tool-name", "slack_read_channel",
-                                        "--tool-arg", "channel=C0GENERAL", "limit=2")
+    code, called, err = await inspector(
+        *command, "--method", "tools/call", "--tool-name", "slack_read_channel", "--tool-arg", "channel=C0GENERAL", "limit=2"
+    )
     assert code == 0, err
     assert called["structuredContent"]["status"] == "ok"
     assert len(called["structuredContent"]["messages"]) == 2
 
 
-async def test_inspector_lists_and_calls_a_tool_over_streamable_http_with_a_bearer_key(runtime, settings,
-                                                                                       slack_sim, web):
+async def test_inspector_lists_and_calls_a_tool_over_streamable_http_with_a_bearer_key(runtime, settings, slack_sim, web):
     seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())
     key = create_api_key(runtime.vault, org="acme", user="alice").key
     target = [f"{web}/mcp", "--transport", "http", "--header", f"Authorization: Bearer {key}"]
@@ -74,8 +74,9 @@ async def test_inspector_lists_and_calls_a_tool_over_streamable_http_with_a_bear
     assert code == 0, err
     assert (called["structuredContent"]["org"], called["structuredContent"]["user"]) == ("acme", "alice")
 
-    code, read, err = await inspector(*target, "--method", "tools/call", "--tool-name", "slack_read_channel",
-                                      "--tool-arg", "channel=C0GENERAL", "limit=1")
+    code, read, err = await inspector(
+        *target, "--method", "tools/call", "--tool-name", "slack_read_channel", "--tool-arg", "channel=C0GENERAL", "limit=1"
+    )
     assert code == 0, err
     assert read["structuredContent"]["status"] == "ok"
 

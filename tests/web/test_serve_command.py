@@ -24,9 +24,11 @@ ROOT = Path(__file__).resolve().parents[2]
 async def started_server(env: dict[str, str], transport: str) -> tuple[anyio.abc.Process, str]:
     """Start `grantkeeper serve` on a free port; returns the process and its URL (read from its JSON log)."""
     process = await anyio.open_process(
-        [sys.executable, "-m", "server", "serve", "--transport", transport, "--port", "0"], cwd=ROOT,
+        [sys.executable, "-m", "server", "serve", "--transport", transport, "--port", "0"],
+        cwd=ROOT,
         env={**os.environ, **env, "GRANTKEEPER_LOG_FORMAT": "json", "GRANTKEEPER_LOG_LEVEL": "info"},
-        stderr=subprocess.PIPE)
+        stderr=subprocess.PIPE,
+    )
     buffered = b""
     with anyio.fail_after(30):
         async for chunk in process.stderr:

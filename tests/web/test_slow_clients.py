@@ -146,9 +146,12 @@ async def test_an_abandoned_mcp_session_is_closed_after_the_idle_limit(runtime):
     runtime.settings.mcp_session_idle_seconds = 0.5
     key = create_api_key(runtime.vault, org="acme", user="alice").key
     app = build_web_app(runtime, transports=("http",))
-    initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                  "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                             "clientInfo": {"name": "abandoning", "version": "1"}}}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "abandoning", "version": "1"}},
+    }
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
     async with listening(app, "127.0.0.1", 0, LIMITS) as listener, httpx2.AsyncClient(timeout=10) as client:
         opened = await client.post(f"{listener.url}/mcp", json=initialize, headers=headers)
@@ -160,8 +163,11 @@ async def test_an_abandoned_mcp_session_is_closed_after_the_idle_limit(runtime):
             while session_id in manager._server_instances:
                 await anyio.sleep(0.05)
         ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-        gone = await client.post(f"{listener.url}/mcp", json=ping,
-                                 headers={**headers, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"})
+        gone = await client.post(
+            f"{listener.url}/mcp",
+            json=ping,
+            headers={**headers, "mcp-session-id": session_id, "mcp-protocol-version": "2025-06-18"},
+        )
         assert gone.status_code == 404
 
 

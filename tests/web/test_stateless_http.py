@@ -40,8 +40,11 @@ async def two_workers(monkeypatch, slack_sim, *, stateless: bool):
     seed_account(first.settings, first.vault, "slack", slack_sim.issue_grant(), expired=True)
     key = create_api_key(first.vault, org="acme", user="alice").key
     try:
-        async with web_server(first, ("http",)) as url_a, web_server(second, ("http",)) as url_b, \
-                httpx2.AsyncClient(headers={**ACCEPT, "Authorization": f"Bearer {key}"}, timeout=30) as client:
+        async with (
+            web_server(first, ("http",)) as url_a,
+            web_server(second, ("http",)) as url_b,
+            httpx2.AsyncClient(headers={**ACCEPT, "Authorization": f"Bearer {key}"}, timeout=30) as client,
+        ):
             yield client, url_a, url_b
     finally:
         await first.aclose()
@@ -49,8 +52,15 @@ async def two_workers(monkeypatch, slack_sim, *, stateless: bool):
 
 
 async def initialize(client, url: str) -> dict:
-    return await post(client, url, rpc("initialize", {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "round-robin", "version": "1"}}, 1))
+    return await post(
+        client,
+        url,
+        rpc(
+            "initialize",
+            {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "round-robin", "version": "1"}},
+            1,
+        ),
+    )
 
 
 async def test_two_stateless_workers_serve_one_client_in_turn(env, slack_sim, monkeypatch):

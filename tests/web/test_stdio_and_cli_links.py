@@ -23,15 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def stdio_server(env: dict[str, str], **extra: str) -> StdioServerParameters:
     """`grantkeeper serve` over stdio, its page listener on a free loopback port."""
-    return StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], cwd=str(ROOT),
-                                 env={**os.environ, **env, "GRANTKEEPER_LISTEN_PORT": "0",
-                                      "GRANTKEEPER_LOG_LEVEL": "info", **extra})
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "server", "serve"],
+        cwd=str(ROOT),
+        env={**os.environ, **env, "GRANTKEEPER_LISTEN_PORT": "0", "GRANTKEEPER_LOG_LEVEL": "info", **extra},
+    )
 
 
-async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtime, settings, env, github_sim, user,
-                                                                         tmp_path):
-    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(),
-                           provider_account_id=GITHUB_ALICE)
+async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtime, settings, env, github_sim, user, tmp_path):
+    account = seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
     stderr_path = tmp_path / "server-stderr.log"
 
@@ -54,8 +55,7 @@ async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtim
     assert link.rsplit("/", 1)[1] not in log
 
 
-async def test_stdio_server_whose_page_port_is_taken_never_links_to_that_port(runtime, settings, env, github_sim,
-                                                                               user, tmp_path):
+async def test_stdio_server_whose_page_port_is_taken_never_links_to_that_port(runtime, settings, env, github_sim, user, tmp_path):
     from server.web import bind
 
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
@@ -81,8 +81,9 @@ async def test_stdio_server_whose_page_port_is_taken_never_links_to_that_port(ru
     assert "page_listener_unavailable" in log and "page_listener_started" in log
 
 
-async def test_link_command_prints_a_link_that_connects_the_named_users_account(runtime, slack_sim, web, user, cli,
-                                                                                capsys, monkeypatch):
+async def test_link_command_prints_a_link_that_connects_the_named_users_account(
+    runtime, slack_sim, web, user, cli, capsys, monkeypatch
+):
     monkeypatch.setenv("GRANTKEEPER_PUBLIC_URL", web)
 
     assert await anyio.to_thread.run_sync(cli, "link", "slack", "--org", "acme", "--user", "bob") == 0
