@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from simulators import GitHubSimulator, SimulatorServer, SlackSimulator
 from tests.support.databases import postgres_schema, postgres_unreachable_reason
 
 BENCH_VAULT_KEY = "bench:" + base64.urlsafe_b64encode(b"b" * 32).decode().rstrip("=")

@@ -29,13 +29,13 @@ from mcp.types import CallToolResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from providers.simulators import SimulatorServer, SlackSimulator
 from server.app import build_server
-from server.demo import simulator_environment
 from server.monitoring.logging import configure_logging
 from server.results import result_model, to_call_result
 from server.runtime import Runtime
 from server.settings import Settings
+from simulators import SimulatorServer, SlackSimulator
+from simulators.environment import simulator_environment
 from tests.support.seed import seed_account
 from tools.slack import ReadChannelOk, SlackMessage
 

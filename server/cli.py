@@ -24,7 +24,7 @@ EXIT_OK, EXIT_UNHEALTHY, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
@@ -83,7 +83,24 @@ USER_HELP = "user within the organisation (default GRANTKEEPER_USER, else your l
 JSON_HELP = "print JSON instead of a table"
 
 
-def _parser() -> argparse.ArgumentParser:
+PLUGIN_COMMANDS = "grantkeeper.commands"
+
+
+def _add_plugin_commands(commands: Any, argv: list[str] | None) -> None:
+    """Commands registered by other packages (the `grantkeeper.commands` entry points, such as the example's
+    `demo`), so that server/ names no example and no simulator. A built-in command skips the lookup: it scans
+    the installed distributions, which `serve` should not pay for at every start."""
+    words = sys.argv[1:] if argv is None else argv
+    first = next((w for w in words if not w.startswith("-")), None)
+    if first is not None and first in commands.choices:
+        return
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_COMMANDS):
+        entry.load()(commands)
+
+
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grantkeeper", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(metavar="COMMAND")
@@ -220,13 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--endpoint", metavar="ENDPOINT_ID", help="only messages for this endpoint")
     replay.set_defaults(handler=cmd_webhooks_replay)
 
-    demo = commands.add_parser(
-        "demo",
-        help="run the example triage agent against the built-in provider simulators "
-        "through a timeline of token expiry, faults and a revocation",
-    )
-    demo.add_argument("--fast", action="store_true", help="a shorter run (under a minute) instead of 100+ token lifetimes")
-    demo.set_defaults(handler=cmd_demo)
+    _add_plugin_commands(commands, argv)
     return parser
 
 
@@ -971,10 +982,3 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
             f"{extra}".rstrip()
         )
     return EXIT_OK
-
-
-# ---- demo --------------------------------------------------------------------------------------------
-def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from examples.triage_agent.demo import run_demo
-
-    return run_demo(fast=args.fast)

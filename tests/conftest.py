@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.simulators import (
+from server.runtime import Runtime
+from server.settings import Settings
+from simulators import (
     GitHubSimulator,
     GoogleSimulator,
     OAuth2Simulator,
@@ -17,9 +19,7 @@ from providers.simulators import (
     SlackSimulator,
     ZendeskSimulator,
 )
-from server.demo import simulator_environment
-from server.runtime import Runtime
-from server.settings import Settings
+from simulators.environment import simulator_environment
 from tests.support import databases
 
 TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")

@@ -40,8 +40,8 @@ from examples.triage_agent.world import (
     prepare,
     refreshes_by_trigger,
 )
-from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
-from server.demo import simulator_environment
+from simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from simulators.environment import simulator_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAINTEXT_PREFIXES = (b"xoxe", b"ghu_", b"ghr_")

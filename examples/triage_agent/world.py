@@ -12,8 +12,8 @@ from typing import Any
 
 import anyio
 
-from providers.simulators import GitHubSimulator, SlackSimulator
-from providers.simulators.person import link_user
+from simulators import GitHubSimulator, SlackSimulator
+from simulators.person import link_user
 
 BUG_CHANNEL, BUG_CHANNEL_NAME = "C0BUGREPORTS", "bug-reports"
 OPS_CHANNEL, OPS_CHANNEL_NAME = "C0TRIAGEOPS", "triage-ops"

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from examples.triage_agent import classify
 from examples.triage_agent.classify import LlmClassifier, LlmSettings, RuleClassifier
-from providers.simulators import SimulatorServer
+from simulators import SimulatorServer
 
 pytestmark = pytest.mark.anyio
 KEY = "sk-test-0123456789"

@@ -21,8 +21,8 @@ import pytest
 from examples.triage_agent.agent import AgentConfig, TriageAgent
 from examples.triage_agent.connect import http_session
 from examples.triage_agent.world import Fault, Owner, Reporters, audit, fault_timeline, play, refreshes_by_trigger
-from providers.simulators import GitHubSimulator
 from server.auth import create_api_key
+from simulators import GitHubSimulator
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - SQLite and PostgreSQL
 from tests.support.seed import seed_account
 

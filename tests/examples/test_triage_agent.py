@@ -14,7 +14,7 @@ import pytest
 from examples.triage_agent.agent import MAX_TITLE, NOTICE_PREFIX, AgentConfig, TriageAgent, issue_title
 from examples.triage_agent.state import MAX_STATE_BYTES, AgentState, StateError, StateFile
 from examples.triage_agent.world import BUG_CHANNEL, OPS_CHANNEL, REPO, Reporters, audit
-from providers.simulators.person import link_user
+from simulators.person import link_user
 from tests.support.mcp import mcp_client
 from tests.support.seed import seed_account
 from tests.support.web import outcome_of, web_server

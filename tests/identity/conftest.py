@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import pytest
 
-from providers.simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
 from server.runtime import Runtime
 from server.web import adopt_public_url, bind, build_web_app, listener_url, listening
+from simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from providers.simulators import sign_in_over_http
 from server.monitoring.logging import configure_logging
+from simulators import sign_in_over_http
 from tests.identity.conftest import Browser, query_of
 from tests.identity.test_signed_in_isolation import REDIRECT_URI
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from providers.simulators import OIDCSimulator
 from server.auth import create_api_key
+from simulators import OIDCSimulator
 from tests.support.web import call_structured, http_session, sse_session
 
 pytestmark = pytest.mark.anyio

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session, select
 
-from providers.simulators import OIDCSimulator, sign_in_over_http
 from server.identity.models import BrowserSession, SignInFlow
 from server.identity.sessions import SESSION_COOKIE
 from server.vault.crypto import hash_token
 from server.vault.models import utcnow
+from simulators import OIDCSimulator, sign_in_over_http
 from tests.identity.conftest import query_of
 from tests.support.web import outcome_of
 

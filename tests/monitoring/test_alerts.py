@@ -11,9 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from providers.simulators import SimulatorServer
 from server.runtime import Runtime
 from server.settings import Settings
+from simulators import SimulatorServer
 from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account

@@ -27,12 +27,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from providers.simulators import SimulatorServer
 from server.lifecycle.crashpoints import CRASH_AT_ENV
 from server.monitoring.webhook_events import EVENT_TYPES
 from server.monitoring.webhooks import CRASH_BEFORE_SEND, WebhookDeliverer, check_webhook_url
 from server.settings import ConfigError, Settings
 from server.vault.models import WebhookMessage, utcnow
+from simulators import SimulatorServer
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override
 from tests.support.seed import seed_account
 from tests.support.workers import _release, _spawn, run_until_it_dies

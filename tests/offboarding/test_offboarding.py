@@ -104,7 +104,7 @@ async def test_removing_twice_calls_the_provider_once(runtime, settings, slack_s
 
 
 async def test_a_declared_providers_grant_ends_at_its_rfc7009_endpoint(env, oauth2_server, isolated_environment, monkeypatch):
-    from providers.simulators import OAuth2Simulator
+    from simulators import OAuth2Simulator
 
     sim = oauth2_server.app = OAuth2Simulator()
     write_config(isolated_environment, acme_declaration(oauth2_server.url, extra='revoke_path = "/oauth/revoke"'))

@@ -13,11 +13,11 @@ import pytest
 
 from providers import catalog
 from providers.custom import ProviderDeclaration
-from providers.simulators import OAuth2Simulator, SimulatorServer
-from providers.simulators.person import link_user
 from server.connectors import load_connectors
 from server.lifecycle.oauth import revoke_grant
 from server.settings import ConfigError, Settings
+from simulators import OAuth2Simulator, SimulatorServer
+from simulators.person import link_user
 from tests.support.custom import opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of, web_server

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from providers.simulators.person import LinkUser, link_user
 from server.runtime import Runtime
+from simulators.person import LinkUser, link_user
 from tests.support.web import web_server
 
 SLACK_ALICE = "T0SIMTEAM:U0SIMUSER"  # the Slack simulator's default identity

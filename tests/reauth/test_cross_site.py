@@ -108,7 +108,7 @@ async def test_a_post_without_the_pages_token_is_refused_and_the_vault_is_unchan
 
 
 async def test_a_token_is_bound_to_the_browser_that_received_the_page(runtime, slack_sim, web, user):
-    from providers.simulators.person import link_user
+    from simulators.person import link_user
 
     link = await attackers_connect_link(runtime)
     token = await page_token(user, link)  # the attacker's browser fetched the page and its token

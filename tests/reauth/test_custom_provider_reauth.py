@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from providers.simulators import SimulatorServer
-from providers.simulators.person import link_user
+from simulators import SimulatorServer
+from simulators.person import link_user
 from tests.support.custom import ACME_CLIENT, acme_declaration, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of, vault_rows, web_server

@@ -9,8 +9,8 @@ from datetime import timedelta
 import anyio
 import pytest
 
-from providers.simulators.person import link_user
 from server.vault.crypto import new_secret_token
+from simulators.person import link_user
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account

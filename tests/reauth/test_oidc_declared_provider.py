@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from joserfc.jwk import RSAKey
 
-from providers.simulators import OAuth2Simulator, SimulatorServer
-from providers.simulators.person import link_user
+from simulators import OAuth2Simulator, SimulatorServer
+from simulators.person import link_user
 from tests.support.custom import ACME_CLIENT, ACME_TOOLS, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of, vault_rows, web_server

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from providers.simulators import OAuth2Simulator, SimulatorServer
-from providers.simulators.person import link_user
 from server.lifecycle.health import HealthMonitor
+from simulators import OAuth2Simulator, SimulatorServer
+from simulators.person import link_user
 from tests.reauth.test_oidc_declared_provider import oidc_declaration
 from tests.support.custom import ACME_CLIENT, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
-from providers.simulators import GitHubSimulator, GoogleSimulator, SimulatorServer, SlackSimulator, ZendeskSimulator
+from simulators import GitHubSimulator, GoogleSimulator, SimulatorServer, SlackSimulator, ZendeskSimulator
 
 
 @pytest.fixture

@@ -76,9 +76,9 @@ def github_search(client: httpx2.Client, token: str, q: str, **params: object) -
 
 @contextmanager
 def simulators_from_the_command_line(*args: str) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`python -m providers.simulators ARGS` until it says it is ready; yields the process and what it printed.
+    """`python -m simulators ARGS` until it says it is ready; yields the process and what it printed.
     The caller stops it (SIGTERM) and checks the exit; a process left running is killed."""
-    command = [sys.executable, "-m", "providers.simulators", *args, "--log-level", "warning"]
+    command = [sys.executable, "-m", "simulators", *args, "--log-level", "warning"]
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=environment) as process:
         try:

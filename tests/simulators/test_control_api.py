@@ -143,8 +143,8 @@ def test_an_unknown_hostile_answer_is_refused(slack_http, slack):
 def test_the_printed_settings_are_the_ones_the_test_suite_runs_grantkeeper_with(
     slack_sim, github_sim, slack_server, github_server
 ):
-    from providers.simulators.__main__ import settings_for
-    from server.demo import simulator_environment
+    from simulators.__main__ import settings_for
+    from simulators.environment import simulator_environment
 
     working = simulator_environment(slack_server.url, github_server.url)
     for name, sim, server in (("slack", slack_sim, slack_server), ("github", github_sim, github_server)):

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 import httpx2
 from sim_helpers import bearer, github_refresh, github_search
 
-from providers.simulators import GitHubSimulator
+from simulators import GitHubSimulator
 
 
 def test_refresh_rotates_and_kills_both_the_old_refresh_and_the_old_access_token(github_http, github):

@@ -8,7 +8,7 @@ from email.message import EmailMessage
 
 from sim_helpers import bearer, google_refresh
 
-from providers.simulators import GoogleSimulator
+from simulators import GoogleSimulator
 
 GMAIL = "/gmail/v1/users/me"
 EVENTS = "/calendar/v3/calendars/primary/events"

@@ -13,7 +13,7 @@ import httpx2
 import pytest
 from sim_helpers import bearer, pkce_pair, simulators_from_the_command_line
 
-from providers.simulators import OAuth2Simulator, SimulatorServer
+from simulators import OAuth2Simulator, SimulatorServer
 
 CLIENT = ("sim-oauth2-client", "sim-oauth2-secret")
 REDIRECT_URI = "http://127.0.0.1:9/callback"

@@ -13,7 +13,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sim_helpers import pkce_pair
 
-from providers.simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
+from simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 pytestmark = pytest.mark.anyio

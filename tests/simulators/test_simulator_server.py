@@ -1,4 +1,4 @@
-"""SimulatorServer lifecycle and the ``python -m providers.simulators`` entry point."""
+"""SimulatorServer lifecycle and the ``python -m simulators`` entry point."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from sim_helpers import simulators_from_the_command_line
 
-from providers.simulators import GitHubSimulator, SimulatorServer, SlackSimulator
+from simulators import GitHubSimulator, SimulatorServer, SlackSimulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

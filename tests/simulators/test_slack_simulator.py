@@ -8,7 +8,7 @@ import time
 import httpx2
 from sim_helpers import bearer, slack_history, slack_post, slack_refresh
 
-from providers.simulators import SlackSimulator
+from simulators import SlackSimulator
 
 
 def test_refresh_rotates_tokens_and_spent_refresh_token_answers_invalid_refresh_token_at_200(slack_http, slack):

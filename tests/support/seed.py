@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import insert
 
-from providers.simulators import TokenSet
 from server.connectors import load_connectors
 from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.tokens import TokenManager
@@ -15,6 +14,7 @@ from server.monitoring.events import EventRecorder
 from server.settings import Settings
 from server.vault import AccountStatus, ConnectedAccount, TokenSecrets, Vault
 from server.vault.models import Credential, new_id
+from simulators import TokenSet
 
 
 def seed_account(

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from providers.simulators import OAuth2Simulator, SimulatorServer
+from simulators import OAuth2Simulator, SimulatorServer
 from tests.support.custom import ACME_CLIENT, acme_declaration, write_config
 
 

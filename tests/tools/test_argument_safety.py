@@ -217,7 +217,7 @@ async def test_a_post_that_never_connected_is_not_outcome_unknown(runtime, setti
 async def test_a_megabyte_id_on_a_declared_delete_is_invalid_input(env, oauth2_server, isolated_environment, monkeypatch):
     for key, value in ACME_CLIENT.items():
         monkeypatch.setenv(key, value)
-    from providers.simulators import OAuth2Simulator
+    from simulators import OAuth2Simulator
 
     oauth2_server.app = sim = OAuth2Simulator()
     write_config(isolated_environment, acme_declaration(oauth2_server.url))

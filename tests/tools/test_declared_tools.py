@@ -6,7 +6,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from providers.simulators import OAuth2Simulator, SimulatorServer, redact
+from simulators import OAuth2Simulator, SimulatorServer, redact
 from tests.support.custom import acme_declaration, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account

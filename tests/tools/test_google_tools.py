@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from providers.google import event_id_for
-from providers.simulators import GoogleSimulator
+from simulators import GoogleSimulator
 from tests.support.mcp import call, mcp_client
 from tests.support.seed import seed_account
 

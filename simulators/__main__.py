@@ -1,6 +1,6 @@
 """Run provider simulators in the foreground for agent developers.
 
-python -m providers.simulators slack|github|google|zendesk|oauth2|oidc|all [--host 127.0.0.1] [--port N]
+python -m simulators slack|github|google|zendesk|oauth2|oidc|all [--host 127.0.0.1] [--port N]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def _describe(simulator: ProviderSimulator, url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m providers.simulators", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__.splitlines()[0])
     parser.add_argument("provider", choices=[*SIMULATORS, "oauth2", "oidc", "all"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port; with 'all', the others get port+1, port+2, …")
