@@ -65,7 +65,7 @@ class StartupGate:
         """Until open; raises StartupFailed if start-up failed."""
         await self._settled.wait()
         if self.failure is not None:
-            raise StartupFailed("grantkeeper failed to start; its log says why") from None
+            raise StartupFailed("grantkeeper failed to start; its log (stderr) says why") from None
 
 
 class ToolServer(MCPServer):
