@@ -3,12 +3,12 @@
     await serve_stdio(settings, host="127.0.0.1", port=8765)
 
 A client spawns the server and waits for its answer to `initialize`, which needs nothing but the settings. So the
-transport starts at once on an empty server (server/app.py `tool_server`), and beside it, in this order: the
-vault opens (in a worker thread; the migration runs only when the schema is behind), the page listener binds,
-links start pointing at it, the tools are installed, the gate opens, and the background work starts. `tools/list`
-and `tools/call` wait at the gate meanwhile: a call is never refused for arriving early, and no link is handed
-out before the listener it points at is ours. If the vault cannot open, the transport stops and the error ends
-the process as it would have before serving.
+transport starts at once on an empty server (server/app.py `tool_server`), and once that answer is out (or stdin
+closed), beside the transport, in this order: the vault opens (in a worker thread; the migration runs only when
+the schema is behind), the page listener binds, links start pointing at it, the tools are installed, the gate
+opens, and the background work starts. `tools/list` and `tools/call` wait at the gate meanwhile: a call is never
+refused for arriving early, and no link is handed out before the listener it points at is ours. If the vault
+cannot open, the transport stops and the error ends the process as it would have before serving.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ async def serve_stdio(settings: Settings, *, host: str, port: int, runtime: Runt
     the accounts first); otherwise it opens once the transport is up. Raises what stopped the runtime opening."""
     server = tool_server()
     gate = server.gate = StartupGate()
-    transport_closed = anyio.Event()
+    answered, transport_closed = anyio.Event(), anyio.Event()
     async with anyio.create_task_group() as group:
-        group.start_soon(_run_beside_transport, settings, server, gate, host, port, runtime, transport_closed, group)
-        await run_stdio(server)
-        # Stdin closed. A start-up still under way finishes first (so a failure is still reported), then the
-        # background work stops and the listeners close.
+        group.start_soon(_run_beside_transport, settings, server, gate, host, port, runtime, answered, transport_closed, group)
+        await run_stdio(server, first_reply_sent=answered)
+        # Stdin closed. A start-up not begun or still under way runs to its end first (so a failure is still
+        # reported), then the background work stops and the listeners close.
+        answered.set()
         transport_closed.set()
     if gate.failure is not None:
         raise gate.failure
@@ -55,10 +56,14 @@ async def _run_beside_transport(
     host: str,
     port: int,
     runtime: Runtime | None,
+    answered: anyio.Event,
     transport_closed: anyio.Event,
     transport: anyio.abc.TaskGroup,
 ) -> None:
     if runtime is None:
+        # Opening the vault imports most of grantkeeper, in a thread that would compete with the event loop for
+        # the interpreter: it begins once the first answer (to `initialize`) is out.
+        await answered.wait()
         try:
             runtime = await anyio.to_thread.run_sync(_open_runtime, settings)
         except Exception as failure:
