@@ -296,9 +296,8 @@ def _read_import(stream: Any) -> dict[str, Any]:
 def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.connectors import load_connectors
     from server.lifecycle import refreshless
+    from server.lifecycle.grants import credential_write
     from server.lifecycle.oauth import TokenGrant
-    from server.lifecycle.tokens import TokenManager
-    from server.monitoring.events import EventRecorder
     from server.runtime import open_vault
     from server.vault import NO_REFRESH_TOKEN, AccountExistsError, AccountStatus
     from server.vault.store import refreshless_reason
@@ -323,9 +322,8 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
         provider_account_id=data.get("provider_account_id"),
         identity={},
     )
-    tokens = TokenManager(settings, vault, connectors, EventRecorder(vault))
     # An expires_at in the past gives a negative lifetime: stored as expired, so the first call refreshes.
-    write = tokens.credential_write(connectors[args.connector], grant, now)
+    write = credential_write(connectors[args.connector], grant, now, refresh_at_fraction=settings.refresh_at_fraction)
     scopes = (data.get("scope") or "").replace(",", " ").split()
     try:
         account = vault.create_account(

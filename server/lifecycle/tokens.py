@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import random
 import socket
 import time
 import uuid
@@ -28,6 +27,7 @@ from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
 from server.lifecycle.crashpoints import crash_point
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
@@ -45,9 +45,6 @@ from server.vault import (
 from server.vault.models import utcnow
 from server.vault.store import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 
-# How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
-# accounts imported together does not come due in the same second.
-DUE_JITTER_FRACTION = 0.05
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
 # The lease owner renews its lease this many times per lease period, so one late renewal does not lose it.
@@ -316,9 +313,17 @@ class TokenManager:
     ) -> tuple[CredentialWrite, str]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
+        fraction, listeners = self.settings.refresh_at_fraction, self.due_listeners
         if grant.access_token is not None:
-            return self.credential_write(connector, grant, issued_at), grant.defect or "ok"
-        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
+            write = credential_write(connector, grant, issued_at, refresh_at_fraction=fraction, due_listeners=listeners)
+            return write, grant.defect or "ok"
+        kept = credential_write(
+            connector,
+            dataclasses.replace(grant, access_token=row.access_token),
+            issued_at,
+            refresh_at_fraction=fraction,
+            due_listeners=listeners,
+        )
         return dataclasses.replace(
             kept, access_expires_at=row.access_expires_at, refresh_due_at=self._retry_at(row)
         ), grant.defect or "defective"
@@ -455,27 +460,6 @@ class TokenManager:
     def _retry_at(row: CredentialSnapshot) -> datetime:
         """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""
         return utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
-
-    def credential_write(self, connector: Connector, grant: TokenGrant, issued_at: datetime) -> CredentialWrite:
-        lifetime = grant.expires_in if grant.expires_in else connector.spec.default_access_ttl_seconds
-        access_expires_at = refresh_due_at = None
-        if lifetime:
-            access_expires_at = issued_at + timedelta(seconds=lifetime)
-            if grant.refresh_token:
-                spread = random.uniform(-DUE_JITTER_FRACTION, DUE_JITTER_FRACTION)
-                refresh_due_at = issued_at + timedelta(seconds=lifetime * (self.settings.refresh_at_fraction + spread))
-        refresh_expires_at = issued_at + timedelta(seconds=grant.refresh_expires_in) if grant.refresh_expires_in else None
-        if refresh_due_at is not None:
-            for listener in self.due_listeners:
-                listener(refresh_due_at)
-        return CredentialWrite(
-            secrets=TokenSecrets(grant.access_token, grant.refresh_token),
-            token_type=grant.token_type,
-            issued_at=issued_at,
-            access_expires_at=access_expires_at,
-            refresh_due_at=refresh_due_at,
-            refresh_expires_at=refresh_expires_at,
-        )
 
     async def wait_for_background(self) -> None:
         """Wait until every background refresh started so far has finished (tests and shutdown)."""

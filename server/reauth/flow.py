@@ -21,6 +21,7 @@ from authlib.common.security import generate_token
 from providers.base import Verdict, json_body
 from server.bounded_read import ResponseTooLarge, read_bounded, with_body
 from server.connectors import Connector
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
 from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
@@ -198,7 +199,13 @@ class ReauthFlow:
                 Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(account, connector), **context
             )
 
-        write = self.runtime.tokens.credential_write(connector, grant, utcnow())
+        write = credential_write(
+            connector,
+            grant,
+            utcnow(),
+            refresh_at_fraction=self.runtime.settings.refresh_at_fraction,
+            due_listeners=self.runtime.tokens.due_listeners,
+        )
         scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
         replaced: list[PendingRevocation] = []
         revocations = self.runtime.offboarding.revocations

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.scheduler import RefreshScheduler
 from server.vault.models import Credential, utcnow
@@ -123,7 +124,13 @@ async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refre
                 provider_account_id=None,
                 identity={},
             )
-            write = runtime.tokens.credential_write(runtime.connectors["slack"], grant, time.now)
+            write = credential_write(
+                runtime.connectors["slack"],
+                grant,
+                time.now,
+                refresh_at_fraction=settings.refresh_at_fraction,
+                due_listeners=runtime.tokens.due_listeners,  # the scheduler wakes for the new due time
+            )
             runtime.vault.put_credential(account.id, write)
             written["id"] = account.id
         if scheduler.stats.refreshed and not refreshed_at:

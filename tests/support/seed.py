@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from server.connectors import load_connectors
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
-from server.lifecycle.tokens import TokenManager
-from server.monitoring.events import EventRecorder
 from server.settings import Settings
 from server.vault import AccountStatus, ConnectedAccount, TokenSecrets, Vault
 from server.vault.models import Credential, new_id
@@ -51,8 +50,7 @@ def seed_account(
         provider_account_id=None,
         identity={},
     )
-    manager = TokenManager(settings, vault, connectors, EventRecorder(vault))
-    write = manager.credential_write(connectors[connector], grant, issued_at)
+    write = credential_write(connectors[connector], grant, issued_at, refresh_at_fraction=settings.refresh_at_fraction)
     if lifetime_used is not None:
         # Without jitter, so the test knows which side of the due time it is on.
         write = type(write)(
