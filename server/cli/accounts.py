@@ -143,11 +143,11 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
-    accounts = vault.list_accounts(args.org, args.user)
+    accounts = vault.accounts.all(args.org, args.user)
     rows: list[dict[str, Any]] = []
     notes: list[str | None] = []
     for account in accounts:
-        timings = vault.credential_timings(account.id) or {}
+        timings = vault.credentials.timings(account.id) or {}
         needs_user_at = refreshless.needs_user_at(account, timings)
         rows.append(
             {

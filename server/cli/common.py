@@ -36,10 +36,10 @@ def find_account_ref(vault: Vault, ref: str) -> ConnectedAccount:
         raise CliError("ACCOUNT must be an account id or org/user/connector[/label]")
     account: ConnectedAccount | None
     if len(parts) in (3, 4):
-        account = vault.find_account(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "default")
+        account = vault.accounts.find(parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else "default")
     elif len(parts) == 1:
         try:
-            account = vault.get_account(ref)
+            account = vault.accounts.get(ref)
         except LookupError:
             account = None
     else:

@@ -82,7 +82,7 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
             "created_at": k.created_at.isoformat(),
             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
         }
-        for k in vault.list_api_keys(args.org, args.user)
+        for k in vault.api_keys.all(args.org, args.user)
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -104,7 +104,7 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
-    matched = vault.revoke_api_key(args.key)
+    matched = vault.api_keys.revoke(args.key)
     if not matched:
         raise CliError(f"no active API key with id or prefix {args.key!r}")
     if len(matched) > 1:

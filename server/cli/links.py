@@ -91,7 +91,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     async def check_all() -> None:
         nonlocal unhealthy
         try:
-            accounts = await anyio.to_thread.run_sync(runtime.vault.list_accounts, args.org, args.user)
+            accounts = await anyio.to_thread.run_sync(runtime.vault.accounts.all, args.org, args.user)
             if not accounts:
                 print(
                     "no accounts to check; connect one with `grantkeeper link CONNECTOR` or `grantkeeper accounts add CONNECTOR`"
@@ -102,7 +102,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                     continue
                 result = await runtime.executor.probe(account)
                 if isinstance(result, Ok):
-                    timings = await anyio.to_thread.run_sync(runtime.vault.credential_timings, account.id)
+                    timings = await anyio.to_thread.run_sync(runtime.vault.credentials.timings, account.id)
                     needs_user_at = refreshless.needs_user_at(account, timings)
                     print(
                         f"{account.display_name:<40} ok"

@@ -40,10 +40,10 @@ def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
     vault, _ = open_vault(settings)
     counts = vault.reseal_with_primary_key()
     print(
-        f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
-        f"{counts['magic_link_flows']} link flow(s); {counts['credentials_current']} credential(s) already were"
+        f"re-sealed under key {vault.keyring.primary_id}: {counts.credentials} credential(s), "
+        f"{counts.magic_link_flows} link flow(s); {counts.credentials_current} credential(s) already were"
     )
-    if counts["unreadable"]:
-        print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are", file=sys.stderr)
+    if counts.unreadable:
+        print(f"{counts.unreadable} secret(s) did not open with any configured key and were left as they are", file=sys.stderr)
         return EXIT_UNHEALTHY
     return EXIT_OK

@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from server.execute import ProbeOk
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
 from server.monitoring.webhook_events import lifecycle_webhook
 from server.vault import NO_REFRESH_TOKEN, AccountExistsError, AccountStatus, ConnectedAccount, CredentialWrite
-from server.vault.store import refreshless_reason
+from server.vault.credentials import refreshless_reason
 from server.vault.threads import in_vault_thread
 
 if TYPE_CHECKING:
@@ -85,10 +86,11 @@ def import_account(
         provider_account_id=held.provider_account_id,
         identity={},
     )
-    write = runtime.tokens.credential_write(runtime.connectors[key.connector], grant, now)
+    connector = runtime.connectors[key.connector]
+    write = credential_write(connector, grant, now, refresh_at_fraction=runtime.settings.refresh_at_fraction)
     scopes = (held.scope or "").replace(",", " ").split()
     try:
-        account = vault.create_account(
+        account = vault.accounts.create(
             org=key.org,
             user=key.user,
             connector=key.connector,
@@ -97,26 +99,26 @@ def import_account(
             scopes=scopes,
         )
     except AccountExistsError:
-        existing = vault.find_account(key.org, key.user, key.connector, key.label)
+        existing = vault.accounts.find(key.org, key.user, key.connector, key.label)
         if existing is None or (not replace and existing.status != AccountStatus.PENDING):
             raise AccountAlreadyConnected(f"{key.org}/{key.user}/{key.connector}") from None
         account = existing
-        vault.update_identity(
+        vault.accounts.update_identity(
             account.id,
             grant.provider_account_id or account.provider_account_id,
             account.provider_identity,
             scopes or account.scopes.split(),
         )
-    vault.put_credential(account.id, write)
-    vault.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
-    vault.record_event(
+    vault.credentials.put(account.id, write)
+    vault.accounts.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
+    vault.events.record(
         "account_imported",
         account_id=account.id,
         connector=key.connector,
         webhook=lifecycle_webhook("account_imported", account, "info", {}),
     )
     if refreshless_reason(write):
-        vault.record_event(
+        vault.events.record(
             "refresh_token_missing",
             account_id=account.id,
             severity="warning",
@@ -125,7 +127,7 @@ def import_account(
         )
     known = grant.provider_account_id or (account.provider_account_id if replace else None)
     return ImportedAccount(
-        vault.get_account(account.id), write, expired=bool(lifetime and lifetime <= 0), provider_account_id=known
+        vault.accounts.get(account.id), write, expired=bool(lifetime and lifetime <= 0), provider_account_id=known
     )
 
 
@@ -150,7 +152,7 @@ async def learn_provider_identity(runtime: Runtime, imported: ImportedAccount) -
     result = await runtime.executor.probe(account)
     if isinstance(result, ProbeOk) and result.provider_account_id:
         await in_vault_thread(
-            runtime.vault.update_identity,
+            runtime.vault.accounts.update_identity,
             account.id,
             result.provider_account_id,
             account.provider_identity,
