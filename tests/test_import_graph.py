@@ -136,8 +136,8 @@ def test_the_reader_sees_the_imports_it_should() -> None:
     assert len(GRAPH) > 150
 
 
-# Known today, being removed by issue 8's vault and tools slices; the mark goes when they are.
-@pytest.mark.xfail(reason="store<->schedule and tools/__init__<->tools.* cycles", strict=False)
+# Known today, being removed by issue 8's tools slice; the mark goes when it is.
+@pytest.mark.xfail(reason="tools/__init__<->tools.* cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
 

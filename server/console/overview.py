@@ -70,7 +70,7 @@ class RefreshHistory:
 def account_rows(
     vault: Vault, connectors: dict[str, Connector], *, org: str | None = None, user: str | None = None
 ) -> list[AccountRow]:
-    accounts = vault.list_accounts(org, user)
+    accounts = vault.accounts.all(org, user)
     statement = select_columns(
         col(Credential.account_id),
         col(Credential.access_expires_at),
