@@ -71,7 +71,7 @@ class Runtime:
             pools,
             http,
             offboarding,
-            AuditTrail(vault.engine),
+            AuditTrail(vault.engine, metrics=metrics),
             key_created,
             metrics=metrics,
         )
@@ -87,6 +87,7 @@ class Runtime:
         await self.events.alerts.drain()
         await self.pools.aclose()
         await self.http.aclose()
+        await self.audit.aclose()  # the queued tool-call rows, before the engine goes
         self.vault.engine.dispose()
 
 

@@ -1,20 +1,29 @@
 """The audit trail: who did what — administrative actions (links created, accounts removed, keys, disable/enable)
 and tool calls (tool, caller, account, status, duration). Argument values and result bodies are never recorded:
-only names, statuses and timings, so nothing secret can reach it."""
+only names, statuses and timings, so nothing secret can reach it.
+
+A tool call's row is queued in memory and written off the answer's path, in batches, by a background task; an
+administrative action's row is written (after every queued row, so the table keeps the order of events) before the
+caller goes on. The queue is bounded: a row that does not fit is counted (`grantkeeper_audit_rows_dropped`) and
+logged, never lost silently, and `aclose` writes what is queued at shutdown."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, insert
 from sqlmodel import Session, col, select
 
 from server.monitoring.logging import get_logger
+from server.monitoring.metrics import Metrics
 from server.vault import Vault
-from server.vault.models import AuditEvent, LifecycleEvent
+from server.vault.models import AuditEvent, LifecycleEvent, utcnow
 
 # Detail keys an audit row may carry; anything else given is dropped, so a careless caller cannot log a value.
 ALLOWED_DETAIL = frozenset(
@@ -34,12 +43,37 @@ ALLOWED_DETAIL = frozenset(
         "session",
     }
 )
+# Tool-call rows waiting to be written; beyond this (the database refusing writes for a long while) rows are
+# counted as dropped rather than held without bound.
+MAX_QUEUED_ROWS = 10_000
+# How long queued rows gather before one write takes them all: a write per batch of calls, not per call.
+FLUSH_INTERVAL_SECONDS = 0.1
+# After a failed write the wait before the next attempt doubles, up to this.
+MAX_RETRY_WAIT_SECONDS = 5.0
+
+Row = dict[str, Any]
 
 
 class AuditTrail:
-    def __init__(self, engine: Engine):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        metrics: Metrics | None = None,
+        max_queued: int = MAX_QUEUED_ROWS,
+        flush_interval: float = FLUSH_INTERVAL_SECONDS,
+    ):
         self.engine = engine
+        self.metrics = metrics
+        self.max_queued = max_queued
+        self.flush_interval = flush_interval
+        self.dropped = 0  # rows never written: queue full, or still unwritable at shutdown
         self.log = get_logger("grantkeeper.audit")
+        self._queued: deque[Row] = deque()
+        self._queue_lock = threading.Lock()  # rows are queued on the event loop and taken by a writer thread
+        self._write_lock = threading.Lock()  # one write at a time: rows reach the table in the order recorded
+        self._writer: asyncio.Task[None] | None = None
+        self._drop_reported = False  # a full queue is logged once until a write succeeds again
 
     @staticmethod
     def _row(
@@ -51,38 +85,137 @@ class AuditTrail:
         status: str | None = None,
         duration_ms: int | None = None,
         **detail: Any,
-    ) -> AuditEvent:
+    ) -> Row:
         kept = {key: str(value)[:200] for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
-        return AuditEvent(
-            actor=actor[:400],
-            action=action[:64],
-            account_id=account_id,
-            target=target[:400] if target else None,
-            status=status,
-            duration_ms=duration_ms,
-            detail=kept,
-        )
+        return {
+            "at": utcnow(),  # when it happened, not when the batch is written
+            "actor": actor[:400],
+            "action": action[:64],
+            "account_id": account_id,
+            "target": target[:400] if target else None,
+            "status": status,
+            "duration_ms": duration_ms,
+            "detail": kept,
+        }
 
-    def _write(self, rows: list[AuditEvent]) -> None:
-        with Session(self.engine) as session:
-            session.add_all(rows)
-            session.commit()
+    # ---- writing ------------------------------------------------------------------------------------------------
+    def _insert(self, rows: list[Row]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(AuditEvent), rows)
 
+    def _take(self) -> list[Row]:
+        with self._queue_lock:
+            rows = list(self._queued)
+            self._queued.clear()
+        return rows
+
+    def _requeue(self, rows: list[Row]) -> None:
+        """Put rows whose write failed back at the front, keeping the bound (the newest rows go over it)."""
+        with self._queue_lock:
+            self._queued.extendleft(reversed(rows))
+            over = len(self._queued) - self.max_queued
+            for _ in range(max(0, over)):
+                self._queued.pop()
+        if over > 0:
+            self._drop(over, "queue_full")
+
+    def _drop(self, count: int, reason: str) -> None:
+        """Rows that will never be written: counted in the metrics and logged (a full queue once until a write
+        succeeds again, not once per row)."""
+        with self._queue_lock:
+            self.dropped += count
+            quiet = reason == "queue_full" and self._drop_reported
+            self._drop_reported = self._drop_reported or reason == "queue_full"
+        if self.metrics is not None:
+            self.metrics.record_audit_rows_dropped(reason, count)
+        if not quiet:
+            self.log.error("audit_rows_dropped", rows=count, reason=reason, max_queued=self.max_queued)
+
+    def _write_queued(self, *, then: Row | None = None) -> None:
+        """Write every queued row (and `then` after them) in one transaction; on failure they stay queued and the
+        error is raised."""
+        with self._write_lock:
+            rows = self._take()
+            if then is not None:
+                rows.append(then)
+            if not rows:
+                return
+            try:
+                self._insert(rows)
+            except Exception:
+                self._requeue(rows if then is None else rows[:-1])  # `then` is its caller's to report
+                raise
+            self._drop_reported = False
+
+    def _write_in_background(self) -> bool:
+        try:
+            self._write_queued()
+        except Exception:
+            self.log.warning("audit_write_failed", queued=len(self._queued), exc_info=True)
+            return False
+        return True
+
+    async def _background_writer(self) -> None:
+        """Writes queued rows every `flush_interval` while there are any (backing off after a failed write), then
+        ends; the next queued row starts another."""
+        failures = 0
+        while True:
+            await anyio.sleep(min(self.flush_interval * 2**failures, MAX_RETRY_WAIT_SECONDS))
+            written = await anyio.to_thread.run_sync(self._write_in_background)
+            failures = 0 if written else failures + 1
+            if written and not self._queued:
+                return
+
+    # ---- recording ----------------------------------------------------------------------------------------------
     def record_sync(self, actor: str, action: str, **fields: Any) -> None:
-        self._write([self._row(actor, action, **fields)])
+        """An administrative action: written (after the queued tool calls) before this returns."""
+        self._write_queued(then=self._row(actor, action, **fields))
 
     async def record(self, actor: str, action: str, **fields: Any) -> None:
-        """An administrative action: written before the caller goes on."""
+        """An administrative action: written (after the queued tool calls) before the caller goes on."""
         row = self._row(actor, action, **fields)
-        await anyio.to_thread.run_sync(self._write, [row])
+        await anyio.to_thread.run_sync(lambda: self._write_queued(then=row))
 
     async def record_tool_call(self, actor: str, **fields: Any) -> None:
-        """A tool call's row, written before the answer goes back (so what an agent was told is on record); a failed
-        write is logged and never fails the call."""
+        """A tool call's row: queued, written by the background writer within `flush_interval` (`flush` writes it
+        at once). Never waits on the database and never fails the call."""
+        row = self._row(actor, "tool_call", **fields)
+        with self._queue_lock:
+            fits = len(self._queued) < self.max_queued
+            if fits:
+                self._queued.append(row)
+        if not fits:
+            self._drop(1, "queue_full")
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._background_writer())
+
+    def flush_sync(self) -> None:
+        """Write every row queued so far, now (blocking); raises if the database refuses (the rows stay queued)."""
+        self._write_queued()
+
+    async def flush(self) -> None:
+        """Write every row queued so far, now; raises if the database refuses (the rows stay queued)."""
+        await anyio.to_thread.run_sync(self._write_queued)
+
+    async def written(self) -> None:
+        """Until the background writer has written every queued row and stopped (at once when it is not running)."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            await asyncio.shield(writer)
+
+    async def aclose(self) -> None:
+        """At shutdown: stop the background writer and write what is queued; rows that cannot be written are
+        counted and logged as dropped."""
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done() and writer.get_loop() is asyncio.get_running_loop():
+            writer.cancel()
+            await asyncio.wait([writer])  # its end, without its CancelledError (ours still propagates)
         try:
-            await self.record(actor, "tool_call", **fields)
+            await self.flush()
         except Exception:
-            self.log.warning("audit_write_failed", action="tool_call", exc_info=True)
+            self.log.warning("audit_write_failed", queued=len(self._queued), exc_info=True)
+            self._drop(len(self._take()), "unwritable_at_shutdown")
 
     def rows(
         self,

@@ -1,4 +1,4 @@
-"""Prometheus metrics: tool calls and their outcomes, lifecycle events. Scraped at /metrics.
+"""Prometheus metrics: tool calls and their outcomes, lifecycle events, audit rows dropped. Scraped at /metrics.
 
 Each runtime counts in a registry of its own, never the process-global default one: two runtimes in one process
 (a test after another, a command beside a server) do not see each other's counts."""
@@ -27,6 +27,12 @@ class Metrics:
             ["kind", "connector"],
             registry=self.registry,
         )
+        self.audit_rows_dropped = Counter(
+            "grantkeeper_audit_rows_dropped",
+            "Audit rows never written (queue full, or the database refusing them at shutdown), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         # The labelled children, looked up once per label set rather than per call (the hot path).
         self._counters: dict[tuple[str, str], Any] = {}
         self._timers: dict[str, Any] = {}
@@ -42,6 +48,9 @@ class Metrics:
 
     def record_event(self, kind: str, connector: str) -> None:
         self.lifecycle_events.labels(kind, connector).inc()
+
+    def record_audit_rows_dropped(self, reason: str, count: int) -> None:
+        self.audit_rows_dropped.labels(reason).inc(count)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

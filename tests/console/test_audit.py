@@ -8,10 +8,16 @@ import json
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import SQLModel
+from structlog.testing import capture_logs
 
 from server.auth import create_api_key
 from server.housekeeping import Housekeeper
-from server.vault.models import utcnow
+from server.monitoring.audit import AuditTrail
+from server.monitoring.metrics import Metrics
+from server.vault.models import AuditEvent, utcnow
 from simulators.seeding import seed_account
 from tests.support.web import call_structured, http_session
 
@@ -36,6 +42,7 @@ async def test_tool_calls_are_audited_without_arguments_or_results(runtime, sett
         missing = await call_structured(session, "github_search_issues", {"query": MARKER})
 
     assert created["status"] == "ok" and missing["status"] == "reauth_required"
+    await runtime.audit.written()  # tool calls' rows are written off the answer's path, by the background writer
     rows = list(reversed(runtime.audit.rows(action="tool_call")))
     assert [(r.actor, r.target, r.status, r.detail["tool"]) for r in rows] == [
         ("acme/alice", "acme/alice/github/work", "ok", "github.create_issue"),
@@ -75,3 +82,53 @@ def test_housekeeping_prunes_audit_rows_and_events_past_their_retention(runtime_
         "lifecycle_events": 0,
     }
     assert runtime_sync.audit.rows() == []
+
+
+async def test_a_tool_calls_row_is_written_by_the_background_writer_after_queued_rows_keep_their_order(runtime):
+    trail = runtime.audit
+    await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.read_channel")
+    await trail.record("cli:root", "account_disabled", target="acme/alice/slack")  # written after what is queued
+    await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.post_message")
+    await trail.written()
+    rows = list(reversed(trail.rows()))
+    assert [(r.action, r.detail.get("tool")) for r in rows] == [
+        ("tool_call", "slack.read_channel"),
+        ("account_disabled", None),
+        ("tool_call", "slack.post_message"),
+    ]
+    assert rows[0].at <= rows[1].at <= rows[2].at  # stamped when recorded, not when written
+
+
+async def test_a_full_queue_counts_and_logs_what_it_drops(settings, runtime):
+    trail = AuditTrail(runtime.vault.engine, metrics=runtime.metrics, max_queued=2)
+    with capture_logs() as logs:
+        for n in range(4):
+            await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool=f"t{n}")
+    await trail.flush()
+    assert [r.detail["tool"] for r in reversed(trail.rows())] == ["t0", "t1"]
+    assert trail.dropped == 2
+    assert 'grantkeeper_audit_rows_dropped_total{reason="queue_full"} 2.0' in runtime.metrics.render().decode()
+    assert [e["rows"] for e in logs if e["event"] == "audit_rows_dropped"] == [1]  # once until a write succeeds
+    await trail.aclose()
+
+
+async def test_rows_the_database_refuses_stay_queued_until_it_takes_them(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'audit.db'}")  # no tables yet: every write fails
+    metrics = Metrics()
+    trail = AuditTrail(engine, metrics=metrics)
+    await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.read_channel")
+    with pytest.raises(OperationalError):
+        await trail.flush()
+    with pytest.raises(OperationalError):
+        await trail.record("cli:root", "key_created", target="acme/alice")  # an admin action's failure is its caller's
+    SQLModel.metadata.create_all(engine, tables=[AuditEvent.__table__])
+    await trail.flush()
+    assert [r.action for r in trail.rows()] == ["tool_call"] and trail.dropped == 0
+
+    # At shutdown, rows that still cannot be written are counted, never silently gone.
+    await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.read_channel")
+    AuditEvent.__table__.drop(engine)
+    await trail.aclose()
+    assert trail.dropped == 1
+    assert 'grantkeeper_audit_rows_dropped_total{reason="unwritable_at_shutdown"} 1.0' in metrics.render().decode()
+    engine.dispose()

@@ -108,6 +108,7 @@ async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_
     assert await mine.get_attribute(f"#account-{account.id}", "data-status") == "reauth_required"
 
     # No secret anywhere an operator looks.
+    await runtime.audit.flush()  # tool calls' audit rows are written off the answer's path
     assert cli("status", "--json") == 0
     assert cli("events", "--limit", "1000") == 0
     assert cli("audit", "--json", "--limit", "1000") == 0

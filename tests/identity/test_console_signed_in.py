@@ -95,6 +95,7 @@ async def test_signed_in_console_lifecycle(runtime, settings, slack_sim, web, ch
     pages.append(await bob.content())
     assert await bob.get_attribute(f"#account-{account.id}", "data-status") == "reauth_required"
 
+    await runtime.audit.flush()  # tool calls' audit rows are written off the answer's path
     with logging_restored():
         assert main(["status", "--json"]) == 0
         assert main(["events", "--limit", "1000"]) == 0

@@ -61,7 +61,9 @@ def outcome_of(page: httpx2.Response) -> str:
 
 
 def vault_rows(runtime: Runtime) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every vault table, for before/after comparisons."""
+    """Every row of every vault table, for before/after comparisons. Tool calls' audit rows queued so far are
+    written first, so a row of an earlier call cannot land between two snapshots."""
+    runtime.audit.flush_sync()
     engine = runtime.vault.engine
     tables = {}
     metadata = MetaData()
