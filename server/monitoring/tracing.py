@@ -40,8 +40,13 @@ ATTRIBUTES = frozenset(
 _call_span: ContextVar[Span | None] = ContextVar("grantkeeper_call_span", default=None)
 
 
+# Looked up once, not per span (each lookup reads the environment). Until a provider is installed this is
+# OpenTelemetry's proxy tracer, which hands spans to the provider installed later (`configure_exporting`).
+_TRACER = trace.get_tracer("grantkeeper")
+
+
 def _tracer() -> trace.Tracer:
-    return trace.get_tracer("grantkeeper")
+    return _TRACER
 
 
 def annotate(span: Span | None = None, **attributes: Any) -> None:
