@@ -18,11 +18,11 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import UrlElicitationRequiredError
 from mcp.types import CallToolResult, ElicitRequestURLParams, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from server.execute import Caller, ProviderSession
 from server.monitoring import tracing
-from server.results import Ok, ReauthRequired, result_model, to_call_result
+from server.results import Ok, ReauthRequired, reason_of, result_model, to_call_result
 from server.runtime import Runtime
 from server.vault.models import LABEL_PATTERN
 
@@ -134,14 +134,14 @@ class Toolset:
         return f"key:{(token.claims or {}).get('key_id', '?')}" if token is not None else "stdio"
 
     async def run(
-        self, ctx: Context | None, connector: str, operation: Callable[[ProviderSession], Awaitable[BaseModel]], *, tool: str
+        self, ctx: Context | None, connector: str, operation: Callable[[ProviderSession], Awaitable[Ok]], *, tool: str
     ) -> CallToolResult:
         started = time.perf_counter()
         caller, label = self.caller(ctx), requested_label()
         with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
             result = await self.runtime.executor.run(caller, connector, operation, label=label)
-            tracing.annotate(span, status=getattr(result, "status", "ok"), reason=getattr(result, "reason", None))
-        status, elapsed = getattr(result, "status", "ok"), time.perf_counter() - started
+            tracing.annotate(span, status=result.status, reason=reason_of(result))
+        status, elapsed = result.status, time.perf_counter() - started
         self.runtime.metrics.record_tool_call(tool, status, elapsed)
         # The audit row names the call, never its arguments or its answer.
         target = f"{caller.org}/{caller.user}/{connector}" + (f"/{label}" if label and label != "default" else "")

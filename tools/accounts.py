@@ -129,7 +129,7 @@ def register(toolset: Toolset) -> None:
         if missing := toolset.runtime.connectors[connector].missing_client:
             return to_call_result(
                 failure_result(
-                    failures.AdminActionRequired("client_not_configured", missing),
+                    failures.AdminActionRequiredError("client_not_configured", missing),
                     connector=connector,
                     account=f"{caller.org}/{caller.user}/{connector}",
                 )

@@ -196,7 +196,7 @@ def register(toolset: Toolset) -> None:
 
         async def operation(api: ProviderSession) -> CreateEventOk:
             if end <= start:
-                raise failures.InvalidInput("time_range_empty", "The event must end after it starts.")
+                raise failures.InvalidInputError("time_range_empty", "The event must end after it starts.")
             event: dict[str, Any] = {
                 "summary": summary,
                 "start": {"dateTime": start.isoformat()},
@@ -213,7 +213,7 @@ def register(toolset: Toolset) -> None:
             if not created and not (
                 result.summary == summary and _same_moment(result.start, start) and _same_moment(result.end, end)
             ):
-                raise failures.InvalidInput(
+                raise failures.InvalidInputError(
                     "idempotency_key_reused",
                     "An event with this idempotency key exists with other details; use a new key for a different event.",
                 )
@@ -235,7 +235,7 @@ def register(toolset: Toolset) -> None:
 
         async def operation(api: ProviderSession) -> ListEventsOk:
             if time_max <= time_min:
-                raise failures.InvalidInput("time_range_empty", "time_max must be after time_min.")
+                raise failures.InvalidInputError("time_range_empty", "time_max must be after time_min.")
             found = await google.list_events(
                 api,
                 calendar_id=calendar_id,

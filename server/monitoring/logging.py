@@ -9,6 +9,7 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from providers import BUILTIN
 from server.monitoring.tracing import current_ids
@@ -77,20 +78,20 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _drop_color_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_color_message(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """uvicorn attaches an ANSI-coloured copy of some messages; the plain one is enough."""
     event_dict.pop("color_message", None)
     return event_dict
 
 
-def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the current span's trace_id and span_id, so a log line can be found from its trace."""
     for key, value in current_ids().items():
         event_dict.setdefault(key, value)
     return event_dict
 
 
-def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: drop values under secret-sounding keys, mask token-shaped strings anywhere."""
     return _redact(event_dict)
 

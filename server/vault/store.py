@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, case, delete, func, or_, update
+from sqlalchemy import Engine, case, delete, exists, func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -25,16 +25,17 @@ from server.vault.models import (
     Credential,
     LifecycleEvent,
     MagicLink,
+    RefreshOutcome,
     utcnow,
 )
 from server.vault.outbox import Outbox, WebhookEvent, enqueue
 
 CREDENTIAL_FIELD = "tokens"
 # last_refresh_outcome values that mean "the refresh token may already have been spent without us storing the answer"
-UNCERTAIN_OUTCOMES = ("ambiguous", "interrupted")
+UNCERTAIN_OUTCOMES = (RefreshOutcome.AMBIGUOUS, RefreshOutcome.INTERRUPTED)
 # last_refresh_outcome of a grant declared dead: the stored refresh token is known to be spent or refused, so it is
 # never presented again (only a new version, from re-authorization, clears it).
-DEAD_OUTCOME = "rejected"
+DEAD_OUTCOME = RefreshOutcome.REJECTED
 # Statuses whose reason is the grant's first, true one: later failures of the same dead grant do not rewrite it.
 TERMINAL_STATUSES = (AccountStatus.REAUTH_REQUIRED.value, AccountStatus.DISABLED.value)
 
@@ -215,15 +216,20 @@ class Vault:
                 statement = statement.where(ConnectedAccount.user == user)
             return list(session.exec(statement))
 
-    def set_status(self, account_id: str, status: AccountStatus, reason: str | None = None) -> bool:
+    def set_status(
+        self, account_id: str, status: AccountStatus, reason: str | None = None, *, credential_version: int | None = None
+    ) -> bool:
         """Returns whether the status changed (so the caller records one event per change, not per call). A removed
         account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
-        completed reconnect brings it back."""
+        completed reconnect brings it back. With `credential_version` (a provider's verdict on the token a call
+        used) nothing changes once the credential moved past that version: a reconnect or a refresh came after."""
         conditions = [
             ConnectedAccount.id == account_id,
             col(ConnectedAccount.removed_at).is_(None),
             or_(ConnectedAccount.status != status.value, ConnectedAccount.status_reason.is_distinct_from(reason)),
         ]
+        if credential_version is not None:
+            conditions.append(exists().where(Credential.account_id == account_id, Credential.version == credential_version))
         if status == AccountStatus.REAUTH_REQUIRED:
             conditions.append(col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))  # the first reason stays
         with Session(self.engine) as session:

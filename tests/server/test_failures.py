@@ -240,7 +240,7 @@ async def test_a_grant_reconnected_while_the_call_failed_gets_no_new_link(runtim
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())  # active: just reconnected
     before = magic_link_rows(runtime)
 
-    result = await runtime.executor.reauth_result(
+    result = await runtime.executor.reauth_required_with_new_link(
         Caller("acme", "alice"), runtime.connectors["slack"], account, "refresh_token_revoked"
     )
 
