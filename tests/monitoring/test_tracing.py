@@ -120,6 +120,7 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
     assert len(refreshed) == 2 and {line["trace_id"] for line in refreshed} == {trace_id}
 
 
+@pytest.mark.usefixtures("retry_waits_skipped")
 async def test_a_transient_failure_shows_as_a_second_attempt_and_the_failure_class_is_recorded(
     runtime, settings, slack_sim, spans
 ):
