@@ -94,7 +94,7 @@ class ProviderSession:
     def time_left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - anyio.current_time()
 
-    def _note_retry(self, failed_attempts: int, error: BaseException) -> None:
+    def _note_retry(self, failed_attempts: int, error: BaseException | None) -> None:
         self.executor.log.info(
             "provider_call_retry",
             account=self.account.display_name,

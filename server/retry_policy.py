@@ -89,7 +89,7 @@ class RetryPolicy:
         attempt: Callable[[int], Awaitable[R]],
         *,
         time_left: Callable[[], float] = lambda: math.inf,
-        on_retry: Callable[[int, BaseException], None] = lambda failed_attempts, error: None,
+        on_retry: Callable[[int, BaseException | None], None] = lambda failed_attempts, error: None,
     ) -> R:
         """`await attempt(1)`, then `attempt(2)`, … while the failure is worth retrying, the attempts last and the
         wait fits in `time_left()`. The last failure is raised as it was."""
@@ -115,7 +115,7 @@ class RetryPolicy:
             stop=give_up,
             wait=lambda state: self.wait_after(failure(state), state.attempt_number + 1),
             retry=lambda state: (error := failure(state)) is not None and self.retries(error, time_left()),
-            before_sleep=lambda state: on_retry(state.attempt_number + 1, failure(state) or Exception()),
+            before_sleep=lambda state: on_retry(state.attempt_number + 1, failure(state)),
             reraise=True,
         )
         async for retry in retrying:
