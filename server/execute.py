@@ -367,11 +367,11 @@ class Executor:
 
     def _labels(self, caller: Caller, connector_name: str) -> list[str]:
         return [
-            account.label for account in self.vault.list_accounts(caller.org, caller.user) if account.connector == connector_name
+            account.label for account in self.vault.accounts.all(caller.org, caller.user) if account.connector == connector_name
         ]
 
     async def _find_account(self, key: tuple[str, str, str, str]) -> ConnectedAccount | None:
-        return await in_vault_thread(self.vault.find_account, *key)
+        return await in_vault_thread(self.vault.accounts.find, *key)
 
     def forget_account(self, account: ConnectedAccount) -> None:
         self._accounts.forget((account.org, account.user, account.connector, account.label))
@@ -394,7 +394,7 @@ class Executor:
             account = await in_vault_thread(self._pending_account, caller, connector.name)
         if (
             reason != "not_connected"
-            and (await in_vault_thread(self.vault.get_account, account.id)).status == AccountStatus.ACTIVE
+            and (await in_vault_thread(self.vault.accounts.get, account.id)).status == AccountStatus.ACTIVE
         ):
             return failure_result(
                 failures.UpstreamCallError(
@@ -429,15 +429,15 @@ class Executor:
         return account, await self.issue_link(account, purpose, "requested", issued_by=issued_by)
 
     def _pending_account(self, caller: Caller, connector_name: str, label: str = DEFAULT_LABEL) -> ConnectedAccount:
-        account = self.vault.find_account(caller.org, caller.user, connector_name, label)
+        account = self.vault.accounts.find(caller.org, caller.user, connector_name, label)
         if account is not None:
             return account
         try:
-            return self.vault.create_account(
+            return self.vault.accounts.create(
                 org=caller.org, user=caller.user, connector=connector_name, label=label, status=AccountStatus.PENDING
             )
         except AccountExistsError:  # created by a concurrent call
-            created = self.vault.find_account(caller.org, caller.user, connector_name, label)
+            created = self.vault.accounts.find(caller.org, caller.user, connector_name, label)
             if created is None:  # created and removed again meanwhile: refuse rather than guess
                 raise
             return created
@@ -448,7 +448,7 @@ class Executor:
         token = new_secret_token()
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
         record = await in_vault_thread(
-            self.vault.create_magic_link,
+            self.vault.links.create,
             token=token,
             account=account,
             purpose=purpose,

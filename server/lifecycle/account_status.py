@@ -21,7 +21,7 @@ async def change_status(
 ) -> bool:
     """Set the account's status (see `Vault.set_status`, `credential_version` included); True when it changed,
     and then a `status_changed` event says so."""
-    changed = await in_vault_thread(vault.set_status, account.id, status, reason, credential_version=credential_version)
+    changed = await in_vault_thread(vault.accounts.set_status, account.id, status, reason, credential_version=credential_version)
     if changed:
         severity = SEVERITY.get(status, Severity.INFO)
         await events.record(EventKind.STATUS_CHANGED, account, severity=severity, status=status.value, reason=reason)

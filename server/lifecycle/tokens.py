@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import random
 import socket
 import time
 import uuid
@@ -28,6 +27,7 @@ from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.failures import AdminActionRequiredError, GrantGoneError, UpstreamCallError
 from server.lifecycle.crashpoints import crash_point
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring import tracing
 from server.monitoring.event_kinds import EventKind, Severity
@@ -40,16 +40,12 @@ from server.vault import (
     ConnectedAccount,
     CredentialSnapshot,
     CredentialWrite,
-    TokenSecrets,
     Vault,
 )
+from server.vault.credentials import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 from server.vault.models import RefreshOutcome, utcnow
-from server.vault.store import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 from server.vault.threads import in_vault_thread
 
-# How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
-# accounts imported together does not come due in the same second.
-DUE_JITTER_FRACTION = 0.05
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
 # The lease owner renews its lease this many times per lease period, so one late renewal does not lose it.
@@ -104,7 +100,7 @@ class TokenManager:
         return snapshot
 
     async def _read(self, account_id: str) -> CredentialSnapshot | None:
-        return await in_vault_thread(self.vault.read_credential, account_id)
+        return await in_vault_thread(self.vault.credentials.read, account_id)
 
     def _remember(self, snapshot: CredentialSnapshot) -> None:
         cached = self._cache.peek(snapshot.account_id)
@@ -186,10 +182,10 @@ class TokenManager:
     async def _refresh_claimed(self, account: ConnectedAccount, version: int, trigger: str) -> CredentialSnapshot | None:
         lease_for = timedelta(seconds=self.settings.lease_seconds)
         # The claim may have waited for a concurrency slot or the provider's pace: start with a whole lease.
-        if not await in_vault_thread(self.vault.renew_lease, account.id, version, self.owner, lease_for):
+        if not await in_vault_thread(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for):
             self.log.info("claimed_lease_lost", account=account.display_name, version=version)
             return None
-        row: CredentialSnapshot | None = await in_vault_thread(self.vault.read_credential, account.id)
+        row: CredentialSnapshot | None = await in_vault_thread(self.vault.credentials.read, account.id)
         if row is None or row.version != version or row.lease_owner != self.owner:
             return row
         interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
@@ -214,7 +210,7 @@ class TokenManager:
         delay = LOSER_POLL_FIRST_SECONDS
         waiting_since = time.time_ns()
         while True:
-            row: CredentialSnapshot | None = await in_vault_thread(self.vault.read_credential, account.id)
+            row: CredentialSnapshot | None = await in_vault_thread(self.vault.credentials.read, account.id)
             if row is None:
                 raise GrantGoneError("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
@@ -229,7 +225,7 @@ class TokenManager:
             self._raise_if_cooling_down(row)
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
-            if await in_vault_thread(self.vault.try_lease, account.id, row.version, self.owner, lease_for):
+            if await in_vault_thread(self.vault.credentials.try_lease, account.id, row.version, self.owner, lease_for):
                 break
             if time.monotonic() > give_up_at:
                 raise UpstreamCallError(
@@ -244,10 +240,10 @@ class TokenManager:
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         tracing.record_span("lease_wait", waiting_since, outcome="leased")
         try:  # a failure released between our read and our lease is seen here, before any token request
-            latest = await in_vault_thread(self.vault.read_credential, account.id)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
             self._raise_if_cooling_down(latest or row)
         except UpstreamCallError:
-            await in_vault_thread(self.vault.drop_lease, account.id, row.version, self.owner)
+            await in_vault_thread(self.vault.credentials.drop_lease, account.id, row.version, self.owner)
             raise
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
@@ -259,7 +255,9 @@ class TokenManager:
             # A bug or a cancellation while holding the lease: give it back rather than make every other caller
             # wait for it to expire, and say the answer may be lost (the provider may have rotated).
             with anyio.CancelScope(shield=True):
-                await in_vault_thread(self.vault.release_lease, account.id, self.owner, outcome=RefreshOutcome.AMBIGUOUS)
+                await in_vault_thread(
+                    self.vault.credentials.release_lease, account.id, self.owner, outcome=RefreshOutcome.AMBIGUOUS
+                )
             raise
 
     async def _refresh_holding_lease(
@@ -274,7 +272,11 @@ class TokenManager:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
             await in_vault_thread(
-                self.vault.release_lease, account.id, self.owner, outcome=RefreshOutcome.FAILED, retry_at=self._retry_at(row)
+                self.vault.credentials.release_lease,
+                account.id,
+                self.owner,
+                outcome=RefreshOutcome.FAILED,
+                retry_at=self._retry_at(row),
             )
             raise AdminActionRequiredError("client_not_configured", connector.missing_client or "")
         await self.events.record(EventKind.REFRESH_ATTEMPTED, account, trigger=trigger, version=row.version)
@@ -291,7 +293,7 @@ class TokenManager:
         write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
             committed = await in_vault_thread(
-                self.vault.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome
+                self.vault.credentials.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome
             )
         except Exception:
             committed = None
@@ -313,7 +315,7 @@ class TokenManager:
             )
             if committed.refresh_token is None:
                 # Works until its access token expires, then needs its user: listed and offered a link as such.
-                await in_vault_thread(self.vault.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
+                await in_vault_thread(self.vault.accounts.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
             if grant.access_token is None:
                 raise UpstreamCallError(
                     "token_response_unusable",
@@ -333,11 +335,17 @@ class TokenManager:
     ) -> tuple[CredentialWrite, RefreshOutcome]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
+        fraction, listeners = self.settings.refresh_at_fraction, self.due_listeners
         if grant.access_token is not None:
-            return self.credential_write(connector, grant, issued_at), RefreshOutcome(
-                grant.defect
-            ) if grant.defect else RefreshOutcome.OK
-        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
+            write = credential_write(connector, grant, issued_at, refresh_at_fraction=fraction, due_listeners=listeners)
+            return write, RefreshOutcome(grant.defect) if grant.defect else RefreshOutcome.OK
+        kept = credential_write(
+            connector,
+            dataclasses.replace(grant, access_token=row.access_token),
+            issued_at,
+            refresh_at_fraction=fraction,
+            due_listeners=listeners,
+        )
         return dataclasses.replace(
             kept, access_expires_at=row.access_expires_at, refresh_due_at=self._retry_at(row)
         ), RefreshOutcome(grant.defect or RefreshOutcome.DEFECTIVE)
@@ -362,7 +370,9 @@ class TokenManager:
             if utcnow() >= not_after:
                 return
             try:
-                held = await in_vault_thread(self.vault.renew_lease, account.id, version, self.owner, lease_for, not_after)
+                held = await in_vault_thread(
+                    self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for, not_after
+                )
             except Exception:
                 # A database hiccup: the next beat tries again (the lease still has two thirds of its time).
                 self.log.warning("lease_renewal_failed", account=account.display_name, exc_info=True)
@@ -381,7 +391,7 @@ class TokenManager:
         error: TokenEndpointError,
     ) -> CredentialSnapshot:
         if error.verdict is TokenVerdict.REJECTED:
-            latest = await in_vault_thread(self.vault.read_credential, account.id)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
@@ -389,7 +399,11 @@ class TokenManager:
             return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
             await in_vault_thread(
-                self.vault.release_lease, account.id, self.owner, outcome=RefreshOutcome.FAILED, retry_at=self._retry_at(row)
+                self.vault.credentials.release_lease,
+                account.id,
+                self.owner,
+                outcome=RefreshOutcome.FAILED,
+                retry_at=self._retry_at(row),
             )
             await self.events.record(
                 EventKind.REFRESH_FAILED, account, severity=Severity.CRITICAL, trigger=trigger, provider_error=error.error
@@ -400,7 +414,7 @@ class TokenManager:
         # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
         outcome = RefreshOutcome.AMBIGUOUS if error.maybe_applied else RefreshOutcome.FAILED
         retry_at = self._retry_at(row)
-        await in_vault_thread(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
+        await in_vault_thread(self.vault.credentials.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
         await self.events.record(
             EventKind.REFRESH_FAILED,
@@ -422,12 +436,12 @@ class TokenManager:
         self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str, **detail: Any
     ) -> CredentialSnapshot:
         marked = await in_vault_thread(
-            self.vault.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
+            self.vault.credentials.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
         )
         self.forget(account.id)
         if not marked:
             # We no longer hold the lease at this version: whoever does decides (or already decided).
-            latest = await in_vault_thread(self.vault.read_credential, account.id)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
@@ -444,7 +458,7 @@ class TokenManager:
 
     async def _already_dead(self, account: ConnectedAccount) -> GrantGoneError:
         """The failure for a grant the vault already knows is dead, with the reason it was first given."""
-        stored = await in_vault_thread(self.vault.get_account, account.id)
+        stored = await in_vault_thread(self.vault.accounts.get, account.id)
         return GrantGoneError(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
@@ -480,29 +494,6 @@ class TokenManager:
     def _retry_at(row: CredentialSnapshot) -> datetime:
         """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""
         return utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
-
-    def credential_write(self, connector: Connector, grant: TokenGrant, issued_at: datetime) -> CredentialWrite:
-        if grant.access_token is None:  # a refresh answer without one keeps the previous one (`_answer_to_store`)
-            raise ValueError("a token grant without a usable access token cannot be stored as such")
-        lifetime = grant.expires_in if grant.expires_in else connector.spec.default_access_ttl_seconds
-        access_expires_at = refresh_due_at = None
-        if lifetime:
-            access_expires_at = issued_at + timedelta(seconds=lifetime)
-            if grant.refresh_token:
-                spread = random.uniform(-DUE_JITTER_FRACTION, DUE_JITTER_FRACTION)
-                refresh_due_at = issued_at + timedelta(seconds=lifetime * (self.settings.refresh_at_fraction + spread))
-        refresh_expires_at = issued_at + timedelta(seconds=grant.refresh_expires_in) if grant.refresh_expires_in else None
-        if refresh_due_at is not None:
-            for listener in self.due_listeners:
-                listener(refresh_due_at)
-        return CredentialWrite(
-            secrets=TokenSecrets(grant.access_token, grant.refresh_token),
-            token_type=grant.token_type,
-            issued_at=issued_at,
-            access_expires_at=access_expires_at,
-            refresh_due_at=refresh_due_at,
-            refresh_expires_at=refresh_expires_at,
-        )
 
     async def wait_for_background(self) -> None:
         """Wait until every background refresh started so far has finished (tests and shutdown)."""

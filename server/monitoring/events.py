@@ -41,7 +41,7 @@ class EventRecorder:
         self.metrics.record_event(kind.value, account.connector if account else "")
         self.log.log(severity.log_level, kind.value, severity=severity.value, **context, **detail)
         webhook = lifecycle_webhook(kind.value, account, severity.value, detail)
-        self.vault.record_event(
+        self.vault.events.record(
             kind.value, account_id=account.id if account else None, severity=severity.value, webhook=webhook, **context, **detail
         )
         return webhook is not None

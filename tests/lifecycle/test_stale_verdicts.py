@@ -25,13 +25,13 @@ async def test_a_stale_tokens_revocation_does_not_mark_a_just_reconnected_accoun
         stale = await call(client, "slack_read_channel", READ)  # sent with version 1's token: token_revoked
         after = await call(client, "slack_read_channel", READ)
 
-    assert runtime.vault.read_credential(account.id).version == 2
+    assert runtime.vault.credentials.read(account.id).version == 2
     assert first["status"] == after["status"] == "ok"
     assert (stale["status"], stale["reason"], stale["retryable"]) == ("upstream_error", "reconnected_meanwhile", True)
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("active", None)
-    assert runtime.vault.events(account.id, kind="reauth_required") == []
-    assert runtime.vault.events(account.id, kind="status_changed") == []
+    assert runtime.vault.events.recent(account.id, kind="reauth_required") == []
+    assert runtime.vault.events.recent(account.id, kind="status_changed") == []
     with Session(runtime.vault.engine) as session:
         assert list(session.exec(select(MagicLink))) == []  # nobody is asked to consent again
     assert slack_sim.counters.api_requests == 3 and slack_sim.counters.token_requests == 0
@@ -44,8 +44,8 @@ async def test_the_same_revocation_with_the_current_token_marks_the_account_once
         results = [await call(client, "slack_read_channel", READ) for _ in range(2)]
 
     assert [(r["status"], r["reason"]) for r in results] == [("reauth_required", "token_revoked")] * 2
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "token_revoked")
-    assert [e.detail["reason"] for e in runtime.vault.events(account.id, kind="reauth_required")] == ["token_revoked"]
-    assert len(runtime.vault.events(account.id, kind="status_changed")) == 1
+    assert [e.detail["reason"] for e in runtime.vault.events.recent(account.id, kind="reauth_required")] == ["token_revoked"]
+    assert len(runtime.vault.events.recent(account.id, kind="status_changed")) == 1
     assert slack_sim.counters.api_requests == 1
