@@ -7,8 +7,8 @@ import pytest
 from sqlmodel import Session, select
 
 from server.vault.models import MagicLink
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}
