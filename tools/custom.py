@@ -16,12 +16,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any, Self
 
-import httpx2
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field, create_model
 
-from providers.base import UnsafeArgument, json_body
+from providers.answers import RawAnswer, send_raw
+from providers.base import UnsafeArgument
 from providers.custom import DeclaredProvider, ToolDeclaration, build_call
 from server.execute import ProviderSession
 from server.results import Ok, result_model
@@ -48,21 +48,8 @@ class DeclaredCallOk(Ok):
     size_bytes: int | None = Field(description="size of the whole body, when known (a cut body may not say)")
 
     @classmethod
-    def from_response(cls, response: httpx2.Response) -> Self:
-        """`response` was read only up to the tool's limit (ApiCall.cut_at_bound); its extensions say whether it
-        was cut there and, when known, how large the whole body was."""
-        content = response.content
-        common = {
-            "http_status": response.status_code,
-            "content_type": response.headers.get("content-type"),
-            "size_bytes": response.extensions.get("body_size"),
-        }
-        if response.extensions.get("body_cut"):
-            return cls(**common, text=content.decode("utf-8", "ignore"), truncated=True)
-        body = json_body(response) if content else None
-        if body is not None:
-            return cls(**common, data=body)
-        return cls(**common, text=content.decode("utf-8", "replace") or None)
+    def from_answer(cls, answer: RawAnswer) -> Self:
+        return cls.model_validate(answer, from_attributes=True)
 
     def summary(self) -> str:
         head = f"HTTP {self.http_status}"
@@ -106,7 +93,7 @@ def declared_tool(toolset: Toolset, provider_name: str, provider: DeclaredProvid
         call = dataclasses.replace(call, max_response_bytes=limit, cut_at_bound=True)
 
         async def operation(api: ProviderSession) -> DeclaredCallOk:
-            return ok_model.from_response(await api.send(call))
+            return ok_model.from_answer(await send_raw(api, call))
 
         return await toolset.run(ctx, provider_name, operation, account=account)
 

@@ -18,6 +18,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field
 
+from providers.answers import send_raw
 from providers.base import ApiCall
 from providers.custom import DEFAULT_MAX_RESPONSE_BYTES, DeclaredProvider
 from providers.proxy_paths import UnsafePath, checked_proxy_path
@@ -104,7 +105,7 @@ def proxy_tool(toolset: Toolset, connector_name: str, methods: list[str]) -> Too
         )
 
         async def operation(api: ProviderSession) -> ProxyCallOk:
-            return ProxyCallOk.from_response(await api.send(call))
+            return ProxyCallOk.from_answer(await send_raw(api, call))
 
         return await toolset.run(ctx, connector_name, operation, account=account)
 

@@ -119,6 +119,8 @@ class ToolServer(MCPServer):
 
 @dataclass
 class Toolset:
+    """The tools of one server and the runtime they act through."""
+
     server: ToolServer
     runtime: Runtime
     # Over HTTP a caller is whoever its API key names; only stdio falls back to the configured identity.
