@@ -136,9 +136,6 @@ def test_the_reader_sees_the_imports_it_should() -> None:
     assert len(GRAPH) > 150
 
 
-# Known today, being removed by issue 8's vault and tools slices and the bench's own support code; the marks go
-# when they do.
-@pytest.mark.xfail(reason="store<->schedule cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
 
@@ -151,6 +148,7 @@ def test_server_imports_no_simulator_and_no_example() -> None:
     assert _edges_from("server", ("simulators", "examples")) == []
 
 
+# Known today, being removed by the bench's own support code; the mark goes when it does.
 @pytest.mark.xfail(reason="bench/ imports tests.support", strict=False)
 def test_nothing_outside_tests_imports_tests() -> None:
     outside = [p for p in PACKAGES if p != "tests"]

@@ -85,8 +85,8 @@ async def list_accounts(ctx: Context) -> Annotated[CallToolResult, AccountsResul
 
     def read() -> list[AccountHealth]:
         rows = []
-        for account in vault.list_accounts(caller.org, caller.user):
-            credential = vault.credential_timings(account.id)
+        for account in vault.accounts.all(caller.org, caller.user):
+            credential = vault.credentials.timings(account.id)
             rows.append(
                 AccountHealth(
                     connector=account.connector,
@@ -108,7 +108,7 @@ async def list_accounts(ctx: Context) -> Annotated[CallToolResult, AccountsResul
         configured = connector is not None and connector.configured
         if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
             # The caller is verified and the account is their own: the same link accounts.connect would give.
-            account = await anyio.to_thread.run_sync(vault.find_account, caller.org, caller.user, health.connector, health.label)
+            account = await anyio.to_thread.run_sync(vault.accounts.find, caller.org, caller.user, health.connector, health.label)
             if account is None:  # removed since it was listed
                 continue
             link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
