@@ -39,7 +39,7 @@ from simulators.environment import simulator_environment
 from tests.support.seed import seed_account
 from tools.slack import ReadChannelOk, SlackMessage
 
-ARGS = {"channel": "C0GENERAL", "limit": 1}
+ARGS: dict[str, str | int] = {"channel": "C0GENERAL", "limit": 1}
 
 
 def percentile(samples: list[float], fraction: float) -> float:

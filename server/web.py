@@ -45,7 +45,6 @@ from server.reauth import ReauthFlow, ReauthRefused, Refusal
 from server.reauth.flow import CALLBACK_PATH
 from server.runtime import Runtime
 from server.settings import Settings, is_loopback
-from server.stdio import run_stdio
 from server.web_security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
@@ -611,7 +610,7 @@ def adopt_public_url(settings: Settings, listener_url: str) -> None:
 
 # ---- serve ----------------------------------------------------------------------------------------------
 async def serve(runtime: Runtime, transport: str, *, host: str | None = None, port: int | None = None) -> None:
-    """`grantkeeper serve`: stdio with the page listener beside it, or the whole web app over HTTP."""
+    """`grantkeeper serve --transport http|sse`: the whole web app (stdio: server/stdio_server.py)."""
     settings = runtime.settings
     host = host or settings.listen_host
     port = settings.listen_port if port is None else port
@@ -630,39 +629,6 @@ async def _serve_transport(
     runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *, metrics: bool
 ) -> None:
     settings = runtime.settings
-    if transport == "stdio":
-        async with contextlib.AsyncExitStack() as stack:
-            app = build_web_app(runtime, metrics=metrics)
-            try:
-                listener = await stack.enter_async_context(listening(app, host, port, limits))
-            except OSError as exc:
-                if "public_url" in settings.model_fields_set:
-                    # The operator named where links are served (a shared page server); they keep pointing there.
-                    log.warning(
-                        "page_listener_unavailable",
-                        host=host,
-                        port=port,
-                        error=str(exc),
-                        notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.",
-                    )
-                    listener = None
-                else:
-                    # Whatever holds the port is not known to be ours: a link to it could land on another process's
-                    # server. Take a free port instead; links follow it (adopt_public_url below).
-                    log.warning(
-                        "page_listener_unavailable",
-                        host=host,
-                        port=port,
-                        error=str(exc),
-                        notice="Serving the link pages on a free port instead; links point there.",
-                    )
-                    listener = await stack.enter_async_context(listening(app, host, 0, limits))
-            if listener is not None:
-                adopt_public_url(settings, listener.url)
-                log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
-            server, _ = build_server(runtime)
-            await run_stdio(server)
-        return
     transports = TRANSPORTS if transport == "http" else ("sse",)
     # Bound first, so that with port 0 the public URL (the OAuth issuer and resource) is known when the app is built.
     sock = bind(host, port)

@@ -107,36 +107,23 @@ def with_choices(fn: ToolFunction, parameter: str, choices: list[str]) -> ToolFu
     return with_signature(chosen, signature.replace(parameters=parameters), {**hints, parameter: choice})
 
 
-class ToolServer(MCPServer):
-    """An MCPServer whose tool calls all go through `Toolset.call`: argument-validation failures become results like
-    any other (`status: invalid_input`), not the SDK's raw pydantic text, and every call is counted once."""
-
-    toolset: Toolset
-
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
-        return await self.toolset.call(name, lambda: MCPServer.call_tool(self, name, arguments, context))
-
-
 @dataclass
 class Toolset:
     """The tools of one server and the runtime they act through."""
 
-    server: ToolServer
+    server: MCPServer  # server/app.py's ToolServer, which sends every call through `call`
     runtime: Runtime
     # Over HTTP a caller is whoever its API key names; only stdio falls back to the configured identity.
     stdio_identity: bool = True
     registered: dict[str, str] = field(default_factory=dict)  # exposed name -> canonical name
 
-    def __post_init__(self) -> None:
-        self.server.toolset = self
-
     @staticmethod
     def of(ctx: Context) -> Toolset:
         """The toolset serving the call `ctx` belongs to."""
-        server = ctx.mcp_server
-        if not isinstance(server, ToolServer):
-            raise TypeError("grantkeeper's tools run on a ToolServer")
-        return server.toolset
+        toolset = getattr(ctx.mcp_server, "toolset", None)  # set by server/app.py install_tools
+        if not isinstance(toolset, Toolset):
+            raise TypeError("grantkeeper's tools run on a server with a Toolset installed")
+        return toolset
 
     def exposed(self, canonical: str) -> str:
         return exposed_name(canonical, self.runtime.settings.tool_names)
