@@ -8,8 +8,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("server", "tools", "providers", "simulators", "examples", "bench", "tests")
 
@@ -148,8 +146,6 @@ def test_server_imports_no_simulator_and_no_example() -> None:
     assert _edges_from("server", ("simulators", "examples")) == []
 
 
-# Known today, being removed by the bench's own support code; the mark goes when it does.
-@pytest.mark.xfail(reason="bench/ imports tests.support", strict=False)
 def test_nothing_outside_tests_imports_tests() -> None:
     outside = [p for p in PACKAGES if p != "tests"]
     assert [edge for p in outside for edge in _edges_from(p, ("tests",))] == []

@@ -10,7 +10,7 @@ import pytest
 
 from server.execute import Caller
 from server.web import build_web_app, listening
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio
