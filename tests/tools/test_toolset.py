@@ -10,8 +10,8 @@ import typing
 import pytest
 from mcp.types import CallToolResult
 
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tools import accounts, registry
 from tools.toolset import Tool
 
