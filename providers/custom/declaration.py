@@ -26,6 +26,7 @@ RESERVED_HEADERS = {"authorization", "host", "content-length", "transfer-encodin
 
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
 # Authorize parameters grantkeeper sets itself; a declaration may not replace them.
 RESERVED_AUTHORIZE_PARAMS = {
     "response_type",
@@ -197,7 +198,7 @@ class ProviderDeclaration(Declaration):
     refresh_url: str | None = None
     issuer: str | None = None
     discovery_url: str | None = None
-    client_auth_method: Literal["client_secret_basic", "client_secret_post", "private_key_jwt"] | None = None
+    client_auth_method: ClientAuthMethod | None = None
     # OpenID Connect: the id_token is verified against the issuer's JWKS and names the account when no
     # health_probe does; `offline_access` is requested (with prompt=consent) so a refresh token is issued.
     openid: bool = False
