@@ -245,7 +245,7 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     from server.background import refusal_message, require_healthy, serve_with_background
     from server.runtime import Runtime
-    from server.web import serve as serve_transport
+    from server.serve import serve as serve_transport
 
     if args.port is not None and not 0 <= args.port <= 65535:
         raise CliError("--port must be between 0 and 65535")

@@ -28,7 +28,7 @@ from server.runtime import Runtime
 from server.vault import VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
-from server.web_security import (
+from server.web.security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
     FormGuard,
@@ -79,7 +79,7 @@ class SignIn:
         self.render = render
         self.oidc = OidcClient(runtime.settings, runtime.http)
         self.sessions = SessionStore(runtime.vault, runtime.settings)
-        # The web side's CSRF defence (server/web_security.py): same-origin check, then a form token bound to the
+        # The web side's CSRF defence (server/web/security.py): same-origin check, then a form token bound to the
         # browser's cookie and to the page's scope.
         self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=lambda: self.secure)
         self.log = get_logger("grantkeeper.signin")
