@@ -22,5 +22,6 @@ _templates = jinja2.Environment(
 
 
 def render(template: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """`template` filled with `values`; the footer names no provider unless `provider_name` is given."""
     values.setdefault("provider_name", None)
     return HTMLResponse(_templates.get_template(template).render(**values), status, headers=PAGE_HEADERS)
