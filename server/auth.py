@@ -32,7 +32,7 @@ def create_api_key(vault: Vault, *, org: str, user: str, description: str | None
     """A new key for org/user. The returned `key` is the only copy; the vault keeps its SHA-256. `admin`: the key
     may also use the operator's console (/dashboard), for headless use."""
     key = KEY_PREFIX + new_secret_token()
-    record = vault.create_api_key(
+    record = vault.api_keys.create(
         key=key, prefix=key[:SHOWN_PREFIX_LENGTH], org=org, user=user, description=description, admin=admin
     )
     return IssuedKey(key, record)
@@ -45,7 +45,7 @@ class ApiKeyVerifier(TokenVerifier):
     async def verify_token(self, token: str) -> AccessToken | None:
         if not token.startswith(KEY_PREFIX) or len(token) > MAX_KEY_LENGTH:
             return None
-        record = await anyio.to_thread.run_sync(self.vault.find_api_key, token)
+        record = await anyio.to_thread.run_sync(self.vault.api_keys.find, token)
         if record is None:
             return None
         # client_id + subject identify the principal: the SDK refuses to let one key use another key's session.

@@ -296,12 +296,11 @@ def _read_import(stream: Any) -> dict[str, Any]:
 def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     from server.connectors import load_connectors
     from server.lifecycle import refreshless
+    from server.lifecycle.grants import credential_write
     from server.lifecycle.oauth import TokenGrant
-    from server.lifecycle.tokens import TokenManager
-    from server.monitoring.events import EventRecorder
     from server.runtime import open_vault
     from server.vault import NO_REFRESH_TOKEN, AccountExistsError, AccountStatus
-    from server.vault.store import refreshless_reason
+    from server.vault.credentials import refreshless_reason
 
     connectors = load_connectors(settings)
     if args.connector not in connectors:
@@ -323,12 +322,11 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
         provider_account_id=data.get("provider_account_id"),
         identity={},
     )
-    tokens = TokenManager(settings, vault, connectors, EventRecorder(vault))
     # An expires_at in the past gives a negative lifetime: stored as expired, so the first call refreshes.
-    write = tokens.credential_write(connectors[args.connector], grant, now)
+    write = credential_write(connectors[args.connector], grant, now, refresh_at_fraction=settings.refresh_at_fraction)
     scopes = (data.get("scope") or "").replace(",", " ").split()
     try:
-        account = vault.create_account(
+        account = vault.accounts.create(
             org=org,
             user=user,
             connector=args.connector,
@@ -337,21 +335,21 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
             scopes=scopes,
         )
     except AccountExistsError:
-        existing = vault.find_account(org, user, args.connector, args.label)
+        existing = vault.accounts.find(org, user, args.connector, args.label)
         if not args.replace and existing.status != AccountStatus.PENDING:
             raise CliError(f"account {org}/{user}/{args.connector} exists; pass --replace to replace its tokens") from None
         account = existing
-        vault.update_identity(
+        vault.accounts.update_identity(
             account.id,
             grant.provider_account_id or account.provider_account_id,
             account.provider_identity,
             scopes or account.scopes.split(),
         )
-    vault.put_credential(account.id, write)
-    vault.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
+    vault.credentials.put(account.id, write)
+    vault.accounts.set_status(account.id, AccountStatus.ACTIVE, refreshless_reason(write))
     from server.monitoring.webhook_events import lifecycle_webhook
 
-    vault.record_event(
+    vault.events.record(
         "account_imported",
         account_id=account.id,
         connector=args.connector,
@@ -359,7 +357,7 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
     )
     print(f"stored {account.display_name} (account id {account.id})")
     if refreshless_reason(write):
-        vault.record_event(
+        vault.events.record(
             "refresh_token_missing",
             account_id=account.id,
             severity="warning",
@@ -373,7 +371,7 @@ def cmd_accounts_add(settings: Settings, args: argparse.Namespace) -> int:
         )
     known = grant.provider_account_id or (account.provider_account_id if args.replace else None)
     if not known:
-        _learn_provider_identity(settings, vault.get_account(account.id), expired=bool(expires_in and expires_in <= 0))
+        _learn_provider_identity(settings, vault.accounts.get(account.id), expired=bool(expires_in and expires_in <= 0))
     return EXIT_OK
 
 
@@ -400,7 +398,9 @@ def _learn_provider_identity(settings: Settings, account: Any, *, expired: bool)
 
     result = anyio.run(probe)
     if isinstance(result, ProbeOk) and result.provider_account_id:
-        runtime.vault.update_identity(account.id, result.provider_account_id, account.provider_identity, account.scopes.split())
+        runtime.vault.accounts.update_identity(
+            account.id, result.provider_account_id, account.provider_identity, account.scopes.split()
+        )
         print(f"provider account {result.provider_account_id}")
     elif isinstance(result, ProbeOk):
         print(f"{unknown} (the provider's check does not name one)", file=sys.stderr)
@@ -414,8 +414,8 @@ def cmd_accounts_list(settings: Settings, args: argparse.Namespace) -> int:
 
     vault, _ = open_vault(settings)
     rows = []
-    for account in vault.list_accounts(args.org, args.user):
-        timings = vault.credential_timings(account.id) or {}
+    for account in vault.accounts.all(args.org, args.user):
+        timings = vault.credentials.timings(account.id) or {}
         needs_user_at = refreshless.needs_user_at(account, timings)
         rows.append(
             {
@@ -529,7 +529,7 @@ def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
             "created_at": k.created_at.isoformat(),
             "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
         }
-        for k in vault.list_api_keys(args.org, args.user)
+        for k in vault.api_keys.all(args.org, args.user)
     ]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -550,7 +550,7 @@ def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
     from server.runtime import open_vault
 
     vault, _ = open_vault(settings)
-    matched = vault.revoke_api_key(args.key)
+    matched = vault.api_keys.revoke(args.key)
     if not matched:
         raise CliError(f"no active API key with id or prefix {args.key!r}")
     if len(matched) > 1:
@@ -773,11 +773,11 @@ def cmd_vault_rekey(settings: Settings, args: argparse.Namespace) -> int:
     vault, _ = open_vault(settings)
     counts = vault.reseal_with_primary_key()
     print(
-        f"re-sealed under key {vault.keyring.primary_id}: {counts['credentials']} credential(s), "
-        f"{counts['magic_link_flows']} link flow(s); {counts['credentials_current']} credential(s) already were"
+        f"re-sealed under key {vault.keyring.primary_id}: {counts.credentials} credential(s), "
+        f"{counts.magic_link_flows} link flow(s); {counts.credentials_current} credential(s) already were"
     )
-    if counts["unreadable"]:
-        print(f"{counts['unreadable']} secret(s) did not open with any configured key and were left as they are", file=sys.stderr)
+    if counts.unreadable:
+        print(f"{counts.unreadable} secret(s) did not open with any configured key and were left as they are", file=sys.stderr)
         return EXIT_UNHEALTHY
     return EXIT_OK
 
@@ -795,7 +795,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     async def check_all() -> None:
         nonlocal unhealthy
         try:
-            accounts = await anyio.to_thread.run_sync(runtime.vault.list_accounts, args.org, args.user)
+            accounts = await anyio.to_thread.run_sync(runtime.vault.accounts.all, args.org, args.user)
             if not accounts:
                 print(
                     "no accounts to check; connect one with `grantkeeper link CONNECTOR` or `grantkeeper accounts add CONNECTOR`"
@@ -806,7 +806,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                     continue
                 result = await runtime.executor.probe(account)
                 if isinstance(result, Ok):
-                    timings = await anyio.to_thread.run_sync(runtime.vault.credential_timings, account.id)
+                    timings = await anyio.to_thread.run_sync(runtime.vault.credentials.timings, account.id)
                     needs_user_at = refreshless.needs_user_at(account, timings)
                     print(
                         f"{account.display_name:<40} ok"
@@ -832,10 +832,10 @@ def find_account_ref(vault: Any, ref: str) -> Any:
     if len(ref) > 700 or not ref:
         raise CliError("ACCOUNT must be an account id or org/user/connector[/label]")
     if len(parts) in (3, 4):
-        account = vault.find_account(*parts[:3], parts[3] if len(parts) == 4 else "default")
+        account = vault.accounts.find(*parts[:3], parts[3] if len(parts) == 4 else "default")
     elif len(parts) == 1:
         try:
-            account = vault.get_account(ref)
+            account = vault.accounts.get(ref)
         except LookupError:
             account = None
     else:

@@ -394,11 +394,11 @@ class Executor:
 
     def _labels(self, caller: Caller, connector_name: str) -> list[str]:
         return [
-            account.label for account in self.vault.list_accounts(caller.org, caller.user) if account.connector == connector_name
+            account.label for account in self.vault.accounts.all(caller.org, caller.user) if account.connector == connector_name
         ]
 
     async def _find_account(self, key: tuple[str, str, str, str]) -> ConnectedAccount | None:
-        return await self._db(self.vault.find_account, *key)
+        return await self._db(self.vault.accounts.find, *key)
 
     def forget_account(self, account: ConnectedAccount) -> None:
         self._accounts.forget((account.org, account.user, account.connector, account.label))
@@ -406,7 +406,7 @@ class Executor:
 
     async def _set_status(self, account: ConnectedAccount, status: AccountStatus, reason: str | None) -> None:
         self.forget_account(account)
-        if await self._db(self.vault.set_status, account.id, status, reason):
+        if await self._db(self.vault.accounts.set_status, account.id, status, reason):
             severity = {"reauth_required": "critical", "admin_action_required": "error"}.get(status.value, "info")
             await self.events.record("status_changed", account, severity=severity, status=status.value, reason=reason)
 
@@ -461,7 +461,7 @@ class Executor:
             )
         if account is None:
             account = await self._db(self._pending_account, caller, connector.name)
-        if reason != "not_connected" and (await self._db(self.vault.get_account, account.id)).status == AccountStatus.ACTIVE:
+        if reason != "not_connected" and (await self._db(self.vault.accounts.get, account.id)).status == AccountStatus.ACTIVE:
             return failure_result(
                 failures.UpstreamFailure(
                     "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.", retryable=True
@@ -495,15 +495,15 @@ class Executor:
         return account, await self.issue_link(account, purpose, "requested", issued_by=issued_by)
 
     def _pending_account(self, caller: Caller, connector_name: str, label: str = DEFAULT_LABEL) -> ConnectedAccount:
-        account = self.vault.find_account(caller.org, caller.user, connector_name, label)
+        account = self.vault.accounts.find(caller.org, caller.user, connector_name, label)
         if account is not None:
             return account
         try:
-            return self.vault.create_account(
+            return self.vault.accounts.create(
                 org=caller.org, user=caller.user, connector=connector_name, label=label, status=AccountStatus.PENDING
             )
         except AccountExistsError:  # created by a concurrent call
-            return self.vault.find_account(caller.org, caller.user, connector_name, label)
+            return self.vault.accounts.find(caller.org, caller.user, connector_name, label)
 
     async def issue_link(
         self, account: ConnectedAccount, purpose: str, reason: str | None, *, issued_by: str = "agent"
@@ -511,7 +511,7 @@ class Executor:
         token = new_secret_token()
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
         record = await self._db(
-            self.vault.create_magic_link,
+            self.vault.links.create,
             token=token,
             account=account,
             purpose=purpose,

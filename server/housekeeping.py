@@ -39,7 +39,7 @@ class Housekeeper:
     def prune_once(self) -> int:
         """Prune now; blocking. Returns the number of rows deleted (magic links, then identity rows)."""
         now, retention = self.clock(), timedelta(seconds=self.settings.magic_link_retention_seconds)
-        links = self.vault.prune_magic_links(
+        links = self.vault.links.prune(
             now=now, retention=retention, flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds)
         )
         return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)

@@ -138,7 +138,7 @@ def test_the_reader_sees_the_imports_it_should() -> None:
 
 # Known today, being removed by issue 8's vault and tools slices and the bench's own support code; the marks go
 # when they do.
-@pytest.mark.xfail(reason="store<->schedule and tools/__init__<->tools.* cycles", strict=False)
+@pytest.mark.xfail(reason="tools/__init__<->tools.* cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
 

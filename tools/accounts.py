@@ -81,8 +81,8 @@ def register(toolset: Toolset) -> None:
 
         def read() -> list[AccountHealth]:
             rows = []
-            for account in vault.list_accounts(caller.org, caller.user):
-                credential = vault.credential_timings(account.id)
+            for account in vault.accounts.all(caller.org, caller.user):
+                credential = vault.credentials.timings(account.id)
                 rows.append(
                     AccountHealth(
                         connector=account.connector,
@@ -108,7 +108,7 @@ def register(toolset: Toolset) -> None:
             if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
                 # The caller is verified and the account is their own: the same link accounts.connect would give.
                 account = await anyio.to_thread.run_sync(
-                    vault.find_account, caller.org, caller.user, health.connector, health.label
+                    vault.accounts.find, caller.org, caller.user, health.connector, health.label
                 )
                 link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
                 health.reconnect_link, health.link_expires_at = link.url, link.expires_at

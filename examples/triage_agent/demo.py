@@ -289,7 +289,7 @@ async def _run(
             if live_view:
                 live.update(_view(plan, agent, reporters, progress, slack, github, vault))
     statuses = {
-        a.connector: str(a.status.value if hasattr(a.status, "value") else a.status) for a in vault.list_accounts("acme", "alice")
+        a.connector: str(a.status.value if hasattr(a.status, "value") else a.status) for a in vault.accounts.all("acme", "alice")
     }
     return Outcome(
         agent=agent,
@@ -340,7 +340,7 @@ def _view(
     )
     for column in ("account", "vault status", "agent sees", "refreshes ok", "refresh failures", "reuse detected"):
         accounts.add_column(column)
-    statuses = {a.connector: str(getattr(a.status, "value", a.status)) for a in vault.list_accounts("acme", "alice")}
+    statuses = {a.connector: str(getattr(a.status, "value", a.status)) for a in vault.accounts.all("acme", "alice")}
     for connector, simulator in ((SLACK, slack), (GITHUB, github)):
         block = agent.blocks.get(connector)
         sees = "[green]working[/]" if block is None else f"[red]{block.status}[/] ({block.reason})"

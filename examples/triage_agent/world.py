@@ -233,4 +233,4 @@ def audit(slack: SlackSimulator, github: GitHubSimulator, seeded: list[Seeded], 
 def refreshes_by_trigger(vault: Any) -> Counter[str]:
     """Successful refreshes by what started them (proactive, reactive, expiry, scheduled), from the vault's
     lifecycle events."""
-    return Counter(str(event.detail.get("trigger")) for event in vault.events(kind="refresh_succeeded", limit=1_000_000))
+    return Counter(str(event.detail.get("trigger")) for event in vault.events.recent(kind="refresh_succeeded", limit=1_000_000))

@@ -50,7 +50,7 @@ class AccountActions:
 
     async def refresh_now(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         tokens = self.runtime.tokens
-        current = await anyio.to_thread.run_sync(self.runtime.vault.read_credential, account.id)
+        current = await anyio.to_thread.run_sync(self.runtime.vault.credentials.read, account.id)
         if current is None or account.status != AccountStatus.ACTIVE:
             outcome = Outcome(False, f"{account.display_name} has no working grant to refresh ({account.status})")
         else:
@@ -64,7 +64,7 @@ class AccountActions:
 
     async def disable(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         changed = await anyio.to_thread.run_sync(
-            self.runtime.vault.set_status, account.id, AccountStatus.DISABLED, DISABLED_REASON
+            self.runtime.vault.accounts.set_status, account.id, AccountStatus.DISABLED, DISABLED_REASON
         )
         self.runtime.executor.forget_account(account)
         if changed:
@@ -88,9 +88,9 @@ class AccountActions:
         """Back to work if it still holds a grant (the next check or call tells whether it is good), else pending."""
         if account.status != AccountStatus.DISABLED:
             return Outcome(False, f"{account.display_name} is not disabled ({account.status})")
-        has_grant = await anyio.to_thread.run_sync(self.runtime.vault.read_credential, account.id) is not None
+        has_grant = await anyio.to_thread.run_sync(self.runtime.vault.credentials.read, account.id) is not None
         status = AccountStatus.ACTIVE if has_grant else AccountStatus.PENDING
-        await anyio.to_thread.run_sync(self.runtime.vault.set_status, account.id, status, None)
+        await anyio.to_thread.run_sync(self.runtime.vault.accounts.set_status, account.id, status, None)
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record("status_changed", account, status=status.value, reason=None, by=actor)
         await self._audit(actor, "account_enabled", account)

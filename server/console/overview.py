@@ -58,7 +58,7 @@ class AccountRow:
 def account_rows(
     vault: Vault, connectors: dict[str, Connector], *, org: str | None = None, user: str | None = None
 ) -> list[AccountRow]:
-    accounts = vault.list_accounts(org, user)
+    accounts = vault.accounts.all(org, user)
     with Session(vault.engine) as session:
         credentials = {
             row.account_id: row

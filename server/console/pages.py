@@ -83,7 +83,7 @@ class ConsolePages:
     async def viewer(self, request: Request) -> Viewer | None:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and key.strip():
-            record = await anyio.to_thread.run_sync(self.runtime.vault.find_api_key, key.strip())
+            record = await anyio.to_thread.run_sync(self.runtime.vault.api_keys.find, key.strip())
             if record is None:
                 return None
             return Viewer(record.org, record.user, bool(record.admin), f"key:{record.prefix}…", f"key:{record.id}")
@@ -217,7 +217,7 @@ class ConsolePages:
         if len(account_id) > 64:
             return None
         try:
-            return await anyio.to_thread.run_sync(self.runtime.vault.get_account, account_id)
+            return await anyio.to_thread.run_sync(self.runtime.vault.accounts.get, account_id)
         except LookupError:
             return None
 

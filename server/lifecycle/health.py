@@ -85,7 +85,7 @@ class HealthMonitor:
         """Once per refresh token: when its fixed end is near (`refresh_expiry_warning_seconds`, or half its
         lifetime), record `refresh_token_expiring` — a webhook `account.reauth_required` — so the owner re-consents
         before anything breaks. The event names no link: a link is a secret, minted by `grantkeeper link`."""
-        timings = await anyio.to_thread.run_sync(self.vault.credential_timings, account.id)
+        timings = await anyio.to_thread.run_sync(self.vault.credentials.timings, account.id)
         if timings is None or timings.get("refresh_expires_at") is None:
             return False
         expires_at, issued_at = timings["refresh_expires_at"], timings["issued_at"]
@@ -94,7 +94,7 @@ class HealthMonitor:
         if utcnow() < expires_at - timedelta(seconds=ahead):
             return False
         previous = await anyio.to_thread.run_sync(
-            lambda: self.vault.events(account_id=account.id, kind="refresh_token_expiring", limit=1)
+            lambda: self.vault.events.recent(account_id=account.id, kind="refresh_token_expiring", limit=1)
         )
         if previous and previous[0].detail.get("refresh_expires_at") == expires_at.isoformat():
             return False  # already announced for this refresh token
@@ -111,8 +111,8 @@ class HealthMonitor:
     async def _warn_if_reconnect_due(self, account: ConnectedAccount) -> None:
         """A grant without a refresh token nearing its expiry: a warning (one alert per incident) so the operator
         can make sure its user reconnects; the user is offered the link by accounts.list."""
-        fresh = await anyio.to_thread.run_sync(self.vault.get_account, account.id)
-        timings = await anyio.to_thread.run_sync(self.vault.credential_timings, account.id)
+        fresh = await anyio.to_thread.run_sync(self.vault.accounts.get, account.id)
+        timings = await anyio.to_thread.run_sync(self.vault.credentials.timings, account.id)
         at = refreshless.needs_user_at(fresh, timings)
         if refreshless.reconnect_due(self.settings, at, utcnow()):
             assert at is not None
@@ -191,6 +191,6 @@ class HealthMonitor:
     async def require_healthy(self) -> list[Unhealthy]:
         """`serve --require-healthy`: check every active account now; the accounts that need a person (empty:
         all healthy). Transient provider trouble does not count: only what a person must fix."""
-        accounts = await anyio.to_thread.run_sync(self.vault.list_accounts)
+        accounts = await anyio.to_thread.run_sync(self.vault.accounts.all)
         await self.check_all([a for a in accounts if a.status == AccountStatus.ACTIVE.value], trigger="startup")
         return await self.unhealthy_accounts()

@@ -105,7 +105,7 @@ class Offboarding:
         due = await anyio.to_thread.run_sync(lambda: self.revocations.claim_due(self.clock(), ATTEMPT_LEASE))
         for pending in due:
             try:
-                account = await anyio.to_thread.run_sync(self.vault.get_account, pending.account_id)
+                account = await anyio.to_thread.run_sync(self.vault.accounts.get, pending.account_id)
             except LookupError:
                 account = None
             await self.attempt(pending, account)

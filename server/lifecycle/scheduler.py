@@ -138,7 +138,9 @@ class RefreshScheduler:
                 await self.pacer.wait(account.connector)
             except anyio.get_cancelled_exc_class():
                 with anyio.CancelScope(shield=True):  # shutting down before the provider call: hand the row back
-                    await anyio.to_thread.run_sync(self.vault.drop_lease, account.id, claim.version, self.tokens.owner)
+                    await anyio.to_thread.run_sync(
+                        self.vault.credentials.drop_lease, account.id, claim.version, self.tokens.owner
+                    )
                 raise
             # A rotation in flight is finished and stored even if the worker is shutting down: cancelling it
             # half-way would spend the refresh token without keeping its successor.

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import os
-import random
 import socket
 import time
 import uuid
@@ -28,6 +27,7 @@ from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
 from server.lifecycle.crashpoints import crash_point
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring import tracing
 from server.monitoring.events import EventRecorder
@@ -39,15 +39,11 @@ from server.vault import (
     ConnectedAccount,
     CredentialSnapshot,
     CredentialWrite,
-    TokenSecrets,
     Vault,
 )
+from server.vault.credentials import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 from server.vault.models import utcnow
-from server.vault.store import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
 
-# How far the due time of a refresh is spread, as a fraction of the token's lifetime, so that a fleet of
-# accounts imported together does not come due in the same second.
-DUE_JITTER_FRACTION = 0.05
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
 # The lease owner renews its lease this many times per lease period, so one late renewal does not lose it.
@@ -94,7 +90,7 @@ class TokenManager:
         return snapshot
 
     async def _read(self, account_id: str) -> CredentialSnapshot | None:
-        return await self._db(self.vault.read_credential, account_id)
+        return await self._db(self.vault.credentials.read, account_id)
 
     def _remember(self, snapshot: CredentialSnapshot) -> None:
         cached = self._cache.peek(snapshot.account_id)
@@ -176,10 +172,10 @@ class TokenManager:
     async def _refresh_claimed(self, account: ConnectedAccount, version: int, trigger: str) -> CredentialSnapshot | None:
         lease_for = timedelta(seconds=self.settings.lease_seconds)
         # The claim may have waited for a concurrency slot or the provider's pace: start with a whole lease.
-        if not await self._db(self.vault.renew_lease, account.id, version, self.owner, lease_for):
+        if not await self._db(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for):
             self.log.info("claimed_lease_lost", account=account.display_name, version=version)
             return None
-        row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
+        row: CredentialSnapshot | None = await self._db(self.vault.credentials.read, account.id)
         if row is None or row.version != version or row.lease_owner != self.owner:
             return row
         interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
@@ -204,7 +200,7 @@ class TokenManager:
         delay = LOSER_POLL_FIRST_SECONDS
         waiting_since = time.time_ns()
         while True:
-            row: CredentialSnapshot | None = await self._db(self.vault.read_credential, account.id)
+            row: CredentialSnapshot | None = await self._db(self.vault.credentials.read, account.id)
             if row is None:
                 raise GrantGone("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
@@ -219,7 +215,7 @@ class TokenManager:
             self._raise_if_cooling_down(row)
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
-            if await self._db(self.vault.try_lease, account.id, row.version, self.owner, lease_for):
+            if await self._db(self.vault.credentials.try_lease, account.id, row.version, self.owner, lease_for):
                 break
             if time.monotonic() > give_up_at:
                 raise UpstreamFailure(
@@ -234,9 +230,9 @@ class TokenManager:
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         tracing.record_span("lease_wait", waiting_since, outcome="leased")
         try:  # a failure released between our read and our lease is seen here, before any token request
-            self._raise_if_cooling_down(await self._db(self.vault.read_credential, account.id) or row)
+            self._raise_if_cooling_down(await self._db(self.vault.credentials.read, account.id) or row)
         except UpstreamFailure:
-            await self._db(self.vault.drop_lease, account.id, row.version, self.owner)
+            await self._db(self.vault.credentials.drop_lease, account.id, row.version, self.owner)
             raise
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
@@ -248,7 +244,7 @@ class TokenManager:
             # A bug or a cancellation while holding the lease: give it back rather than make every other caller
             # wait for it to expire, and say the answer may be lost (the provider may have rotated).
             with anyio.CancelScope(shield=True):
-                await self._db(self.vault.release_lease, account.id, self.owner, outcome="ambiguous")
+                await self._db(self.vault.credentials.release_lease, account.id, self.owner, outcome="ambiguous")
             raise
 
     async def _refresh_holding_lease(
@@ -262,7 +258,9 @@ class TokenManager:
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row))
+            await self._db(
+                self.vault.credentials.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row)
+            )
             raise AdminActionRequired("client_not_configured", connector.missing_client or "")
         await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
@@ -277,7 +275,9 @@ class TokenManager:
         # From here the provider may have rotated: store what it answered before anything else can fail.
         write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
-            committed = await self._db(self.vault.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome)
+            committed = await self._db(
+                self.vault.credentials.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome
+            )
         except Exception:
             committed = None
         else:
@@ -298,7 +298,7 @@ class TokenManager:
             )
             if committed.refresh_token is None:
                 # Works until its access token expires, then needs its user: listed and offered a link as such.
-                await self._db(self.vault.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
+                await self._db(self.vault.accounts.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
             if grant.access_token is None:
                 raise UpstreamFailure(
                     "token_response_unusable",
@@ -316,9 +316,17 @@ class TokenManager:
     ) -> tuple[CredentialWrite, str]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
+        fraction, listeners = self.settings.refresh_at_fraction, self.due_listeners
         if grant.access_token is not None:
-            return self.credential_write(connector, grant, issued_at), grant.defect or "ok"
-        kept = self.credential_write(connector, dataclasses.replace(grant, access_token=row.access_token), issued_at)
+            write = credential_write(connector, grant, issued_at, refresh_at_fraction=fraction, due_listeners=listeners)
+            return write, grant.defect or "ok"
+        kept = credential_write(
+            connector,
+            dataclasses.replace(grant, access_token=row.access_token),
+            issued_at,
+            refresh_at_fraction=fraction,
+            due_listeners=listeners,
+        )
         return dataclasses.replace(
             kept, access_expires_at=row.access_expires_at, refresh_due_at=self._retry_at(row)
         ), grant.defect or "defective"
@@ -343,7 +351,7 @@ class TokenManager:
             if utcnow() >= not_after:
                 return
             try:
-                held = await self._db(self.vault.renew_lease, account.id, version, self.owner, lease_for, not_after)
+                held = await self._db(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for, not_after)
             except Exception:
                 # A database hiccup: the next beat tries again (the lease still has two thirds of its time).
                 self.log.warning("lease_renewal_failed", account=account.display_name, exc_info=True)
@@ -362,14 +370,16 @@ class TokenManager:
         error: TokenEndpointError,
     ) -> CredentialSnapshot:
         if error.verdict is TokenVerdict.REJECTED:
-            latest = await self._db(self.vault.read_credential, account.id)
+            latest = await self._db(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await self._db(self.vault.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row))
+            await self._db(
+                self.vault.credentials.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row)
+            )
             await self.events.record("refresh_failed", account, severity="critical", trigger=trigger, provider_error=error.error)
             raise AdminActionRequired(
                 "client_credentials_rejected", "The provider rejected this server's OAuth client credentials."
@@ -377,7 +387,7 @@ class TokenManager:
         # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
         outcome = "ambiguous" if error.maybe_applied else "failed"
         retry_at = self._retry_at(row)
-        await self._db(self.vault.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
+        await self._db(self.vault.credentials.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
         await self.events.record(
             "refresh_failed",
@@ -399,12 +409,12 @@ class TokenManager:
         self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str, **detail: Any
     ) -> CredentialSnapshot:
         marked = await self._db(
-            self.vault.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
+            self.vault.credentials.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
         )
         self.forget(account.id)
         if not marked:
             # We no longer hold the lease at this version: whoever does decides (or already decided).
-            latest = await self._db(self.vault.read_credential, account.id)
+            latest = await self._db(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
@@ -419,7 +429,7 @@ class TokenManager:
 
     async def _already_dead(self, account: ConnectedAccount) -> GrantGone:
         """The failure for a grant the vault already knows is dead, with the reason it was first given."""
-        stored = await self._db(self.vault.get_account, account.id)
+        stored = await self._db(self.vault.accounts.get, account.id)
         return GrantGone(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
@@ -455,27 +465,6 @@ class TokenManager:
     def _retry_at(row: CredentialSnapshot) -> datetime:
         """When a failed refresh is tried again: 5 s, 10 s, 15 s … after each consecutive failure, at most 60 s."""
         return utcnow() + timedelta(seconds=min(60.0, 5.0 * (1 + row.consecutive_failures)))
-
-    def credential_write(self, connector: Connector, grant: TokenGrant, issued_at: datetime) -> CredentialWrite:
-        lifetime = grant.expires_in if grant.expires_in else connector.spec.default_access_ttl_seconds
-        access_expires_at = refresh_due_at = None
-        if lifetime:
-            access_expires_at = issued_at + timedelta(seconds=lifetime)
-            if grant.refresh_token:
-                spread = random.uniform(-DUE_JITTER_FRACTION, DUE_JITTER_FRACTION)
-                refresh_due_at = issued_at + timedelta(seconds=lifetime * (self.settings.refresh_at_fraction + spread))
-        refresh_expires_at = issued_at + timedelta(seconds=grant.refresh_expires_in) if grant.refresh_expires_in else None
-        if refresh_due_at is not None:
-            for listener in self.due_listeners:
-                listener(refresh_due_at)
-        return CredentialWrite(
-            secrets=TokenSecrets(grant.access_token, grant.refresh_token),
-            token_type=grant.token_type,
-            issued_at=issued_at,
-            access_expires_at=access_expires_at,
-            refresh_due_at=refresh_due_at,
-            refresh_expires_at=refresh_expires_at,
-        )
 
     async def wait_for_background(self) -> None:
         """Wait until every background refresh started so far has finished (tests and shutdown)."""

@@ -64,14 +64,14 @@ class AlertPolicy:
             def resolved(incident: str) -> Any:
                 return alert_webhook(False, subject, account, incident, "resolved", f"{incident} {summary}")
 
-            closed = await anyio.to_thread.run_sync(self.vault.close_incidents, account, resolved)
+            closed = await anyio.to_thread.run_sync(self.vault.incidents.close_all, account, resolved)
             for incident in closed:
                 self._send(account, incident, "resolved", f"{incident} {summary}", {})
             return bool(closed)
         if opened is not None:
             incident, severity, summary = opened
             webhook = alert_webhook(True, subject, account, incident, severity, summary, detail.get("reason"))
-            if await anyio.to_thread.run_sync(self.vault.open_incident, account, incident, severity, webhook):
+            if await anyio.to_thread.run_sync(self.vault.incidents.open, account, incident, severity, webhook):
                 self._send(account, incident, severity, summary, detail)
                 return True
         return False

@@ -40,7 +40,7 @@ class EventRecorder:
         self.metrics.record_event(kind, account.connector if account else "")
         self.log.log(LEVELS.get(severity, logging.INFO), kind, severity=severity, **context, **detail)
         webhook = lifecycle_webhook(kind, account, severity, detail)
-        self.vault.record_event(
+        self.vault.events.record(
             kind, account_id=account.id if account else None, severity=severity, webhook=webhook, **context, **detail
         )
         return webhook is not None

@@ -21,6 +21,7 @@ from authlib.common.security import generate_token
 from providers.base import Verdict, json_body
 from server.bounded_read import ResponseTooLarge, read_bounded, with_body
 from server.connectors import Connector
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
 from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
 from server.monitoring.logging import get_logger
@@ -34,10 +35,10 @@ from server.vault import (
     VaultIntegrityError,
     VaultKeyError,
 )
+from server.vault.credentials import refreshless_reason
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
 from server.vault.revocations import PendingRevocation
-from server.vault.store import refreshless_reason
 
 FLOW_FIELD = "flow"
 CALLBACK_PATH = "/oauth/callback"
@@ -116,7 +117,7 @@ class ReauthFlow:
                 "nonce": nonce,
             },
         )
-        if not await self._db(self.runtime.vault.begin_magic_link_flow, view.link.id, state=state, sealed_flow=sealed):
+        if not await self._db(self.runtime.vault.links.begin_flow, view.link.id, state=state, sealed_flow=sealed):
             raise ReauthRefused(Refusal.LINK_USED, account=view.account)  # a concurrent open won, or it just expired
         self.log.info("reauthorization_started", account=view.account.display_name, purpose=view.link.purpose)
         return FlowStarted(
@@ -198,7 +199,13 @@ class ReauthFlow:
                 Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(account, connector), **context
             )
 
-        write = self.runtime.tokens.credential_write(connector, grant, utcnow())
+        write = credential_write(
+            connector,
+            grant,
+            utcnow(),
+            refresh_at_fraction=self.runtime.settings.refresh_at_fraction,
+            due_listeners=self.runtime.tokens.due_listeners,
+        )
         scopes = (grant.scope or "").replace(",", " ").split() or account.scopes.split()
         replaced: list[PendingRevocation] = []
         revocations = self.runtime.offboarding.revocations
@@ -207,7 +214,7 @@ class ReauthFlow:
             replaced.append(revocations.pending_in(session, account.id, account.connector, "replaced", secrets))
 
         outcome = await self._db(
-            self.runtime.vault.complete_magic_link_flow,
+            self.runtime.vault.links.complete_flow,
             link,
             provider_account_id=provider_account_id,
             identity=identity,
@@ -221,7 +228,7 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.ACCOUNT_DISABLED, **context)
         if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
             self._refuse_mismatch(account, provider_account_id)
-            fresh = await self._db(self.runtime.vault.get_account, account.id)
+            fresh = await self._db(self.runtime.vault.accounts.get, account.id)
             raise ReauthRefused(
                 Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(fresh, connector), **context
             )
@@ -280,7 +287,7 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.STATE_MISSING)
         if len(state) > 128:
             raise ReauthRefused(Refusal.STATE_UNKNOWN)
-        link = await self._db(self.runtime.vault.find_magic_link_by_state, state)
+        link = await self._db(self.runtime.vault.links.find_by_state, state)
         if link is None or link.flow_ciphertext is None or link.flow_key_id is None:
             raise ReauthRefused(Refusal.STATE_UNKNOWN)
         try:
@@ -288,7 +295,7 @@ class ReauthFlow:
         except (VaultIntegrityError, VaultKeyError):
             self.log.error("reauthorization_flow_unreadable", link_id=link.id)
             raise ReauthRefused(Refusal.STATE_UNKNOWN) from None
-        account = await self._db(self.runtime.vault.get_account, link.account_id)
+        account = await self._db(self.runtime.vault.accounts.get, link.account_id)
         return link, account, flow
 
     async def _identify(self, connector: Connector, access_token: str) -> tuple[str | None, dict[str, Any]]:

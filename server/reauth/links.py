@@ -57,11 +57,11 @@ def looks_like_token(token: str) -> bool:
 
 def inspect_link(vault: Vault, token: str) -> LinkView:
     """The link and its account if the link can still start a flow; otherwise `ReauthRefused`. Blocking."""
-    link = vault.find_magic_link(token) if looks_like_token(token) else None
+    link = vault.links.find(token) if looks_like_token(token) else None
     if link is None:
         raise ReauthRefused(Refusal.LINK_UNKNOWN)
     try:
-        account = vault.get_account(link.account_id)
+        account = vault.accounts.get(link.account_id)
     except UnknownAccountError:
         raise ReauthRefused(Refusal.LINK_UNKNOWN) from None
     if link.used_at is not None:

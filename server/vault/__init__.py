@@ -1,17 +1,11 @@
-"""The encrypted vault of connected accounts: tables, sealing, storage operations, migrations."""
+"""The encrypted vault of connected accounts: tables, sealing, storage operations by concept, migrations."""
 
+from server.vault.accounts import NO_REFRESH_TOKEN, AccountExistsError, UnknownAccountError
+from server.vault.credentials import CredentialSnapshot, CredentialWrite, TokenSecrets
 from server.vault.crypto import Keyring, VaultIntegrityError, VaultKeyError
+from server.vault.links import ReauthorizationOutcome
 from server.vault.models import AccountStatus, ConnectedAccount
-from server.vault.store import (
-    NO_REFRESH_TOKEN,
-    AccountExistsError,
-    CredentialSnapshot,
-    CredentialWrite,
-    ReauthorizationOutcome,
-    TokenSecrets,
-    UnknownAccountError,
-    Vault,
-)
+from server.vault.store import Vault
 
 __all__ = [
     "NO_REFRESH_TOKEN",

@@ -9,18 +9,21 @@ endpoint and account is still pending, so each receiver sees an account's events
 
 from __future__ import annotations
 
+import base64
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Exists, delete, func, or_, update
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from server.vault.crypto import Keyring, Sealed, associated_data
 from server.vault.models import ConnectedAccount, WebhookEndpoint, WebhookMessage, utcnow
+from server.vault.sessions import change, open_session, rows_changed
 
 SECRET_FIELD = "signing_secret"
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -51,8 +54,6 @@ class ClaimedMessage:
 
 def new_signing_secret() -> str:
     """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
-    import base64
-
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -67,9 +68,9 @@ def enqueue(session: Session, event: WebhookEvent, now: datetime | None = None) 
     if event.account_id:
         # Ids are the delivery order. Concurrent writers for one account take turns on its row (PostgreSQL; SQLite
         # has one writer anyway), so an account's messages get their ids in the order their transactions commit.
-        session.execute(select(ConnectedAccount.id).where(ConnectedAccount.id == event.account_id).with_for_update())
+        session.execute(select(col(ConnectedAccount.id)).where(col(ConnectedAccount.id) == event.account_id).with_for_update())
     endpoints = session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.event_types).where(col(WebhookEndpoint.enabled).is_(True))
+        select(col(WebhookEndpoint.id), col(WebhookEndpoint.event_types)).where(col(WebhookEndpoint.enabled).is_(True))
     ).all()
     payload = {"type": event.type, "timestamp": now.isoformat(), "data": event.data}
     written = 0
@@ -90,40 +91,51 @@ def enqueue(session: Session, event: WebhookEvent, now: datetime | None = None) 
     return written
 
 
-def _lease_free(now: datetime):
-    return or_(col(WebhookMessage.lease_until).is_(None), WebhookMessage.lease_until < now)
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(col(WebhookMessage.lease_until).is_(None), col(WebhookMessage.lease_until) < now)
 
 
-def _waits_for_an_earlier_message():
+def _waits_for_an_earlier_message() -> Exists:
     earlier = aliased(WebhookMessage)
     return (
-        select(earlier.id)
+        select(col(earlier.id))
         .where(
-            earlier.endpoint_id == WebhookMessage.endpoint_id,
-            earlier.order_key == WebhookMessage.order_key,
-            earlier.status == PENDING,
-            earlier.id < WebhookMessage.id,
+            col(earlier.endpoint_id) == col(WebhookMessage.endpoint_id),
+            col(earlier.order_key) == col(WebhookMessage.order_key),
+            col(earlier.status) == PENDING,
+            col(earlier.id) < col(WebhookMessage.id),
         )
         .exists()
     )
 
 
-def due_messages(now: datetime, limit: int):
+def due_messages(now: datetime, limit: int) -> SelectOfScalar[int | None]:
     """Pending messages due now, unleased, with no earlier pending message for the same endpoint and account."""
     return (
-        select(WebhookMessage.id)
+        select(col(WebhookMessage.id))
         .where(
-            WebhookMessage.status == PENDING,
-            WebhookMessage.next_attempt_at <= now,
+            col(WebhookMessage.status) == PENDING,
+            col(WebhookMessage.next_attempt_at) <= now,
             _lease_free(now),
             ~_waits_for_an_earlier_message(),
         )
-        .order_by(WebhookMessage.id)
+        .order_by(col(WebhookMessage.id))
         .limit(limit)
     )
 
 
+def _leased_to(message_id: int, owner: str) -> tuple[ColumnElement[bool], ...]:
+    """WHERE clauses: the message is still pending and `owner` still holds its delivery lease."""
+    return (
+        col(WebhookMessage.id) == message_id,
+        col(WebhookMessage.lease_owner) == owner,
+        col(WebhookMessage.status) == PENDING,
+    )
+
+
 class Outbox:
+    """`vault.outbox`: webhook endpoints, and the delivery of the messages queued for them."""
+
     def __init__(self, engine: Engine, keyring: Keyring):
         self.engine = engine
         self.keyring = keyring
@@ -137,7 +149,7 @@ class Outbox:
         )
         sealed = self.keyring.seal(secret.encode(), associated_data("webhook_endpoint", endpoint.id, SECRET_FIELD))
         endpoint.key_id, endpoint.secret_ciphertext = sealed.key_id, sealed.blob
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             session.add(endpoint)
             session.commit()
         return endpoint, secret
@@ -147,39 +159,39 @@ class Outbox:
         return self.keyring.open(Sealed(endpoint.key_id, endpoint.secret_ciphertext), aad).decode()
 
     def list_endpoints(self) -> list[WebhookEndpoint]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.execute(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at)).scalars())
+        with open_session(self.engine) as session:
+            return list(session.exec(select(WebhookEndpoint).order_by(col(WebhookEndpoint.created_at))))
 
     def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             return session.get(WebhookEndpoint, endpoint_id)
 
     def remove_endpoint(self, endpoint_id: str) -> bool:
         """Delete the endpoint and its messages (nobody is left to deliver them to)."""
-        with Session(self.engine) as session:
-            session.execute(delete(WebhookMessage).where(WebhookMessage.endpoint_id == endpoint_id))
-            removed = session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id)).rowcount
+        with open_session(self.engine) as session:
+            session.execute(delete(WebhookMessage).where(col(WebhookMessage.endpoint_id) == endpoint_id))
+            removed = rows_changed(session, delete(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id))
             session.commit()
             return removed == 1
 
     def message_counts(self) -> dict[tuple[str, str], int]:
         """(endpoint id, status) -> number of messages."""
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(WebhookMessage.endpoint_id, WebhookMessage.status, func.count()).group_by(
-                    WebhookMessage.endpoint_id, WebhookMessage.status
+        with open_session(self.engine) as session:
+            rows = session.exec(
+                select(col(WebhookMessage.endpoint_id), col(WebhookMessage.status), func.count()).group_by(
+                    col(WebhookMessage.endpoint_id), col(WebhookMessage.status)
                 )
             ).all()
             return {(endpoint, status): count for endpoint, status, count in rows}
 
     def messages(self, endpoint_id: str | None = None, status: str | None = None, limit: int = 1000) -> list[WebhookMessage]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            statement = select(WebhookMessage).order_by(WebhookMessage.id).limit(limit)
+        with open_session(self.engine) as session:
+            statement = select(WebhookMessage).order_by(col(WebhookMessage.id)).limit(limit)
             if endpoint_id is not None:
-                statement = statement.where(WebhookMessage.endpoint_id == endpoint_id)
+                statement = statement.where(col(WebhookMessage.endpoint_id) == endpoint_id)
             if status is not None:
-                statement = statement.where(WebhookMessage.status == status)
-            return list(session.execute(statement).scalars())
+                statement = statement.where(col(WebhookMessage.status) == status)
+            return list(session.exec(statement))
 
     # ---- delivery ------------------------------------------------------------------------------------
     def claim_due(self, owner: str, now: datetime, limit: int, lease_for: timedelta) -> list[ClaimedMessage]:
@@ -188,15 +200,17 @@ class Outbox:
         if limit <= 0:
             return []
         inner = due_messages(now, limit).with_for_update(skip_locked=True, of=WebhookMessage)
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             ids = (
                 session.execute(
                     update(WebhookMessage)
                     .where(
-                        col(WebhookMessage.id).in_(inner.scalar_subquery()), WebhookMessage.status == PENDING, _lease_free(now)
+                        col(WebhookMessage.id).in_(inner.scalar_subquery()),
+                        col(WebhookMessage.status) == PENDING,
+                        _lease_free(now),
                     )
                     .values(lease_owner=owner, lease_until=now + lease_for)
-                    .returning(WebhookMessage.id)
+                    .returning(col(WebhookMessage.id))
                 )
                 .scalars()
                 .all()
@@ -204,47 +218,49 @@ class Outbox:
             session.commit()
             if not ids:
                 return []
-            rows = session.execute(
+            claimed = session.exec(
                 select(WebhookMessage, WebhookEndpoint)
-                .join(WebhookEndpoint, col(WebhookEndpoint.id) == WebhookMessage.endpoint_id)
+                .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookMessage.endpoint_id))
                 .where(col(WebhookMessage.id).in_(list(ids)))
-                .order_by(WebhookMessage.id)
+                .order_by(col(WebhookMessage.id))
             ).all()
-        return [
-            ClaimedMessage(
-                message.id,
-                message.message_id,
-                message.event_type,
-                message.payload,
-                message.attempts,
-                endpoint.id,
-                endpoint.url,
-                self.endpoint_secret(endpoint),
-            )
-            for message, endpoint in rows
-        ]
-
-    def mark_delivered(self, message_id: int, owner: str, now: datetime) -> bool:
-        with Session(self.engine) as session:
-            result = session.execute(
-                update(WebhookMessage)
-                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner, WebhookMessage.status == PENDING)
-                .values(
-                    status=DELIVERED,
-                    delivered_at=now,
-                    attempts=WebhookMessage.attempts + 1,
-                    lease_owner=None,
-                    lease_until=None,
-                    last_error=None,
+        messages = []
+        for message, endpoint in claimed:
+            assert message.id is not None  # a row read back from the table has its primary key
+            messages.append(
+                ClaimedMessage(
+                    message.id,
+                    message.message_id,
+                    message.event_type,
+                    message.payload,
+                    message.attempts,
+                    endpoint.id,
+                    endpoint.url,
+                    self.endpoint_secret(endpoint),
                 )
             )
-            session.commit()
-            return result.rowcount == 1
+        return messages
+
+    def mark_delivered(self, message_id: int, owner: str, now: datetime) -> bool:
+        delivered = change(
+            self.engine,
+            update(WebhookMessage)
+            .where(*_leased_to(message_id, owner))
+            .values(
+                status=DELIVERED,
+                delivered_at=now,
+                attempts=col(WebhookMessage.attempts) + 1,
+                lease_owner=None,
+                lease_until=None,
+                last_error=None,
+            ),
+        )
+        return delivered == 1
 
     def mark_failed(self, message_id: int, owner: str, error: str, retry_at: datetime | None) -> bool:
         """Record a failed attempt: the next one at `retry_at`, or dead-lettered when it is None."""
         values: dict[str, Any] = {
-            "attempts": WebhookMessage.attempts + 1,
+            "attempts": col(WebhookMessage.attempts) + 1,
             "lease_owner": None,
             "lease_until": None,
             "last_error": error[:64],
@@ -253,28 +269,22 @@ class Outbox:
             values["status"] = DEAD
         else:
             values["next_attempt_at"] = retry_at
-        with Session(self.engine) as session:
-            result = session.execute(
-                update(WebhookMessage)
-                .where(WebhookMessage.id == message_id, WebhookMessage.lease_owner == owner, WebhookMessage.status == PENDING)
-                .values(**values)
-            )
-            session.commit()
-            return result.rowcount == 1
+        failed = change(self.engine, update(WebhookMessage).where(*_leased_to(message_id, owner)).values(**values))
+        return failed == 1
 
     def next_due(self, now: datetime) -> datetime | None:
         """When the next pending message may be claimable: its attempt time, or when its lease runs out."""
-        with Session(self.engine) as session:
-            attempt = session.execute(
-                select(func.min(WebhookMessage.next_attempt_at)).where(
-                    WebhookMessage.status == PENDING, _lease_free(now), ~_waits_for_an_earlier_message()
+        with open_session(self.engine) as session:
+            attempt = session.exec(
+                select(func.min(col(WebhookMessage.next_attempt_at))).where(
+                    col(WebhookMessage.status) == PENDING, _lease_free(now), ~_waits_for_an_earlier_message()
                 )
-            ).scalar()
-            lease = session.execute(
-                select(func.min(WebhookMessage.lease_until)).where(
-                    WebhookMessage.status == PENDING, WebhookMessage.lease_until >= now
+            ).first()
+            lease = session.exec(
+                select(func.min(col(WebhookMessage.lease_until))).where(
+                    col(WebhookMessage.status) == PENDING, col(WebhookMessage.lease_until) >= now
                 )
-            ).scalar()
+            ).first()
         times = [t for t in (attempt, lease) if t is not None]
         if not times:
             return None
@@ -289,12 +299,9 @@ class Outbox:
             status=PENDING, attempts=0, next_attempt_at=now, lease_owner=None, lease_until=None, last_error=None
         )
         if message_id is not None:
-            statement = statement.where(WebhookMessage.message_id == message_id, WebhookMessage.status != PENDING)
+            statement = statement.where(col(WebhookMessage.message_id) == message_id, col(WebhookMessage.status) != PENDING)
         else:
-            statement = statement.where(WebhookMessage.status == DEAD)
+            statement = statement.where(col(WebhookMessage.status) == DEAD)
         if endpoint_id is not None:
-            statement = statement.where(WebhookMessage.endpoint_id == endpoint_id)
-        with Session(self.engine) as session:
-            result = session.execute(statement)
-            session.commit()
-            return result.rowcount
+            statement = statement.where(col(WebhookMessage.endpoint_id) == endpoint_id)
+        return change(self.engine, statement)

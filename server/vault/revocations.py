@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import ColumnElement, delete, or_, update
 from sqlmodel import Session, col, select
 
+from server.vault.accounts import UnknownAccountError
+from server.vault.credentials import TokenSecrets, open_secrets
 from server.vault.crypto import Sealed
 from server.vault.models import (
     AccountStatus,
@@ -21,7 +24,8 @@ from server.vault.models import (
     RevocationState,
     utcnow,
 )
-from server.vault.store import TokenSecrets, Vault
+from server.vault.sessions import change, open_session
+from server.vault.store import Vault
 
 REMOVED = "removed"  # the status reason agents see for a removed account
 SEALED_FIELD = "tokens"
@@ -41,6 +45,11 @@ class PendingRevocation:
 class Removal:
     account: ConnectedAccount
     revocation: PendingRevocation | None  # None: there was no credential left to end
+
+
+def _lease_is_free(now: datetime) -> ColumnElement[bool]:
+    """WHERE clause: no worker holds a live lease on the revocation (never leased, or the lease ran out)."""
+    return or_(col(Revocation.lease_until).is_(None), col(Revocation.lease_until) < now)
 
 
 class Revocations:
@@ -74,30 +83,30 @@ class Revocations:
         """In one transaction: the credential row goes (its tokens move, sealed, to a pending revocation), the
         account answers `reauth_required` / `removed`, its open links die, and who removed it is kept."""
         now = utcnow()
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             account = session.get(ConnectedAccount, account_id)
             if account is None:
-                from server.vault.store import UnknownAccountError
-
                 raise UnknownAccountError(f"no account with id {account_id}")
             credential = session.get(Credential, account_id)
             pending = None
             if credential is not None:
-                pending = self._new(session, account_id, account.connector, REMOVED, self.vault._open_secrets(credential))
-                session.execute(delete(Credential).where(Credential.account_id == account_id))
+                pending = self._new(session, account_id, account.connector, REMOVED, open_secrets(self.vault.keyring, credential))
+                session.execute(delete(Credential).where(col(Credential.account_id) == account_id))
             account.status, account.status_reason = AccountStatus.REAUTH_REQUIRED.value, REMOVED
             account.removed_at, account.removed_by, account.updated_at = now, actor[:200], now
             account.health_due_at = None
             session.add(account)
             session.execute(
-                update(MagicLink).where(MagicLink.account_id == account_id, col(MagicLink.used_at).is_(None)).values(used_at=now)
+                update(MagicLink)
+                .where(col(MagicLink.account_id) == account_id, col(MagicLink.used_at).is_(None))
+                .values(used_at=now)
             )
             session.commit()
         return Removal(account, pending)
 
     def queue(self, account_id: str, connector: str, purpose: str, secrets: TokenSecrets) -> PendingRevocation:
         """A grant to end that is no longer any account's credential (replaced by a reconnect, refused at connect)."""
-        with Session(self.engine) as session:
+        with open_session(self.engine) as session:
             pending = self._new(session, account_id, connector, purpose, secrets)
             session.commit()
         return pending
@@ -105,31 +114,30 @@ class Revocations:
     def claim(self, revocation_id: str, lease_for: timedelta) -> bool:
         """Compare-and-set: take a pending revocation for one attempt, so two workers never both call."""
         now = utcnow()
-        with Session(self.engine) as session:
-            result = session.execute(
-                update(Revocation)
-                .where(
-                    Revocation.id == revocation_id,
-                    Revocation.state == RevocationState.PENDING.value,
-                    or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now),
-                )
-                .values(lease_until=now + lease_for)
+        claimed = change(
+            self.engine,
+            update(Revocation)
+            .where(
+                col(Revocation.id) == revocation_id,
+                col(Revocation.state) == RevocationState.PENDING.value,
+                _lease_is_free(now),
             )
-            session.commit()
-            return result.rowcount == 1
+            .values(lease_until=now + lease_for),
+        )
+        return claimed == 1
 
     def claim_due(self, now: datetime, lease_for: timedelta, limit: int = 20) -> list[PendingRevocation]:
         """Pending revocations whose next attempt is due, each claimed by this caller."""
-        with Session(self.engine) as session:
+        with open_session(self.engine) as session:
             rows = list(
                 session.exec(
                     select(Revocation)
                     .where(
-                        Revocation.state == RevocationState.PENDING.value,
+                        col(Revocation.state) == RevocationState.PENDING.value,
                         col(Revocation.next_attempt_at) <= now,
-                        or_(col(Revocation.lease_until).is_(None), Revocation.lease_until < now),
+                        _lease_is_free(now),
                     )
-                    .order_by(Revocation.next_attempt_at)
+                    .order_by(col(Revocation.next_attempt_at))
                     .limit(limit)
                 )
             )
@@ -146,18 +154,16 @@ class Revocations:
     ) -> None:
         """Record an attempt. Done or unsupported: the sealed token is wiped. Still pending: tried at `retry_at`."""
         now = utcnow()
-        values: dict = {"lease_until": None, "attempts": Revocation.attempts + 1, "last_error": error}
+        values: dict[str, Any] = {"lease_until": None, "attempts": col(Revocation.attempts) + 1, "last_error": error}
         if state is RevocationState.PENDING:
             values["next_attempt_at"] = retry_at
         else:
             values.update(state=state.value, completed_at=now, key_id=None, ciphertext=None, next_attempt_at=None)
-        with Session(self.engine) as session:
-            session.execute(update(Revocation).where(Revocation.id == revocation_id).values(**values))
-            session.commit()
+        change(self.engine, update(Revocation).where(col(Revocation.id) == revocation_id).values(**values))
 
     def latest_by_account(self) -> dict[str, Revocation]:
         """Each account's most recent revocation, for the console."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             rows = list(session.exec(select(Revocation).order_by(col(Revocation.created_at))))
         latest: dict[str, Revocation] = {}
         for row in rows:
@@ -166,9 +172,11 @@ class Revocations:
         return latest
 
     def for_account(self, account_id: str) -> list[Revocation]:
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             rows = list(
-                session.exec(select(Revocation).where(Revocation.account_id == account_id).order_by(col(Revocation.created_at)))
+                session.exec(
+                    select(Revocation).where(col(Revocation.account_id) == account_id).order_by(col(Revocation.created_at))
+                )
             )
         for row in rows:
             row.ciphertext = None

@@ -14,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Select, or_, select, update
-from sqlmodel import Session, col
+from sqlalchemy import Engine, Exists, or_, update
+from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
+from server.vault.credentials import lease_is_free, lease_taken, refresh_token_not_dead
 from server.vault.models import AccountStatus, ConnectedAccount, Credential
-from server.vault.store import DEAD_OUTCOME, outcome_after_takeover
+from server.vault.sessions import change, open_session
 
 
 @dataclass(frozen=True)
@@ -29,45 +31,39 @@ class ClaimedRefresh:
     version: int
 
 
-def _lease_free(now: datetime):
-    return or_(col(Credential.lease_until).is_(None), Credential.lease_until < now)
-
-
-def _refresh_token_not_dead():
-    # Even if an operator re-activates the account, a refresh token already refused is never presented again.
-    return or_(col(Credential.last_refresh_outcome).is_(None), Credential.last_refresh_outcome != DEAD_OUTCOME)
-
-
-def _account_is_active():
+def _account_is_active() -> Exists:
     # A correlated EXISTS, not a join: with a join SQLite may drive the query from the status index, i.e. walk
     # every active account; this way the due index drives it and each candidate costs one primary-key probe.
     return (
         select(ConnectedAccount.id)
-        .where(ConnectedAccount.id == Credential.account_id, ConnectedAccount.status == AccountStatus.ACTIVE.value)
+        .where(col(ConnectedAccount.id) == col(Credential.account_id), col(ConnectedAccount.status) == AccountStatus.ACTIVE.value)
         .exists()
     )
 
 
-def due_refreshes(now: datetime, limit: int) -> Select:
+def due_refreshes(now: datetime, limit: int) -> SelectOfScalar[str]:
     """Credentials whose refresh is due, unleased, not known dead, of active accounts: oldest due first."""
     return (
-        select(Credential.account_id)
-        .where(Credential.refresh_due_at <= now, _lease_free(now), _refresh_token_not_dead(), _account_is_active())
-        .order_by(Credential.refresh_due_at)
+        select(col(Credential.account_id))
+        .where(col(Credential.refresh_due_at) <= now, lease_is_free(now), refresh_token_not_dead(), _account_is_active())
+        .order_by(col(Credential.refresh_due_at))
         .limit(limit)
     )
 
 
-def due_health_checks(now: datetime, limit: int) -> Select:
+def due_health_checks(now: datetime, limit: int) -> SelectOfScalar[str]:
+    """Active accounts whose health check is due: oldest due first."""
     return (
-        select(ConnectedAccount.id)
-        .where(ConnectedAccount.status == AccountStatus.ACTIVE.value, ConnectedAccount.health_due_at <= now)
-        .order_by(ConnectedAccount.health_due_at)
+        select(col(ConnectedAccount.id))
+        .where(col(ConnectedAccount.status) == AccountStatus.ACTIVE.value, col(ConnectedAccount.health_due_at) <= now)
+        .order_by(col(ConnectedAccount.health_due_at))
         .limit(limit)
     )
 
 
 class Schedule:
+    """`vault.schedule`: claim due refreshes and health checks, each row by one worker of the fleet."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -77,31 +73,29 @@ class Schedule:
         if limit <= 0:
             return []
         inner = due_refreshes(now, limit).with_for_update(skip_locked=True, of=Credential)
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             claimed = session.execute(
                 update(Credential)
-                .where(col(Credential.account_id).in_(inner.scalar_subquery()), _lease_free(now))
-                .values(lease_owner=owner, lease_until=now + lease_for, last_refresh_outcome=outcome_after_takeover())
-                .returning(Credential.account_id, Credential.version)
+                .where(col(Credential.account_id).in_(inner.scalar_subquery()), lease_is_free(now))
+                .values(**lease_taken(owner, now, lease_for))
+                .returning(col(Credential.account_id), col(Credential.version))
             ).all()
             session.commit()
             if not claimed:
                 return []
-            versions = dict(claimed)
-            accounts = (
-                session.execute(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(versions)))).scalars().all()
-            )
+            versions: dict[str, int] = {account_id: version for account_id, version in claimed}
+            accounts = session.exec(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(versions)))).all()
             return [ClaimedRefresh(account, versions[account.id]) for account in accounts]
 
     def next_refresh_due(self, now: datetime) -> datetime | None:
         """The earliest due time among unleased credentials of active accounts (one index step)."""
-        with Session(self.engine) as session:
-            return session.execute(
-                select(Credential.refresh_due_at)
-                .where(col(Credential.refresh_due_at).is_not(None), _lease_free(now), _account_is_active())
-                .order_by(Credential.refresh_due_at)
+        with open_session(self.engine) as session:
+            return session.exec(
+                select(col(Credential.refresh_due_at))
+                .where(col(Credential.refresh_due_at).is_not(None), lease_is_free(now), _account_is_active())
+                .order_by(col(Credential.refresh_due_at))
                 .limit(1)
-            ).scalar()
+            ).first()
 
     # ---- health checks -------------------------------------------------------------------------------
     def claim_due_health_checks(self, now: datetime, limit: int, next_due: datetime) -> list[ConnectedAccount]:
@@ -110,13 +104,13 @@ class Schedule:
         if limit <= 0:
             return []
         inner = due_health_checks(now, limit).with_for_update(skip_locked=True)
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             ids = (
                 session.execute(
                     update(ConnectedAccount)
-                    .where(col(ConnectedAccount.id).in_(inner.scalar_subquery()), ConnectedAccount.health_due_at <= now)
+                    .where(col(ConnectedAccount.id).in_(inner.scalar_subquery()), col(ConnectedAccount.health_due_at) <= now)
                     .values(health_due_at=next_due)
-                    .returning(ConnectedAccount.id)
+                    .returning(col(ConnectedAccount.id))
                 )
                 .scalars()
                 .all()
@@ -124,44 +118,39 @@ class Schedule:
             session.commit()
             if not ids:
                 return []
-            return list(session.execute(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(ids)))).scalars().all())
+            return list(session.exec(select(ConnectedAccount).where(col(ConnectedAccount.id).in_(list(ids)))).all())
 
     def record_health_check(self, account_id: str, checked_at: datetime) -> None:
-        with Session(self.engine) as session:
-            session.execute(
-                update(ConnectedAccount).where(ConnectedAccount.id == account_id).values(health_checked_at=checked_at)
-            )
-            session.commit()
+        change(
+            self.engine,
+            update(ConnectedAccount).where(col(ConnectedAccount.id) == account_id).values(health_checked_at=checked_at),
+        )
 
     def make_stale_checks_due(self, now: datetime, checked_before: datetime) -> int:
         """Startup validation: every active account not checked since `checked_before` becomes due now.
         Returns how many. (A one-off pass at start; the scheduler's own scans stay on the index.)"""
-        with Session(self.engine) as session:
-            result = session.execute(
-                update(ConnectedAccount)
-                .where(
-                    ConnectedAccount.status == AccountStatus.ACTIVE.value,
-                    or_(col(ConnectedAccount.health_checked_at).is_(None), ConnectedAccount.health_checked_at < checked_before),
-                    or_(col(ConnectedAccount.health_due_at).is_(None), ConnectedAccount.health_due_at > now),
-                )
-                .values(health_due_at=now)
+        return change(
+            self.engine,
+            update(ConnectedAccount)
+            .where(
+                col(ConnectedAccount.status) == AccountStatus.ACTIVE.value,
+                or_(col(ConnectedAccount.health_checked_at).is_(None), col(ConnectedAccount.health_checked_at) < checked_before),
+                or_(col(ConnectedAccount.health_due_at).is_(None), col(ConnectedAccount.health_due_at) > now),
             )
-            session.commit()
-            return result.rowcount
+            .values(health_due_at=now),
+        )
 
     def accounts_needing_people(self) -> list[ConnectedAccount]:
         """Accounts whose owner must re-authorize or an administrator must act (by the status index)."""
-        with Session(self.engine, expire_on_commit=False) as session:
+        with open_session(self.engine) as session:
             return list(
-                session.execute(
+                session.exec(
                     select(ConnectedAccount)
                     .where(
                         col(ConnectedAccount.status).in_(
                             [AccountStatus.REAUTH_REQUIRED.value, AccountStatus.ADMIN_ACTION_REQUIRED.value]
                         )
                     )
-                    .order_by(ConnectedAccount.org, ConnectedAccount.user, ConnectedAccount.connector)
-                )
-                .scalars()
-                .all()
+                    .order_by(col(ConnectedAccount.org), col(ConnectedAccount.user), col(ConnectedAccount.connector))
+                ).all()
             )

@@ -63,7 +63,7 @@ async def test_unknown_detail_keys_are_never_stored(runtime):
 def test_housekeeping_prunes_audit_rows_and_events_past_their_retention(runtime_sync, settings):
     vault = runtime_sync.vault
     runtime_sync.audit.record_sync("cli:root", "key_created", target="acme/alice")
-    vault.record_event("note", account_id=None)
+    vault.events.record("note", account_id=None)
     settings.audit_retention_days, settings.event_retention_days = 30, 7
     now = utcnow()
 

@@ -52,7 +52,7 @@ async def test_status_exits_non_zero_until_the_account_is_reconnected(
 
     assert cli("status") == 0
     assert "all 2 account(s) fine" in capsys.readouterr().out
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
 
 
 def test_disable_enable_remove_from_the_cli_are_audited(runtime_sync, settings, slack_sim, cli, capsys):
@@ -60,14 +60,14 @@ def test_disable_enable_remove_from_the_cli_are_audited(runtime_sync, settings, 
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
 
     assert cli("accounts", "disable", "acme/alice/slack") == 0
-    assert runtime.vault.get_account(account.id).status == "disabled"
+    assert runtime.vault.accounts.get(account.id).status == "disabled"
     assert cli("accounts", "enable", account.id) == 0
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
     assert cli("accounts", "remove", "acme/alice/slack") == 0
     out = capsys.readouterr().out
     assert "grant ended at the provider" in out
     assert slack_sim.counters.revocations == 1
-    removed = runtime.vault.get_account(account.id)
+    removed = runtime.vault.accounts.get(account.id)
     assert (removed.status_reason, removed.removed_by.startswith("cli:")) == ("removed", True)
 
     assert cli("audit", "--json") == 0
@@ -82,7 +82,7 @@ def test_disable_enable_remove_from_the_cli_are_audited(runtime_sync, settings, 
 async def test_events_filters_by_account_and_severity(runtime, settings, slack_sim, github_sim, cli, capsys):
     await revoked_slack(runtime, settings, slack_sim)
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id="1")
-    runtime.vault.record_event("note", account_id=None, severity="info", account="acme/alice/github")
+    runtime.vault.events.record("note", account_id=None, severity="info", account="acme/alice/github")
 
     assert cli("events", "--account", "acme/alice/slack") == 0
     lines = capsys.readouterr().out.splitlines()
@@ -139,7 +139,7 @@ async def test_events_follow_prints_a_refresh_that_happens_while_it_runs(runtime
 
     try:
         wait_for("following new events", time.monotonic() + 60)  # it now reads from here on
-        version = runtime.vault.read_credential(account.id).version
+        version = runtime.vault.credentials.read(account.id).version
         await runtime.tokens.refresh(account, version, trigger="manual")
         seen = wait_for("refresh_succeeded", time.monotonic() + 60)
     finally:

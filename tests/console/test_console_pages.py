@@ -77,7 +77,7 @@ async def test_forged_posts_change_nothing(runtime, web, seeded):
         # The real thing, for contrast.
         done = await operator.post(f"/dashboard/accounts/{account.id}/disable", data={"csrf_token": token})
         assert done.status_code == 200 and "disabled" in done.text
-        assert runtime.vault.get_account(account.id).status == "disabled"
+        assert runtime.vault.accounts.get(account.id).status == "disabled"
 
 
 @pytest.mark.parametrize(
@@ -115,4 +115,4 @@ async def test_a_person_manages_only_their_own_accounts(runtime, web, seeded, sl
         removed = await owner.post(f"/accounts/{account.id}/remove", data={"csrf_token": form_token(own.text)})
         assert removed.status_code == 200 and "removed" in removed.text
     assert slack_sim.counters.revocations == 1
-    assert runtime.vault.get_account(account.id).removed_by.startswith("key:")
+    assert runtime.vault.accounts.get(account.id).removed_by.startswith("key:")

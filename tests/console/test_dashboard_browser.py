@@ -78,9 +78,9 @@ async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_
     pages.append(await page.content())
     healthy = await row(page, account.id)
     assert (healthy["status"], healthy["needs_action"], healthy["next_action"]) == ("active", "no", "nothing to do")
-    reconnected = runtime.vault.read_credential(account.id)
+    reconnected = runtime.vault.credentials.read(account.id)
     await runtime.tokens.refresh(account, reconnected.version, trigger="manual")  # a refresh in the lifecycle too
-    refreshed = runtime.vault.read_credential(account.id)
+    refreshed = runtime.vault.credentials.read(account.id)
 
     # A POST without the form token is refused and changes nothing.
     rows_before = vault_rows(runtime)
@@ -96,7 +96,7 @@ async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_
     async with http_session(web, alice_key) as agent:
         result = await call_structured(agent, "slack_read_channel", READ)
     assert (result["status"], result["reason"]) == ("reauth_required", "removed")
-    assert runtime.vault.get_account(account.id).removed_by == f"key:{admin_key[:10]}…"
+    assert runtime.vault.accounts.get(account.id).removed_by == f"key:{admin_key[:10]}…"
 
     # A non-administrator: 403 on the dashboard; their own accounts at /accounts.
     person = await browser.new_context(extra_http_headers={"Authorization": f"Bearer {alice_key}"})
@@ -113,7 +113,7 @@ async def test_dashboard_reconnect_remove_and_refusals(runtime, settings, slack_
     assert cli("audit", "--json", "--limit", "1000") == 0
     cli_output = capsys.readouterr()
     audit = json.dumps([r.model_dump(mode="json") for r in runtime.audit.rows(limit=1000)])
-    events = json.dumps([e.model_dump(mode="json") for e in runtime.vault.events(limit=1000)])
+    events = json.dumps([e.model_dump(mode="json") for e in runtime.vault.events.recent(limit=1000)])
     cookies = [c["value"] for context in (admin, owner, person) for c in await context.cookies()]
     secrets = {
         "first access token": first_grant.access_token,

@@ -15,11 +15,11 @@ def test_next_actions_in_words(runtime_sync, settings, slack_sim, github_sim):
     vault = runtime_sync.vault
     healthy = seed_account(settings, vault, "github", github_sim.issue_grant(), provider_account_id="1")
     revoked = seed_account(settings, vault, "slack", slack_sim.issue_grant(), provider_account_id="T:U")
-    vault.set_status(revoked.id, AccountStatus.REAUTH_REQUIRED, "token_revoked")
-    inactive = vault.create_account(org="acme", user="bob", connector="github")
-    vault.set_status(inactive.id, AccountStatus.ADMIN_ACTION_REQUIRED, "account_inactive")
-    disabled = vault.create_account(org="acme", user="carol", connector="github")
-    vault.set_status(disabled.id, AccountStatus.DISABLED, "disabled_by_operator")
+    vault.accounts.set_status(revoked.id, AccountStatus.REAUTH_REQUIRED, "token_revoked")
+    inactive = vault.accounts.create(org="acme", user="bob", connector="github")
+    vault.accounts.set_status(inactive.id, AccountStatus.ADMIN_ACTION_REQUIRED, "account_inactive")
+    disabled = vault.accounts.create(org="acme", user="carol", connector="github")
+    vault.accounts.set_status(disabled.id, AccountStatus.DISABLED, "disabled_by_operator")
 
     rows = {row.id: row for row in account_rows(vault, load_connectors(settings))}
 
@@ -39,7 +39,7 @@ def test_a_connector_without_its_address_says_which_setting(runtime_sync, settin
 
 @pytest.mark.parametrize("reason", [None, "x" * 64, "<script>alert(1)</script>"])
 def test_unknown_reasons_are_shown_as_recorded(runtime_sync, settings, reason):
-    account = runtime_sync.vault.create_account(org="acme", user="alice", connector="slack")
-    runtime_sync.vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, reason)
+    account = runtime_sync.vault.accounts.create(org="acme", user="alice", connector="slack")
+    runtime_sync.vault.accounts.set_status(account.id, AccountStatus.REAUTH_REQUIRED, reason)
     [row] = account_rows(runtime_sync.vault, load_connectors(settings))
     assert row.needs_action and row.next_action.startswith("reconnect — Slack refused the grant")

@@ -191,5 +191,5 @@ async def test_two_workers_three_agents_a_hundred_token_lifetimes_of_faults_lose
     alice_agents = [a for a, (user, *_) in zip(agents, plan, strict=True) if user == "alice"]
     assert sum(a.stats.read_while_github_blocked for a in alice_agents) >= 1
     assert all(a.stats.reconnects >= 1 for a in alice_agents)
-    assert {str(getattr(a.status, "value", a.status)) for a in vault.list_accounts("acme")} == {"active"}
+    assert {str(getattr(a.status, "value", a.status)) for a in vault.accounts.all("acme")} == {"active"}
     assert triggers["reactive"] >= 1 and triggers["proactive"] + triggers["scheduled"] >= LIFETIMES

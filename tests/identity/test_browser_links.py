@@ -63,4 +63,4 @@ async def test_alices_own_link_signs_her_in_and_connects(runtime, slack_sim, web
     async with page.expect_navigation(url="**/oauth/callback?**"):
         await page.click("#allow")
     assert await outcome(page) == "reconnected"
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"

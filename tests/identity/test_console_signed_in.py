@@ -74,9 +74,9 @@ async def test_signed_in_console_lifecycle(runtime, settings, slack_sim, web, ch
     pages.append(await admin.content())
     assert await admin.get_attribute(f"#account-{account.id}", "data-status") == "active"
     assert await admin.get_attribute(f"#account-{account.id}", "data-needs-action") == "no"
-    reconnected = runtime.vault.read_credential(account.id)
+    reconnected = runtime.vault.credentials.read(account.id)
     await runtime.tokens.refresh(account, reconnected.version, trigger="manual")
-    refreshed = runtime.vault.read_credential(account.id)
+    refreshed = runtime.vault.credentials.read(account.id)
 
     before = vault_rows(runtime)
     refused = await admin.request.post(f"{web}/dashboard/accounts/{account.id}/remove", form={"do": "remove"})
@@ -87,7 +87,7 @@ async def test_signed_in_console_lifecycle(runtime, settings, slack_sim, web, ch
     assert slack_sim.counters.revocations == 1
     result = await runtime.executor.run(Caller("acme", "bob"), "slack", never_called)
     assert (result.status, result.reason) == ("reauth_required", "removed")
-    assert runtime.vault.get_account(account.id).removed_by == "session:acme/alice"
+    assert runtime.vault.accounts.get(account.id).removed_by == "session:acme/alice"
 
     response = await bob.goto(f"{web}/dashboard")
     assert response.status == 403
@@ -119,7 +119,7 @@ async def test_signed_in_console_lifecycle(runtime, settings, slack_sim, web, ch
             printed.out,
             printed.err,
             json.dumps([r.model_dump(mode="json") for r in runtime.audit.rows(limit=1000)]),
-            json.dumps([e.model_dump(mode="json") for e in runtime.vault.events(limit=1000)]),
+            json.dumps([e.model_dump(mode="json") for e in runtime.vault.events.recent(limit=1000)]),
         ]
     )
     assert [s for s in secrets if s and s in haystack] == []

@@ -88,8 +88,8 @@ def test_two_workers_under_random_provider_faults_lose_no_grant_and_reuse_no_ref
     assert counters.rate_limited >= 3 and counters.connection_resets >= 3
     assert counters.refreshes_ok >= len(USERS)  # every grant rotated at least once
     for account in accounts:  # no grant lost: each is active, and its stored refresh token is the live one
-        assert runtime_sync.vault.get_account(account.id).status == "active"
-        assert runtime_sync.vault.read_credential(account.id).lease_owner is None
+        assert runtime_sync.vault.accounts.get(account.id).status == "active"
+        assert runtime_sync.vault.credentials.read(account.id).lease_owner is None
     assert all(grant["state"] == "active" for grant in slack_sim.grants.grants())
     rotations = counters.refreshes_ok
     anyio.run(refresh_each_once, settings, runtime_sync.vault, accounts)
@@ -101,7 +101,7 @@ async def refresh_each_once(settings: Settings, vault, accounts) -> None:
     try:
         for account in accounts:
             end_the_cooldown(vault, account.id)  # a refresh that failed last waits for its retry time otherwise
-            row = vault.read_credential(account.id)
+            row = vault.credentials.read(account.id)
             assert (await tokens.refresh(account, row.version, trigger="check")).version == row.version + 1
     finally:
         await tokens.aclose()

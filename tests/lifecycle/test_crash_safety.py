@@ -64,7 +64,7 @@ async def test_worker_killed_mid_refresh_leaves_a_fresh_grant_or_a_reauth_reques
     ended = await anyio.to_thread.run_sync(run_until_it_dies, env, "calls" if dies_in == "tool_call" else "scheduler")
 
     assert ended.killed, ended.stderr[-3000:]
-    left = runtime.vault.read_credential(account.id)  # opens: the row is whole, never half-written
+    left = runtime.vault.credentials.read(account.id)  # opens: the row is whole, never half-written
     if step == "after_commit":
         assert (left.version, left.lease_owner) == (2, None)
     else:
@@ -77,8 +77,8 @@ async def test_worker_killed_mid_refresh_leaves_a_fresh_grant_or_a_reauth_reques
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_read_channel", READ)
 
-    stored = runtime.vault.get_account(account.id)
-    row = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.accounts.get(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.lease_owner is None
     if OUTCOME[step] == "fresh":
         assert result["status"] == "ok"
@@ -89,7 +89,7 @@ async def test_worker_killed_mid_refresh_leaves_a_fresh_grant_or_a_reauth_reques
         assert (result["status"], result["reason"]) == ("reauth_required", "refresh_interrupted")
         assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
         assert row.version == 1 and row.refresh_due_at is None
-        events = runtime.vault.events(account.id, kind="reauth_required")
+        events = runtime.vault.events.recent(account.id, kind="reauth_required")
         assert events and events[0].detail["reason"] == "refresh_interrupted"
     secrets = every_token_the_provider_issued(slack_sim)
     assert_no_plaintext(database_contents(settings, runtime.vault.engine), secrets)
@@ -104,7 +104,7 @@ async def test_a_refresh_answered_with_a_5xx_after_rotating_is_reported_as_inter
 
     first = await refresh_scheduler(runtime).run_until_idle()
     assert first.failed == 1
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.last_refresh_outcome == "ambiguous" and row.version == 1
     with Session(runtime.vault.engine) as session:  # the retry time arrives
         session.execute(update(Credential).where(Credential.account_id == account.id).values(refresh_due_at=utcnow()))
@@ -112,5 +112,5 @@ async def test_a_refresh_answered_with_a_5xx_after_rotating_is_reported_as_inter
     second = await refresh_scheduler(runtime).run_until_idle()
 
     assert second.failed == 1
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")

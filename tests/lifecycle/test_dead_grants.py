@@ -58,7 +58,7 @@ async def test_a_dead_grants_refresh_token_is_never_presented_again_and_its_reas
         await other.refresh(account, 1, trigger="expiry")
     await other.aclose()
     # The provider's API says the token was revoked: the status is not rewritten by that either.
-    assert runtime.vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_revoked") is False
+    assert runtime.vault.accounts.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_revoked") is False
     # The scheduler: nothing to claim (even when a due time is forced back onto the row).
     with Session(runtime.vault.engine) as session:
         session.execute(update(Credential).where(Credential.account_id == account.id).values(refresh_due_at=utcnow()))
@@ -71,9 +71,11 @@ async def test_a_dead_grants_refresh_token_is_never_presented_again_and_its_reas
     assert retry.value.reason == elsewhere.value.reason == result["reason"] == "refresh_interrupted"
     assert stats.claimed == 0
     assert slack_sim.counters.token_requests == hits  # the dead refresh token was never sent again
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
-    assert [e.detail["reason"] for e in runtime.vault.events(account.id, kind="reauth_required")] == ["refresh_interrupted"]
+    assert [e.detail["reason"] for e in runtime.vault.events.recent(account.id, kind="reauth_required")] == [
+        "refresh_interrupted"
+    ]
 
 
 async def test_a_waiting_worker_sees_the_grant_die_and_does_not_present_its_token(runtime, settings, slack_sim):
@@ -100,22 +102,23 @@ async def test_a_waiting_worker_sees_the_grant_die_and_does_not_present_its_toke
 
     assert reasons == ["refresh_token_revoked"] * 2
     assert slack_sim.counters.token_requests == 1
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_token_revoked")
 
 
 def test_a_dead_grant_is_marked_only_by_the_lease_holder_and_keeps_its_first_reason(runtime_sync, settings, slack_sim):
     vault = runtime_sync.vault
     account = seed_account(settings, vault, "slack", slack_sim.issue_grant(), expired=True)
-    assert vault.try_lease(account.id, 1, "worker-a", timedelta(seconds=5))
+    assert vault.credentials.try_lease(account.id, 1, "worker-a", timedelta(seconds=5))
 
     assert (
-        vault.mark_grant_dead(account.id, "worker-b", 1, AccountStatus.REAUTH_REQUIRED, "refresh_token_revoked") is False
+        vault.credentials.mark_grant_dead(account.id, "worker-b", 1, AccountStatus.REAUTH_REQUIRED, "refresh_token_revoked")
+        is False
     )  # not the lease holder: nothing changes
-    assert vault.get_account(account.id).status == "active"
-    assert vault.mark_grant_dead(account.id, "worker-a", 1, AccountStatus.REAUTH_REQUIRED, "refresh_interrupted")
-    assert vault.try_lease(account.id, 1, "worker-b", timedelta(seconds=5)) is False  # a dead row is never leased
-    assert vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected") is False
+    assert vault.accounts.get(account.id).status == "active"
+    assert vault.credentials.mark_grant_dead(account.id, "worker-a", 1, AccountStatus.REAUTH_REQUIRED, "refresh_interrupted")
+    assert vault.credentials.try_lease(account.id, 1, "worker-b", timedelta(seconds=5)) is False  # a dead row is never leased
+    assert vault.accounts.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected") is False
 
-    stored = vault.get_account(account.id)
+    stored = vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")

@@ -28,7 +28,7 @@ async def test_expired_google_token_is_refreshed_without_rotation_and_the_refres
 
     assert first["status"] == second["status"] == "ok"
     assert google_sim.counters.token_requests == 2 and google_sim.counters.refreshes_ok == 2
-    stored = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.credentials.read(account.id)
     assert stored.version == 3
     assert stored.refresh_token == tokens.refresh_token  # the answer had none, so ours was kept
     assert stored.access_token != tokens.access_token
@@ -77,7 +77,7 @@ async def test_zendesk_refresh_is_sent_as_json_and_the_rotated_token_is_stored(r
     # The simulator refuses form bodies, and it authenticated the client from the JSON body's credentials.
     assert zendesk_sim.token_request_formats == ["json", "json"]
     assert zendesk_sim.counters.refreshes_ok == 2 and zendesk_sim.counters.reuse_detections == 0
-    stored = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.credentials.read(account.id)
     assert stored.version == 3 and stored.refresh_token != tokens.refresh_token
     assert stored.refresh_expires_at is not None  # refresh_token_expires_in (30 days) was kept
 

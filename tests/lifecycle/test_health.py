@@ -20,7 +20,7 @@ READ = {"channel": "C0GENERAL", "limit": 1}
 
 
 def kinds(vault, account_id: str) -> list[str]:
-    return [event.kind for event in reversed(vault.events(account_id))]
+    return [event.kind for event in reversed(vault.events.recent(account_id))]
 
 
 async def test_a_grant_revoked_at_slack_is_reported_by_the_health_check_before_any_tool_call(runtime, settings, slack_sim):
@@ -30,7 +30,7 @@ async def test_a_grant_revoked_at_slack_is_reported_by_the_health_check_before_a
     reports = await health_monitor(runtime).run_due()
 
     assert [(r.account, r.outcome, r.reason) for r in reports] == [("acme/alice/slack", "reauth_required", "token_revoked")]
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "token_revoked")
     assert stored.health_checked_at is not None
     assert kinds(runtime.vault, account.id)[-3:] == ["status_changed", "reauth_required", "health_checked"]
@@ -51,7 +51,7 @@ async def test_a_revoked_github_grant_is_found_by_the_health_check(runtime, sett
 
     assert [(r.outcome, r.reason) for r in reports] == [("reauth_required", "refresh_token_revoked")]
     assert github_sim.counters.endpoint("GET /user") == 1
-    assert runtime.vault.get_account(account.id).status == "reauth_required"
+    assert runtime.vault.accounts.get(account.id).status == "reauth_required"
     assert "reauth_required" in kinds(runtime.vault, account.id)
 
 
@@ -62,7 +62,7 @@ async def test_a_deactivated_slack_account_is_reported_for_an_administrator(runt
     reports = await health_monitor(runtime).run_due()
 
     assert [(r.outcome, r.reason) for r in reports] == [("admin_action_required", "account_inactive")]
-    assert runtime.vault.get_account(account.id).status == "admin_action_required"
+    assert runtime.vault.accounts.get(account.id).status == "admin_action_required"
 
 
 async def test_a_healthy_account_is_checked_once_per_interval_across_two_workers(runtime, settings, slack_sim):
@@ -85,7 +85,7 @@ async def test_a_healthy_account_is_checked_once_per_interval_across_two_workers
     assert sorted(r.account.split("/")[1] for r in results) == ["ann", "bob", "cat", "dan", "eve", "fay"]
     assert all(r.healthy for r in results) and again == []
     assert slack_sim.counters.endpoint("auth.test") == 6
-    next_due = {a.health_due_at for a in runtime.vault.list_accounts()}
+    next_due = {a.health_due_at for a in runtime.vault.accounts.all()}
     assert all(due > utcnow() + timedelta(seconds=settings.health_check_interval_seconds - 60) for due in next_due)
 
 
@@ -103,7 +103,7 @@ async def test_startup_validation_checks_stale_accounts_and_names_those_needing_
 
     assert sorted((r.account, r.outcome) for r in reports) == [("acme/alice/slack", "ok"), ("acme/bob/slack", "reauth_required")]
     assert again == []
-    summary = runtime.vault.events(kind="startup_validated")
+    summary = runtime.vault.events.recent(kind="startup_validated")
     assert summary[-1].detail | {} == {
         **summary[-1].detail,
         "checked": 2,

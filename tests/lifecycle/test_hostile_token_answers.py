@@ -51,7 +51,7 @@ def assert_rotated_pair_works(runtime, slack_sim, account_id: str, calls_before:
     """The stored refresh token is the live one: a refresh with it succeeds and trips no reuse detection."""
     assert slack_sim.counters.reuse_detections == 0
     assert slack_sim.counters.refreshes_ok == calls_before + 1
-    assert runtime.vault.get_account(account_id).status == "active"
+    assert runtime.vault.accounts.get(account_id).status == "active"
 
 
 # ---- absurd lifetimes --------------------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ async def test_an_absurd_expires_in_is_clamped_and_the_rotated_tokens_are_kept(
     result = await read_channel(runtime)
 
     assert result["status"] == "ok"
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.version == 2 and row.refresh_token != tokens.refresh_token
     expected = before + timedelta(seconds=lifetime)
     assert expected - timedelta(minutes=1) <= row.access_expires_at <= expected + timedelta(minutes=1)
@@ -103,11 +103,11 @@ async def test_an_access_token_too_large_to_send_is_refused_but_the_rotated_refr
     assert (result["status"], result["reason"]) == ("upstream_error", "token_response_unusable")
     attempts = slack_sim.counters.refreshes_ok
     assert attempts == settings.retry_attempts  # each rotated...
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.version == 1 + attempts and row.refresh_token != tokens.refresh_token  # ...and each was stored
     assert row.access_token == tokens.access_token  # never the huge one
     assert row.last_refresh_outcome == "access_token_unusable" and row.consecutive_failures == attempts
-    events = runtime.vault.events(account.id, kind="refresh_answer_defective")
+    events = runtime.vault.events.recent(account.id, kind="refresh_answer_defective")
     assert [(e.detail["defect"], e.severity) for e in events] == [("access_token_unusable", "error")] * attempts
     # Once the provider answers sensibly again, the kept refresh token works.
     assert (await read_channel(runtime))["status"] == "ok"
@@ -127,13 +127,13 @@ async def test_a_200_kb_answer_is_refused_unread_and_after_a_rotation_the_grant_
 
     # The answer was refused past 64 KiB, so it counts as maybe rotated; the next attempt presented the refresh
     # token again to find out, and the provider had rotated: the grant is gone, and says why.
-    [refused, rejected] = reversed(runtime.vault.events(account.id, kind="refresh_failed"))
+    [refused, rejected] = reversed(runtime.vault.events.recent(account.id, kind="refresh_failed"))
     assert (refused.detail["provider_error"], refused.detail["outcome"]) == ("response_too_large", "ambiguous")
     assert rejected.detail["reason"] == "refresh_interrupted"
     assert (result["status"], result["reason"]) == ("reauth_required", "refresh_interrupted")
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
-    assert runtime.vault.read_credential(account.id).version == 1  # nothing of the huge answer was stored
+    assert runtime.vault.credentials.read(account.id).version == 1  # nothing of the huge answer was stored
 
 
 async def test_a_200_kb_answer_from_a_provider_that_does_not_rotate_loses_nothing(runtime, settings, google_sim):
@@ -148,7 +148,7 @@ async def test_a_200_kb_answer_from_a_provider_that_does_not_rotate_loses_nothin
 
     snapshot = await runtime.tokens.fresh_token(account)  # the same refresh token, still valid
     assert snapshot.version == 2 and snapshot.refresh_token == tokens.refresh_token
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
 
 
 # ---- a missing refresh token -------------------------------------------------------------------------------------
@@ -160,12 +160,12 @@ async def test_a_rotating_provider_that_sends_no_new_refresh_token_never_gets_th
     result = await read_channel(runtime)
 
     assert result["status"] == "ok"  # the new access token is good while it lasts
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.version == 2 and row.refresh_token is None  # the spent one is not kept to be presented again
     assert row.refresh_due_at is None and row.last_refresh_outcome == "refresh_token_missing"
-    [event] = runtime.vault.events(account.id, kind="refresh_answer_defective")
+    [event] = runtime.vault.events.recent(account.id, kind="refresh_answer_defective")
     assert event.detail["defect"] == "refresh_token_missing"
-    stored = runtime.vault.get_account(account.id)  # not plain `active`: it will need its user at expiry
+    stored = runtime.vault.accounts.get(account.id)  # not plain `active`: it will need its user at expiry
     assert (stored.status, stored.status_reason) == ("active", "no_refresh_token")
 
     expire_our_copy(runtime.vault, account.id)
@@ -189,7 +189,7 @@ async def test_a_non_json_answer_before_processing_loses_nothing(runtime, settin
     result = await read_channel(runtime)
 
     # We could not know it had not rotated (outcome ambiguous); presenting the token again showed it had not.
-    [failed] = runtime.vault.events(account.id, kind="refresh_failed")
+    [failed] = runtime.vault.events.recent(account.id, kind="refresh_failed")
     assert (failed.detail["provider_error"], failed.detail["outcome"]) == ("malformed_response", "ambiguous")
     assert result["status"] == "ok"
     assert_rotated_pair_works(runtime, slack_sim, account.id, calls_before=0)
@@ -205,7 +205,7 @@ async def test_a_non_json_answer_after_a_rotation_ends_as_refresh_interrupted(ru
     result = await read_channel(runtime)
 
     assert (result["status"], result["reason"]) == ("reauth_required", "refresh_interrupted")
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
     assert slack_sim.counters.refreshes_ok == 1  # it did rotate: keeping the grant as working would be a lie
 
@@ -221,9 +221,9 @@ async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as
         await runtime.tokens.fresh_token(account)
 
     assert cut_off.value.reason == "token_endpoint_unavailable"
-    [failed] = runtime.vault.events(account.id, kind="refresh_failed")
+    [failed] = runtime.vault.events.recent(account.id, kind="refresh_failed")
     assert failed.detail["provider_error"] == "deadline_exceeded"
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert (row.version, row.last_refresh_outcome, row.lease_owner) == (1, "ambiguous", None)
     assert slack_sim.counters.refreshes_ok == 1  # it had rotated: the next attempt says refresh_interrupted
     end_the_cooldown(runtime.vault, account.id)

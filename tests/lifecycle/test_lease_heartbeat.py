@@ -49,8 +49,8 @@ def test_a_slow_trickling_answer_keeps_its_lease_so_the_other_process_never_pres
     assert slack_sim.counters.slow_answers == 1  # the one refresh really was trickled
     assert slack_sim.counters.token_requests == 1
     assert slack_sim.counters.reuse_detections == 0
-    stored = runtime_sync.vault.get_account(account.id)
-    row = runtime_sync.vault.read_credential(account.id)
+    stored = runtime_sync.vault.accounts.get(account.id)
+    row = runtime_sync.vault.credentials.read(account.id)
     assert (stored.status, row.version, row.lease_owner, row.last_refresh_outcome) == ("active", 2, None, "ok")
 
 
@@ -71,7 +71,7 @@ def test_a_killed_owner_frees_the_grant_within_the_lease_and_the_survivor_says_r
         owner.wait(timeout=30)
         # What the dead owner left behind: a lease that runs out at most `lease_seconds` from now (a fact of the
         # row, not a race), where the old fixed lease blocked the grant for the whole cap.
-        left_behind = runtime_sync.vault.read_credential(account.id)
+        left_behind = runtime_sync.vault.credentials.read(account.id)
         lease_left = 0.0 if left_behind.lease_until is None else (left_behind.lease_until - utcnow()).total_seconds()
         assert slack_sim.counters.wait_for("token_requests", 2, timeout=60)  # the survivor presents the token
         measured = time.monotonic() - killed_at
@@ -91,6 +91,6 @@ def test_a_killed_owner_frees_the_grant_within_the_lease_and_the_survivor_says_r
     assert lease_left <= settings.lease_seconds
     # The killed request had rotated: the old refresh token is spent, and the grant says so.
     assert survivor_saw["statuses"] == ["reauth_required"] * 3
-    stored = runtime_sync.vault.get_account(account.id)
+    stored = runtime_sync.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_interrupted")
     assert slack_sim.counters.token_requests == 2  # the dead token was presented once, to find out, never again

@@ -21,7 +21,7 @@ async def test_expired_access_token_is_refreshed_once_and_the_rotated_token_is_s
 
     assert result["status"] == "ok"
     assert slack_sim.counters.token_requests == 1
-    stored = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.credentials.read(account.id)
     assert stored.version == 2
     assert stored.refresh_token not in (None, tokens.refresh_token)
     assert stored.access_token != tokens.access_token
@@ -35,7 +35,7 @@ async def test_expired_access_token_is_refreshed_once_and_the_rotated_token_is_s
     assert slack_sim.counters.token_requests == 2
     assert slack_sim.counters.refreshes_ok == 2
     assert slack_sim.counters.reuse_detections == 0
-    assert runtime.vault.read_credential(account.id).version == 3
+    assert runtime.vault.credentials.read(account.id).version == 3
 
 
 async def test_slack_token_expired_mid_call_refreshes_and_retries_once(runtime, settings, slack_sim):
@@ -49,7 +49,7 @@ async def test_slack_token_expired_mid_call_refreshes_and_retries_once(runtime, 
     assert len(result["messages"]) == 2
     assert slack_sim.counters.token_requests == 1
     assert slack_sim.counters.api_requests == 2  # the rejected call and its one retry
-    kinds = [event.kind for event in runtime.vault.events()]
+    kinds = [event.kind for event in runtime.vault.events.recent()]
     assert "api_auth_failure" in kinds and "refresh_succeeded" in kinds
 
 
@@ -83,7 +83,7 @@ async def test_github_rotation_that_kills_the_old_pair_is_followed(runtime, sett
     assert first["status"] == second["status"] == "ok"
     assert github_sim.counters.token_requests == 2
     assert github_sim.counters.reuse_detections == 0
-    assert runtime.vault.read_credential(account.id).version == 3
+    assert runtime.vault.credentials.read(account.id).version == 3
 
 
 async def test_token_past_three_quarters_of_its_life_is_refreshed_in_the_background(runtime, settings, slack_sim):
@@ -96,8 +96,8 @@ async def test_token_past_three_quarters_of_its_life_is_refreshed_in_the_backgro
         await runtime.tokens.wait_for_background()
 
     assert slack_sim.counters.token_requests == 1
-    assert runtime.vault.read_credential(account.id).version == 2
-    assert any(e.kind == "refresh_succeeded" and e.detail["trigger"] == "proactive" for e in runtime.vault.events())
+    assert runtime.vault.credentials.read(account.id).version == 2
+    assert any(e.kind == "refresh_succeeded" and e.detail["trigger"] == "proactive" for e in runtime.vault.events.recent())
 
 
 async def test_token_early_in_its_life_is_used_as_is(runtime, settings, slack_sim):

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.scheduler import RefreshScheduler
 from server.vault.models import Credential, utcnow
@@ -54,7 +55,7 @@ async def test_fifty_calls_while_the_token_endpoint_fails_make_one_token_request
     end_the_cooldown(runtime.vault, account.id)
     await fifty_calls(runtime)
     assert slack_sim.counters.token_requests == 2
-    row = runtime.vault.read_credential(account.id)
+    row = runtime.vault.credentials.read(account.id)
     assert row.consecutive_failures == 2 and row.last_refresh_outcome in ("failed", "ambiguous")
     assert row.refresh_due_at - utcnow() > timedelta(seconds=5)  # longer than the first cooldown (5 s)
 
@@ -112,7 +113,7 @@ async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refre
 
     async def on_sleep(time: SimulatedTime) -> None:
         if not written:  # the scheduler has just gone to sleep with nothing due: now a 20 s token arrives
-            account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+            account = runtime.vault.accounts.create(org="acme", user="alice", connector="slack")
             grant = TokenGrant(
                 access_token=tokens.access_token,
                 refresh_token=tokens.refresh_token,
@@ -123,8 +124,14 @@ async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refre
                 provider_account_id=None,
                 identity={},
             )
-            write = runtime.tokens.credential_write(runtime.connectors["slack"], grant, time.now)
-            runtime.vault.put_credential(account.id, write)
+            write = credential_write(
+                runtime.connectors["slack"],
+                grant,
+                time.now,
+                refresh_at_fraction=settings.refresh_at_fraction,
+                due_listeners=runtime.tokens.due_listeners,  # the scheduler wakes for the new due time
+            )
+            runtime.vault.credentials.put(account.id, write)
             written["id"] = account.id
         if scheduler.stats.refreshed and not refreshed_at:
             refreshed_at.append((time.now - time.start).total_seconds())
@@ -142,7 +149,7 @@ async def test_a_twenty_second_token_written_while_the_scheduler_sleeps_is_refre
     assert first_sleep == 30  # nothing was due
     assert 14 <= second_sleep <= 16  # woken by the new token: until 75 % ± 5 % of its 20 s
     assert 14 <= refreshed_at[0] <= 16
-    assert runtime.vault.read_credential(written["id"]).version == 2
+    assert runtime.vault.credentials.read(written["id"]).version == 2
 
 
 async def test_a_sixty_second_token_is_not_refreshed_on_every_call(runtime, settings, slack_sim):
@@ -196,15 +203,15 @@ async def test_a_refresh_token_with_a_fixed_end_is_announced_ahead_of_time_once(
 
     refresh_token_lifetime(runtime.vault, account.id, lifetime=lifetime, left=quiet_at)
     await monitor.check(account, trigger="scheduled")
-    assert runtime.vault.events(account_id=account.id, kind="refresh_token_expiring") == []
+    assert runtime.vault.events.recent(account_id=account.id, kind="refresh_token_expiring") == []
 
     refresh_token_lifetime(runtime.vault, account.id, lifetime=lifetime, left=announced_at)
     await monitor.check(account, trigger="scheduled")
     await monitor.check(account, trigger="scheduled")  # once per refresh token, not per check
-    [event] = runtime.vault.events(account_id=account.id, kind="refresh_token_expiring")
+    [event] = runtime.vault.events.recent(account_id=account.id, kind="refresh_token_expiring")
     assert event.detail["next_step"] == "grantkeeper link slack --org acme --user alice"
     [message] = runtime.vault.outbox.messages()
     assert message.event_type == "account.reauth_required" and message.order_key == account.id
     data = message.payload["data"]
     assert (data["reason"], data["refresh_expires_at"]) == ("refresh_token_expiring", event.detail["refresh_expires_at"])
-    assert runtime.vault.get_account(account.id).status == "active"  # it still works until then
+    assert runtime.vault.accounts.get(account.id).status == "active"  # it still works until then

@@ -25,7 +25,7 @@ READ = {"channel": "C0GENERAL", "limit": 1}
 
 
 def scheduled_events(vault, kind: str) -> list:
-    return [e for e in vault.events(kind=kind, limit=100_000) if e.detail.get("trigger") == "scheduled"]
+    return [e for e in vault.events.recent(kind=kind, limit=100_000) if e.detail.get("trigger") == "scheduled"]
 
 
 async def test_scheduler_refreshes_due_and_expired_grants_and_leaves_young_ones_alone(runtime, settings, slack_sim):
@@ -38,9 +38,9 @@ async def test_scheduler_refreshes_due_and_expired_grants_and_leaves_young_ones_
     assert (stats.claimed, stats.refreshed, stats.failed) == (2, 2, 0)
     assert slack_sim.counters.token_requests == 2
     assert slack_sim.counters.reuse_detections == 0
-    versions = {a.user: runtime.vault.read_credential(a.id).version for a in (due, expired, young)}
+    versions = {a.user: runtime.vault.credentials.read(a.id).version for a in (due, expired, young)}
     assert versions == {"due": 2, "late": 2, "young": 1}
-    refreshed = runtime.vault.read_credential(due.id)
+    refreshed = runtime.vault.credentials.read(due.id)
     assert refreshed.lease_owner is None and refreshed.refresh_due_at > utcnow()
     assert len(scheduled_events(runtime.vault, "refresh_succeeded")) == 2
 
@@ -55,17 +55,17 @@ async def test_a_second_pass_finds_nothing_due_after_the_first(runtime, settings
 
 async def test_failed_refresh_in_the_advisory_window_keeps_the_current_token_and_retries_later(runtime, settings, slack_sim):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), lifetime_used=0.8)
-    before = runtime.vault.read_credential(account.id)
+    before = runtime.vault.credentials.read(account.id)
     slack_sim.token_endpoint_fail(count=1, status=503)
 
     stats = await refresh_scheduler(runtime).run_until_idle()
 
     assert (stats.claimed, stats.failed) == (1, 1)
-    after = runtime.vault.read_credential(account.id)
+    after = runtime.vault.credentials.read(account.id)
     assert after.version == before.version and after.access_token == before.access_token
     assert after.lease_owner is None and after.last_refresh_outcome == "ambiguous"  # a 5xx may follow a rotation
     assert utcnow() < after.refresh_due_at < after.access_expires_at  # retried later, before the token runs out
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
     async with mcp_client(runtime) as client:
         assert (await call(client, "slack_read_channel", READ))["status"] == "ok"  # the current token still works
     assert (await refresh_scheduler(runtime).run_until_idle()).claimed == 0  # not due again yet
@@ -75,7 +75,7 @@ async def test_failed_refresh_in_the_advisory_window_keeps_the_current_token_and
         session.execute(update(Credential).where(Credential.account_id == account.id).values(refresh_due_at=utcnow()))
         session.commit()
     assert (await refresh_scheduler(runtime).run_until_idle()).refreshed == 1
-    assert runtime.vault.read_credential(account.id).version == before.version + 1
+    assert runtime.vault.credentials.read(account.id).version == before.version + 1
 
 
 async def test_a_revoked_grant_is_marked_for_reauthorization_and_never_claimed_again(runtime, settings, slack_sim):
@@ -87,9 +87,9 @@ async def test_a_revoked_grant_is_marked_for_reauthorization_and_never_claimed_a
 
     assert (first.claimed, first.failed, second.claimed) == (1, 1, 0)
     assert slack_sim.counters.token_requests == 1
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "refresh_token_revoked")
-    assert runtime.vault.read_credential(account.id).refresh_due_at is None
+    assert runtime.vault.credentials.read(account.id).refresh_due_at is None
 
 
 async def test_calls_during_a_scheduled_refresh_wait_for_it_instead_of_refreshing_again(runtime, settings, slack_sim):
@@ -127,7 +127,7 @@ async def test_stopping_the_scheduler_finishes_the_refresh_in_flight_and_hands_b
         group.cancel_scope.cancel()  # the worker stops
         hold.release.set()
 
-    rows = [runtime.vault.read_credential(account_id) for account_id in ids]
+    rows = [runtime.vault.credentials.read(account_id) for account_id in ids]
     assert [row.lease_owner for row in rows] == [None, None, None]  # nothing left leased
     assert sorted(row.version for row in rows) == [1, 1, 2]  # the rotation in flight was stored, not dropped
     assert slack_sim.counters.token_requests == 1 and slack_sim.counters.refreshes_ok == 1
@@ -197,7 +197,7 @@ def test_two_claims_never_return_the_same_row(runtime_sync, settings, slack_sim)
 
     assert len(first) == 6 and len(second) == 4 and third == []
     assert {c.account.id for c in first} | {c.account.id for c in second} == set(ids)
-    assert runtime_sync.vault.read_credential(first[0].account.id).lease_owner == "worker-a"
+    assert runtime_sync.vault.credentials.read(first[0].account.id).lease_owner == "worker-a"
 
 
 def test_due_scans_walk_their_index_instead_of_the_table(runtime_sync, settings):

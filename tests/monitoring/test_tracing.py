@@ -102,7 +102,7 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
     assert len(ours(finished)) == 7  # nothing else: one tool call, one refresh, one retry
 
     said = everything_said(finished)
-    stored = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.credentials.read(account.id)
     for secret in (
         tokens.access_token,
         tokens.refresh_token,

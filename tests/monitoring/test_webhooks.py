@@ -266,7 +266,7 @@ async def test_dead_letter_after_the_retry_budget_and_replay(runtime, settings, 
     hook, url = receiver
     monkeypatch.setattr(settings, "webhook_max_attempts", 2)
     _, hook.secret = runtime.vault.outbox.add_endpoint(url, ["account.removed"])
-    account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+    account = runtime.vault.accounts.create(org="acme", user="alice", connector="slack")
     await runtime.events.record("account_removed", account)
     hook.up = False
 
@@ -292,7 +292,7 @@ async def test_redirects_are_not_followed_and_answers_are_read_only_so_far(runti
     with SimulatorServer(app) as server:
         runtime.vault.outbox.add_endpoint(f"{server.url}/redirect", ["account.removed"])
         runtime.vault.outbox.add_endpoint(f"{server.url}/huge", ["account.removed"])
-        account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+        account = runtime.vault.accounts.create(org="acme", user="alice", connector="slack")
         await runtime.events.record("account_removed", account)
         async with httpx2.AsyncClient() as http:
             await WebhookDeliverer(settings, runtime.vault).deliver_due(http)
@@ -355,11 +355,11 @@ async def test_the_secret_is_sealed_and_stays_out_of_events_and_logs(runtime, se
 
     hook, url = receiver
     _, hook.secret = runtime.vault.outbox.add_endpoint(url, list(EVENT_TYPES))
-    account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+    account = runtime.vault.accounts.create(org="acme", user="alice", connector="slack")
     await runtime.events.record("account_removed", account)
     await WebhookDeliverer(settings, runtime.vault).run_until_idle()
     assert len(hook.accepted) == 1
-    events = json.dumps([e.detail for e in runtime.vault.events()])
+    events = json.dumps([e.detail for e in runtime.vault.events.recent()])
     payloads = json.dumps([m.payload for m in outbox(runtime.vault)])
     captured = capsys.readouterr()
     for text in (events, payloads, captured.out, captured.err):
@@ -377,7 +377,7 @@ async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(runti
 
     with SimulatorServer(Starlette(routes=[Route("/hook", stalls, methods=["POST"])])) as server:
         runtime.vault.outbox.add_endpoint(f"{server.url}/hook", ["account.removed"])
-        account = runtime.vault.create_account(org="acme", user="alice", connector="slack")
+        account = runtime.vault.accounts.create(org="acme", user="alice", connector="slack")
         await runtime.events.record("account_removed", account)
         try:
             async with httpx2.AsyncClient() as http:

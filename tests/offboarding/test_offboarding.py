@@ -59,11 +59,11 @@ async def test_remove_ends_the_grant_at_the_provider(
     assert not sim.grants.check_access_token(tokens.access_token).ok  # the provider no longer honours it
     assert credentials(runtime) == []  # wiped at once
     assert (result.status, result.reason) == ("reauth_required", "removed")
-    stored = runtime.vault.get_account(account.id)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason, stored.removed_by) == ("reauth_required", "removed", "admin:ops@acme")
     [row] = revocation_rows(runtime)
     assert (row.state, row.ciphertext, row.key_id) == ("done", None, None)  # the sealed token went with it
-    kinds = [event.kind for event in runtime.vault.events(account.id)]
+    kinds = [event.kind for event in runtime.vault.events.recent(account.id)]
     assert {"account_removed", "upstream_revocation_completed"} <= set(kinds)
 
 
@@ -143,7 +143,7 @@ async def test_a_removed_account_keeps_saying_removed(runtime, settings, slack_s
     )
     await runtime.offboarding.remove(account, actor="admin:ops")
 
-    assert not runtime.vault.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected")
-    assert not runtime.vault.set_status(account.id, AccountStatus.ACTIVE, None)
-    stored = runtime.vault.get_account(account.id)
+    assert not runtime.vault.accounts.set_status(account.id, AccountStatus.REAUTH_REQUIRED, "token_rejected")
+    assert not runtime.vault.accounts.set_status(account.id, AccountStatus.ACTIVE, None)
+    stored = runtime.vault.accounts.get(account.id)
     assert (stored.status, stored.status_reason) == ("reauth_required", "removed")

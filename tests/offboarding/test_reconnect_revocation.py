@@ -26,11 +26,11 @@ async def test_reconnecting_ends_the_replaced_grant_and_keeps_the_new_one(runtim
     assert github_sim.counters.revocations == 1
     assert github_sim.counters.endpoint("DELETE /applications/{client_id}/token") == 1  # the token, not the grant
     assert not github_sim.grants.check_access_token(old.access_token).ok
-    new = runtime.vault.read_credential(account.id)
+    new = runtime.vault.credentials.read(account.id)
     assert github_sim.grants.check_access_token(new.access_token).ok
     async with mcp_client(runtime) as client:
         assert (await call(client, "github_search_issues", {"query": "bug"}))["status"] == "ok"
-    [event] = runtime.vault.events(account.id, kind="upstream_revocation_completed")
+    [event] = runtime.vault.events.recent(account.id, kind="upstream_revocation_completed")
     assert event.detail["purpose"] == "replaced"
 
 
@@ -49,7 +49,7 @@ async def test_tokens_of_a_refused_connect_are_ended_not_just_dropped(runtime, s
     assert github_sim.counters.revocations == 1  # Mallory's fresh grant, ended at GitHub
     assert [g["state"] for g in github_sim.grants.grants() if g["identity"].get("login") == "mallory"] == ["revoked"]
     assert vault_rows(runtime) == before  # ended at once, so nothing was queued
-    assert runtime.vault.get_account(account.id).provider_account_id == GITHUB_ALICE
+    assert runtime.vault.accounts.get(account.id).provider_account_id == GITHUB_ALICE
 
 
 async def test_a_connect_refused_for_a_disabled_account_ends_only_its_own_token(runtime, settings, github_sim, web, user):
@@ -57,7 +57,7 @@ async def test_a_connect_refused_for_a_disabled_account_ends_only_its_own_token(
     _, link = await runtime.executor.connect_link(Caller("acme", "alice"), "github")
     started = await user.start(link.url)
     callback = await user.consent(started.headers["location"])
-    runtime.vault.set_status(account.id, AccountStatus.DISABLED, "disabled_by_operator")  # meanwhile, an operator
+    runtime.vault.accounts.set_status(account.id, AccountStatus.DISABLED, "disabled_by_operator")  # meanwhile, an operator
 
     page = await user.client.get(callback)
 

@@ -129,8 +129,8 @@ async def test_catalog_entry_conformance(name, env, oauth2_server: SimulatorServ
         async with link_user() as owner:
             page = await owner.reconnect(first["magic_link"], sub=f"{name}-user")
         assert outcome_of(page) == "reconnected", page.text[:400]
-        account = runtime.vault.find_account("acme", "alice", name)
-        connected = runtime.vault.read_credential(account.id)
+        account = runtime.vault.accounts.find("acme", "alice", name)
+        connected = runtime.vault.credentials.read(account.id)
 
         if declaration.issues_refresh_token:
             # refresh, and rotation as documented
@@ -139,13 +139,13 @@ async def test_catalog_entry_conformance(name, env, oauth2_server: SimulatorServ
         connector = runtime.connectors[name]
         # revocation: RFC 7009 at the declared endpoint, or the user revoking at the provider
         if connector.revoke_url is not None:
-            current = runtime.vault.read_credential(account.id)
+            current = runtime.vault.credentials.read(account.id)
             assert await revoke_grant(connector, current.refresh_token or current.access_token, timeout=5)
         else:
             sim.revoke()
         runtime.executor.forget_account(account)
         probe = await runtime.executor.probe(account)
-        after = runtime.vault.find_account("acme", "alice", name)
+        after = runtime.vault.accounts.find("acme", "alice", name)
 
     assert {f"{name}_{tool.name}" for tool in declaration.tools} <= tools
     assert account.provider_account_id == f"{name}-user"

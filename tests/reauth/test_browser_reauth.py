@@ -92,8 +92,8 @@ async def test_chromium_reconnects_slack_for_an_agent_on_streamable_http(runtime
         again = (await agent.call_tool("slack_read_channel", READ)).structured_content
 
     assert again["status"] == "ok" and again["messages"]
-    assert runtime.vault.get_account(account.id).status == "active"
-    assert len(runtime.vault.events(account.id, kind="reauthorized")) == 1
+    assert runtime.vault.accounts.get(account.id).status == "active"
+    assert len(runtime.vault.events.recent(account.id, kind="reauthorized")) == 1
 
 
 async def test_chromium_reconnects_github_for_an_agent_on_stdio(runtime, settings, env, github_sim, browser, tmp_path):

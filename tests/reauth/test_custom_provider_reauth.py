@@ -32,7 +32,7 @@ async def test_a_declared_provider_is_reconnected_by_link_and_the_next_call_work
                 page = await owner.reconnect(first["magic_link"])
             assert outcome_of(page) == "reconnected"
             after = await call(client, "acme_list_projects", {})
-        account = runtime.vault.find_account("acme", "alice", "acme")
+        account = runtime.vault.accounts.find("acme", "alice", "acme")
 
     assert after["status"] == "ok" and after["http_status"] == 200
     assert account.status == "active" and account.provider_account_id is not None

@@ -31,7 +31,7 @@ async def test_google_reconnect_asks_for_offline_consent_and_the_new_grant_can_r
     page = await user.client.get(await user.consent(started.headers["location"]))
 
     assert outcome_of(page) == "reconnected" and "alice@example.com" in page.text
-    assert runtime.vault.read_credential(account.id).refresh_token is not None
+    assert runtime.vault.credentials.read(account.id).refresh_token is not None
     google_sim.expire_access_tokens()
     async with mcp_client(runtime) as client:
         assert (await call(client, "gmail_search_messages", SEARCH))["status"] == "ok"
@@ -47,7 +47,7 @@ async def test_google_reconnect_as_another_mailbox_is_refused(runtime, settings,
     page = await user.reconnect(result["magic_link"], email="mallory@example.com")
 
     assert outcome_of(page) == "identity_mismatch"
-    assert runtime.vault.get_account(account.id).status == "reauth_required"
+    assert runtime.vault.accounts.get(account.id).status == "reauth_required"
 
 
 async def test_zendesk_reconnect_exchanges_the_code_as_json_and_confirms_the_user(runtime, settings, zendesk_sim, web, user):
@@ -61,6 +61,6 @@ async def test_zendesk_reconnect_exchanges_the_code_as_json_and_confirms_the_use
 
     assert outcome_of(page) == "reconnected" and "alice@acme.example" in page.text
     assert zendesk_sim.token_request_formats == ["json", "json"]  # the failed refresh, then the code exchange
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
     async with mcp_client(runtime) as client:
         assert (await call(client, "zendesk_list_tickets", LIST))["status"] == "ok"

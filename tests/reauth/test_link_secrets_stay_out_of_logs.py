@@ -39,7 +39,7 @@ async def test_link_token_state_code_and_tokens_never_reach_the_log(runtime, set
     assert outcome_of(page) == "reconnected"
 
     query = parse_qs(urlsplit(callback).query)
-    stored = runtime.vault.read_credential(account.id)
+    stored = runtime.vault.credentials.read(account.id)
     secrets = {
         "link token": link.rsplit("/", 1)[1],
         "state": query["state"][0],

@@ -33,17 +33,17 @@ async def revoked_slack_link(runtime, settings, slack_sim) -> tuple[str, str]:
 async def test_reauth_link_reconnects_the_same_slack_account_and_the_next_call_succeeds(runtime, settings, slack_sim, web, user):
     account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
     assert link.startswith(f"{web}/connect/")
-    version_before = runtime.vault.read_credential(account_id).version
+    version_before = runtime.vault.credentials.read(account_id).version
 
     page = await user.reconnect(link)
 
     assert page.status_code == 200 and outcome_of(page) == "reconnected"
     assert "user U0SIMUSER in workspace Simulated Workspace" in page.text
-    account = runtime.vault.get_account(account_id)
+    account = runtime.vault.accounts.get(account_id)
     assert (account.status, account.status_reason, account.provider_account_id) == ("active", None, SLACK_ALICE)
-    assert runtime.vault.find_account("acme", "alice", "slack").id == account_id  # the same account, not a new one
-    assert runtime.vault.read_credential(account_id).version == version_before + 1
-    [event] = runtime.vault.events(account_id, kind="reauthorized")
+    assert runtime.vault.accounts.find("acme", "alice", "slack").id == account_id  # the same account, not a new one
+    assert runtime.vault.credentials.read(account_id).version == version_before + 1
+    [event] = runtime.vault.events.recent(account_id, kind="reauthorized")
     assert event.detail["previous_reason"] == "token_revoked"
     async with mcp_client(runtime) as client:
         assert (await call(client, "slack_read_channel", READ))["status"] == "ok"
@@ -60,7 +60,7 @@ async def test_github_reauth_confirms_the_user_through_the_user_endpoint(runtime
 
     assert outcome_of(page) == "reconnected" and "@octocat (user id 1)" in page.text
     assert github_sim.counters.snapshot()["endpoints"].get("GET /user", 0) >= 1
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
     async with mcp_client(runtime) as client:
         assert (await call(client, "github_search_issues", {"query": "bug"}))["status"] == "ok"
 
@@ -69,7 +69,7 @@ async def test_connect_link_on_a_new_account_records_the_provider_identity(runti
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_read_channel", READ)
     assert (result["status"], result["reason"]) == ("reauth_required", "not_connected")
-    pending = runtime.vault.find_account("acme", "alice", "slack")
+    pending = runtime.vault.accounts.find("acme", "alice", "slack")
     assert (pending.status, pending.provider_account_id) == ("pending", None)
 
     opened = await user.open(result["magic_link"])
@@ -77,7 +77,7 @@ async def test_connect_link_on_a_new_account_records_the_provider_identity(runti
     page = await user.reconnect(result["magic_link"], team_id="T0ACME", team_name="Acme", user_id="U0ALICE")
 
     assert outcome_of(page) == "reconnected"
-    account = runtime.vault.get_account(pending.id)
+    account = runtime.vault.accounts.get(pending.id)
     assert (account.status, account.provider_account_id) == ("active", "T0ACME:U0ALICE")
     assert account.provider_identity["team_name"] == "Acme"
     async with mcp_client(runtime) as client:
@@ -113,9 +113,7 @@ async def test_replayed_link_is_refused_and_changes_nothing(runtime, settings, s
 async def test_expired_link_is_refused_and_changes_nothing(runtime, settings, slack_sim, web, user):
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), provider_account_id=SLACK_ALICE)
     token = new_secret_token()
-    runtime.vault.create_magic_link(
-        token=token, account=account, purpose="reauth", reason="token_revoked", ttl=timedelta(seconds=-1)
-    )
+    runtime.vault.links.create(token=token, account=account, purpose="reauth", reason="token_revoked", ttl=timedelta(seconds=-1))
     before = vault_rows(runtime)
 
     opened, started = await user.open(f"{web}/connect/{token}"), await user.start(f"{web}/connect/{token}")
@@ -167,7 +165,7 @@ async def test_forged_or_missing_state_is_refused_and_changes_nothing(runtime, s
     assert slack_sim.counters.code_exchanges_ok == 0  # the code was never even exchanged
     # The genuine callback still completes.
     assert outcome_of(await user.client.get(callback)) == "reconnected"
-    assert runtime.vault.get_account(account_id).status == "active"
+    assert runtime.vault.accounts.get(account_id).status == "active"
 
 
 async def test_callback_in_a_browser_that_did_not_open_the_link_is_refused(runtime, settings, slack_sim, web, user):
@@ -216,7 +214,7 @@ async def test_a_different_slack_account_is_refused_and_changes_nothing(runtime,
     assert (page.status_code, outcome_of(page)) == (403, "identity_mismatch")
     assert "user U0SIMUSER in workspace Simulated Workspace (T0SIMTEAM)" in page.text  # what it should have been
     assert vault_rows(runtime) == before
-    account = runtime.vault.get_account(account_id)
+    account = runtime.vault.accounts.get(account_id)
     assert (account.status, account.provider_account_id) == ("reauth_required", SLACK_ALICE)
     async with mcp_client(runtime) as client:
         assert (await call(client, "slack_read_channel", READ))["status"] == "reauth_required"
@@ -235,7 +233,7 @@ async def test_a_different_github_user_is_refused_and_changes_nothing(runtime, s
 
     assert outcome_of(page) == "identity_mismatch" and "@mallory (user id 666)" in page.text
     assert vault_rows(runtime) == before
-    assert runtime.vault.get_account(account.id).provider_account_id == GITHUB_ALICE
+    assert runtime.vault.accounts.get(account.id).provider_account_id == GITHUB_ALICE
 
 
 async def test_access_denied_at_the_provider_changes_nothing(runtime, settings, slack_sim, web, user):
@@ -250,7 +248,7 @@ async def test_access_denied_at_the_provider_changes_nothing(runtime, settings, 
     assert (page.status_code, outcome_of(page)) == (403, "access_denied")
     assert "Nothing was changed." in page.text
     assert vault_rows(runtime) == before
-    assert runtime.vault.get_account(account_id).status == "reauth_required"
+    assert runtime.vault.accounts.get(account_id).status == "reauth_required"
 
 
 async def test_link_pages_are_never_cached_and_never_leak_a_referrer(runtime, settings, slack_sim, web, user):
@@ -268,7 +266,7 @@ async def test_link_pages_are_never_cached_and_never_leak_a_referrer(runtime, se
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     cookie = started.headers["set-cookie"]
     assert "HttpOnly" in cookie and "samesite=lax" in cookie.lower() and "Path=/oauth/callback" in cookie
-    stored = runtime.vault.read_credential(runtime.vault.find_account("acme", "alice", "slack").id)
+    stored = runtime.vault.credentials.read(runtime.vault.accounts.find("acme", "alice", "slack").id)
     for page in (opened, finished, refused):
         assert token not in page.text and stored.access_token not in page.text
         assert "Traceback" not in page.text
@@ -278,7 +276,7 @@ async def test_disabled_account_cannot_be_reconnected_by_link(runtime, settings,
     from server.vault import AccountStatus
 
     account_id, link = await revoked_slack_link(runtime, settings, slack_sim)
-    runtime.vault.set_status(account_id, AccountStatus.DISABLED, "operator")
+    runtime.vault.accounts.set_status(account_id, AccountStatus.DISABLED, "operator")
     before = vault_rows(runtime)
 
     page = await user.start(link)
@@ -317,7 +315,7 @@ async def test_once_a_new_account_is_connected_another_open_flow_cannot_attach_a
 
     assert outcome_of(page) == "identity_mismatch"
     assert vault_rows(runtime) == before
-    assert runtime.vault.find_account("acme", "alice", "slack").provider_account_id == SLACK_ALICE
+    assert runtime.vault.accounts.find("acme", "alice", "slack").provider_account_id == SLACK_ALICE
 
 
 async def test_a_link_for_a_provider_without_client_credentials_is_not_spent(settings, slack_sim, monkeypatch, user):

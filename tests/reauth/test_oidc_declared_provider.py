@@ -68,8 +68,8 @@ async def test_a_stock_oidc_declaration_connects_with_a_refresh_token_and_the_id
     async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
         page = await connect(runtime, client, sub="user-42")
         assert outcome_of(page) == "reconnected"
-        account = runtime.vault.find_account("acme", "alice", "acme")
-        credential = runtime.vault.read_credential(account.id)
+        account = runtime.vault.accounts.find("acme", "alice", "acme")
+        credential = runtime.vault.credentials.read(account.id)
         # The refresh token works: expire the access token at the provider and call again.
         sim.expire_access_tokens()
         runtime.tokens.forget(account.id)
@@ -106,7 +106,7 @@ async def test_a_forged_id_token_is_refused_and_nothing_is_written(serve, fault)
         async with link_user() as owner:
             page = await owner.reconnect(first["magic_link"])
         after = vault_rows(runtime)
-        events = [e.kind for e in runtime.vault.events()]
+        events = [e.kind for e in runtime.vault.events.recent()]
     assert outcome_of(page) == "id_token_invalid"
     assert EXPECTED_REASON.get(fault, fault) in page.text  # the page says which check failed (never the token)
     assert unchanged_except_links(before, after) == {}
@@ -154,8 +154,8 @@ async def test_private_key_jwt_connects_and_refreshes_and_a_wrong_key_needs_an_a
     async with opened_runtime() as runtime, web_server(runtime), mcp_client(runtime) as client:
         page = await connect(runtime, client)
         assert outcome_of(page) == "reconnected"
-        account = runtime.vault.find_account("acme", "alice", "acme")
-        version = runtime.vault.read_credential(account.id).version
+        account = runtime.vault.accounts.find("acme", "alice", "acme")
+        version = runtime.vault.credentials.read(account.id).version
         refreshed = await runtime.tokens.refresh(account, version, trigger="test")
         assert refreshed.version == version + 1
 

@@ -46,21 +46,21 @@ async def test_a_grant_without_refresh_token_is_warned_about_listed_as_such_and_
         first = await call(client, "acme_list_projects", {})
         async with link_user() as owner:
             page = await owner.reconnect(first["magic_link"])
-        account = runtime.vault.find_account("acme", "alice", "acme")
-        credential = runtime.vault.read_credential(account.id)
-        events = {event.kind: event for event in runtime.vault.events(account_id=account.id)}
+        account = runtime.vault.accounts.find("acme", "alice", "acme")
+        credential = runtime.vault.credentials.read(account.id)
+        events = {event.kind: event for event in runtime.vault.events.recent(account_id=account.id)}
         incidents = vault_rows(runtime)["alert_incident"]
         works = await call(client, "acme_list_projects", {})
         listing = await client.call_tool("accounts_list", {})
         await HealthMonitor(runtime.settings, runtime.vault, runtime.executor, runtime.events).check(account, trigger="test")
-        due = [event for event in runtime.vault.events(account_id=account.id, kind="reconnect_due")]
+        due = [event for event in runtime.vault.events.recent(account_id=account.id, kind="reconnect_due")]
 
         # The link offered ahead of time reconnects; a server that now grants a refresh token ends the warning.
         row = next(a for a in listing.structured_content["accounts"] if a["connector"] == "acme")
         refusing.refresh_tokens = "offline_consent"
         async with link_user() as owner:
             again = await owner.reconnect(row["reconnect_link"])
-        after = runtime.vault.find_account("acme", "alice", "acme")
+        after = runtime.vault.accounts.find("acme", "alice", "acme")
         relisted = await call(client, "accounts_list", {})
 
     assert outcome_of(page) == "reconnected" and "no refresh token" in page.text
@@ -108,8 +108,8 @@ async def test_a_grant_whose_access_token_ran_out_without_refresh_token_is_not_l
         async with mcp_client(runtime) as client:
             result = await call(client, "acme_list_projects", {})
             listing = await call(client, "accounts_list", {})
-        account = runtime.vault.find_account("acme", "alice", "acme")
-        kinds = [event.kind for event in runtime.vault.events(account_id=account.id)]
+        account = runtime.vault.accounts.find("acme", "alice", "acme")
+        kinds = [event.kind for event in runtime.vault.events.recent(account_id=account.id)]
 
     assert (result["status"], result["reason"]) == ("reauth_required", "access_token_expired")
     assert (account.status, account.status_reason) == ("reauth_required", "access_token_expired")

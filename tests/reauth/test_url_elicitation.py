@@ -71,7 +71,7 @@ async def test_url_elicitation_over_streamable_http_carries_a_working_link(runti
         page = await user.reconnect(elicitation.url)
         assert page.status_code == 200
         assert (await session.call_tool("slack_read_channel", READ)).structured_content["status"] == "ok"
-    assert runtime.vault.get_account(account_id).status == "active"
+    assert runtime.vault.accounts.get(account_id).status == "active"
     async with http_session(web, key) as plain:
         assert (await plain.call_tool("accounts_list", {})).structured_content["status"] == "ok"
 

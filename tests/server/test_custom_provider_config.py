@@ -147,7 +147,7 @@ async def test_the_example_file_declares_working_tools(home, monkeypatch, oauth2
         async with mcp_client(runtime) as client:
             names = {tool.name for tool in (await client.list_tools()).tools}
             listed = await call(client, "acme_list_projects", {"status": "active"})
-        probe = await runtime.executor.probe(runtime.vault.find_account("personal", runtime.settings.user, "acme"))
+        probe = await runtime.executor.probe(runtime.vault.accounts.find("personal", runtime.settings.user, "acme"))
 
     assert {"acme_whoami", "acme_list_projects", "acme_get_project", "acme_create_project"} <= names
     assert listed["status"] == "ok" and listed["data"]["projects"][0]["name"] == "Apollo"

@@ -34,7 +34,7 @@ async def test_revoked_slack_grant_asks_for_reauth_with_a_magic_link_and_no_retr
     assert second["status"] == "reauth_required"
     assert slack_sim.counters.token_requests == 0  # token_revoked is final: no refresh attempted
     assert slack_sim.counters.api_requests == 1  # the second call never reached Slack
-    assert runtime.vault.get_account(account.id).status == "reauth_required"
+    assert runtime.vault.accounts.get(account.id).status == "reauth_required"
     token = first["magic_link"].rsplit("/", 1)[1]
     links = magic_link_rows(runtime)
     assert len(links) == 2 and all(link.account_id == account.id for link in links)
@@ -64,7 +64,7 @@ async def test_deactivated_slack_account_needs_an_administrator(runtime, setting
     assert result["status"] == "admin_action_required"
     assert result["reason"] == "account_inactive"
     assert slack_sim.counters.token_requests == 0
-    assert runtime.vault.get_account(account.id).status == "admin_action_required"
+    assert runtime.vault.accounts.get(account.id).status == "admin_action_required"
 
 
 async def test_short_retry_after_is_honoured_and_the_call_succeeds(runtime, settings, slack_sim):
@@ -246,4 +246,4 @@ async def test_a_grant_reconnected_while_the_call_failed_gets_no_new_link(runtim
 
     assert (result.status, result.reason, result.retryable) == ("upstream_error", "reconnected_meanwhile", True)
     assert magic_link_rows(runtime) == before
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"

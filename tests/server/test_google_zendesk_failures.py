@@ -27,7 +27,7 @@ async def test_google_usage_limit_is_retried_with_backoff_and_then_succeeds(runt
     assert result["status"] == "ok"
     assert google_sim.counters.rate_limited == 2
     assert google_sim.counters.api_requests == 3
-    retries = [e for e in runtime.vault.events() if e.kind == "refresh_attempted"]
+    retries = [e for e in runtime.vault.events.recent() if e.kind == "refresh_attempted"]
     assert retries == []  # a rate limit is not an auth problem
 
 

@@ -56,7 +56,7 @@ async def test_serve_answers_while_startup_validation_is_still_probing(runtime_s
             assert await anyio.to_thread.run_sync(hold.arrived.wait, 30), "startup validation never probed"
             tools = await session.list_tools()  # answered while the probe is still held at the provider
             assert "slack_read_channel" in {tool.name for tool in tools.tools}
-            assert runtime_sync.vault.events(kind="health_checked") == []
+            assert runtime_sync.vault.events.recent(kind="health_checked") == []
             hold.release.set()
     finally:
         hold.release.set()

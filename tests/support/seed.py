@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from server.connectors import load_connectors
+from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
-from server.lifecycle.tokens import TokenManager
-from server.monitoring.events import EventRecorder
 from server.settings import Settings
 from server.vault import AccountStatus, ConnectedAccount, TokenSecrets, Vault
+from server.vault.credentials import seal_secrets
 from server.vault.models import Credential, new_id
 from simulators import TokenSet
 
@@ -51,14 +51,13 @@ def seed_account(
         provider_account_id=None,
         identity={},
     )
-    manager = TokenManager(settings, vault, connectors, EventRecorder(vault))
-    write = manager.credential_write(connectors[connector], grant, issued_at)
+    write = credential_write(connectors[connector], grant, issued_at, refresh_at_fraction=settings.refresh_at_fraction)
     if lifetime_used is not None:
         # Without jitter, so the test knows which side of the due time it is on.
         write = type(write)(
             **{**write.__dict__, "refresh_due_at": issued_at + timedelta(seconds=lifetime * settings.refresh_at_fraction)}
         )
-    account = vault.find_account(org, user, connector, label) or vault.create_account(
+    account = vault.accounts.find(org, user, connector, label) or vault.accounts.create(
         org=org,
         user=user,
         connector=connector,
@@ -67,7 +66,7 @@ def seed_account(
         provider_account_id=provider_account_id,
         provider_identity=dict(tokens.identity) if provider_account_id else None,
     )
-    vault.put_credential(account.id, write)
+    vault.credentials.put(account.id, write)
     return account
 
 
@@ -126,7 +125,7 @@ def seed_many(
                 "health_checked_at": None,
             }
         )
-        sealed = vault._seal_secrets(account_id, TokenSecrets(access, refresh))
+        sealed = seal_secrets(vault.keyring, account_id, TokenSecrets(access, refresh))
         credentials.append(
             {
                 "account_id": account_id,

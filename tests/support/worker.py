@@ -116,7 +116,7 @@ async def lifecycle(probes: int) -> dict:
                 statuses.append(getattr(await runtime.executor.probe(account), "status", "ok"))
 
             async with anyio.create_task_group() as calls:
-                for account in await anyio.to_thread.run_sync(runtime.vault.list_accounts):
+                for account in await anyio.to_thread.run_sync(runtime.vault.accounts.all):
                     for _ in range(probes):
                         calls.start_soon(probe, account)
             print("probed", flush=True)

@@ -158,7 +158,7 @@ async def test_concurrent_calls_with_an_expired_token_make_one_refresh_and_store
             async with anyio.create_task_group() as group:
                 for _ in range(12):
                     group.start_soon(one)
-        stored = runtime.vault.read_credential(account.id)
+        stored = runtime.vault.credentials.read(account.id)
 
     assert statuses == ["ok"] * 12
     assert sim.counters.token_requests == 1 and sim.counters.refreshes_ok == 1
@@ -237,7 +237,7 @@ async def test_a_declared_refresh_error_code_means_the_refresh_token_is_dead(dec
         sim.revoke()
         async with mcp_client(runtime) as client:
             result = await call(client, "acme_list_projects", {})
-        status = runtime.vault.find_account("acme", "alice", "acme").status
+        status = runtime.vault.accounts.find("acme", "alice", "acme").status
 
     assert result["status"] == expected
     # Undeclared, the code means nothing to us: the grant is not given up on, the call may be tried again.
@@ -254,7 +254,7 @@ async def test_a_declared_rule_can_mark_the_account_inactive(declare):
         sim.deactivate()
         async with mcp_client(runtime) as client:
             result = await call(client, "acme_list_projects", {})
-        status = runtime.vault.find_account("acme", "alice", "acme").status
+        status = runtime.vault.accounts.find("acme", "alice", "acme").status
 
     assert result["status"] == "admin_action_required" and result["reason"] == "account_disabled"
     assert status == "admin_action_required"

@@ -41,7 +41,7 @@ def test_rekey_moves_every_credential_to_the_new_key_and_the_old_key_can_go(env,
     monkeypatch.setenv("GRANTKEEPER_VAULT_KEY", new_key)
     new_only, _ = open_vault(Settings())
     for name, account in accounts.items():
-        assert new_only.read_credential(account.id).access_token == tokens[name].access_token
+        assert new_only.credentials.read(account.id).access_token == tokens[name].access_token
     assert grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": new_key}, "check").returncode == 0
 
 
@@ -51,4 +51,4 @@ def test_rekey_reports_secrets_no_configured_key_opens(env, slack_sim):
     stranger = grantkeeper({**env, "GRANTKEEPER_VAULT_KEY": new_key_spec()}, "vault", "rekey")
     assert stranger.returncode == 1
     assert "did not open" in stranger.stderr
-    assert vault.read_credential(vault.list_accounts()[0].id).access_token  # left as it was
+    assert vault.credentials.read(vault.accounts.all()[0].id).access_token  # left as it was

@@ -20,7 +20,7 @@ SECOND = timedelta(seconds=1)
 
 
 def make_link(vault, account, **state) -> str:
-    link = vault.create_magic_link(token=new_secret_token(), account=account, purpose="reauth", reason="test", ttl=TTL)
+    link = vault.links.create(token=new_secret_token(), account=account, purpose="reauth", reason="test", ttl=TTL)
     if state:
         with Session(vault.engine) as session:
             session.execute(update(MagicLink).where(MagicLink.id == link.id).values(**state))
@@ -35,7 +35,7 @@ def link_ids(vault) -> set[str]:
 
 def test_only_dead_links_past_their_retention_are_pruned(runtime_sync):
     vault = runtime_sync.vault
-    account = vault.create_account(org="acme", user="alice", connector="slack")
+    account = vault.accounts.create(org="acme", user="alice", connector="slack")
     now = utcnow()
     cutoff = now - RETENTION
     pruned = {
@@ -54,30 +54,30 @@ def test_only_dead_links_past_their_retention_are_pruned(runtime_sync):
     }
     assert link_ids(vault) == pruned | kept
 
-    assert vault.prune_magic_links(now=now, retention=RETENTION, flow_ttl=TTL) == 4
+    assert vault.links.prune(now=now, retention=RETENTION, flow_ttl=TTL) == 4
     assert link_ids(vault) == kept
-    assert vault.prune_magic_links(now=now, retention=RETENTION, flow_ttl=TTL) == 0
+    assert vault.links.prune(now=now, retention=RETENTION, flow_ttl=TTL) == 0
     # An hour on, the rest are dead and past retention; the open link (expiring in 15 minutes) is still kept.
     later = now + RETENTION + 2 * SECOND
-    assert vault.prune_magic_links(now=later, retention=RETENTION, flow_ttl=TTL) == 4
+    assert vault.links.prune(now=later, retention=RETENTION, flow_ttl=TTL) == 4
     assert link_ids(vault) == {open_link}
 
 
 def test_a_backlog_is_pruned_in_batches(runtime_sync):
     vault = runtime_sync.vault
-    account = vault.create_account(org="acme", user="alice", connector="slack")
+    account = vault.accounts.create(org="acme", user="alice", connector="slack")
     for _ in range(25):
         make_link(vault, account, expires_at=utcnow() - RETENTION - SECOND)
     keep = make_link(vault, account)
 
-    assert vault.prune_magic_links(now=utcnow(), retention=RETENTION, flow_ttl=TTL, batch=10) == 25
+    assert vault.links.prune(now=utcnow(), retention=RETENTION, flow_ttl=TTL, batch=10) == 25
     assert link_ids(vault) == {keep}
 
 
 async def test_the_background_housekeeper_prunes_with_the_retention_setting(runtime):
     vault = runtime.vault
     runtime.settings.magic_link_retention_seconds = 60
-    account = vault.create_account(org="acme", user="alice", connector="slack")
+    account = vault.accounts.create(org="acme", user="alice", connector="slack")
     for age in (61, 3600, 86400):
         make_link(vault, account, expires_at=utcnow() - timedelta(seconds=age))
     recent = make_link(vault, account, expires_at=utcnow() - timedelta(seconds=30))

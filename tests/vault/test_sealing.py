@@ -40,13 +40,13 @@ async def test_tampered_ciphertext_is_refused_with_a_clear_error(runtime, settin
     set_ciphertext(runtime.vault, account.id, bytes(blob))
 
     with pytest.raises(VaultIntegrityError, match="tampered with, or copied from another row"):
-        runtime.vault.read_credential(account.id)
+        runtime.vault.credentials.read(account.id)
     async with mcp_client(runtime) as client:
         result = await call(client, "slack_read_channel", {"channel": "C0GENERAL"})
     assert result["status"] == "admin_action_required"
     assert result["reason"] == "vault_integrity_failed"
     assert slack_sim.counters.api_requests == 0
-    assert any(e.kind == "vault_integrity_failed" and e.severity == "critical" for e in runtime.vault.events())
+    assert any(e.kind == "vault_integrity_failed" and e.severity == "critical" for e in runtime.vault.events.recent())
 
 
 async def test_ciphertext_copied_onto_another_account_is_refused(runtime, settings, slack_sim):
@@ -55,8 +55,8 @@ async def test_ciphertext_copied_onto_another_account_is_refused(runtime, settin
     set_ciphertext(runtime.vault, bob.id, ciphertext_of(runtime.vault, alice.id))
 
     with pytest.raises(VaultIntegrityError):
-        runtime.vault.read_credential(bob.id)
-    assert runtime.vault.read_credential(alice.id).access_token  # the original row still opens
+        runtime.vault.credentials.read(bob.id)
+    assert runtime.vault.credentials.read(alice.id).access_token  # the original row still opens
 
 
 async def test_no_token_reaches_the_database_file_or_the_logs(runtime, settings, slack_sim, github_sim):
@@ -84,7 +84,7 @@ async def test_no_token_reaches_the_database_file_or_the_logs(runtime, settings,
             revoked["magic_link"].rsplit("/", 1)[1],
         ]
         for account in (slack, github):
-            current = runtime.vault.read_credential(account.id)
+            current = runtime.vault.credentials.read(account.id)
             secrets += [current.access_token, current.refresh_token]
     finally:
         logging.getLogger().handlers.clear()

@@ -62,7 +62,7 @@ async def test_an_unknown_label_is_invalid_input_listing_the_labels(runtime, set
     assert "oss, work" in result["next_step"]
     assert hostile.is_error and github_sim.counters.api_requests == before
     # Nothing was created for the unknown label.
-    assert {a.label for a in runtime.vault.list_accounts("acme", "alice")} == {"work", "oss"}
+    assert {a.label for a in runtime.vault.accounts.all("acme", "alice")} == {"work", "oss"}
 
 
 async def test_a_label_never_reaches_another_users_account(runtime, settings, github_sim, web):
@@ -76,5 +76,5 @@ async def test_a_label_never_reaches_another_users_account(runtime, settings, gi
     assert github_sim.counters.api_requests == 0
     # Bob may connect his own account of that label; it is his, pending, and leaves Alice's alone.
     assert connect["account"] == "acme/bob/github/work"
-    assert runtime.vault.find_account("acme", "bob", "github", "work").status == "pending"
-    assert runtime.vault.find_account("acme", "alice", "github", "work").provider_account_id == "31"
+    assert runtime.vault.accounts.find("acme", "bob", "github", "work").status == "pending"
+    assert runtime.vault.accounts.find("acme", "alice", "github", "work").provider_account_id == "31"

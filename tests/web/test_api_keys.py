@@ -33,7 +33,7 @@ def test_keys_create_prints_the_key_once_and_stores_only_its_hash(runtime_sync, 
 
     assert cli("keys", "revoke", key[:10]) == 0
     assert "revoked" in capsys.readouterr().out
-    assert runtime_sync.vault.find_api_key(key) is None
+    assert runtime_sync.vault.api_keys.find(key) is None
     assert cli("keys", "revoke", key[:10]) == 2  # nothing active left by that prefix
     assert "no active API key" in capsys.readouterr().err
 
@@ -66,7 +66,7 @@ async def test_a_revoked_key_is_refused_from_the_next_request_on(runtime, web):
     async with http_session(web, issued.key) as session:
         assert (await session.list_tools()).tools
 
-    runtime.vault.revoke_api_key(issued.record.id)
+    runtime.vault.api_keys.revoke(issued.record.id)
 
     async with httpx2.AsyncClient(base_url=web, timeout=10) as client:
         response = await client.get("/sse", headers={"Authorization": f"Bearer {issued.key}"})

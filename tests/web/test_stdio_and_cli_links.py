@@ -49,7 +49,7 @@ async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtim
             again = (await session.call_tool("github_search_issues", {"query": "bug"})).structured_content
 
     assert again["status"] == "ok"
-    assert runtime.vault.get_account(account.id).status == "active"
+    assert runtime.vault.accounts.get(account.id).status == "active"
     log = stderr_path.read_text()
     assert "page_listener_started" in log and "reauthorized" in log
     assert link.rsplit("/", 1)[1] not in log
@@ -96,9 +96,9 @@ async def test_link_command_prints_a_link_that_connects_the_named_users_account(
     page = await user.reconnect(link, user_id="U0BOB")
 
     assert outcome_of(page) == "reconnected"
-    bob = runtime.vault.find_account("acme", "bob", "slack")
+    bob = runtime.vault.accounts.find("acme", "bob", "slack")
     assert (bob.status, bob.provider_account_id) == ("active", "T0SIMTEAM:U0BOB")
-    assert runtime.vault.find_account("acme", "alice", "slack") is None
+    assert runtime.vault.accounts.find("acme", "alice", "slack") is None
 
 
 def test_link_command_refuses_an_unknown_connector(cli, capsys):
