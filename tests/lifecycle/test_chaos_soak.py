@@ -33,7 +33,9 @@ def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
     for name, value in {
         "LEASE_SECONDS": "2",
         "LEASE_MAX_SECONDS": "12",
-        "REFRESH_TIMEOUT_SECONDS": "5",
+        # A slow (processed) answer takes slow_seconds; the deadline leaves room for a loaded machine, because a
+        # processed answer cut by the deadline is a lost rotation, which this soak is not about.
+        "REFRESH_TIMEOUT_SECONDS": "8",
         "MANDATORY_REFRESH_SECONDS": "1",
         "TOKEN_CACHE_SECONDS": "1",
         "SCHEDULER_POLL_SECONDS": "0.5",
@@ -64,7 +66,7 @@ def test_two_workers_under_random_provider_faults_lose_no_grant_and_reuse_no_ref
         api_rate_limits=0.1,
         api_resets=0.05,
         api_slow=0.2,
-        hang_seconds=6,
+        hang_seconds=9,  # past the refresh deadline
         slow_seconds=2.2,
         api_latency_seconds=0.3,
     )
