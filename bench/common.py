@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulators import GitHubSimulator, SimulatorServer, SlackSimulator
-from tests.support.databases import postgres_schema, postgres_unreachable_reason
+from simulators.scratch_database import DEFAULT_POSTGRES_URL, postgres_unreachable_reason, scratch_schema
 
 BENCH_VAULT_KEY = "bench:" + base64.urlsafe_b64encode(b"b" * 32).decode().rstrip("=")
+# The PostgreSQL server the benchmarks make a scratch schema on: the test suite's.
+POSTGRES_URL = os.environ.get("GRANTKEEPER_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
 
 
 @dataclass
@@ -30,7 +32,7 @@ def quantile(values: list[float], q: float) -> float:
 @contextmanager
 def bench_environment(database: str, **settings: str) -> Iterator[Bench]:
     """Simulators on loopback, a fresh vault (`database`: sqlite | postgresql), GRANTKEEPER_* set in os.environ."""
-    if database == "postgresql" and (reason := postgres_unreachable_reason()):
+    if database == "postgresql" and (reason := postgres_unreachable_reason(POSTGRES_URL)):
         raise SystemExit(f"cannot run on PostgreSQL: {reason}")
     slack = SlackSimulator()
     with (
@@ -54,7 +56,7 @@ def bench_environment(database: str, **settings: str) -> Iterator[Bench]:
             "GRANTKEEPER_GITHUB_OAUTH_BASE_URL": github_server.url,
             **{f"GRANTKEEPER_{k.upper()}": v for k, v in settings.items()},
         }
-        with postgres_schema() if database == "postgresql" else _no_schema() as url:
+        with scratch_schema(POSTGRES_URL) if database == "postgresql" else _no_schema() as url:
             if url:
                 env["GRANTKEEPER_DATABASE_URL"] = url
             saved = dict(os.environ)

@@ -13,8 +13,8 @@ import time
 from bench.common import bench_environment, quantile
 from server.runtime import Runtime
 from server.settings import Settings
-from tests.support.seed import seed_account
-from tests.support.workers import run_workers
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account
 
 
 def storm(database: str, processes: int, calls: int) -> None:

@@ -17,8 +17,8 @@ from server.runtime import Runtime
 from server.settings import Settings
 from server.vault.models import utcnow
 from server.vault.schedule import due_refreshes
-from tests.support.seed import seed_many
-from tests.support.workers import run_workers
+from simulators.fleet import run_workers
+from simulators.seeding import seed_many
 
 SCAN_REPEATS = 200
 

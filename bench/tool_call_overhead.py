@@ -36,10 +36,10 @@ from server.runtime import Runtime
 from server.settings import Settings
 from simulators import SimulatorServer, SlackSimulator
 from simulators.environment import simulator_environment
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tools.slack import ReadChannelOk, SlackMessage
 
-ARGS = {"channel": "C0GENERAL", "limit": 1}
+ARGS: dict[str, str | int] = {"channel": "C0GENERAL", "limit": 1}
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -1,38 +1,92 @@
-"""Builds the MCP server: one MCPServer with every tool registered against a Runtime."""
+"""Builds the MCP server: one MCPServer with every tool registered against a Runtime.
+
+    server, toolset = build_server(runtime)          # ready at once (HTTP, tests)
+
+Over stdio the server answers `initialize` before the runtime exists (server/stdio_startup.py): `tool_server()`
+is the empty server, `install_tools` registers the tools once the runtime is open, and until then `tools/list`
+and `tools/call` wait at its `StartupGate`. This module therefore imports only what the empty server needs; the
+tools and the result models come with `install_tools` and the first invalid call.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcp.server.mcpserver import MCPServer
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
-from mcp.types import CallToolResult
+from mcp.types import CallToolResult, InputRequiredResult, Tool
 from pydantic import ValidationError
 
-from server.monitoring.metrics import Metrics
-from server.results import InvalidInput, to_call_result
-from server.runtime import Runtime
-from tools import Toolset, register_all
+if TYPE_CHECKING:
+    from server.monitoring.metrics import Metrics
+    from server.runtime import Runtime
+    from tools import Toolset
 
 MAX_ARGUMENT_PROBLEMS = 5
 
 INSTRUCTIONS = (
-    "grantkeeper calls {services} on the user's behalf with grants it holds; you never see a token. "
-    "Every tool returns a `status`. On `reauth_required`, show the user the magic_link and wait for them to "
-    "reconnect before calling again. On `rate_limited`, wait retry_after_seconds. On `upstream_error` with "
-    "outcome_unknown, check whether the change happened before repeating it."
+    "grantkeeper calls SaaS APIs (each tool is named after its service) on the user's behalf with grants it holds; "
+    "you never see a token. Every tool returns a `status`. On `reauth_required`, show the user the magic_link and "
+    "wait for them to reconnect before calling again. On `rate_limited`, wait retry_after_seconds. On "
+    "`upstream_error` with outcome_unknown, check whether the change happened before repeating it."
 )
+
+
+class StartupFailed(RuntimeError):
+    """The runtime behind the tools did not open; the process is ending and says why on stderr."""
+
+
+class StartupGate:
+    """Open once the tools are installed (or failed for good). Requests that need the tools wait here, so a call
+    arriving while the vault still opens is answered once it is open, never refused."""
+
+    def __init__(self) -> None:
+        self._settled = anyio.Event()
+        self.failure: BaseException | None = None
+
+    def open(self) -> None:
+        self._settled.set()
+
+    def fail(self, failure: BaseException) -> None:
+        self.failure = failure
+        self._settled.set()
+
+    @property
+    def settled(self) -> bool:
+        return self._settled.is_set()
+
+    async def wait_settled(self) -> None:
+        """Until open or failed, without raising."""
+        await self._settled.wait()
+
+    async def wait(self) -> None:
+        """Until open; raises StartupFailed if start-up failed."""
+        await self._settled.wait()
+        if self.failure is not None:
+            raise StartupFailed("grantkeeper failed to start; its log (stderr) says why") from None
 
 
 class ToolServer(MCPServer):
     """An MCPServer whose argument-validation failures are results like any other (`status: invalid_input`),
-    not the SDK's raw pydantic text: the agent reads which argument is wrong and what is expected."""
+    not the SDK's raw pydantic text: the agent reads which argument is wrong and what is expected. Its tools
+    wait for `gate`, when there is one."""
 
     canonical_names: dict[str, str]
     metrics: Metrics | None = None
+    gate: StartupGate | None = None
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+    async def list_tools(self) -> list[Tool]:
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super().list_tools()
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if self.gate is not None:
+            await self.gate.wait()
         try:
             return await super().call_tool(name, arguments, context)
         except ToolError as error:
@@ -45,6 +99,8 @@ class ToolServer(MCPServer):
 
 
 def invalid_arguments(tool: str, error: ValidationError) -> CallToolResult:
+    from server.results import InvalidInput, to_call_result
+
     # Argument names and expectations only, never the values: they are the caller's data.
     problems = [
         f"{'.'.join(str(part) for part in problem['loc'])[:80] or 'arguments'}: {problem['msg'][:200]}"
@@ -60,13 +116,27 @@ def invalid_arguments(tool: str, error: ValidationError) -> CallToolResult:
     )
 
 
-def build_server(runtime: Runtime, **server_options) -> tuple[MCPServer, Toolset]:
+def tool_server(**server_options: Any) -> ToolServer:
+    """The server without its tools: enough to answer `initialize`."""
     # The SDK logs every request at INFO; one line per call is noise for operators and a cost on the hot path.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
-    services = ", ".join(connector.spec.display_name for connector in runtime.connectors.values())
-    server = ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS.format(services=services), **server_options)
-    toolset = Toolset(server, runtime, stdio_identity=server_options.get("token_verifier") is None)
+    server = ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS, **server_options)
+    server.canonical_names = {}
+    return server
+
+
+def install_tools(server: ToolServer, runtime: Runtime, *, stdio_identity: bool) -> Toolset:
+    """Register every tool of `runtime`'s connectors on `server`. `stdio_identity`: callers without a key act as
+    the configured user (stdio); over HTTP a caller is whoever its key names."""
+    from tools import Toolset, register_all
+
+    toolset = Toolset(server, runtime, stdio_identity=stdio_identity)
     register_all(toolset)
     server.canonical_names = toolset.registered
     server.metrics = runtime.metrics
-    return server, toolset
+    return toolset
+
+
+def build_server(runtime: Runtime, **server_options: Any) -> tuple[ToolServer, Toolset]:
+    server = tool_server(**server_options)
+    return server, install_tools(server, runtime, stdio_identity=server_options.get("token_verifier") is None)

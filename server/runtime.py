@@ -43,10 +43,11 @@ class Runtime:
     _closed: bool = field(default=False, repr=False)
 
     @classmethod
-    def open(cls, settings: Settings) -> Runtime:
-        """Open the vault (creating the key and migrating the schema on first run). Blocking: call before serving."""
+    def open(cls, settings: Settings, *, connectors: dict[str, Connector] | None = None) -> Runtime:
+        """Open the vault (creating the key and migrating the schema on first run). Blocking. `connectors`: already
+        loaded from `settings` (declared providers may have fetched their metadata)."""
         vault, key_created = open_vault(settings)
-        connectors = load_connectors(settings)
+        connectors = load_connectors(settings) if connectors is None else connectors
         metrics = Metrics()
         events = EventRecorder(vault, AlertPolicy(vault, settings.alert_webhook_url), metrics)
         tokens = TokenManager(settings, vault, connectors, events)

@@ -38,24 +38,39 @@ def _length(errors: list[Any]) -> int:
     return len(value) if isinstance(value, (str, bytes)) else 0
 
 
-async def run_stdio(server: MCPServer) -> None:
-    """Serve `server` over this process's stdin/stdout until stdin closes."""
+async def run_stdio(server: MCPServer, *, first_reply_sent: anyio.Event | None = None) -> None:
+    """Serve `server` over this process's stdin/stdout until stdin closes. `first_reply_sent` is set once the first
+    answer (normally to `initialize`) has been handed to stdout: work that would slow that answer waits for it."""
     lowlevel = server._lowlevel_server  # what run_stdio_async drives too; the SDK has no public seam here
     async with stdio_server() as (lines, replies):
         send, receive = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        answers, answer_queue = anyio.create_memory_object_stream[SessionMessage](0)
+
+        reading = anyio.CancelScope()
 
         async def answer_unreadable_lines() -> None:
-            async with send:
-                async for item in lines:
-                    if not isinstance(item, Exception):
-                        await send.send(item)
-                    elif (reply := error_reply(item)) is not None:
-                        try:
-                            await replies.send(SessionMessage(reply))
-                        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                            return
+            with reading:
+                async with send:
+                    async for item in lines:
+                        if not isinstance(item, Exception):
+                            await send.send(item)
+                        elif (reply := error_reply(item)) is not None:
+                            try:
+                                await replies.send(SessionMessage(reply))
+                            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                                return
+
+        async def relay_answers() -> None:
+            async with answer_queue, replies:  # closing stdout's stream ends the transport, as the SDK's run would
+                async for answer in answer_queue:
+                    await replies.send(answer)
+                    if first_reply_sent is not None:
+                        first_reply_sent.set()
 
         async with anyio.create_task_group() as group:
             group.start_soon(answer_unreadable_lines)
-            await lowlevel.run(receive, replies, lowlevel.create_initialization_options())
-            group.cancel_scope.cancel()
+            group.start_soon(relay_answers)
+            async with answers:
+                await lowlevel.run(receive, answers, lowlevel.create_initialization_options())
+            # The relay ends once it has written every answer; only the reader may still be waiting on stdin.
+            reading.cancel()

@@ -89,7 +89,7 @@ def add_query(url: str, params: dict[str, str | None]) -> str:
 class ProviderSimulator:
     """Base for one simulated provider: subclasses add their API routes and error shapes."""
 
-    provider_title: ClassVar[str]
+    provider_title: str  # a class attribute; the generic OAuth 2.0 simulator takes it per instance
     token_path: ClassVar[str]
     authorize_path: ClassVar[str]
     identity_fields: ClassVar[tuple[tuple[str, str], ...]]  # (identity key, label) shown on the consent page
@@ -214,18 +214,19 @@ class ProviderSimulator:
             response = self.server_error_response(503)
         elif (failure := self.faults.take_failure(endpoint)) is not None:
             self.counters.incr("server_errors")
-            if failure.after_processing and check.ok and self.admit(request, endpoint, check) is None:
-                await handler(request, check.grant)  # the change lands, the answer is lost
+            grant = check.usable_grant
+            if failure.after_processing and grant is not None and self.admit(request, endpoint, check) is None:
+                await handler(request, grant)  # the change lands, the answer is lost
             response = self.server_error_response(failure.status)
         elif (limit := self.faults.take_rate_limit()) is not None:
             self.counters.incr("rate_limited")
             response = self.rate_limited_response(request, limit, check)
         elif (refusal := self.admit(request, endpoint, check)) is not None:
             response = refusal
-        elif not check.ok:
+        elif (grant := check.usable_grant) is None:
             response = self.auth_error_response(check)
         else:
-            response = await handler(request, check.grant)
+            response = await handler(request, grant)
         return self.finish_api_response(request, endpoint, check, response)
 
     def client_authenticated(self, client_id: str | None, client_secret: str | None) -> bool:
@@ -430,9 +431,9 @@ class ProviderSimulator:
     def reset_connections(self, count: int = 1) -> None:
         self.faults.reset_connections(count)
 
-    def chaos(self, **chances: float) -> None:
-        """Random faults from now on (see faults.Chaos); no arguments: none."""
-        self.faults.chaos(Chaos(**chances) if chances else None)
+    def chaos(self, seed: int = 0, **chances: float) -> None:
+        """Random faults from now on (see faults.Chaos), rolled by a generator seeded with `seed`; no chances: none."""
+        self.faults.chaos(Chaos(seed=seed, **chances) if chances else None)
 
     def set_reuse_detection(self, enabled: bool) -> None:
         self.grants.reuse_detection = enabled
@@ -521,7 +522,7 @@ class ProviderSimulator:
             ),
             "token_endpoint_drip": lambda count=1, seconds=5.0: self.token_endpoint_drip(int(count), float(seconds)),
             "reset_connections": lambda count=1: self.reset_connections(int(count)),
-            "chaos": lambda **chances: self.chaos(**{k: float(v) for k, v in chances.items()}),
+            "chaos": lambda seed=0, **chances: self.chaos(int(seed), **{k: float(v) for k, v in chances.items()}),
             "hang": lambda count=1: self.hang(int(count)),
             "trickle": lambda count=1, interval=0.05: self.trickle(int(count), float(interval)),
             "gzip_bomb": lambda count=1, inflated_bytes=128 * 1024 * 1024: self.gzip_bomb(int(count), int(inflated_bytes)),

@@ -11,7 +11,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -268,7 +268,7 @@ class Faults:
     def answer(self, kind: AnswerKind, count: int = 1, *, size: int = 0, interval: float = 0.05) -> None:
         """Answer `count` more API requests with a hostile answer of `kind` (`HostileResponse`), queued after any
         hostile answers still pending, so different kinds can follow one another."""
-        if kind not in AnswerKind.__args__:
+        if kind not in get_args(AnswerKind):
             raise ValueError(f"unknown answer kind {kind!r}")
         with self._lock:
             self._answers.extend([AnswerFault(kind, max(0, size), max(0.001, interval))] * count)

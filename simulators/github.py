@@ -278,7 +278,7 @@ class GitHubSimulator(ProviderSimulator):
 
     @staticmethod
     def _label_json(label: Any) -> dict[str, Any]:
-        name = label.get("name") if isinstance(label, dict) else str(label)
+        name = str(label.get("name")) if isinstance(label, dict) else str(label)
         return {"id": zlib.crc32(name.encode()), "name": name, "color": "ededed", "default": False, "description": None}
 
     # -- OAuth ------------------------------------------------------------

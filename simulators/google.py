@@ -745,9 +745,11 @@ class GoogleSimulator(ProviderSimulator):
         show_deleted = query.get("showDeleted", "false").lower() == "true"
         with self._data_lock:
             candidates = [copy.deepcopy(e) for e in self._calendars.get(calendar, {}).values()]
-        chosen = []
+        chosen: list[tuple[datetime, dict[str, Any]]] = []
         for event in candidates:
             start, end = _event_bound(event["start"]), _event_bound(event["end"])
+            if start is None or end is None:
+                continue  # not reached: every stored event got both bounds past the checks of _insert_event
             if event.get("status") == "cancelled" and not show_deleted:
                 continue
             if (time_min is not None and end <= time_min) or (time_max is not None and start >= time_max):

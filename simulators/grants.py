@@ -119,6 +119,11 @@ class TokenCheck:
     def ok(self) -> bool:
         return self.status is TokenStatus.OK
 
+    @property
+    def usable_grant(self) -> Grant | None:
+        """The grant an API request may act on: set only when the token is good."""
+        return self.grant if self.ok else None
+
 
 @dataclass(frozen=True)
 class GrantResult:

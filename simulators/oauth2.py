@@ -46,6 +46,7 @@ from starlette.routing import BaseRoute, Route
 from .base import FaultError, ProviderSimulator, basic_credentials, read_params
 from .faults import RateLimitFault
 from .grants import Grant, GrantFailure, GrantResult, GrantStore, TokenCheck, TokenPolicy, TokenStatus
+from .oidc import kid_of
 
 DEFAULT_OAUTH2_IDENTITY = {"sub": "user-1", "name": "Ada Lovelace"}
 DEFAULT_OAUTH2_SCOPES = ["projects:read", "projects:write"]
@@ -83,6 +84,7 @@ class RotationSwitchStore(GrantStore):
 
 
 class OAuth2Simulator(ProviderSimulator):
+    grants: RotationSwitchStore
     token_path = "/oauth/token"
     authorize_path = "/oauth/authorize"
     revocation_path = "/oauth/revoke"
@@ -286,6 +288,8 @@ class OAuth2Simulator(ProviderSimulator):
             return self._client_from_assertion(request, params)
         if basic is not None and in_body:
             return None, oauth_error("invalid_request", "Use one client authentication method, not two.")
+        client_id: str | None
+        secret: str | None
         if basic is not None and "client_secret_basic" in self.auth_methods:
             client_id, secret = basic
         elif in_body and "client_secret_post" in self.auth_methods:
@@ -301,7 +305,11 @@ class OAuth2Simulator(ProviderSimulator):
         """RFC 7523 §3: a JWT signed with the client's registered key; iss and sub the client id, aud this token
         endpoint (or the issuer), not expired, and each jti used once."""
         refused = oauth_error("invalid_client", "Client authentication failed.", 401)
-        if KEY_AUTH_METHOD not in self.auth_methods or params.get("client_assertion_type") != ASSERTION_TYPE:
+        if (
+            KEY_AUTH_METHOD not in self.auth_methods
+            or self.client_public_key is None
+            or params.get("client_assertion_type") != ASSERTION_TYPE
+        ):
             return None, refused
         try:
             token = jwt.decode(
@@ -311,7 +319,8 @@ class OAuth2Simulator(ProviderSimulator):
             return None, refused
         claims = token.claims
         endpoint = str(request.url.replace(query=""))
-        audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+        audience = claims.get("aud")
+        audiences: list[object] = audience if isinstance(audience, list) else [audience]
         now = self.grants.now()
         jti = claims.get("jti")
         if (
@@ -389,7 +398,7 @@ class OAuth2Simulator(ProviderSimulator):
             case "wrong_nonce":
                 claims["nonce"] = "not-the-nonce-that-was-sent"
             case "bad_signature":
-                key = RSAKey.generate_key(2048, parameters={"kid": self.signing_key.kid})  # same kid, another key
+                key = RSAKey.generate_key(2048, parameters={"kid": kid_of(self.signing_key)})  # same kid, another key
             case "unsigned":  # alg "none": a token anyone could have written
                 header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
                 payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
@@ -412,7 +421,8 @@ class OAuth2Simulator(ProviderSimulator):
                 error, status = self.refresh_error
                 if self.refresh_error_body is not None:
                     return JSONResponse(self.refresh_error_body, status, headers=_NO_STORE)
-                return oauth_error(error, _REFRESH_FAILURES.get(result.failure, "The refresh token is invalid."), status)
+                description = _REFRESH_FAILURES.get(result.failure or GrantFailure.UNKNOWN, "The refresh token is invalid.")
+                return oauth_error(error, description, status)
         elif grant_type == "authorization_code":
             with self._data_lock:
                 request_params = self._code_requests.pop(params.get("code") or "", {})
@@ -547,8 +557,8 @@ class OAuth2Simulator(ProviderSimulator):
         if key is not None:
             with self._data_lock:
                 if key in self._idempotent_replies:
-                    status, body = self._idempotent_replies[key]
-                    return JSONResponse(copy.deepcopy(body), status, headers={"Idempotency-Replayed": "true"})
+                    status, reply = self._idempotent_replies[key]
+                    return JSONResponse(copy.deepcopy(reply), status, headers={"Idempotency-Replayed": "true"})
         try:
             body = json.loads(await request.body() or b"null")
         except ValueError:

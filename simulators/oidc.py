@@ -86,6 +86,13 @@ def new_signing_key() -> RSAKey:
     return RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8), "use": "sig", "alg": "RS256"}, private=True)
 
 
+def kid_of(key: RSAKey) -> str:
+    """The kid of a signing key a simulator generated (each is generated with one; joserfc types it optional)."""
+    if key.kid is None:
+        raise ValueError("a simulator's signing key has no kid")
+    return key.kid
+
+
 @dataclass
 class OIDCClient:
     client_id: str
@@ -170,11 +177,11 @@ class OIDCSimulator:
         key = new_signing_key()
         with self._lock:
             self._keys = [key] + ([] if retire_old else self._keys)
-        return key.kid
+        return kid_of(key)
 
     @property
     def signing_kid(self) -> str:
-        return self._keys[0].kid
+        return kid_of(self._keys[0])
 
     def add_client(self, client_id: str, client_secret: str, redirect_uris: list[str] | None = None) -> None:
         with self._lock:

@@ -467,7 +467,8 @@ class ZendeskSimulator(ProviderSimulator):
         ticket = body.get("ticket") if isinstance(body, dict) else None
         if not isinstance(ticket, dict):
             return zendesk_error("InvalidJSON", "Parameter 'ticket' is required.", 400)
-        comment = ticket.get("comment") if isinstance(ticket.get("comment"), dict) else {}
+        given_comment = ticket.get("comment")
+        comment: dict[str, Any] = given_comment if isinstance(given_comment, dict) else {}
         description = str(comment.get("body") or comment.get("html_body") or ticket.get("description") or "")
         problems: dict[str, list[dict[str, str]]] = {}
         if not description.strip():

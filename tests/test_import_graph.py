@@ -136,8 +136,7 @@ def test_the_reader_sees_the_imports_it_should() -> None:
     assert len(GRAPH) > 150
 
 
-# Known today, being removed by issue 8's vault and tools slices and the bench's own support code; the marks go
-# when they do.
+# Known today, being removed by issue 8's tools slice; the mark goes when it is.
 @pytest.mark.xfail(reason="tools/__init__<->tools.* cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
@@ -151,7 +150,6 @@ def test_server_imports_no_simulator_and_no_example() -> None:
     assert _edges_from("server", ("simulators", "examples")) == []
 
 
-@pytest.mark.xfail(reason="bench/ imports tests.support", strict=False)
 def test_nothing_outside_tests_imports_tests() -> None:
     outside = [p for p in PACKAGES if p != "tests"]
     assert [edge for p in outside for edge in _edges_from(p, ("tests",))] == []

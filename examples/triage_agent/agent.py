@@ -10,7 +10,7 @@ grantkeeper turns into "look first, then write at most once".
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +80,11 @@ class AgentStats:
     read_while_github_blocked: int = 0
     exceptions: int = 0  # tool calls that raised instead of returning a structured result
     calls: Counter[str] = field(default_factory=Counter)  # "tool status" -> count
-    blocked_seconds: Counter[str] = field(default_factory=Counter)
+    blocked_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def as_dict(self) -> dict[str, Any]:
-        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs.
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, counting the pairs (and it cannot
+        # rebuild a defaultdict).
         return {**vars(self), "calls": dict(self.calls), "blocked_seconds": dict(self.blocked_seconds)}
 
 

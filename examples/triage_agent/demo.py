@@ -161,8 +161,8 @@ def _import_tokens(env: dict[str, str], grants: dict[str, Any]) -> list[str]:
         )
         children[connector] = (child, json.dumps(payload))
     stored = []
-    for connector, (child, payload) in children.items():
-        out, err = child.communicate(payload, timeout=120)
+    for connector, (child, answers) in children.items():
+        out, err = child.communicate(answers, timeout=120)
         if child.returncode != 0:
             raise RuntimeError(f"accounts add {connector} failed: {err[-500:]}")
         stored.append(out.strip())
@@ -277,7 +277,7 @@ async def _run(
                     on_fault,
                     time.monotonic,
                 )
-                group.start_soon(refresh_view, live if live_view else None)
+                group.start_soon(refresh_view, live)
                 await report_steadily()
                 _say("reports stop coming; the agent finishes its queue")
                 with anyio.move_on_after(max(20 * plan.lifetime, DRAIN_DEADLINE_SECONDS)):
@@ -286,7 +286,7 @@ async def _run(
                 stop.set()
                 await anyio.sleep(0)
                 group.cancel_scope.cancel()
-            if live_view:
+            if live is not None:
                 live.update(_view(plan, agent, reporters, progress, slack, github, vault))
     statuses = {
         a.connector: str(a.status.value if hasattr(a.status, "value") else a.status) for a in vault.accounts.all("acme", "alice")

@@ -87,7 +87,17 @@ class Fault:
     at: float  # in token lifetimes from the start
     name: str
     description: str
-    apply: Callable[[], Any]
+    apply: Callable[[], object]
+
+
+def _together(*actions: Callable[[], object]) -> Callable[[], None]:
+    """One fault made of several actions (one per provider), applied in order."""
+
+    def apply() -> None:
+        for action in actions:
+            action()
+
+    return apply
 
 
 def fault_timeline(
@@ -104,30 +114,30 @@ def _one_cycle(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, 
             2,
             "tokens_killed",
             "Both providers kill every access token in the middle of the agent's calls",
-            lambda: (slack.expire_access_tokens(), github.expire_access_tokens()),
+            _together(slack.expire_access_tokens, github.expire_access_tokens),
         ),
         Fault(
             3,
             "rate_limit_burst",
             "A 429 burst: Slack and GitHub each refuse the next 5 calls (Retry-After: 1)",
-            lambda: (slack.rate_limit(count=5, retry_after=1), github.rate_limit(count=5, retry_after=1)),
+            _together(lambda: slack.rate_limit(count=5, retry_after=1), lambda: github.rate_limit(count=5, retry_after=1)),
         ),
         Fault(
             4,
             "token_endpoint_flaky",
             "Both token endpoints fail 30 % of refreshes for 3 token lifetimes",
-            lambda: (
-                slack.token_endpoint_flaky(0.3, 3 * lifetime, seed=13),
-                github.token_endpoint_flaky(0.3, 3 * lifetime, seed=31),
+            _together(
+                lambda: slack.token_endpoint_flaky(0.3, 3 * lifetime, seed=13),
+                lambda: github.token_endpoint_flaky(0.3, 3 * lifetime, seed=31),
             ),
         ),
         Fault(
             5,
             "answers_lost",
             "GitHub creates the next issue but the answer is lost (502); Slack does the same with the next post",
-            lambda: (
-                github.fail(1, 502, after_processing=True, endpoint=CREATE_ISSUE_ENDPOINT),
-                slack.fail(1, 502, after_processing=True, endpoint="chat.postMessage"),
+            _together(
+                lambda: github.fail(1, 502, after_processing=True, endpoint=CREATE_ISSUE_ENDPOINT),
+                lambda: slack.fail(1, 502, after_processing=True, endpoint="chat.postMessage"),
             ),
         ),
         Fault(

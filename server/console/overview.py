@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlalchemy import select as select_columns
+from sqlmodel import Session, col, select
 
 from server.connectors import Connector
 from server.vault import NO_REFRESH_TOKEN, AccountStatus, ConnectedAccount, Vault
@@ -55,23 +56,35 @@ class AccountRow:
         return {key: value.isoformat() if isinstance(value, datetime) else value for key, value in asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class RefreshHistory:
+    """The plain columns of an account's credential that the console shows (never the ciphertext)."""
+
+    access_expires_at: datetime | None
+    refresh_expires_at: datetime | None
+    last_refresh_at: datetime | None
+    last_refresh_outcome: str | None
+    consecutive_failures: int
+
+
 def account_rows(
     vault: Vault, connectors: dict[str, Connector], *, org: str | None = None, user: str | None = None
 ) -> list[AccountRow]:
     accounts = vault.accounts.all(org, user)
+    statement = select_columns(
+        col(Credential.account_id),
+        col(Credential.access_expires_at),
+        col(Credential.refresh_expires_at),
+        col(Credential.last_refresh_at),
+        col(Credential.last_refresh_outcome),
+        col(Credential.consecutive_failures),
+    )
     with Session(vault.engine) as session:
         credentials = {
-            row.account_id: row
-            for row in session.exec(
-                select(
-                    Credential.account_id,
-                    Credential.access_expires_at,
-                    Credential.refresh_expires_at,
-                    Credential.last_refresh_at,
-                    Credential.last_refresh_outcome,
-                    Credential.consecutive_failures,
-                )
-            )
+            account_id: RefreshHistory(access_expires_at, refresh_expires_at, last_refresh_at, outcome, failures)
+            for account_id, access_expires_at, refresh_expires_at, last_refresh_at, outcome, failures in session.execute(
+                statement
+            ).tuples()
         }
     revocations = Revocations(vault).latest_by_account()
     rows = []
@@ -108,7 +121,7 @@ def account_rows(
     return rows
 
 
-def next_step(account: ConnectedAccount, connector: Connector | None, credential: Any) -> tuple[bool, str]:
+def next_step(account: ConnectedAccount, connector: Connector | None, credential: RefreshHistory | None) -> tuple[bool, str]:
     """(whether someone must act, what to do, in words)."""
     provider = connector.spec.display_name if connector else account.connector
     reason = account.status_reason
@@ -149,4 +162,4 @@ def next_step(account: ConnectedAccount, connector: Connector | None, credential
 
 def open_incidents(vault: Vault) -> list[AlertIncident]:
     with Session(vault.engine, expire_on_commit=False) as session:
-        return list(session.exec(select(AlertIncident).order_by(AlertIncident.opened_at)))
+        return list(session.exec(select(AlertIncident).order_by(col(AlertIncident.opened_at))))

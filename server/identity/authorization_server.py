@@ -9,22 +9,22 @@ RFC 7591 dynamic registration (stored in `mcp_client`, secret sealed)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import anyio
 from mcp.server.auth.provider import (
     AccessToken,
     AuthorizationCode,
     AuthorizationParams,
     AuthorizeError,
+    OAuthAuthorizationServerProvider,
     RefreshToken,
     TokenError,
 )
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from server.identity.client_documents import ClientDocumentError, ClientDocuments, looks_like_document_url
 from server.identity.models import McpAuthorization, McpClient, McpGrant, McpToken
@@ -33,6 +33,7 @@ from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
+from server.vault.threads import in_vault_thread
 
 TOOLS_SCOPE = "tools"
 CONSENT_PATH = "/oauth/consent"
@@ -51,8 +52,9 @@ def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
 
 
-class GrantkeeperAuthorizationServer:
-    """The provider the SDK's /authorize, /token, /register and /revoke handlers call."""
+class GrantkeeperAuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken, AccessToken]):
+    """The provider the SDK's /authorize, /token, /register and /revoke handlers call. The SDK's default answers
+    the one grant it does not offer (SEP-990 identity assertions) with `unsupported_grant_type`."""
 
     def __init__(self, vault: Vault, settings: Settings, documents: ClientDocuments):
         self.vault = vault
@@ -61,9 +63,6 @@ class GrantkeeperAuthorizationServer:
         self.documents = documents
         self.log = get_logger("grantkeeper.authorization_server")
         self.reuse_detections = 0
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     @property
     def resource(self) -> str:
@@ -79,7 +78,7 @@ class GrantkeeperAuthorizationServer:
                 return None
         if len(client_id) > 64:
             return None
-        row = await self._db(self._client_row, client_id)
+        row = await in_vault_thread(self._client_row, client_id)
         if row is None:
             return None
         secret = None
@@ -101,10 +100,10 @@ class GrantkeeperAuthorizationServer:
         if client_info.client_secret:
             sealed = self.vault.seal("mcp_client", row.client_id, "secret", {"secret": client_info.client_secret})
             row.secret_key_id, row.secret_ciphertext = sealed.key_id, sealed.blob
-        await self._db(self._insert, row)
+        await in_vault_thread(self._insert, row)
         self.log.info("mcp_client_registered", client_id=row.client_id, client_name=client_info.client_name)
 
-    def _insert(self, *rows: Any) -> None:
+    def _insert(self, *rows: McpClient | McpAuthorization) -> None:
         with Session(self.engine, expire_on_commit=False) as session:
             for row in rows:
                 session.add(row)
@@ -132,7 +131,7 @@ class GrantkeeperAuthorizationServer:
             },
             expires_at=utcnow() + REQUEST_TTL,
         )
-        await self._db(self._insert, row)
+        await in_vault_thread(self._insert, row)
         return f"{self.settings.public_url}{CONSENT_PATH}?request={request_token}"
 
     def pending_request(self, request_token: str) -> McpAuthorization | None:
@@ -152,9 +151,9 @@ class GrantkeeperAuthorizationServer:
             decided = session.exec(
                 update(McpAuthorization)
                 .where(
-                    McpAuthorization.request_hash == hash_token(request_token),
-                    McpAuthorization.decided_at.is_(None),
-                    McpAuthorization.expires_at > now,
+                    col(McpAuthorization.request_hash) == hash_token(request_token),
+                    col(McpAuthorization.decided_at).is_(None),
+                    col(McpAuthorization.expires_at) > now,
                 )
                 .values(
                     decided_at=now, org=org, user=user, code_hash=hash_token(code) if code else None, expires_at=now + CODE_TTL
@@ -172,7 +171,7 @@ class GrantkeeperAuthorizationServer:
     ) -> AuthorizationCode | None:
         if not authorization_code or len(authorization_code) > 128:
             return None
-        row = await self._db(self._code_row, authorization_code)
+        row = await in_vault_thread(self._code_row, authorization_code)
         if row is None or row.client_id != client.client_id or row.used_at is not None or row.org is None:
             return None
         params = row.params
@@ -195,14 +194,14 @@ class GrantkeeperAuthorizationServer:
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
-        return await self._db(self._exchange_code, client, authorization_code)
+        return await in_vault_thread(self._exchange_code, client, authorization_code)
 
     def _exchange_code(self, client: OAuthClientInformationFull, code: AuthorizationCode) -> OAuthToken:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
             spent = session.exec(
                 update(McpAuthorization)
-                .where(McpAuthorization.code_hash == hash_token(code.code), McpAuthorization.used_at.is_(None))
+                .where(col(McpAuthorization.code_hash) == hash_token(code.code), col(McpAuthorization.used_at).is_(None))
                 .values(used_at=now)
             )
             if spent.rowcount != 1:
@@ -250,7 +249,7 @@ class GrantkeeperAuthorizationServer:
 
     # ---- refresh ----------------------------------------------------------------------------------
     async def load_refresh_token(self, client: OAuthClientInformationFull, refresh_token: str) -> RefreshToken | None:
-        return await self._db(self._load_refresh, client, refresh_token)
+        return await in_vault_thread(self._load_refresh, client, refresh_token)
 
     def _load_refresh(self, client: OAuthClientInformationFull, refresh_token: str) -> RefreshToken | None:
         if not refresh_token.startswith(REFRESH_PREFIX) or len(refresh_token) > 128:
@@ -290,14 +289,14 @@ class GrantkeeperAuthorizationServer:
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
-        return await self._db(self._rotate, refresh_token)
+        return await in_vault_thread(self._rotate, refresh_token)
 
     def _rotate(self, refresh_token: RefreshToken) -> OAuthToken:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
             spent = session.exec(
                 update(McpToken)
-                .where(McpToken.token_hash == hash_token(refresh_token.token), McpToken.used_at.is_(None))
+                .where(col(McpToken.token_hash) == hash_token(refresh_token.token), col(McpToken.used_at).is_(None))
                 .values(used_at=now)
             )
             row = session.get(McpToken, hash_token(refresh_token.token))
@@ -313,7 +312,7 @@ class GrantkeeperAuthorizationServer:
 
     # ---- access tokens --------------------------------------------------------------------------------
     async def load_access_token(self, token: str) -> AccessToken | None:
-        return await self._db(self._load_access, token)
+        return await in_vault_thread(self._load_access, token)
 
     def _load_access(self, token: str) -> AccessToken | None:
         if not token.startswith(ACCESS_PREFIX) or len(token) > 128:
@@ -327,7 +326,7 @@ class GrantkeeperAuthorizationServer:
             if grant is None or grant.revoked_at is not None:
                 return None
             if grant.last_used_at is None or now - grant.last_used_at > LAST_USED_EVERY:
-                session.exec(update(McpGrant).where(McpGrant.id == grant.id).values(last_used_at=now))
+                session.exec(update(McpGrant).where(col(McpGrant.id) == grant.id).values(last_used_at=now))
                 session.commit()
         return AccessToken(
             token=token,
@@ -340,9 +339,9 @@ class GrantkeeperAuthorizationServer:
         )
 
     async def revoke_token(self, token: AccessToken | RefreshToken) -> None:
-        row = await self._db(self._token_row, token.token)
+        row = await in_vault_thread(self._token_row, token.token)
         if row is not None:
-            await self._db(self.revoke_grants, grant_id=row.grant_id, reason="revoked_by_client")
+            await in_vault_thread(self.revoke_grants, grant_id=row.grant_id, reason="revoked_by_client")
 
     def _token_row(self, token: str) -> McpToken | None:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -353,14 +352,14 @@ class GrantkeeperAuthorizationServer:
 
 
 # ---- operators (`grantkeeper sessions`) -------------------------------------------------------------------
-def list_grants(engine: Any, *, include_revoked: bool = False) -> list[McpGrant]:
+def list_grants(engine: Engine, *, include_revoked: bool = False) -> list[McpGrant]:
     with Session(engine, expire_on_commit=False) as session:
-        rows = list(session.exec(select(McpGrant).order_by(McpGrant.created_at)))
+        rows = list(session.exec(select(McpGrant).order_by(col(McpGrant.created_at))))
     return rows if include_revoked else [row for row in rows if row.revoked_at is None]
 
 
 def revoke_grants(
-    engine: Any,
+    engine: Engine,
     *,
     grant_id: str | None = None,
     org: str | None = None,
@@ -368,13 +367,13 @@ def revoke_grants(
     reason: str = "revoked_by_operator",
 ) -> int:
     """Revoke one MCP client session by id, or every live one of org (and user). Its tokens stop working at once."""
-    conditions = [McpGrant.revoked_at.is_(None)]
+    conditions: list[ColumnElement[bool]] = [col(McpGrant.revoked_at).is_(None)]
     if grant_id:
-        conditions.append(McpGrant.id == grant_id)
+        conditions.append(col(McpGrant.id) == grant_id)
     if org:
-        conditions.append(McpGrant.org == org)
+        conditions.append(col(McpGrant.org) == org)
     if user:
-        conditions.append(McpGrant.user == user)
+        conditions.append(col(McpGrant.user) == user)
     if len(conditions) == 1:
         raise ValueError("name a grant id, or an org (and user)")
     with Session(engine) as session:

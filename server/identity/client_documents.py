@@ -117,7 +117,8 @@ class ClientDocuments:
 
 def _resolve(host: str) -> list[str]:
     try:
-        return sorted({info[4][0] for info in socket.getaddrinfo(host, None)})
+        # sockaddr[0] is typed `str | int` (some non-IP families); for IP addresses it is the address as text.
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None)})
     except (socket.gaierror, UnicodeError):
         return []
 

@@ -17,6 +17,14 @@ class FetchError(Exception):
     """The document could not be had; the message says why in words safe to show (no secrets in URLs here)."""
 
 
+class DocumentTooLarge(FetchError):
+    """The server answered with more than the size cap."""
+
+
+class NotAJsonObject(FetchError):
+    """The server answered, but not with a JSON object."""
+
+
 @dataclass(frozen=True)
 class Fetched:
     document: dict[str, Any]
@@ -34,12 +42,12 @@ async def fetch_json(
                     raise FetchError(f"answered HTTP {reply.status_code}")
                 declared = reply.headers.get("content-length")
                 if declared and declared.isdigit() and int(declared) > max_bytes:
-                    raise FetchError(f"is larger than {max_bytes} bytes")
+                    raise DocumentTooLarge(f"is larger than {max_bytes} bytes")
                 body = bytearray()
                 async for chunk in reply.aiter_bytes():
                     body += chunk
                     if len(body) > max_bytes:
-                        raise FetchError(f"is larger than {max_bytes} bytes")
+                        raise DocumentTooLarge(f"is larger than {max_bytes} bytes")
                 headers = reply.headers
     except TimeoutError:
         raise FetchError(f"did not answer within {deadline:g} s") from None
@@ -48,7 +56,7 @@ async def fetch_json(
     try:
         document = json.loads(bytes(body))
     except ValueError:
-        raise FetchError("is not JSON") from None
+        raise NotAJsonObject("is not JSON") from None
     if not isinstance(document, dict):
-        raise FetchError("is not a JSON object")
+        raise NotAJsonObject("is not a JSON object")
     return Fetched(document, headers)

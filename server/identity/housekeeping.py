@@ -7,18 +7,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_
-from sqlmodel import Session
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
 
 from server.identity.models import BrowserSession, McpAuthorization, McpToken, SignInFlow
 
 
-def prune_identity_rows(engine, *, now: datetime, retention: timedelta) -> int:
+def prune_identity_rows(engine: Engine, *, now: datetime, retention: timedelta) -> int:
     cutoff = now - retention
     statements = [
-        delete(SignInFlow).where(SignInFlow.expires_at <= now),
-        delete(McpAuthorization).where(McpAuthorization.expires_at <= now),
-        delete(McpToken).where(McpToken.expires_at <= cutoff),
-        delete(BrowserSession).where(or_(BrowserSession.expires_at <= cutoff, BrowserSession.revoked_at <= cutoff)),
+        delete(SignInFlow).where(col(SignInFlow.expires_at) <= now),
+        delete(McpAuthorization).where(col(McpAuthorization.expires_at) <= now),
+        delete(McpToken).where(col(McpToken.expires_at) <= cutoff),
+        delete(BrowserSession).where(or_(col(BrowserSession.expires_at) <= cutoff, col(BrowserSession.revoked_at) <= cutoff)),
     ]
     with Session(engine) as session:
         pruned = sum(session.exec(statement).rowcount for statement in statements)

@@ -1,6 +1,8 @@
-"""Verifying JWTs signed by someone else's keys: an IdP's id_tokens, an external authorization server's access
-tokens. A generic helper (issuer, audience, expiry, not-before, an allow-list of algorithms that never holds
-`none`), with the issuer's JWKS cached and re-fetched once when a token names a key it has not seen (rotation).
+"""The one verifier of JWTs signed by someone else's keys: the sign-in IdP's id_tokens (server/identity/oidc.py),
+an external authorization server's access tokens (server/identity/resource_server.py) and a declared provider's
+id_tokens (server/lifecycle/oidc.py). The signature against the issuer's JWKS (cached, re-fetched once when a token
+names a key it has not seen: rotation) under an allow-list of algorithms that never holds `none`; then issuer,
+audience, expiry and not-before. Callers add their protocol's own claims (nonce, azp, …) on top.
 
     keys = JwksCache(http, jwks_url)
     claims = await verify_jwt(token, keys, issuer=..., audience=..., algorithms=("RS256",))
@@ -12,7 +14,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, TypeGuard
 
 import anyio
 import httpx2
@@ -21,9 +23,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from server.identity.fetch import FetchError, fetch_json
+from server.identity.fetch import DocumentTooLarge, FetchError, NotAJsonObject, fetch_json
 
 MAX_TOKEN_LENGTH = 16 * 1024
+CLOCK_LEEWAY_SECONDS = 60
 JWKS_REFRESH_SECONDS = 300
 # A token naming an unknown key (the IdP rotated) forces a re-fetch, but not more often than this: a stream of
 # forged kids must not turn into a stream of requests to the IdP.
@@ -63,12 +66,20 @@ class JwksCache:
                     document = (await fetch_json(self.http, self.url)).document
                     self._keys = KeySet.import_key_set(document)  # type: ignore[arg-type]
                 except (FetchError, JoseError, ValueError, TypeError, KeyError) as exc:
-                    if self._keys is None:
-                        raise JwtRejected("jwks_unavailable") from exc
+                    if self._keys is None:  # (with keys in hand, a failed refresh keeps them)
+                        raise JwtRejected(_jwks_failure(exc)) from exc
                 else:
                     self._fetched_at = now
                     self.fetches += 1
             return self._keys
+
+
+def _jwks_failure(exc: Exception) -> str:
+    if isinstance(exc, DocumentTooLarge):
+        return "jwks_too_large"
+    if isinstance(exc, FetchError) and not isinstance(exc, NotAJsonObject):
+        return "jwks_unavailable"
+    return "jwks_malformed"  # not JSON, or JSON that is no key set
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -93,10 +104,18 @@ async def verify_jwt(
     issuer: str,
     audience: str | Collection[str],
     algorithms: Collection[str],
-    leeway: int = 60,
+    leeway: int = CLOCK_LEEWAY_SECONDS,
     now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """The verified claims, or `JwtRejected`. `audience`: the token's `aud` must contain one of these."""
+    claims = await verify_signature(token, keys, algorithms=algorithms)
+    check_claims(claims, issuer=issuer, audience=audience, leeway=leeway, now=now())
+    return claims
+
+
+async def verify_signature(token: str, keys: JwksCache, *, algorithms: Collection[str]) -> dict[str, Any]:
+    """The claims of `token` once its signature checks out against `keys` (no claim is checked yet), or
+    `JwtRejected`: `malformed`, `algorithm_not_allowed`, `unknown_key`, `bad_signature`, `jwks_*`."""
     allowed = [alg for alg in algorithms if alg.lower() != "none"]
     if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
         raise JwtRejected("malformed")
@@ -113,18 +132,30 @@ async def verify_jwt(
         raise JwtRejected("bad_signature") from None
     except (ValueError, TypeError):
         raise JwtRejected("malformed") from None
-    claims = decoded.claims
-    moment = int(now())
+    return decoded.claims
+
+
+def check_claims(
+    claims: dict[str, Any], *, issuer: str, audience: str | Collection[str], leeway: int = CLOCK_LEEWAY_SECONDS, now: float
+) -> None:
+    """RFC 7519's registered claims, or `JwtRejected`: `iss` is `issuer` exactly, `aud` holds one of `audience`,
+    `exp` (required) has not passed and `nbf` (if any) has, each give or take `leeway` seconds."""
     if claims.get("iss") != issuer:
         raise JwtRejected("wrong_issuer")
     wanted = {audience} if isinstance(audience, str) else set(audience)
     presented = claims.get("aud")
-    presented_set = {presented} if isinstance(presented, str) else set(presented) if isinstance(presented, list) else set()
+    presented_set = {presented} if isinstance(presented, str) else set()
+    if isinstance(presented, list):
+        presented_set = {item for item in presented if isinstance(item, str)}
     if not wanted & presented_set:
         raise JwtRejected("wrong_audience")
     exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, int | float) or exp + leeway < moment:
+    if not _is_time(exp) or exp + leeway <= now:
         raise JwtRejected("expired")
-    if nbf is not None and (not isinstance(nbf, int | float) or nbf - leeway > moment):
+    if nbf is not None and (not _is_time(nbf) or nbf - leeway > now):
         raise JwtRejected("not_yet_valid")
-    return claims
+
+
+def _is_time(value: object) -> TypeGuard[int | float]:
+    """A NumericDate (RFC 7519 §2): a number of seconds, and not a JSON `true` (which Python counts as 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

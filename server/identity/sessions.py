@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, update
+from sqlmodel import Session, col, select
 
 from server.identity.models import BrowserSession
 from server.identity.people import Person
@@ -69,7 +69,7 @@ class SessionStore:
             if now - row.last_seen_at > timedelta(seconds=self.settings.session_idle_seconds):
                 return None
             if now - row.last_seen_at > TOUCH_EVERY:
-                session.exec(update(BrowserSession).where(BrowserSession.id == row.id).values(last_seen_at=now))
+                session.exec(update(BrowserSession).where(col(BrowserSession.id) == row.id).values(last_seen_at=now))
                 session.commit()
         person = Person(org=row.org, user=row.user, subject=row.subject, email=row.email, is_admin=row.is_admin)
         return SignedIn(person, row.id)
@@ -78,7 +78,7 @@ class SessionStore:
         with Session(self.engine) as session:
             result = session.exec(
                 update(BrowserSession)
-                .where(BrowserSession.session_hash == hash_token(value), BrowserSession.revoked_at.is_(None))
+                .where(col(BrowserSession.session_hash) == hash_token(value), col(BrowserSession.revoked_at).is_(None))
                 .values(revoked_at=utcnow())
             )
             session.commit()
@@ -87,20 +87,20 @@ class SessionStore:
     def listing(self, *, include_ended: bool = False) -> list[BrowserSession]:
         now = utcnow()
         with Session(self.engine, expire_on_commit=False) as session:
-            rows = list(session.exec(select(BrowserSession).order_by(BrowserSession.created_at)))
+            rows = list(session.exec(select(BrowserSession).order_by(col(BrowserSession.created_at))))
         if include_ended:
             return rows
         return [row for row in rows if row.revoked_at is None and row.expires_at > now]
 
     def revoke(self, *, session_id: str | None = None, org: str | None = None, user: str | None = None) -> int:
         """Revoke one session by id, or every live session of org (and user)."""
-        conditions = [BrowserSession.revoked_at.is_(None)]
+        conditions: list[ColumnElement[bool]] = [col(BrowserSession.revoked_at).is_(None)]
         if session_id:
-            conditions.append(BrowserSession.id == session_id)
+            conditions.append(col(BrowserSession.id) == session_id)
         if org:
-            conditions.append(BrowserSession.org == org)
+            conditions.append(col(BrowserSession.org) == org)
         if user:
-            conditions.append(BrowserSession.user == user)
+            conditions.append(col(BrowserSession.user) == user)
         if len(conditions) == 1:
             raise ValueError("name a session id, or an org (and user)")
         with Session(self.engine) as session:

@@ -8,13 +8,11 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 from urllib.parse import quote, urlsplit
 
-import anyio
 from authlib.common.security import generate_token
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -28,6 +26,7 @@ from server.runtime import Runtime
 from server.vault import VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
+from server.vault.threads import in_vault_thread
 from server.web.security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
@@ -92,9 +91,6 @@ class SignIn:
             Route(LOGOUT_PATH, self.logout, methods=["POST"]),
         ]
 
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-
     @property
     def secure(self) -> bool:
         return self.settings.public_url.startswith("https://")
@@ -107,7 +103,7 @@ class SignIn:
         return urlsplit(self.settings.public_url).path.rstrip("/") + path
 
     async def current(self, request: Request) -> SignedIn | None:
-        return await self._db(self.sessions.resolve, request.cookies.get(cookie_name(self.settings)))
+        return await in_vault_thread(self.sessions.resolve, request.cookies.get(cookie_name(self.settings)))
 
     # ---- /login -------------------------------------------------------------------------------------
     async def login(self, request: Request) -> Response:
@@ -122,7 +118,7 @@ class SignIn:
             url = await self.oidc.start(redirect_uri=self.redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
         except SignInFailed as failed:
             return self._failure(failed.reason)
-        await self._db(
+        await in_vault_thread(
             self._save_flow,
             state,
             {"nonce": nonce, "code_verifier": verifier, "next": next_path, "binding_hash": hash_token(binding)},
@@ -155,7 +151,7 @@ class SignIn:
             if row is None or row.used_at is not None or row.expires_at <= now:
                 return None
             spent = session.exec(
-                update(SignInFlow).where(SignInFlow.id == row.id, SignInFlow.used_at.is_(None)).values(used_at=now)
+                update(SignInFlow).where(col(SignInFlow.id) == row.id, col(SignInFlow.used_at).is_(None)).values(used_at=now)
             )
             session.commit()
             if spent.rowcount != 1:
@@ -173,7 +169,7 @@ class SignIn:
         state = query.get("state")
         if not state or len(state) > 128:
             return self._failure("state_missing")
-        flow = await self._db(self._take_flow, state)
+        flow = await in_vault_thread(self._take_flow, state)
         if flow is None:
             return self._failure("state_unknown")
         binding = request.cookies.get(FLOW_COOKIE) or ""
@@ -197,7 +193,7 @@ class SignIn:
                 paragraphs=[f"The identity provider confirmed who you are, but {refused.reason}."],
                 next_step="Ask your grantkeeper administrator for access.",
             )
-        value = await self._db(self.sessions.create, person)
+        value = await in_vault_thread(self.sessions.create, person)
         self.log.info("signed_in", org=person.org, user=person.user, admin=person.is_admin)
         response = RedirectResponse(
             flow.next if flow.next != LOGIN_PATH else LOGIN_PATH, 303, headers={"Cache-Control": "no-store"}
@@ -245,7 +241,7 @@ class SignIn:
         signed_in = await self.current(request)
         if signed_in is None or value is None or await self.checked_form(request, f"logout:{signed_in.session_id}") is None:
             return self.form_refused("Sign-out")
-        await self._db(self.sessions.end, value)
+        await in_vault_thread(self.sessions.end, value)
         response = self.render(
             "message.html",
             outcome="signed_out",

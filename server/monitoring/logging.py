@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict
 
-from providers import BUILTIN
 from server.monitoring.tracing import current_ids
 
 REDACTED = "[redacted]"
@@ -34,23 +35,30 @@ SECRET_KEYS = frozenset(
         "csrf_token",
     }
 )
-# Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own keys
-# and secrets carried in URLs.
-SECRET_PATTERNS = [
-    *((re.compile(pattern), REDACTED) for provider in BUILTIN.values() for pattern in provider.spec.secret_patterns),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
-    (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
-    (re.compile(r"(gk_form=)[^;\s\"'&]+"), r"\1" + REDACTED),  # the form-token nonce cookie
-    (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
-    (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
-    (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
-    (
-        re.compile(
-            r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"
+
+
+@functools.cache
+def secret_patterns() -> list[tuple[re.Pattern[str], str]]:
+    """Token shapes the providers declare (providers/*.py `secret_patterns`), then bearer headers, JWTs, our own
+    keys and secrets carried in URLs. Compiled at the first line logged, not at import: `serve` answers its first
+    request before it loads the providers."""
+    from providers import BUILTIN
+
+    return [
+        *((re.compile(pattern), REDACTED) for provider in BUILTIN.values() for pattern in provider.spec.secret_patterns),
+        (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), REDACTED),
+        (re.compile(r"(gk_flow_[0-9a-f]+=)[^;\s\"']+"), r"\1" + REDACTED),  # a link flow cookie (before gk_ keys)
+        (re.compile(r"(gk_form=)[^;\s\"'&]+"), r"\1" + REDACTED),  # the form-token nonce cookie
+        (re.compile(r"\bgk_[A-Za-z0-9_-]{10,}"), REDACTED),
+        (re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
+        (re.compile(r"(/connect/)[A-Za-z0-9_-]{16,}"), r"\1" + REDACTED),
+        (
+            re.compile(
+                r"(?i)([?&](?:code|state|token|access_token|refresh_token|client_secret|code_verifier|csrf_token)=)[^&\s\"']+"
+            ),
+            r"\1" + REDACTED,
         ),
-        r"\1" + REDACTED,
-    ),
-]
+    ]
 
 
 # Held at WARNING whatever GRANTKEEPER_LOG_LEVEL says: the HTTP client's request lines (noise, and they carry URLs),
@@ -60,7 +68,7 @@ QUIET_LIBRARIES = ("httpx2", "httpcore", "httpcore2", "alembic", "mcp", "sse_sta
 
 
 def redact_text(text: str) -> str:
-    for pattern, replacement in SECRET_PATTERNS:
+    for pattern, replacement in secret_patterns():
         text = pattern.sub(replacement, text)
     return text
 
@@ -77,20 +85,20 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def _drop_color_message(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _drop_color_message(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """uvicorn attaches an ANSI-coloured copy of some messages; the plain one is enough."""
     event_dict.pop("color_message", None)
     return event_dict
 
 
-def add_trace_ids(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_trace_ids(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: the current span's trace_id and span_id, so a log line can be found from its trace."""
     for key, value in current_ids().items():
         event_dict.setdefault(key, value)
     return event_dict
 
 
-def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: drop values under secret-sounding keys, mask token-shaped strings anywhere."""
     return _redact(event_dict)
 

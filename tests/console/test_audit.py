@@ -12,7 +12,7 @@ import pytest
 from server.auth import create_api_key
 from server.housekeeping import Housekeeper
 from server.vault.models import utcnow
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import call_structured, http_session
 
 pytestmark = pytest.mark.anyio

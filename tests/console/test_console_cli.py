@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from server.execute import Caller
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

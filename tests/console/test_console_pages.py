@@ -10,8 +10,8 @@ import httpx2
 import pytest
 
 from server.auth import create_api_key
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
-from tests.support.seed import seed_account
 from tests.support.web import vault_rows
 
 pytestmark = pytest.mark.anyio

@@ -17,9 +17,9 @@ import pytest
 
 from server.auth import create_api_key
 from server.console.actions import AccountActions
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
 from tests.reauth.test_browser_reauth import CHROMIUM, CHROMIUM_ARGS, click_through
-from tests.support.seed import seed_account
 from tests.support.web import call_structured, http_session, vault_rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]

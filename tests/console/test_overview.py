@@ -8,7 +8,7 @@ from server.connectors import load_connectors
 from server.console.overview import account_rows
 from server.settings import Settings
 from server.vault import AccountStatus
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 
 
 def test_next_actions_in_words(runtime_sync, settings, slack_sim, github_sim):

@@ -23,8 +23,8 @@ from examples.triage_agent.connect import http_session
 from examples.triage_agent.world import Fault, Owner, Reporters, audit, fault_timeline, play, refreshes_by_trigger
 from server.auth import create_api_key
 from simulators import GitHubSimulator
+from simulators.seeding import seed_account
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - SQLite and PostgreSQL
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ from examples.triage_agent.agent import MAX_TITLE, NOTICE_PREFIX, AgentConfig, T
 from examples.triage_agent.state import MAX_STATE_BYTES, AgentState, StateError, StateFile
 from examples.triage_agent.world import BUG_CHANNEL, OPS_CHANNEL, REPO, Reporters, audit
 from simulators.person import link_user
+from simulators.seeding import seed_account
 from tests.support.mcp import mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of, web_server
 
 pytestmark = pytest.mark.anyio

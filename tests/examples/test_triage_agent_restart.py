@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from examples.triage_agent.world import BUG_CHANNEL, REPO, Reporters, audit
+from simulators.seeding import seed_account
 from tests.support.holds import HoldAnswer
-from tests.support.seed import seed_account
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from server.execute import Caller
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import vault_rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]

@@ -11,7 +11,7 @@ import pytest
 from server.execute import Caller
 from server.web.app import build_web_app
 from server.web.listener import listening
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio

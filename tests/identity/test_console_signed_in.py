@@ -14,8 +14,8 @@ import pytest
 
 from server.console.actions import AccountActions
 from server.execute import Caller
+from simulators.seeding import seed_account
 from tests.identity.test_browser_links import outcome, sign_in
-from tests.support.seed import seed_account
 from tests.support.web import vault_rows
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]

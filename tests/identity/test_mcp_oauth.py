@@ -28,8 +28,8 @@ from server.identity.client_documents import ClientDocuments
 from server.identity.models import McpAuthorization, McpClient, McpGrant, McpToken
 from server.web.app import build_web_app
 from server.web.listener import adopt_public_url, bind, listener_url, listening
+from simulators.seeding import seed_account
 from tests.identity.conftest import query_of
-from tests.support.seed import seed_account
 from tests.support.tls import https_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.browser]

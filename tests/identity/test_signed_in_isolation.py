@@ -11,8 +11,8 @@ import secrets
 import pytest
 
 from server.auth import create_api_key
+from simulators.seeding import seed_account
 from tests.identity.conftest import query_of
-from tests.support.seed import seed_account
 from tests.support.web import call_structured, http_session, sse_session, vault_rows
 from tests.web.test_caller_isolation import PROVIDER_TOOLS, TOOL_ARGUMENTS
 

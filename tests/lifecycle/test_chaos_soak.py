@@ -18,9 +18,9 @@ from server.connectors import load_connectors
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.events import EventRecorder
 from server.settings import Settings
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account
 from tests.support.cooldown import end_the_cooldown
-from tests.support.seed import seed_account
-from tests.support.workers import run_workers
 
 USERS = ("alice", "bob", "carol", "dave")  # alice is the callers' account; the others only the schedulers refresh
 ACCESS_TTL = 8  # refreshes due every ~6 s: several rotations per grant during the soak

@@ -18,10 +18,10 @@ from server.background import refresh_scheduler
 from server.lifecycle.crashpoints import CRASH_AT_ENV, STEPS
 from server.settings import Settings
 from server.vault.models import Credential, utcnow
+from simulators.fleet import run_until_it_dies
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.stored import assert_no_plaintext, database_contents
-from tests.support.workers import run_until_it_dies
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

@@ -17,9 +17,9 @@ from server.lifecycle.tokens import TokenManager
 from server.monitoring.events import EventRecorder
 from server.vault import AccountStatus
 from server.vault.models import Credential, utcnow
+from simulators.seeding import seed_account
 from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

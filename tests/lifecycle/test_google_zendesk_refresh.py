@@ -8,9 +8,9 @@ import os
 import anyio
 import pytest
 
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
-from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 SEARCH = {"query": "quarterly", "max_results": 5}

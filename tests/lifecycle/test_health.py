@@ -12,8 +12,8 @@ from sqlmodel import Session
 from server.background import health_monitor
 from server.runtime import Runtime
 from server.vault.models import ConnectedAccount, utcnow
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

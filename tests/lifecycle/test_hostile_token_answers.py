@@ -16,9 +16,9 @@ from server.failures import GrantGone, UpstreamFailure
 from server.lifecycle.oauth import MAX_ACCESS_LIFETIME_SECONDS
 from server.settings import Settings
 from server.vault.models import Credential, utcnow
+from simulators.seeding import seed_account
 from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

@@ -16,8 +16,8 @@ import pytest
 
 from server.settings import Settings
 from server.vault.models import utcnow
-from tests.support.seed import seed_account
-from tests.support.workers import let_go, output_of, run_workers, start_worker
+from simulators.fleet import let_go, output_of, run_workers, start_worker
+from simulators.seeding import seed_account
 
 LEASE_SECONDS = 2.0  # renewed every 2/3 s; the trickle lasts three leases
 TRICKLE_SECONDS = 6.0

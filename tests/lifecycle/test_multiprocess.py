@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from tests.support.seed import seed_account
-from tests.support.workers import run_workers
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account
 
 
 def test_four_processes_times_fifty_calls_on_an_expired_rotating_token_make_one_token_request(runtime_sync, settings, slack_sim):

@@ -6,8 +6,8 @@ import anyio
 import pytest
 
 from server.vault.models import utcnow
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 

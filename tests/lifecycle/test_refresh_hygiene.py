@@ -15,10 +15,10 @@ from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
 from server.lifecycle.scheduler import RefreshScheduler
 from server.vault.models import Credential, utcnow
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account
 from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
-from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

@@ -15,10 +15,10 @@ from server.background import refresh_scheduler
 from server.lifecycle.pacing import ProviderPacer
 from server.vault.models import Credential, utcnow
 from server.vault.schedule import due_health_checks, due_refreshes
+from simulators.fleet import run_workers
+from simulators.seeding import seed_account, seed_many
 from tests.support.holds import HoldRequests
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account, seed_many
-from tests.support.workers import run_workers
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

@@ -14,9 +14,9 @@ from starlette.routing import Route
 from server.runtime import Runtime
 from server.settings import Settings
 from simulators import SimulatorServer
+from simulators.seeding import seed_account
 from tests.support.cooldown import end_the_cooldown
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import web_server
 
 pytestmark = pytest.mark.anyio

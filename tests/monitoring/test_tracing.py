@@ -16,9 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from server.monitoring.logging import configure_logging
 from server.monitoring.tracing import configure_exporting
+from simulators.seeding import seed_account
 from tests.support.logs import logging_restored
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 _EXPORTER = InMemorySpanExporter()

@@ -33,9 +33,9 @@ from server.monitoring.webhooks import CRASH_BEFORE_SEND, WebhookDeliverer, chec
 from server.settings import ConfigError, Settings
 from server.vault.models import WebhookMessage, utcnow
 from simulators import SimulatorServer
+from simulators.fleet import release_together, run_until_it_dies, spawn_worker
+from simulators.seeding import seed_account
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override
-from tests.support.seed import seed_account
-from tests.support.workers import _release, _spawn, run_until_it_dies
 
 pytestmark = pytest.mark.anyio
 
@@ -157,9 +157,9 @@ def test_two_workers_deliver_every_event_once_in_order_after_the_receiver_comes_
     hook.up = False
     env = {k: v for k, v in os.environ.items() if k.startswith("GRANTKEEPER_")}
 
-    workers = [_spawn(env, ["--mode", "lifecycle", "--calls", "5"]) for _ in range(2)]
+    workers = [spawn_worker(env, ["--mode", "lifecycle", "--calls", "5"]) for _ in range(2)]
     try:
-        _release(workers)
+        release_together(workers)
         for worker in workers:
             assert worker.stdout.readline().strip() == "probed", worker.stderr.read()[-3000:]
         # The first message of every account was tried, and refused, while the receiver was down; the later ones

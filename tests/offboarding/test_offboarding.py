@@ -11,8 +11,8 @@ from sqlmodel import Session, select
 from server.execute import Caller
 from server.vault.models import Credential, Revocation
 from server.vault.revocations import Revocations
+from simulators.seeding import seed_account
 from tests.support.custom import ACME_CLIENT, acme_declaration, opened_runtime, write_config
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 

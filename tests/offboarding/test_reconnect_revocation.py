@@ -7,9 +7,9 @@ import pytest
 
 from server.execute import Caller
 from server.vault import AccountStatus
+from simulators.seeding import seed_account
 from tests.reauth.conftest import GITHUB_ALICE
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio

@@ -23,8 +23,8 @@ from starlette.routing import Route
 from server.auth import create_api_key
 from server.execute import Caller
 from server.web.listener import listening
+from simulators.seeding import seed_account
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
-from tests.support.seed import seed_account
 from tests.support.web import http_session, vault_rows
 from tests.web.test_stdio_and_cli_links import stdio_server
 

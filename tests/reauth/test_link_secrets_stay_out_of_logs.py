@@ -10,10 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from server.monitoring.logging import configure_logging
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
 from tests.support.logs import logging_restored
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of
 
 pytestmark = pytest.mark.anyio

@@ -11,9 +11,9 @@ import pytest
 
 from server.vault.crypto import new_secret_token
 from simulators.person import link_user
+from simulators.seeding import seed_account
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio
@@ -341,7 +341,7 @@ async def test_without_client_credentials_the_tools_ask_for_the_operator_instead
     settings, slack_sim, github_sim, monkeypatch
 ):
     from server.runtime import Runtime
-    from tests.support.seed import seed_account
+    from simulators.seeding import seed_account
 
     monkeypatch.delenv("GRANTKEEPER_SLACK_CLIENT_SECRET")
     monkeypatch.delenv("GRANTKEEPER_GITHUB_CLIENT_ID")

@@ -49,7 +49,7 @@ def serve(env, oauth2_server: SimulatorServer, isolated_environment: Path, monke
     return start
 
 
-EXPECTED_REASON = {"unsigned": "bad_signature", "garbage": "malformed"}
+EXPECTED_REASON = {"unsigned": "algorithm_not_allowed", "garbage": "malformed"}
 
 
 def unchanged_except_links(before: dict, after: dict) -> dict:

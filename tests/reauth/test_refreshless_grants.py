@@ -15,10 +15,10 @@ import pytest
 from server.lifecycle.health import HealthMonitor
 from simulators import OAuth2Simulator, SimulatorServer
 from simulators.person import link_user
+from simulators.seeding import seed_account
 from tests.reauth.test_oidc_declared_provider import oidc_declaration
 from tests.support.custom import ACME_CLIENT, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of, vault_rows, web_server
 
 pytestmark = pytest.mark.anyio

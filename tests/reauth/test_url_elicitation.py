@@ -11,9 +11,9 @@ from mcp.types import ElicitCompleteNotification, ElicitResult
 
 from server.app import build_server
 from server.auth import create_api_key
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
 from tests.support.mcp import call
-from tests.support.seed import seed_account
 from tests.support.web import http_session
 
 pytestmark = pytest.mark.anyio

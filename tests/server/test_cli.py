@@ -195,7 +195,7 @@ def test_check_with_no_accounts_says_so(env):
 
 
 def test_version_and_every_option_has_help_text():
-    from server.cli import _parser
+    from server.cli.parser import build_parser
 
     version = subprocess.run([sys.executable, "-m", "server", "--version"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout.startswith("grantkeeper ")
@@ -208,7 +208,7 @@ def test_version_and_every_option_has_help_text():
             elif not action.help:
                 yield f"{path} {'/'.join(action.option_strings) or action.dest}"
 
-    assert list(undocumented(_parser(), "grantkeeper")) == []
+    assert list(undocumented(build_parser(), "grantkeeper")) == []
 
 
 def test_link_refuses_a_connector_without_client_credentials_naming_the_settings(env):

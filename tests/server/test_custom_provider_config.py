@@ -14,9 +14,9 @@ from server.custom_providers.discovery import metadata_url
 from server.custom_providers.reading import read_declarations
 from server.settings import ConfigError, Settings
 from simulators import OAuth2Simulator, SimulatorServer
+from simulators.seeding import seed_account
 from tests.support.custom import ACME_CLIENT, acme_declaration, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 ROOT = Path(__file__).resolve().parents[2]
 MINIMAL = """

@@ -14,8 +14,8 @@ from providers import slack
 from server.execute import Caller
 from server.runtime import Runtime
 from server.settings import Settings
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

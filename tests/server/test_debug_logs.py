@@ -13,9 +13,9 @@ from mcp.client.stdio import stdio_client
 
 from server.auth import create_api_key
 from server.monitoring.logging import configure_logging, get_logger
+from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
 from tests.support.logs import logging_restored
-from tests.support.seed import seed_account
 from tests.support.web import http_session, web_server
 from tests.web.test_stdio_and_cli_links import stdio_server
 

@@ -7,8 +7,8 @@ from sqlmodel import Session, select
 
 from server.vault.crypto import hash_token
 from server.vault.models import ConnectedAccount, MagicLink
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 READ = {"channel": "C0GENERAL", "limit": 1}

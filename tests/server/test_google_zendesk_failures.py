@@ -9,8 +9,8 @@ from sqlmodel import Session, select
 from server.runtime import Runtime
 from server.settings import Settings
 from server.vault.models import ConnectedAccount, MagicLink
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 SEARCH = {"query": "is:unread", "max_results": 1}

@@ -12,8 +12,8 @@ from mcp.client.stdio import stdio_client
 
 from server.runtime import Runtime
 from server.settings import Settings
+from simulators.seeding import seed_account
 from tests.support.mcp import mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 MIB = 1024 * 1024

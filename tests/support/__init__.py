@@ -1,1 +1,2 @@
-"""Test helpers shared by the suite: settings against simulators, account seeding, worker processes."""
+"""Test helpers only the suite uses: settings against simulators, the database parametrisation, probes and holds.
+(Seeding a vault and running worker fleets live in simulators/, shared with the benchmarks.)"""

@@ -7,9 +7,9 @@ import anyio
 import pytest
 
 from simulators import OAuth2Simulator, SimulatorServer, redact
+from simulators.seeding import seed_account
 from tests.support.custom import acme_declaration, opened_runtime, write_config
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 FAILURE_STATUSES = {"reauth_required", "admin_action_required", "rate_limited", "upstream_error", "invalid_input"}

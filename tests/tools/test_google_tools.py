@@ -7,8 +7,8 @@ import pytest
 
 from providers.google import event_id_for
 from simulators import GoogleSimulator
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 MAIL = {"to": ["bob@example.com"], "cc": ["carol@example.org"], "subject": "Deploy finished", "body": "All green."}

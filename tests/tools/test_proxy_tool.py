@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from simulators.seeding import seed_account
 from tests.support.custom import opened_runtime
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 
 pytestmark = pytest.mark.anyio
 TICKET = {

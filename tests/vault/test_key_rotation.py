@@ -11,7 +11,7 @@ from pathlib import Path
 from server.runtime import open_vault
 from server.settings import Settings
 from server.vault.crypto import new_key_spec
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 
 ROOT = Path(__file__).resolve().parents[2]
 

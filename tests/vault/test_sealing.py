@@ -15,8 +15,8 @@ from server.monitoring.logging import configure_logging
 from server.vault import Keyring, VaultIntegrityError
 from server.vault.crypto import load_or_create_keyring, new_key_spec
 from server.vault.models import Credential
+from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
-from tests.support.seed import seed_account
 from tests.support.stored import assert_no_plaintext, database_contents
 
 pytestmark = pytest.mark.anyio

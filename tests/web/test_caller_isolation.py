@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from server.auth import create_api_key
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import call_structured, http_session, sse_session, vault_rows
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from server.auth import create_api_key
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from server.auth import create_api_key
 from server.runtime import Runtime
 from server.settings import Settings
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 from tests.support.web import web_server
 
 pytestmark = pytest.mark.anyio

@@ -13,8 +13,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from simulators.seeding import seed_account
 from tests.reauth.conftest import GITHUB_ALICE
-from tests.support.seed import seed_account
 from tests.support.web import outcome_of
 
 pytestmark = pytest.mark.anyio

@@ -1,9 +1,9 @@
-"""A grantkeeper worker process for contention and crash tests: opens the shared vault from GRANTKEEPER_*
-settings, says `ready`, waits for `go` on stdin, then either makes N concurrent tool calls (`--mode calls`) or
-runs the refresh scheduler until nothing is due (`--mode scheduler`), runs the scheduler beside `--lanes` lanes of
-one tool call after another, `--calls` in all (`--mode soak`), or (`--mode lifecycle`) probes every account
-N times at once with its webhook deliverer running, says `probed`, and on `drain` delivers until the outbox has
-nothing pending; then prints what it saw as JSON."""
+"""One worker of a fleet (simulators/fleet.py starts them as `python -m simulators.fleet_worker`): opens the shared
+vault from GRANTKEEPER_* settings, says `ready`, waits for `go` on stdin, then either makes N concurrent tool calls
+(`--mode calls`) or runs the refresh scheduler until nothing is due (`--mode scheduler`), runs the scheduler beside
+`--lanes` lanes of one tool call after another, `--calls` in all (`--mode soak`), or (`--mode lifecycle`) probes
+every account N times at once with its webhook deliverer running, says `probed`, and on `drain` delivers until the
+outbox has nothing pending; then prints what it saw as JSON."""
 
 from __future__ import annotations
 

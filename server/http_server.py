@@ -1,9 +1,9 @@
-"""`grantkeeper serve`: which listeners run for a transport, and for how long. Over stdio the MCP session runs on
-stdin/stdout with the page listener beside it (on loopback, on a free port if ours is taken); over HTTP or SSE the
-whole web app is the server, until SIGINT/SIGTERM. `/metrics` gets a loopback listener of its own when
+"""`grantkeeper serve --transport http|sse`: the whole web app is the server (over stdio it is not: see
+server/stdio_server.py). The socket is bound before the app is built, so even on port 0 the public URL (the OAuth
+issuer and resource) is known; it serves until SIGINT/SIGTERM. `/metrics` gets a loopback listener of its own when
 GRANTKEEPER_METRICS_PORT is set.
 
-    await serve(runtime, "stdio")
+    await serve_http(runtime, "http", host="0.0.0.0", port=8765)
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from server.app import build_server
 from server.monitoring.logging import get_logger
 from server.runtime import Runtime
 from server.settings import is_loopback
-from server.stdio import run_stdio
 from server.web.app import TRANSPORTS, build_web_app
 from server.web.listener import Listener, adopt_public_url, bind, listener_url, listening
 from server.web.listener_limits import ListenerLimits
@@ -27,8 +25,8 @@ from server.web.metrics import metrics_app
 log = get_logger("grantkeeper.web")
 
 
-async def serve(runtime: Runtime, transport: str, *, host: str | None = None, port: int | None = None) -> None:
-    """`grantkeeper serve`: stdio with the page listener beside it, or the whole web app over HTTP."""
+async def serve_http(runtime: Runtime, transport: str, *, host: str | None = None, port: int | None = None) -> None:
+    """`grantkeeper serve --transport http|sse`: the whole web app, until SIGINT/SIGTERM."""
     settings = runtime.settings
     host = host or settings.listen_host
     port = settings.listen_port if port is None else port
@@ -40,46 +38,13 @@ async def serve(runtime: Runtime, transport: str, *, host: str | None = None, po
                 listening(metrics_app(settings, runtime.metrics), "127.0.0.1", metrics_port, limits)
             )
             log.info("metrics_listener_started", url=f"{metrics.url}/metrics")
-        await _serve_transport(runtime, transport, host, port, limits, metrics=metrics_port is None)
+        await _serve_web_app(runtime, transport, host, port, limits, metrics=metrics_port is None)
 
 
-async def _serve_transport(
+async def _serve_web_app(
     runtime: Runtime, transport: str, host: str, port: int, limits: ListenerLimits, *, metrics: bool
 ) -> None:
     settings = runtime.settings
-    if transport == "stdio":
-        async with contextlib.AsyncExitStack() as stack:
-            app = build_web_app(runtime, metrics=metrics)
-            try:
-                listener = await stack.enter_async_context(listening(app, host, port, limits))
-            except OSError as exc:
-                if "public_url" in settings.model_fields_set:
-                    # The operator named where links are served (a shared page server); they keep pointing there.
-                    log.warning(
-                        "page_listener_unavailable",
-                        host=host,
-                        port=port,
-                        error=str(exc),
-                        notice="Magic links point at GRANTKEEPER_PUBLIC_URL; something else must serve them.",
-                    )
-                    listener = None
-                else:
-                    # Whatever holds the port is not known to be ours: a link to it could land on another process's
-                    # server. Take a free port instead; links follow it (adopt_public_url below).
-                    log.warning(
-                        "page_listener_unavailable",
-                        host=host,
-                        port=port,
-                        error=str(exc),
-                        notice="Serving the link pages on a free port instead; links point there.",
-                    )
-                    listener = await stack.enter_async_context(listening(app, host, 0, limits))
-            if listener is not None:
-                adopt_public_url(settings, listener.url)
-                log.info("page_listener_started", url=listener.url, public_url=settings.public_url)
-            server, _ = build_server(runtime)
-            await run_stdio(server)
-        return
     transports = TRANSPORTS if transport == "http" else ("sse",)
     # Bound first, so that with port 0 the public URL (the OAuth issuer and resource) is known when the app is built.
     sock = bind(host, port)

@@ -1,4 +1,5 @@
-"""Put an account into a vault the way `grantkeeper accounts add` does, with tokens minted by a simulator."""
+"""Put accounts into a vault with tokens a simulator minted: one the way `grantkeeper accounts add` does
+(`seed_account`), or thousands in bulk for a fleet (`seed_many`) — for tests, benchmarks and trying grantkeeper out."""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Start several worker processes, release them at once, collect what each saw."""
+"""A fleet of grantkeeper worker processes (simulators/fleet_worker.py) sharing one vault from GRANTKEEPER_*
+settings: start several, release them at once, collect what each saw — for contention and crash tests, the
+benchmarks, and anyone trying a fleet against the simulators.
+
+    outputs = run_workers(env, processes=4, calls=50)  # env: GRANTKEEPER_* of a vault and the simulators
+    statuses = [status for output in outputs for status in output["statuses"]]
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,17 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
+
+Worker = subprocess.Popen[str]
 
 
-def _spawn(env: dict[str, str], args: list[str]) -> subprocess.Popen:
+def spawn_worker(env: dict[str, str], args: list[str]) -> Worker:
+    """A worker process (`args`: simulators/fleet_worker.py's), not yet ready: see `release_together`."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.worker", *args],
+        [sys.executable, "-m", "simulators.fleet_worker", *args],
         cwd=ROOT,
         env={**os.environ, **env},
         stdin=subprocess.PIPE,
@@ -24,7 +34,7 @@ def _spawn(env: dict[str, str], args: list[str]) -> subprocess.Popen:
     )
 
 
-def _release(workers: list[subprocess.Popen]) -> None:
+def release_together(workers: list[Worker]) -> None:
     """Every worker opened the vault and is ready; then all are let go together (a barrier on stdin)."""
     for worker in workers:
         wait_until_ready(worker)
@@ -32,20 +42,28 @@ def _release(workers: list[subprocess.Popen]) -> None:
         let_go(worker)
 
 
-def wait_until_ready(worker: subprocess.Popen) -> None:
-    line = worker.stdout.readline()
+def wait_until_ready(worker: Worker) -> None:
+    line = _pipe(worker.stdout).readline()
     if line.strip() != "ready":
-        raise RuntimeError(f"worker did not start: {line!r} {worker.stderr.read()[-2000:]}")
+        raise RuntimeError(f"worker did not start: {line!r} {_pipe(worker.stderr).read()[-2000:]}")
 
 
-def let_go(worker: subprocess.Popen) -> None:
-    worker.stdin.write("go\n")
-    worker.stdin.flush()
+def let_go(worker: Worker) -> None:
+    stdin = _pipe(worker.stdin)
+    stdin.write("go\n")
+    stdin.flush()
 
 
-def start_worker(env: dict[str, str], mode: str = "calls", calls: int = 1, lanes: int = 4) -> subprocess.Popen:
+def _pipe(stream: IO[str] | None) -> IO[str]:
+    # spawn_worker opens all three pipes; Popen types each as optional.
+    if stream is None:
+        raise RuntimeError("the worker was started without its pipes")
+    return stream
+
+
+def start_worker(env: dict[str, str], mode: str = "calls", calls: int = 1, lanes: int = 4) -> Worker:
     """One worker, started and ready but not yet let go (`let_go`), for tests that release workers one by one."""
-    worker = _spawn(env, ["--mode", mode, "--calls", str(calls), "--lanes", str(lanes)])
+    worker = spawn_worker(env, ["--mode", mode, "--calls", str(calls), "--lanes", str(lanes)])
     try:
         wait_until_ready(worker)
     except BaseException:
@@ -54,7 +72,7 @@ def start_worker(env: dict[str, str], mode: str = "calls", calls: int = 1, lanes
     return worker
 
 
-def output_of(worker: subprocess.Popen, timeout: float = 180) -> dict:
+def output_of(worker: Worker, timeout: float = 180) -> dict[str, Any]:
     """What a worker printed as its last line, once it has finished (it must exit cleanly)."""
     out, err = worker.communicate(timeout=timeout)
     if worker.returncode != 0:
@@ -71,14 +89,14 @@ def run_workers(
     timeout: float = 180,
     mode: str = "calls",
     lanes: int = 4,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """`mode="calls"`: each makes `calls` concurrent tool calls. `mode="scheduler"`: each runs its refresh
     scheduler until nothing it can claim is due. `mode="soak"`: each runs its scheduler beside `lanes` lanes of
     sequential calls, `calls` in all."""
     args = ["--mode", mode, "--calls", str(calls), "--lanes", str(lanes), "--tool", tool, "--arguments", arguments]
-    workers = [_spawn(env, args) for _ in range(processes)]
+    workers = [spawn_worker(env, args) for _ in range(processes)]
     try:
-        _release(workers)
+        release_together(workers)
         return [output_of(worker, timeout) for worker in workers]
     finally:
         for worker in workers:
@@ -98,9 +116,9 @@ class Ended:
 
 def run_until_it_dies(env: dict[str, str], mode: str, timeout: float = 60) -> Ended:
     """One worker (one tool call, or one scheduler pass) that is expected to SIGKILL itself at a crash point."""
-    worker = _spawn(env, ["--mode", mode, "--calls", "1"])
+    worker = spawn_worker(env, ["--mode", mode, "--calls", "1"])
     try:
-        _release([worker])
+        release_together([worker])
         _, err = worker.communicate(timeout=timeout)
         return Ended(worker.returncode, err)
     finally:
