@@ -8,8 +8,6 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("server", "tools", "providers", "simulators", "examples", "bench", "tests")
 
@@ -136,8 +134,6 @@ def test_the_reader_sees_the_imports_it_should() -> None:
     assert len(GRAPH) > 150
 
 
-# Known today, being removed by issue 8's tools slice; the mark goes when it is.
-@pytest.mark.xfail(reason="tools/__init__<->tools.* cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
 
