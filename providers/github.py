@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+from pydantic import BaseModel, Field
 
 from providers.base import (
     UNSUPPORTED,
@@ -168,6 +169,41 @@ def idempotency_marker(key: str) -> str:
     return f"<!-- grantkeeper:idempotency-key={key} -->"
 
 
+class Issue(BaseModel):
+    """An issue as the REST API and search return it, as much of it as the tools use."""
+
+    number: int
+    title: str
+    state: str = "open"
+    html_url: str
+    author: str | None = None
+    labels: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, item: dict[str, Any]) -> Issue:
+        return cls(
+            number=item["number"],
+            title=item["title"],
+            state=item.get("state", "open"),
+            html_url=item["html_url"],
+            author=(item.get("user") or {}).get("login"),
+            # Labels come as objects from the REST API; some answers (and older search results) give plain names.
+            labels=[label["name"] if isinstance(label, dict) else str(label) for label in item.get("labels") or []],
+        )
+
+
+class CreatedIssue(BaseModel):
+    issue: Issue
+    created: bool  # false when an issue with the idempotency key already existed
+
+
+class IssueSearch(BaseModel):
+    query: str  # as sent to GitHub
+    total_count: int
+    incomplete_results: bool
+    items: list[Issue]
+
+
 async def create_issue(
     api: ApiSession,
     *,
@@ -179,8 +215,8 @@ async def create_issue(
     assignees: list[str] | None = None,
     idempotency_key: str,
     check_existing: bool,
-) -> tuple[dict[str, Any], bool]:
-    """Create an issue at most once per idempotency key. Returns (issue, created_now).
+) -> CreatedIssue:
+    """Create an issue at most once per idempotency key.
 
     GitHub has no Idempotency-Key header, so a hidden marker in the body names the attempt. With
     `check_existing` (the caller chose the key, so it may be a repeat) the key is looked up first (search);
@@ -192,7 +228,7 @@ async def create_issue(
     if check_existing:
         found = await _search_marker(api, owner, repo, key)
         if found is not None:
-            return found, False
+            return CreatedIssue(issue=Issue.from_api(found), created=False)
     payload: dict[str, Any] = {"title": title, "body": ((body or "") + "\n\n" + idempotency_marker(key)).lstrip()}
     if labels:
         payload["labels"] = labels
@@ -201,13 +237,12 @@ async def create_issue(
     started = datetime.now(UTC) - timedelta(minutes=2)
     call = ApiCall("POST", f"/repos/{owner}/{repo}/issues", json=payload, idempotent=False)
     try:
-        return (await api.send(call)).json(), True
+        created = (await api.send(call)).json()
     except OutcomeUnknownError:
         found = await _scan_recent(api, owner, repo, key, since=started)
-        if found is not None:
-            return found, True
         # Proven absent, so one more attempt cannot duplicate it.
-        return (await api.send(call)).json(), True
+        created = found if found is not None else (await api.send(call)).json()
+    return CreatedIssue(issue=Issue.from_api(created), created=True)
 
 
 async def _search_marker(api: ApiSession, owner: str, repo: str, key: str) -> dict[str, Any] | None:
@@ -244,8 +279,15 @@ def issue_search_query(query: str, repo: str | None) -> str:
     return " ".join(p for p in parts if p)
 
 
-async def search_issues(api: ApiSession, *, query: str, repo: str | None, per_page: int, page: int) -> dict[str, Any]:
+async def search_issues(api: ApiSession, *, query: str, repo: str | None, per_page: int, page: int) -> IssueSearch:
     if repo is not None:
         split_repository(repo)
-    params = {"q": issue_search_query(query, repo), "per_page": per_page, "page": page}
-    return (await api.send(ApiCall("GET", "/search/issues", params=params))).json()
+    sent = issue_search_query(query, repo)
+    params = {"q": sent, "per_page": per_page, "page": page}
+    result = (await api.send(ApiCall("GET", "/search/issues", params=params))).json()
+    return IssueSearch(
+        query=sent,
+        total_count=result.get("total_count", 0),
+        incomplete_results=bool(result.get("incomplete_results")),
+        items=[Issue.from_api(item) for item in result.get("items", [])],
+    )

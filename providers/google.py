@@ -12,12 +12,14 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import Awaitable
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx2
+from pydantic import BaseModel, Field
 
 from providers.base import (
     UNSUPPORTED,
@@ -159,6 +161,95 @@ METADATA_CONCURRENCY = 5
 T = TypeVar("T")
 
 
+class MailMessage(BaseModel):
+    """A Gmail message's metadata: the headers the tools show, the snippet and the labels."""
+
+    id: str
+    thread_id: str | None = None
+    subject: str | None = None
+    sender: str | None = None  # the From header
+    to: str | None = None
+    date: str | None = None
+    snippet: str = ""
+    label_ids: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, message: dict[str, Any]) -> MailMessage:
+        return cls(
+            id=message["id"],
+            thread_id=message.get("threadId"),
+            subject=header(message, "Subject"),
+            sender=header(message, "From"),
+            to=header(message, "To"),
+            date=header(message, "Date"),
+            snippet=message.get("snippet") or "",
+            label_ids=list(message.get("labelIds") or []),
+        )
+
+
+class MessageSearch(BaseModel):
+    messages: list[MailMessage]
+    next_page_token: str | None = None
+    result_size_estimate: int  # Gmail's estimate of all matches, not just this page
+
+
+class SentMessage(BaseModel):
+    id: str
+    thread_id: str | None = None
+    label_ids: list[str] = Field(default_factory=list)
+
+
+class CalendarEvent(BaseModel):
+    """A Calendar event; `start` and `end` are RFC 3339 date-times, or dates for all-day events."""
+
+    id: str
+    status: str | None = None
+    summary: str | None = None
+    start: str | None = None
+    end: str | None = None
+    html_link: str | None = None
+    organizer: str | None = None
+    attendees: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_api(cls, event: dict[str, Any]) -> CalendarEvent:
+        def moment(value: Any) -> str | None:
+            return (value.get("dateTime") or value.get("date")) if isinstance(value, dict) else None
+
+        return cls(
+            id=event["id"],
+            status=event.get("status"),
+            summary=event.get("summary"),
+            start=moment(event.get("start")),
+            end=moment(event.get("end")),
+            html_link=event.get("htmlLink"),
+            organizer=(event.get("organizer") or {}).get("email"),
+            attendees=[a["email"] for a in event.get("attendees") or [] if isinstance(a, dict) and "email" in a],
+        )
+
+    def matches(self, summary: str, start: datetime, end: datetime) -> bool:
+        """Whether this is the event asked for: the same title, start and end (Google may write a moment in
+        another offset, or with `Z`)."""
+        return self.summary == summary and _same_moment(self.start, start) and _same_moment(self.end, end)
+
+
+class CreatedEvent(BaseModel):
+    event: CalendarEvent
+    created: bool  # false when an event with the idempotency key already existed
+
+
+class EventPage(BaseModel):
+    events: list[CalendarEvent]
+    next_page_token: str | None = None
+
+
+def _same_moment(returned: str | None, wanted: datetime) -> bool:
+    try:
+        return returned is not None and datetime.fromisoformat(returned.replace("Z", "+00:00")) == wanted
+    except ValueError:
+        return False
+
+
 async def _bounded(calls: list[Awaitable[T]], limit: int) -> list[T]:
     """Run `calls` at most `limit` at a time; the first failure is raised as itself (no ExceptionGroup), after
     every call has finished, so nothing is left running behind the result."""
@@ -175,7 +266,7 @@ async def _bounded(calls: list[Awaitable[T]], limit: int) -> list[T]:
     return results  # type: ignore[return-value]
 
 
-async def search_messages(api: ApiSession, *, query: str, max_results: int, page_token: str | None = None) -> dict[str, Any]:
+async def search_messages(api: ApiSession, *, query: str, max_results: int, page_token: str | None = None) -> MessageSearch:
     """One `messages.list`, then `messages.get?format=metadata` for each id (at most `max_results`, a few at a
     time). A message deleted between the two calls is left out rather than failing the search."""
     params: dict[str, Any] = {"q": query, "maxResults": max_results}
@@ -203,11 +294,11 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int, page
             raise
 
     messages = await _bounded([metadata(i) for i in ids], METADATA_CONCURRENCY)
-    return {
-        "messages": [m for m in messages if m is not None],
-        "next_page_token": listing.get("nextPageToken"),
-        "result_size_estimate": listing.get("resultSizeEstimate", 0),
-    }
+    return MessageSearch(
+        messages=[MailMessage.from_api(m) for m in messages if m is not None],
+        next_page_token=listing.get("nextPageToken"),
+        result_size_estimate=int(listing.get("resultSizeEstimate") or 0),
+    )
 
 
 def header(message: dict[str, Any], name: str) -> str | None:
@@ -237,11 +328,11 @@ def rfc822_raw(*, to: list[str], subject: str, body: str, cc: list[str] | None =
     return base64.urlsafe_b64encode(message.as_bytes()).decode("ascii")
 
 
-async def send_message(api: ApiSession, *, to: list[str], subject: str, body: str, cc: list[str] | None = None) -> dict[str, Any]:
+async def send_message(api: ApiSession, *, to: list[str], subject: str, body: str, cc: list[str] | None = None) -> SentMessage:
     raw = rfc822_raw(to=to, subject=subject, body=body, cc=cc)
     # messages.send has no idempotency key: a repeat after an unclear failure could send twice.
-    response = await api.send(ApiCall("POST", f"{GMAIL}/messages/send", json={"raw": raw}, idempotent=False))
-    return response.json()
+    sent = (await api.send(ApiCall("POST", f"{GMAIL}/messages/send", json={"raw": raw}, idempotent=False))).json()
+    return SentMessage(id=sent["id"], thread_id=sent.get("threadId"), label_ids=sent.get("labelIds") or [])
 
 
 def event_id_for(idempotency_key: str) -> str:
@@ -256,43 +347,61 @@ def _calendar(calendar_id: str) -> str:
 
 
 async def create_event(
-    api: ApiSession, *, calendar_id: str, event: dict[str, Any], idempotency_key: str, send_updates: str = "none"
-) -> tuple[dict[str, Any], bool]:
-    """Insert an event at most once per idempotency key. Returns (event, created_now).
+    api: ApiSession,
+    *,
+    calendar_id: str,
+    summary: str,
+    start: datetime,
+    end: datetime,
+    description: str | None = None,
+    attendees: list[str] | None = None,
+    idempotency_key: str,
+    notify_attendees: bool = False,
+) -> CreatedEvent:
+    """Insert an event at most once per idempotency key.
 
     The event id is derived from the key, so the insert itself is idempotent: repeating it (after a lost answer,
     or as a new call with the same key) gets 409 `duplicate`, and the event already there is fetched instead.
     """
-    event_id = event_id_for(idempotency_key)
+    event: dict[str, Any] = {
+        "id": event_id_for(idempotency_key),
+        "summary": summary,
+        "start": {"dateTime": start.isoformat()},
+        "end": {"dateTime": end.isoformat()},
+    }
+    if description:
+        event["description"] = description
+    if attendees:
+        event["attendees"] = [{"email": address} for address in attendees]
     call = ApiCall(
         "POST",
         f"{_calendar(calendar_id)}/events",
-        params={"sendUpdates": send_updates},
-        json={**event, "id": event_id},
+        params={"sendUpdates": "all" if notify_attendees else "none"},
+        json=event,
         idempotent=True,
     )
     try:
-        return (await api.send(call)).json(), True
+        return CreatedEvent(event=CalendarEvent.from_api((await api.send(call)).json()), created=True)
     except RequestRejectedError as refused:
         if refused.reason != "duplicate":
             raise
-    existing = await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events/{event_id}"))
-    return existing.json(), False
+    existing = await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events/{event['id']}"))
+    return CreatedEvent(event=CalendarEvent.from_api(existing.json()), created=False)
 
 
 async def list_events(
     api: ApiSession,
     *,
     calendar_id: str,
-    time_min: str,
-    time_max: str,
+    time_min: datetime,
+    time_max: datetime,
     max_results: int,
     page_token: str | None = None,
     query: str | None = None,
-) -> dict[str, Any]:
+) -> EventPage:
     params: dict[str, Any] = {
-        "timeMin": time_min,
-        "timeMax": time_max,
+        "timeMin": time_min.isoformat(),
+        "timeMax": time_max.isoformat(),
         "maxResults": max_results,
         "singleEvents": "true",
         "orderBy": "startTime",
@@ -301,4 +410,7 @@ async def list_events(
         params["pageToken"] = page_token
     if query:
         params["q"] = query
-    return (await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events", params=params))).json()
+    found = (await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events", params=params))).json()
+    return EventPage(
+        events=[CalendarEvent.from_api(e) for e in found.get("items") or []], next_page_token=found.get("nextPageToken")
+    )

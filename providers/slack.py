@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import httpx2
+from pydantic import BaseModel
 
 from providers.base import (
     ApiCall,
@@ -137,6 +138,31 @@ class Slack(Provider):
 PROVIDER = Slack()
 
 
+class Message(BaseModel):
+    """A channel message, as much of it as the tools use."""
+
+    ts: str
+    user: str | None = None
+    text: str = ""
+    thread_ts: str | None = None
+
+
+class History(BaseModel):
+    """One page of a channel's history, newest first."""
+
+    messages: list[Message]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+class PostedMessage(BaseModel):
+    """Where a message stands once posted: `posted` is false when it was already there (same idempotency key)."""
+
+    channel: str
+    ts: str
+    posted: bool
+
+
 async def conversations_history(
     api: ApiSession,
     *,
@@ -145,13 +171,18 @@ async def conversations_history(
     cursor: str | None = None,
     oldest: str | None = None,
     latest: str | None = None,
-) -> dict[str, Any]:
+) -> History:
     params: dict[str, Any] = {"channel": channel, "limit": limit}
     for name, value in (("cursor", cursor), ("oldest", oldest), ("latest", latest)):
         if value:
             params[name] = value
-    response = await api.send(ApiCall("GET", "/conversations.history", params=params))
-    return response.json()
+    body = (await api.send(ApiCall("GET", "/conversations.history", params=params))).json()
+    return History(
+        messages=[Message.model_validate(m) for m in body.get("messages", [])],
+        has_more=bool(body.get("has_more")),
+        # Slack sends an empty cursor on the last page.
+        next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
+    )
 
 
 # Message metadata (docs.slack.dev/messaging/message-metadata) carries the idempotency key of a post, where no
@@ -185,8 +216,8 @@ async def post_message(
     thread_ts: str | None = None,
     idempotency_key: str,
     check_existing: bool,
-) -> tuple[dict[str, Any], bool]:
-    """Post at most once per idempotency key. Returns (Slack's answer, posted_now).
+) -> PostedMessage:
+    """Post at most once per idempotency key.
 
     chat.postMessage has no idempotency key, so the key rides in the message's metadata. With `check_existing`
     (the caller chose the key, so this may be a repeat) the thread or recent channel history is searched for it
@@ -195,13 +226,13 @@ async def post_message(
     if check_existing:
         found = await _find_posted(api, channel, thread_ts, idempotency_key)
         if found is not None:
-            return found, False
+            return PostedMessage(channel=channel, ts=found, posted=False)
     payload: dict[str, Any] = {"channel": channel, "text": text, "metadata": idempotency_metadata(idempotency_key)}
     if thread_ts:
         payload["thread_ts"] = thread_ts
     call = ApiCall("POST", "/chat.postMessage", json=payload, idempotent=False)
     try:
-        return (await api.send(call)).json(), True
+        return _posted((await api.send(call)).json())
     except OutcomeUnknownError as lost:
         try:
             found = await _find_posted(api, channel, thread_ts, idempotency_key)
@@ -209,13 +240,17 @@ async def post_message(
             # Whatever stopped the look-up (an outage, a limit, a revoked grant), the post's fate is still unknown.
             raise lost from None
         if found is not None:
-            return found, True
+            return PostedMessage(channel=channel, ts=found, posted=True)
         # Proven absent, so one more attempt cannot duplicate it.
-        return (await api.send(call)).json(), True
+        return _posted((await api.send(call)).json())
 
 
-async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key: str) -> dict[str, Any] | None:
-    """The message carrying `key`, as chat.postMessage would have answered, or None."""
+def _posted(answer: dict[str, Any]) -> PostedMessage:
+    return PostedMessage(channel=answer["channel"], ts=answer["ts"], posted=True)
+
+
+async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key: str) -> str | None:
+    """The timestamp of the message carrying `key`, or None."""
     if thread_ts:
         params: dict[str, Any] = {"channel": channel, "ts": thread_ts, "limit": SCAN_LIMIT, "include_all_metadata": "true"}
         call = ApiCall("GET", "/conversations.replies", params=params)
@@ -231,7 +266,7 @@ async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key
         body = (await api.send(call)).json()
         for message in body.get("messages") or []:
             if carries_key(message, key):
-                return {"ok": True, "channel": channel, "ts": message["ts"], "message": message}
+                return str(message["ts"])
         cursor = (body.get("response_metadata") or {}).get("next_cursor")
         if not thread_ts or not body.get("has_more") or not cursor:
             return None

@@ -8,9 +8,10 @@ developer.zendesk.com …/tickets (idempotency, cursor pagination); zendesk-java
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
+from pydantic import BaseModel, Field
 
 from providers.base import (
     UNSUPPORTED,
@@ -143,24 +144,92 @@ class Zendesk(Provider):
 PROVIDER = Zendesk()
 
 
-async def create_ticket(api: ApiSession, *, ticket: dict[str, Any], idempotency_key: str) -> tuple[dict[str, Any], bool]:
-    """Create a ticket at most once per key (Zendesk keeps keys for 2 hours). Returns (ticket, created_now).
+class Ticket(BaseModel):
+    id: int
+    subject: str | None = None
+    status: str | None = None
+    priority: str | None = None
+    type: str | None = None
+    requester_id: int | None = None
+    tags: list[str] = Field(default_factory=list)
+    created_at: str | None = None
+    updated_at: str | None = None
+    url: str | None = None  # the ticket's API URL
+
+    @classmethod
+    def from_api(cls, ticket: dict[str, Any]) -> Ticket:
+        return cls(
+            id=ticket["id"],
+            subject=ticket.get("subject"),
+            status=ticket.get("status"),
+            priority=ticket.get("priority"),
+            type=ticket.get("type"),
+            requester_id=ticket.get("requester_id"),
+            tags=list(ticket.get("tags") or []),
+            created_at=ticket.get("created_at"),
+            updated_at=ticket.get("updated_at"),
+            url=ticket.get("url"),
+        )
+
+
+class CreatedTicket(BaseModel):
+    ticket: Ticket
+    created: bool  # false when Zendesk replayed the ticket created earlier with the idempotency key
+
+
+class TicketPage(BaseModel):
+    tickets: list[Ticket]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+Priority = Literal["low", "normal", "high", "urgent"]
+TicketType = Literal["problem", "incident", "question", "task"]
+
+
+async def create_ticket(
+    api: ApiSession,
+    *,
+    subject: str,
+    body: str,
+    public: bool = True,
+    priority: Priority | None = None,
+    type: TicketType | None = None,
+    tags: list[str] | None = None,
+    idempotency_key: str,
+) -> CreatedTicket:
+    """Create a ticket at most once per key (Zendesk keeps keys for 2 hours).
 
     The Idempotency-Key header makes the POST safe to repeat, so the server may retry it after an unclear
     failure; a replay comes back as the original answer with `x-idempotency-lookup: hit`.
     """
+    ticket: dict[str, Any] = {"subject": subject, "comment": {"body": body, "public": public}}
+    if priority:
+        ticket["priority"] = priority
+    if type:
+        ticket["type"] = type
+    if tags:
+        ticket["tags"] = list(tags)
     call = ApiCall(
         "POST", "/api/v2/tickets", json={"ticket": ticket}, headers={IDEMPOTENCY_HEADER: idempotency_key}, idempotent=True
     )
     response = await api.send(call)
     replayed = response.headers.get(IDEMPOTENCY_LOOKUP_HEADER, "").lower() == "hit"
-    return response.json()["ticket"], not replayed
+    return CreatedTicket(ticket=Ticket.from_api(response.json()["ticket"]), created=not replayed)
 
 
-async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = None, sort: str | None = None) -> dict[str, Any]:
+async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = None, newest_first: bool = False) -> TicketPage:
+    """One page of tickets, oldest first unless `newest_first` (cursor pagination)."""
     params: dict[str, Any] = {"page[size]": page_size}
     if after:
         params["page[after]"] = after
-    if sort:
-        params["sort"] = sort
-    return (await api.send(ApiCall("GET", "/api/v2/tickets", params=params))).json()
+    if newest_first:
+        params["sort"] = "-id"
+    page = (await api.send(ApiCall("GET", "/api/v2/tickets", params=params))).json()
+    meta = page.get("meta") or {}
+    has_more = bool(meta.get("has_more"))
+    return TicketPage(
+        tickets=[Ticket.from_api(t) for t in page.get("tickets") or []],
+        has_more=has_more,
+        next_cursor=meta.get("after_cursor") if has_more else None,
+    )

@@ -5,7 +5,7 @@
 Over stdio the server answers `initialize` before the runtime exists (server/stdio_startup.py): `tool_server()`
 is the empty server, `install_tools` registers the tools once the runtime is open, and until then `tools/list`
 and `tools/call` wait at its `StartupGate`. This module therefore imports only what the empty server needs; the
-tools and the result models come with `install_tools` and the first invalid call.
+tools and the result models come with `install_tools`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.types import CallToolResult, InputRequiredResult, Tool
-from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    from server.monitoring.metrics import Metrics
     from server.runtime import Runtime
-    from tools import Toolset
-
-MAX_ARGUMENT_PROBLEMS = 5
+    from tools.toolset import Toolset
 
 INSTRUCTIONS = (
     "grantkeeper calls SaaS APIs (each tool is named after its service) on the user's behalf with grants it holds; "
@@ -69,12 +64,11 @@ class StartupGate:
 
 
 class ToolServer(MCPServer):
-    """An MCPServer whose argument-validation failures are results like any other (`status: invalid_input`),
-    not the SDK's raw pydantic text: the agent reads which argument is wrong and what is expected. Its tools
-    wait for `gate`, when there is one."""
+    """An MCPServer whose tool calls all go through `Toolset.call` (tools/toolset.py): argument-validation failures
+    become results like any other (`status: invalid_input`), and every call is counted once. Its tools wait for
+    `gate`, when there is one."""
 
-    canonical_names: dict[str, str]
-    metrics: Metrics | None = None
+    toolset: Toolset
     gate: StartupGate | None = None
 
     async def list_tools(self) -> list[Tool]:
@@ -87,53 +81,28 @@ class ToolServer(MCPServer):
     ) -> CallToolResult | InputRequiredResult:
         if self.gate is not None:
             await self.gate.wait()
-        try:
-            return await super().call_tool(name, arguments, context)
-        except ToolError as error:
-            if isinstance(error, UnexpectedToolError) or not isinstance(error.__cause__, ValidationError):
-                raise
-            tool = self.canonical_names.get(name, name)
-            if self.metrics is not None:
-                self.metrics.record_tool_call(tool, "invalid_input")
-            return invalid_arguments(tool, error.__cause__)
-
-
-def invalid_arguments(tool: str, error: ValidationError) -> CallToolResult:
-    from server.results import InvalidInput, to_call_result
-
-    # Argument names and expectations only, never the values: they are the caller's data.
-    problems = [
-        f"{'.'.join(str(part) for part in problem['loc'])[:80] or 'arguments'}: {problem['msg'][:200]}"
-        for problem in error.errors(include_input=False, include_url=False)[:MAX_ARGUMENT_PROBLEMS]
-    ]
-    connector = tool.split(".", 1)[0] if "." in tool else None
-    return to_call_result(
-        InvalidInput(
-            connector=connector if connector != "accounts" else None,
-            reason="invalid_arguments",
-            next_step=f"Fix the arguments and call again ({'; '.join(problems)}).",
+        result: CallToolResult | InputRequiredResult = await self.toolset.call(
+            name, lambda: MCPServer.call_tool(self, name, arguments, context)
         )
-    )
+        return result
 
 
 def tool_server(**server_options: Any) -> ToolServer:
     """The server without its tools: enough to answer `initialize`."""
     # The SDK logs every request at INFO; one line per call is noise for operators and a cost on the hot path.
     logging.getLogger("mcp").setLevel(max(logging.WARNING, logging.getLogger().level))
-    server = ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS, **server_options)
-    server.canonical_names = {}
-    return server
+    return ToolServer("grantkeeper", version="0.1.0", instructions=INSTRUCTIONS, **server_options)
 
 
 def install_tools(server: ToolServer, runtime: Runtime, *, stdio_identity: bool) -> Toolset:
     """Register every tool of `runtime`'s connectors on `server`. `stdio_identity`: callers without a key act as
     the configured user (stdio); over HTTP a caller is whoever its key names."""
-    from tools import Toolset, register_all
+    from tools.registry import register_all
+    from tools.toolset import Toolset
 
     toolset = Toolset(server, runtime, stdio_identity=stdio_identity)
+    server.toolset = toolset
     register_all(toolset)
-    server.canonical_names = toolset.registered
-    server.metrics = runtime.metrics
     return toolset
 
 

@@ -1,5 +1,8 @@
-"""Reading a provider's answer within a size bound: compressed bytes on the wire and decompressed bytes are both
-counted while streaming, and reading stops at the bound, so a gzip bomb or an endless body never gets buffered."""
+"""Reading an HTTP answer within a size bound: compressed bytes on the wire and decompressed bytes are both counted
+while streaming, and reading stops at the bound, so a gzip bomb or an endless body never gets buffered.
+
+Two doors, one reader: `read_bounded` for a streamed response the caller holds (API calls), and `BoundedTransport`
+for a client whose caller reads the answer itself (authlib's token requests)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,13 @@ import httpx2
 
 # Headers that described the body as it came over the wire, not the decoded body we keep.
 _WIRE_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+# What BoundedTransport decodes within the bound (what httpx2 decodes without optional packages).
+_DECODABLE = {"identity", "gzip", "x-gzip", "deflate"}
 
 
 class ResponseTooLarge(Exception):
+    """The answer went past the limit; what was read of it is dropped."""
+
     def __init__(self, limit: int):
         super().__init__(f"the answer is larger than {limit} bytes")
         self.limit = limit
@@ -61,3 +68,32 @@ def with_body(response: httpx2.Response, body: BoundedBody) -> httpx2.Response:
     return httpx2.Response(
         response.status_code, headers=headers, content=body.content, request=response.request, extensions=extensions
     )
+
+
+class UnsupportedEncoding(Exception):
+    """The answer is compressed in a way that cannot be decoded with a bound."""
+
+
+class BoundedTransport(httpx2.AsyncBaseTransport):
+    """Wraps the real transport: every answer comes back already read through `read_bounded`, decoded, within
+    `limit` bytes — or as `ResponseTooLarge` / `UnsupportedEncoding`, raised out of the client's request."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport, limit: int):
+        self._inner = inner
+        self._limit = limit
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        response.request = request
+        for encoding in response.headers.get("content-encoding", "identity").lower().split(","):
+            if encoding.strip() not in _DECODABLE and encoding.strip():
+                await response.aclose()
+                raise UnsupportedEncoding(encoding.strip()[:32])
+        try:
+            body = await read_bounded(response, self._limit)
+        finally:
+            await response.aclose()
+        return with_body(response, body)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -3,8 +3,8 @@ requests → a structured result. Nothing here knows a provider by name."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,33 +12,36 @@ from typing import Any, TypeVar
 
 import anyio
 import httpx2
-from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from pydantic import ValidationError
 
-from providers.base import ApiCall, Classification, UnsafeArgument, Verdict, json_body
+from providers.base import ApiCall, UnsafeArgument, json_body
 from server import failures
 from server.bounded_read import ResponseTooLarge, read_bounded, with_body
 from server.cache import RevalidatingCache
 from server.connectors import Connector
-from server.lifecycle.auth import VaultAuth
+from server.lifecycle.account_status import change_status
+from server.lifecycle.auth import ProviderAuth
 from server.lifecycle.tokens import TokenManager
 from server.monitoring import tracing
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.pools import ConnectorPools
-from server.results import Ok, ReauthRequired, failure_result
+from server.results import FailureResult, Ok, ReauthRequired, failure_result
+from server.retry_policy import RetryPolicy
 from server.settings import Settings
 from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault, VaultIntegrityError
 from server.vault.crypto import new_secret_token
+from server.vault.threads import in_vault_thread
 
-T = TypeVar("T", bound=BaseModel)
+T = TypeVar("T", bound=Ok)
 ACCOUNT_CACHE_SECONDS = 2.0
 
 
 DEFAULT_LABEL = "default"
 
 
-class AccountGone(failures.GrantGone):
+class AccountGoneError(failures.GrantGoneError):
     """The grant of a known account (or of the default account, not yet created) cannot be used."""
 
     def __init__(self, reason: str, message: str, account: ConnectedAccount | None):
@@ -81,50 +84,15 @@ class ProviderSession:
         self.answered = False
 
     async def send(self, call: ApiCall) -> httpx2.Response:
-        settings = self.executor.settings
-        try:
-            return await self._send_once(call, 1)  # the common case pays for no retry machinery at all
-        except failures.ToolFailure as error:
-            if settings.retry_attempts < 2 or not self._worth_retrying(error):
-                raise
-            delay = self._delay(error, 1)
-            if delay >= self.time_left():
-                raise  # the wait alone would outlast the call: the agent gets this failure, not a bare timeout
-            self._note_retry(1, error)
-            await anyio.sleep(delay)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(settings.retry_attempts - 1) | self._out_of_time,
-            wait=lambda state: self._delay(state.outcome.exception(), state.attempt_number + 1),
-            retry=retry_if_exception(self._worth_retrying),
-            before_sleep=lambda state: self._note_retry(state.attempt_number + 1, state.outcome.exception()),
-            reraise=True,
+        """The provider's OK answer to `call`, sent again as the executor's retry policy allows (a write only when
+        it cannot have been applied); or the failure of the last attempt."""
+        policy = self.executor.retry_policy if call.idempotent else self.executor.write_retry_policy
+        return await policy.call(
+            lambda attempt: self._send_once(call, attempt), time_left=self.time_left, on_retry=self._note_retry
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._send_once(call, attempt.retry_state.attempt_number + 1)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def time_left(self) -> float:
         return math.inf if self.deadline is None else self.deadline - anyio.current_time()
-
-    def _out_of_time(self, state: RetryCallState) -> bool:
-        return (state.upcoming_sleep or 0) >= self.time_left()
-
-    def _worth_retrying(self, error: BaseException) -> bool:
-        if isinstance(error, failures.RateLimited):
-            # A wait that would outlast the tool call's deadline is the agent's to decide: it gets rate_limited.
-            return error.retry_after is None or (
-                error.retry_after <= self.executor.settings.rate_limit_max_wait_seconds and error.retry_after < self.time_left()
-            )
-        return isinstance(error, failures.UpstreamFailure) and error.retryable and self.time_left() > 0
-
-    def _delay(self, error: BaseException | None, failed_attempts: int) -> float:
-        """Retry-After when the provider gave one, else exponential backoff with full jitter."""
-        if isinstance(error, failures.RateLimited) and error.retry_after is not None:
-            return error.retry_after
-        settings = self.executor.settings
-        ceiling = min(settings.retry_max_wait_seconds, settings.retry_initial_wait_seconds * 2 ** (failed_attempts - 1))
-        return random.uniform(0, ceiling)
 
     def _note_retry(self, failed_attempts: int, error: BaseException | None) -> None:
         self.executor.log.info(
@@ -169,35 +137,35 @@ class ProviderSession:
             self.answered = True
             return with_body(response, body)
 
-        auth = VaultAuth(self.executor.tokens, self.account, connector, self.executor.events)
+        executor = self.executor
+        auth = ProviderAuth(executor.tokens, executor.vault, executor.events, self.account, connector)
         try:
-            response, verdict = await auth.exchange(request, exchange)
+            return await auth.send(request, exchange, idempotent=call.idempotent)
         except TimeoutError:
             message = f"{name} did not answer within {settings.api_timeout_seconds:g} s."
             if sent and not call.idempotent:
-                raise failures.OutcomeUnknown("timeout", message) from None
-            raise failures.UpstreamFailure("timeout", message, retryable=True) from None
+                raise failures.AmbiguousWriteError("timeout", message) from None
+            raise failures.UpstreamCallError("timeout", message, retryable=True) from None
         except ResponseTooLarge as too_large:
-            raise failures.UpstreamFailure(
+            raise failures.UpstreamCallError(
                 "response_too_large",
                 f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
                 retryable=False,
                 outcome_unknown=not call.idempotent,
             ) from None
         except httpx2.DecodingError:
-            raise failures.UpstreamFailure(
+            raise failures.UpstreamCallError(
                 "malformed_response",
                 f"{name} sent an answer that could not be decoded.",
                 retryable=False,
                 outcome_unknown=not call.idempotent,
             ) from None
         except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
-            raise failures.UpstreamFailure("unreachable", f"{name} could not be reached.", retryable=True) from None
+            raise failures.UpstreamCallError("unreachable", f"{name} could not be reached.", retryable=True) from None
         except httpx2.TransportError as exc:
             if call.idempotent or not sent:
-                raise failures.UpstreamFailure(_transport_reason(exc), f"{name} did not answer.", retryable=True) from None
-            raise failures.OutcomeUnknown(_transport_reason(exc), f"{name} did not answer.") from None
-        return await self.executor.outcome(self.account, connector, call, verdict, response)
+                raise failures.UpstreamCallError(_transport_reason(exc), f"{name} did not answer.", retryable=True) from None
+            raise failures.AmbiguousWriteError(_transport_reason(exc), f"{name} did not answer.") from None
 
 
 def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers: dict[str, str]) -> httpx2.Request:
@@ -205,11 +173,11 @@ def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers:
     for key, value in headers.items():
         # h11 refuses these while sending, which would look like a lost connection; refuse them here instead.
         if not (value.isascii() and value.isprintable()) or value != value.strip():
-            raise failures.InvalidInput("invalid_header_value", f"The {key} header value is not plain text.")
+            raise failures.InvalidInputError("invalid_header_value", f"The {key} header value is not plain text.")
     try:
         return client.build_request(call.method, url, params=call.params, json=call.json, data=call.data, headers=headers)
     except httpx2.InvalidURL:
-        raise failures.InvalidInput("request_too_large", "The arguments make a request URL too long to send.") from None
+        raise failures.InvalidInputError("request_too_large", "The arguments make a request URL too long to send.") from None
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -233,15 +201,19 @@ class Executor:
         self.events = events
         self.pools = pools
         self.log = get_logger("grantkeeper.execute")
+        self.retry_policy = RetryPolicy(
+            attempts=settings.retry_attempts,
+            initial_backoff=settings.retry_initial_wait_seconds,
+            max_backoff=settings.retry_max_wait_seconds,
+            max_retry_after=settings.rate_limit_max_wait_seconds,
+        )
+        self.write_retry_policy = dataclasses.replace(self.retry_policy, idempotent=False)
         self._accounts: RevalidatingCache[tuple[str, str, str, str], ConnectedAccount] = RevalidatingCache(
             ACCOUNT_CACHE_SECONDS,
             self._find_account,
             # Only working accounts are kept: any other status is read again on the next call.
             cacheable=lambda account: account.status == AccountStatus.ACTIVE,
         )
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     # ---- the call -----------------------------------------------------------------------------------
     async def run(
@@ -251,7 +223,7 @@ class Executor:
         operation: Callable[[ProviderSession], Awaitable[T]],
         *,
         label: str | None = None,
-    ) -> BaseModel:
+    ) -> T | FailureResult:
         """Run `operation` against the caller's account labelled `label` (None: the default account) and return
         its Ok model or a failure result."""
         connector = self.connectors[connector_name]
@@ -264,15 +236,15 @@ class Executor:
                 account = await self.resolve(caller, connector, label)
                 tracing.annotate(span, account_id=account.id)
                 tracing.annotate_call(account_id=account.id)
-        except AccountGone as gone:
-            return await self.reauth_result(caller, connector, gone.account, gone.reason)
-        except failures.ToolFailure as failure:
+        except AccountGoneError as gone:
+            return await self.reauth_required_with_new_link(caller, connector, gone.account, gone.reason)
+        except failures.ToolCallError as failure:
             return failure_result(failure, connector=connector_name, account=named)
         return await self.run_on_account(account, connector, operation)
 
     async def run_on_account(
         self, account: ConnectedAccount, connector: Connector, operation: Callable[[ProviderSession], Awaitable[T]]
-    ) -> BaseModel:
+    ) -> T | FailureResult:
         if connector.missing_base_url:
             return self._not_configured(connector, account.display_name)
         deadline = self.settings.tool_call_deadline_seconds
@@ -282,25 +254,26 @@ class Executor:
             with anyio.fail_after(deadline):
                 result = await operation(session)
             if account.status != AccountStatus.ACTIVE:
-                await self._set_status(account, AccountStatus.ACTIVE, None)
+                self.forget_account(account)
+                await change_status(self.vault, self.events, account, AccountStatus.ACTIVE, None)
             return result
-        except failures.GrantGone as gone:
+        except failures.GrantGoneError as gone:
+            # The vault already says so (tokens.py or auth.py wrote it, conditional on the credential version).
             self.forget_account(account)
-            if gone.reason == "access_token_expired":
-                # A grant without a refresh token ran out: say so in the vault (and alert), never `active`.
-                await self._set_status(account, AccountStatus.REAUTH_REQUIRED, gone.reason)
-                await self.events.record("reauth_required", account, severity="critical", reason=gone.reason)
-            return await self.reauth_result(Caller(account.org, account.user), connector, account, gone.reason)
-        except failures.ToolFailure as failure:
+            return await self.reauth_required_with_new_link(Caller(account.org, account.user), connector, account, gone.reason)
+        except failures.AdminActionRequiredError as failure:
+            self.forget_account(account)  # the status may have changed with it
+            return failure_result(failure, connector=connector.name, account=account.display_name)
+        except failures.ToolCallError as failure:
             return failure_result(failure, connector=connector.name, account=account.display_name)
         except UnsafeArgument as refused:
             return failure_result(
-                failures.InvalidInput(refused.reason, str(refused)), connector=connector.name, account=account.display_name
+                failures.InvalidInputError(refused.reason, str(refused)), connector=connector.name, account=account.display_name
             )
         except TimeoutError:
             # The whole call, retries and waits included, ran out of time: the agent may try again later.
             return failure_result(
-                failures.UpstreamFailure(
+                failures.UpstreamCallError(
                     "timeout",
                     f"{name} did not answer within this tool call's deadline ({deadline:g} s).",
                     retryable=True,
@@ -311,9 +284,9 @@ class Executor:
             )
         except VaultIntegrityError:
             self.forget_account(account)
-            await self.events.record("vault_integrity_failed", account, severity="critical")
+            await self.events.record(EventKind.VAULT_INTEGRITY_FAILED, account, severity=Severity.CRITICAL)
             return failure_result(
-                failures.AdminActionRequired(
+                failures.AdminActionRequiredError(
                     "vault_integrity_failed", "The stored credential failed its integrity check and was not used."
                 ),
                 connector=connector.name,
@@ -322,7 +295,7 @@ class Executor:
         except ValidationError:
             self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
             return failure_result(
-                failures.UpstreamFailure(
+                failures.UpstreamCallError(
                     "malformed_response",
                     f"{name} answered in an unexpected shape.",
                     retryable=False,
@@ -337,7 +310,7 @@ class Executor:
             # reached the provider leaves the outcome unknown.
             if session.answered and isinstance(exc, ValueError | KeyError | TypeError | AttributeError | IndexError):
                 self.log.warning("malformed_provider_response", account=account.display_name, exc_info=True)
-                failure = failures.UpstreamFailure(
+                unreadable = failures.UpstreamCallError(
                     "malformed_response",
                     f"{name} answered in an unexpected shape.",
                     retryable=False,
@@ -345,21 +318,21 @@ class Executor:
                 )
             else:
                 self.log.error("tool_call_failed", account=account.display_name, exc_info=True)
-                failure = failures.UpstreamFailure(
+                unreadable = failures.UpstreamCallError(
                     "internal_error",
                     "grantkeeper hit an internal error; the operator's log has the details.",
                     retryable=False,
                     outcome_unknown=session.write_sent,
                 )
-            return failure_result(failure, connector=connector.name, account=account.display_name)
+            return failure_result(unreadable, connector=connector.name, account=account.display_name)
 
     @staticmethod
-    def _not_configured(connector: Connector, account: str) -> BaseModel:
+    def _not_configured(connector: Connector, account: str) -> FailureResult:
         # Before any account lookup or magic link: no user can fix this, only the operator.
-        failure = failures.AdminActionRequired("connector_not_configured", connector.missing_base_url or "")
+        failure = failures.AdminActionRequiredError("connector_not_configured", connector.missing_base_url or "")
         return failure_result(failure, connector=connector.name, account=account)
 
-    async def probe(self, account: ConnectedAccount) -> BaseModel:
+    async def probe(self, account: ConnectedAccount) -> ProbeOk | FailureResult:
         """The provider's cheapest authenticated call, through the same refresh and classification path."""
         connector = self.connectors[account.connector]
         health = connector.spec.health_probe
@@ -377,19 +350,19 @@ class Executor:
         account = await self._accounts.get((caller.org, caller.user, connector.name, label))
         if account is None and label != DEFAULT_LABEL:
             # Only the default account is created on first use; another label must be connected by name first.
-            labels = await self._db(self._labels, caller, connector.name)
+            labels = await in_vault_thread(self._labels, caller, connector.name)
             existing = ", ".join(labels) if labels else "none yet"
-            raise failures.InvalidInput(
+            raise failures.InvalidInputError(
                 "unknown_account_label",
                 f"There is no {connector.spec.display_name} account labelled {label!r}; the caller's labels are: "
                 f"{existing}. Omit `account` for the default one, or connect this one with accounts_connect.",
             )
         if account is None or account.status == AccountStatus.PENDING:
-            raise AccountGone("not_connected", "No account is connected yet.", account)
+            raise AccountGoneError("not_connected", "No account is connected yet.", account)
         if account.status == AccountStatus.REAUTH_REQUIRED:
-            raise AccountGone(account.status_reason or "reauth_required", "The account must be reconnected.", account)
+            raise AccountGoneError(account.status_reason or "reauth_required", "The account must be reconnected.", account)
         if account.status == AccountStatus.DISABLED:
-            raise failures.AdminActionRequired("account_disabled", "The account was disabled by an operator.")
+            raise failures.AdminActionRequiredError("account_disabled", "The account was disabled by an operator.")
         return account
 
     def _labels(self, caller: Caller, connector_name: str) -> list[str]:
@@ -398,72 +371,33 @@ class Executor:
         ]
 
     async def _find_account(self, key: tuple[str, str, str, str]) -> ConnectedAccount | None:
-        return await self._db(self.vault.accounts.find, *key)
+        return await in_vault_thread(self.vault.accounts.find, *key)
 
     def forget_account(self, account: ConnectedAccount) -> None:
         self._accounts.forget((account.org, account.user, account.connector, account.label))
         self.tokens.forget(account.id)
 
-    async def _set_status(self, account: ConnectedAccount, status: AccountStatus, reason: str | None) -> None:
-        self.forget_account(account)
-        if await self._db(self.vault.accounts.set_status, account.id, status, reason):
-            severity = {"reauth_required": "critical", "admin_action_required": "error"}.get(status.value, "info")
-            await self.events.record("status_changed", account, severity=severity, status=status.value, reason=reason)
-
-    # ---- classified answers -------------------------------------------------------------------------
-    async def outcome(
-        self, account: ConnectedAccount, connector: Connector, call: ApiCall, verdict: Classification, response: httpx2.Response
-    ) -> httpx2.Response:
-        """Return an OK response, or raise the failure its classification calls for."""
-        name = connector.spec.display_name
-        match verdict.verdict:
-            case Verdict.OK:
-                return response
-            case Verdict.EXPIRED | Verdict.AUTH_FAILED | Verdict.REVOKED:
-                # Expired/refused even with a token refreshed a moment ago: the grant itself is gone.
-                reason = verdict.reason if verdict.verdict is Verdict.REVOKED else "token_rejected"
-                await self._set_status(account, AccountStatus.REAUTH_REQUIRED, reason)
-                await self.events.record("reauth_required", account, severity="critical", reason=reason)
-                raise failures.GrantGone(reason, verdict.message)
-            case Verdict.INACTIVE:
-                await self._set_status(account, AccountStatus.ADMIN_ACTION_REQUIRED, verdict.reason)
-                raise failures.AdminActionRequired(verdict.reason, verdict.message)
-            case Verdict.FORBIDDEN:
-                raise failures.AdminActionRequired(verdict.reason, verdict.message)
-            case Verdict.RATE_LIMITED:
-                raise failures.RateLimited(verdict.reason, verdict.message, verdict.retry_after)
-            case Verdict.TRANSIENT:
-                if call.idempotent:
-                    raise failures.UpstreamFailure(
-                        verdict.reason, verdict.message or f"{name} is having trouble.", retryable=True
-                    )
-                raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} is having trouble.")
-            case Verdict.INVALID_INPUT | Verdict.NOT_FOUND:
-                raise failures.InvalidInput(verdict.reason, verdict.message)
-            case _:
-                if verdict.reason == "malformed_response" and not call.idempotent:
-                    # An answer that is not the provider's shape (Slack's) tells nothing about a write: the operation
-                    # may look for it, as after a lost answer.
-                    raise failures.OutcomeUnknown(verdict.reason, verdict.message or f"{name} sent an odd answer.")
-                raise failures.UpstreamFailure(verdict.reason, verdict.message or f"{name} refused the call.", retryable=False)
-
     # ---- re-authorization ---------------------------------------------------------------------------
-    async def reauth_result(
+    async def reauth_required_with_new_link(
         self, caller: Caller, connector: Connector, account: ConnectedAccount | None, reason: str
-    ) -> BaseModel:
-        """`reauth_required` with a fresh link for the account's owner — unless the owner reconnected it while this
-        call was failing: then a link would only ask them to consent once more, and the agent should call again.
-        Without an OAuth client no link could complete, so the operator's action is asked for instead."""
+    ) -> FailureResult:
+        """`reauth_required` with a new magic link for the account's owner, creating the account (pending) first
+        when the caller has none yet — unless the owner reconnected it while this call was failing: then a link
+        would only ask them to consent once more, and the agent should call again. Without an OAuth client no link
+        could complete, so the operator's action is asked for instead."""
         if missing := connector.missing_client:
             shown = account.display_name if account else f"{caller.org}/{caller.user}/{connector.name}"
             return failure_result(
-                failures.AdminActionRequired("client_not_configured", missing), connector=connector.name, account=shown
+                failures.AdminActionRequiredError("client_not_configured", missing), connector=connector.name, account=shown
             )
         if account is None:
-            account = await self._db(self._pending_account, caller, connector.name)
-        if reason != "not_connected" and (await self._db(self.vault.accounts.get, account.id)).status == AccountStatus.ACTIVE:
+            account = await in_vault_thread(self._pending_account, caller, connector.name)
+        if (
+            reason != "not_connected"
+            and (await in_vault_thread(self.vault.accounts.get, account.id)).status == AccountStatus.ACTIVE
+        ):
             return failure_result(
-                failures.UpstreamFailure(
+                failures.UpstreamCallError(
                     "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.", retryable=True
                 ),
                 connector=connector.name,
@@ -490,7 +424,7 @@ class Executor:
     ) -> tuple[ConnectedAccount, MagicLinkIssued]:
         """A link with which the caller connects (or reconnects) their own account for `connector_name`, the one
         labelled `label` (created, pending, when it does not exist yet)."""
-        account = await self._db(self._pending_account, caller, connector_name, label)
+        account = await in_vault_thread(self._pending_account, caller, connector_name, label)
         purpose = "connect" if account.status == AccountStatus.PENDING else "reauth"
         return account, await self.issue_link(account, purpose, "requested", issued_by=issued_by)
 
@@ -503,14 +437,17 @@ class Executor:
                 org=caller.org, user=caller.user, connector=connector_name, label=label, status=AccountStatus.PENDING
             )
         except AccountExistsError:  # created by a concurrent call
-            return self.vault.accounts.find(caller.org, caller.user, connector_name, label)
+            created = self.vault.accounts.find(caller.org, caller.user, connector_name, label)
+            if created is None:  # created and removed again meanwhile: refuse rather than guess
+                raise
+            return created
 
     async def issue_link(
         self, account: ConnectedAccount, purpose: str, reason: str | None, *, issued_by: str = "agent"
     ) -> MagicLinkIssued:
         token = new_secret_token()
         ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
-        record = await self._db(
+        record = await in_vault_thread(
             self.vault.links.create,
             token=token,
             account=account,

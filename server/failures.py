@@ -1,11 +1,21 @@
-"""Why a tool call did not succeed, as exceptions raised deep down and turned into results at the top."""
+"""Why a tool call did not succeed: the exceptions raised deep down, each turned into the agent-facing result model
+of the same family at the top (server/results.py).
+
+Exceptions end in `Error`; the result models they become are nouns (`RateLimitedError` → `results.RateLimited`):
+
+    GrantGoneError            → ReauthRequired (with a magic link minted by the executor)
+    AdminActionRequiredError  → AdminActionRequired
+    RateLimitedError          → RateLimited
+    UpstreamCallError         → UpstreamError (AmbiguousWriteError: with outcome_unknown)
+    InvalidInputError         → InvalidInput
+"""
 
 from __future__ import annotations
 
 from providers.base import OutcomeUnknownError, RequestRejectedError
 
 
-class ToolFailure(Exception):
+class ToolCallError(Exception):
     """Base of every failure that becomes a structured result. `message` is safe for the agent to read."""
 
     def __init__(self, reason: str, message: str):
@@ -14,21 +24,26 @@ class ToolFailure(Exception):
         self.message = message
 
 
-class GrantGone(ToolFailure):
+class GrantGoneError(ToolCallError):
     """The grant cannot be used any more; only the account owner can bring it back (magic link)."""
 
 
-class AdminActionRequired(ToolFailure):
+class AdminActionRequiredError(ToolCallError):
     """Someone with authority over the account or the app must act (deactivated user, missing scope, bad client)."""
 
 
-class RateLimited(ToolFailure):
+class RateLimitedError(ToolCallError):
+    """The provider asked us to slow down; `retry_after` (seconds) when it said how long."""
+
     def __init__(self, reason: str, message: str, retry_after: float | None):
         super().__init__(reason, message)
         self.retry_after = retry_after
 
 
-class UpstreamFailure(ToolFailure):
+class UpstreamCallError(ToolCallError):
+    """The provider (or the way to it) failed. `retryable`: calling again may succeed; `outcome_unknown`: a write
+    may have been applied."""
+
     def __init__(
         self, reason: str, message: str, *, retryable: bool, outcome_unknown: bool = False, retry_after: float | None = None
     ):
@@ -38,12 +53,12 @@ class UpstreamFailure(ToolFailure):
         self.retry_after = retry_after  # when calling again may help, if known
 
 
-class OutcomeUnknown(UpstreamFailure, OutcomeUnknownError):
+class AmbiguousWriteError(UpstreamCallError, OutcomeUnknownError):
     """A write failed ambiguously: the provider may have applied it. Never repeated blindly."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(reason, message, retryable=False, outcome_unknown=True)
 
 
-class InvalidInput(ToolFailure, RequestRejectedError):
+class InvalidInputError(ToolCallError, RequestRejectedError):
     """The arguments were refused, by us or by the provider; repeating the same call will not help."""

@@ -3,8 +3,10 @@ validates against the tool's output schema whether the call succeeded or not."""
 
 from __future__ import annotations
 
+import functools
+import operator
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, RootModel
@@ -65,6 +67,8 @@ class InvalidInput(BaseModel):
 
 
 FAILURE_MODELS = (ReauthRequired, AdminActionRequired, RateLimited, UpstreamError, InvalidInput)
+# Everything a tool call can answer besides its own Ok model.
+FailureResult = ReauthRequired | AdminActionRequired | RateLimited | UpstreamError | InvalidInput
 
 
 def _as_object_schema(schema: dict[str, Any]) -> None:
@@ -75,15 +79,26 @@ def _as_object_schema(schema: dict[str, Any]) -> None:
     schema["type"] = "object"
 
 
-def result_model(ok_model: type[Ok]) -> type[RootModel]:
+def result_model(ok_model: type[Ok]) -> type[RootModel[Any]]:
     """The output schema of a tool whose success shape is `ok_model`."""
-    union = Annotated[Union[(ok_model, *FAILURE_MODELS)], Field(discriminator="status")]
+    # A union built at run time, one per tool: a value to pydantic, not a type the checker can follow.
+    members: Any = functools.reduce(operator.or_, (ok_model, *FAILURE_MODELS))
+    root: type[RootModel[Any]] = RootModel[Annotated[members, Field(discriminator="status")]]
     name = f"{ok_model.__name__.removesuffix('Ok')}Result"
     namespace = {"model_config": ConfigDict(json_schema_extra=_as_object_schema), "__module__": ok_model.__module__}
-    return type(name, (RootModel[union],), namespace)
+    return type(name, (root,), namespace)
 
 
-def to_call_result(result: BaseModel) -> CallToolResult:
+def reason_of(result: Ok | FailureResult) -> str | None:
+    """The short reason code of a failure result (None for success, and for rate limits, which need none)."""
+    match result:
+        case Ok() | RateLimited():
+            return None
+        case _:
+            return result.reason
+
+
+def to_call_result(result: Ok | FailureResult) -> CallToolResult:
     """Structured content for programs, a sentence for the model; non-ok results are flagged isError."""
     structured = result.model_dump(mode="json")
     if isinstance(result, Ok):
@@ -93,7 +108,7 @@ def to_call_result(result: BaseModel) -> CallToolResult:
     )
 
 
-def _describe_failure(result: BaseModel) -> str:
+def _describe_failure(result: FailureResult) -> str:
     match result:
         case ReauthRequired():
             return (
@@ -104,20 +119,22 @@ def _describe_failure(result: BaseModel) -> str:
             wait = f" Retry after {result.retry_after_seconds:.0f} s." if result.retry_after_seconds is not None else ""
             return f"{result.connector} is rate limiting these calls.{wait}"
         case _:
-            return f"{result.status}: {getattr(result, 'reason', '')}. {getattr(result, 'next_step', '')}".strip()
+            return f"{result.status}: {result.reason}. {result.next_step}".strip()
 
 
-def failure_result(failure: failures.ToolFailure, *, connector: str, account: str) -> BaseModel:
-    """Every failure except GrantGone (which needs a magic link minted by the server) as its result."""
+def failure_result(
+    failure: failures.ToolCallError, *, connector: str, account: str
+) -> AdminActionRequired | RateLimited | UpstreamError | InvalidInput:
+    """Every failure except GrantGoneError (which needs a magic link minted by the server) as its result."""
     match failure:
-        case failures.AdminActionRequired():
+        case failures.AdminActionRequiredError():
             return AdminActionRequired(
                 connector=connector,
                 account=account,
                 reason=failure.reason,
                 next_step=f"{failure.message} Ask an administrator to fix it; retrying will not help until then.",
             )
-        case failures.RateLimited():
+        case failures.RateLimitedError():
             return RateLimited(
                 connector=connector,
                 retry_after_seconds=failure.retry_after,
@@ -125,7 +142,7 @@ def failure_result(failure: failures.ToolFailure, *, connector: str, account: st
                 if failure.retry_after is None
                 else f"Wait {failure.retry_after:.0f} seconds, then call again.",
             )
-        case failures.UpstreamFailure():
+        case failures.UpstreamCallError():
             if failure.outcome_unknown:
                 step = (
                     f"{failure.message} The change may or may not have been made: check before repeating it "
@@ -145,7 +162,7 @@ def failure_result(failure: failures.ToolFailure, *, connector: str, account: st
                 retry_after_seconds=failure.retry_after,
                 next_step=step,
             )
-        case failures.InvalidInput():
+        case failures.InvalidInputError():
             return InvalidInput(
                 connector=connector,
                 reason=failure.reason,

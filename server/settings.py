@@ -241,7 +241,7 @@ class Settings(BaseSettings):
     providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     # Providers declared without code (docs/custom-providers.md): `[custom_providers.<name>]` here, and/or a TOML
     # or JSON file of the same shape (relative paths are taken from the data directory). Checked at start by
-    # server/custom_providers.py; client credentials stay in GRANTKEEPER_<NAME>_CLIENT_ID/_CLIENT_SECRET.
+    # server/custom_providers/; client credentials stay in GRANTKEEPER_<NAME>_CLIENT_ID/_CLIENT_SECRET.
     custom_providers: dict[str, Any] = Field(default_factory=dict)
     providers_file: Path | None = None
 

@@ -25,9 +25,9 @@ from server.settings import Settings
 from server.stdio import run_stdio
 
 if TYPE_CHECKING:
-    from server.listener_limits import ListenerLimits
     from server.runtime import Runtime
-    from server.web import Listener
+    from server.web.listener import Listener
+    from server.web.listener_limits import ListenerLimits
 
 log = get_logger("grantkeeper.serve")
 
@@ -123,8 +123,9 @@ def _open_runtime(settings: Settings) -> Runtime:
 async def _start_listeners(stack: contextlib.AsyncExitStack, runtime: Runtime, host: str, port: int) -> None:
     """The page listener (magic links, sign-in, the console) on loopback, and `/metrics` on a listener of its own
     when GRANTKEEPER_METRICS_PORT asks for one; links point at the page listener from here on."""
-    from server.listener_limits import ListenerLimits
-    from server.web import adopt_public_url, listening, metrics_app
+    from server.web.listener import adopt_public_url, listening
+    from server.web.listener_limits import ListenerLimits
+    from server.web.metrics import metrics_app
 
     settings = runtime.settings
     limits = ListenerLimits.from_settings(settings)
@@ -142,7 +143,8 @@ async def _start_listeners(stack: contextlib.AsyncExitStack, runtime: Runtime, h
 async def _page_listener(
     stack: contextlib.AsyncExitStack, runtime: Runtime, host: str, port: int, limits: ListenerLimits
 ) -> Listener | None:
-    from server.web import build_web_app, listening
+    from server.web.app import build_web_app
+    from server.web.listener import listening
 
     settings = runtime.settings
     app = build_web_app(runtime, metrics=settings.metrics_port is None)

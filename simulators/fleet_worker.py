@@ -113,7 +113,7 @@ async def lifecycle(probes: int) -> dict:
             group.start_soon(deliverer.run)
 
             async def probe(account) -> None:
-                statuses.append(getattr(await runtime.executor.probe(account), "status", "ok"))
+                statuses.append((await runtime.executor.probe(account)).status)
 
             async with anyio.create_task_group() as calls:
                 for account in await anyio.to_thread.run_sync(runtime.vault.accounts.all):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from server import retry_policy
 from server.runtime import Runtime
 from server.settings import Settings
 from simulators import (
@@ -28,6 +29,13 @@ TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def retry_waits_skipped() -> Iterator[None]:
+    """Provider calls are retried exactly as in production, without paying the waits (a Retry-After, a backoff)."""
+    with retry_policy.testing():
+        yield
 
 
 @pytest.fixture(autouse=True)

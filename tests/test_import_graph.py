@@ -1,14 +1,12 @@
 """Facts about who imports whom, read from the source (every import statement, function-local ones included, so a
 cycle hidden behind a deferred import still counts): no cycles; providers/ imports nothing of server/ or tools/;
-server/ imports no simulator and no example; nothing outside tests/ imports tests/."""
+server/ imports no simulator and no example, and tools/ only from server/app.py; nothing outside tests/ imports tests/."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("server", "tools", "providers", "simulators", "examples", "bench", "tests")
@@ -136,8 +134,6 @@ def test_the_reader_sees_the_imports_it_should() -> None:
     assert len(GRAPH) > 150
 
 
-# Known today, being removed by issue 8's tools slice; the mark goes when it is.
-@pytest.mark.xfail(reason="tools/__init__<->tools.* cycle", strict=False)
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
 
@@ -148,6 +144,11 @@ def test_providers_import_nothing_of_server_or_tools() -> None:
 
 def test_server_imports_no_simulator_and_no_example() -> None:
     assert _edges_from("server", ("simulators", "examples")) == []
+
+
+def test_server_reaches_tools_only_from_its_composition_root() -> None:
+    # server/app.py installs the tools on the MCP server; nothing else in server/ may depend on a tool.
+    assert [edge for edge in _edges_from("server", ("tools",)) if not edge.startswith("server.app ->")] == []
 
 
 def test_nothing_outside_tests_imports_tests() -> None:

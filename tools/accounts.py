@@ -1,18 +1,21 @@
 """The caller's own connected accounts: their health (never a token), and links to connect new ones."""
 
+from __future__ import annotations
+
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 import anyio
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from server import failures
 from server.lifecycle import refreshless
-from server.results import Ok, failure_result, to_call_result
+from server.results import Ok, failure_result, result_model, to_call_result
 from server.vault import NO_REFRESH_TOKEN
 from server.vault.models import utcnow
-from tools import Toolset, requested_label
+from tools.toolset import AccountLabel, Tool, Toolset, with_choices
 
 
 class AccountHealth(BaseModel):
@@ -68,80 +71,94 @@ class AccountsOk(Ok):
         return "\n".join(a.describe() for a in self.accounts)
 
 
-def register(toolset: Toolset) -> None:
-    @toolset.tool(
-        "accounts.list", title="List my connected accounts", ok=AccountsOk, read_only=True, idempotent=True, per_account=False
-    )
-    async def list_accounts(ctx: Context = None):
-        """List the caller's connected accounts (Slack, GitHub, …), their labels, and whether each one currently works.
+AccountsResult = result_model(AccountsOk)
+ConnectLinkResult = result_model(ConnectLinkOk)
 
-        Pass a label as the `account` argument of a service's tools to use that account instead of the default."""
-        caller = toolset.caller(ctx)
-        vault = toolset.runtime.vault
 
-        def read() -> list[AccountHealth]:
-            rows = []
-            for account in vault.accounts.all(caller.org, caller.user):
-                credential = vault.credentials.timings(account.id)
-                rows.append(
-                    AccountHealth(
-                        connector=account.connector,
-                        label=account.label,
-                        status=account.status,
-                        reason=account.status_reason,
-                        provider_account_id=account.provider_account_id,
-                        scopes=[s for s in account.scopes.replace(",", " ").split() if s],
-                        needs_user_at=refreshless.needs_user_at(account, credential),
-                        **(credential or {}),
-                    )
-                )
-            return rows
+async def list_accounts(ctx: Context) -> Annotated[CallToolResult, AccountsResult]:
+    """List the caller's connected accounts (Slack, GitHub, …), their labels, and whether each one currently works.
 
-        accounts = await anyio.to_thread.run_sync(read)
-        executor, now = toolset.runtime.executor, utcnow()
-        for health in accounts:
-            configured = (
-                toolset.runtime.connectors[health.connector].configured
-                if health.connector in toolset.runtime.connectors
-                else False
-            )
-            if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
-                # The caller is verified and the account is their own: the same link accounts.connect would give.
-                account = await anyio.to_thread.run_sync(
-                    vault.accounts.find, caller.org, caller.user, health.connector, health.label
-                )
-                link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
-                health.reconnect_link, health.link_expires_at = link.url, link.expires_at
-        return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
+    Pass a label as the `account` argument of a service's tools to use that account instead of the default."""
+    toolset = Toolset.of(ctx)
+    caller = toolset.caller()
+    vault = toolset.runtime.vault
 
-    connectors = tuple(sorted(toolset.runtime.connectors))
-
-    @toolset.tool("accounts.connect", title="Connect one of my accounts", ok=ConnectLinkOk, read_only=False, idempotent=False)
-    async def connect(
-        connector: Annotated[Literal[connectors], Field(description="which service to connect")],  # type: ignore[valid-type]
-        ctx: Context = None,
-    ):
-        """Get a single-use link with which the user connects (or reconnects) their own account for a service.
-
-        Show the link to the user; once they approve access at the service, that service's tools work. To connect
-        a second account of the same service, give it a label as `account` (e.g. 'oss')."""
-        caller = toolset.caller(ctx)
-        if missing := toolset.runtime.connectors[connector].missing_client:
-            return to_call_result(
-                failure_result(
-                    failures.AdminActionRequired("client_not_configured", missing),
-                    connector=connector,
-                    account=f"{caller.org}/{caller.user}/{connector}",
+    def read() -> list[AccountHealth]:
+        rows = []
+        for account in vault.accounts.all(caller.org, caller.user):
+            credential = vault.credentials.timings(account.id)
+            rows.append(
+                AccountHealth(
+                    connector=account.connector,
+                    label=account.label,
+                    status=account.status,
+                    reason=account.status_reason,
+                    provider_account_id=account.provider_account_id,
+                    scopes=[s for s in account.scopes.replace(",", " ").split() if s],
+                    needs_user_at=refreshless.needs_user_at(account, credential),
+                    **(credential or {}),
                 )
             )
-        account, link = await toolset.runtime.executor.connect_link(caller, connector, requested_label() or "default")
-        display = toolset.runtime.connectors[connector].spec.display_name
+        return rows
+
+    accounts = await anyio.to_thread.run_sync(read)
+    executor, now = toolset.runtime.executor, utcnow()
+    for health in accounts:
+        connector = toolset.runtime.connectors.get(health.connector)
+        configured = connector is not None and connector.configured
+        if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
+            # The caller is verified and the account is their own: the same link accounts.connect would give.
+            account = await anyio.to_thread.run_sync(vault.accounts.find, caller.org, caller.user, health.connector, health.label)
+            if account is None:  # removed since it was listed
+                continue
+            link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
+            health.reconnect_link, health.link_expires_at = link.url, link.expires_at
+    return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
+
+
+async def connect(
+    ctx: Context,
+    connector: Annotated[str, Field(description="which service to connect")],
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, ConnectLinkResult]:
+    """Get a single-use link with which the user connects (or reconnects) their own account for a service.
+
+    Show the link to the user; once they approve access at the service, that service's tools work. To connect
+    a second account of the same service, give it a label as `account` (e.g. 'oss')."""
+    toolset = Toolset.of(ctx)
+    caller = toolset.caller()
+    if missing := toolset.runtime.connectors[connector].missing_client:
         return to_call_result(
-            ConnectLinkOk(
+            failure_result(
+                failures.AdminActionRequiredError("client_not_configured", missing),
                 connector=connector,
-                account=account.display_name,
-                magic_link=link.url,
-                link_expires_at=link.expires_at,
-                next_step=f"Ask {caller.user} to open it and approve access at {display}, then use the {display} tools.",
+                account=f"{caller.org}/{caller.user}/{connector}",
             )
         )
+    linked, link = await toolset.runtime.executor.connect_link(caller, connector, account or "default")
+    display = toolset.runtime.connectors[connector].spec.display_name
+    return to_call_result(
+        ConnectLinkOk(
+            connector=connector,
+            account=linked.display_name,
+            magic_link=link.url,
+            link_expires_at=link.expires_at,
+            next_step=f"Ask {caller.user} to open it and approve access at {display}, then use the {display} tools.",
+        )
+    )
+
+
+def tools(connectors: list[str]) -> list[Tool]:
+    """The accounts tools; `accounts.connect` offers exactly the configured `connectors` (an enum in its schema)."""
+    return [
+        Tool(
+            "accounts.list", list_accounts, title="List my connected accounts", read_only=True, idempotent=True, per_account=False
+        ),
+        Tool(
+            "accounts.connect",
+            with_choices(connect, "connector", connectors),
+            title="Connect one of my accounts",
+            read_only=False,
+            idempotent=False,
+        ),
+    ]

@@ -13,19 +13,20 @@ import inspect
 import json
 import re
 import uuid
-from typing import Annotated, Any
+from collections.abc import Iterator
+from typing import Annotated, Any, Self
 
-import httpx2
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
 from pydantic import Field, create_model
 
-from providers.base import json_body
-from providers.custom import DeclaredProvider, ToolDeclaration, UnsafeArgument, build_call
+from providers.answers import RawAnswer, send_raw
+from providers.base import UnsafeArgument
+from providers.custom import DeclaredProvider, ToolDeclaration, build_call
 from server.execute import ProviderSession
-from server.results import InvalidInput, Ok, result_model, to_call_result
+from server.results import Ok, result_model
 from server.settings import ConfigError
-from tools import Toolset, exposed_name
+from tools.toolset import AccountLabel, Tool, Toolset, with_signature
 
 IdempotencyKey = Annotated[
     str | None,
@@ -47,21 +48,8 @@ class DeclaredCallOk(Ok):
     size_bytes: int | None = Field(description="size of the whole body, when known (a cut body may not say)")
 
     @classmethod
-    def from_response(cls, response: httpx2.Response) -> DeclaredCallOk:
-        """`response` was read only up to the tool's limit (ApiCall.cut_at_bound); its extensions say whether it
-        was cut there and, when known, how large the whole body was."""
-        content = response.content
-        common = {
-            "http_status": response.status_code,
-            "content_type": response.headers.get("content-type"),
-            "size_bytes": response.extensions.get("body_size"),
-        }
-        if response.extensions.get("body_cut"):
-            return cls(**common, text=content.decode("utf-8", "ignore"), truncated=True)
-        body = json_body(response) if content else None
-        if body is not None:
-            return cls(**common, data=body)
-        return cls(**common, text=content.decode("utf-8", "replace") or None)
+    def from_answer(cls, answer: RawAnswer) -> Self:
+        return cls.model_validate(answer, from_attributes=True)
 
     def summary(self) -> str:
         head = f"HTTP {self.http_status}"
@@ -73,48 +61,44 @@ class DeclaredCallOk(Ok):
         return head + ("\n" + self.text if self.text else "")
 
 
-def register(toolset: Toolset) -> None:
+def tools(toolset: Toolset) -> Iterator[Tool]:
+    """One tool per operation of every declared provider, each made once the ones before it are registered (its
+    exposed name is checked against theirs)."""
     for connector in list(toolset.runtime.connectors.values()):
         if isinstance(connector.provider, DeclaredProvider):
-            for tool in connector.provider.declaration.tools:
-                register_declared_tool(toolset, connector.name, tool)
+            for operation in connector.provider.declaration.tools:
+                yield declared_tool(toolset, connector.name, connector.provider, operation)
 
 
-def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDeclaration) -> None:
+def declared_tool(toolset: Toolset, provider_name: str, provider: DeclaredProvider, tool: ToolDeclaration) -> Tool:
     canonical = f"{provider_name}.{tool.name}"
-    exposed = exposed_name(canonical, toolset.runtime.settings.tool_names)
+    exposed = toolset.exposed(canonical)
     if exposed in toolset.registered:
         raise ConfigError(
             f"custom provider {provider_name!r}: tool {canonical!r} would be exposed as {exposed!r}, "
             f"which {toolset.registered[exposed]!r} already uses; rename one of them"
         )
     ok_model = create_model(f"{_camel(provider_name)}{_camel(tool.name)}Ok", __base__=DeclaredCallOk, __module__=__name__)
-    declaration = toolset.runtime.connectors[provider_name].provider.declaration
-    limit = tool.max_response_bytes or declaration.max_response_bytes
+    limit = tool.max_response_bytes or provider.declaration.max_response_bytes
 
-    async def call_declared_tool(ctx: Context = None, **arguments: Any) -> CallToolResult:
+    async def call_declared_tool(ctx: Context, account: str | None = None, **arguments: Any) -> CallToolResult:
+        toolset = Toolset.of(ctx)
         key = arguments.pop("idempotency_key", None) or (uuid.uuid4().hex if tool.idempotency_header else None)
         connector = toolset.runtime.connectors[provider_name]
         try:
             call = build_call(tool, arguments, api_base_url=connector.spec.api_base_url, idempotency_key=key)
         except UnsafeArgument as refused:
-            toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
-            return to_call_result(
-                InvalidInput(
-                    connector=provider_name,
-                    reason=refused.reason,
-                    next_step=f"{refused}. Change the arguments; the same call will fail again.",
-                )
-            )
+            return toolset.refuse(provider_name, refused.reason, str(refused))
         # Read at most `limit` bytes of the answer and cut it there: the same bounded read as every provider call.
         call = dataclasses.replace(call, max_response_bytes=limit, cut_at_bound=True)
 
         async def operation(api: ProviderSession) -> DeclaredCallOk:
-            return ok_model.from_response(await api.send(call))
+            return ok_model.from_answer(await send_raw(api, call))
 
-        return await toolset.run(ctx, provider_name, operation, tool=canonical)
+        return await toolset.run(ctx, provider_name, operation, account=account)
 
-    parameters, annotations = [], {}
+    parameters = [inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)]
+    annotations: dict[str, Any] = {"ctx": Context}
     for param in tool.params:
         annotation, default = param.argument()
         parameters.append(
@@ -131,25 +115,21 @@ def register_declared_tool(toolset: Toolset, provider_name: str, tool: ToolDecla
             inspect.Parameter("idempotency_key", inspect.Parameter.KEYWORD_ONLY, annotation=IdempotencyKey, default=None)
         )
         annotations["idempotency_key"] = IdempotencyKey
-    parameters.append(inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context, default=None))
-    annotations["ctx"] = Context
+    parameters.append(inspect.Parameter("account", inspect.Parameter.KEYWORD_ONLY, annotation=AccountLabel, default=None))
+    annotations["account"] = AccountLabel
+    result = Annotated[CallToolResult, result_model(ok_model)]
     # The MCP server reads the signature (input schema) and the annotations (which argument is the context).
-    call_declared_tool.__signature__ = inspect.Signature(
-        parameters, return_annotation=Annotated[CallToolResult, result_model(ok_model)]
-    )
-    call_declared_tool.__annotations__ = annotations
-    call_declared_tool.__name__ = call_declared_tool.__qualname__ = exposed.replace(".", "_")
-    call_declared_tool.__doc__ = tool.description + (
-        "\n\nSafe to retry with the same idempotency_key." if tool.idempotency_header else ""
-    )
-    toolset.tool(
+    function = with_signature(call_declared_tool, inspect.Signature(parameters, return_annotation=result), annotations)
+    function.__name__ = function.__qualname__ = exposed.replace(".", "_")
+    return Tool(
         canonical,
+        function,
         title=tool.display_title,
-        ok=ok_model,
         read_only=tool.is_read_only,
         destructive=tool.is_destructive,
         idempotent=tool.is_idempotent,
-    )(call_declared_tool)
+        description=tool.description + ("\n\nSafe to retry with the same idempotency_key." if tool.idempotency_header else ""),
+    )
 
 
 def _camel(name: str) -> str:

@@ -1,15 +1,18 @@
 """GitHub tools: create an issue (at most once per idempotency key), search issues."""
 
+from __future__ import annotations
+
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from providers import github
 from server.execute import ProviderSession
-from server.results import Ok
-from tools import Toolset
+from server.results import Ok, result_model
+from tools.toolset import AccountLabel, Tool, Toolset
 
 # Checked by providers/github.split_repository (each half one safe path segment), so a refusal is `invalid_input`.
 Repository = Annotated[str, Field(max_length=140, description="owner/name, e.g. octocat/hello-world")]
@@ -25,17 +28,6 @@ class IssueSummary(BaseModel):
     html_url: str
     author: str | None = None
     labels: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def from_github(cls, item: dict[str, Any]) -> "IssueSummary":
-        return cls(
-            number=item["number"],
-            title=item["title"],
-            state=item.get("state", "open"),
-            html_url=item["html_url"],
-            author=(item.get("user") or {}).get("login"),
-            labels=[label["name"] if isinstance(label, dict) else str(label) for label in item.get("labels") or []],
-        )
 
 
 class CreateIssueOk(Ok):
@@ -60,54 +52,68 @@ class SearchIssuesOk(Ok):
         return "\n".join(lines)
 
 
-def register(toolset: Toolset) -> None:
-    @toolset.tool("github.create_issue", title="Create a GitHub issue", ok=CreateIssueOk, read_only=False, idempotent=True)
-    async def create_issue(
-        repo: Repository,
-        title: Annotated[str, Field(min_length=1, max_length=256)],
-        body: Annotated[str | None, Field(max_length=60000)] = None,
-        labels: Annotated[list[Annotated[str, Field(min_length=1, max_length=50)]], Field(max_length=20)] = [],  # noqa: B006
-        idempotency_key: IdempotencyKey | None = None,
-        ctx: Context = None,
-    ):
-        """Create an issue in a GitHub repository as the connected GitHub user.
+CreateIssueResult = result_model(CreateIssueOk)
+SearchIssuesResult = result_model(SearchIssuesOk)
 
-        Safe to retry: pass the same idempotency_key and at most one issue is created."""
-        key = idempotency_key or uuid.uuid4().hex
 
-        async def operation(api: ProviderSession) -> CreateIssueOk:
-            owner, name = github.split_repository(repo)
-            issue, created = await github.create_issue(
-                api,
-                owner=owner,
-                repo=name,
-                title=title,
-                body=body,
-                labels=list(labels),
-                idempotency_key=key,
-                check_existing=idempotency_key is not None,
-            )
-            return CreateIssueOk(issue=IssueSummary.from_github(issue), created=created, idempotency_key=key)
+def _summary(issue: github.Issue) -> IssueSummary:
+    return IssueSummary.model_validate(issue, from_attributes=True)
 
-        return await toolset.run(ctx, "github", operation, tool="github.create_issue")
 
-    @toolset.tool("github.search_issues", title="Search GitHub issues", ok=SearchIssuesOk, read_only=True, idempotent=True)
-    async def search_issues(
-        query: Annotated[str, Field(min_length=1, max_length=256, description="GitHub search syntax, e.g. 'is:open bug'")],
-        repo: Repository | None = None,
-        per_page: Annotated[int, Field(ge=1, le=100)] = 20,
-        page: Annotated[int, Field(ge=1, le=10)] = 1,
-        ctx: Context = None,
-    ):
-        """Search issues on GitHub (optionally in one repository) as the connected GitHub user."""
+async def create_issue(
+    ctx: Context,
+    repo: Repository,
+    title: Annotated[str, Field(min_length=1, max_length=256)],
+    body: Annotated[str | None, Field(max_length=60000)] = None,
+    labels: Annotated[list[Annotated[str, Field(min_length=1, max_length=50)]], Field(max_length=20)] = [],  # noqa: B006
+    idempotency_key: IdempotencyKey | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, CreateIssueResult]:
+    """Create an issue in a GitHub repository as the connected GitHub user.
 
-        async def operation(api: ProviderSession) -> SearchIssuesOk:
-            result = await github.search_issues(api, query=query, repo=repo, per_page=per_page, page=page)
-            return SearchIssuesOk(
-                query=github.issue_search_query(query, repo),
-                total_count=result.get("total_count", 0),
-                incomplete_results=bool(result.get("incomplete_results")),
-                items=[IssueSummary.from_github(item) for item in result.get("items", [])],
-            )
+    Safe to retry: pass the same idempotency_key and at most one issue is created."""
+    key = idempotency_key or uuid.uuid4().hex
 
-        return await toolset.run(ctx, "github", operation, tool="github.search_issues")
+    async def operation(api: ProviderSession) -> CreateIssueOk:
+        owner, name = github.split_repository(repo)
+        created = await github.create_issue(
+            api,
+            owner=owner,
+            repo=name,
+            title=title,
+            body=body,
+            labels=list(labels),
+            idempotency_key=key,
+            check_existing=idempotency_key is not None,
+        )
+        return CreateIssueOk(issue=_summary(created.issue), created=created.created, idempotency_key=key)
+
+    return await Toolset.of(ctx).run(ctx, "github", operation, account=account)
+
+
+async def search_issues(
+    ctx: Context,
+    query: Annotated[str, Field(min_length=1, max_length=256, description="GitHub search syntax, e.g. 'is:open bug'")],
+    repo: Repository | None = None,
+    per_page: Annotated[int, Field(ge=1, le=100)] = 20,
+    page: Annotated[int, Field(ge=1, le=10)] = 1,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, SearchIssuesResult]:
+    """Search issues on GitHub (optionally in one repository) as the connected GitHub user."""
+
+    async def operation(api: ProviderSession) -> SearchIssuesOk:
+        found = await github.search_issues(api, query=query, repo=repo, per_page=per_page, page=page)
+        return SearchIssuesOk(
+            query=found.query,
+            total_count=found.total_count,
+            incomplete_results=found.incomplete_results,
+            items=[_summary(issue) for issue in found.items],
+        )
+
+    return await Toolset.of(ctx).run(ctx, "github", operation, account=account)
+
+
+TOOLS = [
+    Tool("github.create_issue", create_issue, title="Create a GitHub issue", read_only=False, idempotent=True),
+    Tool("github.search_issues", search_issues, title="Search GitHub issues", read_only=True, idempotent=True),
+]

@@ -1,17 +1,19 @@
 """Google tools on one grant: search and send Gmail, create (at most once per key) and list Calendar events."""
 
+from __future__ import annotations
+
 import uuid
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import AwareDatetime, BaseModel, Field
 
 from providers import google
 from server import failures
 from server.execute import ProviderSession
-from server.results import Ok
-from tools import Toolset
+from server.results import Ok, result_model
+from tools.toolset import AccountLabel, Tool, Toolset
 
 EmailAddress = Annotated[
     str,
@@ -40,19 +42,6 @@ class GmailMessage(BaseModel):
     date: str | None = None
     snippet: str = ""
     label_ids: list[str] = Field(default_factory=list)
-
-    @classmethod
-    def from_gmail(cls, message: dict[str, Any]) -> "GmailMessage":
-        return cls(
-            id=message["id"],
-            thread_id=message.get("threadId"),
-            subject=google.header(message, "Subject"),
-            sender=google.header(message, "From"),
-            to=google.header(message, "To"),
-            date=google.header(message, "Date"),
-            snippet=message.get("snippet") or "",
-            label_ids=list(message.get("labelIds") or []),
-        )
 
 
 class SearchMessagesOk(Ok):
@@ -88,22 +77,6 @@ class CalendarEvent(BaseModel):
     organizer: str | None = None
     attendees: list[str] = Field(default_factory=list)
 
-    @classmethod
-    def from_google(cls, event: dict[str, Any]) -> "CalendarEvent":
-        def moment(value: Any) -> str | None:
-            return (value.get("dateTime") or value.get("date")) if isinstance(value, dict) else None
-
-        return cls(
-            id=event["id"],
-            status=event.get("status"),
-            summary=event.get("summary"),
-            start=moment(event.get("start")),
-            end=moment(event.get("end")),
-            html_link=event.get("htmlLink"),
-            organizer=(event.get("organizer") or {}).get("email"),
-            attendees=[a["email"] for a in event.get("attendees") or [] if isinstance(a, dict) and "email" in a],
-        )
-
 
 class CreateEventOk(Ok):
     event: CalendarEvent
@@ -126,129 +99,134 @@ class ListEventsOk(Ok):
         return "\n".join(lines)
 
 
-def _same_moment(returned: str | None, wanted: datetime) -> bool:
-    try:
-        return returned is not None and datetime.fromisoformat(returned.replace("Z", "+00:00")) == wanted
-    except ValueError:
-        return False
+SearchMessagesResult = result_model(SearchMessagesOk)
+SendMessageResult = result_model(SendMessageOk)
+CreateEventResult = result_model(CreateEventOk)
+ListEventsResult = result_model(ListEventsOk)
 
 
-def register(toolset: Toolset) -> None:
-    @toolset.tool("gmail.search_messages", title="Search Gmail", ok=SearchMessagesOk, read_only=True, idempotent=True)
-    async def search_messages(
-        query: Annotated[
-            str, Field(min_length=1, max_length=500, description="Gmail search syntax, e.g. 'from:bob@example.com is:unread'")
-        ],
-        max_results: Annotated[int, Field(ge=1, le=25, description="messages per page (each costs one more call)")] = 10,
-        page_token: PageToken | None = None,
-        ctx: Context = None,
-    ):
-        """Search the connected Gmail mailbox; returns subject, sender, date and snippet of each match."""
+def _event(event: google.CalendarEvent) -> CalendarEvent:
+    return CalendarEvent.model_validate(event, from_attributes=True)
 
-        async def operation(api: ProviderSession) -> SearchMessagesOk:
-            found = await google.search_messages(api, query=query, max_results=max_results, page_token=page_token)
-            return SearchMessagesOk(
-                query=query,
-                messages=[GmailMessage.from_gmail(m) for m in found["messages"]],
-                result_size_estimate=int(found.get("result_size_estimate") or 0),
-                next_page_token=found.get("next_page_token"),
+
+async def search_messages(
+    ctx: Context,
+    query: Annotated[
+        str, Field(min_length=1, max_length=500, description="Gmail search syntax, e.g. 'from:bob@example.com is:unread'")
+    ],
+    max_results: Annotated[int, Field(ge=1, le=25, description="messages per page (each costs one more call)")] = 10,
+    page_token: PageToken | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, SearchMessagesResult]:
+    """Search the connected Gmail mailbox; returns subject, sender, date and snippet of each match."""
+
+    async def operation(api: ProviderSession) -> SearchMessagesOk:
+        found = await google.search_messages(api, query=query, max_results=max_results, page_token=page_token)
+        return SearchMessagesOk(
+            query=query,
+            messages=[GmailMessage.model_validate(m, from_attributes=True) for m in found.messages],
+            result_size_estimate=found.result_size_estimate,
+            next_page_token=found.next_page_token,
+        )
+
+    return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
+
+
+async def send_message(
+    ctx: Context,
+    to: Annotated[list[EmailAddress], Field(min_length=1, max_length=50)],
+    subject: HeaderText,
+    body: Annotated[str, Field(min_length=1, max_length=100_000, description="plain text")],
+    cc: Annotated[list[EmailAddress], Field(max_length=50)] = [],  # noqa: B006
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, SendMessageResult]:
+    """Send a plain-text email from the connected Gmail account.
+
+    Gmail has no idempotency key: if the result says outcome_unknown, search the Sent folder
+    (e.g. `in:sent subject:"…"`) before sending again."""
+
+    async def operation(api: ProviderSession) -> SendMessageOk:
+        sent = await google.send_message(api, to=list(to), subject=subject, body=body, cc=list(cc))
+        return SendMessageOk(id=sent.id, thread_id=sent.thread_id, label_ids=sent.label_ids)
+
+    return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
+
+
+async def create_event(
+    ctx: Context,
+    summary: Annotated[str, Field(min_length=1, max_length=1024)],
+    start: Annotated[AwareDatetime, Field(description="RFC 3339 with a UTC offset, e.g. 2026-05-04T10:00:00+02:00")],
+    end: AwareDatetime,
+    attendees: Annotated[list[EmailAddress], Field(max_length=100)] = [],  # noqa: B006
+    description: Annotated[str | None, Field(max_length=8000)] = None,
+    calendar_id: CalendarId = "primary",
+    notify_attendees: Annotated[bool, Field(description="email the attendees an invitation")] = False,
+    idempotency_key: IdempotencyKey | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, CreateEventResult]:
+    """Create an event in the connected Google Calendar.
+
+    Safe to retry: pass the same idempotency_key and at most one event is created."""
+    key = idempotency_key or uuid.uuid4().hex
+
+    async def operation(api: ProviderSession) -> CreateEventOk:
+        if end <= start:
+            raise failures.InvalidInputError("time_range_empty", "The event must end after it starts.")
+        found = await google.create_event(
+            api,
+            calendar_id=calendar_id,
+            summary=summary,
+            start=start,
+            end=end,
+            description=description,
+            attendees=list(attendees),
+            idempotency_key=key,
+            notify_attendees=notify_attendees,
+        )
+        if not found.created and not found.event.matches(summary, start, end):
+            raise failures.InvalidInputError(
+                "idempotency_key_reused",
+                "An event with this idempotency key exists with other details; use a new key for a different event.",
             )
+        return CreateEventOk(event=_event(found.event), created=found.created, idempotency_key=key)
 
-        return await toolset.run(ctx, "google", operation, tool="gmail.search_messages")
+    return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
 
-    @toolset.tool("gmail.send_message", title="Send an email with Gmail", ok=SendMessageOk, read_only=False)
-    async def send_message(
-        to: Annotated[list[EmailAddress], Field(min_length=1, max_length=50)],
-        subject: HeaderText,
-        body: Annotated[str, Field(min_length=1, max_length=100_000, description="plain text")],
-        cc: Annotated[list[EmailAddress], Field(max_length=50)] = [],  # noqa: B006
-        ctx: Context = None,
-    ):
-        """Send a plain-text email from the connected Gmail account.
 
-        Gmail has no idempotency key: if the result says outcome_unknown, search the Sent folder
-        (e.g. `in:sent subject:"…"`) before sending again."""
+async def list_events(
+    ctx: Context,
+    time_min: Annotated[AwareDatetime, Field(description="window start, RFC 3339 with a UTC offset")],
+    time_max: Annotated[AwareDatetime, Field(description="window end (exclusive)")],
+    calendar_id: CalendarId = "primary",
+    query: Annotated[str | None, Field(max_length=500, description="free text to match")] = None,
+    max_results: Annotated[int, Field(ge=1, le=250)] = 50,
+    page_token: PageToken | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, ListEventsResult]:
+    """List events in a time window of the connected Google Calendar, soonest first (recurring events expanded)."""
 
-        async def operation(api: ProviderSession) -> SendMessageOk:
-            sent = await google.send_message(api, to=list(to), subject=subject, body=body, cc=list(cc))
-            return SendMessageOk(id=sent["id"], thread_id=sent.get("threadId"), label_ids=sent.get("labelIds") or [])
+    async def operation(api: ProviderSession) -> ListEventsOk:
+        if time_max <= time_min:
+            raise failures.InvalidInputError("time_range_empty", "time_max must be after time_min.")
+        found = await google.list_events(
+            api,
+            calendar_id=calendar_id,
+            time_min=time_min,
+            time_max=time_max,
+            max_results=max_results,
+            page_token=page_token,
+            query=query,
+        )
+        return ListEventsOk(
+            calendar_id=calendar_id, events=[_event(e) for e in found.events], next_page_token=found.next_page_token
+        )
 
-        return await toolset.run(ctx, "google", operation, tool="gmail.send_message")
+    return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
 
-    @toolset.tool(
-        "calendar.create_event", title="Create a Google Calendar event", ok=CreateEventOk, read_only=False, idempotent=True
-    )
-    async def create_event(
-        summary: Annotated[str, Field(min_length=1, max_length=1024)],
-        start: Annotated[AwareDatetime, Field(description="RFC 3339 with a UTC offset, e.g. 2026-05-04T10:00:00+02:00")],
-        end: AwareDatetime,
-        attendees: Annotated[list[EmailAddress], Field(max_length=100)] = [],  # noqa: B006
-        description: Annotated[str | None, Field(max_length=8000)] = None,
-        calendar_id: CalendarId = "primary",
-        notify_attendees: Annotated[bool, Field(description="email the attendees an invitation")] = False,
-        idempotency_key: IdempotencyKey | None = None,
-        ctx: Context = None,
-    ):
-        """Create an event in the connected Google Calendar.
 
-        Safe to retry: pass the same idempotency_key and at most one event is created."""
-        key = idempotency_key or uuid.uuid4().hex
-
-        async def operation(api: ProviderSession) -> CreateEventOk:
-            if end <= start:
-                raise failures.InvalidInput("time_range_empty", "The event must end after it starts.")
-            event: dict[str, Any] = {
-                "summary": summary,
-                "start": {"dateTime": start.isoformat()},
-                "end": {"dateTime": end.isoformat()},
-            }
-            if description:
-                event["description"] = description
-            if attendees:
-                event["attendees"] = [{"email": address} for address in attendees]
-            found, created = await google.create_event(
-                api, calendar_id=calendar_id, event=event, idempotency_key=key, send_updates="all" if notify_attendees else "none"
-            )
-            result = CalendarEvent.from_google(found)
-            if not created and not (
-                result.summary == summary and _same_moment(result.start, start) and _same_moment(result.end, end)
-            ):
-                raise failures.InvalidInput(
-                    "idempotency_key_reused",
-                    "An event with this idempotency key exists with other details; use a new key for a different event.",
-                )
-            return CreateEventOk(event=result, created=created, idempotency_key=key)
-
-        return await toolset.run(ctx, "google", operation, tool="calendar.create_event")
-
-    @toolset.tool("calendar.list_events", title="List Google Calendar events", ok=ListEventsOk, read_only=True, idempotent=True)
-    async def list_events(
-        time_min: Annotated[AwareDatetime, Field(description="window start, RFC 3339 with a UTC offset")],
-        time_max: Annotated[AwareDatetime, Field(description="window end (exclusive)")],
-        calendar_id: CalendarId = "primary",
-        query: Annotated[str | None, Field(max_length=500, description="free text to match")] = None,
-        max_results: Annotated[int, Field(ge=1, le=250)] = 50,
-        page_token: PageToken | None = None,
-        ctx: Context = None,
-    ):
-        """List events in a time window of the connected Google Calendar, soonest first (recurring events expanded)."""
-
-        async def operation(api: ProviderSession) -> ListEventsOk:
-            if time_max <= time_min:
-                raise failures.InvalidInput("time_range_empty", "time_max must be after time_min.")
-            found = await google.list_events(
-                api,
-                calendar_id=calendar_id,
-                time_min=time_min.isoformat(),
-                time_max=time_max.isoformat(),
-                max_results=max_results,
-                page_token=page_token,
-                query=query,
-            )
-            return ListEventsOk(
-                calendar_id=calendar_id,
-                events=[CalendarEvent.from_google(e) for e in found.get("items") or []],
-                next_page_token=found.get("nextPageToken"),
-            )
-
-        return await toolset.run(ctx, "google", operation, tool="calendar.list_events")
+TOOLS = [
+    Tool("gmail.search_messages", search_messages, title="Search Gmail", read_only=True, idempotent=True),
+    Tool("gmail.send_message", send_message, title="Send an email with Gmail", read_only=False),
+    Tool("calendar.create_event", create_event, title="Create a Google Calendar event", read_only=False, idempotent=True),
+    Tool("calendar.list_events", list_events, title="List Google Calendar events", read_only=True, idempotent=True),
+]

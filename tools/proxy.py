@@ -8,20 +8,25 @@ base URL (providers/proxy_paths.py) and the answer is cut at the size limit. Ope
 connector (GRANTKEEPER_<NAME>_PROXY_METHODS, default GET and HEAD; `none` removes the tool).
 """
 
+# No `from __future__ import annotations`: the signature of `request` names values of `proxy_tool`'s scope
+# (the connector's methods and name), which only an annotation evaluated where it is written can see.
 import json
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import Field
 
+from providers.answers import send_raw
 from providers.base import ApiCall
-from providers.custom import DEFAULT_MAX_RESPONSE_BYTES
+from providers.custom import DEFAULT_MAX_RESPONSE_BYTES, DeclaredProvider
 from providers.proxy_paths import UnsafePath, checked_proxy_path
 from server.execute import ProviderSession
-from server.results import InvalidInput, to_call_result
+from server.results import result_model
 from server.settings import DEFAULT_PROXY_METHODS, ConfigError
-from tools import Toolset, exposed_name
 from tools.custom import DeclaredCallOk
+from tools.toolset import AccountLabel, Tool, Toolset, with_choices
 
 IDEMPOTENT_METHODS = {"GET", "HEAD", "PUT", "DELETE"}  # RFC 9110 §9.2.2
 BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
@@ -40,60 +45,54 @@ class ProxyCallOk(DeclaredCallOk):
     """The provider's answer to a proxied request, as it came, within the size limit."""
 
 
-def register(toolset: Toolset) -> None:
-    """After every other tool, so a declared tool named `request` is reported rather than shadowed."""
+ProxyCallResult = result_model(ProxyCallOk)
+
+
+def tools(toolset: Toolset) -> Iterator[Tool]:
+    """`<connector>.request` for every connector whose operator allows it any method; after every other tool, so a
+    declared tool named `request` is reported rather than shadowed."""
     settings = toolset.runtime.settings
     for name in sorted(toolset.runtime.connectors):
         configured = settings.provider(name).proxy_methods
         methods = list(DEFAULT_PROXY_METHODS) if configured is None else configured
         if methods:
-            register_proxy(toolset, name, methods)
+            yield proxy_tool(toolset, name, methods)
 
 
-def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) -> None:
-    runtime = toolset.runtime
-    connector = runtime.connectors[connector_name]
+def proxy_tool(toolset: Toolset, connector_name: str, methods: list[str]) -> Tool:
+    connector = toolset.runtime.connectors[connector_name]
     canonical = f"{connector_name}.request"
-    exposed = exposed_name(canonical, runtime.settings.tool_names)
+    exposed = toolset.exposed(canonical)
     if exposed in toolset.registered:
         raise ConfigError(
             f"{canonical!r} would be exposed as {exposed!r}, which {toolset.registered[exposed]!r} already "
             f"uses; rename that tool, or set GRANTKEEPER_{connector_name.upper()}_PROXY_METHODS=none"
         )
-    declaration = getattr(connector.provider, "declaration", None)
-    limit = declaration.max_response_bytes if declaration is not None else DEFAULT_MAX_RESPONSE_BYTES
+    limit = connector.provider.declaration.max_response_bytes if isinstance(connector.provider, DeclaredProvider) else None
+    limit = limit or DEFAULT_MAX_RESPONSE_BYTES
     display = connector.spec.display_name
-    Method = Literal[tuple(methods)]  # type: ignore[valid-type]
 
     async def request(
-        method: Annotated[Method, Field(description="HTTP method; the operator allows " + ", ".join(methods))],
+        ctx: Context,
+        method: Annotated[str, Field(description="HTTP method; the operator allows " + ", ".join(methods))],
         path: Annotated[
             str,
             Field(min_length=1, max_length=2048, description=f"path under the {display} API, e.g. /users/me (no query string)"),
         ],
         query: Query = None,
         body: Annotated[Any, Field(description="JSON body, for POST, PUT, PATCH or DELETE")] = None,
-        ctx: Context = None,
-    ):
-        def refuse(reason: str, why: str):
-            toolset.runtime.metrics.record_tool_call(canonical, "invalid_input")
-            return to_call_result(
-                InvalidInput(
-                    connector=connector_name,
-                    reason=reason,
-                    next_step=f"{why}. Change the arguments; the same call will fail again.",
-                )
-            )
-
-        current = runtime.connectors[connector_name]
+        account: AccountLabel = None,
+    ) -> Annotated[CallToolResult, ProxyCallResult]:
+        toolset = Toolset.of(ctx)
+        current = toolset.runtime.connectors[connector_name]
         try:
             checked = checked_proxy_path(path, api_base_url=current.spec.api_base_url or "https://unset.invalid")
         except UnsafePath as unsafe:
-            return refuse("unsafe_path", str(unsafe))
+            return toolset.refuse(connector_name, "unsafe_path", str(unsafe))
         if body is not None and method not in BODY_METHODS:
-            return refuse("body_not_allowed", f"a {method} request carries no body")
+            return toolset.refuse(connector_name, "body_not_allowed", f"a {method} request carries no body")
         if body is not None and len(json.dumps(body)) > MAX_BODY_BYTES:
-            return refuse("body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+            return toolset.refuse(connector_name, "body_too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
         # Read at most `limit` bytes of the answer and cut it there (the bounded read every provider call uses).
         call = ApiCall(
             method,
@@ -106,9 +105,9 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
         )
 
         async def operation(api: ProviderSession) -> ProxyCallOk:
-            return ProxyCallOk.from_response(await api.send(call))
+            return ProxyCallOk.from_answer(await send_raw(api, call))
 
-        return await toolset.run(ctx, connector_name, operation, tool=canonical)
+        return await toolset.run(ctx, connector_name, operation, account=account)
 
     request.__name__ = request.__qualname__ = exposed.replace(".", "_")
     request.__doc__ = (
@@ -118,11 +117,11 @@ def register_proxy(toolset: Toolset, connector_name: str, methods: list[str]) ->
         "not repeated and answers outcome_unknown: check before trying again."
     )
     writes = [m for m in methods if m not in ("GET", "HEAD")]
-    toolset.tool(
+    return Tool(
         canonical,
+        with_choices(request, "method", methods),
         title=f"{display} API request",
-        ok=ProxyCallOk,
         read_only=not writes,
         destructive=bool(writes),
         idempotent=all(m in IDEMPOTENT_METHODS for m in methods),
-    )(request)
+    )

@@ -1,15 +1,18 @@
 """Slack tools: read a channel's recent messages, post a message (at most once per idempotency key)."""
 
+from __future__ import annotations
+
 import uuid
 from typing import Annotated
 
 from mcp.server.mcpserver import Context
+from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from providers import slack
 from server.execute import ProviderSession
-from server.results import Ok
-from tools import Toolset
+from server.results import Ok, result_model
+from tools.toolset import AccountLabel, Tool, Toolset
 
 ChannelId = Annotated[
     str, Field(pattern=r"^[CDG][A-Z0-9]{2,30}$", description="Slack channel id, e.g. C0123456789 (not the #name)")
@@ -52,54 +55,59 @@ class PostMessageOk(Ok):
         return f"{'Posted' if self.posted else 'Already posted'} to {self.channel} at {self.ts}."
 
 
-def register(toolset: Toolset) -> None:
-    @toolset.tool("slack.read_channel", title="Read a Slack channel", ok=ReadChannelOk, read_only=True, idempotent=True)
-    async def read_channel(
-        channel: ChannelId,
-        limit: Annotated[int, Field(ge=1, le=200, description="how many messages, newest first")] = 20,
-        cursor: Annotated[str | None, Field(max_length=500, description="from a previous call's next_cursor")] = None,
-        oldest: Timestamp | None = None,
-        latest: Timestamp | None = None,
-        ctx: Context = None,
-    ):
-        """Read recent messages from a Slack channel the connected Slack account can see."""
+ReadChannelResult = result_model(ReadChannelOk)
+PostMessageResult = result_model(PostMessageOk)
 
-        async def operation(api: ProviderSession) -> ReadChannelOk:
-            body = await slack.conversations_history(
-                api, channel=channel, limit=limit, cursor=cursor, oldest=oldest, latest=latest
-            )
-            return ReadChannelOk(
-                channel=channel,
-                messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
-                has_more=bool(body.get("has_more")),
-                next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
-            )
 
-        return await toolset.run(ctx, "slack", operation, tool="slack.read_channel")
+async def read_channel(
+    ctx: Context,
+    channel: ChannelId,
+    limit: Annotated[int, Field(ge=1, le=200, description="how many messages, newest first")] = 20,
+    cursor: Annotated[str | None, Field(max_length=500, description="from a previous call's next_cursor")] = None,
+    oldest: Timestamp | None = None,
+    latest: Timestamp | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, ReadChannelResult]:
+    """Read recent messages from a Slack channel the connected Slack account can see."""
 
-    @toolset.tool("slack.post_message", title="Post a Slack message", ok=PostMessageOk, read_only=False)
-    async def post_message(
-        channel: ChannelId,
-        text: Annotated[str, Field(min_length=1, max_length=40000)],
-        thread_ts: Timestamp | None = None,
-        idempotency_key: IdempotencyKey | None = None,
-        ctx: Context = None,
-    ):
-        """Post a message to a Slack channel (or reply in a thread) as the connected Slack account.
+    async def operation(api: ProviderSession) -> ReadChannelOk:
+        page = await slack.conversations_history(api, channel=channel, limit=limit, cursor=cursor, oldest=oldest, latest=latest)
+        return ReadChannelOk(
+            channel=channel,
+            messages=[SlackMessage.model_validate(m, from_attributes=True) for m in page.messages],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
 
-        Safe to retry with the same idempotency_key: the thread (or the last ten minutes of the channel) is checked
-        for it first, so at most one message is posted."""
-        key = idempotency_key or uuid.uuid4().hex
+    return await Toolset.of(ctx).run(ctx, "slack", operation, account=account)
 
-        async def operation(api: ProviderSession) -> PostMessageOk:
-            body, posted = await slack.post_message(
-                api,
-                channel=channel,
-                text=text,
-                thread_ts=thread_ts,
-                idempotency_key=key,
-                check_existing=idempotency_key is not None,
-            )
-            return PostMessageOk(channel=body["channel"], ts=body["ts"], thread_ts=thread_ts, posted=posted, idempotency_key=key)
 
-        return await toolset.run(ctx, "slack", operation, tool="slack.post_message")
+async def post_message(
+    ctx: Context,
+    channel: ChannelId,
+    text: Annotated[str, Field(min_length=1, max_length=40000)],
+    thread_ts: Timestamp | None = None,
+    idempotency_key: IdempotencyKey | None = None,
+    account: AccountLabel = None,
+) -> Annotated[CallToolResult, PostMessageResult]:
+    """Post a message to a Slack channel (or reply in a thread) as the connected Slack account.
+
+    Safe to retry with the same idempotency_key: the thread (or the last ten minutes of the channel) is checked
+    for it first, so at most one message is posted."""
+    key = idempotency_key or uuid.uuid4().hex
+
+    async def operation(api: ProviderSession) -> PostMessageOk:
+        message = await slack.post_message(
+            api, channel=channel, text=text, thread_ts=thread_ts, idempotency_key=key, check_existing=idempotency_key is not None
+        )
+        return PostMessageOk(
+            channel=message.channel, ts=message.ts, thread_ts=thread_ts, posted=message.posted, idempotency_key=key
+        )
+
+    return await Toolset.of(ctx).run(ctx, "slack", operation, account=account)
+
+
+TOOLS = [
+    Tool("slack.read_channel", read_channel, title="Read a Slack channel", read_only=True, idempotent=True),
+    Tool("slack.post_message", post_message, title="Post a Slack message", read_only=False),
+]

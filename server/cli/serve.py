@@ -53,11 +53,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def _serve_with_runtime_first(settings: Settings, args: argparse.Namespace, host: str, port: int) -> int:
     """HTTP, and `--require-healthy`: the runtime opens (and the accounts are checked) before the transport."""
     from server.background import refusal_message, require_healthy, serve_with_background
+    from server.http_server import serve_http
     from server.monitoring.logging import get_logger
     from server.monitoring.tracing import configure_exporting
     from server.runtime import Runtime
     from server.stdio_server import serve_stdio
-    from server.web import serve as serve_http
 
     if configure_exporting():
         get_logger("grantkeeper").info("trace_export_enabled")

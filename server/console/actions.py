@@ -8,9 +8,11 @@ from dataclasses import dataclass
 import anyio
 
 from server.execute import MagicLinkIssued
-from server.failures import ToolFailure
+from server.failures import ToolCallError
 from server.lifecycle.health import HealthMonitor
 from server.lifecycle.offboarding import Removed
+from server.lifecycle.tokens import RefreshTrigger
+from server.monitoring.event_kinds import EventKind, Severity
 from server.runtime import Runtime
 from server.vault import AccountStatus, ConnectedAccount
 
@@ -42,7 +44,7 @@ class AccountActions:
 
     async def check_now(self, account: ConnectedAccount, *, actor: str) -> Outcome:
         monitor = HealthMonitor(self.runtime.settings, self.runtime.vault, self.runtime.executor, self.runtime.events)
-        report = await monitor.check(account, trigger="console")
+        report = await monitor.check(account, trigger=RefreshTrigger.CONSOLE)
         await self._audit(actor, "check_now", account, outcome=report.outcome, reason=report.reason)
         return Outcome(
             report.healthy, f"{account.display_name}: {report.outcome}" + (f" ({report.reason})" if report.reason else "")
@@ -55,9 +57,9 @@ class AccountActions:
             outcome = Outcome(False, f"{account.display_name} has no working grant to refresh ({account.status})")
         else:
             try:
-                await tokens.refresh(account, current.version, trigger="console")
+                await tokens.refresh(account, current.version, trigger=RefreshTrigger.CONSOLE)
                 outcome = Outcome(True, f"{account.display_name}: refreshed")
-            except ToolFailure as failure:
+            except ToolCallError as failure:
                 outcome = Outcome(False, f"{account.display_name}: refresh failed ({failure.reason})")
         await self._audit(actor, "refresh_now", account, outcome="ok" if outcome.ok else "failed")
         return outcome
@@ -69,9 +71,9 @@ class AccountActions:
         self.runtime.executor.forget_account(account)
         if changed:
             await self.runtime.events.record(
-                "status_changed",
+                EventKind.STATUS_CHANGED,
                 account,
-                severity="warning",
+                severity=Severity.WARNING,
                 status=AccountStatus.DISABLED.value,
                 reason=DISABLED_REASON,
                 by=actor,
@@ -92,7 +94,7 @@ class AccountActions:
         status = AccountStatus.ACTIVE if has_grant else AccountStatus.PENDING
         await anyio.to_thread.run_sync(self.runtime.vault.accounts.set_status, account.id, status, None)
         self.runtime.executor.forget_account(account)
-        await self.runtime.events.record("status_changed", account, status=status.value, reason=None, by=actor)
+        await self.runtime.events.record(EventKind.STATUS_CHANGED, account, status=status.value, reason=None, by=actor)
         await self._audit(actor, "account_enabled", account)
         return Outcome(True, f"{account.display_name} enabled ({status.value})")
 

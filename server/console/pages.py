@@ -3,7 +3,7 @@ account, open incidents, recent events, per-account actions) and `/accounts` whe
 
 Who is asking (`Viewer`) is verified, never asserted: an API key in `Authorization: Bearer` (an admin key for the
 dashboard, for headless use), or a signed-in browser session. Every POST is checked for a cross-site origin and a
-form token bound to the viewer and the browser (server/web_security.py) before anything changes."""
+form token bound to the viewer and the browser (server/web/security.py) before anything changes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from server.identity.signin import SignIn
 from server.monitoring.logging import get_logger
 from server.runtime import Runtime
 from server.vault import AccountStatus, ConnectedAccount
-from server.web_security import (
+from server.web.security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
     PAGE_HEADERS,

@@ -16,7 +16,7 @@ from server.identity.authorization_server import CONSENT_PATH, GrantkeeperAuthor
 from server.identity.signin import Render, SignIn, login_url
 from server.monitoring.logging import get_logger
 from server.vault.crypto import hash_token
-from server.web_security import FORM_TOKEN_FIELD
+from server.web.security import FORM_TOKEN_FIELD
 
 
 def _scope(request_token: str, session_id: str) -> str:

@@ -27,7 +27,7 @@ from server.vault import VaultIntegrityError, VaultKeyError
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import utcnow
 from server.vault.threads import in_vault_thread
-from server.web_security import (
+from server.web.security import (
     FORM_TOKEN_FIELD,
     FORM_TOKEN_PURPOSE,
     FormGuard,
@@ -78,7 +78,7 @@ class SignIn:
         self.render = render
         self.oidc = OidcClient(runtime.settings, runtime.http)
         self.sessions = SessionStore(runtime.vault, runtime.settings)
-        # The web side's CSRF defence (server/web_security.py): same-origin check, then a form token bound to the
+        # The web side's CSRF defence (server/web/security.py): same-origin check, then a form token bound to the
         # browser's cookie and to the page's scope.
         self.forms = FormGuard(runtime.vault.keyring.derive(FORM_TOKEN_PURPOSE), secure=lambda: self.secure)
         self.log = get_logger("grantkeeper.signin")

@@ -15,6 +15,7 @@ from server.execute import ProbeOk
 from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenGrant
 from server.monitoring.webhook_events import lifecycle_webhook
+from server.results import reason_of
 from server.vault import NO_REFRESH_TOKEN, AccountExistsError, AccountStatus, ConnectedAccount, CredentialWrite
 from server.vault.credentials import refreshless_reason
 from server.vault.threads import in_vault_thread
@@ -161,4 +162,4 @@ async def learn_provider_identity(runtime: Runtime, imported: ImportedAccount) -
         return ProviderIdentity(result.provider_account_id)
     if isinstance(result, ProbeOk):
         return ProviderIdentity(None, "not_named")
-    return ProviderIdentity(None, str(getattr(result, "status", "error")), getattr(result, "reason", None))
+    return ProviderIdentity(None, result.status, reason_of(result))

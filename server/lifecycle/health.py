@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
-from pydantic import BaseModel
 
 from server.execute import Executor
 from server.lifecycle import refreshless
 from server.lifecycle.pacing import ProviderPacer
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
+from server.results import reason_of
 from server.settings import Settings
 from server.vault import AccountStatus, ConnectedAccount, Vault
 from server.vault.models import utcnow
 
-SEVERITY = {"ok": "info", "reauth_required": "critical", "admin_action_required": "error"}
+SEVERITY = {"ok": Severity.INFO, "reauth_required": Severity.CRITICAL, "admin_action_required": Severity.ERROR}
 
 
 @dataclass(frozen=True)
@@ -64,15 +65,15 @@ class HealthMonitor:
     # ---- one account ---------------------------------------------------------------------------------
     async def check(self, account: ConnectedAccount, *, trigger: str) -> HealthReport:
         await self.pacer.wait(account.connector)
-        result: BaseModel = await self.executor.probe(account)
-        report = HealthReport(account.display_name, str(getattr(result, "status", "ok")), getattr(result, "reason", None))
+        result = await self.executor.probe(account)
+        report = HealthReport(account.display_name, result.status, reason_of(result))
         if report.healthy:
             await self.warn_if_expiring(account)
         await anyio.to_thread.run_sync(self.vault.schedule.record_health_check, account.id, utcnow())
         await self.events.record(
-            "health_checked",
+            EventKind.HEALTH_CHECKED,
             account,
-            severity=SEVERITY.get(report.outcome, "warning"),
+            severity=SEVERITY.get(report.outcome, Severity.WARNING),
             trigger=trigger,
             outcome=report.outcome,
             reason=report.reason,
@@ -99,9 +100,9 @@ class HealthMonitor:
         if previous and previous[0].detail.get("refresh_expires_at") == expires_at.isoformat():
             return False  # already announced for this refresh token
         await self.events.record(
-            "refresh_token_expiring",
+            EventKind.REFRESH_TOKEN_EXPIRING,
             account,
-            severity="warning",
+            severity=Severity.WARNING,
             reason="refresh_token_expiring",
             refresh_expires_at=expires_at.isoformat(),
             next_step=f"grantkeeper link {account.connector} --org {account.org} --user {account.user}",
@@ -117,7 +118,11 @@ class HealthMonitor:
         if refreshless.reconnect_due(self.settings, at, utcnow()):
             assert at is not None
             await self.events.record(
-                "reconnect_due", fresh, severity="warning", reason=fresh.status_reason, needs_user_at=at.isoformat()
+                EventKind.RECONNECT_DUE,
+                fresh,
+                severity=Severity.WARNING,
+                reason=fresh.status_reason,
+                needs_user_at=at.isoformat(),
             )
 
     async def check_all(self, accounts: list[ConnectedAccount], *, trigger: str) -> list[HealthReport]:
@@ -174,9 +179,9 @@ class HealthMonitor:
         reports = await self.run_due(trigger="startup")
         unhealthy = await self.unhealthy_accounts()
         await self.events.record(
-            "startup_validated",
+            EventKind.STARTUP_VALIDATED,
             None,
-            severity="warning" if unhealthy else "info",
+            severity=Severity.WARNING if unhealthy else Severity.INFO,
             checked=len(reports),
             ok=sum(r.healthy for r in reports),
             needs_reauthorization=[u.account for u in unhealthy if u.status == AccountStatus.REAUTH_REQUIRED.value],

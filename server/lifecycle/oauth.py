@@ -26,10 +26,12 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from httpx2 import USE_CLIENT_DEFAULT
 
 from providers.base import TokenVerdict, json_body
+from server.bounded_read import BoundedTransport, ResponseTooLarge, UnsupportedEncoding
 from server.connectors import Connector
-from server.lifecycle.token_transport import BoundedTransport, ResponseTooLarge, UnsupportedEncoding
 from server.monitoring import tracing
 
+# A token response is a few hundred bytes; the largest real ones (JWT access tokens with many claims) a few KiB.
+MAX_TOKEN_RESPONSE_BYTES = 64 * 1024
 # An access token travels in a header on every call; past this no API accepts it, so it is not a usable token.
 MAX_ACCESS_TOKEN_CHARS = 16 * 1024
 # Lifetimes beyond these are taken as these (an absurd `expires_in` such as 1e300 must not overflow a date).
@@ -113,7 +115,7 @@ def _client(connector: Connector, deadline: float, **kwargs: Any) -> AsyncOAuth2
         token_endpoint_auth_method=connector.spec.client_auth_method,
         revocation_endpoint_auth_method=connector.spec.client_auth_method,  # RFC 7009 §2.1: as for tokens
         timeout=deadline,  # per phase; the whole request is bounded by `_answer`'s deadline
-        transport=BoundedTransport(httpx2.AsyncHTTPTransport(verify=_tls_context())),
+        transport=BoundedTransport(httpx2.AsyncHTTPTransport(verify=_tls_context()), MAX_TOKEN_RESPONSE_BYTES),
         **kwargs,
     )
     if key_auth:
@@ -223,6 +225,8 @@ async def _answer(connector: Connector, deadline: float, request: Any) -> dict[s
         raise TokenEndpointError(TokenVerdict.UNKNOWN, "response_too_large", maybe_applied=True) from None
     except UnsupportedEncoding:
         raise TokenEndpointError(TokenVerdict.UNKNOWN, "unsupported_encoding", maybe_applied=True) from None
+    except httpx2.DecodingError:
+        raise TokenEndpointError(TokenVerdict.UNKNOWN, "malformed_response", maybe_applied=True) from None
     status = response.status_code
     if status >= 500 or status == 429:
         # A 5xx may come after the provider rotated (a gateway timing out on a slow backend): the refresh token

@@ -17,6 +17,7 @@ import httpx2
 from providers.base import RFC7009, UNSUPPORTED, GrantToEnd, RevocationRequest
 from server.connectors import Connector
 from server.lifecycle.oauth import revoke_grant
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -65,7 +66,7 @@ class Offboarding:
         removed it, then end the grant at the provider, now or later."""
         removal: Removal = await anyio.to_thread.run_sync(lambda: self.revocations.remove_account(account.id, actor=actor))
         self.forget(account)
-        await self.events.record("account_removed", removal.account, severity="warning", removed_by=actor)
+        await self.events.record(EventKind.ACCOUNT_REMOVED, removal.account, severity=Severity.WARNING, removed_by=actor)
         if removal.revocation is None:
             return Removed(removal.account, "nothing")
         if not await anyio.to_thread.run_sync(self.revocations.claim, removal.revocation.id, ATTEMPT_LEASE):
@@ -96,7 +97,7 @@ class Offboarding:
             lambda: self.revocations.finish(pending.id, RevocationState.PENDING, error=error, retry_at=self.clock() + FIRST_RETRY)
         )
         await self.events.record(
-            "upstream_revocation_failed", account, severity="warning", purpose=purpose, error=error, attempts=1
+            EventKind.UPSTREAM_REVOCATION_FAILED, account, severity=Severity.WARNING, purpose=purpose, error=error, attempts=1
         )
         return RevocationState.PENDING
 
@@ -132,10 +133,10 @@ class Offboarding:
             retry_at = self.clock() + min(LONGEST_RETRY, FIRST_RETRY * 2 ** min(pending.attempts, 16))
         await anyio.to_thread.run_sync(lambda: self.revocations.finish(pending.id, state, error=error, retry_at=retry_at))
         kind = {
-            RevocationState.DONE: "upstream_revocation_completed",
-            RevocationState.UNSUPPORTED: "upstream_revocation_unsupported",
-        }.get(state, "upstream_revocation_failed")
-        severity = "info" if state is RevocationState.DONE else "warning"
+            RevocationState.DONE: EventKind.UPSTREAM_REVOCATION_COMPLETED,
+            RevocationState.UNSUPPORTED: EventKind.UPSTREAM_REVOCATION_UNSUPPORTED,
+        }.get(state, EventKind.UPSTREAM_REVOCATION_FAILED)
+        severity = Severity.INFO if state is RevocationState.DONE else Severity.WARNING
         await self.events.record(
             kind,
             account,

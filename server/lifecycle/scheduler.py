@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import anyio
 
-from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
+from server.failures import AdminActionRequiredError, GrantGoneError, UpstreamCallError
 from server.lifecycle.pacing import ProviderPacer
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.logging import get_logger
@@ -150,7 +150,7 @@ class RefreshScheduler:
                 self.stats.lease_lost += 1
             else:
                 self.stats.refreshed += 1
-        except (GrantGone, AdminActionRequired, UpstreamFailure) as failure:
+        except (GrantGoneError, AdminActionRequiredError, UpstreamCallError) as failure:
             # Already recorded as lifecycle events by the TokenManager; the current token stays in use if it can.
             self.stats.failed += 1
             self.log.info("scheduled_refresh_failed", account=account.display_name, reason=failure.reason)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import os
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import anyio
@@ -25,11 +25,12 @@ import anyio
 from providers.base import TokenVerdict
 from server.cache import RevalidatingCache
 from server.connectors import Connector
-from server.failures import AdminActionRequired, GrantGone, UpstreamFailure
+from server.failures import AdminActionRequiredError, GrantGoneError, UpstreamCallError
 from server.lifecycle.crashpoints import crash_point
 from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, TokenGrant, refresh_grant
 from server.monitoring import tracing
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.settings import Settings
@@ -42,7 +43,8 @@ from server.vault import (
     Vault,
 )
 from server.vault.credentials import DEAD_OUTCOME, UNCERTAIN_OUTCOMES
-from server.vault.models import utcnow
+from server.vault.models import RefreshOutcome, utcnow
+from server.vault.threads import in_vault_thread
 
 LOSER_POLL_FIRST_SECONDS = 0.02
 LOSER_POLL_MAX_SECONDS = 0.25
@@ -52,7 +54,17 @@ HEARTBEATS_PER_LEASE = 3
 # on every call (a 60 s token: the last 12 s, not the whole minute).
 MANDATORY_WINDOW_FRACTION = 0.2
 # Outcomes after which the row's due time is a cooldown: no worker asks the token endpoint again before it.
-COOLDOWN_OUTCOMES = ("failed", "ambiguous")
+COOLDOWN_OUTCOMES = (RefreshOutcome.FAILED, RefreshOutcome.AMBIGUOUS)
+
+
+class RefreshTrigger(StrEnum):
+    """Why a refresh was asked for (events and spans say it); callers may name others (a test, a tool)."""
+
+    EXPIRY = "expiry"  # the token is inside its mandatory window: refreshed before this call uses it
+    PROACTIVE = "proactive"  # 75 % of its lifetime passed: refreshed in the background
+    REACTIVE = "reactive"  # the provider refused it (server/lifecycle/auth.py)
+    SCHEDULED = "scheduled"  # the scheduler's batch claim
+    CONSOLE = "console"  # an operator pressed "refresh now"
 
 
 def worker_id() -> str:
@@ -74,11 +86,9 @@ class TokenManager:
         self._cache: RevalidatingCache[str, CredentialSnapshot] = RevalidatingCache(
             settings.token_cache_seconds, self._read, accept=lambda old, new: new.version >= old.version
         )
-        self._inflight: dict[str, asyncio.Future[CredentialSnapshot]] = {}
+        # The refresh in flight per account; None as its result: a scheduled refresh lost its lease before calling.
+        self._inflight: dict[str, asyncio.Future[CredentialSnapshot | None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
     # ---- reading ------------------------------------------------------------------------------------
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
@@ -86,11 +96,11 @@ class TokenManager:
         harmless: a rejected token leads to `refresh`, which always reads the row itself."""
         snapshot = await self._cache.get(account.id)
         if snapshot is None:
-            raise GrantGone("not_connected", "The account has no credentials yet.")
+            raise GrantGoneError("not_connected", "The account has no credentials yet.")
         return snapshot
 
     async def _read(self, account_id: str) -> CredentialSnapshot | None:
-        return await self._db(self.vault.credentials.read, account_id)
+        return await in_vault_thread(self.vault.credentials.read, account_id)
 
     def _remember(self, snapshot: CredentialSnapshot) -> None:
         cached = self._cache.peek(snapshot.account_id)
@@ -112,9 +122,9 @@ class TokenManager:
                 if snapshot.refresh_token is None and now < snapshot.access_expires_at:
                     return snapshot
                 # Without a refresh token this declares the grant dead (with its reason), once, for the fleet.
-                return await self.refresh(account, snapshot.version, trigger="expiry")
+                return await self.refresh(account, snapshot.version, trigger=RefreshTrigger.EXPIRY)
         if snapshot.refresh_due_at is not None and now >= snapshot.refresh_due_at and snapshot.refresh_token:
-            self.refresh_in_background(account, snapshot.version, trigger="proactive")
+            self.refresh_in_background(account, snapshot.version, trigger=RefreshTrigger.PROACTIVE)
         return snapshot
 
     def refresh_in_background(self, account: ConnectedAccount, stale_version: int, trigger: str) -> None:
@@ -127,7 +137,7 @@ class TokenManager:
     async def _background_refresh(self, account: ConnectedAccount, stale_version: int, trigger: str) -> None:
         try:
             await self.refresh(account, stale_version, trigger=trigger)
-        except (GrantGone, AdminActionRequired, UpstreamFailure) as failure:
+        except (GrantGoneError, AdminActionRequiredError, UpstreamCallError) as failure:
             # Inside the advisory window the current token still works; the failure is recorded as an event.
             self.log.info("advisory_refresh_deferred", account=account.display_name, reason=failure.reason)
 
@@ -135,7 +145,7 @@ class TokenManager:
         """Replace the token at `stale_version` (or pick up the one another worker already put there)."""
         future = self._inflight.get(account.id)
         if future is None:
-            future = asyncio.ensure_future(
+            started: asyncio.Future[CredentialSnapshot | None] = asyncio.ensure_future(
                 tracing.traced(
                     "refresh",
                     self._span_attributes(account, trigger),
@@ -145,7 +155,7 @@ class TokenManager:
                     trigger,
                 )
             )
-            self._inflight[account.id] = future
+            self._inflight[account.id] = future = started
             future.add_done_callback(lambda done: self._settle(account.id, done))
         snapshot = await asyncio.shield(future)
         if snapshot is None:
@@ -156,7 +166,7 @@ class TokenManager:
         return snapshot
 
     async def refresh_claimed(
-        self, account: ConnectedAccount, version: int, *, trigger: str = "scheduled"
+        self, account: ConnectedAccount, version: int, *, trigger: str = RefreshTrigger.SCHEDULED
     ) -> CredentialSnapshot | None:
         """Refresh a row this worker already leased (the scheduler's batch claim) through the same path as every
         other refresh. None when the lease was lost before the provider call (nothing was sent)."""
@@ -172,10 +182,10 @@ class TokenManager:
     async def _refresh_claimed(self, account: ConnectedAccount, version: int, trigger: str) -> CredentialSnapshot | None:
         lease_for = timedelta(seconds=self.settings.lease_seconds)
         # The claim may have waited for a concurrency slot or the provider's pace: start with a whole lease.
-        if not await self._db(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for):
+        if not await in_vault_thread(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for):
             self.log.info("claimed_lease_lost", account=account.display_name, version=version)
             return None
-        row: CredentialSnapshot | None = await self._db(self.vault.credentials.read, account.id)
+        row: CredentialSnapshot | None = await in_vault_thread(self.vault.credentials.read, account.id)
         if row is None or row.version != version or row.lease_owner != self.owner:
             return row
         interrupted = row.last_refresh_outcome in UNCERTAIN_OUTCOMES
@@ -185,7 +195,7 @@ class TokenManager:
     def _span_attributes(account: ConnectedAccount, trigger: str) -> dict[str, Any]:
         return {"connector": account.connector, "account_id": account.id, "trigger": trigger}
 
-    def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot]) -> None:
+    def _settle(self, account_id: str, done: asyncio.Future[CredentialSnapshot | None]) -> None:
         if self._inflight.get(account_id) is done:
             del self._inflight[account_id]
         if not done.cancelled():
@@ -200,9 +210,9 @@ class TokenManager:
         delay = LOSER_POLL_FIRST_SECONDS
         waiting_since = time.time_ns()
         while True:
-            row: CredentialSnapshot | None = await self._db(self.vault.credentials.read, account.id)
+            row: CredentialSnapshot | None = await in_vault_thread(self.vault.credentials.read, account.id)
             if row is None:
-                raise GrantGone("not_connected", "The account has no credentials yet.")
+                raise GrantGoneError("not_connected", "The account has no credentials yet.")
             if row.version != stale_version:
                 self._remember(row)
                 if self._still_good(row):
@@ -215,10 +225,10 @@ class TokenManager:
             self._raise_if_cooling_down(row)
             now = utcnow()
             abandoned = row.lease_owner is not None and row.lease_until is not None and row.lease_until < now
-            if await self._db(self.vault.credentials.try_lease, account.id, row.version, self.owner, lease_for):
+            if await in_vault_thread(self.vault.credentials.try_lease, account.id, row.version, self.owner, lease_for):
                 break
             if time.monotonic() > give_up_at:
-                raise UpstreamFailure(
+                raise UpstreamCallError(
                     "refresh_in_progress", "Another worker is refreshing this grant and has not finished.", retryable=True
                 )
             # Losers poll the row until the winner's version lands, and look again the moment a lease runs out
@@ -230,21 +240,24 @@ class TokenManager:
             delay = min(delay * 1.6, LOSER_POLL_MAX_SECONDS)
         tracing.record_span("lease_wait", waiting_since, outcome="leased")
         try:  # a failure released between our read and our lease is seen here, before any token request
-            self._raise_if_cooling_down(await self._db(self.vault.credentials.read, account.id) or row)
-        except UpstreamFailure:
-            await self._db(self.vault.credentials.drop_lease, account.id, row.version, self.owner)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
+            self._raise_if_cooling_down(latest or row)
+        except UpstreamCallError:
+            await in_vault_thread(self.vault.credentials.drop_lease, account.id, row.version, self.owner)
             raise
         # The previous attempt may have rotated the refresh token without storing the answer.
         interrupted = abandoned or row.last_refresh_outcome in UNCERTAIN_OUTCOMES
         try:
             return await self._refresh_holding_lease(account, connector, row, trigger, interrupted)
-        except (GrantGone, AdminActionRequired, UpstreamFailure):
+        except (GrantGoneError, AdminActionRequiredError, UpstreamCallError):
             raise
         except BaseException:
             # A bug or a cancellation while holding the lease: give it back rather than make every other caller
             # wait for it to expire, and say the answer may be lost (the provider may have rotated).
             with anyio.CancelScope(shield=True):
-                await self._db(self.vault.credentials.release_lease, account.id, self.owner, outcome="ambiguous")
+                await in_vault_thread(
+                    self.vault.credentials.release_lease, account.id, self.owner, outcome=RefreshOutcome.AMBIGUOUS
+                )
             raise
 
     async def _refresh_holding_lease(
@@ -253,16 +266,20 @@ class TokenManager:
         now = utcnow()
         if row.refresh_token is None:
             # A rotating provider's answer without a successor is recorded as such (see `_answer_to_store`).
-            missing = row.last_refresh_outcome == "refresh_token_missing"
+            missing = row.last_refresh_outcome == RefreshOutcome.REFRESH_TOKEN_MISSING
             return await self._grant_dead(account, row, "refresh_token_missing" if missing else "access_token_expired", trigger)
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
-            await self._db(
-                self.vault.credentials.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row)
+            await in_vault_thread(
+                self.vault.credentials.release_lease,
+                account.id,
+                self.owner,
+                outcome=RefreshOutcome.FAILED,
+                retry_at=self._retry_at(row),
             )
-            raise AdminActionRequired("client_not_configured", connector.missing_client or "")
-        await self.events.record("refresh_attempted", account, trigger=trigger, version=row.version)
+            raise AdminActionRequiredError("client_not_configured", connector.missing_client or "")
+        await self.events.record(EventKind.REFRESH_ATTEMPTED, account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
         # Lifetimes count from when we asked, not from when a (slow) answer arrived: never later than the provider's.
         requested_at = self.clock()
@@ -275,7 +292,7 @@ class TokenManager:
         # From here the provider may have rotated: store what it answered before anything else can fail.
         write, outcome = self._answer_to_store(connector, grant, row, requested_at)
         try:
-            committed = await self._db(
+            committed = await in_vault_thread(
                 self.vault.credentials.commit_refresh, account.id, self.owner, row.version, write, outcome=outcome
             )
         except Exception:
@@ -284,42 +301,44 @@ class TokenManager:
             crash_point("after_commit")
         if committed is None:
             # Fail closed: the provider rotated, but the new tokens are not safely stored, so nobody may use them.
-            await self.events.record("refresh_commit_failed", account, severity="critical", trigger=trigger)
-            raise UpstreamFailure("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
+            await self.events.record(EventKind.REFRESH_COMMIT_FAILED, account, severity=Severity.CRITICAL, trigger=trigger)
+            raise UpstreamCallError("refresh_not_stored", "A refreshed token could not be stored safely.", retryable=True)
         self._remember(committed)
         if grant.defect is not None:
             await self.events.record(
-                "refresh_answer_defective",
+                EventKind.REFRESH_ANSWER_DEFECTIVE,
                 account,
-                severity="error",
+                severity=Severity.ERROR,
                 trigger=trigger,
                 defect=grant.defect,
                 version=committed.version,
             )
             if committed.refresh_token is None:
                 # Works until its access token expires, then needs its user: listed and offered a link as such.
-                await self._db(self.vault.accounts.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
+                await in_vault_thread(self.vault.accounts.set_status, account.id, AccountStatus.ACTIVE, NO_REFRESH_TOKEN)
             if grant.access_token is None:
-                raise UpstreamFailure(
+                raise UpstreamCallError(
                     "token_response_unusable",
                     f"{connector.spec.display_name} answered the refresh "
                     "with an unusable access token; its new refresh token was kept.",
                     retryable=True,
                 )
         else:
-            recovered = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
-            await self.events.record("refresh_succeeded", account, trigger=trigger, version=committed.version, **recovered)
+            recovered: dict[str, Any] = {"after_failures": row.consecutive_failures} if row.consecutive_failures else {}
+            await self.events.record(
+                EventKind.REFRESH_SUCCEEDED, account, trigger=trigger, version=committed.version, **recovered
+            )
         return committed
 
     def _answer_to_store(
         self, connector: Connector, grant: TokenGrant, row: CredentialSnapshot, issued_at: datetime
-    ) -> tuple[CredentialWrite, str]:
+    ) -> tuple[CredentialWrite, RefreshOutcome]:
         """The row a token answer becomes, and its outcome. An answer whose access token is unusable still carries
         the grant's only live refresh token: that is stored beside the previous access token, retried later."""
         fraction, listeners = self.settings.refresh_at_fraction, self.due_listeners
         if grant.access_token is not None:
             write = credential_write(connector, grant, issued_at, refresh_at_fraction=fraction, due_listeners=listeners)
-            return write, grant.defect or "ok"
+            return write, RefreshOutcome(grant.defect) if grant.defect else RefreshOutcome.OK
         kept = credential_write(
             connector,
             dataclasses.replace(grant, access_token=row.access_token),
@@ -329,7 +348,7 @@ class TokenManager:
         )
         return dataclasses.replace(
             kept, access_expires_at=row.access_expires_at, refresh_due_at=self._retry_at(row)
-        ), grant.defect or "defective"
+        ), RefreshOutcome(grant.defect or RefreshOutcome.DEFECTIVE)
 
     @contextlib.asynccontextmanager
     async def _lease_heartbeat(self, account: ConnectedAccount, version: int) -> AsyncIterator[None]:
@@ -351,7 +370,9 @@ class TokenManager:
             if utcnow() >= not_after:
                 return
             try:
-                held = await self._db(self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for, not_after)
+                held = await in_vault_thread(
+                    self.vault.credentials.renew_lease, account.id, version, self.owner, lease_for, not_after
+                )
             except Exception:
                 # A database hiccup: the next beat tries again (the lease still has two thirds of its time).
                 self.log.warning("lease_renewal_failed", account=account.display_name, exc_info=True)
@@ -370,35 +391,41 @@ class TokenManager:
         error: TokenEndpointError,
     ) -> CredentialSnapshot:
         if error.verdict is TokenVerdict.REJECTED:
-            latest = await self._db(self.vault.credentials.read, account.id)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await self._db(
-                self.vault.credentials.release_lease, account.id, self.owner, outcome="failed", retry_at=self._retry_at(row)
+            await in_vault_thread(
+                self.vault.credentials.release_lease,
+                account.id,
+                self.owner,
+                outcome=RefreshOutcome.FAILED,
+                retry_at=self._retry_at(row),
             )
-            await self.events.record("refresh_failed", account, severity="critical", trigger=trigger, provider_error=error.error)
-            raise AdminActionRequired(
+            await self.events.record(
+                EventKind.REFRESH_FAILED, account, severity=Severity.CRITICAL, trigger=trigger, provider_error=error.error
+            )
+            raise AdminActionRequiredError(
                 "client_credentials_rejected", "The provider rejected this server's OAuth client credentials."
             )
         # Inside the advisory window the current token stays in use; the next attempt comes at `retry_at`.
-        outcome = "ambiguous" if error.maybe_applied else "failed"
+        outcome = RefreshOutcome.AMBIGUOUS if error.maybe_applied else RefreshOutcome.FAILED
         retry_at = self._retry_at(row)
-        await self._db(self.vault.credentials.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
+        await in_vault_thread(self.vault.credentials.release_lease, account.id, self.owner, outcome=outcome, retry_at=retry_at)
         self.forget(account.id)
         await self.events.record(
-            "refresh_failed",
+            EventKind.REFRESH_FAILED,
             account,
-            severity="warning",
+            severity=Severity.WARNING,
             trigger=trigger,
             provider_error=error.error,
             outcome=outcome,
             retry_at=retry_at.isoformat(),
         )
-        raise UpstreamFailure(
+        raise UpstreamCallError(
             "token_endpoint_unavailable",
             "The provider's token endpoint is not answering.",
             retryable=True,
@@ -408,29 +435,31 @@ class TokenManager:
     async def _grant_dead(
         self, account: ConnectedAccount, row: CredentialSnapshot, reason: str, trigger: str, **detail: Any
     ) -> CredentialSnapshot:
-        marked = await self._db(
+        marked = await in_vault_thread(
             self.vault.credentials.mark_grant_dead, account.id, self.owner, row.version, AccountStatus.REAUTH_REQUIRED, reason
         )
         self.forget(account.id)
         if not marked:
             # We no longer hold the lease at this version: whoever does decides (or already decided).
-            latest = await self._db(self.vault.credentials.read, account.id)
+            latest = await in_vault_thread(self.vault.credentials.read, account.id)
             if latest is not None and latest.version != row.version:
                 self._remember(latest)
                 return latest
             if latest is not None and latest.last_refresh_outcome == DEAD_OUTCOME:
                 raise await self._already_dead(account)
-            raise UpstreamFailure("refresh_in_progress", "Another worker is refreshing this grant.", retryable=True)
+            raise UpstreamCallError("refresh_in_progress", "Another worker is refreshing this grant.", retryable=True)
         gone = await self._already_dead(account)  # the account's first terminal reason, which may predate ours
-        await self.events.record("refresh_failed", account, severity="error", trigger=trigger, reason=reason, **detail)
+        await self.events.record(
+            EventKind.REFRESH_FAILED, account, severity=Severity.ERROR, trigger=trigger, reason=reason, **detail
+        )
         if gone.reason == reason:
-            await self.events.record("reauth_required", account, severity="critical", reason=reason)
+            await self.events.record(EventKind.REAUTH_REQUIRED, account, severity=Severity.CRITICAL, reason=reason)
         raise gone
 
-    async def _already_dead(self, account: ConnectedAccount) -> GrantGone:
+    async def _already_dead(self, account: ConnectedAccount) -> GrantGoneError:
         """The failure for a grant the vault already knows is dead, with the reason it was first given."""
-        stored = await self._db(self.vault.accounts.get, account.id)
-        return GrantGone(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
+        stored = await in_vault_thread(self.vault.accounts.get, account.id)
+        return GrantGoneError(stored.status_reason or "reauth_required", "The grant can no longer be refreshed.")
 
     # ---- timings ------------------------------------------------------------------------------------
     def _still_good(self, row: CredentialSnapshot) -> bool:
@@ -454,7 +483,7 @@ class TokenManager:
             return
         wait = (row.refresh_due_at - utcnow()).total_seconds()
         if wait > 0:
-            raise UpstreamFailure(
+            raise UpstreamCallError(
                 "token_endpoint_unavailable",
                 "The provider's token endpoint failed a moment ago; grantkeeper waits before asking it again.",
                 retryable=True,

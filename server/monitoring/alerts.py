@@ -87,14 +87,14 @@ class AlertPolicy:
         }
         self.log.warning("alert", **alert)
         if self.webhook_url:
-            task = asyncio.get_running_loop().create_task(self._deliver(alert))
+            task = asyncio.get_running_loop().create_task(self._deliver(self.webhook_url, alert))
             self._deliveries.add(task)
             task.add_done_callback(self._deliveries.discard)
 
-    async def _deliver(self, alert: dict[str, Any]) -> None:
+    async def _deliver(self, url: str, alert: dict[str, Any]) -> None:
         try:
             async with httpx2.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
-                response = await client.post(self.webhook_url, json=alert)
+                response = await client.post(url, json=alert)
                 response.raise_for_status()
         except httpx2.HTTPError as exc:
             self.log.warning("alert_webhook_failed", alert=alert["alert"], error=type(exc).__name__)

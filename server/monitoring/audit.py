@@ -250,7 +250,8 @@ def prune_history(vault: Vault, *, audit_before: datetime, events_before: dateti
             with Session(vault.engine) as session:
                 ids = list(session.exec(select(table.id).where(table.at < cutoff).limit(batch)))
                 if ids:
-                    counts[name] += session.execute(delete(table).where(col(table.id).in_(ids))).rowcount
+                    # the connection's result says how many rows went (the ORM session's result type does not)
+                    counts[name] += session.connection().execute(delete(table).where(col(table.id).in_(ids))).rowcount
                     session.commit()
             if len(ids) < batch:
                 break

@@ -3,19 +3,17 @@ ones receivers subscribe to are queued as signed webhooks in the same transactio
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 
 from server.monitoring.alerts import AlertPolicy
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import Metrics
 from server.monitoring.webhook_events import lifecycle_webhook
 from server.vault import ConnectedAccount, Vault
-
-LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR, "critical": logging.CRITICAL}
 
 
 class EventRecorder:
@@ -27,20 +25,23 @@ class EventRecorder:
         # Called (on the event loop) after each event that queued a webhook: the deliverer wakes for it.
         self.webhook_listeners: list[Callable[[], None]] = []
 
-    async def record(self, kind: str, account: ConnectedAccount | None, severity: str = "info", **detail: Any) -> None:
+    async def record(
+        self, kind: EventKind, account: ConnectedAccount | None, *, severity: Severity = Severity.INFO, **detail: Any
+    ) -> None:
         queued = await anyio.to_thread.run_sync(self.record_sync, kind, account, severity, detail)
         queued = await self.alerts.observe(kind, account.display_name if account else None, detail, subject=account) or queued
         if queued:
             for listener in self.webhook_listeners:
                 listener()
 
-    def record_sync(self, kind: str, account: ConnectedAccount | None, severity: str, detail: dict[str, Any]) -> bool:
+    def record_sync(self, kind: EventKind, account: ConnectedAccount | None, severity: Severity, detail: dict[str, Any]) -> bool:
         """Log and store the event; True when it queued a webhook."""
+        kind, severity = EventKind(kind), Severity(severity)  # also when an untyped caller passed the plain string
         context = {"account": account.display_name, "connector": account.connector} if account else {}
-        self.metrics.record_event(kind, account.connector if account else "")
-        self.log.log(LEVELS.get(severity, logging.INFO), kind, severity=severity, **context, **detail)
-        webhook = lifecycle_webhook(kind, account, severity, detail)
+        self.metrics.record_event(kind.value, account.connector if account else "")
+        self.log.log(severity.log_level, kind.value, severity=severity.value, **context, **detail)
+        webhook = lifecycle_webhook(kind.value, account, severity.value, detail)
         self.vault.events.record(
-            kind, account_id=account.id if account else None, severity=severity, webhook=webhook, **context, **detail
+            kind.value, account_id=account.id if account else None, severity=severity.value, webhook=webhook, **context, **detail
         )
         return webhook is not None

@@ -9,7 +9,7 @@ replayed, forged, denied or mismatched callback leaves the vault as it was.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from server.connectors import Connector
 from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
 from server.lifecycle.oidc import IdTokenRejected, IdTokenVerifier
+from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.logging import get_logger
 from server.reauth.links import LinkView, ReauthRefused, Refusal, inspect_link
 from server.runtime import Runtime
@@ -39,6 +40,7 @@ from server.vault.credentials import refreshless_reason
 from server.vault.crypto import Sealed, hash_token, new_secret_token
 from server.vault.models import MagicLink, utcnow
 from server.vault.revocations import PendingRevocation
+from server.vault.threads import in_vault_thread
 
 FLOW_FIELD = "flow"
 CALLBACK_PATH = "/oauth/callback"
@@ -82,9 +84,6 @@ class ReauthFlow:
     def flow_ttl(self) -> timedelta:
         return timedelta(seconds=self.runtime.settings.magic_link_ttl_seconds)
 
-    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-
     def connector_for(self, account: ConnectedAccount) -> Connector:
         return self.runtime.connectors[account.connector]
 
@@ -92,7 +91,7 @@ class ReauthFlow:
     async def open(self, token: str) -> LinkView:
         """What the link reconnects; `ReauthRefused` if it cannot be used. Reading a link never spends it, so a
         chat app's link preview does not burn it."""
-        return await self._db(inspect_link, self.runtime.vault, token)
+        return await in_vault_thread(inspect_link, self.runtime.vault, token)
 
     async def begin(self, token: str) -> FlowStarted:
         """Spend the link on one authorization flow and say where to send the browser."""
@@ -117,7 +116,7 @@ class ReauthFlow:
                 "nonce": nonce,
             },
         )
-        if not await self._db(self.runtime.vault.links.begin_flow, view.link.id, state=state, sealed_flow=sealed):
+        if not await in_vault_thread(self.runtime.vault.links.begin_flow, view.link.id, state=state, sealed_flow=sealed):
             raise ReauthRefused(Refusal.LINK_USED, account=view.account)  # a concurrent open won, or it just expired
         self.log.info("reauthorization_started", account=view.account.display_name, purpose=view.link.purpose)
         return FlowStarted(
@@ -161,6 +160,8 @@ class ReauthFlow:
         except TokenEndpointError as exc:
             self.log.warning("reauthorization_exchange_failed", account=account.display_name, provider_error=exc.error)
             raise ReauthRefused(Refusal.EXCHANGE_FAILED, error=exc.error, **context) from None
+        if grant.access_token is None:  # exchange_code refuses such an answer; this says so to the type checker
+            raise ReauthRefused(Refusal.EXCHANGE_FAILED, error="access_token_unusable", **context)
 
         try:
             return await self._accept(link, account, connector, flow, grant, context)
@@ -213,7 +214,7 @@ class ReauthFlow:
         def queue_replaced(session: Any, secrets: TokenSecrets) -> None:
             replaced.append(revocations.pending_in(session, account.id, account.connector, "replaced", secrets))
 
-        outcome = await self._db(
+        outcome = await in_vault_thread(
             self.runtime.vault.links.complete_flow,
             link,
             provider_account_id=provider_account_id,
@@ -228,7 +229,7 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.ACCOUNT_DISABLED, **context)
         if outcome is ReauthorizationOutcome.IDENTITY_MISMATCH:  # another flow recorded a different account first
             self._refuse_mismatch(account, provider_account_id)
-            fresh = await self._db(self.runtime.vault.accounts.get, account.id)
+            fresh = await in_vault_thread(self.runtime.vault.accounts.get, account.id)
             raise ReauthRefused(
                 Refusal.IDENTITY_MISMATCH, presented=presented, expected=self._expected(fresh, connector), **context
             )
@@ -236,7 +237,11 @@ class ReauthFlow:
         # This process serves agents too: drop what it cached about the account so the next call uses the new grant.
         self.runtime.executor.forget_account(account)
         await self.runtime.events.record(
-            "reauthorized", account, purpose=link.purpose, previous_reason=link.reason, provider_account_id=provider_account_id
+            EventKind.REAUTHORIZED,
+            account,
+            purpose=link.purpose,
+            previous_reason=link.reason,
+            provider_account_id=provider_account_id,
         )
         for pending in replaced:  # the grant this reconnect replaced ends at the provider too
             await self.runtime.offboarding.end_replaced(account, pending)
@@ -245,9 +250,9 @@ class ReauthFlow:
             # Not a silent dead end: the operator is warned now, the user is told on the page and offered a
             # reconnect link ahead of expiry (accounts.list), and every listing says when it will stop working.
             await self.runtime.events.record(
-                "refresh_token_missing",
+                EventKind.REFRESH_TOKEN_MISSING,
                 account,
-                severity="warning",
+                severity=Severity.WARNING,
                 reason=NO_REFRESH_TOKEN,
                 needs_user_at=write.access_expires_at.isoformat() if write.access_expires_at else None,
             )
@@ -287,7 +292,7 @@ class ReauthFlow:
             raise ReauthRefused(Refusal.STATE_MISSING)
         if len(state) > 128:
             raise ReauthRefused(Refusal.STATE_UNKNOWN)
-        link = await self._db(self.runtime.vault.links.find_by_state, state)
+        link = await in_vault_thread(self.runtime.vault.links.find_by_state, state)
         if link is None or link.flow_ciphertext is None or link.flow_key_id is None:
             raise ReauthRefused(Refusal.STATE_UNKNOWN)
         try:
@@ -295,7 +300,7 @@ class ReauthFlow:
         except (VaultIntegrityError, VaultKeyError):
             self.log.error("reauthorization_flow_unreadable", link_id=link.id)
             raise ReauthRefused(Refusal.STATE_UNKNOWN) from None
-        account = await self._db(self.runtime.vault.accounts.get, link.account_id)
+        account = await in_vault_thread(self.runtime.vault.accounts.get, link.account_id)
         return link, account, flow
 
     async def _identify(self, connector: Connector, access_token: str) -> tuple[str | None, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""What a magic link names, and every reason it can be refused. Wording for people lives in `server/web.py`."""
+"""What a magic link names, and every reason it can be refused. Wording for people lives in `server/web/refusals.py`."""
 
 from __future__ import annotations
 

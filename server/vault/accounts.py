@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, or_, update
+from sqlalchemy import Engine, exists, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from server.vault.models import AccountStatus, ConnectedAccount, utcnow
+from server.vault.models import AccountStatus, ConnectedAccount, Credential, utcnow
 from server.vault.sessions import change, open_session
 
 # Statuses whose reason is the grant's first, true one: later failures of the same dead grant do not rewrite it.
@@ -96,15 +96,22 @@ class Accounts:
                 statement = statement.where(col(ConnectedAccount.user) == user)
             return list(session.exec(statement))
 
-    def set_status(self, account_id: str, status: AccountStatus, reason: str | None = None) -> bool:
+    def set_status(
+        self, account_id: str, status: AccountStatus, reason: str | None = None, *, credential_version: int | None = None
+    ) -> bool:
         """Returns whether the status changed (so the caller records one event per change, not per call). A removed
         account keeps saying `removed` (a worker still holding its old token may see it refused meanwhile); only a
-        completed reconnect brings it back."""
+        completed reconnect brings it back. With `credential_version` (a provider's verdict on the token a call
+        used) nothing changes once the credential moved past that version: a reconnect or a refresh came after."""
         conditions = [
             col(ConnectedAccount.id) == account_id,
             col(ConnectedAccount.removed_at).is_(None),
             or_(col(ConnectedAccount.status) != status.value, col(ConnectedAccount.status_reason).is_distinct_from(reason)),
         ]
+        if credential_version is not None:
+            conditions.append(
+                exists().where(col(Credential.account_id) == account_id, col(Credential.version) == credential_version)
+            )
         if status == AccountStatus.REAUTH_REQUIRED:
             conditions.append(col(ConnectedAccount.status).not_in(TERMINAL_STATUSES))  # the first reason stays
         changed = change(

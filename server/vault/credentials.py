@@ -18,15 +18,15 @@ from sqlmodel import Session, col
 
 from server.vault.accounts import NO_REFRESH_TOKEN, TERMINAL_STATUSES
 from server.vault.crypto import Keyring, Sealed, associated_data
-from server.vault.models import AccountStatus, ConnectedAccount, Credential, utcnow
+from server.vault.models import AccountStatus, ConnectedAccount, Credential, RefreshOutcome, utcnow
 from server.vault.sessions import change, open_session, rows_changed
 
 CREDENTIAL_FIELD = "tokens"
 # last_refresh_outcome values that mean "the refresh token may already have been spent without us storing the answer"
-UNCERTAIN_OUTCOMES = ("ambiguous", "interrupted")
+UNCERTAIN_OUTCOMES = (RefreshOutcome.AMBIGUOUS, RefreshOutcome.INTERRUPTED)
 # last_refresh_outcome of a grant declared dead: the stored refresh token is known to be spent or refused, so it is
 # never presented again (only a new version, from re-authorization, clears it).
-DEAD_OUTCOME = "rejected"
+DEAD_OUTCOME = RefreshOutcome.REJECTED
 
 
 @dataclass(frozen=True)

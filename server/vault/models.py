@@ -53,6 +53,20 @@ class AccountStatus(StrEnum):
     DISABLED = "disabled"
 
 
+class RefreshOutcome(StrEnum):
+    """How the last refresh of a credential went (`credential.last_refresh_outcome`)."""
+
+    OK = "ok"
+    FAILED = "failed"  # the token endpoint did not answer usefully; nothing rotated
+    AMBIGUOUS = "ambiguous"  # the provider may have rotated, but we never saw the answer
+    INTERRUPTED = "interrupted"  # a lease owner crashed or hung mid-refresh: the same doubt as ambiguous
+    REJECTED = "rejected"  # the grant is dead: its refresh token is never presented again
+    # An answer stored because it carried the grant's only live refresh token, although it was defective:
+    REFRESH_TOKEN_MISSING = "refresh_token_missing"
+    ACCESS_TOKEN_UNUSABLE = "access_token_unusable"
+    DEFECTIVE = "defective"
+
+
 class ConnectedAccount(SQLModel, table=True):
     __tablename__ = "connected_account"
     __table_args__ = (
@@ -103,7 +117,7 @@ class Credential(SQLModel, table=True):
     lease_until: datetime | None = _ts(nullable=True)
     consecutive_failures: int = Field(default=0)
     last_refresh_at: datetime | None = _ts(nullable=True)
-    # ok | failed | ambiguous (the provider may have rotated but we never saw the answer) | rejected
+    # a RefreshOutcome value
     last_refresh_outcome: str | None = Field(default=None, max_length=32)
 
 

@@ -11,7 +11,8 @@ import httpx2
 import pytest
 
 from server.runtime import Runtime
-from server.web import adopt_public_url, bind, build_web_app, listener_url, listening
+from server.web.app import build_web_app
+from server.web.listener import adopt_public_url, bind, listener_url, listening
 from simulators import OIDCSimulator, SimulatorServer, sign_in_over_http
 
 

@@ -9,7 +9,8 @@ from urllib.parse import unquote
 import pytest
 
 from server.execute import Caller
-from server.web import build_web_app, listening
+from server.web.app import build_web_app
+from server.web.listener import listening
 from simulators.seeding import seed_account
 from tests.support.web import outcome_of, vault_rows
 

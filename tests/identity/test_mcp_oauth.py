@@ -26,7 +26,8 @@ from starlette.routing import Route
 
 from server.identity.client_documents import ClientDocuments
 from server.identity.models import McpAuthorization, McpClient, McpGrant, McpToken
-from server.web import adopt_public_url, bind, build_web_app, listener_url, listening
+from server.web.app import build_web_app
+from server.web.listener import adopt_public_url, bind, listener_url, listening
 from simulators.seeding import seed_account
 from tests.identity.conftest import query_of
 from tests.support.tls import https_server

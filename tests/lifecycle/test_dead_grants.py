@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from server.background import refresh_scheduler
 from server.connectors import load_connectors
-from server.failures import GrantGone
+from server.failures import GrantGoneError
 from server.lifecycle.tokens import TokenManager
 from server.monitoring.events import EventRecorder
 from server.vault import AccountStatus
@@ -50,11 +50,11 @@ async def test_a_dead_grants_refresh_token_is_never_presented_again_and_its_reas
     assert hits == 2
 
     # An in-flight retry in this worker, holding the version it saw before the grant died.
-    with pytest.raises(GrantGone) as retry:
+    with pytest.raises(GrantGoneError) as retry:
         await runtime.tokens.refresh(account, 1, trigger="retry")
     # Another worker that never saw the grant die.
     other = another_worker(runtime)
-    with pytest.raises(GrantGone) as elsewhere:
+    with pytest.raises(GrantGoneError) as elsewhere:
         await other.refresh(account, 1, trigger="expiry")
     await other.aclose()
     # The provider's API says the token was revoked: the status is not rewritten by that either.
@@ -91,7 +91,7 @@ async def test_a_waiting_worker_sees_the_grant_die_and_does_not_present_its_toke
     async def refresh_in(manager: TokenManager) -> None:
         try:
             await manager.refresh(account, 1, trigger="expiry")
-        except GrantGone as gone:
+        except GrantGoneError as gone:
             reasons.append(gone.reason)
 
     async with anyio.create_task_group() as group:

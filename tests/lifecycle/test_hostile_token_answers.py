@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import Session
 
-from server.failures import GrantGone, UpstreamFailure
+from server.failures import GrantGoneError, UpstreamCallError
 from server.lifecycle.oauth import MAX_ACCESS_LIFETIME_SECONDS
 from server.settings import Settings
 from server.vault.models import Credential, utcnow
@@ -141,7 +141,7 @@ async def test_a_200_kb_answer_from_a_provider_that_does_not_rotate_loses_nothin
     account = seed_account(settings, runtime.vault, "google", tokens, expired=True)
     google_sim.token_endpoint_answer(set_fields={"access_token": "x" * 200_000})
 
-    with pytest.raises(UpstreamFailure) as refused:
+    with pytest.raises(UpstreamCallError) as refused:
         await runtime.tokens.fresh_token(account)
     assert refused.value.reason == "token_endpoint_unavailable"
     end_the_cooldown(runtime.vault, account.id)
@@ -217,7 +217,7 @@ async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=True)
     slack_sim.token_endpoint_drip(count=1, seconds=60)
 
-    with pytest.raises(UpstreamFailure) as cut_off:
+    with pytest.raises(UpstreamCallError) as cut_off:
         await runtime.tokens.fresh_token(account)
 
     assert cut_off.value.reason == "token_endpoint_unavailable"
@@ -227,6 +227,6 @@ async def test_an_answer_trickling_past_the_deadline_is_cut_there_and_counted_as
     assert (row.version, row.last_refresh_outcome, row.lease_owner) == (1, "ambiguous", None)
     assert slack_sim.counters.refreshes_ok == 1  # it had rotated: the next attempt says refresh_interrupted
     end_the_cooldown(runtime.vault, account.id)
-    with pytest.raises(GrantGone) as gone:
+    with pytest.raises(GrantGoneError) as gone:
         await runtime.tokens.fresh_token(account)
     assert gone.value.reason == "refresh_interrupted"

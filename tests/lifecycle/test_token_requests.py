@@ -13,8 +13,7 @@ import httpx2
 import pytest
 
 from server.connectors import load_connectors
-from server.lifecycle.oauth import TokenEndpointError, exchange_code, refresh_grant
-from server.lifecycle.token_transport import MAX_TOKEN_RESPONSE_BYTES
+from server.lifecycle.oauth import MAX_TOKEN_RESPONSE_BYTES, TokenEndpointError, exchange_code, refresh_grant
 
 pytestmark = pytest.mark.anyio
 REDIRECT_URI = "http://127.0.0.1:9/callback"

@@ -14,7 +14,7 @@ import anyio
 import httpx2
 import pytest
 
-from server.web_security import bearer_matches
+from server.web.security import bearer_matches
 from tests.support.web import web_server
 from tests.web.test_serve_command import ROOT
 

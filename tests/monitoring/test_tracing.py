@@ -120,6 +120,7 @@ async def test_a_call_that_refreshes_reactively_and_retries_once_has_a_span_tree
     assert len(refreshed) == 2 and {line["trace_id"] for line in refreshed} == {trace_id}
 
 
+@pytest.mark.usefixtures("retry_waits_skipped")
 async def test_a_transient_failure_shows_as_a_second_attempt_and_the_failure_class_is_recorded(
     runtime, settings, slack_sim, spans
 ):
@@ -133,7 +134,7 @@ async def test_a_transient_failure_shows_as_a_second_attempt_and_the_failure_cla
     finished = list(spans.get_finished_spans())
     [tool_call] = [s for s in finished if s.name == "grantkeeper.tool_call"]
     _, first, second = children(finished, tool_call)
-    assert (first.attributes["grantkeeper.attempt"], first.attributes["grantkeeper.failure_class"]) == (1, "UpstreamFailure")
+    assert (first.attributes["grantkeeper.attempt"], first.attributes["grantkeeper.failure_class"]) == (1, "UpstreamCallError")
     assert not first.status.is_ok
     assert (second.attributes["grantkeeper.attempt"], second.attributes["grantkeeper.retry"]) == (2, True)
     assert second.status.is_unset

@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from server.auth import create_api_key
 from server.execute import Caller
-from server.web import listening
+from server.web.listener import listening
 from simulators.seeding import seed_account
 from tests.reauth.conftest import GITHUB_ALICE, SLACK_ALICE
 from tests.support.web import http_session, vault_rows

@@ -10,7 +10,8 @@ import pytest
 
 from server import cli
 from server.connectors import load_connectors
-from server.custom_providers import metadata_url, read_declarations
+from server.custom_providers.discovery import metadata_url
+from server.custom_providers.reading import read_declarations
 from server.settings import ConfigError, Settings
 from simulators import OAuth2Simulator, SimulatorServer
 from simulators.seeding import seed_account
@@ -215,9 +216,9 @@ def test_an_endless_metadata_document_is_refused_at_the_size_bound(home, oauth2)
 
 
 def test_a_trickling_metadata_document_is_cut_at_the_discovery_deadline(home, oauth2, monkeypatch):
-    import server.custom_providers
+    import server.custom_providers.discovery
 
-    monkeypatch.setattr(server.custom_providers, "DISCOVERY_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr(server.custom_providers.discovery, "DISCOVERY_TIMEOUT_SECONDS", 0.5)
     sim, url = oauth2()
     sim.trickle(count=1, interval=0.02)  # each read gets a byte well within the read timeout; the body never ends
     message = refused(acme_declaration(url, endpoints=f'issuer = "{url}"\ndiscovery_url = "{url}/api/me"\n'))

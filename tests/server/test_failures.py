@@ -10,7 +10,8 @@ from server.vault.models import ConnectedAccount, MagicLink
 from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
 
-pytestmark = pytest.mark.anyio
+# Every retry here is decided as in production; only the waits are skipped (server/retry_policy.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("retry_waits_skipped")]
 READ = {"channel": "C0GENERAL", "limit": 1}
 
 
@@ -240,7 +241,7 @@ async def test_a_grant_reconnected_while_the_call_failed_gets_no_new_link(runtim
     account = seed_account(settings, runtime.vault, "slack", slack_sim.issue_grant())  # active: just reconnected
     before = magic_link_rows(runtime)
 
-    result = await runtime.executor.reauth_result(
+    result = await runtime.executor.reauth_required_with_new_link(
         Caller("acme", "alice"), runtime.connectors["slack"], account, "refresh_token_revoked"
     )
 

@@ -12,7 +12,8 @@ from server.vault.models import ConnectedAccount, MagicLink
 from simulators.seeding import seed_account
 from tests.support.mcp import call, mcp_client
 
-pytestmark = pytest.mark.anyio
+# Every retry here is decided as in production; only the waits are skipped (server/retry_policy.py).
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("retry_waits_skipped")]
 SEARCH = {"query": "is:unread", "max_results": 1}
 LIST = {"page_size": 1}
 

@@ -8,7 +8,7 @@ import pytest
 from mcp import Client
 
 from server.app import StartupFailed, StartupGate, install_tools, tool_server
-from tests.support.seed import seed_account
+from simulators.seeding import seed_account
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,8 @@ from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import MetaData, inspect, select
 
 from server.runtime import Runtime
-from server.web import adopt_public_url, build_web_app, listening
+from server.web.app import build_web_app
+from server.web.listener import adopt_public_url, listening
 
 
 @asynccontextmanager

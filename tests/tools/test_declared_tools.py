@@ -291,6 +291,7 @@ async def test_a_post_with_a_declared_idempotency_header_is_retried_with_the_sam
     assert [p["name"] for p in sim.projects()] == ["Zeus", "Zeus"]
 
 
+@pytest.mark.usefixtures("retry_waits_skipped")
 async def test_reads_and_deletes_are_retried_after_a_transient_failure(declare):
     sim = declare()
     sim.add_project("Apollo")

@@ -8,7 +8,7 @@ import base64
 from starlette.requests import Request
 
 from server.vault.crypto import Keyring
-from server.web_security import FormGuard, origin_of
+from server.web.security import FormGuard, origin_of
 
 OLD = "old:" + base64.urlsafe_b64encode(b"o" * 32).decode().rstrip("=")
 NEW = "new:" + base64.urlsafe_b64encode(b"n" * 32).decode().rstrip("=")

@@ -14,8 +14,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from server.auth import create_api_key
-from server.listener_limits import ListenerLimits
-from server.web import build_web_app, listening
+from server.web.app import build_web_app
+from server.web.listener import listening
+from server.web.listener_limits import ListenerLimits
 
 pytestmark = pytest.mark.anyio
 LIMITS = ListenerLimits(header_timeout_seconds=0.5, body_timeout_seconds=0.5, keep_alive_seconds=1, max_header_bytes=4096)

@@ -56,7 +56,7 @@ async def test_stdio_server_serves_the_link_pages_and_the_next_call_works(runtim
 
 
 async def test_stdio_server_whose_page_port_is_taken_never_links_to_that_port(runtime, settings, env, github_sim, user, tmp_path):
-    from server.web import bind
+    from server.web.listener import bind
 
     seed_account(settings, runtime.vault, "github", github_sim.issue_grant(), provider_account_id=GITHUB_ALICE)
     github_sim.revoke()
