@@ -49,6 +49,16 @@ def _tracer() -> trace.Tracer:
     return _TRACER
 
 
+def _no_provider() -> bool:
+    """Whether no SDK tracer provider is installed (yet): then every span would be a no-op carrying its parent's
+    context, so the helpers below skip making one. Asked on every span, not cached, because a provider may be
+    installed at any time (`configure_exporting`, a test's in-memory exporter)."""
+    return isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
+
+
+_NO_OP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+
+
 def annotate(span: Span | None = None, **attributes: Any) -> None:
     """Set allowed attributes (names from ATTRIBUTES, str/bool/int/float values) on `span` or the current one."""
     span = span or trace.get_current_span()
@@ -73,6 +83,9 @@ def failure_class(error: BaseException) -> str:
 @contextmanager
 def span(name: str, *, call: bool = False, **attributes: Any) -> Iterator[Span]:
     """A child of the current span (made current inside the block). `call=True` marks the tool call's span."""
+    if _no_provider():
+        yield trace.INVALID_SPAN
+        return
     with _tracer().start_as_current_span(PREFIX + name, record_exception=False, set_status_on_exception=False) as current:
         annotate(current, **attributes)
         token = _call_span.set(current) if call else None
@@ -91,6 +104,9 @@ def span(name: str, *, call: bool = False, **attributes: Any) -> Iterator[Span]:
 def side_span(name: str, **attributes: Any) -> Iterator[Span]:
     """A child span that is not made current: for code that yields control to its caller mid-way (an httpx auth
     flow), where a current-span change would leak into the caller."""
+    if _no_provider():
+        yield trace.INVALID_SPAN
+        return
     current = _tracer().start_span(PREFIX + name)
     annotate(current, **attributes)
     try:
@@ -105,6 +121,8 @@ def side_span(name: str, **attributes: Any) -> Iterator[Span]:
 
 def record_span(name: str, start_time_ns: int, **attributes: Any) -> None:
     """A child span that started at `start_time_ns` and ends now (a wait measured around existing code)."""
+    if _no_provider():
+        return
     finished = _tracer().start_span(PREFIX + name, start_time=start_time_ns)
     annotate(finished, **attributes)
     finished.end()
