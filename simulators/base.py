@@ -365,6 +365,9 @@ class ProviderSimulator:
     def expire_access_tokens(self, *, token: str | None = None, grant_id: str | None = None) -> int:
         return self.grants.expire_access_tokens(token=token, grant_id=grant_id)
 
+    def end_next_access_tokens_early(self, count: int = 1, *, announced_ttl: int = 86400) -> None:
+        self.grants.end_next_access_tokens_early(count, announced_ttl=announced_ttl)
+
     def revoke(self, *, token: str | None = None, grant_id: str | None = None) -> int:
         return self.grants.revoke(token=token, grant_id=grant_id)
 
@@ -447,6 +450,7 @@ class ProviderSimulator:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+        self.grants.forget_early_endings()
 
     def reset_counters(self) -> None:
         self.counters.reset()
@@ -530,6 +534,9 @@ class ProviderSimulator:
             "garble": lambda count=1: self.garble(int(count)),
             "reuse_detection": lambda enabled: self.set_reuse_detection(bool(enabled)),
             "access_ttl": lambda seconds: self.set_access_ttl(_optional_int(seconds)),
+            "end_tokens_early": lambda count=1, announced_ttl=86400: self.end_next_access_tokens_early(
+                int(count), announced_ttl=int(announced_ttl)
+            ),
             "advance_clock": lambda seconds: self.advance_clock(float(seconds)),
             "clear": lambda: self.clear_faults(),
         }

@@ -188,6 +188,7 @@ class GrantStore:
         self._access: dict[str, _AccessToken] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._codes: dict[str, _AuthorizationCode] = {}
+        self._ended_early: list[int] = []  # announced lifetimes of the next access tokens, each dead from the start
         if self.access_ttl is None:
             self.access_ttl = self.policy.access_ttl
 
@@ -222,7 +223,12 @@ class GrantStore:
         now = self.now()
         access_ttl = grant.access_ttl if grant.access_ttl is not None else self.access_ttl
         access = random_token(self.policy.access_prefix, self.policy.access_length)
-        self._access[access] = _AccessToken(grant.grant_id, None if access_ttl is None else now + access_ttl)
+        if self._ended_early:
+            # Announced as long-lived, so only a call can find out: no client refreshes it ahead of time.
+            access_ttl = self._ended_early.pop(0)
+            self._access[access] = _AccessToken(grant.grant_id, now - 1)
+        else:
+            self._access[access] = _AccessToken(grant.grant_id, None if access_ttl is None else now + access_ttl)
         if keep_refresh_token is None:
             refresh = random_token(self.policy.refresh_prefix, self.policy.refresh_length)
             refresh_ttl = self.policy.refresh_ttl
@@ -381,6 +387,17 @@ class GrantStore:
                     record.expires_at = expired_at
                     count += 1
             return count
+
+    def end_next_access_tokens_early(self, count: int = 1, *, announced_ttl: int = 86400) -> None:
+        """The next `count` access tokens minted (by any grant's refresh or code exchange) are announced with
+        `announced_ttl` seconds of life but answer "expired" from their first use, as a provider that ends tokens
+        before their announced expiry does."""
+        with self._lock:
+            self._ended_early.extend([announced_ttl] * count)
+
+    def forget_early_endings(self) -> None:
+        with self._lock:
+            self._ended_early.clear()
 
     def revoke(self, *, token: str | None = None, grant_id: str | None = None) -> int:
         """Revoke a grant family (found by any of its tokens or its id), or every grant."""

@@ -39,6 +39,7 @@ def test_demo_fast_files_every_report_once_through_expiry_faults_and_a_revocatio
     assert triggers and "reactive" in triggers[1], out[-3000:]
     for fault in (
         "kill every access token",
+        "end the next token they issue at once",
         "429 burst",
         "fail 30 % of refreshes",
         "answer is lost",

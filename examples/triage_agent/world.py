@@ -141,6 +141,12 @@ def _one_cycle(slack: SlackSimulator, github: GitHubSimulator, lifetime: float, 
             ),
         ),
         Fault(
+            6,
+            "tokens_ended_early",
+            "Both providers end the next token they issue at once, though they announce a day of life",
+            _together(lambda: slack.end_next_access_tokens_early(1), lambda: github.end_next_access_tokens_early(1)),
+        ),
+        Fault(
             8,
             "slack_outage",
             "Slack is down (API and token endpoint, 503) for 4 token lifetimes",

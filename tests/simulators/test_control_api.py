@@ -61,6 +61,29 @@ def test_access_ttl_fault_changes_the_lifetime_of_new_tokens(slack_http, slack):
     assert slack_http.get("/_sim/stats").json()["access_ttl"] == 5
 
 
+def test_tokens_ended_early_are_announced_long_lived_but_answer_expired_from_their_first_use(slack_http, slack):
+    grant = slack.issue_grant()
+    ended = {"fault": "end_tokens_early", "count": 1, "announced_ttl": 86400}
+    slack_http.post("/_sim/faults", json=ended).raise_for_status()
+
+    first = slack_refresh(slack_http, grant.refresh_token).json()
+    assert first["expires_in"] == 86400
+    assert slack_http.post("/api/auth.test", headers=bearer(first["access_token"])).json()["error"] == "token_expired"
+
+    second = slack_refresh(slack_http, first["refresh_token"]).json()
+    assert second["expires_in"] == slack.grants.access_ttl
+    assert slack_http.post("/api/auth.test", headers=bearer(second["access_token"])).json()["ok"] is True
+
+
+def test_clearing_faults_forgets_tokens_still_to_be_ended_early(slack_http, slack):
+    grant = slack.issue_grant()
+    slack_http.post("/_sim/faults", json={"fault": "end_tokens_early", "count": 3}).raise_for_status()
+    slack_http.post("/_sim/faults", json={"fault": "clear"}).raise_for_status()
+
+    fresh = slack_refresh(slack_http, grant.refresh_token).json()
+    assert slack_http.post("/api/auth.test", headers=bearer(fresh["access_token"])).json()["ok"] is True
+
+
 def test_bad_fault_requests_are_refused(slack_http, slack):
     unknown = slack_http.post("/_sim/faults", json={"fault": "meteor"})
     assert unknown.status_code == 400 and "rate_limit" in unknown.json()["error"]
