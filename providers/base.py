@@ -257,10 +257,23 @@ def _description(body: dict[str, Any]) -> str | None:
     return None
 
 
+_PARSED_JSON = "grantkeeper.parsed_json"
+
+
+def response_json(response: httpx2.Response) -> Any:
+    """`response.json()`, parsed once however many readers ask: the classifier reads the answer before the
+    operation does, and a page of messages is worth parsing once. Raises ValueError when the body is not JSON.
+    Readers must not change what it returns."""
+    parsed = response.extensions.get(_PARSED_JSON)
+    if parsed is None:
+        parsed = response.extensions[_PARSED_JSON] = (response.json(),)
+    return parsed[0]
+
+
 def json_body(response: httpx2.Response) -> Any:
     """The body as JSON, or None when it is not JSON (a proxy's HTML error page, say)."""
     try:
-        return response.json()
+        return response_json(response)
     except ValueError:
         return None
 

@@ -29,6 +29,7 @@ from providers.base import (
     UnsafeArgument,
     Verdict,
     json_body,
+    response_json,
     retry_after_seconds,
     safe_segment,
 )
@@ -237,18 +238,18 @@ async def create_issue(
     started = datetime.now(UTC) - timedelta(minutes=2)
     call = ApiCall("POST", f"/repos/{owner}/{repo}/issues", json=payload, idempotent=False)
     try:
-        created = (await api.send(call)).json()
+        created = response_json(await api.send(call))
     except OutcomeUnknownError:
         found = await _scan_recent(api, owner, repo, key, since=started)
         # Proven absent, so one more attempt cannot duplicate it.
-        created = found if found is not None else (await api.send(call)).json()
+        created = found if found is not None else response_json(await api.send(call))
     return CreatedIssue(issue=Issue.from_api(created), created=True)
 
 
 async def _search_marker(api: ApiSession, owner: str, repo: str, key: str) -> dict[str, Any] | None:
     query = f'repo:{owner}/{repo} is:issue in:body "grantkeeper:idempotency-key={key}"'
     response = await api.send(ApiCall("GET", "/search/issues", params={"q": query, "per_page": 5}))
-    for item in response.json().get("items", []):
+    for item in response_json(response).get("items", []):
         if idempotency_marker(key) in (item.get("body") or ""):
             return item
     return None
@@ -263,7 +264,7 @@ async def _scan_recent(api: ApiSession, owner: str, repo: str, key: str, since: 
         "direction": "desc",
     }
     response = await api.send(ApiCall("GET", f"/repos/{owner}/{repo}/issues", params=params))
-    for item in response.json():
+    for item in response_json(response):
         if isinstance(item, dict) and idempotency_marker(key) in (item.get("body") or ""):
             return item
     return None
@@ -284,7 +285,7 @@ async def search_issues(api: ApiSession, *, query: str, repo: str | None, per_pa
         split_repository(repo)
     sent = issue_search_query(query, repo)
     params = {"q": sent, "per_page": per_page, "page": page}
-    result = (await api.send(ApiCall("GET", "/search/issues", params=params))).json()
+    result = response_json(await api.send(ApiCall("GET", "/search/issues", params=params)))
     return IssueSearch(
         query=sent,
         total_count=result.get("total_count", 0),

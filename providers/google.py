@@ -35,6 +35,7 @@ from providers.base import (
     UnsafeArgument,
     Verdict,
     json_body,
+    response_json,
     retry_after_seconds,
     safe_header_text,
     safe_segment,
@@ -167,7 +168,7 @@ class MailMessage(BaseModel):
     id: str
     thread_id: str | None = None
     subject: str | None = None
-    sender: str | None = None  # the From header
+    sender: str | None = Field(default=None, description="the From header")
     to: str | None = None
     date: str | None = None
     snippet: str = ""
@@ -205,7 +206,7 @@ class CalendarEvent(BaseModel):
     id: str
     status: str | None = None
     summary: str | None = None
-    start: str | None = None
+    start: str | None = Field(default=None, description="RFC 3339 date-time, or a date for all-day events")
     end: str | None = None
     html_link: str | None = None
     organizer: str | None = None
@@ -272,7 +273,7 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int, page
     params: dict[str, Any] = {"q": query, "maxResults": max_results}
     if page_token:
         params["pageToken"] = page_token
-    listing = (await api.send(ApiCall("GET", f"{GMAIL}/messages", params=params))).json()
+    listing = response_json(await api.send(ApiCall("GET", f"{GMAIL}/messages", params=params)))
     ids = [m["id"] for m in listing.get("messages") or []][:max_results]
     for message_id in ids:  # ids come from the provider: a hostile answer must not steer the next requests
         try:
@@ -287,7 +288,7 @@ async def search_messages(api: ApiSession, *, query: str, max_results: int, page
             params={"format": "metadata", "metadataHeaders": list(METADATA_HEADERS)},
         )
         try:
-            return (await api.send(call)).json()
+            return response_json(await api.send(call))
         except RequestRejectedError as refused:
             if refused.reason == "not_found":
                 return None
@@ -331,7 +332,7 @@ def rfc822_raw(*, to: list[str], subject: str, body: str, cc: list[str] | None =
 async def send_message(api: ApiSession, *, to: list[str], subject: str, body: str, cc: list[str] | None = None) -> SentMessage:
     raw = rfc822_raw(to=to, subject=subject, body=body, cc=cc)
     # messages.send has no idempotency key: a repeat after an unclear failure could send twice.
-    sent = (await api.send(ApiCall("POST", f"{GMAIL}/messages/send", json={"raw": raw}, idempotent=False))).json()
+    sent = response_json(await api.send(ApiCall("POST", f"{GMAIL}/messages/send", json={"raw": raw}, idempotent=False)))
     return SentMessage(id=sent["id"], thread_id=sent.get("threadId"), label_ids=sent.get("labelIds") or [])
 
 
@@ -381,12 +382,12 @@ async def create_event(
         idempotent=True,
     )
     try:
-        return CreatedEvent(event=CalendarEvent.from_api((await api.send(call)).json()), created=True)
+        return CreatedEvent(event=CalendarEvent.from_api(response_json(await api.send(call))), created=True)
     except RequestRejectedError as refused:
         if refused.reason != "duplicate":
             raise
     existing = await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events/{event['id']}"))
-    return CreatedEvent(event=CalendarEvent.from_api(existing.json()), created=False)
+    return CreatedEvent(event=CalendarEvent.from_api(response_json(existing)), created=False)
 
 
 async def list_events(
@@ -410,7 +411,7 @@ async def list_events(
         params["pageToken"] = page_token
     if query:
         params["q"] = query
-    found = (await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events", params=params))).json()
+    found = response_json(await api.send(ApiCall("GET", f"{_calendar(calendar_id)}/events", params=params)))
     return EventPage(
         events=[CalendarEvent.from_api(e) for e in found.get("items") or []], next_page_token=found.get("nextPageToken")
     )

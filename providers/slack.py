@@ -24,6 +24,7 @@ from providers.base import (
     TokenVerdict,
     Verdict,
     json_body,
+    response_json,
     retry_after_seconds,
 )
 
@@ -176,7 +177,7 @@ async def conversations_history(
     for name, value in (("cursor", cursor), ("oldest", oldest), ("latest", latest)):
         if value:
             params[name] = value
-    body = (await api.send(ApiCall("GET", "/conversations.history", params=params))).json()
+    body = response_json(await api.send(ApiCall("GET", "/conversations.history", params=params)))
     return History(
         messages=[Message.model_validate(m) for m in body.get("messages", [])],
         has_more=bool(body.get("has_more")),
@@ -232,7 +233,7 @@ async def post_message(
         payload["thread_ts"] = thread_ts
     call = ApiCall("POST", "/chat.postMessage", json=payload, idempotent=False)
     try:
-        return _posted((await api.send(call)).json())
+        return _posted(response_json(await api.send(call)))
     except OutcomeUnknownError as lost:
         try:
             found = await _find_posted(api, channel, thread_ts, idempotency_key)
@@ -242,7 +243,7 @@ async def post_message(
         if found is not None:
             return PostedMessage(channel=channel, ts=found, posted=True)
         # Proven absent, so one more attempt cannot duplicate it.
-        return _posted((await api.send(call)).json())
+        return _posted(response_json(await api.send(call)))
 
 
 def _posted(answer: dict[str, Any]) -> PostedMessage:
@@ -263,7 +264,7 @@ async def _find_posted(api: ApiSession, channel: str, thread_ts: str | None, key
         }
         call = ApiCall("GET", "/conversations.history", params=params)
     for _ in range(SCAN_MAX_PAGES):
-        body = (await api.send(call)).json()
+        body = response_json(await api.send(call))
         for message in body.get("messages") or []:
             if carries_key(message, key):
                 return str(message["ts"])

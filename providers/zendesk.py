@@ -25,6 +25,7 @@ from providers.base import (
     RevocationRequest,
     Verdict,
     json_body,
+    response_json,
     retry_after_seconds,
 )
 
@@ -154,7 +155,7 @@ class Ticket(BaseModel):
     tags: list[str] = Field(default_factory=list)
     created_at: str | None = None
     updated_at: str | None = None
-    url: str | None = None  # the ticket's API URL
+    url: str | None = Field(default=None, description="the ticket's API URL")
 
     @classmethod
     def from_api(cls, ticket: dict[str, Any]) -> Ticket:
@@ -215,7 +216,7 @@ async def create_ticket(
     )
     response = await api.send(call)
     replayed = response.headers.get(IDEMPOTENCY_LOOKUP_HEADER, "").lower() == "hit"
-    return CreatedTicket(ticket=Ticket.from_api(response.json()["ticket"]), created=not replayed)
+    return CreatedTicket(ticket=Ticket.from_api(response_json(response)["ticket"]), created=not replayed)
 
 
 async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = None, newest_first: bool = False) -> TicketPage:
@@ -225,7 +226,7 @@ async def list_tickets(api: ApiSession, *, page_size: int, after: str | None = N
         params["page[after]"] = after
     if newest_first:
         params["sort"] = "-id"
-    page = (await api.send(ApiCall("GET", "/api/v2/tickets", params=params))).json()
+    page = response_json(await api.send(ApiCall("GET", "/api/v2/tickets", params=params)))
     meta = page.get("meta") or {}
     has_more = bool(meta.get("has_more"))
     return TicketPage(

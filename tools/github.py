@@ -7,7 +7,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from providers import github
 from server.execute import ProviderSession
@@ -21,17 +21,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-class IssueSummary(BaseModel):
-    number: int
-    title: str
-    state: str
-    html_url: str
-    author: str | None = None
-    labels: list[str] = Field(default_factory=list)
-
-
 class CreateIssueOk(Ok):
-    issue: IssueSummary
+    issue: github.Issue
     created: bool = Field(description="false when an issue with this idempotency key already existed")
     idempotency_key: str
 
@@ -44,7 +35,7 @@ class SearchIssuesOk(Ok):
     query: str = Field(description="the query as sent to GitHub")
     total_count: int
     incomplete_results: bool
-    items: list[IssueSummary]
+    items: list[github.Issue]
 
     def summary(self) -> str:
         lines = [f"{self.total_count} issue(s) match {self.query!r}"]
@@ -54,10 +45,6 @@ class SearchIssuesOk(Ok):
 
 CreateIssueResult = result_model(CreateIssueOk)
 SearchIssuesResult = result_model(SearchIssuesOk)
-
-
-def _summary(issue: github.Issue) -> IssueSummary:
-    return IssueSummary.model_validate(issue, from_attributes=True)
 
 
 async def create_issue(
@@ -86,7 +73,7 @@ async def create_issue(
             idempotency_key=key,
             check_existing=idempotency_key is not None,
         )
-        return CreateIssueOk(issue=_summary(created.issue), created=created.created, idempotency_key=key)
+        return CreateIssueOk(issue=created.issue, created=created.created, idempotency_key=key)
 
     return await Toolset.of(ctx).run(ctx, "github", operation, account=account)
 
@@ -107,7 +94,7 @@ async def search_issues(
             query=found.query,
             total_count=found.total_count,
             incomplete_results=found.incomplete_results,
-            items=[_summary(issue) for issue in found.items],
+            items=found.items,
         )
 
     return await Toolset.of(ctx).run(ctx, "github", operation, account=account)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, Field
 
 from providers import google
 from server import failures
@@ -33,20 +33,9 @@ IdempotencyKey = Annotated[
 PageToken = Annotated[str, Field(max_length=2000, description="from a previous call's next_page_token")]
 
 
-class GmailMessage(BaseModel):
-    id: str
-    thread_id: str | None = None
-    subject: str | None = None
-    sender: str | None = Field(default=None, description="the From header")
-    to: str | None = None
-    date: str | None = None
-    snippet: str = ""
-    label_ids: list[str] = Field(default_factory=list)
-
-
 class SearchMessagesOk(Ok):
     query: str
-    messages: list[GmailMessage]
+    messages: list[google.MailMessage]
     result_size_estimate: int = Field(description="Gmail's estimate of all matches, not just this page")
     next_page_token: str | None = Field(default=None, description="pass as page_token for the next page")
 
@@ -67,19 +56,8 @@ class SendMessageOk(Ok):
         return f"Sent (message id {self.id})."
 
 
-class CalendarEvent(BaseModel):
-    id: str
-    status: str | None = None
-    summary: str | None = None
-    start: str | None = Field(default=None, description="RFC 3339 date-time, or a date for all-day events")
-    end: str | None = None
-    html_link: str | None = None
-    organizer: str | None = None
-    attendees: list[str] = Field(default_factory=list)
-
-
 class CreateEventOk(Ok):
-    event: CalendarEvent
+    event: google.CalendarEvent
     created: bool = Field(description="false when an event with this idempotency key already existed")
     idempotency_key: str
 
@@ -90,7 +68,7 @@ class CreateEventOk(Ok):
 
 class ListEventsOk(Ok):
     calendar_id: str
-    events: list[CalendarEvent]
+    events: list[google.CalendarEvent]
     next_page_token: str | None = Field(default=None, description="pass as page_token for the next page")
 
     def summary(self) -> str:
@@ -103,10 +81,6 @@ SearchMessagesResult = result_model(SearchMessagesOk)
 SendMessageResult = result_model(SendMessageOk)
 CreateEventResult = result_model(CreateEventOk)
 ListEventsResult = result_model(ListEventsOk)
-
-
-def _event(event: google.CalendarEvent) -> CalendarEvent:
-    return CalendarEvent.model_validate(event, from_attributes=True)
 
 
 async def search_messages(
@@ -124,7 +98,7 @@ async def search_messages(
         found = await google.search_messages(api, query=query, max_results=max_results, page_token=page_token)
         return SearchMessagesOk(
             query=query,
-            messages=[GmailMessage.model_validate(m, from_attributes=True) for m in found.messages],
+            messages=found.messages,
             result_size_estimate=found.result_size_estimate,
             next_page_token=found.next_page_token,
         )
@@ -188,7 +162,7 @@ async def create_event(
                 "idempotency_key_reused",
                 "An event with this idempotency key exists with other details; use a new key for a different event.",
             )
-        return CreateEventOk(event=_event(found.event), created=found.created, idempotency_key=key)
+        return CreateEventOk(event=found.event, created=found.created, idempotency_key=key)
 
     return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
 
@@ -217,9 +191,7 @@ async def list_events(
             page_token=page_token,
             query=query,
         )
-        return ListEventsOk(
-            calendar_id=calendar_id, events=[_event(e) for e in found.events], next_page_token=found.next_page_token
-        )
+        return ListEventsOk(calendar_id=calendar_id, events=found.events, next_page_token=found.next_page_token)
 
     return await Toolset.of(ctx).run(ctx, "google", operation, account=account)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from providers import slack
 from server.execute import ProviderSession
@@ -25,16 +25,9 @@ IdempotencyKey = Annotated[
 ]
 
 
-class SlackMessage(BaseModel):
-    ts: str
-    user: str | None = None
-    text: str = ""
-    thread_ts: str | None = None
-
-
 class ReadChannelOk(Ok):
     channel: str
-    messages: list[SlackMessage]
+    messages: list[slack.Message]
     has_more: bool
     next_cursor: str | None = Field(default=None, description="pass as `cursor` to read older messages")
 
@@ -74,7 +67,7 @@ async def read_channel(
         page = await slack.conversations_history(api, channel=channel, limit=limit, cursor=cursor, oldest=oldest, latest=latest)
         return ReadChannelOk(
             channel=channel,
-            messages=[SlackMessage.model_validate(m, from_attributes=True) for m in page.messages],
+            messages=page.messages,
             has_more=page.has_more,
             next_cursor=page.next_cursor,
         )

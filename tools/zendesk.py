@@ -7,7 +7,7 @@ from typing import Annotated
 
 from mcp.server.mcpserver import Context
 from mcp.types import CallToolResult
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from providers import zendesk
 from server.execute import ProviderSession
@@ -24,21 +24,8 @@ IdempotencyKey = Annotated[
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9_./:-]{1,80}$")]
 
 
-class TicketSummary(BaseModel):
-    id: int
-    subject: str | None = None
-    status: str | None = None
-    priority: str | None = None
-    type: str | None = None
-    requester_id: int | None = None
-    tags: list[str] = Field(default_factory=list)
-    created_at: str | None = None
-    updated_at: str | None = None
-    url: str | None = Field(default=None, description="the ticket's API URL")
-
-
 class CreateTicketOk(Ok):
-    ticket: TicketSummary
+    ticket: zendesk.Ticket
     created: bool = Field(description="false when Zendesk replayed the ticket created earlier with this key")
     idempotency_key: str
 
@@ -48,7 +35,7 @@ class CreateTicketOk(Ok):
 
 
 class ListTicketsOk(Ok):
-    tickets: list[TicketSummary]
+    tickets: list[zendesk.Ticket]
     has_more: bool
     next_cursor: str | None = Field(default=None, description="pass as after_cursor for the next page")
 
@@ -60,10 +47,6 @@ class ListTicketsOk(Ok):
 
 CreateTicketResult = result_model(CreateTicketOk)
 ListTicketsResult = result_model(ListTicketsOk)
-
-
-def _summary(ticket: zendesk.Ticket) -> TicketSummary:
-    return TicketSummary.model_validate(ticket, from_attributes=True)
 
 
 async def create_ticket(
@@ -86,7 +69,7 @@ async def create_ticket(
         created = await zendesk.create_ticket(
             api, subject=subject, body=body, public=public, priority=priority, type=type, tags=list(tags), idempotency_key=key
         )
-        return CreateTicketOk(ticket=_summary(created.ticket), created=created.created, idempotency_key=key)
+        return CreateTicketOk(ticket=created.ticket, created=created.created, idempotency_key=key)
 
     return await Toolset.of(ctx).run(ctx, "zendesk", operation, account=account)
 
@@ -102,7 +85,7 @@ async def list_tickets(
 
     async def operation(api: ProviderSession) -> ListTicketsOk:
         page = await zendesk.list_tickets(api, page_size=page_size, after=after_cursor, newest_first=newest_first)
-        return ListTicketsOk(tickets=[_summary(t) for t in page.tickets], has_more=page.has_more, next_cursor=page.next_cursor)
+        return ListTicketsOk(tickets=page.tickets, has_more=page.has_more, next_cursor=page.next_cursor)
 
     return await Toolset.of(ctx).run(ctx, "zendesk", operation, account=account)
 
