@@ -1,8 +1,8 @@
 """Reading an HTTP answer within a size bound: compressed bytes on the wire and decompressed bytes are both counted
 while streaming, and reading stops at the bound, so a gzip bomb or an endless body never gets buffered.
 
-Two doors, one reader: `read_bounded` for a streamed response the caller holds (API calls), and `BoundedTransport`
-for a client whose caller reads the answer itself (authlib's token requests)."""
+Two doors, one reader: `read_response_bounded` for a streamed response the caller holds (API calls), and
+`BoundedTransport` for a client whose caller reads the answer itself (authlib's token requests)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,22 @@ async def read_bounded(response: httpx2.Response, limit: int, *, cut: bool = Fal
                 return BoundedBody(bytes(buffer), cut=True, whole_size=None if encoded else declared)
             buffer += chunk
     return BoundedBody(bytes(buffer), whole_size=len(buffer))
+
+
+async def read_response_bounded(response: httpx2.Response, limit: int, *, cut: bool = False) -> httpx2.Response:
+    """`response` (streamed) with its body read within `limit`, decoded, for classifiers and operations to read
+    freely; `ResponseTooLarge` past the bound (unless `cut`). The extensions `body_cut` and `body_size` say whether
+    reading stopped at the bound and, when known, how large the whole decoded body was.
+
+    An uncompressed answer that declares a length within the bound is read as it is: h11 reads no byte past a
+    declared length, so the bound holds without counting, and the response need not be rebuilt around its body."""
+    declared = _declared_length(response)
+    plain = response.headers.get("content-encoding", "identity").lower() in ("", "identity")
+    if plain and declared is not None and declared <= limit:
+        content = await response.aread()
+        response.extensions.update(body_cut=False, body_size=len(content))
+        return response
+    return with_body(response, await read_bounded(response, limit, cut=cut))
 
 
 def with_body(response: httpx2.Response, body: BoundedBody) -> httpx2.Response:

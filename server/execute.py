@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from providers.base import ApiCall, UnsafeArgument, json_body
 from server import failures
-from server.bounded_read import ResponseTooLarge, read_bounded, with_body
+from server.bounded_read import ResponseTooLarge, read_response_bounded
 from server.cache import RevalidatingCache
 from server.connectors import Connector
 from server.lifecycle.account_status import change_status
@@ -129,13 +129,13 @@ class ProviderSession:
             sent = False
             async with pool.connection() as client:
                 with anyio.fail_after(settings.api_timeout_seconds):
-                    response = await client.send(request, stream=True)
+                    streamed = await client.send(request, stream=True)
                     try:
-                        body = await read_bounded(response, limit, cut=call.cut_at_bound)
+                        response = await read_response_bounded(streamed, limit, cut=call.cut_at_bound)
                     finally:
-                        await response.aclose()
+                        await streamed.aclose()
             self.answered = True
-            return with_body(response, body)
+            return response
 
         executor = self.executor
         auth = ProviderAuth(executor.tokens, executor.vault, executor.events, self.account, connector)

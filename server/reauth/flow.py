@@ -19,7 +19,7 @@ import httpx2
 from authlib.common.security import generate_token
 
 from providers.base import Verdict, json_body
-from server.bounded_read import ResponseTooLarge, read_bounded, with_body
+from server.bounded_read import ResponseTooLarge, read_response_bounded
 from server.connectors import Connector
 from server.lifecycle.grants import credential_write
 from server.lifecycle.oauth import TokenEndpointError, authorization_url, exchange_code
@@ -320,7 +320,7 @@ class ReauthFlow:
                 with anyio.fail_after(self.runtime.settings.api_timeout_seconds):
                     streamed = await client.send(request, stream=True)
                     try:
-                        response = with_body(streamed, await read_bounded(streamed, connector.max_response_bytes))
+                        response = await read_response_bounded(streamed, connector.max_response_bytes)
                     finally:
                         await streamed.aclose()
         except (TimeoutError, ResponseTooLarge, httpx2.HTTPError):
