@@ -4,8 +4,6 @@ other provider never wait behind it. Each pool counts the requests that had to w
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx2
@@ -37,20 +35,40 @@ class ConnectorPool:
         self._waits = 0
         self._in_flight = 0
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[httpx2.AsyncClient]:
-        """Hold one of the pool's connections for one exchange (request sent, answer read)."""
+    def connection(self) -> _Held:
+        """`async with pool.connection() as client`: one of the pool's connections for one exchange (request
+        sent, answer read)."""
+        return _Held(self)
+
+    async def _acquire(self) -> httpx2.AsyncClient:
         if self._gate.locked():
             self._waits += 1
-        async with self._gate:
-            self._in_flight += 1
-            try:
-                yield self.client
-            finally:
-                self._in_flight -= 1
+        await self._gate.acquire()
+        self._in_flight += 1
+        return self.client
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        self._gate.release()
 
     def stats(self) -> PoolStats:
         return PoolStats(self.max_connections, self._in_flight, self._waits)
+
+
+class _Held:
+    """A held connection of a pool. A plain class, not a generator: every provider request enters one, and a
+    generator-based context manager costs several times the gate itself."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectorPool):
+        self._pool = pool
+
+    async def __aenter__(self) -> httpx2.AsyncClient:
+        return await self._pool._acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._pool._release()
 
 
 class ConnectorPools:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -80,12 +80,18 @@ def failure_class(error: BaseException) -> str:
     return type(error).__name__
 
 
-@contextmanager
-def span(name: str, *, call: bool = False, **attributes: Any) -> Iterator[Span]:
+def span(name: str, *, call: bool = False, **attributes: Any) -> AbstractContextManager[Span]:
     """A child of the current span (made current inside the block). `call=True` marks the tool call's span."""
     if _no_provider():
-        yield trace.INVALID_SPAN
-        return
+        return _NO_SPAN  # every tool call enters several: without a provider, not even a generator is made
+    return _recorded_span(name, call, attributes)
+
+
+_NO_SPAN = nullcontext(trace.INVALID_SPAN)
+
+
+@contextmanager
+def _recorded_span(name: str, call: bool, attributes: dict[str, Any]) -> Iterator[Span]:
     with _tracer().start_as_current_span(PREFIX + name, record_exception=False, set_status_on_exception=False) as current:
         annotate(current, **attributes)
         token = _call_span.set(current) if call else None
