@@ -1,10 +1,14 @@
 """What grantkeeper costs per tool call, side by side in one process against the same simulator endpoint:
 
-  (a) a direct httpx2 call with a fixed token
-  (b) a bare MCPServer tool making that same call with a fixed token, through the in-memory MCP client
-  (c) the grantkeeper tool (vault, lifecycle, classification, retries) through the same in-memory client
+  (a)  a direct httpx2 call with a fixed token
+  (b)  a bare MCPServer tool making that same call with a fixed token, through the in-memory MCP client; it declares
+       the grantkeeper tool's own arguments (types, bounds, patterns, the context), so the MCP SDK validates the
+       same input for both and the difference is what grantkeeper adds
+  (b0) the same bare tool declaring only `channel: str, limit: int` (the first baseline, kept for comparison:
+       against it c also pays for validating the real tool's richer arguments)
+  (c)  the grantkeeper tool (vault, lifecycle, classification, retries) through the same in-memory client
 
-Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05) and c/a.
+Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05), c/b0 and c/a.
 
     .venv/bin/python bench/tool_call_overhead.py [--calls 2000]
 """
@@ -12,11 +16,13 @@ Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import sys
 import tempfile
 import time
+import typing
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
@@ -24,20 +30,23 @@ from typing import Annotated
 import anyio
 import httpx2
 from mcp import Client
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from providers.slack import Message
 from server.app import build_server
 from server.monitoring.logging import configure_logging
-from server.results import result_model, to_call_result
+from server.results import to_call_result
 from server.runtime import Runtime
 from server.settings import Settings
 from simulators import SimulatorServer, SlackSimulator
 from simulators.environment import simulator_environment
 from simulators.seeding import seed_account
-from tools.slack import ReadChannelOk, SlackMessage
+from tools import slack as slack_tools
+from tools.slack import ReadChannelOk, ReadChannelResult
+from tools.toolset import with_signature
 
 ARGS: dict[str, str | int] = {"channel": "C0GENERAL", "limit": 1}
 
@@ -47,22 +56,38 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def bare_server(http: httpx2.AsyncClient, url: str, token: str) -> MCPServer:
+def bare_server(http: httpx2.AsyncClient, url: str, token: str, *, same_arguments: bool) -> MCPServer:
+    """The bare tool; with `same_arguments`, presenting the real tool's signature to the SDK."""
     server = MCPServer("bare")
 
-    @server.tool(name="slack_read_channel")
-    async def read_channel(channel: str, limit: int = 20) -> Annotated[CallToolResult, result_model(ReadChannelOk)]:
+    async def read(channel: str, limit: int) -> CallToolResult:
         response = await http.get(url, params={"channel": channel, "limit": limit}, headers={"Authorization": f"Bearer {token}"})
         body = response.json()
         return to_call_result(
             ReadChannelOk(
                 channel=channel,
-                messages=[SlackMessage.model_validate(m) for m in body.get("messages", [])],
+                messages=[Message.model_validate(m) for m in body.get("messages", [])],
                 has_more=bool(body.get("has_more")),
                 next_cursor=(body.get("response_metadata") or {}).get("next_cursor") or None,
             )
         )
 
+    async def read_channel(channel: str, limit: int = 20) -> Annotated[CallToolResult, ReadChannelResult]:
+        return await read(channel, limit)
+
+    async def read_channel_same_arguments(
+        ctx: Context, channel: str, limit: int = 20, **_: object
+    ) -> Annotated[CallToolResult, ReadChannelResult]:
+        return await read(channel, limit)
+
+    if same_arguments:
+        real = slack_tools.read_channel
+        hints = typing.get_type_hints(real, include_extras=True)
+        server.add_tool(
+            with_signature(read_channel_same_arguments, inspect.signature(real, eval_str=True), hints), name="slack_read_channel"
+        )
+    else:
+        server.add_tool(read_channel, name="slack_read_channel")
     return server
 
 
@@ -78,7 +103,11 @@ async def measure(calls: int, rounds: int) -> None:
         url = f"{sim_server.url}/api/conversations.history"
         http = httpx2.AsyncClient()
         grantkeeper, _ = build_server(runtime)
-        async with Client(bare_server(http, url, tokens.access_token)) as bare, Client(grantkeeper) as ours:
+        async with (
+            Client(bare_server(http, url, tokens.access_token, same_arguments=True)) as bare,
+            Client(bare_server(http, url, tokens.access_token, same_arguments=False)) as bare_minimal,
+            Client(grantkeeper) as ours,
+        ):
 
             async def direct() -> None:
                 response = await http.get(url, params=ARGS, headers={"Authorization": f"Bearer {tokens.access_token}"})
@@ -91,6 +120,7 @@ async def measure(calls: int, rounds: int) -> None:
             contenders: dict[str, Callable[[], Awaitable[None]]] = {
                 "a direct httpx2": direct,
                 "b bare MCPServer": lambda: via(bare),
+                "b0 bare, 2 args": lambda: via(bare_minimal),
                 "c grantkeeper": lambda: via(ours),
             }
             samples: dict[str, list[float]] = {name: [] for name in contenders}
@@ -114,8 +144,8 @@ async def measure(calls: int, rounds: int) -> None:
             f"{name:18}{len(values):>7}{percentile(values, 0.5) * 1e3:>10.3f}{percentile(values, 0.99) * 1e3:>10.3f}"
             f"{statistics.fmean(values) * 1e3:>10.3f}"
         )
-    a, b, c = (samples[name] for name in contenders)
-    for label, num, den in (("c/b", c, b), ("c/a", c, a), ("b/a", b, a)):
+    a, b, b0, c = (samples[name] for name in contenders)
+    for label, num, den in (("c/b", c, b), ("c/b0", c, b0), ("c/a", c, a), ("b/a", b, a)):
         p50 = percentile(num, 0.5) / percentile(den, 0.5)
         p99 = percentile(num, 0.99) / percentile(den, 0.99)
         print(f"{label}: p50 {p50:.3f}   p99 {p99:.3f}   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
