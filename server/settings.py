@@ -219,6 +219,8 @@ class Settings(BaseSettings):
     mcp_dynamic_registration: bool = True
     mcp_access_token_seconds: int = Field(default=900, gt=0, le=86400)
     mcp_refresh_token_seconds: int = Field(default=30 * 86400, gt=0)
+    # Dynamically registered MCP clients with no live grant, unused this long, are pruned by housekeeping.
+    mcp_client_retention_days: float = Field(default=30, gt=0, le=36500)
     mcp_external_issuer: str | None = None
     mcp_external_jwks_url: str | None = None  # default: the issuer's discovery document says
     mcp_external_algorithms: str = "RS256,ES256"
