@@ -227,6 +227,10 @@ class Settings(BaseSettings):
     # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
     magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
     housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
+    # Unfinished sign-ins (/login) live at most this many at once, and this many per client address (behind a reverse
+    # proxy every browser has the proxy's address); beyond, /login answers 429 until the oldest expires.
+    signin_flows_max: int = Field(default=10_000, gt=0)
+    signin_flows_per_address_max: int = Field(default=30, gt=0)
     # The operator's console (docs/ARCHITECTURE.md "Operator's console"): history kept, then pruned by housekeeping.
     audit_retention_days: float = Field(default=365, gt=0, le=36500)  # audit rows (admin actions, tool calls)
     event_retention_days: float = Field(default=90, gt=0, le=36500)  # lifecycle events
