@@ -67,7 +67,9 @@ def test_registered_clients_nobody_can_use_are_pruned_after_their_retention(runt
                 McpClient(client_id="signing-in", created_at=long_ago),
                 McpGrant(id="h" * 32, client_id="holds-a-refresh-token", org="acme", user="a", created_at=long_ago),
                 McpToken(token_hash="h" * 64, grant_id="h" * 32, kind="refresh", expires_at=far),
-                McpGrant(id="r" * 32, client_id="revoked-long-ago", org="acme", user="b", created_at=long_ago, revoked_at=long_ago),
+                McpGrant(
+                    id="r" * 32, client_id="revoked-long-ago", org="acme", user="b", created_at=long_ago, revoked_at=long_ago
+                ),
                 McpToken(token_hash="r" * 64, grant_id="r" * 32, kind="refresh", expires_at=far),
                 McpGrant(id="u" * 32, client_id="used-lately", org="acme", user="c", created_at=long_ago, last_used_at=lately),
                 McpAuthorization(request_hash="s" * 64, client_id="signing-in", created_at=lately, expires_at=far),
