@@ -42,7 +42,8 @@ class Housekeeper:
         links = self.vault.links.prune(
             now=now, retention=retention, flow_ttl=timedelta(seconds=self.settings.magic_link_ttl_seconds)
         )
-        return links + prune_identity_rows(self.vault.engine, now=now, retention=retention)
+        client_retention = timedelta(days=self.settings.mcp_client_retention_days)
+        return links + prune_identity_rows(self.vault.engine, now=now, retention=retention, client_retention=client_retention)
 
     def prune_history_once(self) -> dict[str, int]:
         """Prune audit rows and lifecycle events past their retention now; blocking. Returns counts per table."""

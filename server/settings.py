@@ -219,12 +219,18 @@ class Settings(BaseSettings):
     mcp_dynamic_registration: bool = True
     mcp_access_token_seconds: int = Field(default=900, gt=0, le=86400)
     mcp_refresh_token_seconds: int = Field(default=30 * 86400, gt=0)
+    # Dynamically registered MCP clients with no live grant, unused this long, are pruned by housekeeping.
+    mcp_client_retention_days: float = Field(default=30, gt=0, le=36500)
     mcp_external_issuer: str | None = None
     mcp_external_jwks_url: str | None = None  # default: the issuer's discovery document says
     mcp_external_algorithms: str = "RS256,ES256"
     # Housekeeping and the web side under hostile clients (docs/ARCHITECTURE.md "Web side", README operator's guide).
     magic_link_retention_seconds: float = Field(default=86400, ge=0)  # dead link rows kept this long, then pruned
     housekeeping_interval_seconds: float = Field(default=600, gt=0)  # how often `serve` prunes
+    # Unfinished sign-ins (/login) live at most this many at once, and this many per client address (behind a reverse
+    # proxy every browser has the proxy's address); beyond, /login answers 429 until the oldest expires.
+    signin_flows_max: int = Field(default=10_000, gt=0)
+    signin_flows_per_address_max: int = Field(default=30, gt=0)
     # The operator's console (docs/ARCHITECTURE.md "Operator's console"): history kept, then pruned by housekeeping.
     audit_retention_days: float = Field(default=365, gt=0, le=36500)  # audit rows (admin actions, tool calls)
     event_retention_days: float = Field(default=90, gt=0, le=36500)  # lifecycle events

@@ -1,7 +1,8 @@
 """grantkeeper as the OAuth 2.1 authorization server of its own MCP endpoints, on the MCP SDK's auth server
 (`OAuthAuthorizationServerProvider`): /authorize hands over to the OIDC sign-in and a consent page
 (server/identity/consent.py); codes, access and refresh tokens are stored only as SHA-256 hashes; the RFC 8707
-`resource` is bound into every token (its audience) and must be this server's MCP URL; access tokens are
+`resource` is bound into every code and token (its audience), must be this server's MCP URL, and a /token request
+naming another is refused with `invalid_target`; access tokens are
 short-lived; refresh tokens rotate, and presenting a spent one revokes the whole grant (RFC 9700 §4.14.2).
 
 Clients are registered by Client ID Metadata Document (a URL client_id, server/identity/client_documents.py) or by
@@ -9,6 +10,7 @@ RFC 7591 dynamic registration (stored in `mcp_client`, secret sealed)."""
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,6 +45,11 @@ ACCESS_PREFIX = "gka_"  # tells our tokens from API keys (gk_) and from JWTs at 
 REFRESH_PREFIX = "gkr_"
 LAST_USED_EVERY = timedelta(seconds=60)
 
+# The `resource` values (RFC 8707) of the /token request being handled. The SDK's token handler parses them but hands
+# them to the provider only for the jwt-bearer grant, so `TokenResourceGate` (server/identity/mcp_auth.py) reads the
+# form in front of it and leaves them here for the code and refresh exchanges. None: not a /token request.
+requested_resources: ContextVar[tuple[str, ...] | None] = ContextVar("requested_resources", default=None)
+
 
 def mcp_resource_url(settings: Settings) -> str:
     return settings.public_url + "/mcp"
@@ -50,6 +57,19 @@ def mcp_resource_url(settings: Settings) -> str:
 
 def _epoch(moment: datetime) -> int:
     return int(moment.timestamp())
+
+
+def check_requested_resource(bound: str | None) -> None:
+    """A token request may name a resource (RFC 8707 §2.2); if it does, every one must be the resource the code or
+    refresh token was bound to at /authorize, else `invalid_target` and nothing is issued.
+
+    Checked after the SDK has authenticated the client and verified PKCE and before the code or refresh token is
+    spent, so a mismatch leaves the code usable: RFC 8707 makes `invalid_target` an error about the request, not
+    the grant, and RFC 6749 §4.1.2 burns a code on use, not on a refused request. Only the holder of the PKCE
+    verifier gets this far, and burning its code would only turn a client's mistake into a fresh sign-in."""
+    for resource in requested_resources.get() or ():
+        if bound is None or resource.rstrip("/") != bound.rstrip("/"):
+            raise TokenError("invalid_target", "resource is not the one this grant was authorized for")
 
 
 class GrantkeeperAuthorizationServer(OAuthAuthorizationServerProvider[AuthorizationCode, RefreshToken, AccessToken]):
@@ -194,6 +214,7 @@ class GrantkeeperAuthorizationServer(OAuthAuthorizationServerProvider[Authorizat
     async def exchange_authorization_code(
         self, client: OAuthClientInformationFull, authorization_code: AuthorizationCode
     ) -> OAuthToken:
+        check_requested_resource(authorization_code.resource)
         return await in_vault_thread(self._exchange_code, client, authorization_code)
 
     def _exchange_code(self, client: OAuthClientInformationFull, code: AuthorizationCode) -> OAuthToken:
@@ -289,6 +310,7 @@ class GrantkeeperAuthorizationServer(OAuthAuthorizationServerProvider[Authorizat
     async def exchange_refresh_token(
         self, client: OAuthClientInformationFull, refresh_token: RefreshToken, scopes: list[str]
     ) -> OAuthToken:
+        check_requested_resource(refresh_token.resource)
         return await in_vault_thread(self._rotate, refresh_token)
 
     def _rotate(self, refresh_token: RefreshToken) -> OAuthToken:

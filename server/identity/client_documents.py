@@ -1,7 +1,11 @@
 """Client ID Metadata Documents (CIMD): an MCP client whose `client_id` is an https URL is described by the JSON
 document at that URL. Fetched with a deadline and a size cap, https only (http only on loopback), never from a
 private-network address unless loopback, cached per the response's Cache-Control; the document's `client_id`
-must equal its URL and its `redirect_uris` are matched exactly."""
+must equal its URL and its `redirect_uris` are matched exactly.
+
+The host is resolved once: every address it resolves to is checked, and the fetch connects to the first of them
+(the name kept for Host, SNI and the certificate), so a DNS answer that changes between the check and the
+connection (DNS rebinding) cannot point the fetch at a private address."""
 
 from __future__ import annotations
 
@@ -61,9 +65,11 @@ class ClientDocuments:
         cached = self._cache.get(url)
         if cached is not None and cached.until > self.clock():
             return cached.client
-        await self._check_url(url)
+        address = await self._checked_address(url)
         try:
-            fetched = await fetch_json(self.http, url, deadline=FETCH_DEADLINE_SECONDS, max_bytes=MAX_DOCUMENT_BYTES)
+            fetched = await fetch_json(
+                self.http, url, deadline=FETCH_DEADLINE_SECONDS, max_bytes=MAX_DOCUMENT_BYTES, connect_to=address
+            )
         except FetchError as exc:
             raise ClientDocumentError(f"the client metadata document {exc}") from None
         self.fetches += 1
@@ -91,7 +97,9 @@ class ClientDocuments:
             self._cache[url] = _Cached(client, self.clock() + lifetime)
         return client
 
-    async def _check_url(self, url: str) -> None:
+    async def _checked_address(self, url: str) -> str | None:
+        """The address to fetch `url` from, once its URL and every address its host resolves to are acceptable;
+        None for a loopback host (a developer's own machine), fetched as named."""
         if len(url) > MAX_URL_LENGTH:
             raise ClientDocumentError("the client_id URL is too long")
         parts = urlsplit(url)
@@ -105,7 +113,7 @@ class ClientDocuments:
         if parts.scheme not in ("http", "https"):
             raise ClientDocumentError("the client_id URL must use https")
         if is_loopback(host):
-            return
+            return None
         addresses = await asyncio.to_thread(self.resolve, host)
         if not addresses:
             raise ClientDocumentError("the client_id URL's host does not resolve")
@@ -113,6 +121,7 @@ class ClientDocuments:
             ip = ipaddress.ip_address(address)
             if not ip.is_global:
                 raise ClientDocumentError("the client_id URL points at a private or reserved network address")
+        return addresses[0]
 
 
 def _resolve(host: str) -> list[str]:

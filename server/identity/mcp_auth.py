@@ -11,13 +11,15 @@ from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from pydantic import AnyHttpUrl
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.auth import TOOLS_SCOPE, ApiKeyVerifier
-from server.identity.authorization_server import GrantkeeperAuthorizationServer, mcp_resource_url
+from server.identity.authorization_server import GrantkeeperAuthorizationServer, mcp_resource_url, requested_resources
 from server.identity.callers import CallerVerifier
 from server.identity.client_documents import ClientDocumentError, ClientDocuments, looks_like_document_url
 from server.identity.consent import ConsentPages
@@ -78,6 +80,8 @@ def build_mcp_auth(
             )
         elif isinstance(route, Route) and route.path == "/authorize":
             route = Route("/authorize", endpoint=ClientDocumentGate(route.app, documents), methods=["GET", "POST"])
+        elif isinstance(route, Route) and route.path == "/token":
+            route = Route("/token", endpoint=TokenResourceGate(route.app), methods=["POST", "OPTIONS"])
         routes.append(route)
     routes += ConsentPages(server, sign_in, render).routes()
     return McpAuth(
@@ -119,3 +123,61 @@ class ClientDocumentGate:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+MAX_TOKEN_REQUEST_BYTES = 64 * 1024  # a token request is a handful of short form fields
+
+
+class TokenResourceGate:
+    """In front of the SDK's /token: reads the form's `resource` values into `requested_resources` for the
+    provider's exchanges to check (the SDK does not pass them on for the code and refresh grants), then hands the
+    request on with its body replayed unchanged."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        size = 0
+
+        async def recording() -> Message:
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > MAX_TOKEN_REQUEST_BYTES:
+                raise _TooLarge
+            received.append(message)
+            return message
+
+        try:
+            form = await Request(scope, recording).form()
+        except (_TooLarge, HTTPException, MultiPartException) as refused:
+            too_large = isinstance(refused, _TooLarge)
+            response: Response = JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "the token request is too large" if too_large else "the token request is not a form",
+                },
+                413 if too_large else 400,
+                headers={"Cache-Control": "no-store"},
+            )
+            await response(scope, receive, send)
+            return
+        values = tuple(value if isinstance(value, str) else "" for value in form.getlist("resource"))
+        await form.close()
+
+        async def replay() -> Message:
+            return received.pop(0) if received else await receive()
+
+        reset = requested_resources.set(values)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            requested_resources.reset(reset)
+
+
+class _TooLarge(Exception):
+    pass

@@ -42,6 +42,7 @@ class SignInFlow(SQLModel, table=True):
     created_at: datetime = _ts(nullable=False, default=utcnow)
     expires_at: datetime = _ts(nullable=False)
     used_at: datetime | None = _ts(nullable=True)
+    client_address: str | None = Field(default=None, index=True, max_length=64)  # who started it (the per-address cap)
 
 
 class McpClient(SQLModel, table=True):

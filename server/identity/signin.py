@@ -1,17 +1,21 @@
 """The sign-in pages: `/login` starts an OIDC sign-in (state, nonce and PKCE verifier sealed in a `signin_flow`
 row, bound to this browser by a cookie), `/login/callback` finishes it and opens a browser session, `/logout`
-(POST, CSRF-protected) ends it. `SignIn.current(request)` says who this browser is signed in as."""
+(POST, CSRF-protected) ends it. `SignIn.current(request)` says who this browser is signed in as.
+
+Anyone may open /login, and each visit writes a row: the live (unexpired, unused) ones are capped overall and per
+client address, and beyond a cap /login answers 429 with Retry-After instead of writing."""
 
 from __future__ import annotations
 
 import hmac
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
 from authlib.common.security import generate_token
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -113,6 +117,10 @@ class SignIn:
             return RedirectResponse(next_path, 303)
         if signed_in is not None:
             return self._signed_in_page(signed_in, request)
+        address = (request.client.host if request.client else "")[:64] or None
+        wait = await in_vault_thread(self._crowded, address)
+        if wait is not None:
+            return self._too_many(wait)
         state, nonce, verifier, binding = new_secret_token(), new_secret_token(), generate_token(64), new_secret_token()
         try:
             url = await self.oidc.start(redirect_uri=self.redirect_uri, state=state, nonce=nonce, code_verifier=verifier)
@@ -122,6 +130,7 @@ class SignIn:
             self._save_flow,
             state,
             {"nonce": nonce, "code_verifier": verifier, "next": next_path, "binding_hash": hash_token(binding)},
+            address,
         )
         response = RedirectResponse(url, 303, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
         response.set_cookie(
@@ -135,8 +144,42 @@ class SignIn:
         )
         return response
 
-    def _save_flow(self, state: str, flow: dict[str, str]) -> None:
-        row = SignInFlow(state_hash=hash_token(state), key_id="", ciphertext=b"", expires_at=utcnow() + FLOW_TTL)
+    def _crowded(self, address: str | None) -> timedelta | None:
+        """How long until a sign-in may start, if the live flows are at a cap (overall, or this address's); else None.
+
+        Counted, then written: concurrent /login requests can pass the count together, so a cap may be exceeded by
+        at most the number of requests in flight at that moment, which bounds the table all the same."""
+        now = utcnow()
+        live = [col(SignInFlow.expires_at) > now, col(SignInFlow.used_at).is_(None)]
+        caps = [("overall", live, self.settings.signin_flows_max)]
+        if address is not None:
+            per_address = [*live, col(SignInFlow.client_address) == address]
+            caps.append(("per_address", per_address, self.settings.signin_flows_per_address_max))
+        with Session(self.runtime.vault.engine) as session:
+            for which, where, cap in caps:
+                count, soonest = session.exec(select(func.count(), func.min(SignInFlow.expires_at)).where(*where)).one()
+                if count >= cap and soonest is not None:
+                    self.log.warning("sign_in_flows_at_cap", cap=which, limit=cap)
+                    return soonest - now
+        return None
+
+    def _too_many(self, wait: timedelta) -> Response:
+        seconds = max(1, math.ceil(wait.total_seconds()))
+        page = self.render(
+            "message.html",
+            429,
+            outcome="signin_busy",
+            title="Too many sign-ins are under way",
+            paragraphs=["Too many sign-ins were started and not finished. Nothing was changed."],
+            next_step=f"Try again in {math.ceil(seconds / 60)} minute(s).",
+        )
+        page.headers["Retry-After"] = str(seconds)
+        return page
+
+    def _save_flow(self, state: str, flow: dict[str, str], address: str | None) -> None:
+        row = SignInFlow(
+            state_hash=hash_token(state), key_id="", ciphertext=b"", expires_at=utcnow() + FLOW_TTL, client_address=address
+        )
         sealed = self.runtime.vault.seal("signin_flow", row.id, "flow", flow)
         row.key_id, row.ciphertext = sealed.key_id, sealed.blob
         with Session(self.runtime.vault.engine) as session:

@@ -1,5 +1,6 @@
-"""A loopback HTTPS server for tests: a self-signed certificate for 127.0.0.1 made on the fly, uvicorn serving an
-ASGI app with it in a background thread, and an SSL context that trusts exactly that certificate."""
+"""A loopback HTTPS server for tests: a self-signed certificate for 127.0.0.1 (and any DNS names asked for) made on
+the fly, uvicorn serving an ASGI app with it in a background thread, and an SSL context that trusts exactly that
+certificate."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path, dns_names: tuple[str, ...] = ()) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
+    alternative_names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    alternative_names += [x509.DNSName(name) for name in dns_names]
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -31,7 +34,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.SubjectAlternativeName(alternative_names), False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
         .sign(key, hashes.SHA256())
     )
@@ -54,9 +57,10 @@ class _Ready(uvicorn.Server):
 
 
 @contextmanager
-def https_server(app: Any, directory: Path) -> Iterator[tuple[str, ssl.SSLContext]]:
-    """Serve `app` at https://127.0.0.1:<port>; yields the base URL and an SSL context trusting it."""
-    cert_file, key_file = self_signed(directory)
+def https_server(app: Any, directory: Path, dns_names: tuple[str, ...] = ()) -> Iterator[tuple[str, ssl.SSLContext]]:
+    """Serve `app` at https://127.0.0.1:<port>; yields the base URL and an SSL context trusting it (for 127.0.0.1
+    and `dns_names`)."""
+    cert_file, key_file = self_signed(directory, dns_names)
     server = _Ready(
         uvicorn.Config(
             app,
