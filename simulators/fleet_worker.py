@@ -12,6 +12,8 @@ import json
 import resource
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 
 import anyio
@@ -24,91 +26,91 @@ from server.runtime import Runtime
 from server.settings import Settings
 
 
-async def work(calls: int, tool: str, arguments: dict) -> dict:
+@asynccontextmanager
+async def opened_runtime(log_level: str = "warning") -> AsyncIterator[Runtime]:
+    """The shared vault's runtime, from GRANTKEEPER_* settings, closed on the way out."""
     settings = Settings()
-    configure_logging("warning", "json")
+    configure_logging(log_level, "json")
     runtime = Runtime.open(settings)
-    server, _ = build_server(runtime)
-    latencies: list[float] = []
-    statuses: list[str] = []
     try:
-        async with Client(server, raise_exceptions=True) as client:
-            print("ready", flush=True)
-            await anyio.to_thread.run_sync(sys.stdin.readline)
-
-            async def one() -> None:
-                started = time.perf_counter()
-                result = await client.call_tool(tool, arguments)
-                latencies.append(time.perf_counter() - started)
-                statuses.append((result.structured_content or {}).get("status", "no_structured_content"))
-
-            async with anyio.create_task_group() as group:
-                for _ in range(calls):
-                    group.start_soon(one)
+        yield runtime
     finally:
         await runtime.aclose()
+
+
+async def ready_then_wait_for_go() -> None:
+    """The barrier of simulators/fleet.py's `release_together`: say `ready`, then wait for a line on stdin."""
+    print("ready", flush=True)
+    await anyio.to_thread.run_sync(sys.stdin.readline)
+
+
+@asynccontextmanager
+async def released_client() -> AsyncIterator[tuple[Runtime, Client]]:
+    """A runtime and an MCP client of its server, entered only once the fleet has let this worker go."""
+    async with opened_runtime() as runtime:
+        server, _ = build_server(runtime)
+        async with Client(server, raise_exceptions=True) as client:
+            await ready_then_wait_for_go()
+            yield runtime, client
+
+
+async def work(calls: int, tool: str, arguments: dict) -> dict:
+    latencies: list[float] = []
+    statuses: list[str] = []
+    async with released_client() as (_, client):
+
+        async def one() -> None:
+            started = time.perf_counter()
+            result = await client.call_tool(tool, arguments)
+            latencies.append(time.perf_counter() - started)
+            statuses.append((result.structured_content or {}).get("status", "no_structured_content"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(calls):
+                group.start_soon(one)
     return {"statuses": statuses, "latencies": latencies}
 
 
 async def soak(calls: int, lanes: int, tool: str, arguments: dict) -> dict:
     """Fleet mode under load: the refresh scheduler runs (as in `serve`) while lanes of calls go one after another."""
-    settings = Settings()
-    configure_logging("warning", "json")
-    runtime = Runtime.open(settings)
-    server, _ = build_server(runtime)
     statuses: list[str] = []
     reasons: list[str] = []
-    try:
-        async with Client(server, raise_exceptions=True) as client:
-            print("ready", flush=True)
-            await anyio.to_thread.run_sync(sys.stdin.readline)
+    async with released_client() as (runtime, client):
 
-            async def lane(count: int) -> None:
-                for _ in range(count):
-                    result = await client.call_tool(tool, arguments)
-                    content = result.structured_content or {}
-                    statuses.append(content.get("status", "no_structured_content"))
-                    if content.get("reason"):
-                        reasons.append(content["reason"])
+        async def lane(count: int) -> None:
+            for _ in range(count):
+                result = await client.call_tool(tool, arguments)
+                content = result.structured_content or {}
+                statuses.append(content.get("status", "no_structured_content"))
+                if content.get("reason"):
+                    reasons.append(content["reason"])
 
-            async with anyio.create_task_group() as background:
-                background.start_soon(refresh_scheduler(runtime).run)
-                async with anyio.create_task_group() as group:
-                    for number in range(lanes):
-                        group.start_soon(lane, calls // lanes + (1 if number < calls % lanes else 0))
-                background.cancel_scope.cancel()
-    finally:
-        await runtime.aclose()
+        async with anyio.create_task_group() as background:
+            background.start_soon(refresh_scheduler(runtime).run)
+            async with anyio.create_task_group() as group:
+                for number in range(lanes):
+                    group.start_soon(lane, calls // lanes + (1 if number < calls % lanes else 0))
+            background.cancel_scope.cancel()
     return {"statuses": statuses, "reasons": reasons}
 
 
 async def schedule() -> dict:
-    settings = Settings()
-    configure_logging("warning", "json")
-    runtime = Runtime.open(settings)
-    try:
+    async with opened_runtime() as runtime:
         scheduler = refresh_scheduler(runtime)
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
+        await ready_then_wait_for_go()
         started = time.perf_counter()
         stats = await scheduler.run_until_idle()
         seconds = time.perf_counter() - started
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
         return {**asdict(stats), "seconds": seconds, "peak_rss_mb": peak_rss_mb}
-    finally:
-        await runtime.aclose()
 
 
 async def lifecycle(probes: int) -> dict:
-    settings = Settings()
-    # Errors only: a receiver that is down makes a warning per attempt, and nobody reads stderr until the end.
-    configure_logging("error", "json")
-    runtime = Runtime.open(settings)
-    deliverer = webhook_deliverer(runtime)
     statuses: list[str] = []
-    try:
-        print("ready", flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)
+    # Errors only: a receiver that is down makes a warning per attempt, and nobody reads stderr until the end.
+    async with opened_runtime("error") as runtime:
+        deliverer = webhook_deliverer(runtime)
+        await ready_then_wait_for_go()
         async with anyio.create_task_group() as group:
             group.start_soon(deliverer.run)
 
@@ -125,8 +127,6 @@ async def lifecycle(probes: int) -> dict:
             while await anyio.to_thread.run_sync(lambda: runtime.vault.outbox.messages(status="pending", limit=1)):
                 await anyio.sleep(0.05)
             group.cancel_scope.cancel()
-    finally:
-        await runtime.aclose()
     return {"statuses": statuses, **asdict(deliverer.stats)}
 
 

@@ -21,7 +21,12 @@ from server.cli.common import (
 from server.settings import Settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from pydantic import BaseModel
+
+    from server.runtime import Runtime
+    from server.vault import ConnectedAccount
 
 
 def add_link(commands: Commands) -> None:
@@ -80,10 +85,11 @@ def cmd_link(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
-    from server.lifecycle import refreshless
+    from server.lifecycle import refreshless, renewal
     from server.results import Ok, ReauthRequired
     from server.runtime import Runtime
     from server.vault import AccountStatus
+    from server.vault.models import utcnow
 
     runtime = Runtime.open(settings)
     unhealthy = 0
@@ -107,6 +113,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
                     print(
                         f"{account.display_name:<40} ok"
                         + (f", but {refreshless.describe(needs_user_at)}" if needs_user_at else "")
+                        + await _renewal(runtime, account, renewal.ending_soon(settings, timings, utcnow()))
                     )
                     continue
                 unhealthy += 1
@@ -119,6 +126,29 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
 
     anyio.run(check_all)
     return EXIT_UNHEALTHY if unhealthy else EXIT_OK
+
+
+async def _renewal(runtime: Runtime, account: ConnectedAccount, ends_at: datetime | None) -> str:
+    """For a working account whose refresh token ends soon: the link that renews it ahead of time, printed here
+    (the operator asked) and nowhere else, or the open one issued before (its URL was shown then, once)."""
+    from server.lifecycle import renewal
+
+    if ends_at is None:
+        return ""
+    ending = f", but its refresh token ends {ends_at:%Y-%m-%d %H:%M} UTC"
+    renewing = await renewal.renewal_link(runtime.executor, runtime.vault, account)
+    if renewing.issued is None:
+        assert renewing.open is not None
+        return (
+            f"{ending}; a renewal link issued {renewing.open.created_at:%H:%M} UTC is open until "
+            f"{renewing.open.expires_at:%H:%M} UTC (`grantkeeper link {account.connector} --org {account.org} "
+            f"--user {account.user} --label {account.label}` prints another)"
+        )
+    link = renewing.issued
+    await runtime.audit.record(
+        cli_actor(), "link_created", account_id=account.id, target=account.display_name, link_id=link.link_id, purpose="reauth"
+    )
+    return f"{ending}; renewal link for {account.user} (works once, expires {link.expires_at:%H:%M} UTC): {link.url}"
 
 
 def _failure_status(result: BaseModel) -> str:

@@ -18,7 +18,7 @@ from datetime import timedelta
 import anyio
 
 from server.execute import Executor
-from server.lifecycle import refreshless
+from server.lifecycle import refreshless, renewal
 from server.lifecycle.pacing import ProviderPacer
 from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
@@ -83,16 +83,12 @@ class HealthMonitor:
         return report
 
     async def warn_if_expiring(self, account: ConnectedAccount) -> bool:
-        """Once per refresh token: when its fixed end is near (`refresh_expiry_warning_seconds`, or half its
-        lifetime), record `refresh_token_expiring` — a webhook `account.reauth_required` — so the owner re-consents
-        before anything breaks. The event names no link: a link is a secret, minted by `grantkeeper link`."""
+        """Once per refresh token: when its fixed end is near (`renewal.ending_soon`), record
+        `refresh_token_expiring` — a webhook `account.reauth_required` — so the owner renews before anything
+        breaks. It names how to get a renewal link, never a link: a link is a secret (server/lifecycle/renewal.py)."""
         timings = await anyio.to_thread.run_sync(self.vault.credentials.timings, account.id)
-        if timings is None or timings.get("refresh_expires_at") is None:
-            return False
-        expires_at, issued_at = timings["refresh_expires_at"], timings["issued_at"]
-        lifetime = (expires_at - issued_at).total_seconds()
-        ahead = min(self.settings.refresh_expiry_warning_seconds, max(lifetime, 0) / 2)
-        if utcnow() < expires_at - timedelta(seconds=ahead):
+        expires_at = renewal.ending_soon(self.settings, timings, utcnow())
+        if expires_at is None:
             return False
         previous = await anyio.to_thread.run_sync(
             lambda: self.vault.events.recent(account_id=account.id, kind="refresh_token_expiring", limit=1)
@@ -103,9 +99,9 @@ class HealthMonitor:
             EventKind.REFRESH_TOKEN_EXPIRING,
             account,
             severity=Severity.WARNING,
-            reason="refresh_token_expiring",
+            reason=renewal.RENEWAL_REASON,
             refresh_expires_at=expires_at.isoformat(),
-            next_step=f"grantkeeper link {account.connector} --org {account.org} --user {account.user}",
+            next_step=renewal.next_step(account),
         )
         return True
 

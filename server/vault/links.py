@@ -60,6 +60,21 @@ class MagicLinks:
         with open_session(self.engine) as session:
             return session.exec(select(MagicLink).where(col(MagicLink.token_hash) == hash_token(token))).first()
 
+    def open_link(self, account_id: str, reason: str, *, now: datetime) -> MagicLink | None:
+        """The account's newest link for `reason` that can still be opened (unused, unexpired), if any: a caller
+        that wants one live link per cause issues another only without it."""
+        with open_session(self.engine) as session:
+            return session.exec(
+                select(MagicLink)
+                .where(
+                    col(MagicLink.account_id) == account_id,
+                    col(MagicLink.reason) == reason,
+                    col(MagicLink.used_at).is_(None),
+                    col(MagicLink.expires_at) > now,
+                )
+                .order_by(col(MagicLink.created_at).desc())
+            ).first()
+
     def find_by_state(self, state: str) -> MagicLink | None:
         with open_session(self.engine) as session:
             return session.exec(select(MagicLink).where(col(MagicLink.flow_state_hash) == hash_token(state))).first()

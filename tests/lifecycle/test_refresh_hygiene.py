@@ -209,7 +209,7 @@ async def test_a_refresh_token_with_a_fixed_end_is_announced_ahead_of_time_once(
     await monitor.check(account, trigger="scheduled")
     await monitor.check(account, trigger="scheduled")  # once per refresh token, not per check
     [event] = runtime.vault.events.recent(account_id=account.id, kind="refresh_token_expiring")
-    assert event.detail["next_step"] == "grantkeeper link slack --org acme --user alice"
+    assert event.detail["next_step"].startswith("renew before then: `grantkeeper check --org acme --user alice`")
     [message] = runtime.vault.outbox.messages()
     assert message.event_type == "account.reauth_required" and message.order_key == account.id
     data = message.payload["data"]
