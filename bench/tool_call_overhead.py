@@ -8,7 +8,9 @@
        against it c also pays for validating the real tool's richer arguments)
   (c)  the grantkeeper tool (vault, lifecycle, classification, retries) through the same in-memory client
 
-Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05), c/b0 and c/a.
+Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05), c/b0 and c/a: pooled over
+every call, and paired — the ratio of p50s within each round, whose median moves far less with a shared machine's
+drift than the pooled figure does (each round's contenders run within a second of each other).
 
     .venv/bin/python bench/tool_call_overhead.py [--calls 2000]
 """
@@ -124,16 +126,20 @@ async def measure(calls: int, rounds: int) -> None:
                 "c grantkeeper": lambda: via(ours),
             }
             samples: dict[str, list[float]] = {name: [] for name in contenders}
+            per_round_p50: dict[str, list[float]] = {name: [] for name in contenders}
             for run in contenders.values():  # warm-up
                 for _ in range(100):
                     await run()
             per_round = max(1, calls // rounds)
             for _ in range(rounds):  # interleaved rounds, so drift hits every contender alike
                 for name, run in contenders.items():
+                    this_round = []
                     for _ in range(per_round):
                         started = time.perf_counter()
                         await run()
-                        samples[name].append(time.perf_counter() - started)
+                        this_round.append(time.perf_counter() - started)
+                    samples[name] += this_round
+                    per_round_p50[name].append(statistics.median(this_round))
         await http.aclose()
         await runtime.aclose()
         assert sim.counters.token_requests == 0
@@ -145,17 +151,28 @@ async def measure(calls: int, rounds: int) -> None:
             f"{statistics.fmean(values) * 1e3:>10.3f}"
         )
     a, b, b0, c = (samples[name] for name in contenders)
-    for label, num, den in (("c/b", c, b), ("c/b0", c, b0), ("c/a", c, a), ("b/a", b, a)):
+    ra, rb, rb0, rc = (per_round_p50[name] for name in contenders)
+    print(f"{'pooled':>20}{'':18}| paired by round: p50 ratio, median (lowest–highest of {rounds} rounds)")
+    for label, num, den, round_num, round_den in (
+        ("c/b", c, b, rc, rb),
+        ("c/b0", c, b0, rc, rb0),
+        ("c/a", c, a, rc, ra),
+        ("b/a", b, a, rb, ra),
+    ):
         p50 = percentile(num, 0.5) / percentile(den, 0.5)
         p99 = percentile(num, 0.99) / percentile(den, 0.99)
-        print(f"{label}: p50 {p50:.3f}   p99 {p99:.3f}   mean {statistics.fmean(num) / statistics.fmean(den):.3f}")
+        paired = sorted(n / d for n, d in zip(round_num, round_den, strict=True))
+        print(
+            f"{label:5} p50 {p50:.3f}  p99 {p99:.3f}  mean {statistics.fmean(num) / statistics.fmean(den):.3f}  "
+            f"| {statistics.median(paired):.3f} ({paired[0]:.3f}–{paired[-1]:.3f})"
+        )
 
 
 def main() -> None:
     configure_logging("warning")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     anyio.run(measure, args.calls, args.rounds)
 
