@@ -2,7 +2,8 @@
 (`ending_soon`), and the reauth link that renews it on the same account (`renewal_link`), one live link at a time.
 
 A link is a secret and only its hash is stored, so its URL can be shown once, to whoever asked for it
-(`grantkeeper check`); the announcement (`refresh_token_expiring`, a webhook) names the way to one, never a link.
+(`grantkeeper check`, or the owner's agent in `accounts.list`); the announcement (`refresh_token_expiring`, a
+webhook) names the way to one, never a link.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ class Renewal:
     open: MagicLink | None = None
 
 
-async def renewal_link(executor: Executor, vault: Vault, account: ConnectedAccount) -> Renewal:
+async def renewal_link(executor: Executor, vault: Vault, account: ConnectedAccount, *, issued_by: str = "operator") -> Renewal:
     """A reauth link for the account's owner that puts new credentials on this account before the refresh token
-    ends — unless one issued for that is still open, so repeated checks do not pile up links."""
+    ends — unless one issued for that is still open (by whoever asked first: the operator's `grantkeeper check` or
+    the owner's own agent listing their accounts), so repeated checks and listings do not pile up links."""
     live = await in_vault_thread(vault.links.open_link, account.id, RENEWAL_REASON, now=utcnow())
     if live is not None:
         return Renewal(open=live)
-    return Renewal(issued=await executor.issue_link(account, "reauth", RENEWAL_REASON, issued_by="operator"))
+    return Renewal(issued=await executor.issue_link(account, "reauth", RENEWAL_REASON, issued_by=issued_by))
