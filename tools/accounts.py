@@ -1,9 +1,10 @@
-"""The caller's own connected accounts: their health (never a token), and links to connect new ones."""
+"""The caller's own connected accounts: their health (never a token), links to connect new ones, and — for an
+account that will soon need its owner — the link that renews it ahead of time."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context
@@ -11,9 +12,9 @@ from mcp.types import CallToolResult
 from pydantic import BaseModel, Field
 
 from server import failures
-from server.lifecycle import refreshless
+from server.lifecycle import refreshless, renewal
 from server.results import Ok, failure_result, result_model, to_call_result
-from server.vault import NO_REFRESH_TOKEN
+from server.vault import NO_REFRESH_TOKEN, AccountStatus, ConnectedAccount
 from server.vault.models import utcnow
 from tools.toolset import AccountLabel, Tool, Toolset, with_choices
 
@@ -35,13 +36,38 @@ class AccountHealth(BaseModel):
     reconnect_link: str | None = Field(
         default=None, description="single-use link to reconnect before `needs_user_at`, offered as it approaches"
     )
-    link_expires_at: datetime | None = None
+    renew_by: datetime | None = Field(
+        default=None,
+        description="the refresh token has a fixed end and it is near: the account stops working then unless its "
+        "owner renews it (opens `renewal_link`, or reconnects with accounts.connect)",
+    )
+    renewal_link: str | None = Field(
+        default=None,
+        description="single-use link for the account's owner that renews this same account before `renew_by`; "
+        "given once: while it is open, later listings give only `link_expires_at`",
+    )
+    link_expires_at: datetime | None = Field(
+        default=None, description="when the link offered (`reconnect_link`, or `renewal_link` given now or earlier) expires"
+    )
 
     def describe(self) -> str:
         if self.needs_user_at is not None:
             text = f"{self.connector}/{self.label}: {self.status}, {refreshless.describe(self.needs_user_at)}"
             if self.reconnect_link:
                 text += f"; reconnect ahead of time: {self.reconnect_link}"
+            return text
+        if self.renew_by is not None:
+            text = f"{self.connector}/{self.label}: {self.status}, but its refresh token ends {self.renew_by:%Y-%m-%d %H:%M} UTC"
+            if self.renewal_link and self.link_expires_at:
+                text += (
+                    f"; renew ahead of time (the owner opens it; works once, expires "
+                    f"{self.link_expires_at:%Y-%m-%d %H:%M} UTC): {self.renewal_link}"
+                )
+            elif self.link_expires_at:
+                text += (
+                    f"; the renewal link given earlier is open until {self.link_expires_at:%Y-%m-%d %H:%M} UTC "
+                    f"(accounts.connect gives another)"
+                )
             return text
         return f"{self.connector}/{self.label}: {self.status}" + (f" ({self.reason})" if self.reason else "")
 
@@ -83,37 +109,68 @@ async def list_accounts(ctx: Context) -> Annotated[CallToolResult, AccountsResul
     caller = toolset.caller()
     vault = toolset.runtime.vault
 
-    def read() -> list[AccountHealth]:
+    def read() -> list[tuple[AccountHealth, dict[str, Any] | None]]:
         rows = []
         for account in vault.accounts.all(caller.org, caller.user):
             credential = vault.credentials.timings(account.id)
             rows.append(
-                AccountHealth(
-                    connector=account.connector,
-                    label=account.label,
-                    status=account.status,
-                    reason=account.status_reason,
-                    provider_account_id=account.provider_account_id,
-                    scopes=[s for s in account.scopes.replace(",", " ").split() if s],
-                    needs_user_at=refreshless.needs_user_at(account, credential),
-                    **(credential or {}),
+                (
+                    AccountHealth(
+                        connector=account.connector,
+                        label=account.label,
+                        status=account.status,
+                        reason=account.status_reason,
+                        provider_account_id=account.provider_account_id,
+                        scopes=[s for s in account.scopes.replace(",", " ").split() if s],
+                        needs_user_at=refreshless.needs_user_at(account, credential),
+                        **(credential or {}),
+                    ),
+                    credential,
                 )
             )
         return rows
 
-    accounts = await anyio.to_thread.run_sync(read)
-    executor, now = toolset.runtime.executor, utcnow()
-    for health in accounts:
+    listed = await anyio.to_thread.run_sync(read)
+    executor, settings, now = toolset.runtime.executor, toolset.runtime.settings, utcnow()
+
+    async def still_there(health: AccountHealth) -> ConnectedAccount | None:
+        return await anyio.to_thread.run_sync(vault.accounts.find, caller.org, caller.user, health.connector, health.label)
+
+    for health, timings in listed:
         connector = toolset.runtime.connectors.get(health.connector)
         configured = connector is not None and connector.configured
-        if configured and refreshless.reconnect_due(toolset.runtime.settings, health.needs_user_at, now):
-            # The caller is verified and the account is their own: the same link accounts.connect would give.
-            account = await anyio.to_thread.run_sync(vault.accounts.find, caller.org, caller.user, health.connector, health.label)
-            if account is None:  # removed since it was listed
+        if health.status == AccountStatus.ACTIVE:
+            health.renew_by = renewal.ending_soon(settings, timings, now)
+        # The caller is verified and the account is their own, so a link shown here goes to its owner — as the
+        # magic link of a `reauth_required` result does.
+        if configured and refreshless.reconnect_due(settings, health.needs_user_at, now):
+            if (account := await still_there(health)) is None:  # removed since it was listed
                 continue
             link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
             health.reconnect_link, health.link_expires_at = link.url, link.expires_at
-    return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=accounts))
+        elif configured and health.renew_by is not None:
+            if (account := await still_there(health)) is None:
+                continue
+            # One open renewal link per account, whoever asked first: listing again shows when it expires, not a
+            # new one (its URL was given once; only its hash is stored).
+            renewing = await renewal.renewal_link(executor, vault, account, issued_by="agent")
+            if renewing.issued is not None:
+                health.renewal_link, health.link_expires_at = renewing.issued.url, renewing.issued.expires_at
+                # As `grantkeeper check` does for its renewal links: who issued it, by the link's id (never its URL).
+                await toolset.runtime.audit.record(
+                    f"{caller.org}/{caller.user}",
+                    "link_created",
+                    account_id=account.id,
+                    target=account.display_name,
+                    link_id=renewing.issued.link_id,
+                    purpose="reauth",
+                    reason=renewal.RENEWAL_REASON,
+                    tool="accounts.list",
+                    via=toolset.via(),
+                )
+            elif renewing.open is not None:
+                health.link_expires_at = renewing.open.expires_at
+    return to_call_result(AccountsOk(org=caller.org, user=caller.user, accounts=[health for health, _ in listed]))
 
 
 async def connect(
