@@ -146,8 +146,12 @@ async def list_accounts(ctx: Context) -> Annotated[CallToolResult, AccountsResul
         if configured and refreshless.reconnect_due(settings, health.needs_user_at, now):
             if (account := await still_there(health)) is None:  # removed since it was listed
                 continue
-            link = await executor.issue_link(account, "reauth", NO_REFRESH_TOKEN)
-            health.reconnect_link, health.link_expires_at = link.url, link.expires_at
+            # One open link at a time here too: a listing while it is open shows when it expires.
+            reconnecting = await renewal.renewal_link(executor, vault, account, reason=NO_REFRESH_TOKEN, issued_by="agent")
+            if reconnecting.issued is not None:
+                health.reconnect_link, health.link_expires_at = reconnecting.issued.url, reconnecting.issued.expires_at
+            elif reconnecting.open is not None:
+                health.link_expires_at = reconnecting.open.expires_at
         elif configured and health.renew_by is not None:
             if (account := await still_there(health)) is None:
                 continue

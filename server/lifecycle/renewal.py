@@ -48,11 +48,19 @@ class Renewal:
     open: MagicLink | None = None
 
 
-async def renewal_link(executor: Executor, vault: Vault, account: ConnectedAccount, *, issued_by: str = "operator") -> Renewal:
-    """A reauth link for the account's owner that puts new credentials on this account before the refresh token
-    ends — unless one issued for that is still open (by whoever asked first: the operator's `grantkeeper check` or
-    the owner's own agent listing their accounts), so repeated checks and listings do not pile up links."""
-    live = await in_vault_thread(vault.links.open_link, account.id, RENEWAL_REASON, now=utcnow())
+async def renewal_link(
+    executor: Executor,
+    vault: Vault,
+    account: ConnectedAccount,
+    *,
+    reason: str = RENEWAL_REASON,
+    issued_by: str = "operator",
+) -> Renewal:
+    """A reauth link for the account's owner that puts new credentials on this account before its grant ends (its
+    refresh token's fixed end, or — `reason` "no_refresh_token" — its access token's) — unless one issued for that
+    reason is still open (by whoever asked first: the operator's `grantkeeper check` or the owner's own agent
+    listing their accounts), so repeated checks and listings do not pile up links."""
+    live = await in_vault_thread(vault.links.open_link, account.id, reason, now=utcnow())
     if live is not None:
         return Renewal(open=live)
-    return Renewal(issued=await executor.issue_link(account, "reauth", RENEWAL_REASON, issued_by=issued_by))
+    return Renewal(issued=await executor.issue_link(account, "reauth", reason, issued_by=issued_by))

@@ -52,6 +52,8 @@ async def test_a_grant_without_refresh_token_is_warned_about_listed_as_such_and_
         incidents = vault_rows(runtime)["alert_incident"]
         works = await call(client, "acme_list_projects", {})
         listing = await client.call_tool("accounts_list", {})
+        listed_again = await call(client, "accounts_list", {})
+        reconnect_links = [link for link in vault_rows(runtime)["magic_link"] if link["account_id"] == account.id]
         await HealthMonitor(runtime.settings, runtime.vault, runtime.executor, runtime.events).check(account, trigger="test")
         due = [event for event in runtime.vault.events.recent(account_id=account.id, kind="reconnect_due")]
 
@@ -79,6 +81,10 @@ async def test_a_grant_without_refresh_token_is_warned_about_listed_as_such_and_
     text = listing.content[0].text
     assert "will need the user at" in text and row["reconnect_link"] in text
     assert "acme/default: active\n" not in text + "\n"
+    # Listing again while that link is open offers no second one: it says when the open one expires.
+    again_acme = next(a for a in listed_again["accounts"] if a["connector"] == "acme")
+    assert again_acme["reconnect_link"] is None and again_acme["link_expires_at"] == row["link_expires_at"]
+    assert len(reconnect_links) == 2  # the first connect's link, and the one reconnect link
     assert len(due) == 1 and due[0].severity == "warning"
 
     assert outcome_of(again) == "reconnected"
