@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from server import retry_policy
+from server.monitoring.logging import configure_logging
 from server.runtime import Runtime
 from server.settings import Settings
 from simulators import (
@@ -22,6 +24,7 @@ from simulators import (
 )
 from simulators.environment import simulator_environment
 from tests.support import databases
+from tests.support.logs import logging_restored
 
 TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("=")
 
@@ -29,6 +32,15 @@ TEST_VAULT_KEY = "test:" + base64.urlsafe_b64encode(b"k" * 32).decode().rstrip("
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def log_output() -> Iterator[io.StringIO]:
+    """Every line logged during the test, as debug-level JSON: for the tests that search the logs for secrets."""
+    stream = io.StringIO()
+    with logging_restored():
+        configure_logging("debug", "json", stream)
+        yield stream
 
 
 @pytest.fixture

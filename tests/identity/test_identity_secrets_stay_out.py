@@ -4,18 +4,13 @@ state or consent request token appears in the log (debug level, JSON) or in any 
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-
 import httpx2
 import pytest
 
-from server.monitoring.logging import configure_logging
 from simulators import sign_in_over_http
 from tests.identity.conftest import Browser, query_of
 from tests.identity.test_signed_in_isolation import REDIRECT_URI
 from tests.support.databases import database_url_on_both as database_url  # noqa: F401 - fixture override
-from tests.support.logs import logging_restored
 
 pytestmark = pytest.mark.anyio
 
@@ -24,14 +19,6 @@ pytestmark = pytest.mark.anyio
 def env(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("GRANTKEEPER_MCP_AUTHORIZATION", "grantkeeper")
     return {**env, "GRANTKEEPER_MCP_AUTHORIZATION": "grantkeeper"}
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    with logging_restored():
-        configure_logging("debug", "json", stream)
-        yield stream
 
 
 async def test_no_identity_secret_in_logs_pages_or_errors(runtime, web, idp, log_output):

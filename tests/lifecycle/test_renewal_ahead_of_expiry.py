@@ -10,21 +10,16 @@ import anyio
 import pytest
 
 from server.background import health_monitor
-from simulators import GitHubSimulator, SimulatorServer
 from simulators.person import link_user
 from simulators.seeding import seed_account
 from tests.server.test_cli import grantkeeper
+from tests.support import renewal_world
 from tests.support.web import outcome_of, vault_rows, web_server
 
 pytestmark = pytest.mark.anyio
-REFRESH_LIFETIME = 600  # the simulator's refresh tokens end ten minutes after they are issued
-GITHUB_ALICE = "1"  # the simulator's default user
-
-
-@pytest.fixture
-def github_sim(github_server: SimulatorServer) -> GitHubSimulator:
-    github_server.app = GitHubSimulator(access_ttl=3600, refresh_ttl=REFRESH_LIFETIME)
-    return github_server.app
+REFRESH_LIFETIME = renewal_world.REFRESH_LIFETIME
+GITHUB_ALICE = renewal_world.GITHUB_ALICE
+github_sim = renewal_world.github_sim_with_ending_refresh_tokens
 
 
 async def check(env: dict[str, str]) -> tuple[str, str]:

@@ -4,16 +4,12 @@ link is spent, with the vault unchanged row for row; the owner's own browser sti
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from server.execute import Caller
-from server.monitoring.logging import configure_logging
-from tests.support.logs import logging_restored
 from tests.support.web import outcome_of, vault_rows
 
 pytestmark = pytest.mark.anyio
@@ -125,14 +121,6 @@ async def test_clients_without_browser_headers_still_need_the_token(runtime, sla
     token = await page_token(user, link)
     started = await user.client.post(link, data={"csrf_token": token})  # no Origin, no Sec-Fetch-Site: curl
     assert started.status_code == 303 and "/authorize?" in started.headers["location"]
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    with logging_restored():
-        configure_logging("debug", "json", stream)
-        yield stream
 
 
 async def test_pages_refuse_framing_and_the_token_is_never_logged(runtime, slack_sim, web, user, log_output):

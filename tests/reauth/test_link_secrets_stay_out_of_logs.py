@@ -3,28 +3,16 @@ even at debug level, with the SDK's and uvicorn's loggers included."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from server.monitoring.logging import configure_logging
 from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
-from tests.support.logs import logging_restored
 from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    with logging_restored():
-        configure_logging("debug", "json", stream)
-        yield stream
 
 
 async def test_link_token_state_code_and_tokens_never_reach_the_log(runtime, settings, slack_sim, web, user, log_output):

@@ -4,32 +4,20 @@ client's loggers included."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
-
 import pytest
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
 from server.auth import create_api_key
-from server.monitoring.logging import configure_logging, get_logger
+from server.monitoring.logging import get_logger
 from simulators.seeding import seed_account
 from tests.reauth.conftest import SLACK_ALICE
-from tests.support.logs import logging_restored
 from tests.support.web import http_session, web_server
 from tests.web.test_stdio_and_cli_links import stdio_server
 
 pytestmark = pytest.mark.anyio
 CONTENT = "quarterly-numbers-7c1e4d are confidential"
 READ = {"channel": "C0GENERAL", "limit": 5}
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    with logging_restored():
-        configure_logging("debug", "json", stream)
-        yield stream
 
 
 async def test_debug_logs_of_an_http_tool_call_hold_no_result_body(runtime, settings, slack_sim, log_output):

@@ -4,38 +4,21 @@ ending soon, and other people's, get no link; the link reaches no log line, even
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
 
-from server.monitoring.logging import configure_logging
-from simulators import GitHubSimulator, SimulatorServer
 from simulators.person import link_user
 from simulators.seeding import seed_account
-from tests.support.logs import logging_restored
+from tests.support import renewal_world
 from tests.support.mcp import call, mcp_client
 from tests.support.web import outcome_of, vault_rows, web_server
 
 pytestmark = pytest.mark.anyio
-REFRESH_LIFETIME = 600  # the simulator's refresh tokens end ten minutes after they are issued
-GITHUB_ALICE = "1"  # the simulator's default user
-
-
-@pytest.fixture
-def github_sim(github_server: SimulatorServer) -> GitHubSimulator:
-    github_server.app = GitHubSimulator(access_ttl=3600, refresh_ttl=REFRESH_LIFETIME)
-    return github_server.app
-
-
-@pytest.fixture
-def log_output() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    with logging_restored():
-        configure_logging("debug", "json", stream)
-        yield stream
+REFRESH_LIFETIME = renewal_world.REFRESH_LIFETIME
+GITHUB_ALICE = renewal_world.GITHUB_ALICE
+github_sim = renewal_world.github_sim_with_ending_refresh_tokens
 
 
 def entry(listing: dict, label: str) -> dict:
