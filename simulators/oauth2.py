@@ -22,8 +22,8 @@ OpenID Connect mode (`oidc=True`), what a declared OIDC provider needs from a st
   `prompt=consent`; `refresh_tokens="never"` (or the `refresh_tokens` fault) refuses them altogether.
 - RFC 9207 `iss` in every authorization response.
 - `private_key_jwt` client authentication (RFC 7523 §2.2) against a registered public key.
-- Faults to forge what a client must refuse: `id_token` (wrong_issuer, wrong_audience, bad_signature, expired,
-  wrong_nonce) and `rewrite_iss`.
+- Faults to forge what a client must refuse: `id_token` (wrong_issuer, wrong_audience, wrong_authorized_party,
+  bad_signature, expired, wrong_nonce, no_nonce, no_subject, unsigned, garbage) and `rewrite_iss`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,18 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 OIDC_METADATA_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/oauth/jwks"
-ID_TOKEN_FAULTS = ("wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce", "unsigned", "garbage")
+ID_TOKEN_FAULTS = (
+    "wrong_issuer",
+    "wrong_audience",
+    "wrong_authorized_party",
+    "bad_signature",
+    "expired",
+    "wrong_nonce",
+    "no_nonce",
+    "no_subject",
+    "unsigned",
+    "garbage",
+)
 JWKS_FAULTS = ("huge", "malformed", "error")
 RefreshTokenPolicy = Literal["always", "offline_consent", "never"]
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -395,8 +406,14 @@ class OAuth2Simulator(ProviderSimulator):
                 claims["aud"] = "another-client"
             case "expired":
                 claims["iat"], claims["exp"] = now - 7200, now - 3600
+            case "wrong_authorized_party":  # for us among others, but presented by another client
+                claims["aud"], claims["azp"] = [self.client_id, "another-client"], "another-client"
             case "wrong_nonce":
                 claims["nonce"] = "not-the-nonce-that-was-sent"
+            case "no_nonce":
+                claims.pop("nonce", None)
+            case "no_subject":
+                claims.pop("sub")
             case "bad_signature":
                 key = RSAKey.generate_key(2048, parameters={"kid": kid_of(self.signing_key)})  # same kid, another key
             case "unsigned":  # alg "none": a token anyone could have written

@@ -1,8 +1,8 @@
-"""The one verifier of JWTs signed by someone else's keys: the sign-in IdP's id_tokens (server/identity/oidc.py),
-an external authorization server's access tokens (server/identity/resource_server.py) and a declared provider's
-id_tokens (server/lifecycle/oidc.py). The signature against the issuer's JWKS (cached, re-fetched once when a token
-names a key it has not seen: rotation) under an allow-list of algorithms that never holds `none`; then issuer,
-audience, expiry and not-before. Callers add their protocol's own claims (nonce, azp, …) on top.
+"""The one verifier of JWTs signed by someone else's keys: an external authorization server's access tokens
+(server/identity/resource_server.py) and OpenID Connect id_tokens, the sign-in IdP's and declared providers' alike
+(server/identity/id_token.py, which adds OIDC's own claims: azp, iat, nonce, sub). The signature against the
+issuer's JWKS (cached, re-fetched once when a token names a key it has not seen: rotation) under an allow-list of
+algorithms that never holds `none`; then issuer, audience, expiry and not-before.
 
     keys = JwksCache(http, jwks_url)
     claims = await verify_jwt(token, keys, issuer=..., audience=..., algorithms=("RS256",))

@@ -59,7 +59,11 @@ async def test_the_session_cookie_is_httponly_and_lax(web, browser_factory, idp)
         ({"alg": "none"}, "id_token_algorithm_not_allowed"),
         ({"bad_signature": True}, "id_token_bad_signature"),
         ({"unknown_kid": True}, "id_token_unknown_key"),
-        ({"nonce": "replayed-nonce"}, "id_token_nonce_mismatch"),
+        ({"nonce": "replayed-nonce"}, "id_token_wrong_nonce"),
+        ({"nonce": None}, "id_token_wrong_nonce"),  # no nonce at all
+        ({"extra": {"iat": 4_000_000_000}}, "id_token_issued_in_future"),
+        ({"extra": {"sub": None}}, "id_token_no_subject"),
+        ({"extra": {"sub": "x" * 256}}, "id_token_no_subject"),
     ],
 )
 async def test_a_bad_id_token_opens_no_session(runtime, web, browser_factory, idp: OIDCSimulator, bend, reason):
@@ -67,6 +71,17 @@ async def test_a_bad_id_token_opens_no_session(runtime, web, browser_factory, id
     page = await browser_factory().sign_in(web, "alice")
     assert page.status_code == 502 and outcome_of(page) == "signin_failed" and reason in page.text
     assert sessions(runtime) == []
+
+
+async def test_an_id_token_for_several_audiences_must_name_us_as_authorized_party(
+    runtime, web, browser_factory, idp: OIDCSimulator
+):
+    idp.bend_next_id_token = {"aud": [idp.client_id, "another-client"], "extra": {"azp": "another-client"}}
+    page = await browser_factory().sign_in(web, "alice")
+    assert page.status_code == 502 and "id_token_wrong_authorized_party" in page.text
+    assert sessions(runtime) == []
+    idp.bend_next_id_token = {"aud": [idp.client_id, "another-client"]}  # azp: this client, as the simulator sends
+    assert outcome_of(await browser_factory().sign_in(web, "alice")) == "signed_in"
 
 
 async def test_rfc9207_iss_must_match_when_the_provider_offers_it(runtime, web, browser_factory):

@@ -49,7 +49,7 @@ def serve(env, oauth2_server: SimulatorServer, isolated_environment: Path, monke
     return start
 
 
-EXPECTED_REASON = {"unsigned": "algorithm_not_allowed", "garbage": "malformed"}
+EXPECTED_REASON = {"unsigned": "algorithm_not_allowed", "garbage": "malformed", "no_nonce": "wrong_nonce"}
 
 
 def unchanged_except_links(before: dict, after: dict) -> dict:
@@ -95,7 +95,19 @@ async def test_with_a_health_probe_the_probe_names_the_account_and_the_id_token_
 
 
 @pytest.mark.parametrize(
-    "fault", ["wrong_issuer", "wrong_audience", "bad_signature", "expired", "wrong_nonce", "unsigned", "garbage"]
+    "fault",
+    [
+        "wrong_issuer",
+        "wrong_audience",
+        "wrong_authorized_party",
+        "bad_signature",
+        "expired",
+        "wrong_nonce",
+        "no_nonce",
+        "no_subject",
+        "unsigned",
+        "garbage",
+    ],
 )
 async def test_a_forged_id_token_is_refused_and_nothing_is_written(serve, fault):
     sim = serve()
