@@ -75,6 +75,7 @@ class ToolCall:
     """The call being run, as the recording needs it: set by `Toolset.call`, read by `Toolset.run`."""
 
     tool: str
+    toolset: Toolset
     refused: bool = False  # refused for its arguments before it ran: its latency is not the tool's
 
 
@@ -120,6 +121,9 @@ class Toolset:
     @staticmethod
     def of(ctx: Context) -> Toolset:
         """The toolset serving the call `ctx` belongs to."""
+        call = _current_call.get()
+        if call is not None:  # the usual way in: cheaper than the context's server, a pydantic private attribute
+            return call.toolset
         toolset = getattr(ctx.mcp_server, "toolset", None)  # set by server/app.py install_tools
         if not isinstance(toolset, Toolset):
             raise TypeError("grantkeeper's tools run on a server with a Toolset installed")
@@ -148,7 +152,7 @@ class Toolset:
         """Run one tool call through the MCP server and count it: the one place a call is recorded in metrics."""
         if exposed not in self.registered:
             return await call_tool()  # the SDK answers an unknown name; counting it would let callers mint labels
-        current = ToolCall(self.registered[exposed])
+        current = ToolCall(self.registered[exposed], self)
         token = _current_call.set(current)
         started = time.perf_counter()
         try:

@@ -53,6 +53,12 @@ def _no_provider() -> bool:
     """Whether no SDK tracer provider is installed (yet): then every span would be a no-op carrying its parent's
     context, so the helpers below skip making one. Asked on every span, not cached, because a provider may be
     installed at any time (`configure_exporting`, a test's in-memory exporter)."""
+    # The proxy tracer resolves to the installed provider's tracer, or to a no-op one, without the environment
+    # look-up that `get_tracer_provider` makes each time (a tool call asks three times). Not a proxy (a provider
+    # was installed before this module loaded), or a future API without `_tracer`: ask the public way.
+    resolved = getattr(_TRACER, "_tracer", None) if isinstance(_TRACER, trace.ProxyTracer) else None
+    if resolved is not None:
+        return isinstance(resolved, trace.NoOpTracer)
     return isinstance(trace.get_tracer_provider(), _NO_OP_PROVIDERS)
 
 
