@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import anyio
 import httpx2
 from pydantic import ValidationError
 
@@ -20,6 +19,7 @@ from server import failures
 from server.bounded_read import ResponseTooLarge, read_response_bounded
 from server.cache import RevalidatingCache
 from server.connectors import Connector
+from server.deadlines import CallDeadlineError
 from server.lifecycle.account_status import change_status
 from server.lifecycle.auth import ProviderAuth
 from server.lifecycle.tokens import TokenManager
@@ -80,7 +80,7 @@ class ProviderSession:
         self.executor = executor
         self.account = account
         self.connector = connector
-        self.deadline = deadline  # on anyio's clock; None: no tool-call deadline
+        self.deadline = deadline  # on the event loop's clock; None: no tool-call deadline
         self.write_sent = False
         self.answered = False
 
@@ -93,7 +93,7 @@ class ProviderSession:
         )
 
     def time_left(self) -> float:
-        return math.inf if self.deadline is None else self.deadline - anyio.current_time()
+        return math.inf if self.deadline is None else self.deadline - asyncio.get_running_loop().time()
 
     def _note_retry(self, failed_attempts: int, error: BaseException | None) -> None:
         self.executor.log.info(
@@ -125,12 +125,17 @@ class ProviderSession:
         if not call.idempotent:  # only a write's outcome depends on it; reads skip httpcore's trace calls
             request.extensions["trace"] = note_sending
 
+        call_ends_first = False  # whether the current attempt's timer is the call's deadline, not the request's
+
         async def exchange(request: httpx2.Request) -> httpx2.Response:
-            nonlocal sent
+            nonlocal sent, call_ends_first
             sent = False
-            async with pool.connection() as client:
-                # asyncio's own deadline (the server runs on asyncio only): two per call, at half an anyio scope's cost
-                async with asyncio.timeout(settings.api_timeout_seconds):
+            # One timer for both deadlines (asyncio's own: the server runs on asyncio only): the request's, or the
+            # call's when that comes first. Waiting for one of the connector's connections counts.
+            request_ends = asyncio.get_running_loop().time() + settings.api_timeout_seconds
+            call_ends_first = self.deadline is not None and self.deadline <= request_ends
+            async with asyncio.timeout_at(self.deadline if call_ends_first else request_ends):
+                async with pool.connection() as client:
                     streamed = await client.send(request, stream=True)
                     try:
                         response = await read_response_bounded(streamed, limit, cut=call.cut_at_bound)
@@ -142,8 +147,12 @@ class ProviderSession:
         executor = self.executor
         auth = ProviderAuth(executor.tokens, executor.vault, executor.events, self.account, connector)
         try:
-            return await auth.send(request, exchange, idempotent=call.idempotent)
+            return await auth.send(request, exchange, idempotent=call.idempotent, deadline=self.deadline)
+        except CallDeadlineError:
+            raise
         except TimeoutError:
+            if call_ends_first:
+                raise CallDeadlineError("the tool call's deadline passed during a request") from None
             message = f"{name} did not answer within {settings.api_timeout_seconds:g} s."
             if sent and not call.idempotent:
                 raise failures.AmbiguousWriteError("timeout", message) from None
@@ -250,11 +259,11 @@ class Executor:
         if connector.missing_base_url:
             return self._not_configured(connector, account.display_name)
         deadline = self.settings.tool_call_deadline_seconds
-        session = ProviderSession(self, account, connector, deadline=anyio.current_time() + deadline)
+        # No timer of the call's own: each of its waits is bounded by this deadline where it happens (deadlines.py).
+        session = ProviderSession(self, account, connector, deadline=asyncio.get_running_loop().time() + deadline)
         name = connector.spec.display_name
         try:
-            async with asyncio.timeout(deadline):
-                result = await operation(session)
+            result = await operation(session)
             if account.status != AccountStatus.ACTIVE:
                 self.forget_account(account)
                 await change_status(self.vault, self.events, account, AccountStatus.ACTIVE, None)
@@ -272,7 +281,7 @@ class Executor:
             return failure_result(
                 failures.InvalidInputError(refused.reason, str(refused)), connector=connector.name, account=account.display_name
             )
-        except TimeoutError:
+        except TimeoutError:  # CallDeadlineError, or a timeout nothing below turned into a failure
             # The whole call, retries and waits included, ran out of time: the agent may try again later.
             return failure_result(
                 failures.UpstreamCallError(

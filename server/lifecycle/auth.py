@@ -17,6 +17,7 @@ import httpx2
 from providers.base import Classification, Verdict
 from server import failures
 from server.connectors import Connector
+from server.deadlines import within_call
 from server.lifecycle.account_status import change_status
 from server.lifecycle.tokens import RefreshTrigger, TokenManager
 from server.monitoring import tracing
@@ -42,10 +43,13 @@ class ProviderAuth:
         self.account = account
         self.connector = connector
 
-    async def send(self, request: httpx2.Request, send: Send, *, idempotent: bool) -> httpx2.Response:
+    async def send(
+        self, request: httpx2.Request, send: Send, *, idempotent: bool, deadline: float | None = None
+    ) -> httpx2.Response:
         """`send(request)` with a fresh token, and once more after a refresh when the token was refused; returns
-        the OK answer (already read) or raises the failure the last answer's verdict calls for."""
-        snapshot = await self.tokens.fresh_token(self.account)
+        the OK answer (already read) or raises the failure the last answer's verdict calls for. A refresh this
+        waits for ends by the tool call's `deadline` (`CallDeadlineError`)."""
+        snapshot = await self.tokens.fresh_token(self.account, deadline=deadline)
         response, verdict = await self._send_with(snapshot, request, send)
         if verdict.verdict in REFRESH_AND_SEND_AGAIN:
             await self.events.record(
@@ -55,7 +59,8 @@ class ProviderAuth:
                 provider_error=verdict.reason,
                 version=snapshot.version,
             )
-            snapshot = await self.tokens.refresh(self.account, snapshot.version, trigger=RefreshTrigger.REACTIVE)
+            async with within_call(deadline):
+                snapshot = await self.tokens.refresh(self.account, snapshot.version, trigger=RefreshTrigger.REACTIVE)
             with tracing.side_span("provider_retry", connector=self.connector.name, trigger=RefreshTrigger.REACTIVE) as span:
                 response, verdict = await self._send_with(snapshot, request, send)
                 tracing.annotate(span, http_status=response.status_code, verdict=verdict.verdict.value)

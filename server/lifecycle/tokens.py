@@ -25,6 +25,7 @@ import anyio
 from providers.base import TokenVerdict
 from server.cache import RevalidatingCache
 from server.connectors import Connector
+from server.deadlines import within_call
 from server.failures import AdminActionRequiredError, GrantGoneError, UpstreamCallError
 from server.lifecycle.crashpoints import crash_point
 from server.lifecycle.grants import credential_write
@@ -111,9 +112,9 @@ class TokenManager:
         self._cache.forget(account_id)
 
     # ---- deciding -----------------------------------------------------------------------------------
-    async def fresh_token(self, account: ConnectedAccount) -> CredentialSnapshot:
-        """A token that is good for this call: refreshed first when (nearly) expired, refreshed in the background
-        once 75 % of its lifetime has passed."""
+    async def fresh_token(self, account: ConnectedAccount, *, deadline: float | None = None) -> CredentialSnapshot:
+        """A token that is good for this call: refreshed first when (nearly) expired — ending by the tool call's
+        `deadline` (server/deadlines.py) — refreshed in the background once 75 % of its lifetime has passed."""
         snapshot = await self.current(account)
         now = self.clock()
         if snapshot.access_expires_at is not None:
@@ -122,7 +123,8 @@ class TokenManager:
                 if snapshot.refresh_token is None and now < snapshot.access_expires_at:
                     return snapshot
                 # Without a refresh token this declares the grant dead (with its reason), once, for the fleet.
-                return await self.refresh(account, snapshot.version, trigger=RefreshTrigger.EXPIRY)
+                async with within_call(deadline):
+                    return await self.refresh(account, snapshot.version, trigger=RefreshTrigger.EXPIRY)
         if snapshot.refresh_due_at is not None and now >= snapshot.refresh_due_at and snapshot.refresh_token:
             self.refresh_in_background(account, snapshot.version, trigger=RefreshTrigger.PROACTIVE)
         return snapshot

@@ -114,3 +114,24 @@ async def test_a_retry_after_longer_than_the_time_left_is_returned_not_waited_ou
 
     assert result == {**result, "status": "rate_limited", "retry_after_seconds": 5.0}
     assert slack_sim.counters.api_requests == 1
+
+
+@pytest.mark.parametrize("refresh", ["expiry", "reactive"])
+async def test_a_refresh_the_call_waits_for_ends_at_the_call_deadline_and_finishes_behind_it(env, slack_sim, refresh):
+    # The token endpoint takes 3 s, well within the refresh's own 10 s deadline but not within this call's 1 s.
+    async with runtime_with(env, tool_call_deadline_seconds=1, api_timeout_seconds=30, refresh_timeout_seconds=10) as runtime:
+        account = seed_account(runtime.settings, runtime.vault, "slack", slack_sim.issue_grant(), expired=refresh == "expiry")
+        if refresh == "reactive":
+            slack_sim.expire_access_tokens()  # refused by the provider, though our copy says it is good
+        slack_sim.token_endpoint_latency(3)
+        async with mcp_client(runtime) as client:
+            late = await call(client, "slack_read_channel", READ)
+            # The refresh the call gave up waiting for goes on: the next call uses what it stored (or joins it).
+            assert await anyio.to_thread.run_sync(slack_sim.counters.wait_for, "refreshes_ok", 1)
+            after = await call(client, "slack_read_channel", READ)
+        stored = runtime.vault.credentials.read(account.id)
+
+    assert late == {**late, "status": "upstream_error", "reason": "timeout", "retryable": True, "outcome_unknown": False}
+    assert "deadline (1 s)" in late["next_step"]
+    assert after["status"] == "ok" and stored.version == 2  # rotated once, stored once: nothing lost
+    assert slack_sim.counters.token_requests == 1 and slack_sim.counters.reuse_detections == 0
