@@ -9,8 +9,10 @@
   (c)  the grantkeeper tool (vault, lifecycle, classification, retries) through the same in-memory client
 
 Prints p50/p99 of each and the ratios c/b (the cost of vault + lifecycle; goal <= 1.05), c/b0 and c/a: pooled over
-every call, and paired — the ratio of p50s within each round, whose median moves far less with a shared machine's
-drift than the pooled figure does (each round's contenders run within a second of each other).
+every call, and paired — the ratio of p50s within each round, whose median moves less with a shared machine's
+drift than the pooled figure does (each round's contenders run within a second of each other). Last, the CPU time
+per call of the whole process (every thread: the simulator's, grantkeeper's audit writer's), which scheduling noise
+moves least of all.
 
     .venv/bin/python bench/tool_call_overhead.py [--calls 2000]
 """
@@ -127,6 +129,7 @@ async def measure(calls: int, rounds: int) -> None:
             }
             samples: dict[str, list[float]] = {name: [] for name in contenders}
             per_round_p50: dict[str, list[float]] = {name: [] for name in contenders}
+            cpu_seconds: dict[str, float] = {name: 0.0 for name in contenders}  # every thread's: the simulator's too
             for run in contenders.values():  # warm-up
                 for _ in range(100):
                     await run()
@@ -134,21 +137,23 @@ async def measure(calls: int, rounds: int) -> None:
             for _ in range(rounds):  # interleaved rounds, so drift hits every contender alike
                 for name, run in contenders.items():
                     this_round = []
+                    cpu_started = time.process_time()
                     for _ in range(per_round):
                         started = time.perf_counter()
                         await run()
                         this_round.append(time.perf_counter() - started)
+                    cpu_seconds[name] += time.process_time() - cpu_started
                     samples[name] += this_round
                     per_round_p50[name].append(statistics.median(this_round))
         await http.aclose()
         await runtime.aclose()
         assert sim.counters.token_requests == 0
 
-    print(f"{'':18}{'calls':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}")
+    print(f"{'':18}{'calls':>7}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'CPU ms':>10}")
     for name, values in samples.items():
         print(
             f"{name:18}{len(values):>7}{percentile(values, 0.5) * 1e3:>10.3f}{percentile(values, 0.99) * 1e3:>10.3f}"
-            f"{statistics.fmean(values) * 1e3:>10.3f}"
+            f"{statistics.fmean(values) * 1e3:>10.3f}{cpu_seconds[name] / len(values) * 1e3:>10.3f}"
         )
     a, b, b0, c = (samples[name] for name in contenders)
     ra, rb, rb0, rc = (per_round_p50[name] for name in contenders)
@@ -166,6 +171,8 @@ async def measure(calls: int, rounds: int) -> None:
             f"{label:5} p50 {p50:.3f}  p99 {p99:.3f}  mean {statistics.fmean(num) / statistics.fmean(den):.3f}  "
             f"| {statistics.median(paired):.3f} ({paired[0]:.3f}–{paired[-1]:.3f})"
         )
+    b_cpu, c_cpu = cpu_seconds["b bare MCPServer"] / len(b), cpu_seconds["c grantkeeper"] / len(c)
+    print(f"CPU per call, every thread (simulator, audit writer): c/b {c_cpu / b_cpu:.3f}, c - b {(c_cpu - b_cpu) * 1e6:.0f} µs")
 
 
 def main() -> None:
