@@ -33,6 +33,7 @@ from server.retry_policy import RetryPolicy
 from server.settings import Settings
 from server.vault import AccountExistsError, AccountStatus, ConnectedAccount, Vault, VaultIntegrityError
 from server.vault.crypto import new_secret_token
+from server.vault.models import MagicLink
 from server.vault.threads import in_vault_thread
 
 T = TypeVar("T", bound=Ok)
@@ -471,4 +472,25 @@ class Executor:
             ttl=ttl,
             issued_by=issued_by,
         )
+        return self._issued(token, record)
+
+    async def issue_link_unless_open(
+        self, account: ConnectedAccount, purpose: str, reason: str, *, issued_by: str
+    ) -> MagicLinkIssued | None:
+        """A new link, unless the account has an open one for `reason` already (None then): one live link per
+        cause, however many callers ask at once."""
+        token = new_secret_token()
+        ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
+        record = await in_vault_thread(
+            self.vault.links.create_unless_open,
+            token=token,
+            account=account,
+            purpose=purpose,
+            reason=reason,
+            ttl=ttl,
+            issued_by=issued_by,
+        )
+        return None if record is None else self._issued(token, record)
+
+    def _issued(self, token: str, record: MagicLink) -> MagicLinkIssued:
         return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at, record.id)

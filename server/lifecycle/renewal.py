@@ -60,7 +60,7 @@ async def renewal_link(
     refresh token's fixed end, or — `reason` "no_refresh_token" — its access token's) — unless one issued for that
     reason is still open (by whoever asked first: the operator's `grantkeeper check` or the owner's own agent
     listing their accounts), so repeated checks and listings do not pile up links."""
-    live = await in_vault_thread(vault.links.open_link, account.id, reason, now=utcnow())
-    if live is not None:
-        return Renewal(open=live)
-    return Renewal(issued=await executor.issue_link(account, "reauth", reason, issued_by=issued_by))
+    issued = await executor.issue_link_unless_open(account, "reauth", reason, issued_by=issued_by)
+    if issued is not None:
+        return Renewal(issued=issued)
+    return Renewal(open=await in_vault_thread(vault.links.open_link, account.id, reason, now=utcnow()))

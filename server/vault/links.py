@@ -24,6 +24,35 @@ class ReauthorizationOutcome(StrEnum):
     ACCOUNT_DISABLED = "account_disabled"
 
 
+def _new_link(
+    token: str, account: ConnectedAccount, purpose: str, reason: str | None, ttl: timedelta, issued_by: str
+) -> MagicLink:
+    return MagicLink(
+        token_hash=hash_token(token),
+        account_id=account.id,
+        purpose=purpose,
+        org=account.org,
+        user=account.user,
+        reason=reason,
+        expires_at=utcnow() + ttl,
+        issued_by=issued_by,
+    )
+
+
+def _open_links(account_id: str, reason: str, now: datetime) -> Any:
+    """The account's links for `reason` that can still be opened (unused, unexpired), newest first."""
+    return (
+        select(MagicLink)
+        .where(
+            col(MagicLink.account_id) == account_id,
+            col(MagicLink.reason) == reason,
+            col(MagicLink.used_at).is_(None),
+            col(MagicLink.expires_at) > now,
+        )
+        .order_by(col(MagicLink.created_at).desc())
+    )
+
+
 class MagicLinks:
     """`vault.links`: issue a link, spend it on one authorization flow, complete the flow, prune dead links."""
 
@@ -41,17 +70,34 @@ class MagicLinks:
         ttl: timedelta,
         issued_by: str = "agent",
     ) -> MagicLink:
-        link = MagicLink(
-            token_hash=hash_token(token),
-            account_id=account.id,
-            purpose=purpose,
-            org=account.org,
-            user=account.user,
-            reason=reason,
-            expires_at=utcnow() + ttl,
-            issued_by=issued_by,
-        )
+        link = _new_link(token, account, purpose, reason, ttl, issued_by)
         with open_session(self.engine) as session:
+            session.add(link)
+            session.commit()
+        return link
+
+    def create_unless_open(
+        self,
+        *,
+        token: str,
+        account: ConnectedAccount,
+        purpose: str,
+        reason: str,
+        ttl: timedelta,
+        issued_by: str,
+    ) -> MagicLink | None:
+        """As `create`, unless the account already has an open link for `reason` (then None). The look and the
+        insert are one transaction that first takes the account's row for writing, so callers asking at the same
+        moment — in this process or another — make one link between them."""
+        with open_session(self.engine) as session:
+            # A write that changes nothing: PostgreSQL locks the row, SQLite the database, until this commits.
+            taken = rows_changed(
+                session, update(ConnectedAccount).where(col(ConnectedAccount.id) == account.id).values(id=account.id)
+            )
+            if taken == 0 or session.exec(_open_links(account.id, reason, utcnow())).first() is not None:
+                session.rollback()
+                return None
+            link = _new_link(token, account, purpose, reason, ttl, issued_by)
             session.add(link)
             session.commit()
         return link
@@ -64,16 +110,7 @@ class MagicLinks:
         """The account's newest link for `reason` that can still be opened (unused, unexpired), if any: a caller
         that wants one live link per cause issues another only without it."""
         with open_session(self.engine) as session:
-            return session.exec(
-                select(MagicLink)
-                .where(
-                    col(MagicLink.account_id) == account_id,
-                    col(MagicLink.reason) == reason,
-                    col(MagicLink.used_at).is_(None),
-                    col(MagicLink.expires_at) > now,
-                )
-                .order_by(col(MagicLink.created_at).desc())
-            ).first()
+            return session.exec(_open_links(account_id, reason, now)).first()
 
     def find_by_state(self, state: str) -> MagicLink | None:
         with open_session(self.engine) as session:

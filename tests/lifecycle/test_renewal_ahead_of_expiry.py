@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from server.background import health_monitor
+from server.lifecycle import renewal
 from simulators.person import link_user
 from simulators.seeding import seed_account
 from tests.server.test_cli import grantkeeper
@@ -92,3 +93,23 @@ async def test_one_renewal_link_per_account_renews_it_ahead_of_time_and_no_link_
     )
     for text in (recorded, first_log, again_log):
         assert token not in text and "/connect/" not in text
+
+
+async def test_callers_asking_at_the_same_moment_get_one_renewal_link_between_them(runtime, settings, github_sim):
+    account = seed_account(
+        settings, runtime.vault, "github", github_sim.issue_grant(), lifetime_used=0.1, provider_account_id=GITHUB_ALICE
+    )
+    askers = 8  # each in a worker thread of its own, as `check` and agents listing their accounts would be
+    renewals: list[renewal.Renewal] = []
+
+    async def ask() -> None:
+        renewals.append(await renewal.renewal_link(runtime.executor, runtime.vault, account, issued_by="agent"))
+
+    async with anyio.create_task_group() as group:
+        for _ in range(askers):
+            group.start_soon(ask)
+
+    links = [row for row in vault_rows(runtime)["magic_link"] if row["account_id"] == account.id]
+    issued = [r.issued for r in renewals if r.issued is not None]
+    assert len(links) == len(issued) == 1
+    assert sorted(r.open.id for r in renewals if r.open is not None) == [issued[0].link_id] * (askers - 1)
