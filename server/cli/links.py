@@ -138,7 +138,8 @@ async def _renewal(runtime: Runtime, account: ConnectedAccount, ends_at: datetim
     ending = f", but its refresh token ends {ends_at:%Y-%m-%d %H:%M} UTC"
     renewing = await renewal.renewal_link(runtime.executor, runtime.vault, account)
     if renewing.issued is None:
-        assert renewing.open is not None
+        if renewing.open is None:
+            return f"{ending}; the account was removed meanwhile"
         return (
             f"{ending}; a renewal link issued {renewing.open.created_at:%H:%M} UTC is open until "
             f"{renewing.open.expires_at:%H:%M} UTC (`grantkeeper link {account.connector} --org {account.org} "

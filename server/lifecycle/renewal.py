@@ -42,7 +42,8 @@ def next_step(account: ConnectedAccount) -> str:
 
 @dataclass(frozen=True)
 class Renewal:
-    """A new link (`issued`: its URL, shown once), or the live one issued before (`open`: no URL any more)."""
+    """A new link (`issued`: its URL, shown once), or the live one issued before (`open`: no URL any more); neither
+    when the account was removed meanwhile."""
 
     issued: MagicLinkIssued | None = None
     open: MagicLink | None = None
@@ -60,7 +61,11 @@ async def renewal_link(
     refresh token's fixed end, or — `reason` "no_refresh_token" — its access token's) — unless one issued for that
     reason is still open (by whoever asked first: the operator's `grantkeeper check` or the owner's own agent
     listing their accounts), so repeated checks and listings do not pile up links."""
-    issued = await executor.issue_link_unless_open(account, "reauth", reason, issued_by=issued_by)
-    if issued is not None:
-        return Renewal(issued=issued)
-    return Renewal(open=await in_vault_thread(vault.links.open_link, account.id, reason, now=utcnow()))
+    for _ in range(2):  # the open link may be used or expire between the two looks: then issue once more
+        issued = await executor.issue_link_unless_open(account, "reauth", reason, issued_by=issued_by)
+        if issued is not None:
+            return Renewal(issued=issued)
+        live = await in_vault_thread(vault.links.open_link, account.id, reason, now=utcnow())
+        if live is not None:
+            return Renewal(open=live)
+    return Renewal()  # the account was removed meanwhile
