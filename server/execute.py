@@ -461,16 +461,9 @@ class Executor:
     async def issue_link(
         self, account: ConnectedAccount, purpose: str, reason: str | None, *, issued_by: str = "agent"
     ) -> MagicLinkIssued:
-        token = new_secret_token()
-        ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
+        token, ttl = new_secret_token(), self._link_ttl()
         record = await in_vault_thread(
-            self.vault.links.create,
-            token=token,
-            account=account,
-            purpose=purpose,
-            reason=reason,
-            ttl=ttl,
-            issued_by=issued_by,
+            self.vault.links.create, token=token, account=account, purpose=purpose, reason=reason, ttl=ttl, issued_by=issued_by
         )
         return self._issued(token, record)
 
@@ -479,8 +472,7 @@ class Executor:
     ) -> MagicLinkIssued | None:
         """A new link, unless the account has an open one for `reason` already (None then): one live link per
         cause, however many callers ask at once."""
-        token = new_secret_token()
-        ttl = timedelta(seconds=self.settings.magic_link_ttl_seconds)
+        token, ttl = new_secret_token(), self._link_ttl()
         record = await in_vault_thread(
             self.vault.links.create_unless_open,
             token=token,
@@ -491,6 +483,9 @@ class Executor:
             issued_by=issued_by,
         )
         return None if record is None else self._issued(token, record)
+
+    def _link_ttl(self) -> timedelta:
+        return timedelta(seconds=self.settings.magic_link_ttl_seconds)
 
     def _issued(self, token: str, record: MagicLink) -> MagicLinkIssued:
         return MagicLinkIssued(f"{self.settings.public_url}/connect/{token}", record.expires_at, record.id)
