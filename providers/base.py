@@ -236,8 +236,8 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-def dotted_value(body: Any, dotted: str) -> Any:
-    """`error.code` or `errors.0.reason` in a JSON body; None when absent."""
+def dotted_lookup(body: Any, dotted: str) -> tuple[bool, Any]:
+    """`error.code` or `errors.0.reason` in a JSON body: (found, value), so a present null differs from absence."""
     value = body
     for part in dotted.split("."):
         if isinstance(value, dict) and part in value:
@@ -245,8 +245,13 @@ def dotted_value(body: Any, dotted: str) -> Any:
         elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
             value = value[int(part)]
         else:
-            return None
-    return value
+            return False, None
+    return True, value
+
+
+def dotted_value(body: Any, dotted: str) -> Any:
+    """`error.code` or `errors.0.reason` in a JSON body; None when absent."""
+    return dotted_lookup(body, dotted)[1]
 
 
 def _description(body: dict[str, Any]) -> str | None:

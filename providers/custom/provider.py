@@ -20,11 +20,11 @@ from providers.base import (
     ProviderSpec,
     TokenVerdict,
     Verdict,
+    dotted_lookup,
     json_body,
     retry_after_seconds,
 )
 from providers.custom.declaration import ProviderDeclaration
-from providers.custom.vocabulary import lookup
 
 
 class DeclaredProvider(Provider):
@@ -113,7 +113,7 @@ class DeclaredProvider(Provider):
     def token_error_code(self, body: dict[str, Any]) -> tuple[str | None, str | None]:
         _, description = super().token_error_code(body)
         for path in self.declaration.errors.token_error_fields:
-            found, value = lookup(body, path)
+            found, value = dotted_lookup(body, path)
             if found and isinstance(value, str | int) and not isinstance(value, bool) and str(value):
                 return str(value)[:64], description
         return super().token_error_code(body)
@@ -143,7 +143,7 @@ class DeclaredProvider(Provider):
         probe = self.declaration.health_probe
         if probe is None or probe.account_id_field is None:
             return None, {}
-        found, value = lookup(body, probe.account_id_field)
+        found, value = dotted_lookup(body, probe.account_id_field)
         if not found or value is None or isinstance(value, dict | list):
             return None, {}
         return str(value), {probe.account_id_field: value}

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from providers.base import Verdict
+from providers.base import Verdict, dotted_lookup
 from providers.custom.params import Declaration, Scalar
 
 
@@ -40,26 +40,13 @@ class ApiErrorRule(Declaration):
             return False, None
         if self.field is None:
             return True, None
-        found, value = lookup(body, self.field)
+        found, value = dotted_lookup(body, self.field)
         if not found or value is None:
             return False, None
         if self.equals is None:
             return True, value
         wanted = self.equals if isinstance(self.equals, list) else [self.equals]
         return any(_same(value, w) for w in wanted), value
-
-
-def lookup(body: Any, dotted: str) -> tuple[bool, Any]:
-    """`error.code` or `errors.0.reason` in a JSON body."""
-    value = body
-    for part in dotted.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return False, None
-    return True, value
 
 
 def _same(value: Any, wanted: Any) -> bool:
