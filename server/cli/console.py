@@ -61,6 +61,16 @@ def _relative(moment: datetime | None, now: datetime) -> str:
     return f"in {text}" if seconds >= 0 else f"{text} ago"
 
 
+def _since(given: str | None) -> datetime | None:
+    """`--since` (`30m`, `2h`, `7d`, or an ISO-8601 time) as a moment; a bad one is a usage error (exit 2)."""
+    from server.console.history import BadTimeFilter, parse_since
+
+    try:
+        return parse_since(given, datetime.now(UTC)) if given else None
+    except BadTimeFilter as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from server.connectors import load_connectors
     from server.console.overview import account_rows
@@ -90,7 +100,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
-    from server.console.history import BadTimeFilter, event_line, last_event_id, lifecycle_events, parse_since
+    from server.console.history import event_line, last_event_id, lifecycle_events
     from server.runtime import open_vault
 
     if not 1 <= args.limit <= 1000:
@@ -98,10 +108,7 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
     if not 0.05 <= args.interval <= 3600:
         raise CliError("--interval must be between 0.05 and 3600 seconds")
     vault, _ = open_vault(settings)
-    try:
-        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
-    except BadTimeFilter as exc:
-        raise CliError(str(exc)) from None
+    since = _since(args.since)
     account_ids = [find_account_ref(vault, args.account).id] if args.account else None
     last = last_event_id(vault)  # where following starts: nothing that happens from here on is missed
     recent = lifecycle_events(vault, account_ids=account_ids, min_severity=args.severity, since=since, limit=args.limit)
@@ -119,17 +126,13 @@ def cmd_events(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    from server.console.history import BadTimeFilter, parse_since
     from server.monitoring.audit import AuditTrail
     from server.runtime import open_vault
 
     if not 1 <= args.limit <= 10000:
         raise CliError("--limit must be between 1 and 10000")
     vault, _ = open_vault(settings)
-    try:
-        since = parse_since(args.since, datetime.now(UTC)) if args.since else None
-    except BadTimeFilter as exc:
-        raise CliError(str(exc)) from None
+    since = _since(args.since)
     rows = list(reversed(AuditTrail(vault.engine).rows(since=since, actor=args.actor, limit=args.limit)))
     if args.json:
         print(

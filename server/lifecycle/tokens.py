@@ -273,13 +273,7 @@ class TokenManager:
         if row.refresh_expires_at is not None and now >= row.refresh_expires_at:
             return await self._grant_dead(account, row, "refresh_token_expired", trigger)
         if not connector.configured:
-            await in_vault_thread(
-                self.vault.credentials.release_lease,
-                account.id,
-                self.owner,
-                outcome=RefreshOutcome.FAILED,
-                retry_at=self._retry_at(row),
-            )
+            await self._release_as_failed(account, row)
             raise AdminActionRequiredError("client_not_configured", connector.missing_client or "")
         await self.events.record(EventKind.REFRESH_ATTEMPTED, account, trigger=trigger, version=row.version)
         crash_point("before_provider_call")
@@ -400,13 +394,7 @@ class TokenManager:
             reason = "refresh_interrupted" if interrupted else "refresh_token_revoked"
             return await self._grant_dead(account, row, reason, trigger, provider_error=error.error)
         if error.verdict is TokenVerdict.CLIENT_MISCONFIGURED:
-            await in_vault_thread(
-                self.vault.credentials.release_lease,
-                account.id,
-                self.owner,
-                outcome=RefreshOutcome.FAILED,
-                retry_at=self._retry_at(row),
-            )
+            await self._release_as_failed(account, row)
             await self.events.record(
                 EventKind.REFRESH_FAILED, account, severity=Severity.CRITICAL, trigger=trigger, provider_error=error.error
             )
@@ -469,6 +457,16 @@ class TokenManager:
         if row.access_expires_at is None:
             return True
         return utcnow() < row.access_expires_at - self._mandatory_window(row)
+
+    async def _release_as_failed(self, account: ConnectedAccount, row: CredentialSnapshot) -> None:
+        """Give the lease back with the refresh failed: due again only at the retry time, for every worker."""
+        await in_vault_thread(
+            self.vault.credentials.release_lease,
+            account.id,
+            self.owner,
+            outcome=RefreshOutcome.FAILED,
+            retry_at=self._retry_at(row),
+        )
 
     def _mandatory_window(self, snapshot: CredentialSnapshot) -> timedelta:
         window = self.settings.mandatory_refresh_seconds
