@@ -408,10 +408,13 @@ class Executor:
             )
         if account is None:
             account = await in_vault_thread(self._pending_account, caller, connector.name)
-        if (
-            reason != "not_connected"
-            and (await in_vault_thread(self.vault.accounts.get, account.id)).status == AccountStatus.ACTIVE
-        ):
+        if reason == "not_connected":
+            link: MagicLinkIssued | None = await self.issue_link(account, "connect", reason)
+        else:
+            # Issued only while the account is not working: a reconnect completing at the same moment either
+            # retires this link with the others or comes first, and then there is no link to give.
+            link = await self._issue_reauth_link_unless_active(account, reason)
+        if link is None:
             return failure_result(
                 failures.UpstreamCallError(
                     "reconnected_meanwhile", "The account was reconnected a moment ago; call the tool again.", retryable=True
@@ -419,7 +422,6 @@ class Executor:
                 connector=connector.name,
                 account=account.display_name,
             )
-        link = await self.issue_link(account, "connect" if reason == "not_connected" else "reauth", reason)
         who = f"{account.user} (org {account.org})"
         result = ReauthRequired(
             connector=connector.name,
@@ -481,6 +483,13 @@ class Executor:
             reason=reason,
             ttl=ttl,
             issued_by=issued_by,
+        )
+        return None if record is None else self._issued(token, record)
+
+    async def _issue_reauth_link_unless_active(self, account: ConnectedAccount, reason: str) -> MagicLinkIssued | None:
+        token, ttl = new_secret_token(), self._link_ttl()
+        record = await in_vault_thread(
+            self.vault.links.create_unless_active, token=token, account=account, purpose="reauth", reason=reason, ttl=ttl
         )
         return None if record is None else self._issued(token, record)
 

@@ -76,6 +76,27 @@ class MagicLinks:
             session.commit()
         return link
 
+    def create_unless_active(
+        self, *, token: str, account: ConnectedAccount, purpose: str, reason: str, ttl: timedelta, issued_by: str = "agent"
+    ) -> MagicLink | None:
+        """As `create`, unless the account is working again (then None). The status is checked by a write to the
+        account's row in the link's own transaction, so it and a completing reconnect (which writes that row and
+        retires the open links) happen one after the other: no link outlives the reconnect it was meant for."""
+        with open_session(self.engine) as session:
+            still_needed = rows_changed(
+                session,
+                update(ConnectedAccount)
+                .where(col(ConnectedAccount.id) == account.id, col(ConnectedAccount.status) != AccountStatus.ACTIVE.value)
+                .values(id=account.id),
+            )
+            if still_needed == 0:
+                session.rollback()
+                return None
+            link = _new_link(token, account, purpose, reason, ttl, issued_by)
+            session.add(link)
+            session.commit()
+        return link
+
     def create_unless_open(
         self,
         *,
