@@ -36,6 +36,10 @@ class Classification:
     retry_after: float | None = None
 
 
+# The verdict on every OK answer: one object, not one per call.
+OK = Classification(Verdict.OK, "ok")
+
+
 class TokenVerdict(StrEnum):
     REJECTED = "rejected"  # invalid_grant and its provider-specific spellings: the refresh token is dead
     CLIENT_MISCONFIGURED = "client_misconfigured"  # our client id/secret is wrong: an operator must act
@@ -161,7 +165,7 @@ class Provider:
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         status = response.status_code
         if status < 400:
-            return Classification(Verdict.OK, "ok")
+            return OK
         if status == 401:
             return Classification(Verdict.AUTH_FAILED, "unauthorized")
         if status == 429:

@@ -15,6 +15,7 @@ import httpx2
 from pydantic import BaseModel, Field
 
 from providers.base import (
+    OK,
     UNSUPPORTED,
     ApiCall,
     ApiSession,
@@ -85,7 +86,7 @@ class GitHub(Provider):
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         status = response.status_code
         if status < 400:
-            return Classification(Verdict.OK, "ok")
+            return OK
         body = json_body(response)
         message = str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
         if status == 401:

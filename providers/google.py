@@ -22,6 +22,7 @@ import httpx2
 from pydantic import BaseModel, Field
 
 from providers.base import (
+    OK,
     UNSUPPORTED,
     ApiCall,
     ApiSession,
@@ -97,7 +98,7 @@ class Google(Provider):
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         status = response.status_code
         if status < 400:
-            return Classification(Verdict.OK, "ok")
+            return OK
         message, api_status, reasons, domains = _error_details(json_body(response))
         if status == 401:
             # Google says the same for an expired and a revoked token; the refresh tells them apart.

@@ -12,6 +12,7 @@ import httpx2
 from pydantic import BaseModel
 
 from providers.base import (
+    OK,
     ApiCall,
     ApiSession,
     Classification,
@@ -91,7 +92,7 @@ class Slack(Provider):
         if not isinstance(body, dict) or "ok" not in body:
             return Classification(Verdict.UPSTREAM, "malformed_response", "Slack sent an answer that is not Slack's.")
         if body["ok"] is True:
-            return Classification(Verdict.OK, "ok")
+            return OK
         error = str(body.get("error") or "unknown_error")[:64]
         verdict, message = _API_ERRORS.get(error, (Verdict.UPSTREAM, f"Slack refused the call ({error})."))
         return Classification(verdict, error, message, retry_after_seconds(response))

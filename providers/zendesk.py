@@ -14,6 +14,7 @@ import httpx2
 from pydantic import BaseModel, Field
 
 from providers.base import (
+    OK,
     UNSUPPORTED,
     ApiCall,
     ApiSession,
@@ -81,7 +82,7 @@ class Zendesk(Provider):
     def classify_api_response(self, response: httpx2.Response) -> Classification:
         status = response.status_code
         if status < 400:
-            return Classification(Verdict.OK, "ok")
+            return OK
         body = json_body(response)
         error, description = _error_text(body)
         if status == 401:
