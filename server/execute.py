@@ -90,7 +90,7 @@ class ProviderSession:
         it cannot have been applied); or the failure of the last attempt."""
         policy = self.executor.retry_policy if call.idempotent else self.executor.write_retry_policy
         return await policy.call(
-            lambda attempt: self._send_once(call, attempt), time_left=self.time_left, on_retry=self._note_retry
+            lambda attempt: self._request(call, attempt), time_left=self.time_left, on_retry=self._note_retry
         )
 
     def time_left(self) -> float:
@@ -104,80 +104,77 @@ class ProviderSession:
             reason=getattr(error, "reason", type(error).__name__),
         )
 
-    async def _send_once(self, call: ApiCall, attempt: int) -> httpx2.Response:
+    async def _request(self, call: ApiCall, attempt: int) -> httpx2.Response:
         with tracing.span("provider_request", connector=self.connector.name, attempt=attempt, retry=attempt > 1):
-            return await self._request(call)
+            connector = self.connector
+            name = connector.spec.display_name
+            settings = self.executor.settings
+            pool = self.executor.pools[connector.name]
+            limit = min(connector.max_response_bytes, call.max_response_bytes or connector.max_response_bytes)
+            headers = {**connector.spec.api_headers, **call.headers}
+            request = _build_request(pool.client, call, connector.api_url(call.path), headers)
+            sent = False  # whether the request (of the current attempt) may have reached the provider
 
-    async def _request(self, call: ApiCall) -> httpx2.Response:
-        connector = self.connector
-        name = connector.spec.display_name
-        settings = self.executor.settings
-        pool = self.executor.pools[connector.name]
-        limit = min(connector.max_response_bytes, call.max_response_bytes or connector.max_response_bytes)
-        headers = {**connector.spec.api_headers, **call.headers}
-        request = _build_request(pool.client, call, connector.api_url(call.path), headers)
-        sent = False  # whether the request (of the current attempt) may have reached the provider
+            async def note_sending(event: str, info: dict[str, Any]) -> None:
+                nonlocal sent
+                if event.endswith(".send_request_headers.started"):
+                    sent = self.write_sent = True
 
-        async def note_sending(event: str, info: dict[str, Any]) -> None:
-            nonlocal sent
-            if event.endswith(".send_request_headers.started"):
-                sent = self.write_sent = True
+            if not call.idempotent:  # only a write's outcome depends on it; reads skip httpcore's trace calls
+                request.extensions["trace"] = note_sending
 
-        if not call.idempotent:  # only a write's outcome depends on it; reads skip httpcore's trace calls
-            request.extensions["trace"] = note_sending
+            call_ends_first = False  # whether the current attempt's timer is the call's deadline, not the request's
 
-        call_ends_first = False  # whether the current attempt's timer is the call's deadline, not the request's
+            async def exchange(request: httpx2.Request) -> httpx2.Response:
+                nonlocal sent, call_ends_first
+                sent = False
+                # One timer for both deadlines (asyncio's own: the server runs on asyncio only): the request's, or the
+                # call's when that comes first. Waiting for one of the connector's connections counts.
+                request_ends = asyncio.get_running_loop().time() + settings.api_timeout_seconds
+                call_ends_first = self.deadline is not None and self.deadline <= request_ends
+                async with asyncio.timeout_at(self.deadline if call_ends_first else request_ends):
+                    async with pool.connection() as client:
+                        streamed = await client.send(request, stream=True)
+                        try:
+                            response = await read_response_bounded(streamed, limit, cut=call.cut_at_bound)
+                        finally:
+                            await streamed.aclose()
+                self.answered = True
+                return response
 
-        async def exchange(request: httpx2.Request) -> httpx2.Response:
-            nonlocal sent, call_ends_first
-            sent = False
-            # One timer for both deadlines (asyncio's own: the server runs on asyncio only): the request's, or the
-            # call's when that comes first. Waiting for one of the connector's connections counts.
-            request_ends = asyncio.get_running_loop().time() + settings.api_timeout_seconds
-            call_ends_first = self.deadline is not None and self.deadline <= request_ends
-            async with asyncio.timeout_at(self.deadline if call_ends_first else request_ends):
-                async with pool.connection() as client:
-                    streamed = await client.send(request, stream=True)
-                    try:
-                        response = await read_response_bounded(streamed, limit, cut=call.cut_at_bound)
-                    finally:
-                        await streamed.aclose()
-            self.answered = True
-            return response
-
-        executor = self.executor
-        auth = ProviderAuth(executor.tokens, executor.vault, executor.events, self.account, connector)
-        try:
-            return await auth.send(request, exchange, idempotent=call.idempotent, deadline=self.deadline)
-        except CallDeadlineError:
-            raise
-        except TimeoutError:
-            if call_ends_first:
-                raise CallDeadlineError("the tool call's deadline passed during a request") from None
-            message = f"{name} did not answer within {settings.api_timeout_seconds:g} s."
-            if sent and not call.idempotent:
-                raise failures.AmbiguousWriteError("timeout", message) from None
-            raise failures.UpstreamCallError("timeout", message, retryable=True) from None
-        except ResponseTooLarge as too_large:
-            raise failures.UpstreamCallError(
-                "response_too_large",
-                f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
-                retryable=False,
-                outcome_unknown=not call.idempotent,
-            ) from None
-        except httpx2.DecodingError:
-            raise failures.UpstreamCallError(
-                "malformed_response",
-                f"{name} sent an answer that could not be decoded.",
-                retryable=False,
-                outcome_unknown=not call.idempotent,
-            ) from None
-        except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
-            raise failures.UpstreamCallError("unreachable", f"{name} could not be reached.", retryable=True) from None
-        except httpx2.TransportError as exc:
-            if call.idempotent or not sent:
-                raise failures.UpstreamCallError(_transport_reason(exc), f"{name} did not answer.", retryable=True) from None
-            raise failures.AmbiguousWriteError(_transport_reason(exc), f"{name} did not answer.") from None
+            executor = self.executor
+            auth = ProviderAuth(executor.tokens, executor.vault, executor.events, self.account, connector)
+            try:
+                return await auth.send(request, exchange, idempotent=call.idempotent, deadline=self.deadline)
+            except CallDeadlineError:
+                raise
+            except TimeoutError:
+                if call_ends_first:
+                    raise CallDeadlineError("the tool call's deadline passed during a request") from None
+                message = f"{name} did not answer within {settings.api_timeout_seconds:g} s."
+                if sent and not call.idempotent:
+                    raise failures.AmbiguousWriteError("timeout", message) from None
+                raise failures.UpstreamCallError("timeout", message, retryable=True) from None
+            except ResponseTooLarge as too_large:
+                raise failures.UpstreamCallError(
+                    "response_too_large",
+                    f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
+                    retryable=False,
+                    outcome_unknown=not call.idempotent,
+                ) from None
+            except httpx2.DecodingError:
+                raise failures.UpstreamCallError(
+                    "malformed_response",
+                    f"{name} sent an answer that could not be decoded.",
+                    retryable=False,
+                    outcome_unknown=not call.idempotent,
+                ) from None
+            except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
+                raise failures.UpstreamCallError("unreachable", f"{name} could not be reached.", retryable=True) from None
+            except httpx2.TransportError as exc:
+                if call.idempotent or not sent:
+                    raise failures.UpstreamCallError(_transport_reason(exc), f"{name} did not answer.", retryable=True) from None
+                raise failures.AmbiguousWriteError(_transport_reason(exc), f"{name} did not answer.") from None
 
 
 def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers: dict[str, str]) -> httpx2.Request:
@@ -194,6 +191,11 @@ def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers:
         return client.build_request(call.method, url, params=params, json=call.json, data=call.data, headers=headers)
     except httpx2.InvalidURL:
         raise failures.InvalidInputError("request_too_large", "The arguments make a request URL too long to send.") from None
+
+
+def _account_name(caller: Caller, connector_name: str, label: str) -> str:
+    """An account's display name before it is found (as `ConnectedAccount.display_name` writes it)."""
+    return f"{caller.org}/{caller.user}/{connector_name}" + ("" if label == DEFAULT_LABEL else f"/{label}")
 
 
 def _transport_reason(exc: Exception) -> str:
@@ -244,9 +246,8 @@ class Executor:
         its Ok model or a failure result."""
         connector = self.connectors[connector_name]
         label = label or DEFAULT_LABEL
-        named = f"{caller.org}/{caller.user}/{connector_name}" + ("" if label == DEFAULT_LABEL else f"/{label}")
         if connector.missing_base_url:
-            return self._not_configured(connector, named)
+            return self._not_configured(connector, _account_name(caller, connector_name, label))
         try:
             with tracing.span("resolve_account", connector=connector_name) as span:
                 account = await self.resolve(caller, connector, label)
@@ -255,7 +256,7 @@ class Executor:
         except AccountGoneError as gone:
             return await self.reauth_required_with_new_link(caller, connector, gone.account, gone.reason)
         except failures.ToolCallError as failure:
-            return failure_result(failure, connector=connector_name, account=named)
+            return failure_result(failure, connector=connector_name, account=_account_name(caller, connector_name, label))
         return await self.run_on_account(account, connector, operation)
 
     async def run_on_account(
@@ -363,7 +364,8 @@ class Executor:
         return await self.run_on_account(account, connector, operation)
 
     async def resolve(self, caller: Caller, connector: Connector, label: str = "default") -> ConnectedAccount:
-        account = await self._accounts.get((caller.org, caller.user, connector.name, label))
+        key = (caller.org, caller.user, connector.name, label)
+        account = self._accounts.cached(key) or await self._accounts.get(key)
         if account is None and label != DEFAULT_LABEL:
             # Only the default account is created on first use; another label must be connected by name first.
             labels = await in_vault_thread(self._labels, caller, connector.name)

@@ -41,6 +41,7 @@ class Runtime:
     elicitations: ElicitationWatch = field(default_factory=ElicitationWatch)  # clients waiting on a link
     metrics: Metrics = field(default_factory=Metrics)  # this runtime's own registry, served at /metrics
     _closed: bool = field(default=False, repr=False)
+    _stdio_caller: Caller | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, *, connectors: dict[str, Connector] | None = None) -> Runtime:
@@ -77,7 +78,10 @@ class Runtime:
         )
 
     def stdio_caller(self) -> Caller:
-        return Caller(self.settings.org, self.settings.user or getpass.getuser())
+        caller = self._stdio_caller
+        if caller is None:  # asked on every stdio tool call; the settings do not change
+            caller = self._stdio_caller = Caller(self.settings.org, self.settings.user or getpass.getuser())
+        return caller
 
     async def aclose(self) -> None:
         if self._closed:

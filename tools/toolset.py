@@ -179,18 +179,21 @@ class Toolset:
         self.runtime.metrics.record_tool_call(call.tool, status, None if call.refused else time.perf_counter() - started)
 
     def caller(self) -> Caller:
-        token = get_access_token()
-        if token is not None:
-            claims = token.claims or {}
-            return Caller(str(claims["org"]), str(claims["user"]))
-        if not self.stdio_identity:
-            raise UnauthenticatedCaller("no authenticated caller")
-        return self.runtime.stdio_caller()
+        return self.caller_and_via()[0]
 
     def via(self) -> str:
         """How the caller came in, for the audit trail: the API key's id, or stdio."""
+        return self.caller_and_via()[1]
+
+    def caller_and_via(self) -> tuple[Caller, str]:
+        """The verified caller, and how they came in (for the audit trail), from one look at the access token."""
         token = get_access_token()
-        return f"key:{(token.claims or {}).get('key_id', '?')}" if token is not None else "stdio"
+        if token is not None:
+            claims = token.claims or {}
+            return Caller(str(claims["org"]), str(claims["user"])), f"key:{claims.get('key_id', '?')}"
+        if not self.stdio_identity:
+            raise UnauthenticatedCaller("no authenticated caller")
+        return self.runtime.stdio_caller(), "stdio"
 
     async def run(
         self,
@@ -204,7 +207,7 @@ class Toolset:
         executor; one audit row for the call; a magic link as a URL elicitation for clients that take one."""
         tool = current_tool()
         started = time.perf_counter()
-        caller = self.caller()
+        caller, via = self.caller_and_via()
         with tracing.span("tool_call", call=True, tool=tool, connector=connector) as span:
             result = await self.runtime.executor.run(caller, connector, operation, label=account)
             tracing.annotate(span, status=result.status, reason=reason_of(result))
@@ -217,7 +220,7 @@ class Toolset:
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000),
             tool=tool,
-            via=self.via(),
+            via=via,
         )
         if isinstance(result, ReauthRequired) and declares_url_elicitation(ctx):
             elicitation = url_elicitation(result)
