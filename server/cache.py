@@ -31,12 +31,20 @@ class RevalidatingCache(Generic[K, V]):
         self._revalidating: dict[K, asyncio.Task[None]] = {}
 
     async def get(self, key: K) -> V | None:
+        cached = self.cached(key)
+        if cached is not None:
+            return cached
+        value = await self._load(key)
+        if value is not None and self._cacheable(value):
+            self.put(key, value)
+        return value
+
+    def cached(self, key: K) -> V | None:
+        """A hit as `get` serves it (a stale one starting its re-read), without a coroutine: callers on every tool
+        call's path try this first and await `get` only on a miss."""
         entry = self._entries.get(key)
         if entry is None:
-            value = await self._load(key)
-            if value is not None and self._cacheable(value):
-                self.put(key, value)
-            return value
+            return None
         value, stored_at = entry
         if time.monotonic() - stored_at >= self.ttl and key not in self._revalidating:
             task = asyncio.ensure_future(self._revalidate(key))

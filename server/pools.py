@@ -40,13 +40,6 @@ class ConnectorPool:
         sent, answer read)."""
         return _Held(self)
 
-    async def _acquire(self) -> httpx2.AsyncClient:
-        if self._gate.locked():
-            self._waits += 1
-        await self._gate.acquire()
-        self._in_flight += 1
-        return self.client
-
     def _release(self) -> None:
         self._in_flight -= 1
         self._gate.release()
@@ -65,7 +58,12 @@ class _Held:
         self._pool = pool
 
     async def __aenter__(self) -> httpx2.AsyncClient:
-        return await self._pool._acquire()
+        pool = self._pool
+        if pool._gate.locked():
+            pool._waits += 1
+        await pool._gate.acquire()
+        pool._in_flight += 1
+        return pool.client
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._pool._release()

@@ -95,7 +95,7 @@ class TokenManager:
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
         """The stored credential, from an in-process cache that is re-read in the background. A stale entry is
         harmless: a rejected token leads to `refresh`, which always reads the row itself."""
-        snapshot = await self._cache.get(account.id)
+        snapshot = self._cache.cached(account.id) or await self._cache.get(account.id)
         if snapshot is None:
             raise GrantGoneError("not_connected", "The account has no credentials yet.")
         return snapshot
@@ -115,7 +115,7 @@ class TokenManager:
     async def fresh_token(self, account: ConnectedAccount, *, deadline: float | None = None) -> CredentialSnapshot:
         """A token that is good for this call: refreshed first when (nearly) expired — ending by the tool call's
         `deadline` (server/deadlines.py) — refreshed in the background once 75 % of its lifetime has passed."""
-        snapshot = await self.current(account)
+        snapshot = self._cache.cached(account.id) or await self.current(account)
         now = self.clock()
         if snapshot.access_expires_at is not None:
             mandatory_from = snapshot.access_expires_at - self._mandatory_window(snapshot)
