@@ -5,19 +5,24 @@ only names, statuses and timings, so nothing secret can reach it.
 A tool call's row is queued in memory and written off the answer's path, in batches, by a background task; an
 administrative action's row is written (after every queued row, so the table keeps the order of events) before the
 caller goes on. The queue is bounded: a row that does not fit is counted (`grantkeeper_audit_rows_dropped`) and
-logged, never lost silently, and `aclose` writes what is queued at shutdown."""
+logged, never lost silently, and `aclose` writes what is queued at shutdown.
+
+The writer hands a batch to the database driver in the driver's own form (`BatchInsert`): its CPU competes with the
+event loop for the GIL, so it shows in tool-call latency (bench/audit_writes.py measures it)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import anyio
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Connection, Dialect, Engine, Table, delete, insert
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from server.monitoring.logging import get_logger
@@ -52,6 +57,64 @@ FLUSH_INTERVAL_SECONDS = 0.1
 MAX_RETRY_WAIT_SECONDS = 5.0
 
 Row = dict[str, Any]
+AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+class BatchInsert:
+    """Inserts a batch of audit rows for one dialect, storing what `connection.execute(insert(AuditEvent), rows)`
+    stored, with less CPU: that call processes each row's parameters generically (SQLAlchemy's `construct_params`
+    and per-row bookkeeping), and on PostgreSQL psycopg's executemany sends every row as a statement of its own.
+
+    The columns' own bind processors (`UTCDateTime` to naive UTC in the dialect's form, JSON serialised as the
+    column serialises it), obtained once, are applied in one loop — on the writer's thread, never the event loop's —
+    and the batch goes to the driver in one call: on SQLite the executemany of the insert SQLAlchemy compiled for
+    the dialect; on PostgreSQL psycopg's COPY (text format; the rows in order, so ids keep the order of events).
+    bench/audit_writes.py compares the two."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        columns = [column for column in AUDIT_TABLE.columns if not column.primary_key]  # the id is the database's
+        keys = [column.key for column in columns]
+        self._values = itemgetter(*keys)
+        self._processors = [
+            (index, processor)
+            for index, column in enumerate(columns)
+            if (processor := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+        self._copy = dialect.name == "postgresql"
+        if self._copy:
+            quote = dialect.identifier_preparer
+            names = ", ".join(quote.format_column(column) for column in columns)
+            self.sql = f"COPY {quote.format_table(AUDIT_TABLE)} ({names}) FROM STDIN"
+        else:
+            compiled = insert(AUDIT_TABLE).compile(dialect=dialect, column_keys=keys, for_executemany=True)
+            if compiled.positiontup != keys:
+                raise ValueError(f"{dialect.name}: the audit insert's parameters are not positional in column order")
+            self.sql = compiled.string
+
+    def driver_rows(self, rows: Iterable[Row]) -> list[tuple[Any, ...]]:
+        """Each row's values in column order, as the driver takes them."""
+        converted = []
+        for row in rows:
+            values = list(self._values(row))
+            for index, process in self._processors:
+                values[index] = process(values[index])
+            converted.append(tuple(values))
+        return converted
+
+    def __call__(self, connection: Connection, rows: Iterable[Row]) -> None:
+        values = self.driver_rows(rows)
+        if not self._copy:
+            connection.exec_driver_sql(self.sql, values)
+            return
+        driver: Any = connection.connection.driver_connection  # psycopg's Connection
+        error = self.dialect.loaded_dbapi.Error
+        try:
+            with driver.cursor() as cursor, cursor.copy(self.sql) as copy:
+                for row in values:
+                    copy.write_row(row)
+        except error as exc:  # as SQLAlchemy's own statements raise it (callers, the CLI, know those)
+            raise DBAPIError.instance(self.sql, None, exc, error, dialect=self.dialect) from exc
 
 
 class AuditTrail:
@@ -62,11 +125,13 @@ class AuditTrail:
         metrics: Metrics | None = None,
         max_queued: int = MAX_QUEUED_ROWS,
         flush_interval: float = FLUSH_INTERVAL_SECONDS,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.engine = engine
         self.metrics = metrics
         self.max_queued = max_queued
         self.flush_interval = flush_interval
+        self.clock = clock  # stamps each row when it is recorded
         self.dropped = 0  # rows never written: queue full, or still unwritable at shutdown
         self.log = get_logger("grantkeeper.audit")
         self._queued: deque[Row] = deque()
@@ -74,9 +139,10 @@ class AuditTrail:
         self._write_lock = threading.Lock()  # one write at a time: rows reach the table in the order recorded
         self._writer: asyncio.Task[None] | None = None
         self._drop_reported = False  # a full queue is logged once until a write succeeds again
+        self._batch_insert: BatchInsert | None = None  # made at the first write, when the dialect knows its server
 
-    @staticmethod
     def _row(
+        self,
         actor: str,
         action: str,
         *,
@@ -88,7 +154,7 @@ class AuditTrail:
     ) -> Row:
         kept = {key: str(value)[:200] for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
         return {
-            "at": utcnow(),  # when it happened, not when the batch is written
+            "at": self.clock(),  # when it happened, not when the batch is written
             "actor": actor[:400],
             "action": action[:64],
             "account_id": account_id,
@@ -101,7 +167,9 @@ class AuditTrail:
     # ---- writing ------------------------------------------------------------------------------------------------
     def _insert(self, rows: list[Row]) -> None:
         with self.engine.begin() as connection:
-            connection.execute(insert(AuditEvent), rows)
+            if self._batch_insert is None:  # under the write lock
+                self._batch_insert = BatchInsert(connection.dialect)
+            self._batch_insert(connection, rows)
 
     def _take(self) -> list[Row]:
         with self._queue_lock:
