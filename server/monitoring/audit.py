@@ -60,6 +60,16 @@ Row = dict[str, Any]
 AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[attr-defined]
 
 
+def storable(text: str, limit: int) -> str:
+    """`text` cut to its column's `limit`, in a form every backend stores: NUL (PostgreSQL's text refuses it) and
+    lone surrogates (UTF-8 cannot encode them) replaced. A row that no write can store would stay at the head of
+    the queue, refused batch after batch, until the queue filled and every later row was dropped."""
+    text = text[:limit]
+    if text.isascii() and "\x00" not in text:  # nearly always: a few C-speed checks
+        return text
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 class BatchInsert:
     """Inserts a batch of audit rows for one dialect, storing what `connection.execute(insert(AuditEvent), rows)`
     stored, with less CPU: that call processes each row's parameters generically (SQLAlchemy's `construct_params`
@@ -152,14 +162,14 @@ class AuditTrail:
         duration_ms: int | None = None,
         **detail: Any,
     ) -> Row:
-        kept = {key: str(value)[:200] for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
+        kept = {key: storable(str(value), 200) for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
         return {
             "at": self.clock(),  # when it happened, not when the batch is written
-            "actor": actor[:400],
-            "action": action[:64],
-            "account_id": account_id,
-            "target": target[:400] if target else None,
-            "status": status,
+            "actor": storable(actor, 400),
+            "action": storable(action, 64),
+            "account_id": storable(account_id, 32) if account_id is not None else None,
+            "target": storable(target, 400) if target else None,
+            "status": storable(status, 32) if status is not None else None,
             "duration_ms": duration_ms,
             "detail": kept,
         }

@@ -23,7 +23,7 @@ from tests.support.databases import database_url_on_both as database_url  # noqa
 
 pytestmark = pytest.mark.anyio
 
-# NUL and lone surrogates are left out: neither PostgreSQL's text nor UTF-8 can hold them, whichever way they are sent.
+# NUL and lone surrogates are left out: no write can store them as they are, so the trail cleans them (last test).
 HOSTILE = [
     "plain",
     "ünïcødé ✓ 漢字 עברית \u202eevil\u202c e\u0301 ﷽ 🙂👩‍👩‍👧",
@@ -143,3 +143,27 @@ async def test_a_write_the_database_refuses_raises_sqlalchemys_error_and_keeps_t
     finally:
         await trail.aclose()
         engine.dispose()
+
+
+async def test_a_row_no_database_could_store_is_stored_cleaned_and_the_rows_behind_it_are_written(runtime: Runtime):
+    engine = runtime.vault.engine
+    # A lone surrogate fails every write on both databases (and NUL on PostgreSQL): as it came, this row would stay
+    # at the head of the queue, refused batch after batch, until the queue filled and later rows were dropped.
+    raw = {"at": STAMPS[0], "actor": "acme/\ud800", "action": "tool_call", "detail": {}}
+    with pytest.raises(UnicodeEncodeError):  # the driver's, whichever database
+        previous_write(engine, [raw])
+    written_before = last_id(engine)
+
+    trail = AuditTrail(engine)
+    await trail.record_tool_call(
+        "acme/nul\x00user\ud800", target="acme/t\x00\udfff/slack", status="ok\x00", tool="x\x00\ud83d", via="stdio"
+    )
+    await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.read_channel")
+    await trail.aclose()
+
+    rows = read_back(trail, written_before)
+    assert [(row["actor"], row["target"], row["status"], row["detail"]) for row in rows] == [
+        ("acme/nul\ufffduser?", "acme/t\ufffd?/slack", "ok\ufffd", {"tool": "x\ufffd?", "via": "stdio"}),
+        ("acme/alice", "acme/alice/slack", "ok", {"tool": "slack.read_channel"}),
+    ]
+    assert trail.dropped == 0
