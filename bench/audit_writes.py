@@ -1,10 +1,13 @@
 """What writing tool-call audit rows costs the writer thread, per row, side by side on the same table:
 
-  (old) the previous write: `connection.execute(insert(AuditEvent), rows)` in one transaction per batch (SQLAlchemy
-        core executemany, its per-row parameter processing; psycopg's executemany on PostgreSQL)
-  (new) `AuditTrail`'s real write path: the rows queued, then `flush_sync` (take the queue, `BatchInsert`, commit)
+  (old) the previous write: each recorded call made a row (`row_of`), then `connection.execute(insert(AuditEvent),
+        rows)` in one transaction per batch (SQLAlchemy core executemany, its per-row parameter processing;
+        psycopg's executemany on PostgreSQL)
+  (new) `AuditTrail`'s real write path: the calls queued as `record_tool_call` queues them, then `flush_sync` (take
+        the queue, make the rows, `BatchInsert`, commit)
 
-Each writes the same rows (made beforehand, as `record_tool_call` makes them) in batches like the live writer's,
+Both count making the rows: the writer makes them now, off the event loop. Each writes the same calls (recorded
+beforehand) in batches like the live writer's,
 alternating batch by batch so both see the same table size and the same machine; for each batch size it prints the
 writer thread's CPU (`time.thread_time`) and wall time per row and per batch, and new/old. The schema is the real
 one (the migrations), on SQLite (a temporary file) and, given `--postgres URL` or GRANTKEEPER_TEST_POSTGRES_URL, on
@@ -28,32 +31,36 @@ from sqlalchemy import Engine, func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.monitoring.audit import AuditTrail, Row
+from server.monitoring.audit import AuditTrail, Recorded, row_of
 from server.vault.database import make_engine, migrate
-from server.vault.models import AuditEvent
+from server.vault.models import AuditEvent, utcnow
 from simulators.scratch_database import postgres_unreachable_reason, printable, scratch_schema
 
-Write = Callable[[list[Row]], None]
+Write = Callable[[list[Recorded]], None]
 
 
-def tool_call_rows(trail: AuditTrail, count: int) -> list[Row]:
-    """Rows as a live tool call makes them (the trail's `_row`: truncation, allowed detail keys, the stamp)."""
+def tool_calls(count: int) -> list[Recorded]:
+    """Calls as `record_tool_call` records them: the stamp, the actor, the action, the fields as given."""
     return [
-        trail._row(
+        (
+            utcnow(),
             f"acme/user{n % 50}",
             "tool_call",
-            target=f"acme/user{n % 50}/slack/work",
-            status="ok" if n % 7 else "reauth_required",
-            duration_ms=n % 900,
-            tool="slack.read_channel",
-            via=f"key:k{n % 13:04d}",
+            {
+                "target": f"acme/user{n % 50}/slack/work",
+                "status": "ok" if n % 7 else "reauth_required",
+                "duration_ms": n % 900,
+                "tool": "slack.read_channel",
+                "via": f"key:k{n % 13:04d}",
+            },
         )
         for n in range(count)
     ]
 
 
 def old_write(engine: Engine) -> Write:
-    def write(rows: list[Row]) -> None:
+    def write(calls: list[Recorded]) -> None:
+        rows = [row_of(call) for call in calls]
         with engine.begin() as connection:
             connection.execute(insert(AuditEvent), rows)
 
@@ -61,14 +68,14 @@ def old_write(engine: Engine) -> Write:
 
 
 def new_write(trail: AuditTrail) -> Write:
-    def write(rows: list[Row]) -> None:
-        trail._queued.extend(rows)  # as record_tool_call queues them
+    def write(calls: list[Recorded]) -> None:
+        trail._queued.extend(calls)  # as record_tool_call queues them
         trail.flush_sync()
 
     return write
 
 
-def measure(writes: dict[str, Write], rows: list[Row], batch: int) -> dict[str, tuple[float, float]]:
+def measure(writes: dict[str, Write], rows: list[Recorded], batch: int) -> dict[str, tuple[float, float]]:
     """CPU and wall seconds each write took over all of `rows`, batch by batch, the writes alternating."""
     batches = [rows[start : start + batch] for start in range(0, len(rows), batch)]
     spent = {name: (0.0, 0.0) for name in writes}
@@ -110,7 +117,7 @@ def run(name: str, postgres_url: str | None, sizes: list[tuple[int, int]]) -> No
         writes = {"old": old_write(engine), "new": new_write(trail)}
         written = 0
         for batch, count in sizes:
-            spent = measure(writes, tool_call_rows(trail, count), batch)
+            spent = measure(writes, tool_calls(count), batch)
             written += 2 * (count + min(batch, count))  # and the warm-up batch
             batches = -(-count // batch)
             for label, (cpu, wall) in spent.items():

@@ -57,7 +57,28 @@ FLUSH_INTERVAL_SECONDS = 0.1
 MAX_RETRY_WAIT_SECONDS = 5.0
 
 Row = dict[str, Any]
+# A tool call as recorded: when (the call's end, not the batch's write), who, what, and the fields as given. The
+# writer makes it a row (cut, cleaned, filtered: `row_of`) on its own thread, off the answer's path.
+Recorded = tuple[datetime, str, str, dict[str, Any]]
 AUDIT_TABLE: Table = AuditEvent.__table__  # type: ignore[attr-defined]
+
+
+def row_of(recorded: Recorded) -> Row:
+    """The table row of what was recorded: each value cut to its column and made storable, and of the detail only
+    the allowed keys (so a careless caller cannot log a value)."""
+    at, actor, action, fields = recorded
+    account_id, target, status = fields.get("account_id"), fields.get("target"), fields.get("status")
+    detail = {key: storable(str(value), 200) for key, value in fields.items() if key in ALLOWED_DETAIL and value is not None}
+    return {
+        "at": at,
+        "actor": storable(actor, 400),
+        "action": storable(action, 64),
+        "account_id": storable(account_id, 32) if account_id is not None else None,
+        "target": storable(target, 400) if target else None,
+        "status": storable(status, 32) if status is not None else None,
+        "duration_ms": fields.get("duration_ms"),
+        "detail": detail,
+    }
 
 
 def storable(text: str, limit: int) -> str:
@@ -144,35 +165,15 @@ class AuditTrail:
         self.clock = clock  # stamps each row when it is recorded
         self.dropped = 0  # rows never written: queue full, or still unwritable at shutdown
         self.log = get_logger("grantkeeper.audit")
-        self._queued: deque[Row] = deque()
+        self._queued: deque[Recorded] = deque()
         self._queue_lock = threading.Lock()  # rows are queued on the event loop and taken by a writer thread
         self._write_lock = threading.Lock()  # one write at a time: rows reach the table in the order recorded
         self._writer: asyncio.Task[None] | None = None
         self._drop_reported = False  # a full queue is logged once until a write succeeds again
         self._batch_insert: BatchInsert | None = None  # made at the first write, when the dialect knows its server
 
-    def _row(
-        self,
-        actor: str,
-        action: str,
-        *,
-        account_id: str | None = None,
-        target: str | None = None,
-        status: str | None = None,
-        duration_ms: int | None = None,
-        **detail: Any,
-    ) -> Row:
-        kept = {key: storable(str(value), 200) for key, value in detail.items() if key in ALLOWED_DETAIL and value is not None}
-        return {
-            "at": self.clock(),  # when it happened, not when the batch is written
-            "actor": storable(actor, 400),
-            "action": storable(action, 64),
-            "account_id": storable(account_id, 32) if account_id is not None else None,
-            "target": storable(target, 400) if target else None,
-            "status": storable(status, 32) if status is not None else None,
-            "duration_ms": duration_ms,
-            "detail": kept,
-        }
+    def _row(self, actor: str, action: str, **fields: Any) -> Row:
+        return row_of((self.clock(), actor, action, fields))
 
     # ---- writing ------------------------------------------------------------------------------------------------
     def _insert(self, rows: list[Row]) -> None:
@@ -181,16 +182,16 @@ class AuditTrail:
                 self._batch_insert = BatchInsert(connection.dialect)
             self._batch_insert(connection, rows)
 
-    def _take(self) -> list[Row]:
+    def _take(self) -> list[Recorded]:
         with self._queue_lock:
-            rows = list(self._queued)
+            taken = list(self._queued)
             self._queued.clear()
-        return rows
+        return taken
 
-    def _requeue(self, rows: list[Row]) -> None:
-        """Put rows whose write failed back at the front, keeping the bound (the newest rows go over it)."""
+    def _requeue(self, taken: list[Recorded]) -> None:
+        """Put calls whose write failed back at the front, keeping the bound (the newest go over it)."""
         with self._queue_lock:
-            self._queued.extendleft(reversed(rows))
+            self._queued.extendleft(reversed(taken))
             over = len(self._queued) - self.max_queued
             for _ in range(max(0, over)):
                 self._queued.pop()
@@ -213,15 +214,16 @@ class AuditTrail:
         """Write every queued row (and `then` after them) in one transaction; on failure they stay queued and the
         error is raised."""
         with self._write_lock:
-            rows = self._take()
+            taken = self._take()
+            rows = [row_of(recorded) for recorded in taken]
             if then is not None:
-                rows.append(then)
+                rows.append(then)  # `then` is its caller's to report: never requeued
             if not rows:
                 return
             try:
                 self._insert(rows)
             except Exception:
-                self._requeue(rows if then is None else rows[:-1])  # `then` is its caller's to report
+                self._requeue(taken)
                 raise
             self._drop_reported = False
 
@@ -257,11 +259,11 @@ class AuditTrail:
     async def record_tool_call(self, actor: str, **fields: Any) -> None:
         """A tool call's row: queued, written by the background writer within `flush_interval` (`flush` writes it
         at once). Never waits on the database and never fails the call."""
-        row = self._row(actor, "tool_call", **fields)
+        recorded = (self.clock(), actor, "tool_call", fields)
         with self._queue_lock:
             fits = len(self._queued) < self.max_queued
             if fits:
-                self._queued.append(row)
+                self._queued.append(recorded)
         if not fits:
             self._drop(1, "queue_full")
             return
