@@ -27,7 +27,7 @@ from server.monitoring import tracing
 from server.monitoring.event_kinds import EventKind, Severity
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
-from server.pools import ConnectorPools
+from server.pools import ConnectorPool, ConnectorPools
 from server.results import FailureResult, Ok, ReauthRequired, failure_result
 from server.retry_policy import RetryPolicy
 from server.settings import Settings
@@ -112,7 +112,7 @@ class ProviderSession:
             pool = self.executor.pools[connector.name]
             limit = min(connector.max_response_bytes, call.max_response_bytes or connector.max_response_bytes)
             headers = {**connector.spec.api_headers, **call.headers}
-            request = _build_request(pool.client, call, connector.api_url(call.path), headers)
+            request = _build_request(pool, call, connector.api_url(call.path), headers)
             sent = False  # whether the request (of the current attempt) may have reached the provider
 
             async def note_sending(event: str, info: dict[str, Any]) -> None:
@@ -177,18 +177,24 @@ class ProviderSession:
                 raise failures.AmbiguousWriteError(_transport_reason(exc), f"{name} did not answer.") from None
 
 
-def _build_request(client: httpx2.AsyncClient, call: ApiCall, url: str, headers: dict[str, str]) -> httpx2.Request:
-    """The request, or `invalid_input` when the arguments cannot make one (nothing is sent either way)."""
+def _build_request(pool: ConnectorPool, call: ApiCall, url: str, headers: dict[str, str]) -> httpx2.Request:
+    """The request the pool's client would build — its default headers under ours, its timeouts — but never with a
+    cookie (pools.py `cookieless_jar`), or `invalid_input` when the arguments cannot make one (nothing is sent
+    either way)."""
+    merged = pool.headers.copy()
     for key, value in headers.items():
         # h11 refuses these while sending, which would look like a lost connection; refuse them here instead.
         if not (value.isascii() and value.isprintable()) or value != value.strip():
             raise failures.InvalidInputError("invalid_header_value", f"The {key} header value is not plain text.")
+        merged[key.lower()] = value  # replacing a default whatever its spelling, as the client's merge does
     params = call.params
     if params and "?" not in url and "#" not in url:
         # The same URL httpx2 would make, parsed once instead of twice (it re-parses to merge `params`): ~18 µs a call.
         url, params = f"{url}?{httpx2.QueryParams(params)}", None
     try:
-        return client.build_request(call.method, url, params=params, json=call.json, data=call.data, headers=headers)
+        return httpx2.Request(
+            call.method, url, params=params, json=call.json, data=call.data, headers=merged, extensions={"timeout": pool.timeout}
+        )
     except httpx2.InvalidURL:
         raise failures.InvalidInputError("request_too_large", "The arguments make a request URL too long to send.") from None
 

@@ -17,7 +17,7 @@ from server.monitoring.audit import AuditTrail
 from server.monitoring.events import EventRecorder
 from server.monitoring.logging import get_logger
 from server.monitoring.metrics import Metrics
-from server.pools import USER_AGENT, ConnectorPools
+from server.pools import USER_AGENT, ConnectorPools, cookieless_jar
 from server.settings import Settings
 from server.vault import Vault
 from server.vault.crypto import VaultKeyError, load_or_create_keyring
@@ -59,6 +59,7 @@ class Runtime:
             limits=httpx2.Limits(max_connections=settings.api_max_connections),
             headers={"User-Agent": USER_AGENT},
             follow_redirects=False,
+            cookies=cookieless_jar(),  # it serves every account too (revocations, key sets)
         )
         # Revocations go out on the general client: bounded by their own deadline and answer size (offboarding.py).
         offboarding = Offboarding(settings, vault, connectors, events, http, forget=executor.forget_account)

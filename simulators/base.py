@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,6 +25,9 @@ from starlette.routing import BaseRoute, Route
 
 from .faults import Chaos, Counters, Faults, HostileResponse, RateLimitFault, TokenAnswerFault
 from .grants import Grant, GrantResult, GrantStore, TokenCheck, TokenPolicy, TokenSet, redact
+
+# The cookie every API answer sets (simulators/base.py api_call): a client must never present it again.
+API_COOKIE = "sim_session"
 
 ApiHandler = Callable[[Request, Grant], Awaitable[Response]]
 
@@ -201,6 +205,8 @@ class ProviderSimulator:
     async def api_call(self, request: Request, endpoint: str, handler: ApiHandler) -> Response:
         self.counters.incr("api_requests")
         self.counters.hit(endpoint)
+        if "cookie" in request.headers:
+            self.counters.incr("cookies_presented")
         if latency := self.faults.take_api_latency():
             await asyncio.sleep(latency)
         if self.faults.take_reset():
@@ -227,7 +233,10 @@ class ProviderSimulator:
             response = self.auth_error_response(check)
         else:
             response = await handler(request, grant)
-        return self.finish_api_response(request, endpoint, check, response)
+        response = self.finish_api_response(request, endpoint, check, response)
+        # Real APIs set cookies (a CDN's, a session layer's); a client must never send one back for another account.
+        response.set_cookie(API_COOKIE, secrets.token_urlsafe(12), httponly=True, samesite="lax")
+        return response
 
     def client_authenticated(self, client_id: str | None, client_secret: str | None) -> bool:
         return client_id == self.client_id and client_secret == self.client_secret

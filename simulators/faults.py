@@ -35,6 +35,9 @@ class Counters:
         "hostile_answers",  # hang, trickle, gzip bomb, endless body or garbled answer started
         "answers_abandoned",  # the client went away before a hanging, trickling or endless answer was over
         "revocations",  # grants ended by a revocation request from the client (offboarding)
+        # API requests carrying a Cookie header: every API answer sets one (as providers behind a CDN or a session
+        # layer do), and a client that sends it back on a later request may carry one account's session on another's
+        "cookies_presented",
     )
 
     def __init__(self) -> None:
