@@ -187,6 +187,8 @@ async def test_two_workers_three_agents_a_hundred_token_lifetimes_of_faults_lose
         result = audit(slack_sim, github_sim, reporter.seeded, repo)
         assert result.clean and result.issues == result.bug_reports > 10, (repo, result)
     assert slack_sim.counters.reuse_detections == 0 and github_sim.counters.reuse_detections == 0
+    # Several users' agents share each worker's pools: no answer's cookie ever rode on a later request.
+    assert slack_sim.counters.cookies_presented == 0 and github_sim.counters.cookies_presented == 0
     assert owner.reconsents == 1
     alice_agents = [a for a, (user, *_) in zip(agents, plan, strict=True) if user == "alice"]
     assert sum(a.stats.read_while_github_blocked for a in alice_agents) >= 1
