@@ -76,9 +76,14 @@ def row_of(recorded: Recorded) -> Row:
         "account_id": storable(account_id, 32) if account_id is not None else None,
         "target": storable(target, 400) if target else None,
         "status": storable(status, 32) if status is not None else None,
-        "duration_ms": fields.get("duration_ms"),
+        "duration_ms": _integer_column(fields.get("duration_ms")),
         "detail": detail,
     }
+
+
+def _integer_column(value: int | None) -> int | None:
+    """A duration within the column's 32 bits (PostgreSQL refuses more): a row no write can store must not exist."""
+    return None if value is None else max(-(2**31), min(int(value), 2**31 - 1))
 
 
 def storable(text: str, limit: int) -> str:

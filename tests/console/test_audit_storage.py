@@ -156,14 +156,19 @@ async def test_a_row_no_database_could_store_is_stored_cleaned_and_the_rows_behi
 
     trail = AuditTrail(engine)
     await trail.record_tool_call(
-        "acme/nul\x00user\ud800", target="acme/t\x00\udfff/slack", status="ok\x00", tool="x\x00\ud83d", via="stdio"
+        "acme/nul\x00user\ud800",
+        target="acme/t\x00\udfff/slack",
+        status="ok\x00",
+        duration_ms=2**63,
+        tool="x\x00\ud83d",
+        via="stdio",
     )
     await trail.record_tool_call("acme/alice", target="acme/alice/slack", status="ok", tool="slack.read_channel")
     await trail.aclose()
 
     rows = read_back(trail, written_before)
-    assert [(row["actor"], row["target"], row["status"], row["detail"]) for row in rows] == [
-        ("acme/nul\ufffduser?", "acme/t\ufffd?/slack", "ok\ufffd", {"tool": "x\ufffd?", "via": "stdio"}),
-        ("acme/alice", "acme/alice/slack", "ok", {"tool": "slack.read_channel"}),
+    assert [(row["actor"], row["target"], row["status"], row["duration_ms"], row["detail"]) for row in rows] == [
+        ("acme/nul\ufffduser?", "acme/t\ufffd?/slack", "ok\ufffd", 2**31 - 1, {"tool": "x\ufffd?", "via": "stdio"}),
+        ("acme/alice", "acme/alice/slack", "ok", None, {"tool": "slack.read_channel"}),
     ]
     assert trail.dropped == 0
