@@ -95,7 +95,7 @@ class TokenManager:
     async def current(self, account: ConnectedAccount) -> CredentialSnapshot:
         """The stored credential, from an in-process cache that is re-read in the background. A stale entry is
         harmless: a rejected token leads to `refresh`, which always reads the row itself."""
-        snapshot = self._cache.cached(account.id) or await self._cache.get(account.id)
+        snapshot = await self._cache.get(account.id)
         if snapshot is None:
             raise GrantGoneError("not_connected", "The account has no credentials yet.")
         return snapshot
