@@ -156,19 +156,11 @@ class ProviderSession:
                     raise failures.AmbiguousWriteError("timeout", message) from None
                 raise failures.UpstreamCallError("timeout", message, retryable=True) from None
             except ResponseTooLarge as too_large:
-                raise failures.UpstreamCallError(
-                    "response_too_large",
-                    f"{name} sent an answer larger than {too_large.limit} bytes; it was not read.",
-                    retryable=False,
-                    outcome_unknown=not call.idempotent,
-                ) from None
+                too_large_answer = f"{name} sent an answer larger than {too_large.limit} bytes; it was not read."
+                raise _unreadable_answer(call, "response_too_large", too_large_answer) from None
             except httpx2.DecodingError:
-                raise failures.UpstreamCallError(
-                    "malformed_response",
-                    f"{name} sent an answer that could not be decoded.",
-                    retryable=False,
-                    outcome_unknown=not call.idempotent,
-                ) from None
+                undecodable = f"{name} sent an answer that could not be decoded."
+                raise _unreadable_answer(call, "malformed_response", undecodable) from None
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                 raise failures.UpstreamCallError("unreachable", f"{name} could not be reached.", retryable=True) from None
             except httpx2.TransportError as exc:
@@ -197,6 +189,12 @@ def _build_request(pool: ConnectorPool, call: ApiCall, url: str, headers: dict[s
         )
     except httpx2.InvalidURL:
         raise failures.InvalidInputError("request_too_large", "The arguments make a request URL too long to send.") from None
+
+
+def _unreadable_answer(call: ApiCall, reason: str, message: str) -> failures.UpstreamCallError:
+    """An answer that could not be read: not worth asking again, and a write's outcome unknown (it may have been
+    applied before the answer went wrong)."""
+    return failures.UpstreamCallError(reason, message, retryable=False, outcome_unknown=not call.idempotent)
 
 
 def _account_name(caller: Caller, connector_name: str, label: str) -> str:
