@@ -84,7 +84,7 @@ def account_rows(
             account_id: RefreshHistory(access_expires_at, refresh_expires_at, last_refresh_at, outcome, failures)
             for account_id, access_expires_at, refresh_expires_at, last_refresh_at, outcome, failures in session.execute(
                 statement
-            ).tuples()
+            )
         }
     revocations = Revocations(vault).latest_by_account()
     rows = []
