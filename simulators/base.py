@@ -28,6 +28,8 @@ from .grants import Grant, GrantResult, GrantStore, TokenCheck, TokenPolicy, Tok
 
 # The cookie every API answer sets (simulators/base.py api_call): a client must never present it again.
 API_COOKIE = "sim_session"
+# The most requests one control-API fault may cover: far more than a test or the demo asks for.
+MAX_FAULT_COUNT = 1_000_000
 
 ApiHandler = Callable[[Request, Grant], Awaitable[Response]]
 
@@ -479,6 +481,10 @@ class ProviderSimulator:
         handlers = {**self._standard_faults(), **self.extra_faults()}
         if name not in handlers:
             raise FaultError(f"unknown fault {name!r}; known: {', '.join(sorted(handlers))}")
+        count = spec.get("count", 0)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_FAULT_COUNT:
+            # Pending faults are kept one per request: an absurd count would only fill the simulator's memory.
+            raise FaultError(f"bad parameters for {name}: count must be a whole number from 0 to {MAX_FAULT_COUNT}")
         try:
             return {"fault": name, **(handlers[name](**spec) or {})}
         except (TypeError, ValueError) as exc:

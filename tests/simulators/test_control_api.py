@@ -88,6 +88,11 @@ def test_bad_fault_requests_are_refused(slack_http, slack):
     unknown = slack_http.post("/_sim/faults", json={"fault": "meteor"})
     assert unknown.status_code == 400 and "rate_limit" in unknown.json()["error"]
     assert slack_http.post("/_sim/faults", json={"fault": "rate_limit", "count": "many"}).status_code == 400
+    pending = slack_http.get("/_sim/stats").json()["faults"]
+    for absurd in (10**12, -1, True, 2.5):  # a count is kept one pending fault per request: bounded, whole
+        refused = slack_http.post("/_sim/faults", json={"fault": "fail", "count": absurd})
+        assert refused.status_code == 400 and "from 0 to 1000000" in refused.json()["error"]
+    assert slack_http.get("/_sim/stats").json()["faults"] == pending  # nothing was queued
     assert slack_http.post("/_sim/faults", json={"fault": "latency", "bogus": 1}).status_code == 400
     assert slack_http.post("/_sim/faults", content=b"not json").status_code == 400
     revoke_unknown = slack_http.post("/_sim/faults", json={"fault": "revoke", "access_token": "xoxe.xoxb-1-nope"})
