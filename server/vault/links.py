@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Engine, delete, or_, update
+from sqlalchemy import ColumnElement, Engine, delete, or_, update
 from sqlmodel import Session, col, select
 
 from server.vault.credentials import Credentials, CredentialWrite, TokenSecrets, open_secrets, refreshless_reason
@@ -82,20 +82,8 @@ class MagicLinks:
         """As `create`, unless the account is working again (then None). The status is checked by a write to the
         account's row in the link's own transaction, so it and a completing reconnect (which writes that row and
         retires the open links) happen one after the other: no link outlives the reconnect it was meant for."""
-        with open_session(self.engine) as session:
-            still_needed = rows_changed(
-                session,
-                update(ConnectedAccount)
-                .where(col(ConnectedAccount.id) == account.id, col(ConnectedAccount.status) != AccountStatus.ACTIVE.value)
-                .values(id=account.id),
-            )
-            if still_needed == 0:
-                session.rollback()
-                return None
-            link = _new_link(token, account, purpose, reason, ttl, issued_by)
-            session.add(link)
-            session.commit()
-        return link
+        not_working = col(ConnectedAccount.status) != AccountStatus.ACTIVE.value
+        return self._create_holding_account(_new_link(token, account, purpose, reason, ttl, issued_by), not_working)
 
     def create_unless_open(
         self,
@@ -110,15 +98,28 @@ class MagicLinks:
         """As `create`, unless the account already has an open link for `reason` (then None). The look and the
         insert are one transaction that first takes the account's row for writing, so callers asking at the same
         moment — in this process or another — make one link between them."""
+        return self._create_holding_account(
+            _new_link(token, account, purpose, reason, ttl, issued_by),
+            unless=lambda session: session.exec(_open_links(account.id, reason, utcnow())).first() is not None,
+        )
+
+    def _create_holding_account(
+        self,
+        link: MagicLink,
+        *where: ColumnElement[bool],
+        unless: Callable[[Session], bool] = lambda session: False,
+    ) -> MagicLink | None:
+        """Insert `link` in a transaction that first takes its account's row for writing, where `where` holds — a
+        write that changes nothing: PostgreSQL locks the row, SQLite the database, until this commits — unless the
+        row did not match or `unless` says so then (None)."""
         with open_session(self.engine) as session:
-            # A write that changes nothing: PostgreSQL locks the row, SQLite the database, until this commits.
             taken = rows_changed(
-                session, update(ConnectedAccount).where(col(ConnectedAccount.id) == account.id).values(id=account.id)
+                session,
+                update(ConnectedAccount).where(col(ConnectedAccount.id) == link.account_id, *where).values(id=link.account_id),
             )
-            if taken == 0 or session.exec(_open_links(account.id, reason, utcnow())).first() is not None:
+            if taken == 0 or unless(session):
                 session.rollback()
                 return None
-            link = _new_link(token, account, purpose, reason, ttl, issued_by)
             session.add(link)
             session.commit()
         return link
